@@ -1,0 +1,275 @@
+"""Operator back office. Actions call services; secrets are masked and revealing one is audited."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from cardshop.models import CardSecret, Order, OrderEvent, Product, SecretRevealLog
+from cardshop.services import delivery, orders, stock
+from core.errors import DomainError
+from payments import facade as payments
+
+
+class ImportSecretsForm(forms.Form):
+    text = forms.CharField(label=_("Secrets, one per line"), widget=forms.Textarea(attrs={"rows": 12}), required=False)
+    file = forms.FileField(label=_("…or a text file"), required=False)
+
+
+class ProductAdminForm(forms.ModelForm):
+    reusable_secret = forms.CharField(
+        label=_("reusable secret"),
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text=_("Write-only: leave empty to keep the current value."),
+    )
+
+    class Meta:
+        model = Product
+        fields = [
+            "merchant",
+            "name",
+            "slug",
+            "description",
+            "price_minor",
+            "currency",
+            "delivery_kind",
+            "reusable_secret",
+            "custom_fields",
+            "min_quantity",
+            "max_quantity",
+            "is_active",
+            "sort_order",
+        ]
+
+    def clean_reusable_secret(self) -> str:
+        return self.cleaned_data["reusable_secret"] or (self.instance.reusable_secret if self.instance.pk else "")
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    form = ProductAdminForm
+    list_display = ["name", "merchant", "price_display", "delivery_kind", "is_active", "import_link"]
+    list_filter = ["delivery_kind", "is_active", "merchant"]
+    prepopulated_fields = {"slug": ["name"]}
+    search_fields = ["name", "slug"]
+
+    @admin.display(description=_("price"))
+    def price_display(self, obj: Product) -> str:
+        return str(obj.price)
+
+    @admin.display(description=_("stock"))
+    def import_link(self, obj: Product) -> str:
+        if obj.delivery_kind != "unique":
+            return "—"
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:cardshop_product_import", args=[obj.pk]), _("Import secrets")
+        )
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/import/", self.admin_site.admin_view(self.import_view), name="cardshop_product_import")
+        ] + super().get_urls()
+
+    def import_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        product = get_object_or_404(Product, pk=pk)
+        if not self.has_change_permission(request, product):
+            return redirect("admin:index")
+        form = ImportSecretsForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            text = form.cleaned_data["text"] or ""
+            upload = form.cleaned_data["file"]
+            if upload:
+                text += "\n" + upload.read().decode("utf-8", errors="replace")
+            try:
+                result = stock.card_secrets_import(product_id=product.pk, text=text)
+            except DomainError as exc:
+                messages.error(request, exc.message)
+            else:
+                messages.success(
+                    request,
+                    _("Imported %(i)d, duplicates skipped %(d)d, invalid %(v)d.")
+                    % {"i": result.imported, "d": result.duplicates, "v": result.invalid},
+                )
+                return redirect("admin:cardshop_product_import", pk=product.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "product": product,
+            "title": _("Import secrets"),
+        }
+        return render(request, "admin/cardshop/import_secrets.html", context)
+
+
+@admin.register(CardSecret)
+class CardSecretAdmin(admin.ModelAdmin):
+    list_display = ["pk", "product", "masked", "status", "order", "reserved_until", "sold_at"]
+    list_filter = ["status", "product"]
+    fields = ["product", "masked", "status", "order", "reserved_until", "sold_at", "reveal"]
+    readonly_fields = fields
+    list_select_related = ["product", "order"]
+
+    @admin.display(description=_("secret"))
+    def masked(self, obj: CardSecret) -> str:
+        return "••••••••"
+
+    @admin.display(description=_("reveal"))
+    def reveal(self, obj: CardSecret) -> str:
+        url = reverse("admin:cardshop_cardsecret_reveal", args=[obj.pk])
+        return format_html('<a class="button" href="{}">{}</a>', url, _("Reveal (audited)"))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # secrets enter through the import, which encrypts and deduplicates
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/reveal/", self.admin_site.admin_view(self.reveal_view), name="cardshop_cardsecret_reveal")
+        ] + super().get_urls()
+
+    def reveal_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if not self.has_view_permission(request):
+            return redirect("admin:index")
+        secret_obj = get_object_or_404(CardSecret, pk=pk)
+        plaintext = None
+        if request.method == "POST":
+            plaintext = delivery.card_secret_reveal(
+                secret_id=pk, user=request.user, reason=request.POST.get("reason", "")
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "obj": secret_obj,
+            "plaintext": plaintext,
+            "title": _("Reveal secret"),
+        }
+        return render(request, "admin/cardshop/reveal_secret.html", context)
+
+
+class OrderEventInline(admin.TabularInline):
+    model = OrderEvent
+    extra = 0
+    can_delete = False
+    readonly_fields = ["created_at", "kind", "actor", "detail"]
+    fields = readonly_fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class FulfilForm(forms.Form):
+    note = forms.CharField(label=_("What the buyer receives"), widget=forms.Textarea(attrs={"rows": 6}))
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = ["order_no", "product", "quantity", "amount_display", "state", "masked_email", "created_at"]
+    list_filter = ["state", "product__delivery_kind", "merchant"]
+    search_fields = ["order_no", "email"]
+    list_select_related = ["product"]
+    inlines = [OrderEventInline]
+    readonly_fields = [
+        "order_no",
+        "merchant",
+        "product",
+        "quantity",
+        "amount_display",
+        "masked_email",
+        "buyer_ip",
+        "custom_input",
+        "state",
+        "expires_at",
+        "paid_at",
+        "delivered_at",
+        "notified_at",
+        "created_at",
+        "payments_display",
+        "fulfil_link",
+    ]
+    fields = readonly_fields
+    actions = ["retry_delivery"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # orders are never deleted: a payment may still arrive
+
+    @admin.display(description=_("amount"))
+    def amount_display(self, obj: Order) -> str:
+        return str(obj.amount)
+
+    @admin.display(description=_("email"))
+    def masked_email(self, obj: Order) -> str:
+        name, _sep, domain = obj.email.partition("@")
+        return f"{name[:2]}***@{domain}"
+
+    @admin.display(description=_("payments"))
+    def payments_display(self, obj: Order) -> str:
+        p = payments.payment_for_reference(reference=obj.order_no)
+        return f"{p.channel_code} {p.out_trade_no} {p.status} {p.amount}" if p else "—"
+
+    @admin.display(description=_("manual delivery"))
+    def fulfil_link(self, obj: Order) -> str:
+        if obj.product.delivery_kind != "manual" or obj.state != "paid":
+            return "—"
+        return format_html(
+            '<a class="button" href="{}">{}</a>', reverse("admin:cardshop_order_fulfil", args=[obj.pk]), _("Fulfil")
+        )
+
+    @admin.action(description=_("Retry delivery (after restocking)"))
+    def retry_delivery(self, request: HttpRequest, queryset) -> None:
+        for order in queryset:
+            try:
+                done = orders.order_delivery_retry(order_no=order.order_no, actor=request.user.get_username())
+            except DomainError as exc:
+                messages.error(request, f"{order.order_no}: {exc.message}")
+            else:
+                level = messages.SUCCESS if done else messages.WARNING
+                messages.add_message(
+                    request, level, f"{order.order_no}: {_('delivered') if done else _('still short of stock')}"
+                )
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/fulfil/", self.admin_site.admin_view(self.fulfil_view), name="cardshop_order_fulfil")
+        ] + super().get_urls()
+
+    def fulfil_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        order = get_object_or_404(Order, pk=pk)
+        if not self.has_view_permission(request, order):
+            return redirect("admin:index")
+        form = FulfilForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                orders.order_fulfil_manual(
+                    order_no=order.order_no, note=form.cleaned_data["note"], actor=request.user.get_username()
+                )
+            except DomainError as exc:
+                messages.error(request, exc.message)
+            else:
+                messages.success(request, _("Order delivered."))
+                return redirect("admin:cardshop_order_change", order.pk)
+        context = {**self.admin_site.each_context(request), "form": form, "order": order, "title": _("Fulfil order")}
+        return render(request, "admin/cardshop/fulfil_order.html", context)
+
+
+@admin.register(SecretRevealLog)
+class SecretRevealLogAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "user", "secret", "reason"]
+    readonly_fields = ["created_at", "user", "secret", "reason"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

@@ -1,0 +1,16 @@
+"""Celery app and the beat schedule (code, not database rows)."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cardshop.settings")
+
+app = Celery("cardshop")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+app.conf.beat_schedule = {
+    "orders-expire-due": {"task": "cardshop.orders_expire_due", "schedule": 30.0},
+    "payments-sync-pending": {"task": "cardshop.payments_sync_pending", "schedule": 60.0},
+}

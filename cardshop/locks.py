@@ -1,0 +1,40 @@
+"""Every select_for_update on cardshop models. Global lock order: Order, Payment, CardSecret."""
+
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from cardshop.models import CardSecret, Order, Product, SecretStatus
+
+
+def order_qs_locked() -> QuerySet[Order]:
+    return Order.objects.order_by("pk").select_for_update(of=("self",))
+
+
+def product_qs_locked() -> QuerySet[Product]:
+    return Product.objects.order_by("pk").select_for_update(of=("self",))
+
+
+def card_secrets_free_locked(*, product_id: int, count: int) -> list[CardSecret]:
+    """Take up to `count` free secrets, skipping rows another checkout holds.
+
+    A reservation whose time has passed counts as free even before the expiry task releases it.
+    """
+    free = Q(status=SecretStatus.AVAILABLE) | Q(status=SecretStatus.RESERVED, reserved_until__lt=timezone.now())
+    qs = (
+        CardSecret.objects.filter(free, product_id=product_id)
+        .order_by("pk")
+        .select_for_update(skip_locked=True, of=("self",))
+        .only("pk", "status", "order_id", "reserved_until")
+    )
+    return list(qs[:count])
+
+
+def card_secrets_of_order_locked(*, order_id: int) -> list[CardSecret]:
+    return list(
+        CardSecret.objects.filter(order_id=order_id)
+        .order_by("pk")
+        .select_for_update(of=("self",))
+        .only("pk", "status", "order_id", "reserved_until", "sold_at")
+    )

@@ -1,0 +1,68 @@
+"""Products a merchant sells and how each is delivered."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from core.fields import EncryptedTextField
+from core.models import Merchant
+from core.money import Money
+
+
+class DeliveryKind(models.TextChoices):
+    UNIQUE = "unique", _("unique card secrets (each sold once)")
+    REUSABLE = "reusable", _("one reusable secret for every buyer")
+    MANUAL = "manual", _("manual delivery by the operator")
+
+
+class Product(models.Model):
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(_("name"), max_length=120)
+    slug = models.SlugField(_("slug"), unique=True)
+    description = models.TextField(_("description"), blank=True)
+    price_minor = models.BigIntegerField(_("price (minor units)"))
+    currency = models.CharField(_("currency"), max_length=3, default="CNY")
+    delivery_kind = models.CharField(
+        _("delivery"), max_length=16, choices=DeliveryKind.choices, default=DeliveryKind.UNIQUE
+    )
+    reusable_secret = EncryptedTextField(_("reusable secret"), blank=True, default="")
+    custom_fields = models.JSONField(
+        _("buyer fields (manual delivery)"),
+        default=list,
+        blank=True,
+        help_text=_('A list like [{"name": "account", "label": "Game account", "required": true}]'),
+    )
+    min_quantity = models.PositiveIntegerField(_("minimum per order"), default=1)
+    max_quantity = models.PositiveIntegerField(_("maximum per order"), default=5)
+    is_active = models.BooleanField(_("on sale"), default=True)
+    sort_order = models.IntegerField(_("sort order"), default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("product")
+        verbose_name_plural = _("products")
+        ordering = ["sort_order", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(price_minor__gt=0), name="product_price_positive"),
+            models.CheckConstraint(
+                condition=models.Q(min_quantity__gte=1, max_quantity__gte=models.F("min_quantity")),
+                name="product_quantity_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def price(self) -> Money:
+        return Money(self.price_minor, self.currency)
+
+    def clean(self) -> None:
+        if self.delivery_kind == DeliveryKind.REUSABLE and not self.reusable_secret:
+            raise ValidationError({"reusable_secret": _("A reusable product needs its secret.")})
+        if not isinstance(self.custom_fields, list) or not all(
+            isinstance(f, dict) and f.get("name") for f in self.custom_fields
+        ):
+            raise ValidationError({"custom_fields": _("Each field needs at least a name.")})

@@ -1,0 +1,125 @@
+"""Orders (a protected FSM), their event timeline and the audit of secret reveals."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+
+from cardshop.models.catalog import Product
+from core.fields import EncryptedTextField
+from core.models import Merchant
+from core.money import Money
+
+
+class OrderState(models.TextChoices):
+    PENDING = "pending", _("awaiting payment")
+    PAID = "paid", _("paid")
+    DELIVERED = "delivered", _("delivered")
+    UNDELIVERABLE = "undeliverable", _("paid, stock gone: operator action needed")
+    EXPIRED = "expired", _("expired")
+    CANCELLED = "cancelled", _("cancelled")
+
+
+S = OrderState
+
+
+class Order(ConcurrentTransitionMixin, models.Model):
+    order_no = models.CharField(_("order no"), max_length=32, unique=True)
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="orders")
+    quantity = models.PositiveIntegerField(_("quantity"))
+    unit_price_minor = models.BigIntegerField(_("unit price (minor units)"))
+    amount_minor = models.BigIntegerField(_("amount (minor units)"))
+    currency = models.CharField(_("currency"), max_length=3)
+    email = models.EmailField(_("email"))
+    query_password_hash = models.CharField(max_length=128, editable=False)
+    buyer_ip = models.GenericIPAddressField(_("buyer IP"), null=True, blank=True)
+    custom_input = models.JSONField(_("buyer input"), default=dict, blank=True)
+    delivery_note = EncryptedTextField(_("manual delivery"), blank=True, default="")
+    state = FSMField(_("state"), default=S.PENDING, choices=S.choices, protected=True)
+    expires_at = models.DateTimeField(_("expires at"))
+    paid_at = models.DateTimeField(_("paid at"), null=True, blank=True)
+    delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
+    notified_at = models.DateTimeField(_("buyer notified at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("order")
+        verbose_name_plural = _("orders")
+        constraints = [
+            models.CheckConstraint(condition=models.Q(quantity__gte=1), name="order_quantity_positive"),
+            models.CheckConstraint(
+                condition=models.Q(amount_minor=models.F("unit_price_minor") * models.F("quantity")),
+                name="order_amount_is_price_times_quantity",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["state", "expires_at"], name="order_state_expiry"),
+            models.Index(fields=["email", "state"], name="order_email_state"),
+            models.Index(fields=["buyer_ip", "state"], name="order_ip_state"),
+        ]
+
+    def __str__(self) -> str:
+        return self.order_no
+
+    @property
+    def amount(self) -> Money:
+        return Money(self.amount_minor, self.currency)
+
+    # Transitions only change fields; services lock, check, save and record events.
+    @transition(field=state, source=[S.PENDING, S.EXPIRED, S.CANCELLED], target=S.PAID)
+    def mark_paid(self) -> None:
+        self.paid_at = timezone.now()
+
+    @transition(field=state, source=[S.PAID, S.UNDELIVERABLE], target=S.DELIVERED)
+    def deliver(self) -> None:
+        self.delivered_at = timezone.now()
+
+    @transition(field=state, source=S.PAID, target=S.UNDELIVERABLE)
+    def mark_undeliverable(self) -> None:
+        pass
+
+    @transition(field=state, source=S.PENDING, target=S.EXPIRED)
+    def expire(self) -> None:
+        pass
+
+    @transition(field=state, source=S.PENDING, target=S.CANCELLED)
+    def cancel(self) -> None:
+        pass
+
+
+class OrderEvent(models.Model):
+    """Append-only timeline of what happened to an order and who did it."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(_("event"), max_length=40)
+    detail = models.JSONField(_("detail"), default=dict, blank=True)
+    actor = models.CharField(_("actor"), max_length=80, default="system")
+    created_at = models.DateTimeField(_("at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("order event")
+        verbose_name_plural = _("order events")
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.order_id}:{self.kind}"
+
+
+class SecretRevealLog(models.Model):
+    """Who saw which secret in the back office, and when."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    secret = models.ForeignKey("cardshop.CardSecret", on_delete=models.PROTECT, related_name="+")
+    reason = models.CharField(_("reason"), max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("secret reveal")
+        verbose_name_plural = _("secret reveals")
+
+    def __str__(self) -> str:
+        return f"{self.user_id} saw #{self.secret_id}"

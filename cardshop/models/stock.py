@@ -1,0 +1,43 @@
+"""Card secrets: encrypted at rest, deduplicated by a keyed hash, reserved then sold."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from cardshop.models.catalog import Product
+from core.crypto import mask
+from core.fields import EncryptedTextField
+
+
+class SecretStatus(models.TextChoices):
+    AVAILABLE = "available", _("available")
+    RESERVED = "reserved", _("reserved")
+    SOLD = "sold", _("sold")
+
+
+class CardSecret(models.Model):
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="secrets")
+    secret = EncryptedTextField(_("secret"))
+    secret_hash = models.CharField(max_length=64, editable=False)
+    status = models.CharField(_("status"), max_length=16, choices=SecretStatus.choices, default=SecretStatus.AVAILABLE)
+    order = models.ForeignKey("cardshop.Order", on_delete=models.PROTECT, null=True, blank=True, related_name="secrets")
+    reserved_until = models.DateTimeField(null=True, blank=True)
+    sold_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("card secret")
+        verbose_name_plural = _("card secrets")
+        constraints = [
+            models.UniqueConstraint(fields=["product", "secret_hash"], name="card_secret_unique_per_product"),
+            models.CheckConstraint(
+                condition=models.Q(status="available", order__isnull=True) | ~models.Q(status="available"),
+                name="card_secret_available_has_no_order",
+            ),
+        ]
+        indexes = [models.Index(fields=["product", "status", "reserved_until"], name="card_secret_free_idx")]
+
+    def __str__(self) -> str:
+        # Never the plaintext: only the id and the hash's tail.
+        return f"#{self.pk} {mask(self.secret_hash)}"

@@ -1,0 +1,114 @@
+"""Checkout: create an order and reserve its stock; start its payment after commit."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.hashers import make_password
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from cardshop.models import DeliveryKind, Order, OrderState, Product
+from cardshop.services.delivery import card_secrets_reserve
+from cardshop.services.events import order_event_add
+from core import ids
+from core.errors import DomainError
+from payments import facade as payments
+from payments.contracts import PaymentRequest, PaymentView
+
+QUERY_PASSWORD_MIN = 6
+
+
+def _validate(product: Product, quantity: int, email: str, query_password: str, custom_input: dict[str, str]) -> dict:
+    if not product.is_active:
+        raise DomainError("not_on_sale", _("This product is not on sale."))
+    if not (product.min_quantity <= quantity <= product.max_quantity):
+        raise DomainError(
+            "quantity",
+            _("Quantity must be between %(min)d and %(max)d.")
+            % {"min": product.min_quantity, "max": product.max_quantity},
+        )
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise DomainError("email", _("Enter a valid email address.")) from None
+    if len(query_password) < QUERY_PASSWORD_MIN or len(query_password) > 64:
+        raise DomainError("query_password", _("The query password needs 6 to 64 characters."))
+    cleaned: dict[str, str] = {}
+    if product.delivery_kind == DeliveryKind.MANUAL:
+        for f in product.custom_fields:
+            value = str(custom_input.get(f["name"], "")).strip()[:500]
+            if f.get("required") and not value:
+                raise DomainError("custom_field", _("Please fill in %(label)s.") % {"label": f.get("label", f["name"])})
+            cleaned[f["name"]] = value
+    return cleaned
+
+
+def order_create(
+    *,
+    product_id: int,
+    quantity: int,
+    email: str,
+    query_password: str,
+    buyer_ip: str | None,
+    custom_input: dict[str, Any] | None = None,
+) -> Order:
+    """Create a PENDING order and reserve its stock in one transaction, or change nothing."""
+    product = Product.objects.filter(pk=product_id).first()
+    if product is None:
+        raise DomainError("not_found", _("No such product."))
+    email = email.strip().lower()
+    cleaned = _validate(product, quantity, email, query_password, custom_input or {})
+    password_hash = make_password(query_password, hasher="pbkdf2_sha256_query")
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        holding = Q(email=email) | Q(buyer_ip=buyer_ip) if buyer_ip else Q(email=email)
+        pending = Order.objects.filter(holding, state=OrderState.PENDING, expires_at__gt=now).count()
+        if pending >= settings.CARDSHOP_MAX_PENDING_PER_BUYER:
+            raise DomainError("too_many_pending", _("You already have unpaid orders. Pay or cancel them first."))
+        order = Order.objects.create(
+            order_no=ids.order_no(),
+            merchant_id=product.merchant_id,
+            product=product,
+            quantity=quantity,
+            unit_price_minor=product.price_minor,
+            amount_minor=product.price_minor * quantity,
+            currency=product.currency,
+            email=email,
+            query_password_hash=password_hash,
+            buyer_ip=buyer_ip,
+            custom_input=cleaned,
+            expires_at=now + timedelta(seconds=settings.CARDSHOP_ORDER_TTL_SECONDS),
+        )
+        if product.delivery_kind == DeliveryKind.UNIQUE:
+            if card_secrets_reserve(order=order, count=quantity) < quantity:
+                raise DomainError("out_of_stock", _("Not enough stock left for this quantity."))
+        order_event_add(order=order, kind="created", quantity=quantity, amount=order.amount_minor)
+    return order
+
+
+def order_payment_start(*, order_no: str, client_ip: str, method: str = "alipay") -> PaymentView:
+    """Ask payments for the order's pay page data. Runs after the checkout commit: no lock held."""
+    order = Order.objects.select_related("product").get(order_no=order_no)
+    if order.state != OrderState.PENDING or order.expires_at <= timezone.now():
+        raise DomainError("not_payable", _("This order can no longer be paid."))
+    base = settings.CARDSHOP_PUBLIC_URL
+    return payments.payment_start(
+        request=PaymentRequest(
+            reference=order.order_no,
+            amount=order.amount,
+            subject=order.product.name,
+            notify_url=base + reverse("notify", args=["epay"]),
+            return_url=base + reverse("order_detail", args=[order.order_no]),
+            client_ip=client_ip,
+            channel_code="epay",
+            method=method,
+        )
+    )

@@ -1,0 +1,91 @@
+"""Stock reservation, delivery of card secrets, and audited reveals."""
+
+from __future__ import annotations
+
+import logging
+
+from django.utils import timezone
+from django_fsm import can_proceed
+
+from cardshop.locks import card_secrets_free_locked, card_secrets_of_order_locked
+from cardshop.models import CardSecret, DeliveryKind, Order, OrderState, SecretRevealLog, SecretStatus
+from cardshop.services.events import order_event_add
+from core.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+
+def card_secrets_reserve(*, order: Order, count: int) -> int:
+    """Reserve up to `count` free secrets for `order` until it expires; returns how many were taken."""
+    taken = card_secrets_free_locked(product_id=order.product_id, count=count)
+    if taken:
+        CardSecret.objects.filter(pk__in=[s.pk for s in taken]).update(
+            status=SecretStatus.RESERVED, order=order, reserved_until=order.expires_at
+        )
+    return len(taken)
+
+
+def card_secrets_release(*, order: Order) -> int:
+    """Return the order's still-reserved secrets to stock (expiry, cancel)."""
+    held = [s.pk for s in card_secrets_of_order_locked(order_id=order.pk) if s.status == SecretStatus.RESERVED]
+    return CardSecret.objects.filter(pk__in=held).update(status=SecretStatus.AVAILABLE, order=None, reserved_until=None)
+
+
+def order_deliver_paid(*, order: Order, actor: str = "system") -> bool:
+    """Deliver a locked PAID (or UNDELIVERABLE) order if its goods can be handed over now.
+
+    Unique secrets: the order's reservation is sold; whatever another checkout took after the
+    reservation lapsed is re-reserved from free stock. Too little stock leaves the order
+    UNDELIVERABLE for an operator, with nothing half-sold. Manual goods wait in PAID.
+    """
+    kind = order.product.delivery_kind
+    if kind == DeliveryKind.MANUAL:
+        order_event_add(order=order, kind="awaiting_manual_delivery", actor=actor)
+        return False
+    if kind == DeliveryKind.UNIQUE:
+        held = [s for s in card_secrets_of_order_locked(order_id=order.pk) if s.status != SecretStatus.SOLD]
+        missing = order.quantity - len(held)
+        if missing > 0:
+            missing -= card_secrets_reserve(order=order, count=missing)
+        if missing > 0:
+            card_secrets_release(order=order)
+            if can_proceed(order.mark_undeliverable):
+                order.mark_undeliverable()
+                order.save(update_fields=["state"])
+            order_event_add(order=order, kind="undeliverable", actor=actor, missing=missing)
+            log.warning("order %s paid but %d secrets short", order.order_no, missing)
+            return False
+        now = timezone.now()
+        sold = (
+            CardSecret.objects.filter(order=order)
+            .exclude(status=SecretStatus.SOLD)
+            .update(status=SecretStatus.SOLD, sold_at=now, reserved_until=None)
+        )
+        if CardSecret.objects.filter(order=order, status=SecretStatus.SOLD).count() != order.quantity:
+            raise DomainError("delivery_mismatch", "sold secrets do not match the quantity")
+    else:
+        sold = 0
+    order.deliver()
+    order.save(update_fields=["state", "delivered_at"])
+    order_event_add(order=order, kind="delivered", actor=actor, secrets=sold)
+    return True
+
+
+def order_secrets_for_buyer(*, order: Order) -> list[str]:
+    """The delivered goods as text, for the buyer's order page (access checked by the caller)."""
+    if order.state != OrderState.DELIVERED:
+        return []
+    kind = order.product.delivery_kind
+    if kind == DeliveryKind.UNIQUE:
+        return [s.secret for s in CardSecret.objects.filter(order=order, status=SecretStatus.SOLD).order_by("pk")]
+    if kind == DeliveryKind.REUSABLE:
+        return [order.product.reusable_secret]
+    return [order.delivery_note] if order.delivery_note else []
+
+
+def card_secret_reveal(*, secret_id: int, user, reason: str = "") -> str:
+    """Decrypt one secret for an operator and record who looked."""
+    secret = CardSecret.objects.get(pk=secret_id)
+    SecretRevealLog.objects.create(user=user, secret=secret, reason=reason[:200])
+    log.info("secret #%s revealed to %s", secret_id, user)
+    return secret.secret

@@ -1,0 +1,142 @@
+"""Order use cases after checkout: paid (push and pull), expiry, cancel, manual fulfilment."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django_fsm import can_proceed
+
+from cardshop.locks import order_qs_locked
+from cardshop.models import DeliveryKind, Order, OrderState
+from cardshop.services.delivery import card_secrets_release, order_deliver_paid
+from cardshop.services.events import order_event_add
+from core.errors import DomainError
+from core.money import Money
+from payments import facade as payments
+from payments.contracts import NotificationOutcome
+
+log = logging.getLogger(__name__)
+
+
+def _notify_buyer_on_commit(order: Order) -> None:
+    from cardshop.tasks import order_delivery_notify_task
+
+    order_id = order.pk
+    transaction.on_commit(lambda: order_delivery_notify_task.delay(order_id))
+
+
+def order_paid_apply(*, order_no: str, amount: Money, source: str, out_trade_no: str) -> Order:
+    """A payment for `order_no` newly succeeded: mark the order paid and deliver, inside the caller's transaction.
+
+    Late payments (order expired or cancelled) are honoured; a second payment for an order that is
+    already paid is recorded for an operator rather than delivering twice.
+    """
+    order = order_qs_locked().get(order_no=order_no)
+    if amount != order.amount:
+        # payments checked the amount against the payment it created from this order: this is a bug, not input.
+        raise DomainError("amount_mismatch", "payment amount differs from the order amount")
+    if not can_proceed(order.mark_paid):
+        order_event_add(order=order, kind="extra_payment", source=source, out_trade_no=out_trade_no)
+        log.error("order %s received another payment %s while %s", order_no, out_trade_no, order.state)
+        return order
+    late = order.state != OrderState.PENDING
+    order.mark_paid()
+    order.save(update_fields=["state", "paid_at"])
+    order_event_add(order=order, kind="paid", source=source, out_trade_no=out_trade_no, late=late)
+    if order_deliver_paid(order=order):
+        _notify_buyer_on_commit(order)
+    return order
+
+
+def payment_notification_handle(
+    *, channel_code: str, params: Mapping[str, list[str]], body: bytes
+) -> NotificationOutcome:
+    """A provider callback: verify, dedupe, move the payment, and if it newly succeeded pay and deliver the order.
+
+    One durable transaction: either all of it is applied and acknowledged, or nothing is.
+    """
+    with transaction.atomic(durable=True):
+        outcome = payments.notification_apply(channel_code=channel_code, params=params, body=body)
+        if outcome.newly_succeeded:
+            order_paid_apply(
+                order_no=outcome.reference, amount=outcome.amount, source="notify", out_trade_no=outcome.out_trade_no
+            )
+    return outcome
+
+
+def payment_sync(*, out_trade_no: str) -> bool:
+    """Pull path: query the provider (no lock held), then apply the answer like a notify. True if newly paid."""
+    observation = payments.payment_query(out_trade_no=out_trade_no)
+    if observation is None:
+        return False
+    with transaction.atomic(durable=True):
+        outcome = payments.query_result_apply(out_trade_no=out_trade_no, observation=observation)
+        if outcome.newly_succeeded:
+            order_paid_apply(
+                order_no=outcome.reference, amount=outcome.amount, source="query", out_trade_no=out_trade_no
+            )
+    return outcome.newly_succeeded
+
+
+def order_expire(*, order_id: int) -> bool:
+    """Expire one unpaid order whose time is up and release its stock. The order row is kept forever:
+    a payment may still arrive for it."""
+    with transaction.atomic(durable=True):
+        order = order_qs_locked().filter(pk=order_id).first()
+        if order is None or not can_proceed(order.expire) or order.expires_at > timezone.now():
+            return False
+        order.expire()
+        order.save(update_fields=["state"])
+        released = card_secrets_release(order=order)
+        order_event_add(order=order, kind="expired", released=released)
+    return True
+
+
+def orders_expire_due(*, limit: int = 500) -> int:
+    due = Order.objects.filter(state=OrderState.PENDING, expires_at__lte=timezone.now()).order_by("expires_at")
+    return sum(order_expire(order_id=pk) for pk in due.values_list("pk", flat=True)[:limit])
+
+
+def order_cancel(*, order_no: str, actor: str = "buyer") -> Order:
+    with transaction.atomic(durable=True):
+        order = order_qs_locked().get(order_no=order_no)
+        if not can_proceed(order.cancel):
+            raise DomainError("not_cancellable", _("This order can no longer be cancelled."))
+        order.cancel()
+        order.save(update_fields=["state"])
+        released = card_secrets_release(order=order)
+        order_event_add(order=order, kind="cancelled", actor=actor, released=released)
+    return order
+
+
+def order_fulfil_manual(*, order_no: str, note: str, actor: str) -> Order:
+    """An operator hands over a manual-delivery order (the text is encrypted at rest)."""
+    note = note.strip()
+    if not note:
+        raise DomainError("empty_delivery", _("Write what the buyer receives."))
+    with transaction.atomic(durable=True):
+        order = order_qs_locked().select_related("product").get(order_no=order_no)
+        if order.product.delivery_kind != DeliveryKind.MANUAL or order.state != OrderState.PAID:
+            raise DomainError("not_manual_paid", _("Only paid manual-delivery orders can be fulfilled by hand."))
+        order.delivery_note = note
+        order.deliver()
+        order.save(update_fields=["state", "delivered_at", "delivery_note"])
+        order_event_add(order=order, kind="delivered", actor=actor, manual=True)
+        _notify_buyer_on_commit(order)
+    return order
+
+
+def order_delivery_retry(*, order_no: str, actor: str) -> bool:
+    """After a restock, deliver an order that was paid while stock was gone."""
+    with transaction.atomic(durable=True):
+        order = order_qs_locked().select_related("product").get(order_no=order_no)
+        if order.state != OrderState.UNDELIVERABLE:
+            raise DomainError("not_undeliverable", _("Only undeliverable orders can be retried."))
+        delivered = order_deliver_paid(order=order, actor=actor)
+        if delivered:
+            _notify_buyer_on_commit(order)
+    return delivered

@@ -1,0 +1,193 @@
+"""The only settings module. Everything comes from the environment; defaults run the demo.
+
+DATABASE_URL (PostgreSQL) / REDIS_URL (cache) / CELERY_BROKER_URL switch to production services.
+With DEBUG off the project refuses to start without DJANGO_SECRET_KEY, CARDSHOP_SECRET_KEYS and
+CARDSHOP_HASH_KEY. With DEBUG on, missing keys are generated once into var/dev-secrets.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("CARDSHOP_VAR_DIR", BASE_DIR / "var"))
+env = os.environ.get
+
+
+def _flag(name: str, default: bool) -> bool:
+    return env(name, "1" if default else "0").lower() in ("1", "true", "yes", "on")
+
+
+DEBUG = _flag("DEBUG", False)
+
+
+def _secrets() -> dict[str, str]:
+    wanted = {
+        "DJANGO_SECRET_KEY": lambda: secrets.token_urlsafe(50),
+        "CARDSHOP_SECRET_KEYS": lambda: __import__("core.crypto", fromlist=["x"]).generate_key_spec("dev1"),
+        "CARDSHOP_HASH_KEY": lambda: secrets.token_urlsafe(32),
+    }
+    found = {k: env(k, "") for k in wanted}
+    missing = [k for k, v in found.items() if not v]
+    if missing and not DEBUG:
+        raise ImproperlyConfigured(f"set {', '.join(missing)} in the environment (DEBUG is off)")
+    if missing:
+        path = VAR_DIR / "dev-secrets.json"
+        stored = json.loads(path.read_text()) if path.exists() else {}
+        for k in missing:
+            stored.setdefault(k, wanted[k]())
+            found[k] = stored[k]
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(stored, indent=2))
+        path.chmod(0o600)
+    return found
+
+
+_keys = _secrets()
+SECRET_KEY = _keys["DJANGO_SECRET_KEY"]
+CARDSHOP_SECRET_KEYS = _keys["CARDSHOP_SECRET_KEYS"]
+CARDSHOP_HASH_KEY = _keys["CARDSHOP_HASH_KEY"]
+
+ALLOWED_HOSTS = [h for h in env("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [o for o in env("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+# Where providers send callbacks and buyers come back to; the demo serves on 127.0.0.1:8000.
+CARDSHOP_PUBLIC_URL = env("CARDSHOP_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "core.apps.CoreConfig",
+    "payments.apps.PaymentsConfig",
+    "cardshop.apps.CardshopConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "cardshop.urls"
+WSGI_APPLICATION = "cardshop.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASES = {"default": dj_database_url.config(default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}", conn_max_age=0)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several processes (web, worker, beat) share the demo file: wait instead of failing on a write lock.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
+elif _flag("DATABASE_POOL", False):
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 2, "max_size": 8}
+
+REDIS_URL = env("REDIS_URL", "")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "cardshop"}}
+
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "core.hashers.QueryPasswordHasher",
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = env("TIME_ZONE", "Asia/Shanghai")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
+EMAIL_FILE_PATH = VAR_DIR / "mail"
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "CardShop <noreply@cardshop.local>")
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = _flag("SECURE_COOKIES", not DEBUG and CARDSHOP_PUBLIC_URL.startswith("https"))
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# --- Celery: the embedded default needs no server (kombu filesystem transport). ---
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL == "filesystem://":
+    _q = VAR_DIR / "celery"
+    for _d in ("out", "processed", "control"):
+        (_q / _d).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_q / "out"),
+        "data_folder_out": str(_q / "out"),
+        "processed_folder": str(_q / "processed"),
+        "store_processed": False,
+        "control_folder": str(_q / "control"),
+        "polling_interval": 0.1,
+    }
+CELERY_TASK_ALWAYS_EAGER = _flag("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Shop rules (operators tune these by environment) ---
+CARDSHOP_ORDER_TTL_SECONDS = int(env("CARDSHOP_ORDER_TTL_SECONDS", "900"))
+CARDSHOP_MAX_PENDING_PER_BUYER = int(env("CARDSHOP_MAX_PENDING_PER_BUYER", "3"))
+CARDSHOP_PAYMENT_SYNC_AFTER_SECONDS = int(env("CARDSHOP_PAYMENT_SYNC_AFTER_SECONDS", "120"))
+CARDSHOP_LOOKUP_RATE_IP = env("CARDSHOP_LOOKUP_RATE_IP", "20/h")
+CARDSHOP_LOOKUP_RATE_ORDER = env("CARDSHOP_LOOKUP_RATE_ORDER", "5/15m")
+RATELIMIT_USE_CACHE = "default"
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+}

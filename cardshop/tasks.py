@@ -1,0 +1,36 @@
+"""Celery entry points: each takes ids, calls one service, and is safe to run twice."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+
+from cardshop.services import notifications, orders
+from payments import facade as payments
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="cardshop.order_delivery_notify", autoretry_for=(OSError,), retry_backoff=30, max_retries=8)
+def order_delivery_notify_task(order_id: int) -> bool:
+    return notifications.order_delivery_email_send(order_id=order_id)
+
+
+@shared_task(name="cardshop.orders_expire_due")
+def orders_expire_due_task() -> int:
+    return orders.orders_expire_due()
+
+
+@shared_task(name="cardshop.payments_sync_pending")
+def payments_sync_pending_task() -> int:
+    due = payments.payments_due_for_sync(older_than=timedelta(seconds=settings.CARDSHOP_PAYMENT_SYNC_AFTER_SECONDS))
+    newly = 0
+    for out_trade_no in due:
+        try:
+            newly += orders.payment_sync(out_trade_no=out_trade_no)
+        except Exception:  # one provider error must not stop the sweep; the next run retries
+            log.exception("sync of %s failed", out_trade_no)
+    return newly

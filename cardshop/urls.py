@@ -1,0 +1,19 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from cardshop.views import health, notify, pay, storefront
+
+urlpatterns = [
+    path("", storefront.catalog, name="catalog"),
+    path("p/<slug:slug>/", storefront.product_detail, name="product_detail"),
+    path("orders/lookup/", storefront.order_lookup, name="order_lookup"),
+    path("orders/<str:order_no>/", storefront.order_detail, name="order_detail"),
+    path("orders/<str:order_no>/pay/", pay.order_pay, name="order_pay"),
+    path("orders/<str:order_no>/status/", storefront.order_status, name="order_status"),
+    path("orders/<str:order_no>/cancel/", storefront.order_cancel, name="order_cancel"),
+    path("notify/<slug:channel_code>/", notify.provider_notify, name="notify"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,34 @@
+"""Provider callbacks. Raw parameters go to one service; the answer is the channel's own ACK.
+
+A rejected callback gets a 4xx with its reason and changes nothing. A failure of ours (database
+down) gets a 5xx so the provider retries: nothing is acknowledged that was not applied.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from cardshop.services.orders import payment_notification_handle
+from payments.contracts import NotificationRejected
+
+log = logging.getLogger(__name__)
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def provider_notify(request: HttpRequest, channel_code: str) -> HttpResponse:
+    params = request.GET if request.method == "GET" else request.POST
+    try:
+        outcome = payment_notification_handle(channel_code=channel_code, params=dict(params.lists()), body=request.body)
+    except NotificationRejected as exc:
+        status = 404 if exc.code == "unknown_channel" else 400
+        return HttpResponse(f"fail: {exc.code}: {exc.message}", status=status, content_type="text/plain")
+    except DatabaseError:
+        log.exception("notify for %s could not be applied; provider will retry", channel_code)
+        return HttpResponse("fail: temporarily unavailable", status=503, content_type="text/plain")
+    return HttpResponse(outcome.ack_body, status=outcome.ack_status, content_type="text/plain")

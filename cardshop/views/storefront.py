@@ -1,0 +1,125 @@
+"""Storefront pages: catalog, product + checkout, order page and status poll, lookup, cancel."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_ratelimit.core import is_ratelimited
+
+from cardshop import selectors
+from cardshop.forms import CheckoutForm, LookupForm
+from cardshop.models import DeliveryKind, OrderState
+from cardshop.services import checkout, delivery, orders
+from cardshop.services.notifications import order_link_token_check
+from cardshop.views.access import client_ip, grant_order, order_for_session_or_404
+from core.errors import DomainError
+
+
+@require_GET
+def catalog(request: HttpRequest) -> HttpResponse:
+    products = [(p, selectors.product_stock(p)) for p in selectors.product_list_on_sale()]
+    return render(request, "cardshop/catalog.html", {"products": products})
+
+
+@require_http_methods(["GET", "POST"])
+def product_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    product = selectors.product_on_sale(slug=slug)
+    if product is None:
+        raise Http404
+    form = CheckoutForm(request.POST or None, initial={"quantity": product.min_quantity})
+    if request.method == "POST" and form.is_valid():
+        custom = {f["name"]: request.POST.get(f"field_{f['name']}", "") for f in product.custom_fields}
+        try:
+            order = checkout.order_create(
+                product_id=product.pk,
+                quantity=form.cleaned_data["quantity"],
+                email=form.cleaned_data["email"],
+                query_password=form.cleaned_data["query_password"],
+                buyer_ip=client_ip(request) or None,
+                custom_input=custom,
+            )
+        except DomainError as exc:
+            form.add_error(None, exc.message)
+        else:
+            grant_order(request, order.order_no)
+            return redirect("order_pay", order_no=order.order_no)
+    context = {
+        "product": product,
+        "stock": selectors.product_stock(product),
+        "form": form,
+        "custom_fields": product.custom_fields if product.delivery_kind == DeliveryKind.MANUAL else [],
+    }
+    return render(request, "cardshop/product.html", context, status=400 if form.errors else 200)
+
+
+@require_GET
+def order_detail(request: HttpRequest, order_no: str) -> HttpResponse:
+    token = request.GET.get("t")
+    if token and order_link_token_check(token) == order_no:
+        grant_order(request, order_no)
+        return redirect("order_detail", order_no=order_no)
+    order = order_for_session_or_404(request, order_no)
+    context = {
+        "order": order,
+        "secrets": delivery.order_secrets_for_buyer(order=order),
+        "is_pending": order.state == OrderState.PENDING,
+        "poll": order.state in (OrderState.PENDING, OrderState.PAID),
+    }
+    return render(request, "cardshop/order.html", context)
+
+
+@require_GET
+def order_status(request: HttpRequest, order_no: str) -> JsonResponse:
+    order = order_for_session_or_404(request, order_no)
+    return JsonResponse({"order_no": order.order_no, "state": order.state, "label": order.get_state_display()})
+
+
+@require_POST
+def order_cancel(request: HttpRequest, order_no: str) -> HttpResponse:
+    order = order_for_session_or_404(request, order_no)
+    try:
+        orders.order_cancel(order_no=order.order_no)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    return redirect("order_detail", order_no=order_no)
+
+
+@require_http_methods(["GET", "POST"])
+def order_lookup(request: HttpRequest) -> HttpResponse:
+    form = LookupForm(request.POST or None)
+    found = None
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        needle = form.cleaned_data["order_no_or_email"].strip().lower()
+        # Count every attempt, per IP and per order/email, before checking the password.
+        limited_ip = is_ratelimited(
+            request, group="lookup-ip", key="ip", rate=settings.CARDSHOP_LOOKUP_RATE_IP, increment=True
+        )
+        limited_order = is_ratelimited(
+            request,
+            group="lookup-order",
+            key=lambda _group, _request: needle,
+            rate=settings.CARDSHOP_LOOKUP_RATE_ORDER,
+            increment=True,
+        )
+        if limited_ip or limited_order:
+            form.add_error(None, _("Too many attempts. Please wait a while and try again."))
+            status = 429
+        else:
+            found = selectors.orders_for_lookup(
+                order_no_or_email=needle, query_password=form.cleaned_data["query_password"]
+            )
+            if found and len(found) == 1:
+                grant_order(request, found[0].order_no)
+                return redirect("order_detail", order_no=found[0].order_no)
+            if found:
+                for o in found:
+                    grant_order(request, o.order_no)
+            else:
+                form.add_error(None, _("No order matches this order number or email and password."))
+                status = 404
+    return render(request, "cardshop/lookup.html", {"form": form, "found": found}, status=status)

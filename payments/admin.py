@@ -1,0 +1,93 @@
+"""Channel accounts (credentials write-only), payments and the raw notification inbox (read-only)."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import admin
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from core.crypto import mask
+from payments.models import ChannelAccount, Payment, ProviderNotification
+
+
+class ChannelAccountForm(forms.ModelForm):
+    credentials = forms.CharField(
+        label=_("credentials (JSON)"),
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text=_('Write-only, e.g. {"key": "..."}. Leave empty to keep the stored credentials.'),
+    )
+
+    class Meta:
+        model = ChannelAccount
+        fields = ["code", "name", "merchant_no", "base_url", "currency", "credentials", "enabled", "priority"]
+
+    def clean_credentials(self) -> str:
+        raw = self.cleaned_data["credentials"]
+        if not raw:
+            return self.instance.credentials if self.instance.pk else ""
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise forms.ValidationError(_("Credentials must be a JSON object.")) from None
+        if not isinstance(data, dict) or not all(isinstance(v, str) and v for v in data.values()):
+            raise forms.ValidationError(_("Credentials must be a JSON object of non-empty strings."))
+        return json.dumps(data)
+
+
+@admin.register(ChannelAccount)
+class ChannelAccountAdmin(admin.ModelAdmin):
+    form = ChannelAccountForm
+    list_display = ["name", "code", "merchant_no", "base_url", "currency", "enabled", "priority", "credentials_masked"]
+    list_filter = ["code", "enabled"]
+
+    @admin.display(description=_("credentials"))
+    def credentials_masked(self, obj: ChannelAccount) -> str:
+        creds = obj.credentials_dict()
+        return ", ".join(f"{k}={mask(v)}" for k, v in creds.items()) or _("none: every notify is refused")
+
+
+@admin.register(Payment)
+class PaymentAdmin(admin.ModelAdmin):
+    list_display = [
+        "out_trade_no",
+        "reference",
+        "channel_code",
+        "amount_display",
+        "status",
+        "provider_trade_no",
+        "created_at",
+    ]
+    list_filter = ["status", "channel_code"]
+    search_fields = ["out_trade_no", "reference", "provider_trade_no"]
+    readonly_fields = [f.name for f in Payment._meta.fields]
+
+    @admin.display(description=_("amount"))
+    def amount_display(self, obj: Payment) -> str:
+        return str(obj.amount)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(ProviderNotification)
+class ProviderNotificationAdmin(admin.ModelAdmin):
+    list_display = ["received_at", "channel_code", "event_key", "payment", "outcome"]
+    list_filter = ["channel_code", "outcome"]
+    search_fields = ["event_key", "payment__out_trade_no"]
+    readonly_fields = ["received_at", "channel_code", "event_key", "payment", "outcome", "params"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

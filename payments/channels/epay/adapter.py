@@ -1,0 +1,169 @@
+"""易支付 (epay) adapter: mapi.php create, api.php?act=order query, MD5-signed notify by GET or POST."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+import requests
+
+from core.crypto import constant_time_equals
+from core.money import Money, MoneyError
+from payments.channels.base import (
+    AccountConfig,
+    Capability,
+    Created,
+    CreateOrder,
+    NotificationInvalid,
+    Observation,
+    Retryable,
+    Terminal,
+    Unknown,
+)
+from payments.channels.epay import signing, wire
+
+# Connect timeout short (nothing sent yet: Retryable); read timeout bounded (sent: Unknown).
+TIMEOUT = (2.0, 8.0)
+_session = requests.Session()
+
+
+class EpayAdapter:
+    code: ClassVar[str] = "epay"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.QR, Capability.REDIRECT, Capability.QUERY, Capability.IDEMPOTENT_CREATE}
+    )
+
+    def __init__(self, account: AccountConfig) -> None:
+        self.account = account
+        self._key = account.credentials.get("key", "")
+        self._sep = account.credentials.get("key_separator", "")
+
+    @staticmethod
+    def notification_reference(params: Mapping[str, str]) -> str:
+        return params.get("out_trade_no", "")
+
+    @staticmethod
+    def ack(ok: bool) -> tuple[int, str]:
+        return (200, "success") if ok else (400, "fail")
+
+    def _url(self, path: str) -> str:
+        return self.account.base_url.rstrip("/") + "/" + path
+
+    def _signed(self, params: dict[str, str]) -> dict[str, str]:
+        if not self._key:
+            raise Terminal("epay account has no key", code="no_credentials")
+        params = {k: v for k, v in params.items() if v != ""}
+        params["sign"] = signing.sign(params, self._key, key_separator=self._sep)
+        params["sign_type"] = "MD5"
+        return params
+
+    def create(self, order: CreateOrder) -> Created:
+        if order.amount.currency != wire.SUPPORTED_CURRENCY:
+            raise Terminal(f"epay takes {wire.SUPPORTED_CURRENCY} only", code="currency")
+        params = self._signed(
+            {
+                "pid": self.account.merchant_no,
+                "type": order.method if order.method in wire.PAY_TYPES else "alipay",
+                "out_trade_no": order.out_trade_no,
+                "notify_url": order.notify_url,
+                "return_url": order.return_url,
+                "name": order.subject[:120],
+                "money": order.amount.to_decimal_str(),
+                "clientip": order.client_ip,
+                "device": "pc",
+            }
+        )
+        data = self._post_json("mapi.php", params)
+        if str(data.get("code")) != "1":
+            raise Terminal(f"epay refused create: {data.get('msg', '')}"[:200], code="refused")
+        pay_url = data.get("payurl") or data.get("qrcode") or ""
+        if not pay_url:
+            raise Unknown("epay create answered without a pay url", code="bad_response")
+        return Created(
+            provider_trade_no=str(data.get("trade_no", "")), pay_url=pay_url, qr_content=data.get("qrcode") or pay_url
+        )
+
+    def _post_json(self, path: str, params: dict[str, str]) -> dict:
+        try:
+            resp = _session.post(self._url(path), data=params, timeout=TIMEOUT)
+        except requests.ConnectionError as exc:
+            raise Retryable(f"epay unreachable: {type(exc).__name__}", code="connect") from exc
+        except requests.Timeout as exc:
+            raise Unknown("epay timed out", code="timeout") from exc
+        return self._json(resp)
+
+    @staticmethod
+    def _json(resp: requests.Response) -> dict:
+        if resp.status_code >= 500:
+            raise Unknown(f"epay answered {resp.status_code}", code="http_5xx")
+        try:
+            data = resp.json()
+        except ValueError as exc:
+            raise Unknown("epay answered non-JSON", code="bad_response") from exc
+        if not isinstance(data, dict):
+            raise Unknown("epay answered an unexpected shape", code="bad_response")
+        return data
+
+    def verify_notification(self, params: Mapping[str, str], body: bytes) -> Observation:
+        if not self._key:
+            raise NotificationInvalid("no_credentials", "channel account has no key; notify refused")
+        missing = [k for k in wire.NOTIFY_REQUIRED if not params.get(k)]
+        if missing:
+            raise NotificationInvalid("missing_fields", f"missing fields: {', '.join(missing)}")
+        if params.get("sign_type", "MD5").upper() != "MD5":
+            raise NotificationInvalid("bad_sign_type", "sign_type must be MD5")
+        if not signing.verify(params, self._key, key_separator=self._sep):
+            raise NotificationInvalid("bad_signature", "signature does not verify")
+        if not constant_time_equals(params["pid"], self.account.merchant_no):
+            raise NotificationInvalid("wrong_merchant", "pid is not this channel account's")
+        status = wire.NOTIFY_STATUS.get(params["trade_status"])
+        if status is None:
+            raise NotificationInvalid(
+                "status_not_success", f"trade_status {params['trade_status'][:32]!r} is not a payment"
+            )
+        return Observation(
+            out_trade_no=params["out_trade_no"],
+            provider_trade_no=params["trade_no"],
+            status=status,
+            amount=self._money(params["money"]),
+            event_key=f"{params['trade_no']}:{params['trade_status']}",
+            provider_status=params["trade_status"],
+        )
+
+    def _money(self, text: str) -> Money:
+        try:
+            return Money.from_decimal_str(text, wire.SUPPORTED_CURRENCY)
+        except MoneyError as exc:
+            raise NotificationInvalid("bad_amount", "money is not an exact amount") from exc
+
+    def query(self, out_trade_no: str) -> Observation | None:
+        if not self._key:
+            raise Terminal("epay account has no key", code="no_credentials")
+        params = {"act": "order", "pid": self.account.merchant_no, "key": self._key, "out_trade_no": out_trade_no}
+        try:
+            resp = _session.get(self._url("api.php"), params=params, timeout=TIMEOUT)
+        except requests.ConnectionError as exc:
+            raise Retryable("epay unreachable", code="connect") from exc
+        except requests.Timeout as exc:
+            raise Unknown("epay query timed out", code="timeout") from exc
+        data = self._json(resp)
+        if str(data.get("code")) != "1":
+            return None  # the provider does not know this trade (yet)
+        if str(data.get("out_trade_no")) != out_trade_no or str(data.get("pid")) != self.account.merchant_no:
+            raise Unknown("epay query answered for another trade", code="bad_response")
+        status = wire.QUERY_STATUS.get(str(data.get("status")))
+        if status is None:
+            raise Unknown(f"epay query status {data.get('status')!r} not understood", code="bad_response")
+        try:
+            amount = Money.from_decimal_str(str(data.get("money", "")), wire.SUPPORTED_CURRENCY)
+        except MoneyError as exc:
+            raise Unknown("epay query amount not understood", code="bad_response") from exc
+        trade_no = str(data.get("trade_no", ""))
+        return Observation(
+            out_trade_no=out_trade_no,
+            provider_trade_no=trade_no,
+            status=status,
+            amount=amount,
+            event_key=f"{trade_no}:query:{status}",
+            provider_status=str(data.get("status")),
+        )

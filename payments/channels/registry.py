@@ -1,0 +1,29 @@
+"""Channel code -> adapter class. Adapters register at app start; lookups never import by name from input."""
+
+from __future__ import annotations
+
+from payments.channels.base import ChannelAdapter
+
+_ADAPTERS: dict[str, type[ChannelAdapter]] = {}
+
+
+def register(adapter: type[ChannelAdapter]) -> type[ChannelAdapter]:
+    for attr in ("code", "capabilities", "create", "verify_notification", "query", "ack", "notification_reference"):
+        if not hasattr(adapter, attr):
+            raise TypeError(f"{adapter.__name__} does not implement ChannelAdapter.{attr}")
+    _ADAPTERS[adapter.code] = adapter
+    return adapter
+
+
+def get(code: str) -> type[ChannelAdapter] | None:
+    return _ADAPTERS.get(code)
+
+
+def codes() -> list[str]:
+    return sorted(_ADAPTERS)
+
+
+def load_builtin() -> None:
+    from payments.channels.epay.adapter import EpayAdapter
+
+    register(EpayAdapter)

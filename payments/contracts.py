@@ -1,0 +1,70 @@
+"""What other apps send to and get from payments: frozen dataclasses, no ORM objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.errors import DomainError
+from core.money import Money
+
+
+@dataclass(frozen=True)
+class PaymentRequest:
+    reference: str
+    amount: Money
+    subject: str
+    notify_url: str
+    return_url: str
+    client_ip: str
+    channel_code: str = "epay"
+    method: str = "alipay"
+
+
+@dataclass(frozen=True)
+class PaymentView:
+    out_trade_no: str
+    reference: str
+    channel_code: str
+    status: str
+    amount: Money
+    pay_url: str
+    qr_content: str
+
+
+@dataclass(frozen=True)
+class NotificationOutcome:
+    """Result of applying a verified callback. `ack_*` is what the provider must be answered."""
+
+    ack_status: int
+    ack_body: str
+    out_trade_no: str
+    reference: str
+    amount: Money
+    newly_succeeded: bool
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class QueryOutcome:
+    out_trade_no: str
+    reference: str
+    amount: Money
+    newly_succeeded: bool
+    status: str
+
+
+class NotificationRejected(DomainError):
+    """Unverifiable or inconsistent callback: answer 4xx and change nothing."""
+
+
+class PaymentUnavailable(DomainError):
+    """No channel could create the payment right now."""
+
+
+@dataclass(frozen=True)
+class ChannelAccountView:
+    code: str
+    name: str
+    merchant_no: str
+    base_url: str
+    enabled: bool

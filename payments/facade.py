@@ -1,0 +1,24 @@
+"""The only payments functions other apps call. Contracts in, contracts out."""
+
+from payments.services.accounts import channel_account_credentials, channel_account_ensure
+from payments.services.payments import (
+    notification_apply,
+    payment_for_reference,
+    payment_query,
+    payment_start,
+    payments_due_for_sync,
+    payments_succeeded_for_reference,
+    query_result_apply,
+)
+
+__all__ = [
+    "channel_account_credentials",
+    "channel_account_ensure",
+    "notification_apply",
+    "payment_for_reference",
+    "payment_query",
+    "payment_start",
+    "payments_due_for_sync",
+    "payments_succeeded_for_reference",
+    "query_result_apply",
+]

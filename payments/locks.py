@@ -1,0 +1,9 @@
+"""Every select_for_update on payments models, in the global lock order (Order, Payment, ...)."""
+
+from django.db.models import QuerySet
+
+from payments.models import Payment
+
+
+def payment_qs_locked() -> QuerySet[Payment]:
+    return Payment.objects.order_by("pk").select_for_update(of=("self",))

@@ -1,0 +1,138 @@
+"""Channel accounts, payments (FSM) and the provider notification inbox."""
+
+from __future__ import annotations
+
+import json
+
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+
+from core.fields import EncryptedTextField
+from core.money import Money
+
+
+class ChannelAccount(models.Model):
+    """One set of credentials at one provider. Credentials are encrypted and never shown back."""
+
+    code = models.CharField(_("channel"), max_length=32, db_index=True)
+    name = models.CharField(_("name"), max_length=120)
+    merchant_no = models.CharField(_("provider merchant id"), max_length=64)
+    base_url = models.URLField(_("gateway base URL"))
+    currency = models.CharField(_("currency"), max_length=3, default="CNY")
+    credentials = EncryptedTextField(_("credentials (JSON)"), blank=True, default="")
+    enabled = models.BooleanField(_("enabled"), default=True)
+    priority = models.IntegerField(_("priority"), default=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("channel account")
+        verbose_name_plural = _("channel accounts")
+        ordering = ["priority", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.code}:{self.name}"
+
+    def credentials_dict(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.credentials or "{}")
+        except ValueError:
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+class PaymentStatus(models.TextChoices):
+    CREATED = "created", _("created")
+    PENDING = "pending", _("pending")
+    UNKNOWN = "unknown", _("unknown")
+    SUCCEEDED = "succeeded", _("succeeded")
+    FAILED = "failed", _("failed")
+    CLOSED = "closed", _("closed")
+
+
+S = PaymentStatus
+
+
+class Payment(ConcurrentTransitionMixin, models.Model):
+    """One attempt to collect `amount` for `reference` (an order number) through one channel account."""
+
+    out_trade_no = models.CharField(_("our trade no"), max_length=40, unique=True)
+    reference = models.CharField(_("reference"), max_length=40, db_index=True)
+    account = models.ForeignKey(ChannelAccount, on_delete=models.PROTECT, related_name="payments")
+    channel_code = models.CharField(_("channel"), max_length=32)
+    amount_minor = models.BigIntegerField(_("amount (minor units)"))
+    currency = models.CharField(_("currency"), max_length=3)
+    status = FSMField(_("status"), default=S.CREATED, choices=S.choices, protected=True)
+    provider_trade_no = models.CharField(_("provider trade no"), max_length=64, null=True, blank=True)
+    pay_url = models.URLField(_("pay URL"), max_length=500, blank=True)
+    qr_content = models.CharField(_("QR content"), max_length=500, blank=True)
+    error_code = models.CharField(_("last error"), max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("payment")
+        verbose_name_plural = _("payments")
+        constraints = [
+            # A provider trade can pay one payment only, per channel.
+            models.UniqueConstraint(
+                fields=["channel_code", "provider_trade_no"],
+                name="payment_provider_trade_once",
+                condition=models.Q(provider_trade_no__isnull=False),
+            ),
+            models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="payment_amount_positive"),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="payment_status_created")]
+
+    def __str__(self) -> str:
+        return self.out_trade_no
+
+    @property
+    def amount(self) -> Money:
+        return Money(self.amount_minor, self.currency)
+
+    @transition(field=status, source=S.CREATED, target=S.PENDING)
+    def mark_pending(self, *, provider_trade_no: str, pay_url: str, qr_content: str) -> None:
+        self.provider_trade_no = provider_trade_no or None
+        self.pay_url = pay_url
+        self.qr_content = qr_content
+
+    @transition(field=status, source=[S.CREATED, S.PENDING], target=S.UNKNOWN)
+    def mark_unknown(self, *, error_code: str) -> None:
+        self.error_code = error_code
+
+    @transition(field=status, source=[S.CREATED, S.PENDING, S.UNKNOWN], target=S.SUCCEEDED)
+    def succeed(self, *, provider_trade_no: str) -> None:
+        self.provider_trade_no = provider_trade_no
+        self.succeeded_at = timezone.now()
+
+    @transition(field=status, source=[S.CREATED, S.UNKNOWN], target=S.FAILED)
+    def fail(self, *, error_code: str) -> None:
+        self.error_code = error_code
+
+    @transition(field=status, source=[S.PENDING, S.UNKNOWN], target=S.CLOSED)
+    def close(self) -> None:
+        pass
+
+
+class ProviderNotification(models.Model):
+    """Inbox of applied provider events; the unique key makes a replay a no-op."""
+
+    channel_code = models.CharField(_("channel"), max_length=32)
+    event_key = models.CharField(_("provider event key"), max_length=128)
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="notifications")
+    params = models.JSONField(_("parameters (signature removed)"))
+    outcome = models.CharField(_("outcome"), max_length=32)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("provider notification")
+        verbose_name_plural = _("provider notifications")
+        constraints = [
+            models.UniqueConstraint(fields=["channel_code", "event_key"], name="notification_once_per_event"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel_code}:{self.event_key}"

@@ -1,0 +1,44 @@
+"""Channel account set-up (seed, operators' scripts); credentials are stored encrypted."""
+
+from __future__ import annotations
+
+import json
+
+from django.db import transaction
+
+from payments.contracts import ChannelAccountView
+from payments.models import ChannelAccount
+
+
+def _view(a: ChannelAccount) -> ChannelAccountView:
+    return ChannelAccountView(
+        code=a.code, name=a.name, merchant_no=a.merchant_no, base_url=a.base_url, enabled=a.enabled
+    )
+
+
+def channel_account_ensure(
+    *, code: str, name: str, merchant_no: str, base_url: str, currency: str, credentials: dict[str, str]
+) -> tuple[ChannelAccountView, bool]:
+    """The first account of `code`, created with these values if there is none; its base URL is kept current."""
+    with transaction.atomic():
+        account = ChannelAccount.objects.filter(code=code).order_by("pk").first()
+        if account is None:
+            account = ChannelAccount.objects.create(
+                code=code,
+                name=name,
+                merchant_no=merchant_no,
+                base_url=base_url,
+                currency=currency,
+                credentials=json.dumps(credentials),
+            )
+            return _view(account), True
+        if account.base_url != base_url:
+            account.base_url = base_url
+            account.save(update_fields=["base_url"])
+        return _view(account), False
+
+
+def channel_account_credentials(*, code: str) -> dict[str, str]:
+    """Decrypted credentials of the first account of `code`: for the demo seed that configures the simulator."""
+    account = ChannelAccount.objects.filter(code=code).order_by("pk").first()
+    return account.credentials_dict() if account else {}

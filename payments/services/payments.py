@@ -1,0 +1,274 @@
+"""Payment use cases: start (intent before I/O), apply a verified observation, notify, query."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+from django_fsm import can_proceed
+
+from core import ids
+from core.crypto import mask
+from payments.channels import registry
+from payments.channels.base import (
+    AccountConfig,
+    ChannelAdapter,
+    CreateOrder,
+    NotificationInvalid,
+    Observation,
+    ObservedStatus,
+    Retryable,
+    Terminal,
+    Unknown,
+)
+from payments.contracts import (
+    NotificationOutcome,
+    NotificationRejected,
+    PaymentRequest,
+    PaymentUnavailable,
+    PaymentView,
+    QueryOutcome,
+)
+from payments.locks import payment_qs_locked
+from payments.models import ChannelAccount, Payment, PaymentStatus, ProviderNotification
+
+log = logging.getLogger(__name__)
+
+
+def _account_config(account: ChannelAccount) -> AccountConfig:
+    return AccountConfig(
+        account_id=account.pk,
+        code=account.code,
+        merchant_no=account.merchant_no,
+        base_url=account.base_url,
+        currency=account.currency,
+        credentials=account.credentials_dict(),
+    )
+
+
+def _adapter(account: ChannelAccount) -> ChannelAdapter:
+    cls = registry.get(account.code)
+    if cls is None:
+        raise PaymentUnavailable("unknown_channel", f"no adapter for channel {account.code!r}")
+    return cls(_account_config(account))
+
+
+def _view(p: Payment) -> PaymentView:
+    return PaymentView(
+        out_trade_no=p.out_trade_no,
+        reference=p.reference,
+        channel_code=p.channel_code,
+        status=p.status,
+        amount=p.amount,
+        pay_url=p.pay_url,
+        qr_content=p.qr_content,
+    )
+
+
+def payment_start(*, request: PaymentRequest) -> PaymentView:
+    """Reuse the reference's live payment, or write a new intent, commit, then call the provider.
+
+    No row lock is held during provider I/O; the result is applied under a fresh lock.
+    """
+    live = (
+        Payment.objects.filter(reference=request.reference, status__in=[PaymentStatus.PENDING, PaymentStatus.SUCCEEDED])
+        .order_by("-pk")
+        .first()
+    )
+    if live is not None:
+        return _view(live)
+    account = (
+        ChannelAccount.objects.filter(code=request.channel_code, enabled=True, currency=request.amount.currency)
+        .order_by("priority", "pk")
+        .first()
+    )
+    if account is None:
+        raise PaymentUnavailable("no_channel", "no enabled channel takes this payment")
+    with transaction.atomic():
+        payment = Payment.objects.create(
+            out_trade_no=ids.out_trade_no(),
+            reference=request.reference,
+            account=account,
+            channel_code=account.code,
+            amount_minor=request.amount.amount_minor,
+            currency=request.amount.currency,
+        )
+    adapter = _adapter(account)
+    order = CreateOrder(
+        out_trade_no=payment.out_trade_no,
+        amount=request.amount,
+        subject=request.subject,
+        notify_url=request.notify_url,
+        return_url=request.return_url,
+        client_ip=request.client_ip,
+        method=request.method,
+    )
+    try:
+        created = adapter.create(order)
+    except (Retryable, Terminal) as exc:
+        _payment_fail(payment.pk, exc.code)
+        raise PaymentUnavailable("create_failed", str(exc)) from exc
+    except Unknown as exc:
+        # The provider may have the trade: the pull path resolves it; never create blindly again.
+        _payment_mark_unknown(payment.pk, exc.code)
+        raise PaymentUnavailable("create_unknown", str(exc)) from exc
+    with transaction.atomic():
+        payment = payment_qs_locked().get(pk=payment.pk)
+        if can_proceed(payment.mark_pending):
+            payment.mark_pending(
+                provider_trade_no=created.provider_trade_no, pay_url=created.pay_url, qr_content=created.qr_content
+            )
+            payment.save(update_fields=["status", "provider_trade_no", "pay_url", "qr_content", "updated_at"])
+    return _view(payment)
+
+
+def _payment_fail(payment_id: int, code: str) -> None:
+    with transaction.atomic():
+        payment = payment_qs_locked().get(pk=payment_id)
+        if can_proceed(payment.fail):
+            payment.fail(error_code=code)
+            payment.save(update_fields=["status", "error_code", "updated_at"])
+
+
+def _payment_mark_unknown(payment_id: int, code: str) -> None:
+    with transaction.atomic():
+        payment = payment_qs_locked().get(pk=payment_id)
+        if can_proceed(payment.mark_unknown):
+            payment.mark_unknown(error_code=code)
+            payment.save(update_fields=["status", "error_code", "updated_at"])
+
+
+def observation_apply(*, payment: Payment, observation: Observation) -> bool:
+    """Move a locked payment by what the provider said; returns True only when it newly succeeded.
+
+    Monotonic: a success is never undone by a later close or failure report.
+    """
+    if observation.status == ObservedStatus.SUCCEEDED:
+        if payment.status == PaymentStatus.SUCCEEDED:
+            if payment.provider_trade_no != observation.provider_trade_no:
+                log.error("payment %s succeeded again under another trade no", payment.out_trade_no)
+            return False
+        if not can_proceed(payment.succeed):
+            log.error("payment %s reported paid while %s", payment.out_trade_no, payment.status)
+            return False
+        reused = (
+            Payment.objects.filter(channel_code=payment.channel_code, provider_trade_no=observation.provider_trade_no)
+            .exclude(pk=payment.pk)
+            .exists()
+        )
+        if reused:
+            raise NotificationRejected("trade_no_reused", "provider trade number already paid another payment")
+        payment.succeed(provider_trade_no=observation.provider_trade_no)
+        payment.save(update_fields=["status", "provider_trade_no", "succeeded_at", "updated_at"])
+        return True
+    if observation.status == ObservedStatus.CLOSED and can_proceed(payment.close):
+        payment.close()
+        payment.save(update_fields=["status", "updated_at"])
+    elif observation.status == ObservedStatus.FAILED and can_proceed(payment.fail):
+        payment.fail(error_code=observation.provider_status[:64])
+        payment.save(update_fields=["status", "error_code", "updated_at"])
+    return False
+
+
+def _single_valued(params: Mapping[str, list[str]]) -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, values in params.items():
+        if len(values) != 1:
+            raise NotificationRejected("repeated_parameter", f"parameter {key[:40]!r} must appear once")
+        flat[key] = values[0]
+    return flat
+
+
+def notification_apply(*, channel_code: str, params: Mapping[str, list[str]], body: bytes) -> NotificationOutcome:
+    """Verify a provider callback against the account that created the payment, then apply it once.
+
+    Must run inside the caller's transaction; every check happens before the first write.
+    """
+    adapter_cls = registry.get(channel_code)
+    if adapter_cls is None:
+        raise NotificationRejected("unknown_channel", "no such channel")
+    flat = _single_valued(params)
+    out_trade_no = adapter_cls.notification_reference(flat)
+    payment = (
+        Payment.objects.select_related("account").filter(out_trade_no=out_trade_no, channel_code=channel_code).first()
+    )
+    if not out_trade_no or payment is None:
+        raise NotificationRejected("unknown_order", "no payment with this out_trade_no on this channel")
+    adapter = _adapter(payment.account)
+    try:
+        observation = adapter.verify_notification(flat, body)
+    except NotificationInvalid as exc:
+        log.warning(
+            "rejected %s notify for %s: %s (sign %s)", channel_code, out_trade_no, exc.code, mask(flat.get("sign"))
+        )
+        raise NotificationRejected(exc.code, exc.message) from exc
+    if observation.out_trade_no != payment.out_trade_no:
+        raise NotificationRejected("unknown_order", "notification names another payment")
+    if observation.amount != payment.amount:
+        raise NotificationRejected("wrong_amount", "amount or currency differs from the payment")
+
+    payment = payment_qs_locked().select_related(None).get(pk=payment.pk)
+    ack_status, ack_body = adapter_cls.ack(True)
+    common = {
+        "ack_status": ack_status,
+        "ack_body": ack_body,
+        "out_trade_no": payment.out_trade_no,
+        "reference": payment.reference,
+        "amount": payment.amount,
+    }
+    if ProviderNotification.objects.filter(channel_code=channel_code, event_key=observation.event_key).exists():
+        return NotificationOutcome(newly_succeeded=False, duplicate=True, **common)
+    newly = observation_apply(payment=payment, observation=observation)
+    ProviderNotification.objects.create(
+        channel_code=channel_code,
+        event_key=observation.event_key,
+        payment=payment,
+        params={k: v for k, v in flat.items() if k not in ("sign", "key")},
+        outcome="succeeded" if newly else payment.status,
+    )
+    return NotificationOutcome(newly_succeeded=newly, duplicate=False, **common)
+
+
+def payment_query(*, out_trade_no: str) -> Observation | None:
+    """Ask the provider about a payment (I/O, call outside any transaction)."""
+    payment = Payment.objects.select_related("account").get(out_trade_no=out_trade_no)
+    return _adapter(payment.account).query(out_trade_no)
+
+
+def query_result_apply(*, out_trade_no: str, observation: Observation) -> QueryOutcome:
+    """Apply a query result through the same path as a notify; runs inside the caller's transaction."""
+    payment = payment_qs_locked().get(out_trade_no=out_trade_no)
+    if observation.out_trade_no != out_trade_no or observation.amount != payment.amount:
+        log.error("query for %s answered a different trade or amount; ignored", out_trade_no)
+        newly = False
+    else:
+        newly = observation_apply(payment=payment, observation=observation)
+    return QueryOutcome(
+        out_trade_no=out_trade_no,
+        reference=payment.reference,
+        amount=payment.amount,
+        newly_succeeded=newly,
+        status=payment.status,
+    )
+
+
+def payments_due_for_sync(*, older_than: timedelta, limit: int = 200) -> list[str]:
+    cutoff = timezone.now() - older_than
+    qs = Payment.objects.filter(
+        status__in=[PaymentStatus.PENDING, PaymentStatus.UNKNOWN],
+        created_at__lt=cutoff,
+        created_at__gt=cutoff - timedelta(days=1),
+    ).order_by("created_at")
+    return list(qs.values_list("out_trade_no", flat=True)[:limit])
+
+
+def payment_for_reference(*, reference: str) -> PaymentView | None:
+    p = Payment.objects.filter(reference=reference).order_by("-pk").first()
+    return _view(p) if p else None
+
+
+def payments_succeeded_for_reference(*, reference: str) -> int:
+    return Payment.objects.filter(reference=reference, status=PaymentStatus.SUCCEEDED).count()

@@ -1,0 +1,396 @@
+"""Loopback simulator of the *provider side* of the 易支付 (epay / 彩虹易支付) protocol.
+
+It plays the payment panel a merchant integrates with: ``/mapi.php`` and
+``/submit.php`` create trades, ``/cashier/<trade_no>`` is a one-button cashier,
+paying sends the signed async notify to the merchant, and ``/api.php?act=order``
+answers order queries. Signing is implemented here on purpose, independently of
+our own adapter, so tests exercise the adapter against a second implementation.
+
+Used by tests, benchmarks and the demo; runnable as
+``python -m payments.simulators.epay --port 8001 --merchant PID:KEY``.
+Must not import ``payments.channels`` (or anything Django): it is the other side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import hmac
+import html
+import json
+import logging
+import random
+import re
+import threading
+import time
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import requests
+
+logger = logging.getLogger(__name__)
+
+PAY_TYPES = {"alipay", "wxpay", "qqpay"}
+REQUIRED = ("pid", "type", "out_trade_no", "notify_url", "name", "money")
+TRADE_FIELDS = REQUIRED[2:] + ("pid", "type", "return_url", "param", "clientip")
+NOTIFY_FIELDS = ("pid", "trade_no", "out_trade_no", "type", "name", "money", "param")
+QUERY_FIELDS = NOTIFY_FIELDS + ("addtime", "endtime", "status")
+MONEY_RE = re.compile(r"^\d+(\.\d{1,2})?$")
+NOTIFY_TIMEOUT = 5.0
+
+
+class EpayError(Exception):
+    """A request the panel rejects; the message goes back to the merchant verbatim."""
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _unsigned(params: dict) -> dict[str, str]:
+    return {
+        str(k): str(v) for k, v in params.items() if k not in ("sign", "sign_type") and v is not None and str(v) != ""
+    }
+
+
+class EpaySimulator:
+    def __init__(
+        self,
+        merchants: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        notify_method: str = "GET",
+        merchants_file: str | Path | None = None,
+    ) -> None:
+        self._merchants: dict[str, str] = dict(merchants or {})
+        self._merchants_file = Path(merchants_file) if merchants_file else None
+        self._address = (host, port)
+        self.notify_method = notify_method.upper()
+        self._lock = threading.Lock()
+        self._trades: dict[str, dict[str, Any]] = {}
+        self._by_out: dict[tuple[str, str], str] = {}
+        # Signed request params minus the signature, to tell an idempotent retry
+        # from a conflicting reuse of the same out_trade_no.
+        self._fingerprints: dict[str, dict[str, str]] = {}
+        # Random start keeps trade_nos distinct across restarts (demo DBs persist).
+        self._counter = random.randint(10**8, 9 * 10**8)
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._reload_merchants()
+
+    # ---- lifecycle -------------------------------------------------------
+    def start(self) -> EpaySimulator:
+        server = ThreadingHTTPServer(self._address, _Handler)
+        server.daemon_threads = True
+        server.simulator = self  # type: ignore[attr-defined]
+        # Short poll interval so stop() returns quickly in test teardown.
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        self._server, self._thread = server, thread
+        thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    @property
+    def base_url(self) -> str:
+        if not self._server:
+            raise RuntimeError("EpaySimulator not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # ---- merchants & signing --------------------------------------------
+    def add_merchant(self, pid: str, key: str) -> None:
+        with self._lock:
+            self._merchants[str(pid)] = key
+
+    def _reload_merchants(self) -> None:
+        if not self._merchants_file:
+            return
+        try:
+            data = json.loads(self._merchants_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            logger.warning("cannot read %s: %s", self._merchants_file, exc)
+            return
+        with self._lock:
+            self._merchants.update({str(k): str(v) for k, v in data.items()})
+
+    def _key_for(self, pid: str) -> str | None:
+        with self._lock:
+            key = self._merchants.get(pid)
+        # The demo seed may register merchants after we started: re-read on a miss.
+        if key is None and self._merchants_file:
+            self._reload_merchants()
+            with self._lock:
+                key = self._merchants.get(pid)
+        return key
+
+    @staticmethod
+    def sign(params: dict, key: str) -> str:
+        raw = "&".join(f"{k}={v}" for k, v in sorted(_unsigned(params).items())) + key
+        return hashlib.md5(raw.encode("utf-8")).hexdigest()
+
+    def _verify(self, params: dict[str, str]) -> None:
+        key = self._key_for(params.get("pid", ""))
+        if key is None:
+            raise EpayError("商户不存在")
+        if params.get("sign_type", "MD5").upper() != "MD5":
+            raise EpayError("签名类型不支持")
+        given = params.get("sign", "").lower().encode()
+        if not hmac.compare_digest(given, self.sign(params, key).encode()):
+            raise EpayError("签名校验失败")
+
+    # ---- trades ----------------------------------------------------------
+    def create_trade(self, params: dict[str, str]) -> dict[str, Any]:
+        """Validate a signed merchant request and create (or replay) its trade."""
+        missing = [f for f in REQUIRED if not params.get(f)]
+        if missing:
+            raise EpayError(f"缺少参数 {','.join(missing)}")
+        self._verify(params)
+        if params["type"] not in PAY_TYPES:
+            raise EpayError("支付方式不存在")
+        if not MONEY_RE.match(params["money"]) or Decimal(params["money"]) <= 0:
+            raise EpayError("金额不合法")
+        fingerprint, out_key = (
+            _unsigned(params),
+            (params["pid"], params["out_trade_no"]),
+        )
+        with self._lock:
+            if existing := self._by_out.get(out_key):
+                if self._fingerprints[existing] != fingerprint:
+                    raise EpayError("订单号已存在")
+                return copy.deepcopy(self._trades[existing])
+            self._counter += 1
+            trade_no = time.strftime("%Y%m%d") + str(self._counter)
+            trade = {"trade_no": trade_no}
+            trade.update({f: params.get(f, "") for f in TRADE_FIELDS})
+            trade.update(status=0, addtime=_now(), endtime=None, notify_attempts=[])
+            self._trades[trade_no] = trade
+            self._by_out[out_key] = trade_no
+            self._fingerprints[trade_no] = fingerprint
+            return copy.deepcopy(trade)
+
+    def trade(self, *, out_trade_no: str | None = None, trade_no: str | None = None) -> dict | None:
+        with self._lock:
+            if trade_no is None and out_trade_no is not None:
+                # out_trade_no is only unique per pid; without a pid, first match wins.
+                matches = (t for (_, o), t in self._by_out.items() if o == out_trade_no)
+                trade_no = next(matches, None)
+            found = self._trades.get(trade_no or "")
+            return copy.deepcopy(found) if found else None
+
+    def _require(self, trade_no: str) -> dict:
+        found = self.trade(trade_no=trade_no)
+        if found is None:
+            raise KeyError(trade_no)
+        return found
+
+    def trade_for(self, out_trade_no: str) -> dict:
+        found = self.trade(out_trade_no=out_trade_no)
+        if found is None:
+            raise KeyError(out_trade_no)
+        return found
+
+    # ---- notify ----------------------------------------------------------
+    def notify_params(self, trade_no: str, **overrides: Any) -> dict[str, str]:
+        trade = self._require(trade_no)
+        params = {f: trade[f] for f in NOTIFY_FIELDS}
+        params["trade_status"] = "TRADE_SUCCESS"
+        params.update({k: str(v) for k, v in overrides.items()})
+        params["sign"] = self.sign(params, self._key_for(trade["pid"]) or "")
+        params["sign_type"] = "MD5"
+        return params
+
+    def send_notify(self, trade_no: str, params: dict | None = None, method: str | None = None) -> requests.Response:
+        url = self._require(trade_no)["notify_url"]
+        params = params if params is not None else self.notify_params(trade_no)
+        method = (method or self.notify_method).upper()
+        payload = {"data": params} if method == "POST" else {"params": params}
+        attempt: dict[str, Any] = {"url": url, "method": method, "at": _now()}
+        attempt.update(params=dict(params), status_code=None, response_text="")
+        attempt.update(acknowledged=False, error=None)
+        try:
+            resp = requests.request(method, url, timeout=NOTIFY_TIMEOUT, **payload)
+            attempt.update(status_code=resp.status_code, response_text=resp.text)
+            # Panels only stop retrying on a literal "success" body.
+            attempt["acknowledged"] = resp.ok and resp.text.strip() == "success"
+            return resp
+        except requests.RequestException as exc:
+            attempt["error"] = repr(exc)
+            raise
+        finally:
+            with self._lock:
+                self._trades[trade_no]["notify_attempts"].append(attempt)
+
+    def pay(self, trade_no: str) -> requests.Response:
+        self._require(trade_no)
+        with self._lock:
+            trade = self._trades[trade_no]
+            if trade["status"] != 1:
+                trade["status"], trade["endtime"] = 1, _now()
+        # Notify outside the lock: the merchant may query api.php while handling it.
+        return self.send_notify(trade_no)
+
+    # ---- query API -------------------------------------------------------
+    def query(self, params: dict[str, str]) -> dict[str, Any]:
+        """Answer ``api.php?act=order`` the way the real panel does."""
+        if params.get("act") != "order":
+            raise EpayError("不支持的操作")
+        pid = params.get("pid", "")
+        key = self._key_for(pid)
+        given = params.get("key", "").encode()
+        if key is None or not hmac.compare_digest(given, key.encode()):
+            raise EpayError("KEY校验失败")
+        trade_no = params.get("trade_no")
+        with self._lock:
+            trade_no = trade_no or self._by_out.get((pid, params.get("out_trade_no", "")))
+        found = self.trade(trade_no=trade_no or "")
+        if found is None or found["pid"] != pid:
+            raise EpayError("订单号不存在")
+        answer = {"code": 1, "msg": "查询订单号成功！"}
+        return {**answer, **{f: found[f] for f in QUERY_FIELDS}, "buyer": ""}
+
+
+CASHIER_HTML = """<!doctype html><html><head><meta charset="utf-8">
+<title>Epay cashier</title></head><body><h1>Epay cashier</h1>
+<p>商品: <span id="name">{name}</span></p><p>金额: ¥<span id="money">{money}</span></p>
+<p>订单号: <span id="out_trade_no">{out_trade_no}</span></p>
+<form method="post" action="/cashier/{trade_no}/pay">\
+<button id="pay" type="submit">Pay ¥{money}</button></form></body></html>"""
+
+PAID_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>Paid</title>
+</head><body><h1>Paid</h1><p>notify response:</p><pre id="notify">{notify}</pre>
+</body></html>"""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "EpaySimulator/1.0"
+
+    @property
+    def sim(self) -> EpaySimulator:
+        return self.server.simulator  # type: ignore[attr-defined]
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        logger.debug("%s - " + fmt, self.address_string(), *args)
+
+    def _params(self) -> dict[str, str]:
+        query = urlsplit(self.path).query
+        if self.command == "POST":
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length).decode("utf-8")
+            query = f"{query}&{body}" if query else body
+        # PHP keeps the last value of a repeated key; mirror that.
+        return {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+
+    def _cashier_url(self, trade_no: str) -> str:
+        # Honour the Host the client used so payurls survive port mappings.
+        host = self.headers.get("Host")
+        return f"{f'http://{host}' if host else self.sim.base_url}/cashier/{trade_no}"
+
+    def _send(self, status: int, body: str, ctype: str, location: str = "") -> None:
+        data = body.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", f"{ctype}; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        if location:
+            self.send_header("Location", location)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _json(self, payload: dict[str, Any]) -> None:
+        # Real panels report errors as code=-1 with HTTP 200.
+        self._send(200, json.dumps(payload, ensure_ascii=False), "application/json")
+
+    def do_GET(self) -> None:
+        self._route()
+
+    def do_POST(self) -> None:
+        self._route()
+
+    def _route(self) -> None:
+        path = urlsplit(self.path).path
+        parts = [p for p in path.split("/") if p]
+        is_post = self.command == "POST"
+        try:
+            if path == "/mapi.php" and is_post:
+                trade_no = self.sim.create_trade(self._params())["trade_no"]
+                url = self._cashier_url(trade_no)
+                ok = {"code": 1, "msg": "success", "trade_no": trade_no}
+                self._json({**ok, "payurl": url, "qrcode": url})
+            elif path == "/submit.php":
+                trade_no = self.sim.create_trade(self._params())["trade_no"]
+                self._send(302, "", "text/plain", self._cashier_url(trade_no))
+            elif path == "/api.php":
+                self._json(self.sim.query(self._params()))
+            elif len(parts) == 2 and parts[0] == "cashier" and not is_post:
+                self._cashier(parts[1])
+            elif len(parts) == 3 and parts[::2] == ["cashier", "pay"] and is_post:
+                self._pay(parts[1])
+            else:
+                self._send(404, "Not Found", "text/plain")
+        except EpayError as exc:
+            if path == "/submit.php":  # a browser is looking: show a page, not JSON
+                self._send(400, f"<h1>{html.escape(str(exc))}</h1>", "text/html")
+            else:
+                self._json({"code": -1, "msg": str(exc)})
+
+    def _cashier(self, trade_no: str) -> None:
+        trade = self.sim.trade(trade_no=trade_no)
+        if trade is None:
+            return self._send(404, "订单不存在", "text/plain")
+        fields = ("name", "money", "out_trade_no", "trade_no")
+        page = CASHIER_HTML.format(**{f: html.escape(str(trade[f])) for f in fields})
+        self._send(200, page, "text/html")
+
+    def _pay(self, trade_no: str) -> None:
+        trade = self.sim.trade(trade_no=trade_no)
+        if trade is None:
+            return self._send(404, "订单不存在", "text/plain")
+        try:
+            notify_text = self.sim.pay(trade_no).text
+        except requests.RequestException as exc:
+            # A dead notify endpoint does not undo the payment, as on a real panel.
+            notify_text = f"notify failed: {exc!r}"
+        if return_url := trade["return_url"]:
+            sep = "&" if urlsplit(return_url).query else "?"
+            query = urlencode(self.sim.notify_params(trade_no))
+            return self._send(302, "", "text/plain", f"{return_url}{sep}{query}")
+        self._send(200, PAID_HTML.format(notify=html.escape(notify_text)), "text/html")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--merchant", action="append", default=[], metavar="PID:KEY")
+    parser.add_argument("--merchants-file", help='JSON {"pid": "key"}, re-read on miss')
+    parser.add_argument("--notify-method", choices=["GET", "POST"], type=str.upper)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    sim = EpaySimulator(
+        dict(m.split(":", 1) for m in args.merchant),
+        args.host,
+        args.port,
+        args.notify_method or "GET",
+        merchants_file=args.merchants_file,
+    ).start()
+    print(sim.base_url, flush=True)
+    try:
+        threading.Event().wait()  # serve until killed
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+
+
+if __name__ == "__main__":
+    main()
