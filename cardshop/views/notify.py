@@ -22,9 +22,10 @@ log = logging.getLogger(__name__)
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def provider_notify(request: HttpRequest, channel_code: str) -> HttpResponse:
+    body = request.body  # read the raw body first: signature schemes over the body need it unparsed
     params = request.GET if request.method == "GET" else request.POST
     try:
-        outcome = payment_notification_handle(channel_code=channel_code, params=dict(params.lists()), body=request.body)
+        outcome = payment_notification_handle(channel_code=channel_code, params=dict(params.lists()), body=body)
     except NotificationRejected as exc:
         status = 404 if exc.code == "unknown_channel" else 400
         return HttpResponse(f"fail: {exc.code}: {exc.message}", status=status, content_type="text/plain")

@@ -1,0 +1,75 @@
+"""Back office: bulk import from the admin, masked secrets, audited reveal, write-only channel keys."""
+
+import json
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from cardshop.models import CardSecret, SecretRevealLog
+from tests.conftest import make_product
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def operator_client(client):
+    user = get_user_model().objects.create_superuser("op", "op@example.com", "op-pass-123456")
+    client.force_login(user)
+    client.user = user
+    return client
+
+
+def test_bulk_import_by_paste_and_file_reports_counts(operator_client, merchant):
+    product = make_product(merchant, secrets_count=0)
+    url = f"/admin/cardshop/product/{product.pk}/import/"
+    upload = SimpleUploadedFile("codes.txt", b"F-1\nF-2\nP-1\n")
+    resp = operator_client.post(url, {"text": "P-1\nP-2\nP-2\n", "file": upload}, follow=True)
+    assert "Imported 4, duplicates skipped 2, invalid 0." in resp.content.decode()
+    assert CardSecret.objects.filter(product=product).count() == 4
+
+
+def test_secret_lists_are_masked_and_reveal_is_audited(operator_client, merchant):
+    product = make_product(merchant, secrets_count=2)
+    secret = CardSecret.objects.filter(product=product).first()
+    listing = operator_client.get("/admin/cardshop/cardsecret/").content.decode()
+    detail = operator_client.get(f"/admin/cardshop/cardsecret/{secret.pk}/change/").content.decode()
+    for page in (listing, detail):
+        assert secret.secret not in page
+    reveal_url = f"/admin/cardshop/cardsecret/{secret.pk}/reveal/"
+    assert secret.secret not in operator_client.get(reveal_url).content.decode()
+    assert SecretRevealLog.objects.count() == 0
+    shown = operator_client.post(reveal_url, {"reason": "buyer says code invalid"}).content.decode()
+    assert secret.secret in shown
+    log = SecretRevealLog.objects.get()
+    assert (log.user, log.secret_id, log.reason) == (operator_client.user, secret.pk, "buyer says code invalid")
+
+
+def test_channel_credentials_are_write_only(operator_client, epay_account):
+    key = epay_account.credentials_dict()["key"]
+    listing = operator_client.get("/admin/payments/channelaccount/").content.decode()
+    form = operator_client.get(f"/admin/payments/channelaccount/{epay_account.pk}/change/").content.decode()
+    assert key not in listing and key not in form
+    assert "key=********" + key[-4:] in listing
+    data = {
+        "code": "epay", "name": "renamed", "merchant_no": epay_account.merchant_no, "base_url": epay_account.base_url,
+        "currency": "CNY", "credentials": "", "enabled": "on", "priority": 100,
+    }
+    operator_client.post(f"/admin/payments/channelaccount/{epay_account.pk}/change/", data)
+    epay_account.refresh_from_db()
+    assert epay_account.name == "renamed"
+    assert epay_account.credentials_dict() == {"key": key}  # empty field keeps the stored key
+    data["credentials"] = json.dumps({"key": ""})
+    resp = operator_client.post(f"/admin/payments/channelaccount/{epay_account.pk}/change/", data)
+    assert resp.status_code == 200  # refused: an empty key would make notifies forgeable
+    epay_account.refresh_from_db()
+    assert epay_account.credentials_dict() == {"key": key}
+
+
+def test_orders_cannot_be_deleted_from_the_admin(operator_client, product):
+    from cardshop.services.checkout import order_create
+
+    order = order_create(product_id=product.pk, quantity=1, email="a@example.com", query_password="secret1", buyer_ip=None)
+    page = operator_client.get(f"/admin/cardshop/order/{order.pk}/change/").content.decode()
+    assert order.order_no in page and "a@example.com" not in page  # email is masked
+    assert operator_client.get(f"/admin/cardshop/order/{order.pk}/delete/").status_code == 403
