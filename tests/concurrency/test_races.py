@@ -1,0 +1,94 @@
+"""Proof 3 on real PostgreSQL: threads on separate connections, released together by a barrier."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+from django.core import mail
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
+
+from cardshop.locks import card_secrets_free_locked
+from cardshop.models import CardSecret, Order, OrderState, SecretStatus
+from cardshop.services.checkout import order_create, order_payment_start
+from cardshop.services.orders import payment_notification_handle
+from core.errors import DomainError
+from payments.models import Payment, PaymentStatus, ProviderNotification
+from tests.conftest import make_product
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def race(n: int, work: Callable[[int], object]) -> list[object]:
+    """Run work(i) in n threads that start together; each thread uses (and closes) its own connection."""
+    barrier = threading.Barrier(n)
+    results: list[object] = [None] * n
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[i] = work(i)
+        except Exception as exc:  # collected and asserted by the caller
+            results[i] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return results
+
+
+def test_fifty_buyers_race_for_the_last_ten_secrets(require_postgres, merchant):
+    product = make_product(merchant, secrets_count=10, max_quantity=1)
+
+    def buy(i: int) -> str:
+        order = order_create(
+            product_id=product.pk, quantity=1, email=f"racer{i}@example.com", query_password="secret1", buyer_ip=f"10.1.0.{i}"
+        )
+        return order.order_no
+
+    results = race(50, buy)
+    won = [r for r in results if isinstance(r, str)]
+    lost = [r for r in results if isinstance(r, DomainError)]
+    assert len(won) == 10
+    assert len(lost) == 40 and {e.code for e in lost} == {"out_of_stock"}
+    assert Order.objects.count() == 10  # losers left no order behind
+    holders = Counter(CardSecret.objects.values_list("order_id", flat=True))
+    assert len(holders) == 10 and set(holders.values()) == {1}  # every secret in exactly one order
+    assert CardSecret.objects.filter(status=SecretStatus.RESERVED).count() == 10
+
+
+def test_same_notify_twenty_times_at_once_delivers_once(require_postgres, product, epay_account, epay_sim, settings):
+    settings.CARDSHOP_PUBLIC_URL = "http://127.0.0.1:9"
+    order = order_create(product_id=product.pk, quantity=2, email="once@example.com", query_password="secret1", buyer_ip=None)
+    payment = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1")
+    params = {k: [v] for k, v in epay_sim.notify_params(epay_sim.trade_for(payment.out_trade_no)["trade_no"]).items()}
+
+    results = race(20, lambda i: payment_notification_handle(channel_code="epay", params=params, body=b""))
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert errors == []
+    assert all(r.ack_body == "success" for r in results)
+    assert sum(r.newly_succeeded for r in results) == 1
+    assert sum(r.duplicate for r in results) == 19
+    order.refresh_from_db()
+    assert order.state == OrderState.DELIVERED
+    assert ProviderNotification.objects.count() == 1
+    assert Payment.objects.get().status == PaymentStatus.SUCCEEDED
+    assert CardSecret.objects.filter(order=order, status=SecretStatus.SOLD).count() == 2
+    assert list(order.events.values_list("kind", flat=True)) == ["created", "paid", "delivered"]
+    assert len(mail.outbox) == 1
+
+
+def test_reservation_sql_locks_and_skips_locked_rows(require_postgres, product):
+    from django.db import transaction
+
+    with transaction.atomic(), CaptureQueriesContext(connection) as ctx:
+        card_secrets_free_locked(product_id=product.pk, count=2)
+    sql = ctx.captured_queries[-1]["sql"]
+    assert 'FOR UPDATE OF "cardshop_cardsecret" SKIP LOCKED' in sql
