@@ -61,6 +61,8 @@ def order_detail(request: HttpRequest, order_no: str) -> HttpResponse:
     token = request.GET.get("t")
     if token and order_link_token_check(token) == order_no:
         grant_order(request, order_no)
+    if request.GET:
+        # Mailed tokens and the provider's return parameters must not linger in the address bar or history.
         return redirect("order_detail", order_no=order_no)
     order = order_for_session_or_404(request, order_no)
     context = {

@@ -52,8 +52,14 @@ def test_channel_credentials_are_write_only(operator_client, epay_account):
     assert key not in listing and key not in form
     assert "key=********" + key[-4:] in listing
     data = {
-        "code": "epay", "name": "renamed", "merchant_no": epay_account.merchant_no, "base_url": epay_account.base_url,
-        "currency": "CNY", "credentials": "", "enabled": "on", "priority": 100,
+        "code": "epay",
+        "name": "renamed",
+        "merchant_no": epay_account.merchant_no,
+        "base_url": epay_account.base_url,
+        "currency": "CNY",
+        "credentials": "",
+        "enabled": "on",
+        "priority": 100,
     }
     operator_client.post(f"/admin/payments/channelaccount/{epay_account.pk}/change/", data)
     epay_account.refresh_from_db()
@@ -69,7 +75,9 @@ def test_channel_credentials_are_write_only(operator_client, epay_account):
 def test_orders_cannot_be_deleted_from_the_admin(operator_client, product):
     from cardshop.services.checkout import order_create
 
-    order = order_create(product_id=product.pk, quantity=1, email="a@example.com", query_password="secret1", buyer_ip=None)
+    order = order_create(
+        product_id=product.pk, quantity=1, email="a@example.com", query_password="secret1", buyer_ip=None
+    )
     page = operator_client.get(f"/admin/cardshop/order/{order.pk}/change/").content.decode()
     assert order.order_no in page and "a@example.com" not in page  # email is masked
     assert operator_client.get(f"/admin/cardshop/order/{order.pk}/delete/").status_code == 403

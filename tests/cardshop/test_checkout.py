@@ -77,9 +77,7 @@ def test_checkout_page_shows_price_and_live_stock(client, product):
 
 
 def test_storefront_checkout_error_is_shown_and_changes_nothing(client, product):
-    resp = client.post(
-        f"/p/{product.slug}/", {"quantity": 9, "email": "a@example.com", "query_password": "secret1"}
-    )
+    resp = client.post(f"/p/{product.slug}/", {"quantity": 9, "email": "a@example.com", "query_password": "secret1"})
     assert resp.status_code == 400
     assert "Quantity must be between 1 and 5." in resp.content.decode()
     assert Order.objects.count() == 0

@@ -27,10 +27,18 @@ def pay(client, epay_sim, order, capture):
     return order
 
 
-def test_reusable_secret_goes_to_every_buyer(client, merchant, epay_account, epay_sim, django_capture_on_commit_callbacks):
+def test_reusable_secret_goes_to_every_buyer(
+    client, merchant, epay_account, epay_sim, django_capture_on_commit_callbacks
+):
     product = make_product(merchant, secrets_count=0, kind="reusable", reusable_secret="https://dl.example/pack?k=1")
     orders = [
-        order_create(product_id=product.pk, quantity=1, email=f"b{i}@example.com", query_password="secret1", buyer_ip=f"10.0.0.{i}")
+        order_create(
+            product_id=product.pk,
+            quantity=1,
+            email=f"b{i}@example.com",
+            query_password="secret1",
+            buyer_ip=f"10.0.0.{i}",
+        )
         for i in range(2)
     ]
     for o in orders:
@@ -41,15 +49,24 @@ def test_reusable_secret_goes_to_every_buyer(client, merchant, epay_account, epa
     assert len(mail.outbox) == 2
 
 
-def test_manual_order_waits_in_paid_until_the_operator_fulfils(client, merchant, epay_account, epay_sim, django_capture_on_commit_callbacks):
+def test_manual_order_waits_in_paid_until_the_operator_fulfils(
+    client, merchant, epay_account, epay_sim, django_capture_on_commit_callbacks
+):
     product = make_product(
-        merchant, secrets_count=0, kind="manual", custom_fields=[{"name": "account", "label": "Game account", "required": True}]
+        merchant,
+        secrets_count=0,
+        kind="manual",
+        custom_fields=[{"name": "account", "label": "Game account", "required": True}],
     )
     with pytest.raises(DomainError) as exc:
         order_create(product_id=product.pk, quantity=1, email="m@example.com", query_password="secret1", buyer_ip=None)
     assert exc.value.code == "custom_field"
     order = order_create(
-        product_id=product.pk, quantity=1, email="m@example.com", query_password="secret1", buyer_ip=None,
+        product_id=product.pk,
+        quantity=1,
+        email="m@example.com",
+        query_password="secret1",
+        buyer_ip=None,
         custom_input={"account": "player-77", "ignored": "x"},
     )
     assert order.custom_input == {"account": "player-77"}

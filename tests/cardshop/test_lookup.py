@@ -34,7 +34,9 @@ def test_lookup_by_order_number_needs_the_password(client, product):
 
 def test_lookup_by_email_lists_only_orders_with_that_password(client, product):
     a = make_order(product)
-    b = order_create(product_id=product.pk, quantity=1, email="owner@example.com", query_password="other-pass", buyer_ip="10.0.0.2")
+    b = order_create(
+        product_id=product.pk, quantity=1, email="owner@example.com", query_password="other-pass", buyer_ip="10.0.0.2"
+    )
     resp = lookup(client, "Owner@Example.com", "right-pass")
     assert resp.status_code == 302 and resp["Location"] == f"/orders/{a.order_no}/"
     assert client.get(f"/orders/{b.order_no}/").status_code == 404

@@ -16,7 +16,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def pending(epay_account, epay_sim, product, settings):
     settings.CARDSHOP_PUBLIC_URL = "http://127.0.0.1:9"  # the simulator's own notify goes nowhere; tests send it
-    order = order_create(product_id=product.pk, quantity=1, email="b@example.com", query_password="secret1", buyer_ip="10.0.0.1")
+    order = order_create(
+        product_id=product.pk, quantity=1, email="b@example.com", query_password="secret1", buyer_ip="10.0.0.1"
+    )
     payment = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1")
     trade_no = epay_sim.trade_for(payment.out_trade_no)["trade_no"]
     return order, payment, trade_no
@@ -57,7 +59,9 @@ def forged(epay_sim, trade_no, key, **changes):
         ("inexact_amount", "bad_amount"),
     ],
 )
-def test_forged_or_broken_notify_is_refused_and_changes_nothing(client, pending, epay_sim, epay_account, case, expected_code):
+def test_forged_or_broken_notify_is_refused_and_changes_nothing(
+    client, pending, epay_sim, epay_account, case, expected_code
+):
     order, payment, trade_no = pending
     key = epay_account.credentials_dict()["key"]
     if case == "bad_signature":

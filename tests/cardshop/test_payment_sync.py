@@ -20,7 +20,9 @@ def test_lost_notify_is_recovered_by_the_sync_task(
     product, epay_account, epay_sim, settings, django_capture_on_commit_callbacks
 ):
     settings.CARDSHOP_PUBLIC_URL = "http://127.0.0.1:9"  # the notify is lost: nobody listens there
-    order = order_create(product_id=product.pk, quantity=1, email="a@example.com", query_password="secret1", buyer_ip=None)
+    order = order_create(
+        product_id=product.pk, quantity=1, email="a@example.com", query_password="secret1", buyer_ip=None
+    )
     payment = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1")
     with pytest.raises(requests.ConnectionError):
         epay_sim.pay(epay_sim.trade_for(payment.out_trade_no)["trade_no"])
@@ -40,7 +42,9 @@ def test_lost_notify_is_recovered_by_the_sync_task(
 
 def test_unpaid_payment_stays_pending_after_sync(product, epay_account, epay_sim, settings):
     settings.CARDSHOP_PUBLIC_URL = "http://127.0.0.1:9"
-    order = order_create(product_id=product.pk, quantity=1, email="a@example.com", query_password="secret1", buyer_ip=None)
+    order = order_create(
+        product_id=product.pk, quantity=1, email="a@example.com", query_password="secret1", buyer_ip=None
+    )
     order_payment_start(order_no=order.order_no, client_ip="10.0.0.1")
     with time_machine.travel(timezone.now() + timedelta(minutes=3), tick=False):
         assert payments_sync_pending_task.delay().get() == 0

@@ -49,7 +49,11 @@ def test_fifty_buyers_race_for_the_last_ten_secrets(require_postgres, merchant):
 
     def buy(i: int) -> str:
         order = order_create(
-            product_id=product.pk, quantity=1, email=f"racer{i}@example.com", query_password="secret1", buyer_ip=f"10.1.0.{i}"
+            product_id=product.pk,
+            quantity=1,
+            email=f"racer{i}@example.com",
+            query_password="secret1",
+            buyer_ip=f"10.1.0.{i}",
         )
         return order.order_no
 
@@ -66,7 +70,9 @@ def test_fifty_buyers_race_for_the_last_ten_secrets(require_postgres, merchant):
 
 def test_same_notify_twenty_times_at_once_delivers_once(require_postgres, product, epay_account, epay_sim, settings):
     settings.CARDSHOP_PUBLIC_URL = "http://127.0.0.1:9"
-    order = order_create(product_id=product.pk, quantity=2, email="once@example.com", query_password="secret1", buyer_ip=None)
+    order = order_create(
+        product_id=product.pk, quantity=2, email="once@example.com", query_password="secret1", buyer_ip=None
+    )
     payment = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1")
     params = {k: [v] for k, v in epay_sim.notify_params(epay_sim.trade_for(payment.out_trade_no)["trade_no"]).items()}
 
