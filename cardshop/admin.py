@@ -233,7 +233,11 @@ class OrderAdmin(admin.ModelAdmin):
             else:
                 level = messages.SUCCESS if done else messages.WARNING
                 messages.add_message(
-                    request, level, f"{order.order_no}: {_('delivered') if done else _('still short of stock')}"
+                    request,
+                    level,
+                    _("%(no)s: delivered") % {"no": order.order_no}
+                    if done
+                    else _("%(no)s: still short of stock") % {"no": order.order_no},
                 )
 
     def get_urls(self):
