@@ -34,3 +34,8 @@ def payments_sync_pending_task() -> int:
         except Exception:  # one provider error must not stop the sweep; the next run retries
             log.exception("sync of %s failed", out_trade_no)
     return newly
+
+
+@shared_task(name="cardshop.order_delivery_emails_resend_missed")
+def order_delivery_emails_resend_missed_task() -> int:
+    return notifications.order_delivery_emails_resend_missed()

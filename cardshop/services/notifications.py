@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.core import signing
 from django.core.mail import send_mail
@@ -10,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from cardshop.models import Order
+from cardshop.models import Order, OrderState
 
 ORDER_LINK_SALT = "cardshop.order-link"
 ORDER_LINK_MAX_AGE = 60 * 60 * 24 * 30
@@ -52,3 +54,10 @@ def order_delivery_email_send(*, order_id: int) -> bool:
         Order.objects.filter(pk=order_id).update(notified_at=None)
         raise
     return True
+
+
+def order_delivery_emails_resend_missed(*, older_than_seconds: int = 300, limit: int = 200) -> int:
+    """Send mails whose after-commit task was lost (the embedded brokers drop in-flight tasks on a crash)."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    missed = Order.objects.filter(state=OrderState.DELIVERED, notified_at__isnull=True, delivered_at__lt=cutoff)
+    return sum(order_delivery_email_send(order_id=pk) for pk in missed.values_list("pk", flat=True)[:limit])

@@ -82,3 +82,23 @@ def test_manual_order_waits_in_paid_until_the_operator_fulfils(
     assert len(mail.outbox) == 1
     with pytest.raises(DomainError):
         order_fulfil_manual(order_no=order.order_no, note="again", actor="operator")
+
+
+def test_a_lost_mail_task_is_made_up_by_the_sweep_once(client, product, epay_account, epay_sim):
+    from datetime import timedelta
+
+    import time_machine
+    from django.utils import timezone
+
+    from cardshop.tasks import order_delivery_emails_resend_missed_task
+
+    order = order_create(product_id=product.pk, quantity=1, email="lost@example.com", query_password="secret1", buyer_ip=None)
+    payment = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1")
+    params = epay_sim.notify_params(epay_sim.trade_for(payment.out_trade_no)["trade_no"])
+    assert client.get("/notify/epay/", params).content == b"success"  # on-commit task never ran: mail lost
+    assert len(mail.outbox) == 0
+    assert order_delivery_emails_resend_missed_task.delay().get() == 0  # too recent: the task may still come
+    with time_machine.travel(timezone.now() + timedelta(minutes=6), tick=False):
+        assert order_delivery_emails_resend_missed_task.delay().get() == 1
+        assert order_delivery_emails_resend_missed_task.delay().get() == 0
+    assert [m.to for m in mail.outbox] == [["lost@example.com"]]
