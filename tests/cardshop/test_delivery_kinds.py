@@ -92,7 +92,9 @@ def test_a_lost_mail_task_is_made_up_by_the_sweep_once(client, product, epay_acc
 
     from cardshop.tasks import order_delivery_emails_resend_missed_task
 
-    order = order_create(product_id=product.pk, quantity=1, email="lost@example.com", query_password="secret1", buyer_ip=None)
+    order = order_create(
+        product_id=product.pk, quantity=1, email="lost@example.com", query_password="secret1", buyer_ip=None
+    )
     payment = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1")
     params = epay_sim.notify_params(epay_sim.trade_for(payment.out_trade_no)["trade_no"])
     assert client.get("/notify/epay/", params).content == b"success"  # on-commit task never ran: mail lost
