@@ -104,3 +104,23 @@ def test_empty_key_refuses_every_notify(epay_sim):
     with pytest.raises(NotificationInvalid) as exc:
         EpayAdapter(cfg).verify_notification(forged, b"")
     assert exc.value.code == "no_credentials"
+
+
+def test_submit_mode_sends_the_browser_to_a_signed_submit_php(epay_sim):
+    epay_sim.add_merchant("7002", "s" * 32)
+    cfg = AccountConfig(
+        account_id=2,
+        code="epay",
+        merchant_no="7002",
+        base_url=epay_sim.base_url,
+        currency="CNY",
+        credentials={"key": "s" * 32, "create_mode": "submit"},
+    )
+    created = EpayAdapter(cfg).create(_order("T-submit", 1234))
+    assert created.pay_url.startswith(epay_sim.base_url + "/submit.php?")
+    assert epay_sim.trade(out_trade_no="T-submit") is None  # nothing created until the browser arrives
+    browser = requests.get(created.pay_url, allow_redirects=False)
+    assert browser.status_code == 302 and "/cashier/" in browser.headers["Location"]
+    assert epay_sim.trade_for("T-submit")["money"] == "12.34"
+    tampered = created.pay_url.replace("money=12.34", "money=0.01")
+    assert requests.get(tampered, allow_redirects=False).status_code == 400

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import ClassVar
+from urllib.parse import urlencode
 
 import requests
 
@@ -58,9 +59,26 @@ class EpayAdapter:
         return params
 
     def create(self, order: CreateOrder) -> Created:
+        """mapi.php (server-to-server, returns the cashier URL) by default; accounts whose panel lacks
+        mapi set credentials `create_mode=submit` and the buyer's browser is sent to a signed submit.php."""
         if order.amount.currency != wire.SUPPORTED_CURRENCY:
             raise Terminal(f"epay takes {wire.SUPPORTED_CURRENCY} only", code="currency")
-        params = self._signed(
+        params = self._create_params(order)
+        if self.account.credentials.get("create_mode") == "submit":
+            url = self._url("submit.php") + "?" + urlencode(params)
+            return Created(provider_trade_no="", pay_url=url, qr_content=url)
+        data = self._post_json("mapi.php", params)
+        if str(data.get("code")) != "1":
+            raise Terminal(f"epay refused create: {data.get('msg', '')}"[:200], code="refused")
+        pay_url = data.get("payurl") or data.get("qrcode") or ""
+        if not pay_url:
+            raise Unknown("epay create answered without a pay url", code="bad_response")
+        return Created(
+            provider_trade_no=str(data.get("trade_no", "")), pay_url=pay_url, qr_content=data.get("qrcode") or pay_url
+        )
+
+    def _create_params(self, order: CreateOrder) -> dict[str, str]:
+        return self._signed(
             {
                 "pid": self.account.merchant_no,
                 "type": order.method if order.method in wire.PAY_TYPES else "alipay",
@@ -72,15 +90,6 @@ class EpayAdapter:
                 "clientip": order.client_ip,
                 "device": "pc",
             }
-        )
-        data = self._post_json("mapi.php", params)
-        if str(data.get("code")) != "1":
-            raise Terminal(f"epay refused create: {data.get('msg', '')}"[:200], code="refused")
-        pay_url = data.get("payurl") or data.get("qrcode") or ""
-        if not pay_url:
-            raise Unknown("epay create answered without a pay url", code="bad_response")
-        return Created(
-            provider_trade_no=str(data.get("trade_no", "")), pay_url=pay_url, qr_content=data.get("qrcode") or pay_url
         )
 
     def _post_json(self, path: str, params: dict[str, str]) -> dict:
