@@ -1,0 +1,1012 @@
+"""Checkout -> pay -> notify -> delivery throughput on PostgreSQL, next to a pgbench reference.
+
+What it measures, in one run:
+
+1. Setup: (re)creates its own database (default ``cardshop_bench``), migrates, creates a merchant,
+   one unique-secret product and an epay channel account, starts the loopback ``EpaySimulator``,
+   and loads order history with COPY (default 50,000 delivered orders of that product over the
+   past year, each with its sold card secret encrypted by the model field, a succeeded payment,
+   the provider notification and the three timeline events). Then imports the free stock for the
+   run through ``card_secrets_import``.
+2. Service level, in this process, one order after another: ``order_create`` ->
+   ``order_payment_start`` (an HTTP call to the simulator's mapi.php) -> the simulator's signed
+   notify params -> ``payment_notification_handle``. Prints orders/s and p50/p99 of checkout and
+   of notify handling; asserts every order ended DELIVERED with its own secret.
+3. Over HTTP: a live gunicorn serving ``cardshop.wsgi`` with the same environment; client threads
+   (one ``requests.Session`` each) loop GET product page -> POST checkout -> GET pay page (creates
+   the payment at the simulator) -> ``sim.pay(trade_no)`` (the simulator sends the signed notify
+   to /notify/epay/, timed as the notify round trip) -> GET order page, which must show the secret.
+   The clients and the simulator run in this process on the same machine as gunicorn and
+   PostgreSQL, so they compete for the same CPUs.
+4. pgbench (TPC-B-like default script) against the same PostgreSQL in a scratch database
+   ``pgbench_ref``; prints its tps and the ratio HTTP orders/s / pgbench tps.
+
+Targets printed next to the figures: notify handling p99 < 15 ms; HTTP orders/s >= 10 % of pgbench tps.
+The summary is printed as text and written to ``bench/results/checkout_pay.json``.
+
+Reading the figures: with CELERY_TASK_ALWAYS_EAGER=1 the buyer email runs inside
+``payment_notification_handle`` (on commit), so notify handling is also shown without that task.
+Over HTTP the machine is saturated, so latencies there are queueing, not service time; the CPU ms
+per order line says where the CPU went (gunicorn, this process, the rest ~ PostgreSQL).
+
+Run (PostgreSQL at 127.0.0.1:5432, user root, trust auth):
+
+    .venv/bin/python bench/checkout_pay.py                      # defaults, about 2 minutes on 2 cores
+    .venv/bin/python bench/checkout_pay.py --orders 500 --history 5000 --http-seconds 8 --pgbench-seconds 5
+    .venv/bin/python bench/checkout_pay.py --gunicorn sync:2 --gunicorn gthread:2x4   # compare servers
+
+``--gunicorn`` takes ``<worker class>:<workers>[x<threads>][+pool]`` (``+pool`` sets DATABASE_POOL=1,
+otherwise every request opens a new PostgreSQL connection); given several times, each runs for
+--http-seconds and the fastest is the headline figure. Tried on the 2-core machine (15 s each, 8
+clients, orders/s): sync:2 13.1, gthread:2x4 13.1, sync:2+pool 17.9, sync:4+pool 18.5,
+gthread:2x4+pool 19.5, gthread:2x8+pool 18.7, gthread:4x2+pool 16.5, gthread:4x4+pool 17.6. The
+connection pool is what matters; the worker model is within noise. Default: gthread:2x4+pool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import math
+import os
+import platform
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "checkout_pay.json"
+VAR_DIR = ROOT / "var" / "bench"
+sys.path.insert(0, str(ROOT))
+
+PRODUCT_SLUG = "bench-card"
+PRICE_MINOR = 990
+PRODUCT_NAME = "Steam Wallet ¥10 code"
+QUERY_PASSWORD = "bench-pass-1"
+TARGET_NOTIFY_P99_MS = 15.0
+TARGET_HTTP_SHARE = 0.10
+
+CSRF_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+CASHIER_RE = re.compile(r'id="cashier-link" href="[^"]*/cashier/([^"/]+)"')
+SECRETS_RE = re.compile(r'<div class="secrets" id="secrets">(.*?)</div>', re.S)
+CODE_RE = re.compile(r"<code>(.*?)</code>")
+
+
+# ---------------------------------------------------------------- parameters and small helpers
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """One gunicorn setup: ``sync:2``, ``gthread:2x4``, ``gthread:2x4+pool``."""
+
+    worker_class: str
+    workers: int
+    threads: int
+    pool: bool
+
+    @classmethod
+    def parse(cls, text: str) -> ServerConfig:
+        m = re.fullmatch(r"(sync|gthread):(\d+)(?:x(\d+))?(\+pool)?", text)
+        if not m:
+            raise argparse.ArgumentTypeError(f"bad --gunicorn {text!r}; e.g. sync:2, gthread:2x4, gthread:2x4+pool")
+        kind, workers, threads, pool = m.groups()
+        return cls(kind, int(workers), int(threads or 1), bool(pool))
+
+    def __str__(self) -> str:
+        threads = f"x{self.threads}" if self.worker_class == "gthread" else ""
+        return f"{self.worker_class}:{self.workers}{threads}{'+pool' if self.pool else ''}"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--orders", type=int, default=2000, help="service-level orders (default 2000)")
+    p.add_argument("--history", type=int, default=50_000, help="delivered orders loaded as history (default 50000)")
+    p.add_argument("--http-seconds", type=float, default=20.0, help="timed HTTP load per server config (default 20)")
+    p.add_argument("--clients", type=int, default=8, help="HTTP client threads (default 8)")
+    p.add_argument(
+        "--gunicorn",
+        type=ServerConfig.parse,
+        action="append",
+        help="server config, repeatable (default gthread:2x4+pool)",
+    )
+    p.add_argument("--http-stock", type=int, default=3000, help="free secrets per server config (default 3000)")
+    p.add_argument("--pgbench-scale", type=int, default=10)
+    p.add_argument("--pgbench-clients", type=int, default=8)
+    p.add_argument("--pgbench-threads", type=int, default=2)
+    p.add_argument("--pgbench-seconds", type=int, default=15)
+    p.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", "postgres://root@127.0.0.1:5432/cardshop_bench"),
+    )
+    p.add_argument("--admin-db", default="test", help="existing database used to drop/create the bench databases")
+    args = p.parse_args(argv)
+    if args.orders < 1 or args.history < 0 or args.clients < 1 or args.http_seconds <= 0:
+        p.error("--orders and --clients must be >= 1, --history >= 0, --http-seconds > 0")
+    if "bench" not in urlsplit(args.database_url).path:
+        p.error("the bench drops and recreates its database: its name must contain 'bench'")
+    args.gunicorn = args.gunicorn or [ServerConfig("gthread", 2, 4, True)]
+    return args
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    return ordered[min(max(math.ceil(q / 100 * len(ordered)), 1), len(ordered)) - 1]
+
+
+def latency_ms(values: list[float]) -> dict[str, float]:
+    """p50/p99/max in milliseconds of a non-empty list of durations in seconds."""
+    ms = [v * 1000 for v in values]
+    return {
+        "p50": round(percentile(ms, 50), 2),
+        "p99": round(percentile(ms, 99), 2),
+        "max": round(max(ms), 2),
+        "n": len(ms),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def with_dbname(url: str, dbname: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + dbname))
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+@contextmanager
+def timed(label: str, into: dict[str, float]) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    into[label] = round(time.perf_counter() - start, 2)
+    log(f"{label}: {into[label]:.1f} s")
+
+
+# ---------------------------------------------------------------- environment and database
+
+
+def bench_env(database_url: str) -> dict[str, str]:
+    """Settings for this process and for gunicorn: keys generated per run, nothing read from var/."""
+    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    return {
+        "DJANGO_SETTINGS_MODULE": "cardshop.settings",
+        "DEBUG": "0",
+        "DATABASE_URL": database_url,
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "CARDSHOP_SECRET_KEYS": f"b1:{key}",
+        "CARDSHOP_HASH_KEY": secrets.token_urlsafe(32),
+        "CELERY_TASK_ALWAYS_EAGER": "1",
+        "CELERY_BROKER_URL": "memory://localhost/",
+        "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+        # All HTTP buyers share 127.0.0.1, which the per-buyer pending cap also counts.
+        "CARDSHOP_MAX_PENDING_PER_BUYER": "1000000",
+        "CARDSHOP_VAR_DIR": str(VAR_DIR),
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def admin_execute(args: argparse.Namespace, *statements: str) -> None:
+    import psycopg
+
+    with psycopg.connect(with_dbname(args.database_url, args.admin_db), autocommit=True) as conn:
+        for sql in statements:
+            conn.execute(sql)
+
+
+def recreate_database(args: argparse.Namespace, dbname: str) -> None:
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", dbname):
+        raise SystemExit(f"refusing odd database name {dbname!r}")
+    admin_execute(args, f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)', f'CREATE DATABASE "{dbname}"')
+
+
+def django_setup(env: dict[str, str]) -> None:
+    os.environ.update(env)
+    import django
+
+    django.setup()
+
+
+def migrate() -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+
+
+def vacuum_analyze() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("VACUUM ANALYZE")
+
+
+def table_sizes() -> dict[str, dict[str, int]]:
+    from django.db import connection
+
+    tables = [
+        "cardshop_order",
+        "cardshop_orderevent",
+        "cardshop_cardsecret",
+        "payments_payment",
+        "payments_providernotification",
+        "django_session",
+    ]
+    sizes: dict[str, dict[str, int]] = {}
+    with connection.cursor() as cur:
+        for t in tables:
+            cur.execute(f"SELECT count(*), pg_total_relation_size('{t}') FROM {t}")
+            rows, size = cur.fetchone()
+            sizes[t] = {"rows": rows, "mb": round(size / 2**20)}
+    return sizes
+
+
+def machine_info() -> dict[str, Any]:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SHOW server_version")
+        pg_version = cur.fetchone()[0]
+        cur.execute("SELECT current_setting('synchronous_commit'), current_setting('shared_buffers')")
+        sync_commit, shared_buffers = cur.fetchone()
+    return {
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "postgresql": pg_version,
+        "pg_synchronous_commit": sync_commit,
+        "pg_shared_buffers": shared_buffers,
+        "platform": platform.platform(),
+    }
+
+
+# ---------------------------------------------------------------- shop fixture and history
+
+
+@dataclass
+class Shop:
+    sim: Any  # EpaySimulator
+    pid: str  # our merchant id at the simulator
+    product_id: int
+    merchant_id: int
+    account_id: int
+    slug: str = PRODUCT_SLUG
+
+
+def shop_create(sim: Any) -> Shop:
+    from cardshop.models import DeliveryKind, Product
+    from core.models import Merchant
+    from payments.models import ChannelAccount
+
+    pid, key = str(10000 + secrets.randbelow(89999)), secrets.token_hex(16)
+    sim.add_merchant(pid, key)
+    account = ChannelAccount.objects.create(
+        code="epay",
+        name="epay bench",
+        merchant_no=pid,
+        base_url=sim.base_url,
+        credentials=json.dumps({"key": key}),
+    )
+    merchant = Merchant.objects.create(name="Bench Merchant", slug="bench")
+    product = Product.objects.create(
+        merchant=merchant,
+        slug=PRODUCT_SLUG,
+        name=PRODUCT_NAME,
+        price_minor=PRICE_MINOR,
+        currency="CNY",
+        delivery_kind=DeliveryKind.UNIQUE,
+        max_quantity=5,
+    )
+    return Shop(sim=sim, pid=pid, product_id=product.pk, merchant_id=merchant.pk, account_id=account.pk)
+
+
+def copy_rows(table: str, columns: list[str], rows: Iterator[tuple]) -> None:
+    """COPY rows into `table` on Django's connection (inside the caller's transaction)."""
+    from django.db import connection
+
+    with connection.cursor() as cur, cur.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def sequences_sync(*tables: str) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        for t in tables:
+            cur.execute(f"SELECT setval(pg_get_serial_sequence('{t}', 'id'), (SELECT COALESCE(max(id), 1) FROM {t}))")
+
+
+@dataclass(frozen=True)
+class History:
+    """The identifiers and times of `len(stamps)` past orders of the bench product (ids 1..n)."""
+
+    shop: Shop
+    stamps: list[datetime]  # created_at, spread over the past year
+    order_nos: list[str]
+    trade_nos: list[str]
+    out_trade_nos: list[str]
+
+    @classmethod
+    def plan(cls, shop: Shop, total: int) -> History:
+        from django.utils import timezone
+
+        year_ago = timezone.now() - timedelta(days=365)
+        stamps = [year_ago + i * timedelta(days=364) / max(total, 1) for i in range(total)]
+        return cls(
+            shop=shop,
+            stamps=stamps,
+            order_nos=[f"{t:%Y%m%d%H%M%S}{i:08d}" for i, t in enumerate(stamps)],
+            trade_nos=[f"{t:%Y%m%d}{i + 1:09d}" for i, t in enumerate(stamps)],
+            out_trade_nos=[f"P{t:%Y%m%d%H%M%S}{i + 1:010d}" for i, t in enumerate(stamps)],
+        )
+
+    def paid_at(self, i: int) -> datetime:
+        return self.stamps[i] + timedelta(seconds=40)
+
+
+def history_orders(h: History) -> Iterator[tuple]:
+    from django.contrib.auth.hashers import make_password
+
+    from cardshop.models import OrderState
+
+    # One real query-password hash reused: 50,000 PBKDF2 runs would only slow the load down.
+    password_hash = make_password("history-pass", hasher="pbkdf2_sha256_query")
+    shop = h.shop
+    for i, t in enumerate(h.stamps):
+        paid = h.paid_at(i)
+        yield (
+            *(i + 1, h.order_nos[i], shop.merchant_id, shop.product_id, 1, PRICE_MINOR, PRICE_MINOR, "CNY"),
+            *(f"buyer{i % 20000}@history.example", password_hash, f"100.{i % 250}.{i // 250 % 250}.{i % 199 + 1}"),
+            *("{}", "", OrderState.DELIVERED.value, t + timedelta(minutes=15), paid, paid),
+            *(paid + timedelta(seconds=1), t),
+        )
+
+
+def history_secrets(h: History) -> Iterator[tuple]:
+    """Sold secrets, encrypted by the model field itself, with the keyed hash the unique constraint uses."""
+    from cardshop.models import CardSecret, SecretStatus
+    from cardshop.services.stock import card_secret_hash
+
+    encrypt = CardSecret._meta.get_field("secret").get_prep_value
+    product_id = h.shop.product_id
+    for i, t in enumerate(h.stamps):
+        plain = f"HIST-{i + 1:07d}-{secrets.token_hex(6).upper()}"
+        yield (
+            *(i + 1, product_id, encrypt(plain), card_secret_hash(product_id, plain), SecretStatus.SOLD.value),
+            *(i + 1, None, h.paid_at(i), t - timedelta(days=3)),
+        )
+
+
+def history_payments(h: History) -> Iterator[tuple]:
+    from payments.models import PaymentStatus
+
+    cashier = h.shop.sim.base_url + "/cashier/"
+    for i, t in enumerate(h.stamps):
+        trade_no, paid = h.trade_nos[i], h.paid_at(i)
+        yield (
+            *(i + 1, h.out_trade_nos[i], h.order_nos[i], h.shop.account_id, "epay", PRICE_MINOR, "CNY"),
+            *(PaymentStatus.SUCCEEDED.value, trade_no, cashier + trade_no, cashier + trade_no, ""),
+            *(t + timedelta(seconds=1), paid, paid),
+        )
+
+
+def history_notifications(h: History) -> Iterator[tuple]:
+    """The inbox row of each payment's notify: what the service keeps (signature removed)."""
+    for i in range(len(h.stamps)):
+        params = {
+            "pid": h.shop.pid,
+            "trade_no": h.trade_nos[i],
+            "out_trade_no": h.out_trade_nos[i],
+            "type": "alipay",
+            "name": PRODUCT_NAME,
+            "money": f"{PRICE_MINOR / 100:.2f}",
+            "trade_status": "TRADE_SUCCESS",
+        }
+        yield (i + 1, "epay", f"{h.trade_nos[i]}:TRADE_SUCCESS", i + 1, json.dumps(params), "succeeded", h.paid_at(i))
+
+
+def history_events(h: History) -> Iterator[tuple]:
+    """created, paid and delivered, with the details the services record."""
+    for i, t in enumerate(h.stamps):
+        paid = h.paid_at(i)
+        events = (
+            ("created", {"quantity": 1, "amount": PRICE_MINOR}, t),
+            ("paid", {"source": "notify", "out_trade_no": h.out_trade_nos[i], "late": False}, paid),
+            ("delivered", {"secrets": 1}, paid),
+        )
+        for k, (kind, detail, at) in enumerate(events):
+            yield (3 * i + k + 1, i + 1, kind, json.dumps(detail), "system", at)
+
+
+HISTORY_TABLES: list[tuple[str, str, Callable[[History], Iterator[tuple]]]] = [
+    (
+        "cardshop_order",
+        "id order_no merchant_id product_id quantity unit_price_minor amount_minor currency email "
+        "query_password_hash buyer_ip custom_input delivery_note state expires_at paid_at delivered_at "
+        "notified_at created_at",
+        history_orders,
+    ),
+    (
+        "cardshop_cardsecret",
+        "id product_id secret secret_hash status order_id reserved_until sold_at created_at",
+        history_secrets,
+    ),
+    (
+        "payments_payment",
+        "id out_trade_no reference account_id channel_code amount_minor currency status provider_trade_no "
+        "pay_url qr_content error_code created_at updated_at succeeded_at",
+        history_payments,
+    ),
+    (
+        "payments_providernotification",
+        "id channel_code event_key payment_id params outcome received_at",
+        history_notifications,
+    ),
+    ("cardshop_orderevent", "id order_id kind detail actor created_at", history_events),
+]
+
+
+def history_load(shop: Shop, total: int) -> None:
+    """`total` delivered orders of the bench product, as the real flow leaves them, written with COPY.
+
+    Ids are assigned here (1..n), so the tables must be empty; the sequences are moved past them.
+    """
+    from django.db import transaction
+
+    from cardshop.models import CardSecret, Order
+    from payments.models import Payment
+
+    if Order.objects.exists() or CardSecret.objects.exists() or Payment.objects.exists():
+        raise RuntimeError("history needs empty order, secret and payment tables")
+    history = History.plan(shop, total)
+    with transaction.atomic():
+        for table, columns, rows in HISTORY_TABLES:
+            copy_rows(table, columns.split(), rows(history))
+        sequences_sync(*(table for table, _, _ in HISTORY_TABLES))
+
+
+def stock_import(shop: Shop, count: int) -> int:
+    from cardshop.services.stock import card_secrets_import
+
+    text = "\n".join(f"BENCH-{i:07d}-{secrets.token_hex(6).upper()}" for i in range(count))
+    return card_secrets_import(product_id=shop.product_id, text=text).imported
+
+
+# ---------------------------------------------------------------- service level
+
+
+def trade_no_of(sim: Any, pay_url: str, out_trade_no: str) -> str:
+    m = re.search(r"/cashier/([^/?#]+)$", pay_url)
+    return m.group(1) if m else sim.trade_for(out_trade_no)["trade_no"]
+
+
+class TaskClock:
+    """Time spent in Celery tasks run eagerly (the buyer email after the notify commit)."""
+
+    def __init__(self) -> None:
+        from celery.signals import task_postrun, task_prerun
+
+        self.spent = 0.0
+        self._started = 0.0
+        task_prerun.connect(self._pre, weak=False)
+        task_postrun.connect(self._post, weak=False)
+
+    def _pre(self, **_: Any) -> None:
+        self._started = time.perf_counter()
+
+    def _post(self, **_: Any) -> None:
+        self.spent += time.perf_counter() - self._started
+
+    def take(self) -> float:
+        spent, self.spent = self.spent, 0.0
+        return spent
+
+
+def service_level(shop: Shop, n: int) -> dict[str, Any]:
+    """n sequential orders through the services; checkout and notify handling timed separately."""
+    from cardshop.services.checkout import order_create, order_payment_start
+    from cardshop.services.orders import payment_notification_handle
+
+    tasks = TaskClock()
+    notify_core_s: list[float] = []
+
+    create_s: list[float] = []
+    start_s: list[float] = []
+    checkout_s: list[float] = []
+    notify_s: list[float] = []
+    order_nos: list[str] = []
+    began = time.perf_counter()
+    for i in range(n):
+        t0 = time.perf_counter()
+        order = order_create(
+            product_id=shop.product_id,
+            quantity=1,
+            email=f"svc{i}@bench.example",
+            query_password=QUERY_PASSWORD,
+            buyer_ip=f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}",
+        )
+        t1 = time.perf_counter()
+        view = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1")
+        t2 = time.perf_counter()
+        params = shop.sim.notify_params(trade_no_of(shop.sim, view.pay_url, view.out_trade_no))
+        tasks.take()
+        t3 = time.perf_counter()
+        outcome = payment_notification_handle(channel_code="epay", params={k: [v] for k, v in params.items()}, body=b"")
+        t4 = time.perf_counter()
+        notify_core_s.append(t4 - t3 - tasks.take())
+        if not outcome.newly_succeeded:
+            raise AssertionError(f"notify for {order.order_no} did not pay it: {outcome}")
+        create_s.append(t1 - t0)
+        start_s.append(t2 - t1)
+        checkout_s.append(t2 - t0)
+        notify_s.append(t4 - t3)
+        order_nos.append(order.order_no)
+    elapsed = time.perf_counter() - began
+    verify_delivered(order_nos)
+    return {
+        "orders": n,
+        "seconds": round(elapsed, 2),
+        "orders_per_s": round(n / elapsed, 1),
+        "checkout_ms": latency_ms(checkout_s),
+        "order_create_ms": latency_ms(create_s),
+        "payment_start_ms": latency_ms(start_s),
+        "notify_ms": latency_ms(notify_s),
+        "notify_without_email_task_ms": latency_ms(notify_core_s),
+    }
+
+
+def verify_delivered(order_nos: list[str]) -> dict[str, str]:
+    """Every order DELIVERED with exactly one SOLD secret, no secret shared. Returns order_no -> secret."""
+    from cardshop.models import CardSecret, Order, OrderState, SecretStatus
+
+    states = Counter()
+    for chunk_start in range(0, len(order_nos), 1000):
+        chunk = order_nos[chunk_start : chunk_start + 1000]
+        states.update(Order.objects.filter(order_no__in=chunk).values_list("state", flat=True))
+    if states != Counter({OrderState.DELIVERED: len(order_nos)}):
+        raise AssertionError(f"orders not all delivered: {dict(states)}")
+    by_order: dict[str, str] = {}
+    hashes: set[str] = set()
+    for chunk_start in range(0, len(order_nos), 1000):
+        chunk = order_nos[chunk_start : chunk_start + 1000]
+        sold = CardSecret.objects.filter(order__order_no__in=chunk, status=SecretStatus.SOLD)
+        for order_no, secret, secret_hash in sold.values_list("order__order_no", "secret", "secret_hash"):
+            if order_no in by_order:
+                raise AssertionError(f"order {order_no} got more than one secret")
+            by_order[order_no] = secret
+            hashes.add(secret_hash)
+    if len(by_order) != len(order_nos) or len(hashes) != len(order_nos):
+        raise AssertionError(f"{len(order_nos)} orders but {len(by_order)} with secrets, {len(hashes)} distinct")
+    return by_order
+
+
+# ---------------------------------------------------------------- gunicorn and the HTTP buyers
+
+
+@contextmanager
+def gunicorn_server(config: ServerConfig, env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """A live gunicorn on a free port; yields (base URL, process group id) and stops it on exit."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server_env = {**os.environ, **env, "CARDSHOP_PUBLIC_URL": base, "DATABASE_POOL": "1" if config.pool else "0"}
+    cmd = [sys.executable, "-m", "gunicorn", "cardshop.wsgi:application", "-b", f"127.0.0.1:{port}"]
+    cmd += ["-w", str(config.workers), "-k", config.worker_class, "--threads", str(config.threads)]
+    cmd += ["--log-level", "warning", "--graceful-timeout", "5"]
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = VAR_DIR / "gunicorn.log"
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=server_env, stdout=log_file, stderr=log_file, start_new_session=True)
+    try:
+        wait_ready(base, proc, log_path)
+        yield base, proc.pid
+    finally:
+        stop_process(proc)
+
+
+def wait_ready(base: str, proc: subprocess.Popen, log_path: Path, timeout: float = 30.0) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {proc.returncode}; see {log_path}")
+        try:
+            if requests.get(base + "/healthz", timeout=1).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"gunicorn not ready after {timeout:.0f} s; see {log_path}")
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM the process group we started (gunicorn master and its workers), then SIGKILL if needed."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+    except ProcessLookupError:
+        pass
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU seconds used so far: the gunicorn process group, this process, and the whole machine."""
+
+    at: float
+    gunicorn: float
+    bench: float
+    machine_busy: float
+
+    @classmethod
+    def take(cls, server_pgid: int) -> CpuSnapshot:
+        tick = os.sysconf("SC_CLK_TCK")
+        gunicorn = bench = 0
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # exited meanwhile
+            used = int(fields[11]) + int(fields[12])  # utime + stime
+            if int(fields[2]) == server_pgid:
+                gunicorn += used
+            elif int(entry.name) == os.getpid():
+                bench += used
+        cpu = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+        busy = sum(cpu) - cpu[3] - cpu[4]  # all but idle and iowait
+        return cls(time.perf_counter(), gunicorn / tick, bench / tick, busy / tick)
+
+    def per_order_ms(self, later: CpuSnapshot, orders: int) -> dict[str, float]:
+        """CPU ms per completed order by component; `other` is mostly PostgreSQL (its backends come and go)."""
+        gunicorn, bench = later.gunicorn - self.gunicorn, later.bench - self.bench
+        busy = later.machine_busy - self.machine_busy
+        capacity = (later.at - self.at) * (os.cpu_count() or 1)
+        return {
+            "gunicorn": round(gunicorn * 1000 / orders, 1),
+            "bench_clients_and_simulator": round(bench * 1000 / orders, 1),
+            "other_mostly_postgres": round((busy - gunicorn - bench) * 1000 / orders, 1),
+            "machine_busy_pct": round(100 * busy / capacity, 1),
+        }
+
+
+@dataclass
+class BuyerStats:
+    """What one client thread saw; merged after the run."""
+
+    done: list[tuple[float, float]] = field(default_factory=list)  # (start, end) of completed orders
+    page_s: list[float] = field(default_factory=list)
+    checkout_s: list[float] = field(default_factory=list)
+    pay_page_s: list[float] = field(default_factory=list)
+    notify_s: list[float] = field(default_factory=list)
+    order_page_s: list[float] = field(default_factory=list)
+    shown: dict[str, str] = field(default_factory=dict)  # order_no -> secret shown on the order page
+    errors: Counter = field(default_factory=Counter)
+
+
+class Buyer:
+    """One browser: product page, checkout, pay page, provider notify, order page."""
+
+    def __init__(self, base: str, shop: Shop, index: int) -> None:
+        import requests
+
+        self.base, self.shop, self.index = base, shop, index
+        self.session = requests.Session()
+        self.count = 0
+
+    def buy(self, stats: BuyerStats | None) -> None:
+        base, slug = self.base, self.shop.slug
+        self.count += 1
+        t0 = time.perf_counter()
+        page = self.session.get(f"{base}/p/{slug}/", timeout=30)
+        t1 = time.perf_counter()
+        token = CSRF_RE.search(page.text)
+        if page.status_code != 200 or token is None:
+            raise RuntimeError(f"product page {page.status_code}")
+        data = {
+            "csrfmiddlewaretoken": token.group(1),
+            "quantity": "1",
+            "email": f"http{self.index}-{self.count}@bench.example",
+            "query_password": QUERY_PASSWORD,
+        }
+        headers = {"Referer": f"{base}/p/{slug}/"}
+        resp = self.session.post(f"{base}/p/{slug}/", data=data, headers=headers, allow_redirects=False, timeout=30)
+        t2 = time.perf_counter()
+        if resp.status_code != 302:
+            raise RuntimeError("out of stock" if "Not enough stock" in resp.text else f"checkout {resp.status_code}")
+        order_no = resp.headers["Location"].strip("/").split("/")[1]
+        pay = self.session.get(base + resp.headers["Location"], timeout=30)
+        t3 = time.perf_counter()
+        cashier = CASHIER_RE.search(pay.text)
+        if pay.status_code != 200 or cashier is None:
+            raise RuntimeError(f"pay page {pay.status_code}")
+        ack = self.shop.sim.pay(cashier.group(1))
+        t4 = time.perf_counter()
+        if ack.status_code != 200 or ack.text.strip() != "success":
+            raise RuntimeError(f"notify answered {ack.status_code}")
+        detail = self.session.get(f"{base}/orders/{order_no}/", timeout=30)
+        t5 = time.perf_counter()
+        block = SECRETS_RE.search(detail.text)
+        codes = CODE_RE.findall(block.group(1)) if block else []
+        if detail.status_code != 200 or len(codes) != 1:
+            raise RuntimeError("order page shows no secret")
+        if stats is not None:
+            stats.done.append((t0, t5))
+            stats.page_s.append(t1 - t0)
+            stats.checkout_s.append(t2 - t1)
+            stats.pay_page_s.append(t3 - t2)
+            stats.notify_s.append(t4 - t3)
+            stats.order_page_s.append(t5 - t4)
+            stats.shown[order_no] = codes[0]
+
+
+def buyer_loop(buyer: Buyer, stats: BuyerStats, barrier: threading.Barrier, deadline: list[float]) -> None:
+    """One untimed warm-up order, wait for every thread, then buy until the deadline."""
+    try:
+        buyer.buy(None)
+    except Exception as exc:  # counted, the run goes on
+        stats.errors[f"warmup: {exc}"] += 1
+    barrier.wait()
+    while time.perf_counter() < deadline[0]:
+        try:
+            buyer.buy(stats)
+        except Exception as exc:
+            stats.errors[str(exc)[:80]] += 1
+            time.sleep(0.05)
+
+
+def http_load(base: str, shop: Shop, clients: int, seconds: float, server_pgid: int) -> tuple[BuyerStats, dict]:
+    """Run `clients` buyer threads for `seconds` after a warm-up; returns merged statistics and CPU use."""
+    deadline = [float("inf")]
+    barrier = threading.Barrier(clients + 1)
+    per_thread = [BuyerStats() for _ in range(clients)]
+    threads = [
+        threading.Thread(target=buyer_loop, args=(Buyer(base, shop, i), per_thread[i], barrier, deadline), daemon=True)
+        for i in range(clients)
+    ]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    cpu_before = CpuSnapshot.take(server_pgid)
+    deadline[0] = time.perf_counter() + seconds
+    for t in threads:
+        t.join(timeout=seconds + 60)
+    cpu_after = CpuSnapshot.take(server_pgid)
+    merged = BuyerStats()
+    for s in per_thread:
+        merged.done += s.done
+        merged.page_s += s.page_s
+        merged.checkout_s += s.checkout_s
+        merged.pay_page_s += s.pay_page_s
+        merged.notify_s += s.notify_s
+        merged.order_page_s += s.order_page_s
+        merged.shown.update(s.shown)
+        merged.errors.update(s.errors)
+    return merged, cpu_before.per_order_ms(cpu_after, max(len(merged.done), 1))
+
+
+def http_run(config: ServerConfig, env: dict[str, str], shop: Shop, clients: int, seconds: float) -> dict[str, Any]:
+    log(f"HTTP: gunicorn {config}, {clients} client threads, {seconds:.0f} s")
+    with gunicorn_server(config, env) as (base, pgid):
+        stats, cpu = http_load(base, shop, clients, seconds, pgid)
+    if not stats.done:
+        raise RuntimeError(f"no order completed over HTTP with {config}; errors: {dict(stats.errors)}")
+    window = max(end for _, end in stats.done) - min(start for start, _ in stats.done)
+    in_db = verify_delivered(list(stats.shown))
+    mismatched = [o for o, secret in stats.shown.items() if in_db.get(o) != secret]
+    if mismatched:
+        raise AssertionError(f"{len(mismatched)} order pages showed a secret other than the sold one")
+    result = {
+        "server": str(config),
+        "clients": clients,
+        "orders": len(stats.done),
+        "seconds": round(window, 2),
+        "orders_per_s": round(len(stats.done) / window, 1),
+        "notify_ms": latency_ms(stats.notify_s),
+        "product_page_ms": latency_ms(stats.page_s),
+        "checkout_post_ms": latency_ms(stats.checkout_s),
+        "pay_page_ms": latency_ms(stats.pay_page_s),
+        "order_page_ms": latency_ms(stats.order_page_s),
+        "cpu_ms_per_order": cpu,
+        "errors": dict(stats.errors),
+    }
+    log(f"HTTP {config}: {result['orders_per_s']} orders/s, notify p99 {result['notify_ms']['p99']} ms")
+    return result
+
+
+# ---------------------------------------------------------------- pgbench
+
+
+def pgbench(args: argparse.Namespace) -> dict[str, Any]:
+    """TPC-B-like default script in a scratch database on the same server; returns tps."""
+    dbname = "pgbench_ref"
+    recreate_database(args, dbname)
+    url = urlsplit(args.database_url)
+    conn = ["-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432), "-U", url.username or "root"]
+    try:
+        subprocess.run(
+            ["pgbench", *conn, "-i", "-q", "-s", str(args.pgbench_scale), dbname],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        run = subprocess.run(
+            ["pgbench", *conn, "-c", str(args.pgbench_clients), "-j", str(args.pgbench_threads)]
+            + ["-T", str(args.pgbench_seconds), dbname],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        admin_execute(args, f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+    m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", run.stdout)
+    if not m:
+        raise RuntimeError(f"cannot read tps from pgbench:\n{run.stdout}\n{run.stderr}")
+    return {
+        "tps": round(float(m.group(1)), 1),
+        "scale": args.pgbench_scale,
+        "clients": args.pgbench_clients,
+        "threads": args.pgbench_threads,
+        "seconds": args.pgbench_seconds,
+    }
+
+
+# ---------------------------------------------------------------- report
+
+
+def summary_text(r: dict[str, Any]) -> str:
+    svc, http, pg, m, p = r["service"], r["http"], r["pgbench"], r["machine"], r["params"]
+    share = r["http_share_of_pgbench"]
+    ok = {True: "OK", False: "MISSED"}
+    lines = [
+        "=" * 78,
+        "cardshop checkout -> pay -> notify -> delivery benchmark (PostgreSQL)",
+        "=" * 78,
+        f"machine     nproc={m['nproc']}  Python {m['python']}  PostgreSQL {m['postgresql']}"
+        f"  (synchronous_commit={m['pg_synchronous_commit']}, shared_buffers={m['pg_shared_buffers']})",
+        f"params      orders={p['orders']} history={p['history']} http_seconds={p['http_seconds']}"
+        f" clients={p['clients']} gunicorn={','.join(p['gunicorn'])}",
+        f"            pgbench -s {pg['scale']} -c {pg['clients']} -j {pg['threads']} -T {pg['seconds']}",
+        f"setup       {'  '.join(f'{k}={v}s' for k, v in r['setup_seconds'].items())}",
+        "tables      " + "  ".join(f"{t.split('_', 1)[1]}={v['rows']} ({v['mb']} MB)" for t, v in r["tables"].items()),
+        "-" * 78,
+        f"{'SERVICE LEVEL (in-process, sequential)':<46}{'value':>14}   target",
+        f"{'  orders/s (checked out + paid + delivered)':<46}{svc['orders_per_s']:>14}",
+        f"{'  checkout p50 / p99 ms':<46}{svc['checkout_ms']['p50']:>7} /{svc['checkout_ms']['p99']:>6}",
+        f"{'    order_create p50 / p99 ms':<46}{svc['order_create_ms']['p50']:>7} /{svc['order_create_ms']['p99']:>6}",
+        f"{'    order_payment_start p50 / p99 ms':<46}{svc['payment_start_ms']['p50']:>7} /{svc['payment_start_ms']['p99']:>6}",
+        f"{'  notify handling p50 / p99 ms':<46}{svc['notify_ms']['p50']:>7} /{svc['notify_ms']['p99']:>6}"
+        f"   p99 < {TARGET_NOTIFY_P99_MS:.0f} ms: {ok[r['targets']['notify_p99']]}",
+        f"{'    without the eager buyer-email task':<46}{svc['notify_without_email_task_ms']['p50']:>7} /"
+        f"{svc['notify_without_email_task_ms']['p99']:>6}",
+        "-" * 78,
+        "OVER HTTP (gunicorn; clients + simulator share this machine's CPUs with server and DB)",
+    ]
+    for h in r["http_runs"]:
+        mark = "  <- headline" if h is http else ""
+        lines.append(
+            f"  {h['server']:<18} {h['orders_per_s']:>6} orders/s  notify p50/p99 {h['notify_ms']['p50']}/"
+            f"{h['notify_ms']['p99']} ms  ({h['orders']} orders, errors {sum(h['errors'].values())}){mark}"
+        )
+    lines += [
+        f"{'  paid + delivered orders/s':<46}{http['orders_per_s']:>14}",
+        f"{'  notify round trip p50 / p99 ms':<46}{http['notify_ms']['p50']:>7} /{http['notify_ms']['p99']:>6}",
+        f"{'  product page / checkout POST p50 ms':<46}{http['product_page_ms']['p50']:>7} /{http['checkout_post_ms']['p50']:>6}",
+        f"{'  pay page / order page p50 ms':<46}{http['pay_page_ms']['p50']:>7} /{http['order_page_ms']['p50']:>6}",
+        "  CPU ms per order: gunicorn {gunicorn}, clients+simulator {bench_clients_and_simulator},"
+        " rest (mostly PostgreSQL) {other_mostly_postgres}; machine busy {machine_busy_pct} %".format(
+            **http["cpu_ms_per_order"]
+        ),
+        "-" * 78,
+        f"{'PGBENCH (TPC-B-like) tps':<46}{pg['tps']:>14}",
+        f"{'HTTP orders/s / pgbench tps':<46}{share * 100:>13.1f}%   >= {TARGET_HTTP_SHARE * 100:.0f} %: "
+        f"{ok[r['targets']['http_share']]}",
+        "=" * 78,
+        f"client load note: the {p['clients']} HTTP client threads and the epay simulator run in this Python",
+        f"process on the same {m['nproc']}-core machine as gunicorn and PostgreSQL; they compete for CPU.",
+    ]
+    return "\n".join(lines)
+
+
+def write_json(result: dict[str, Any]) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+
+
+# ---------------------------------------------------------------- main
+
+
+def run(args: argparse.Namespace, stack: ExitStack) -> dict[str, Any]:
+    env = bench_env(args.database_url)
+    setup: dict[str, float] = {}
+    dbname = urlsplit(args.database_url).path.lstrip("/")
+    with timed("create database + migrate", setup):
+        recreate_database(args, dbname)
+        django_setup(env)
+        migrate()
+
+    from django.db import connection
+
+    from payments.simulators.epay import EpaySimulator
+
+    sim = EpaySimulator().start()
+    stack.callback(sim.stop)
+    shop = shop_create(sim)
+    with timed(f"history ({args.history} delivered orders)", setup):
+        history_load(shop, args.history)
+    with timed("free stock import", setup):
+        stock_import(shop, args.orders + args.http_stock * len(args.gunicorn))
+        vacuum_analyze()
+    tables = table_sizes()
+
+    log(f"service level: {args.orders} orders")
+    service = service_level(shop, args.orders)
+    log(f"service level: {service['orders_per_s']} orders/s, notify p99 {service['notify_ms']['p99']} ms")
+    connection.close()
+
+    http_runs = [http_run(cfg, env, shop, args.clients, args.http_seconds) for cfg in args.gunicorn]
+    best = max(http_runs, key=lambda h: h["orders_per_s"])
+
+    log(f"pgbench -s {args.pgbench_scale} -c {args.pgbench_clients} -T {args.pgbench_seconds}")
+    pg = pgbench(args)
+    share = best["orders_per_s"] / pg["tps"]
+    params = {k: v for k, v in vars(args).items() if k != "gunicorn"}
+    params["gunicorn"] = [str(c) for c in args.gunicorn]
+    return {
+        "params": params,
+        "machine": machine_info(),
+        "setup_seconds": setup,
+        "tables": tables,
+        "service": service,
+        "http_runs": http_runs,
+        "http": best,
+        "pgbench": pg,
+        "http_share_of_pgbench": round(share, 4),
+        "targets": {
+            "notify_p99": service["notify_ms"]["p99"] < TARGET_NOTIFY_P99_MS,
+            "http_share": share >= TARGET_HTTP_SHARE,
+            "notify_p99_ms_max": TARGET_NOTIFY_P99_MS,
+            "http_share_min": TARGET_HTTP_SHARE,
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # A plain `kill` still runs the cleanup (gunicorn, simulator, pgbench database).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with ExitStack() as stack:
+        result = run(args, stack)
+    text = summary_text(result)
+    print(text)
+    result["summary"] = text.splitlines()
+    write_json(result)
+    print(f"results: {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
