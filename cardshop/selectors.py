@@ -3,23 +3,30 @@
 from __future__ import annotations
 
 from django.contrib.auth.hashers import check_password
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from cardshop.models import DeliveryKind, Order, Product, SecretStatus
+from cardshop.models import CardSecret, DeliveryKind, Order, Product, SecretStatus
 
 LOOKUP_MAX_ORDERS = 20
 
 
-def _free_secrets_filter() -> Q:
-    now = timezone.now()
-    return Q(secrets__status=SecretStatus.AVAILABLE) | Q(
-        secrets__status=SecretStatus.RESERVED, secrets__reserved_until__lt=now
+def _free_secret_count() -> Subquery:
+    """Free secrets of the outer product, counted on the unsold rows only (sold history never scanned)."""
+    free = (
+        CardSecret.objects.filter(product=OuterRef("pk"), status__in=[SecretStatus.AVAILABLE, SecretStatus.RESERVED])
+        .filter(Q(status=SecretStatus.AVAILABLE) | Q(reserved_until__lt=timezone.now()))
+        .order_by()
+        .values("product")
+        .annotate(n=Count("pk"))
+        .values("n")
     )
+    return Coalesce(Subquery(free, output_field=IntegerField()), 0)
 
 
 def product_list_on_sale() -> QuerySet[Product]:
-    return Product.objects.filter(is_active=True).annotate(free_secrets=Count("secrets", filter=_free_secrets_filter()))
+    return Product.objects.filter(is_active=True).annotate(free_secrets=_free_secret_count())
 
 
 def product_on_sale(*, slug: str) -> Product | None:

@@ -9,3 +9,5 @@ os.environ.setdefault("CARDSHOP_SECRET_KEYS", "t1:" + base64.urlsafe_b64encode(s
 os.environ.setdefault("CARDSHOP_HASH_KEY", secrets.token_urlsafe(32))
 os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
 os.environ.setdefault("CARDSHOP_VAR_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), "var", "test"))
+# Concurrency proofs need one real connection per thread, not a shared pool.
+os.environ.setdefault("DATABASE_POOL", "0")

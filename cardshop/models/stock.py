@@ -36,7 +36,11 @@ class CardSecret(models.Model):
                 name="card_secret_available_has_no_order",
             ),
         ]
-        indexes = [models.Index(fields=["product", "status", "reserved_until"], name="card_secret_free_idx")]
+        indexes = [
+            models.Index(fields=["product", "status", "reserved_until"], name="card_secret_free_idx"),
+            # Reservation walks unsold rows in pk order; without this it would skip every secret ever sold.
+            models.Index(fields=["product", "id"], name="card_secret_unsold_idx", condition=~models.Q(status="sold")),
+        ]
 
     def __str__(self) -> str:
         # Never the plaintext: only the id and the hash's tail.

@@ -9,7 +9,7 @@ from django_fsm import can_proceed
 
 from cardshop.locks import card_secrets_free_locked, card_secrets_of_order_locked
 from cardshop.models import CardSecret, DeliveryKind, Order, OrderState, SecretRevealLog, SecretStatus
-from cardshop.services.events import order_event_add
+from cardshop.services.events import OrderWrite
 from core.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -31,43 +31,45 @@ def card_secrets_release(*, order: Order) -> int:
     return CardSecret.objects.filter(pk__in=held).update(status=SecretStatus.AVAILABLE, order=None, reserved_until=None)
 
 
-def order_deliver_paid(*, order: Order, actor: str = "system") -> bool:
+def order_deliver_paid(*, write: OrderWrite, actor: str = "system") -> bool:
     """Deliver a locked PAID (or UNDELIVERABLE) order if its goods can be handed over now.
 
     Unique secrets: the order's reservation is sold; whatever another checkout took after the
     reservation lapsed is re-reserved from free stock. Too little stock leaves the order
     UNDELIVERABLE for an operator, with nothing half-sold. Manual goods wait in PAID.
+    Changes are collected in `write`; the caller flushes it.
     """
+    order = write.order
     kind = order.product.delivery_kind
     if kind == DeliveryKind.MANUAL:
-        order_event_add(order=order, kind="awaiting_manual_delivery", actor=actor)
+        write.event("awaiting_manual_delivery", actor)
         return False
     if kind == DeliveryKind.UNIQUE:
-        held = [s for s in card_secrets_of_order_locked(order_id=order.pk) if s.status != SecretStatus.SOLD]
-        missing = order.quantity - len(held)
+        mine = card_secrets_of_order_locked(order_id=order.pk)
+        already_sold = sum(1 for s in mine if s.status == SecretStatus.SOLD)
+        missing = order.quantity - len(mine)
         if missing > 0:
             missing -= card_secrets_reserve(order=order, count=missing)
         if missing > 0:
             card_secrets_release(order=order)
             if can_proceed(order.mark_undeliverable):
                 order.mark_undeliverable()
-                order.save(update_fields=["state"])
-            order_event_add(order=order, kind="undeliverable", actor=actor, missing=missing)
+                write.changed("state")
+            write.event("undeliverable", actor, missing=missing)
             log.warning("order %s paid but %d secrets short", order.order_no, missing)
             return False
-        now = timezone.now()
         sold = (
             CardSecret.objects.filter(order=order)
             .exclude(status=SecretStatus.SOLD)
-            .update(status=SecretStatus.SOLD, sold_at=now, reserved_until=None)
+            .update(status=SecretStatus.SOLD, sold_at=timezone.now(), reserved_until=None)
         )
-        if CardSecret.objects.filter(order=order, status=SecretStatus.SOLD).count() != order.quantity:
+        if already_sold + sold != order.quantity:
             raise DomainError("delivery_mismatch", "sold secrets do not match the quantity")
     else:
         sold = 0
     order.deliver()
-    order.save(update_fields=["state", "delivered_at"])
-    order_event_add(order=order, kind="delivered", actor=actor, secrets=sold)
+    write.changed("state", "delivered_at")
+    write.event("delivered", actor, secrets=sold)
     return True
 
 

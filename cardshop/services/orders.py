@@ -13,7 +13,7 @@ from django_fsm import can_proceed
 from cardshop.locks import order_qs_locked
 from cardshop.models import DeliveryKind, Order, OrderState
 from cardshop.services.delivery import card_secrets_release, order_deliver_paid
-from cardshop.services.events import order_event_add
+from cardshop.services.events import OrderWrite, order_event_add
 from core.errors import DomainError
 from core.money import Money
 from payments import facade as payments
@@ -35,7 +35,7 @@ def order_paid_apply(*, order_no: str, amount: Money, source: str, out_trade_no:
     Late payments (order expired or cancelled) are honoured; a second payment for an order that is
     already paid is recorded for an operator rather than delivering twice.
     """
-    order = order_qs_locked().get(order_no=order_no)
+    order = order_qs_locked().select_related("product").get(order_no=order_no)
     if amount != order.amount:
         # payments checked the amount against the payment it created from this order: this is a bug, not input.
         raise DomainError("amount_mismatch", "payment amount differs from the order amount")
@@ -43,11 +43,13 @@ def order_paid_apply(*, order_no: str, amount: Money, source: str, out_trade_no:
         order_event_add(order=order, kind="extra_payment", source=source, out_trade_no=out_trade_no)
         log.error("order %s received another payment %s while %s", order_no, out_trade_no, order.state)
         return order
-    late = order.state != OrderState.PENDING
+    write = OrderWrite(order)
+    write.event("paid", source=source, out_trade_no=out_trade_no, late=order.state != OrderState.PENDING)
     order.mark_paid()
-    order.save(update_fields=["state", "paid_at"])
-    order_event_add(order=order, kind="paid", source=source, out_trade_no=out_trade_no, late=late)
-    if order_deliver_paid(order=order):
+    write.changed("state", "paid_at")
+    delivered = order_deliver_paid(write=write)
+    write.flush()
+    if delivered:
         _notify_buyer_on_commit(order)
     return order
 
@@ -136,7 +138,9 @@ def order_delivery_retry(*, order_no: str, actor: str) -> bool:
         order = order_qs_locked().select_related("product").get(order_no=order_no)
         if order.state != OrderState.UNDELIVERABLE:
             raise DomainError("not_undeliverable", _("Only undeliverable orders can be retried."))
-        delivered = order_deliver_paid(order=order, actor=actor)
+        write = OrderWrite(order)
+        delivered = order_deliver_paid(write=write, actor=actor)
+        write.flush()
         if delivered:
             _notify_buyer_on_commit(order)
     return delivered

@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
-import base64
+import hashlib
 import io
 
 import qrcode
-from django.http import HttpRequest, HttpResponse
+from django.core.cache import cache
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET
 
 from cardshop.models import OrderState
 from cardshop.services import checkout
 from cardshop.views.access import client_ip, order_for_session_or_404
 from core.errors import DomainError
+from payments import facade as payments
+
+QR_TTL = 60 * 30
 
 
-def qr_data_uri(content: str) -> str:
-    """A real QR image (PNG) of the pay URL, inline so the page needs no second request."""
-    buf = io.BytesIO()
-    qrcode.make(content, box_size=6, border=2).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+def qr_png(content: str) -> bytes:
+    """A real QR image (PNG) of the pay URL; cached because the pay page is polled and reloaded."""
+    key = "qr:" + hashlib.sha256(content.encode()).hexdigest()
+    png = cache.get(key)
+    if png is None:
+        buf = io.BytesIO()
+        qrcode.make(content, box_size=6, border=2).save(buf, format="PNG")
+        png = buf.getvalue()
+        cache.set(key, png, QR_TTL)
+    return png
 
 
 @require_GET
@@ -32,5 +42,14 @@ def order_pay(request: HttpRequest, order_no: str) -> HttpResponse:
         payment = checkout.order_payment_start(order_no=order.order_no, client_ip=client_ip(request))
     except DomainError as exc:
         return render(request, "cardshop/pay.html", {"order": order, "error": exc.message}, status=503)
-    context = {"order": order, "payment": payment, "qr": qr_data_uri(payment.qr_content or payment.pay_url)}
-    return render(request, "cardshop/pay.html", context)
+    return render(request, "cardshop/pay.html", {"order": order, "payment": payment})
+
+
+@require_GET
+@cache_control(private=True, max_age=QR_TTL)
+def order_pay_qr(request: HttpRequest, order_no: str) -> HttpResponse:
+    order = order_for_session_or_404(request, order_no)
+    payment = payments.payment_for_reference(reference=order.order_no)
+    if payment is None or not (payment.qr_content or payment.pay_url):
+        raise Http404
+    return HttpResponse(qr_png(payment.qr_content or payment.pay_url), content_type="image/png")

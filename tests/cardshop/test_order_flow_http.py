@@ -1,10 +1,12 @@
 """Proof 1: checkout -> pay at the simulator -> signed notify over HTTP -> secrets on the order page and via lookup."""
 
+import io
 import re
 
 import pytest
 import requests
 from django.core import mail
+from PIL import Image
 
 from cardshop.models import CardSecret, Order, OrderState, SecretStatus
 from payments.models import Payment, PaymentStatus, ProviderNotification
@@ -27,7 +29,10 @@ def test_buyer_checks_out_pays_and_gets_the_secrets(public_url, epay_account, ep
     # The pay page shows a QR image and the simulator's cashier link.
     pay = buyer.get(base + resp.headers["Location"])
     assert pay.status_code == 200
-    assert 'src="data:image/png;base64,' in pay.text
+    qr = buyer.get(f"{base}/orders/{order.order_no}/pay/qr.png")
+    assert qr.status_code == 200 and qr.headers["Content-Type"] == "image/png"
+    assert Image.open(io.BytesIO(qr.content)).size[0] > 100
+    assert requests.get(f"{base}/orders/{order.order_no}/pay/qr.png").status_code == 404  # not your order
     cashier = re.search(r'id="cashier-link" href="([^"]+)"', pay.text).group(1)
     assert cashier.startswith(epay_sim.base_url + "/cashier/")
 
