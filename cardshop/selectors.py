@@ -33,6 +33,11 @@ def product_on_sale(*, slug: str) -> Product | None:
     return product_list_on_sale().filter(slug=slug).first()
 
 
+def product_for_checkout(*, slug: str) -> Product | None:
+    """The product a checkout form posts to, without the stock count (the reservation decides)."""
+    return Product.objects.filter(slug=slug, is_active=True).first()
+
+
 def product_stock(product: Product) -> int | None:
     """Free units, or None when the product never runs out (reusable or manual delivery)."""
     if product.delivery_kind != DeliveryKind.UNIQUE:

@@ -27,7 +27,10 @@ def catalog(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def product_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    product = selectors.product_on_sale(slug=slug)
+    if request.method == "POST":
+        product = selectors.product_for_checkout(slug=slug)
+    else:
+        product = selectors.product_on_sale(slug=slug)
     if product is None:
         raise Http404
     form = CheckoutForm(request.POST or None, initial={"quantity": product.min_quantity})
@@ -49,7 +52,7 @@ def product_detail(request: HttpRequest, slug: str) -> HttpResponse:
             return redirect("order_pay", order_no=order.order_no)
     context = {
         "product": product,
-        "stock": selectors.product_stock(product),
+        "stock": selectors.product_stock(product),  # annotated on GET, one count query after a failed POST
         "form": form,
         "custom_fields": product.custom_fields if product.delivery_kind == DeliveryKind.MANUAL else [],
     }

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
-from django_fsm import can_proceed
+from django_fsm import ConcurrentTransition, can_proceed
 
 from core import ids
 from core.crypto import mask
@@ -87,15 +87,15 @@ def payment_start(*, request: PaymentRequest) -> PaymentView:
     )
     if account is None:
         raise PaymentUnavailable("no_channel", "no enabled channel takes this payment")
-    with transaction.atomic():
-        payment = Payment.objects.create(
-            out_trade_no=ids.out_trade_no(),
-            reference=request.reference,
-            account=account,
-            channel_code=account.code,
-            amount_minor=request.amount.amount_minor,
-            currency=request.amount.currency,
-        )
+    # The intent is committed (one autocommit INSERT) before any provider I/O.
+    payment = Payment.objects.create(
+        out_trade_no=ids.out_trade_no(),
+        reference=request.reference,
+        account=account,
+        channel_code=account.code,
+        amount_minor=request.amount.amount_minor,
+        currency=request.amount.currency,
+    )
     adapter = _adapter(account)
     order = CreateOrder(
         out_trade_no=payment.out_trade_no,
@@ -115,13 +115,15 @@ def payment_start(*, request: PaymentRequest) -> PaymentView:
         # The provider may have the trade: the pull path resolves it; never create blindly again.
         _payment_mark_unknown(payment.pk, exc.code)
         raise PaymentUnavailable("create_unknown", str(exc)) from exc
-    with transaction.atomic():
-        payment = payment_qs_locked().get(pk=payment.pk)
-        if can_proceed(payment.mark_pending):
-            payment.mark_pending(
-                provider_trade_no=created.provider_trade_no, pay_url=created.pay_url, qr_content=created.qr_content
-            )
+    payment.mark_pending(
+        provider_trade_no=created.provider_trade_no, pay_url=created.pay_url, qr_content=created.qr_content
+    )
+    try:
+        # Conditional UPDATE ... WHERE status='created': a notify that won the race is never overwritten.
+        with transaction.atomic():
             payment.save(update_fields=["status", "provider_trade_no", "pay_url", "qr_content", "updated_at"])
+    except ConcurrentTransition:
+        payment = Payment.objects.get(pk=payment.pk)
     return _view(payment)
 
 
