@@ -25,6 +25,16 @@ def require_postgres(db):
         pytest.skip(message)
 
 
+@pytest.fixture
+def require_redis(settings):
+    """Tests of shared state across processes need the real Redis cache; under CI its absence fails."""
+    if "redis" not in settings.CACHES["default"]["BACKEND"].lower():
+        message = "this test needs Redis: set REDIS_URL=redis://..."
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def epay_sim():
     sim = EpaySimulator().start()

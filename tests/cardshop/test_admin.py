@@ -81,3 +81,70 @@ def test_orders_cannot_be_deleted_from_the_admin(operator_client, product):
     page = operator_client.get(f"/admin/cardshop/order/{order.pk}/change/").content.decode()
     assert order.order_no in page and "a@example.com" not in page  # email is masked
     assert operator_client.get(f"/admin/cardshop/order/{order.pk}/delete/").status_code == 403
+
+
+def test_operator_fulfils_a_manual_order_from_the_admin(operator_client, merchant, epay_account, epay_sim, settings):
+    from cardshop.models import Order, OrderState
+    from cardshop.services.checkout import order_create, order_payment_start
+    from cardshop.services.delivery import order_secrets_for_buyer
+
+    settings.CARDSHOP_PUBLIC_URL = "http://127.0.0.1:9"
+    product = make_product(
+        merchant, secrets_count=0, kind="manual", custom_fields=[{"name": "account", "required": True}]
+    )
+    order = order_create(
+        product_id=product.pk,
+        quantity=1,
+        email="m@example.com",
+        query_password="secret1",
+        buyer_ip=None,
+        custom_input={"account": "player-1"},
+    )
+    payment = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1")
+    operator_client.get("/notify/epay/", epay_sim.notify_params(epay_sim.trade_for(payment.out_trade_no)["trade_no"]))
+    page = operator_client.get(f"/admin/cardshop/order/{order.pk}/change/").content.decode()
+    assert f"/admin/cardshop/order/{order.pk}/fulfil/" in page
+    form = operator_client.get(f"/admin/cardshop/order/{order.pk}/fulfil/").content.decode()
+    assert "player-1" in form
+    operator_client.post(f"/admin/cardshop/order/{order.pk}/fulfil/", {"note": "500 gems sent"})
+    order = Order.objects.get(pk=order.pk)
+    assert order.state == OrderState.DELIVERED
+    assert order_secrets_for_buyer(order=order) == ["500 gems sent"]
+    assert order.events.get(kind="delivered").actor == "op"
+
+
+def test_operator_retries_an_undeliverable_order_after_restocking(
+    operator_client, merchant, epay_account, epay_sim, settings
+):
+    from datetime import timedelta
+
+    import time_machine
+    from django.utils import timezone
+
+    from cardshop.models import Order, OrderState
+    from cardshop.services.checkout import order_create, order_payment_start
+    from cardshop.services.orders import orders_expire_due
+    from cardshop.services.stock import card_secrets_import
+
+    settings.CARDSHOP_PUBLIC_URL = "http://127.0.0.1:9"
+    product = make_product(merchant, secrets_count=1)
+    order = order_create(
+        product_id=product.pk, quantity=1, email="u@example.com", query_password="secret1", buyer_ip=None
+    )
+    payment = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1")
+    with time_machine.travel(timezone.now() + timedelta(minutes=20), tick=False):
+        orders_expire_due()
+        order_create(product_id=product.pk, quantity=1, email="v@example.com", query_password="secret1", buyer_ip=None)
+        operator_client.get(
+            "/notify/epay/", epay_sim.notify_params(epay_sim.trade_for(payment.out_trade_no)["trade_no"])
+        )
+    assert Order.objects.get(pk=order.pk).state == OrderState.UNDELIVERABLE
+    action = {"action": "retry_delivery", "_selected_action": [order.pk]}
+    assert (
+        "still short of stock" in operator_client.post("/admin/cardshop/order/", action, follow=True).content.decode()
+    )
+    card_secrets_import(product_id=product.pk, text="RESTOCKED-1")
+    assert "delivered" in operator_client.post("/admin/cardshop/order/", action, follow=True).content.decode()
+    order = Order.objects.get(pk=order.pk)
+    assert order.state == OrderState.DELIVERED
+    assert order.secrets.get().secret == "RESTOCKED-1"
