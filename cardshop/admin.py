@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from cardshop.models import CardSecret, Order, OrderEvent, Product, SecretRevealLog
 from cardshop.services import delivery, orders, stock
 from core.errors import DomainError
+from core.forms import WriteOnlySecretField
 from payments import facade as payments
 
 
@@ -22,11 +23,8 @@ class ImportSecretsForm(forms.Form):
 
 
 class ProductAdminForm(forms.ModelForm):
-    reusable_secret = forms.CharField(
-        label=_("reusable secret"),
-        required=False,
-        widget=forms.PasswordInput(render_value=False),
-        help_text=_("Write-only: leave empty to keep the current value."),
+    reusable_secret = WriteOnlySecretField(
+        label=_("reusable secret"), help_text=_("Write-only: leave empty to keep the current value.")
     )
 
     class Meta:

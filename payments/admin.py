@@ -10,14 +10,13 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from core.crypto import mask
+from core.forms import WriteOnlySecretField
 from payments.models import ChannelAccount, Payment, ProviderNotification
 
 
 class ChannelAccountForm(forms.ModelForm):
-    credentials = forms.CharField(
+    credentials = WriteOnlySecretField(
         label=_("credentials (JSON)"),
-        required=False,
-        widget=forms.PasswordInput(render_value=False),
         help_text=_('Write-only, e.g. {"key": "..."}. Leave empty to keep the stored credentials.'),
     )
 

@@ -1,0 +1,13 @@
+"""Form fields shared by the back office."""
+
+from django import forms
+
+
+class WriteOnlySecretField(forms.CharField):
+    """A secret an operator may set but never read back: rendered empty; empty input keeps the stored value
+    (the form's clean_<field> returns the instance's value in that case)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("widget", forms.PasswordInput(render_value=False))
+        super().__init__(**kwargs)
