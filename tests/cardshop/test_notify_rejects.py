@@ -138,3 +138,19 @@ def test_database_failure_is_not_acknowledged(client, pending, epay_sim, monkeyp
     assert resp.status_code == 503
     assert resp.content != b"success"
     assert snapshot() == before
+
+
+@pytest.mark.parametrize("credentials", ["", "{}", '{"key": ""}'])
+def test_account_without_a_key_refuses_every_notify(client, pending, epay_sim, epay_account, credentials):
+    # md5(data + "") is what a forger computes when a peer shop left the key empty.
+    _order, _payment, trade_no = pending
+    type(epay_account).objects.filter(pk=epay_account.pk).update(credentials="")
+    if credentials:
+        epay_account.credentials = credentials
+        epay_account.save(update_fields=["credentials"])
+    params = epay_sim.notify_params(trade_no)
+    params["sign"] = md5_sign(params, "")
+    before = snapshot()
+    resp = client.get("/notify/epay/", params)
+    assert resp.status_code == 400 and "no_credentials" in resp.content.decode()
+    assert snapshot() == before

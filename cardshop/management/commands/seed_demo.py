@@ -41,7 +41,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, epay_url: str, merchants_file: str, **options):
         merchant, _ = Merchant.objects.get_or_create(slug="demo", defaults={"name": "Demo Shop"})
-        account, _ = payments.channel_account_ensure(
+        account, created = payments.channel_account_ensure(
             code="epay",
             name="易支付 (demo simulator)",
             merchant_no=str(1000 + secrets.randbelow(9000)),
@@ -80,4 +80,7 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(f"Operator login: operator / {password}  (shown once)"))
         else:
             self.stdout.write("Operator login: operator (password was printed when first seeded)")
+        if created:
+            key = payments.channel_account_credentials(code="epay")["key"]
+            self.stdout.write(self.style.SUCCESS(f"epay channel: pid {account.merchant_no}, key {key}  (shown once)"))
         self.stdout.write(f"epay channel: pid {account.merchant_no} -> {account.base_url}")
