@@ -159,6 +159,12 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "CardShop <noreply@cardshop.local
 # Buyer sessions hold only the order numbers they may open: a signed cookie, no database row per visitor.
 SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
 SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"  # order links carry tokens; never leak them to another site
+X_FRAME_OPTIONS = "DENY"
+SECURE_SSL_REDIRECT = _flag("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = int(env("SECURE_HSTS_SECONDS", "0"))
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if _flag("BEHIND_TLS_PROXY", False) else None
 SESSION_COOKIE_SECURE = _flag("SECURE_COOKIES", not DEBUG and CARDSHOP_PUBLIC_URL.startswith("https"))
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 

@@ -38,6 +38,7 @@ class Order(ConcurrentTransitionMixin, models.Model):
     query_password_hash = models.CharField(max_length=128, editable=False)
     buyer_ip = models.GenericIPAddressField(_("buyer IP"), null=True, blank=True)
     custom_input = models.JSONField(_("buyer input"), default=dict, blank=True)
+    language = models.CharField(_("buyer language"), max_length=10, default="en")
     delivery_note = EncryptedTextField(_("manual delivery"), blank=True, default="")
     state = FSMField(_("state"), default=S.PENDING, choices=S.choices, protected=True)
     expires_at = models.DateTimeField(_("expires at"))

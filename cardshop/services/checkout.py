@@ -59,6 +59,7 @@ def order_create(
     query_password: str,
     buyer_ip: str | None,
     custom_input: dict[str, Any] | None = None,
+    language: str = "",
 ) -> Order:
     """Create a PENDING order and reserve its stock in one transaction, or change nothing."""
     product = Product.objects.filter(pk=product_id).first()
@@ -85,6 +86,7 @@ def order_create(
             query_password_hash=password_hash,
             buyer_ip=buyer_ip,
             custom_input=cleaned,
+            language=language if language in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE,
             expires_at=now + timedelta(seconds=settings.CARDSHOP_ORDER_TTL_SECONDS),
         )
         if product.delivery_kind == DeliveryKind.UNIQUE:

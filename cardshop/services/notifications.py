@@ -42,7 +42,7 @@ def order_delivery_email_send(*, order_id: int) -> bool:
         return False
     order = Order.objects.select_related("product").get(pk=order_id)
     try:
-        with translation.override(settings.LANGUAGE_CODE):
+        with translation.override(order.language or settings.LANGUAGE_CODE):  # the language the buyer shopped in
             context = {"order": order, "link": order_link(order.order_no)}
             send_mail(
                 subject=_("Your order %(no)s is ready") % {"no": order.order_no},

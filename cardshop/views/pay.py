@@ -9,7 +9,7 @@ import qrcode
 from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.cache import cache_control
+from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET
 
 from cardshop.models import OrderState
@@ -33,6 +33,7 @@ def qr_png(content: str) -> bytes:
     return png
 
 
+@never_cache
 @require_GET
 def order_pay(request: HttpRequest, order_no: str) -> HttpResponse:
     order = order_for_session_or_404(request, order_no)

@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_ratelimit.core import is_ratelimited
 
@@ -44,6 +45,7 @@ def product_detail(request: HttpRequest, slug: str) -> HttpResponse:
                 query_password=form.cleaned_data["query_password"],
                 buyer_ip=client_ip(request) or None,
                 custom_input=custom,
+                language=request.LANGUAGE_CODE,
             )
         except DomainError as exc:
             form.add_error(None, exc.message)
@@ -59,6 +61,7 @@ def product_detail(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "cardshop/product.html", context, status=400 if form.errors else 200)
 
 
+@never_cache  # the page carries card secrets: no browser or proxy may keep a copy
 @require_GET
 def order_detail(request: HttpRequest, order_no: str) -> HttpResponse:
     token = request.GET.get("t")
@@ -77,6 +80,7 @@ def order_detail(request: HttpRequest, order_no: str) -> HttpResponse:
     return render(request, "cardshop/order.html", context)
 
 
+@never_cache
 @require_GET
 def order_status(request: HttpRequest, order_no: str) -> JsonResponse:
     order = order_for_session_or_404(request, order_no)
@@ -93,6 +97,7 @@ def order_cancel(request: HttpRequest, order_no: str) -> HttpResponse:
     return redirect("order_detail", order_no=order_no)
 
 
+@never_cache
 @require_http_methods(["GET", "POST"])
 def order_lookup(request: HttpRequest) -> HttpResponse:
     form = LookupForm(request.POST or None)

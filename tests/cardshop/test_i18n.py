@@ -27,3 +27,21 @@ def test_every_message_has_a_chinese_translation():
     entries = PO.read_text(encoding="utf-8").split("\n\n")[1:]
     untranslated = [e for e in entries if e.rstrip().endswith('msgstr ""') or "#, fuzzy" in e]
     assert untranslated == []
+
+
+def test_mail_goes_out_in_the_language_the_buyer_shopped_in(client, product):
+    from django.core import mail
+
+    from cardshop.models import Order
+    from cardshop.services.notifications import order_delivery_email_send
+
+    client.post(
+        f"/p/{product.slug}/",
+        {"quantity": 1, "email": "zh@example.com", "query_password": "secret1"},
+        HTTP_ACCEPT_LANGUAGE="zh-CN",
+    )
+    order = Order.objects.get()
+    assert order.language == "zh-hans"
+    Order.objects.filter(pk=order.pk).update(state="delivered")
+    assert order_delivery_email_send(order_id=order.pk)
+    assert mail.outbox[0].subject == f"您的订单 {order.order_no} 已发货"
