@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+
+from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -38,3 +41,19 @@ def card_secrets_of_order_locked(*, order_id: int) -> list[CardSecret]:
         .select_for_update(of=("self",))
         .only("pk", "status", "order_id", "reserved_until", "sold_at")
     )
+
+
+def buyer_lock(*keys: str) -> None:
+    """Serialise checkouts by the same buyer (email, IP) until commit, so the pending-order cap is exact.
+
+    PostgreSQL transaction-level advisory locks, taken in sorted order (no deadlock between two buyers
+    sharing an IP). SQLite needs nothing: its write transactions are already serial.
+    """
+    if connection.vendor != "postgresql":
+        return
+    ids = sorted(
+        {int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True) for k in keys if k}
+    )
+    with connection.cursor() as cur:
+        for lock_id in ids:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", [lock_id])

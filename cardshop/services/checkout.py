@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from cardshop.locks import buyer_lock
 from cardshop.models import DeliveryKind, Order, OrderState, Product
 from cardshop.services.delivery import card_secrets_reserve
 from cardshop.services.events import order_event_add
@@ -70,6 +71,7 @@ def order_create(
     password_hash = make_password(query_password, hasher="pbkdf2_sha256_query")
     now = timezone.now()
     with transaction.atomic(durable=True):
+        buyer_lock(f"email:{email}", f"ip:{buyer_ip}" if buyer_ip else "")
         holding = Q(email=email) | Q(buyer_ip=buyer_ip) if buyer_ip else Q(email=email)
         pending = Order.objects.filter(holding, state=OrderState.PENDING, expires_at__gt=now).count()
         if pending >= settings.CARDSHOP_MAX_PENDING_PER_BUYER:

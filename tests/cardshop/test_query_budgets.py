@@ -9,7 +9,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_checkout_query_budget(product, django_assert_max_num_queries):
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(10):  # 2 on PostgreSQL are the buyer locks
         order_create(product_id=product.pk, quantity=2, email="q@example.com", query_password="secret1", buyer_ip=None)
 
 

@@ -98,3 +98,23 @@ def test_reservation_sql_locks_and_skips_locked_rows(require_postgres, product):
         card_secrets_free_locked(product_id=product.pk, count=2)
     sql = ctx.captured_queries[-1]["sql"]
     assert 'FOR UPDATE OF "cardshop_cardsecret" SKIP LOCKED' in sql
+
+
+def test_one_buyer_racing_ten_checkouts_gets_only_the_cap(require_postgres, merchant, settings):
+    settings.CARDSHOP_MAX_PENDING_PER_BUYER = 3
+    product = make_product(merchant, secrets_count=20, max_quantity=1)
+
+    def buy(i: int) -> str:
+        # Same email from ten IPs at once: the cap must hold exactly, not just usually.
+        return order_create(
+            product_id=product.pk,
+            quantity=1,
+            email="hoarder@example.com",
+            query_password="secret1",
+            buyer_ip=f"10.3.0.{i}",
+        ).order_no
+
+    results = race(10, buy)
+    assert len([r for r in results if isinstance(r, str)]) == 3
+    assert {r.code for r in results if isinstance(r, DomainError)} == {"too_many_pending"}
+    assert Order.objects.count() == 3
