@@ -34,7 +34,11 @@ def test_buyer_buys_a_card_in_the_browser(page, public_url, epay_account, epay_s
     qr = page.locator("img#qr")
     expect(qr).to_be_visible()
     assert qr.get_attribute("src") == f"/orders/{order.order_no}/pay/qr.png"
-    assert qr.evaluate("img => img.complete && img.naturalWidth") > 0
+    # The QR is its own request: wait until the browser has decoded it, then check it is a real image.
+    page.wait_for_function(
+        "() => { const i = document.querySelector('img#qr'); return i.complete && i.naturalWidth > 0; }"
+    )
+    assert qr.evaluate("img => img.naturalWidth") > 100
     cashier = page.locator("#cashier-link")
     expect(cashier).to_be_visible()
     assert cashier.get_attribute("href").startswith(epay_sim.base_url + "/cashier/")
