@@ -37,6 +37,7 @@ class NotificationOutcome:
 
     ack_status: int
     ack_body: str
+    ack_content_type: str
     out_trade_no: str
     reference: str
     amount: Money

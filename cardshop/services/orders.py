@@ -55,14 +55,14 @@ def order_paid_apply(*, order_no: str, amount: Money, source: str, out_trade_no:
 
 
 def payment_notification_handle(
-    *, channel_code: str, params: Mapping[str, list[str]], body: bytes
+    *, channel_code: str, params: Mapping[str, list[str]], body: bytes, headers: Mapping[str, str] | None = None
 ) -> NotificationOutcome:
     """A provider callback: verify, dedupe, move the payment, and if it newly succeeded pay and deliver the order.
 
     One durable transaction: either all of it is applied and acknowledged, or nothing is.
     """
     with transaction.atomic(durable=True):
-        outcome = payments.notification_apply(channel_code=channel_code, params=params, body=body)
+        outcome = payments.notification_apply(channel_code=channel_code, params=params, body=body, headers=headers)
         if outcome.newly_succeeded:
             order_paid_apply(
                 order_no=outcome.reference, amount=outcome.amount, source="notify", out_trade_no=outcome.out_trade_no

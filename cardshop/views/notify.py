@@ -25,11 +25,13 @@ def provider_notify(request: HttpRequest, channel_code: str) -> HttpResponse:
     body = request.body  # read the raw body first: signature schemes over the body need it unparsed
     params = request.GET if request.method == "GET" else request.POST
     try:
-        outcome = payment_notification_handle(channel_code=channel_code, params=dict(params.lists()), body=body)
+        outcome = payment_notification_handle(
+            channel_code=channel_code, params=dict(params.lists()), body=body, headers=dict(request.headers)
+        )
     except NotificationRejected as exc:
         status = 404 if exc.code == "unknown_channel" else 400
         return HttpResponse(f"fail: {exc.code}: {exc.message}", status=status, content_type="text/plain")
     except DatabaseError:
         log.exception("notify for %s could not be applied; provider will retry", channel_code)
         return HttpResponse("fail: temporarily unavailable", status=503, content_type="text/plain")
-    return HttpResponse(outcome.ack_body, status=outcome.ack_status, content_type="text/plain")
+    return HttpResponse(outcome.ack_body, status=outcome.ack_status, content_type=outcome.ack_content_type)

@@ -60,6 +60,25 @@ class NotificationInvalid(Exception):
 
 
 @dataclass(frozen=True)
+class Inbound:
+    """A provider callback as received: single-valued query/form parameters, the raw body (signatures over
+    bodies need the exact bytes) and the headers, lower-cased (WeChat and Stripe sign through headers)."""
+
+    params: Mapping[str, str]
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Ack:
+    """What the provider must be answered for a callback we applied (or refused)."""
+
+    status: int
+    body: str
+    content_type: str = "text/plain"
+
+
+@dataclass(frozen=True)
 class AccountConfig:
     """A channel account as an adapter sees it: decrypted credentials, never an ORM object."""
 
@@ -108,15 +127,15 @@ class ChannelAdapter(Protocol):
     def __init__(self, account: AccountConfig) -> None: ...
 
     @staticmethod
-    def notification_reference(params: Mapping[str, str]) -> str:
+    def notification_reference(inbound: Inbound) -> str:
         """Our out_trade_no named by an (unverified) callback, to find the account that must verify it."""
         ...
 
     def create(self, order: CreateOrder) -> Created: ...
 
-    def verify_notification(self, params: Mapping[str, str], body: bytes) -> Observation: ...
+    def verify_notification(self, inbound: Inbound) -> Observation: ...
 
     def query(self, out_trade_no: str) -> Observation | None: ...
 
     @staticmethod
-    def ack(ok: bool) -> tuple[int, str]: ...
+    def ack(ok: bool) -> Ack: ...

@@ -17,6 +17,7 @@ from payments.channels.base import (
     AccountConfig,
     ChannelAdapter,
     CreateOrder,
+    Inbound,
     NotificationInvalid,
     Observation,
     ObservedStatus,
@@ -184,7 +185,9 @@ def _single_valued(params: Mapping[str, list[str]]) -> dict[str, str]:
     return flat
 
 
-def notification_apply(*, channel_code: str, params: Mapping[str, list[str]], body: bytes) -> NotificationOutcome:
+def notification_apply(
+    *, channel_code: str, params: Mapping[str, list[str]], body: bytes, headers: Mapping[str, str] | None = None
+) -> NotificationOutcome:
     """Verify a provider callback against the account that created the payment, then apply it once.
 
     Must run inside the caller's transaction; every check happens before the first write.
@@ -193,7 +196,8 @@ def notification_apply(*, channel_code: str, params: Mapping[str, list[str]], bo
     if adapter_cls is None:
         raise NotificationRejected("unknown_channel", "no such channel")
     flat = _single_valued(params)
-    out_trade_no = adapter_cls.notification_reference(flat)
+    inbound = Inbound(params=flat, body=body, headers={k.lower(): v for k, v in (headers or {}).items()})
+    out_trade_no = adapter_cls.notification_reference(inbound)
     payment = (
         Payment.objects.select_related("account").filter(out_trade_no=out_trade_no, channel_code=channel_code).first()
     )
@@ -201,7 +205,7 @@ def notification_apply(*, channel_code: str, params: Mapping[str, list[str]], bo
         raise NotificationRejected("unknown_order", "no payment with this out_trade_no on this channel")
     adapter = _adapter(payment.account)
     try:
-        observation = adapter.verify_notification(flat, body)
+        observation = adapter.verify_notification(inbound)
     except NotificationInvalid as exc:
         log.warning(
             "rejected %s notify for %s: %s (sign %s)", channel_code, out_trade_no, exc.code, mask(flat.get("sign"))
@@ -213,10 +217,11 @@ def notification_apply(*, channel_code: str, params: Mapping[str, list[str]], bo
         raise NotificationRejected("wrong_amount", "amount or currency differs from the payment")
 
     payment = payment_qs_locked().select_related(None).get(pk=payment.pk)
-    ack_status, ack_body = adapter_cls.ack(True)
+    ack = adapter_cls.ack(True)
     common = {
-        "ack_status": ack_status,
-        "ack_body": ack_body,
+        "ack_status": ack.status,
+        "ack_body": ack.body,
+        "ack_content_type": ack.content_type,
         "out_trade_no": payment.out_trade_no,
         "reference": payment.reference,
         "amount": payment.amount,

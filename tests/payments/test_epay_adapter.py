@@ -4,7 +4,7 @@ import pytest
 import requests
 
 from core.money import Money
-from payments.channels.base import AccountConfig, CreateOrder, NotificationInvalid, ObservedStatus, Retryable
+from payments.channels.base import AccountConfig, CreateOrder, Inbound, NotificationInvalid, ObservedStatus, Retryable
 from payments.channels.epay import signing
 from payments.channels.epay.adapter import EpayAdapter
 
@@ -76,10 +76,10 @@ def test_unreachable_provider_is_retryable():
 def test_verify_accepts_the_simulator_notify_and_refuses_a_tampered_one(adapter, epay_sim):
     adapter.create(_order("T-verify"))
     params = epay_sim.notify_params(epay_sim.trade_for("T-verify")["trade_no"])
-    obs = adapter.verify_notification(params, b"")
+    obs = adapter.verify_notification(Inbound(params))
     assert (obs.out_trade_no, obs.amount, obs.status) == ("T-verify", Money(990, "CNY"), ObservedStatus.SUCCEEDED)
     with pytest.raises(NotificationInvalid) as exc:
-        adapter.verify_notification({**params, "money": "0.01"}, b"")
+        adapter.verify_notification(Inbound({**params, "money": "0.01"}))
     assert exc.value.code == "bad_signature"
 
 
@@ -102,7 +102,7 @@ def test_empty_key_refuses_every_notify(epay_sim):
     }
     forged["sign"] = __import__("hashlib").md5(signing.signing_string(forged).encode()).hexdigest()  # md5(data + "")
     with pytest.raises(NotificationInvalid) as exc:
-        EpayAdapter(cfg).verify_notification(forged, b"")
+        EpayAdapter(cfg).verify_notification(Inbound(forged))
     assert exc.value.code == "no_credentials"
 
 

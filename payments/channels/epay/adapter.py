@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import ClassVar
 from urllib.parse import urlencode
 
@@ -12,9 +11,11 @@ from core.crypto import constant_time_equals
 from core.money import Money, MoneyError
 from payments.channels.base import (
     AccountConfig,
+    Ack,
     Capability,
     Created,
     CreateOrder,
+    Inbound,
     NotificationInvalid,
     Observation,
     Retryable,
@@ -40,12 +41,13 @@ class EpayAdapter:
         self._sep = account.credentials.get("key_separator", "")
 
     @staticmethod
-    def notification_reference(params: Mapping[str, str]) -> str:
-        return params.get("out_trade_no", "")
+    def notification_reference(inbound: Inbound) -> str:
+        return inbound.params.get("out_trade_no", "")
 
     @staticmethod
-    def ack(ok: bool) -> tuple[int, str]:
-        return (200, "success") if ok else (400, "fail")
+    def ack(ok: bool) -> Ack:
+        # The panel stops retrying only on this exact body.
+        return Ack(200, "success") if ok else Ack(400, "fail")
 
     def _url(self, path: str) -> str:
         return self.account.base_url.rstrip("/") + "/" + path
@@ -113,7 +115,8 @@ class EpayAdapter:
             raise Unknown("epay answered an unexpected shape", code="bad_response")
         return data
 
-    def verify_notification(self, params: Mapping[str, str], body: bytes) -> Observation:
+    def verify_notification(self, inbound: Inbound) -> Observation:
+        params = inbound.params
         if not self._key:
             raise NotificationInvalid("no_credentials", "channel account has no key; notify refused")
         missing = [k for k in wire.NOTIFY_REQUIRED if not params.get(k)]
