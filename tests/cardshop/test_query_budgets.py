@@ -20,7 +20,7 @@ def test_paying_notify_query_budget(product, epay_account, epay_sim, settings, d
     )
     payment = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1")
     params = {k: [v] for k, v in epay_sim.notify_params(epay_sim.trade_for(payment.out_trade_no)["trade_no"]).items()}
-    with django_assert_max_num_queries(13):  # 11 statements + the test savepoint pair
+    with django_assert_max_num_queries(12):  # 10 statements + the test savepoint pair
         assert payment_notification_handle(channel_code="epay", params=params, body=b"").newly_succeeded
-    with django_assert_max_num_queries(5):  # a replay stops at the inbox
+    with django_assert_max_num_queries(4):  # a replay stops at the inbox
         assert payment_notification_handle(channel_code="epay", params=params, body=b"").duplicate
