@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import os
-import secrets
 
 import pytest
 from django.db import connection
 
 from cardshop.models import DeliveryKind, Product
-from cardshop.services.stock import card_secrets_import
 from core.models import Merchant
 from payments.models import ChannelAccount
 from payments.simulators.epay import EpaySimulator
+from tests.factories.cardshop import ProductFactory
+from tests.factories.core import MerchantFactory
+from tests.factories.payments import EpayAccountFactory
 
 
 @pytest.fixture
@@ -44,30 +45,18 @@ def epay_sim():
 
 @pytest.fixture
 def epay_account(db, epay_sim) -> ChannelAccount:
-    pid = str(10000 + secrets.randbelow(89999))
-    key = secrets.token_hex(16)
-    epay_sim.add_merchant(pid, key)
-    return ChannelAccount.objects.create(
-        code="epay", name="epay test", merchant_no=pid, base_url=epay_sim.base_url, credentials=f'{{"key": "{key}"}}'
-    )
+    account = EpayAccountFactory(base_url=epay_sim.base_url)
+    epay_sim.add_merchant(account.merchant_no, account.credentials_dict()["key"])
+    return account
 
 
 @pytest.fixture
 def merchant(db) -> Merchant:
-    return Merchant.objects.create(name="Test Merchant", slug=f"m-{secrets.token_hex(4)}")
+    return MerchantFactory()
 
 
 def make_product(merchant: Merchant, *, secrets_count: int = 5, kind: str = DeliveryKind.UNIQUE, **kw) -> Product:
-    defaults = {"name": "Gift code", "price_minor": 990, "currency": "CNY", "max_quantity": 5}
-    defaults.update(kw)
-    product = Product.objects.create(
-        merchant=merchant, slug=f"p-{secrets.token_hex(4)}", delivery_kind=kind, **defaults
-    )
-    if secrets_count:
-        card_secrets_import(
-            product_id=product.pk, text="\n".join(f"CODE-{i:04d}-{secrets.token_hex(4)}" for i in range(secrets_count))
-        )
-    return product
+    return ProductFactory(merchant=merchant, delivery_kind=kind, secrets_count=secrets_count, **kw)
 
 
 @pytest.fixture
