@@ -1,4 +1,8 @@
-"""Every select_for_update on cardshop models. Global lock order: Order, Payment, CardSecret."""
+"""Every select_for_update on cardshop models.
+
+Lock order wherever several are held: Payment, Order, CardSecret. A callback finds its order through
+the payment it locks first, so any future path holding both (refunds) must take the payment first too.
+"""
 
 from __future__ import annotations
 

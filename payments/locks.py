@@ -1,4 +1,4 @@
-"""Every select_for_update on payments models, in the global lock order (Order, Payment, ...)."""
+"""Every select_for_update on payments models. Lock order: Payment, then Order, then CardSecret (cardshop/locks.py)."""
 
 from django.db.models import QuerySet
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+
+from django.conf import settings
 from django.http import Http404, HttpRequest
 
 from cardshop import selectors
@@ -21,8 +24,18 @@ def grant_order(request: HttpRequest, order_no: str) -> None:
 
 
 def client_ip(request: HttpRequest) -> str:
-    # Behind a proxy, the operator sets it to pass REMOTE_ADDR correctly; X-Forwarded-For is not trusted here.
-    return request.META.get("REMOTE_ADDR", "")
+    """The buyer's address for rate limits and the pending-order cap.
+
+    Client-sent headers are never trusted by default (a peer shop was SQL-injected through
+    X-Forwarded-For); behind a reverse proxy the operator names the one header that proxy sets.
+    """
+    header = settings.CARDSHOP_CLIENT_IP_HEADER
+    value = request.META.get(header, "") if header else ""
+    candidate = value.split(",")[-1].strip() if value else request.META.get("REMOTE_ADDR", "")
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return ""
 
 
 def order_for_session_or_404(request: HttpRequest, order_no: str) -> Order:

@@ -64,3 +64,13 @@ def test_one_ip_is_rate_limited_across_orders(client, product, settings):
         assert lookup(client, f"2026000000000000000{i}", "whatever1").status_code == 404
     assert lookup(client, "20260000000000000009", "whatever1").status_code == 429
     assert lookup(client, "20260000000000000009", "whatever1", ip="10.5.5.6").status_code == 404
+
+
+def test_client_ip_ignores_forwarded_headers_unless_configured(rf, settings):
+    from cardshop.views.access import client_ip
+
+    forged = rf.get("/", REMOTE_ADDR="10.0.0.9", HTTP_X_FORWARDED_FOR="1.2.3.4' OR 1=1 --")
+    assert client_ip(forged) == "10.0.0.9"
+    settings.CARDSHOP_CLIENT_IP_HEADER = "HTTP_X_REAL_IP"
+    assert client_ip(rf.get("/", REMOTE_ADDR="10.0.0.1", HTTP_X_REAL_IP="203.0.113.7")) == "203.0.113.7"
+    assert client_ip(rf.get("/", REMOTE_ADDR="10.0.0.1", HTTP_X_REAL_IP="not-an-ip")) == ""
