@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 
 import qrcode
 from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET
 
@@ -17,6 +19,9 @@ from cardshop.services import checkout
 from cardshop.views.access import client_ip, order_for_session_or_404
 from core.errors import DomainError
 from payments import facade as payments
+from payments.contracts import PaymentUnavailable
+
+log = logging.getLogger(__name__)
 
 QR_TTL = 60 * 30
 
@@ -41,8 +46,13 @@ def order_pay(request: HttpRequest, order_no: str) -> HttpResponse:
         return redirect("order_detail", order_no=order_no)
     try:
         payment = checkout.order_payment_start(order_no=order.order_no, client_ip=client_ip(request))
+    except PaymentUnavailable as exc:
+        # The provider's words are for operators (logged); the buyer gets a plain, translated message.
+        log.warning("payment start for %s failed: %s %s", order.order_no, exc.code, exc.message)
+        message = _("The payment channel is not available right now. Please try again in a moment.")
+        return render(request, "cardshop/pay.html", {"order": order, "error": message}, status=503)
     except DomainError as exc:
-        return render(request, "cardshop/pay.html", {"order": order, "error": exc.message}, status=503)
+        return render(request, "cardshop/pay.html", {"order": order, "error": exc.message}, status=409)
     return render(request, "cardshop/pay.html", {"order": order, "payment": payment})
 
 

@@ -72,7 +72,7 @@ def _view(p: Payment) -> PaymentView:
 def payment_start(*, request: PaymentRequest) -> PaymentView:
     """Reuse the reference's live payment, or write a new intent, commit, then call the provider.
 
-    No row lock is held during provider I/O; the result is applied under a fresh lock.
+    No row lock is held during provider I/O; the result is applied by a conditional UPDATE.
     """
     live = (
         Payment.objects.filter(reference=request.reference, status__in=[PaymentStatus.PENDING, PaymentStatus.SUCCEEDED])

@@ -81,3 +81,18 @@ def test_storefront_checkout_error_is_shown_and_changes_nothing(client, product)
     assert resp.status_code == 400
     assert "Quantity must be between 1 and 5." in resp.content.decode()
     assert Order.objects.count() == 0
+
+
+def test_pay_page_hides_provider_errors_from_the_buyer(client, product, epay_account, epay_sim):
+    from payments.models import Payment, PaymentStatus
+
+    epay_account.merchant_no = "unknown-pid"  # the panel answers 商户不存在
+    epay_account.save(update_fields=["merchant_no"])
+    client.post(f"/p/{product.slug}/", {"quantity": 1, "email": "p@example.com", "query_password": "secret1"})
+    order = Order.objects.get()
+    resp = client.get(f"/orders/{order.order_no}/pay/")
+    assert resp.status_code == 503
+    page = resp.content.decode()
+    assert "The payment channel is not available right now." in page
+    assert "商户不存在" not in page and "refused" not in page
+    assert Payment.objects.get().status == PaymentStatus.FAILED
