@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from cardshop.models import CardSecret, SecretRevealLog
+from tests.cardshop.helpers import buy, signed_notify
 from tests.conftest import make_product
 
 pytestmark = pytest.mark.django_db
@@ -85,23 +86,16 @@ def test_orders_cannot_be_deleted_from_the_admin(operator_client, product):
 
 def test_operator_fulfils_a_manual_order_from_the_admin(operator_client, merchant, epay_account, epay_sim, settings):
     from cardshop.models import Order, OrderState
-    from cardshop.services.checkout import order_create, order_payment_start
+    from cardshop.services.checkout import order_payment_start
     from cardshop.services.delivery import order_secrets_for_buyer
 
     settings.CARDSHOP_PUBLIC_URL = "http://127.0.0.1:9"
     product = make_product(
         merchant, secrets_count=0, kind="manual", custom_fields=[{"name": "account", "required": True}]
     )
-    order = order_create(
-        product_id=product.pk,
-        quantity=1,
-        email="m@example.com",
-        query_password="secret1",
-        buyer_ip=None,
-        custom_input={"account": "player-1"},
-    )
+    order = buy(product, email="m@example.com", ip=None, custom_input={"account": "player-1"})
     payment = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1")
-    operator_client.get("/notify/epay/", epay_sim.notify_params(epay_sim.trade_for(payment.out_trade_no)["trade_no"]))
+    operator_client.get("/notify/epay/", signed_notify(epay_sim, payment.out_trade_no))
     page = operator_client.get(f"/admin/cardshop/order/{order.pk}/change/").content.decode()
     assert f"/admin/cardshop/order/{order.pk}/fulfil/" in page
     form = operator_client.get(f"/admin/cardshop/order/{order.pk}/fulfil/").content.decode()
@@ -135,9 +129,7 @@ def test_operator_retries_an_undeliverable_order_after_restocking(
     with time_machine.travel(timezone.now() + timedelta(minutes=20), tick=False):
         orders_expire_due()
         order_create(product_id=product.pk, quantity=1, email="v@example.com", query_password="secret1", buyer_ip=None)
-        operator_client.get(
-            "/notify/epay/", epay_sim.notify_params(epay_sim.trade_for(payment.out_trade_no)["trade_no"])
-        )
+        operator_client.get("/notify/epay/", signed_notify(epay_sim, payment.out_trade_no))
     assert Order.objects.get(pk=order.pk).state == OrderState.UNDELIVERABLE
     action = {"action": "retry_delivery", "_selected_action": [order.pk]}
     assert (

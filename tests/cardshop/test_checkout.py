@@ -3,14 +3,10 @@
 import pytest
 
 from cardshop.models import CardSecret, Order, OrderEvent, SecretStatus
-from cardshop.services.checkout import order_create
 from core.errors import DomainError
+from tests.cardshop.helpers import buy
 
 pytestmark = pytest.mark.django_db
-
-
-def buy(product, qty=1, email="a@example.com", ip="10.0.0.1", password="secret1"):
-    return order_create(product_id=product.pk, quantity=qty, email=email, query_password=password, buyer_ip=ip)
 
 
 def test_checkout_reserves_exactly_the_quantity_until_expiry(product):

@@ -8,6 +8,7 @@ from cardshop.services.checkout import order_create, order_payment_start
 from cardshop.services.delivery import order_secrets_for_buyer
 from cardshop.services.orders import order_fulfil_manual
 from core.errors import DomainError
+from tests.cardshop.helpers import buy, signed_notify
 from tests.conftest import make_product
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +21,7 @@ def _no_callbacks(settings):
 
 def pay(client, epay_sim, order, capture):
     payment = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1")
-    params = epay_sim.notify_params(epay_sim.trade_for(payment.out_trade_no)["trade_no"])
+    params = signed_notify(epay_sim, payment.out_trade_no)
     with capture(execute=True):
         assert client.get("/notify/epay/", params).content == b"success"
     order.refresh_from_db()
@@ -61,14 +62,7 @@ def test_manual_order_waits_in_paid_until_the_operator_fulfils(
     with pytest.raises(DomainError) as exc:
         order_create(product_id=product.pk, quantity=1, email="m@example.com", query_password="secret1", buyer_ip=None)
     assert exc.value.code == "custom_field"
-    order = order_create(
-        product_id=product.pk,
-        quantity=1,
-        email="m@example.com",
-        query_password="secret1",
-        buyer_ip=None,
-        custom_input={"account": "player-77", "ignored": "x"},
-    )
+    order = buy(product, email="m@example.com", ip=None, custom_input={"account": "player-77", "ignored": "x"})
     assert order.custom_input == {"account": "player-77"}
     order = pay(client, epay_sim, order, django_capture_on_commit_callbacks)
     assert order.state == OrderState.PAID
@@ -96,7 +90,7 @@ def test_a_lost_mail_task_is_made_up_by_the_sweep_once(client, product, epay_acc
         product_id=product.pk, quantity=1, email="lost@example.com", query_password="secret1", buyer_ip=None
     )
     payment = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1")
-    params = epay_sim.notify_params(epay_sim.trade_for(payment.out_trade_no)["trade_no"])
+    params = signed_notify(epay_sim, payment.out_trade_no)
     assert client.get("/notify/epay/", params).content == b"success"  # on-commit task never ran: mail lost
     assert len(mail.outbox) == 0
     assert order_delivery_emails_resend_missed_task.delay().get() == 0  # too recent: the task may still come

@@ -8,9 +8,10 @@ from django.utils import timezone
 
 from cardshop.models import CardSecret, Order, OrderState, SecretStatus
 from cardshop.selectors import product_stock
-from cardshop.services.checkout import order_create, order_payment_start
+from cardshop.services.checkout import order_payment_start
 from cardshop.services.orders import order_cancel, orders_expire_due
 from cardshop.tasks import orders_expire_due_task
+from tests.cardshop.helpers import buy, signed_notify
 from tests.conftest import make_product
 
 pytestmark = pytest.mark.django_db
@@ -19,10 +20,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _no_callbacks(settings):
     settings.CARDSHOP_PUBLIC_URL = "http://127.0.0.1:9"
-
-
-def buy(product, qty=1, email="a@example.com", ip="10.0.0.1"):
-    return order_create(product_id=product.pk, quantity=qty, email=email, query_password="secret1", buyer_ip=ip)
 
 
 def test_expired_reservation_counts_as_free_before_the_task_runs(product):
@@ -48,7 +45,7 @@ def test_beat_task_expires_due_orders_and_releases_stock(product):
 
 
 def _pay(client, epay_sim, out_trade_no):
-    params = epay_sim.notify_params(epay_sim.trade_for(out_trade_no)["trade_no"])
+    params = signed_notify(epay_sim, out_trade_no)
     return client.get("/notify/epay/", params)
 
 

@@ -4,6 +4,7 @@ import pytest
 
 from cardshop.services.checkout import order_create, order_payment_start
 from cardshop.services.orders import payment_notification_handle
+from tests.cardshop.helpers import as_lists, buy, signed_notify
 
 pytestmark = pytest.mark.django_db
 
@@ -15,11 +16,9 @@ def test_checkout_query_budget(product, django_assert_max_num_queries):
 
 def test_paying_notify_query_budget(product, epay_account, epay_sim, settings, django_assert_max_num_queries):
     settings.CARDSHOP_PUBLIC_URL = "http://127.0.0.1:9"
-    order = order_create(
-        product_id=product.pk, quantity=2, email="q@example.com", query_password="secret1", buyer_ip=None
-    )
+    order = buy(product, qty=2, email="q@example.com", ip=None)
     payment = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1")
-    params = {k: [v] for k, v in epay_sim.notify_params(epay_sim.trade_for(payment.out_trade_no)["trade_no"]).items()}
+    params = as_lists(signed_notify(epay_sim, payment.out_trade_no))
     with django_assert_max_num_queries(12):  # 10 statements + the test savepoint pair
         assert payment_notification_handle(channel_code="epay", params=params, body=b"").newly_succeeded
     with django_assert_max_num_queries(4):  # a replay stops at the inbox

@@ -17,6 +17,7 @@ from cardshop.services.checkout import order_create, order_payment_start
 from cardshop.services.orders import payment_notification_handle
 from core.errors import DomainError
 from payments.models import Payment, PaymentStatus, ProviderNotification
+from tests.cardshop.helpers import as_lists, buy, signed_notify
 from tests.conftest import make_product
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -70,11 +71,9 @@ def test_fifty_buyers_race_for_the_last_ten_secrets(require_postgres, merchant):
 
 def test_same_notify_twenty_times_at_once_delivers_once(require_postgres, product, epay_account, epay_sim, settings):
     settings.CARDSHOP_PUBLIC_URL = "http://127.0.0.1:9"
-    order = order_create(
-        product_id=product.pk, quantity=2, email="once@example.com", query_password="secret1", buyer_ip=None
-    )
+    order = buy(product, qty=2, email="once@example.com", ip=None)
     payment = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1")
-    params = {k: [v] for k, v in epay_sim.notify_params(epay_sim.trade_for(payment.out_trade_no)["trade_no"]).items()}
+    params = as_lists(signed_notify(epay_sim, payment.out_trade_no))
 
     results = race(20, lambda i: payment_notification_handle(channel_code="epay", params=params, body=b""))
     errors = [r for r in results if isinstance(r, Exception)]

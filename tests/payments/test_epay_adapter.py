@@ -12,15 +12,14 @@ from payments.channels.epay.adapter import EpayAdapter
 @pytest.fixture
 def adapter(epay_sim):
     epay_sim.add_merchant("7001", "k" * 32)
-    cfg = AccountConfig(
-        account_id=1,
-        code="epay",
-        merchant_no="7001",
-        base_url=epay_sim.base_url,
-        currency="CNY",
-        credentials={"key": "k" * 32},
-    )
+    cfg = _config("7001", epay_sim.base_url, {"key": "k" * 32})
     return EpayAdapter(cfg)
+
+
+def _config(merchant_no: str, base_url: str, credentials: dict[str, str]) -> AccountConfig:
+    return AccountConfig(
+        account_id=1, code="epay", merchant_no=merchant_no, base_url=base_url, currency="CNY", credentials=credentials
+    )
 
 
 def _order(no="T1", minor=990):
@@ -61,14 +60,7 @@ def test_query_of_unknown_trade_is_none(adapter):
 
 
 def test_unreachable_provider_is_retryable():
-    cfg = AccountConfig(
-        account_id=1,
-        code="epay",
-        merchant_no="1",
-        base_url="http://127.0.0.1:9",
-        currency="CNY",
-        credentials={"key": "x"},
-    )
+    cfg = _config("1", "http://127.0.0.1:9", {"key": "x"})
     with pytest.raises(Retryable):
         EpayAdapter(cfg).create(_order("T-down"))
 
@@ -84,14 +76,7 @@ def test_verify_accepts_the_simulator_notify_and_refuses_a_tampered_one(adapter,
 
 
 def test_empty_key_refuses_every_notify(epay_sim):
-    cfg = AccountConfig(
-        account_id=1,
-        code="epay",
-        merchant_no="7001",
-        base_url=epay_sim.base_url,
-        currency="CNY",
-        credentials={"key": ""},
-    )
+    cfg = _config("7001", epay_sim.base_url, {"key": ""})
     forged = {
         "pid": "7001",
         "trade_no": "1",
@@ -108,14 +93,7 @@ def test_empty_key_refuses_every_notify(epay_sim):
 
 def test_submit_mode_sends_the_browser_to_a_signed_submit_php(epay_sim):
     epay_sim.add_merchant("7002", "s" * 32)
-    cfg = AccountConfig(
-        account_id=2,
-        code="epay",
-        merchant_no="7002",
-        base_url=epay_sim.base_url,
-        currency="CNY",
-        credentials={"key": "s" * 32, "create_mode": "submit"},
-    )
+    cfg = _config("7002", epay_sim.base_url, {"key": "s" * 32, "create_mode": "submit"})
     created = EpayAdapter(cfg).create(_order("T-submit", 1234))
     assert created.pay_url.startswith(epay_sim.base_url + "/submit.php?")
     assert epay_sim.trade(out_trade_no="T-submit") is None  # nothing created until the browser arrives
