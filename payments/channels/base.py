@@ -88,6 +88,9 @@ class AccountConfig:
     base_url: str
     currency: str
     credentials: Mapping[str, str] = field(repr=False)
+    # (connect, read) seconds for every provider call. A connect failure is Retryable (nothing was sent);
+    # a read timeout is Unknown (the provider may have acted).
+    timeouts: tuple[float, float] = (2.0, 8.0)
 
 
 @dataclass(frozen=True)
@@ -103,9 +106,12 @@ class CreateOrder:
 
 @dataclass(frozen=True)
 class Created:
+    """What the pay page needs: a QR payload, a URL to send the buyer to, and/or a card-form secret."""
+
     provider_trade_no: str
-    pay_url: str
-    qr_content: str
+    pay_url: str = ""
+    qr_content: str = ""
+    client_secret: str = ""  # card-form channels (Stripe): what the browser confirms the payment with
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,38 @@ class Observation:
     provider_status: str
 
 
+class RefundState(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    """One refund. `refund_no` is our idempotency key: sending the same request twice refunds once."""
+
+    refund_no: str
+    out_trade_no: str
+    provider_trade_no: str
+    amount: Money  # what to give back
+    total: Money  # what the payment collected (WeChat and others require it)
+    reason: str
+    notify_url: str
+    provider_refund_no: str = ""  # known once the provider answered; lets a query name it directly
+
+
+@dataclass(frozen=True)
+class RefundObservation:
+    """One verified statement by the provider about one refund (response, query or callback)."""
+
+    refund_no: str
+    provider_refund_no: str
+    status: RefundState
+    amount: Money
+    provider_status: str
+    event_key: str = ""
+
+
 class ChannelAdapter(Protocol):
     code: ClassVar[str]
     capabilities: ClassVar[frozenset[Capability]]
@@ -128,14 +166,38 @@ class ChannelAdapter(Protocol):
 
     @staticmethod
     def notification_reference(inbound: Inbound) -> str:
-        """Our out_trade_no named by an (unverified) callback, to find the account that must verify it."""
+        """Our out_trade_no named by an (unverified) callback, to find the account that must verify it.
+
+        "" when the protocol hides it (WeChat encrypts the resource): the caller then tries the channel's
+        enabled accounts and keeps the one whose keys verify.
+        """
         ...
 
-    def create(self, order: CreateOrder) -> Created: ...
+    def create(self, order: CreateOrder) -> Created:
+        """Raises Retryable (nothing sent), Terminal (refused) or Unknown (timeout/5xx after sending)."""
+        ...
 
-    def verify_notification(self, inbound: Inbound) -> Observation: ...
+    def verify_notification(self, inbound: Inbound) -> Observation | RefundObservation:
+        """Verify signature, merchant/app id, timestamp window, decrypt; map the provider status by an
+        explicit table. Raises NotificationInvalid for anything that must not be applied."""
+        ...
 
-    def query(self, out_trade_no: str) -> Observation | None: ...
+    def query(self, out_trade_no: str, provider_trade_no: str = "") -> Observation | None:
+        """None when the provider does not know the trade (yet). provider_trade_no is "" when the create
+        answer never arrived (UNKNOWN): adapters must then find the trade by our out_trade_no."""
+        ...
+
+    def close(self, out_trade_no: str, provider_trade_no: str = "") -> None:
+        """Close an unpaid trade (capability CLOSE). Raises Terminal when it is already paid."""
+        ...
+
+    def refund(self, request: RefundRequest) -> RefundObservation:
+        """Submit a refund carrying request.refund_no as the provider's idempotency key (capability REFUND)."""
+        ...
+
+    def refund_query(self, request: RefundRequest) -> RefundObservation | None:
+        """What the provider says about refund_no; None when it does not know it."""
+        ...
 
     @staticmethod
     def ack(ok: bool) -> Ack: ...

@@ -246,7 +246,7 @@ def notification_apply(
 def payment_query(*, out_trade_no: str) -> Observation | None:
     """Ask the provider about a payment (I/O, call outside any transaction)."""
     payment = Payment.objects.select_related("account").get(out_trade_no=out_trade_no)
-    return _adapter(payment.account).query(out_trade_no)
+    return _adapter(payment.account).query(out_trade_no, payment.provider_trade_no or "")
 
 
 def query_result_apply(*, out_trade_no: str, observation: Observation) -> QueryOutcome:

@@ -24,8 +24,6 @@ from payments.channels.base import (
 )
 from payments.channels.epay import signing, wire
 
-# Connect timeout short (nothing sent yet: Retryable); read timeout bounded (sent: Unknown).
-TIMEOUT = (2.0, 8.0)
 _session = requests.Session()
 
 
@@ -96,7 +94,7 @@ class EpayAdapter:
 
     def _post_json(self, path: str, params: dict[str, str]) -> dict:
         try:
-            resp = _session.post(self._url(path), data=params, timeout=TIMEOUT)
+            resp = _session.post(self._url(path), data=params, timeout=self.account.timeouts)
         except requests.ConnectionError as exc:
             raise Retryable(f"epay unreachable: {type(exc).__name__}", code="connect") from exc
         except requests.Timeout as exc:
@@ -148,12 +146,12 @@ class EpayAdapter:
         except MoneyError as exc:
             raise NotificationInvalid("bad_amount", "money is not an exact amount") from exc
 
-    def query(self, out_trade_no: str) -> Observation | None:
+    def query(self, out_trade_no: str, provider_trade_no: str = "") -> Observation | None:
         if not self._key:
             raise Terminal("epay account has no key", code="no_credentials")
         params = {"act": "order", "pid": self.account.merchant_no, "key": self._key, "out_trade_no": out_trade_no}
         try:
-            resp = _session.get(self._url("api.php"), params=params, timeout=TIMEOUT)
+            resp = _session.get(self._url("api.php"), params=params, timeout=self.account.timeouts)
         except requests.ConnectionError as exc:
             raise Retryable("epay unreachable", code="connect") from exc
         except requests.Timeout as exc:
