@@ -20,7 +20,7 @@ What it measures, in one run:
 
    a. **order path** (the headline): the product page once per session for the CSRF cookie and
       token, then per order POST checkout (redirect not followed) -> GET the pay page (creates the
-      payment at the simulator; the cashier trade no is read from it) -> ``sim.pay(trade_no)`` (the
+      payment at the simulator; the cashier trade no is read from it) -> ``sim.pay_trade(trade_no)`` (the
       simulator sends the signed notify to /notify/epay/, timed as the notify round trip) -> GET
       ``/orders/<no>/status/`` (the JSON the order page polls), which must say ``delivered``. Every
       20th order of a thread also GETs the order page, which must show the delivered secret.
@@ -883,7 +883,7 @@ class Buyer:
     def notify(self, stats: BuyerStats, steps: dict[str, float], trade_no: str) -> None:
         """The buyer pays at the cashier: the simulator sends the signed notify to gunicorn and waits for it."""
         t0 = time.perf_counter()
-        ack = self.shop.sim.pay(trade_no)
+        ack = self.shop.sim.pay_trade(trade_no)
         steps["notify"] = time.perf_counter() - t0
         stats.requests += 1
         if ack.status_code != 200 or ack.text.strip() != "success":

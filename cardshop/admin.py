@@ -11,7 +11,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from cardshop.models import CardSecret, Order, OrderEvent, Product, SecretRevealLog
-from cardshop.services import delivery, orders, stock
+from cardshop.services import delivery, orders, refunds, stock
 from core.errors import DomainError
 from core.forms import WriteOnlySecretField
 from payments import facade as payments
@@ -186,12 +186,14 @@ class OrderAdmin(admin.ModelAdmin):
         "paid_at",
         "delivered_at",
         "notified_at",
+        "refunded_at",
         "created_at",
         "payments_display",
+        "refund_display",
         "fulfil_link",
     ]
     fields = readonly_fields
-    actions = ["retry_delivery"]
+    actions = ["retry_delivery", "refund"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -212,6 +214,25 @@ class OrderAdmin(admin.ModelAdmin):
     def payments_display(self, obj: Order) -> str:
         p = payments.payment_for_reference(reference=obj.order_no)
         return f"{p.channel_code} {p.out_trade_no} {p.status} {p.amount}" if p else "—"
+
+    @admin.display(description=_("refund"))
+    def refund_display(self, obj: Order) -> str:
+        r = payments.refund_for_reference(reference=obj.order_no)
+        return f"{r.refund_no} {r.status} {r.amount}" if r else "—"
+
+    @admin.action(description=_("Refund in full (paid, delivered or undeliverable orders)"))
+    def refund(self, request: HttpRequest, queryset) -> None:
+        for order in queryset:
+            try:
+                view = refunds.order_refund_request(order_no=order.order_no, actor=request.user.get_username())
+            except DomainError as exc:
+                messages.error(request, f"{order.order_no}: {exc.message}")
+            else:
+                messages.success(
+                    request,
+                    _("%(no)s: refund %(refund)s %(status)s")
+                    % {"no": order.order_no, "refund": view.refund_no, "status": view.status},
+                )
 
     @admin.display(description=_("manual delivery"))
     def fulfil_link(self, obj: Order) -> str:

@@ -12,6 +12,8 @@ app.autodiscover_tasks()
 
 app.conf.beat_schedule = {
     "orders-expire-due": {"task": "cardshop.orders_expire_due", "schedule": 30.0},
-    "payments-sync-pending": {"task": "cardshop.payments_sync_pending", "schedule": 60.0},
+    # The janitor wakes often; each payment/refund carries its own back-off (payments/schedule.py).
+    "payments-sync-due": {"task": "cardshop.payments_sync_due", "schedule": 10.0},
+    "refunds-sync-due": {"task": "cardshop.refunds_sync_due", "schedule": 10.0},
     "delivery-emails-resend-missed": {"task": "cardshop.order_delivery_emails_resend_missed", "schedule": 300.0},
 }

@@ -192,7 +192,11 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # --- Shop rules (operators tune these by environment) ---
 CARDSHOP_ORDER_TTL_SECONDS = int(env("CARDSHOP_ORDER_TTL_SECONDS", "900"))
 CARDSHOP_MAX_PENDING_PER_BUYER = int(env("CARDSHOP_MAX_PENDING_PER_BUYER", "3"))
-CARDSHOP_PAYMENT_SYNC_AFTER_SECONDS = int(env("CARDSHOP_PAYMENT_SYNC_AFTER_SECONDS", "120"))
+# Provider calls: (connect, read) seconds. Connect failures fail over; read timeouts leave a payment UNKNOWN.
+PAYMENTS_PROVIDER_TIMEOUTS = (
+    float(env("PAYMENTS_CONNECT_TIMEOUT", "2")),
+    float(env("PAYMENTS_READ_TIMEOUT", "8")),
+)
 # Behind a reverse proxy: the META key of the header it sets, e.g. HTTP_X_REAL_IP (its last hop is used).
 CARDSHOP_CLIENT_IP_HEADER = env("CARDSHOP_CLIENT_IP_HEADER", "")
 CARDSHOP_LOOKUP_RATE_IP = env("CARDSHOP_LOOKUP_RATE_IP", "20/h")

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from celery import shared_task
-from django.conf import settings
 
-from cardshop.services import notifications, orders
+from cardshop.services import notifications, orders, refunds
 from payments import facade as payments
 
 log = logging.getLogger(__name__)
@@ -24,9 +22,10 @@ def orders_expire_due_task() -> int:
     return orders.orders_expire_due()
 
 
-@shared_task(name="cardshop.payments_sync_pending")
-def payments_sync_pending_task() -> int:
-    due = payments.payments_due_for_sync(older_than=timedelta(seconds=settings.CARDSHOP_PAYMENT_SYNC_AFTER_SECONDS))
+@shared_task(name="cardshop.payments_sync_due")
+def payments_sync_due_task() -> int:
+    """The janitor: query payments still created/pending/unknown on their back-off ladder."""
+    due = payments.payments_claim_due()
     newly = 0
     for out_trade_no in due:
         try:
@@ -34,6 +33,16 @@ def payments_sync_pending_task() -> int:
         except Exception:  # one provider error must not stop the sweep; the next run retries
             log.exception("sync of %s failed", out_trade_no)
     return newly
+
+
+@shared_task(name="cardshop.refund_submit", autoretry_for=(OSError,), retry_backoff=15, max_retries=5)
+def refund_submit_task(refund_no: str) -> str:
+    return refunds.refund_sync(refund_no=refund_no)
+
+
+@shared_task(name="cardshop.refunds_sync_due")
+def refunds_sync_due_task() -> int:
+    return refunds.refunds_sync_due()
 
 
 @shared_task(name="cardshop.order_delivery_emails_resend_missed")

@@ -43,6 +43,9 @@ class NotificationOutcome:
     amount: Money
     newly_succeeded: bool
     duplicate: bool
+    refund_no: str = ""  # set when the callback was about a refund
+    refund_status: str = ""
+    refund_newly_final: bool = False  # the refund just succeeded or failed: the order follows
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,21 @@ class QueryOutcome:
     amount: Money
     newly_succeeded: bool
     status: str
+
+
+@dataclass(frozen=True)
+class RefundView:
+    refund_no: str
+    channel_code: str
+    out_trade_no: str
+    reference: str
+    status: str
+    amount: Money
+    newly_final: bool = False  # this call moved the refund to succeeded or failed
+
+
+class RefundRefused(DomainError):
+    """The payment cannot be refunded (not paid, already refunded, channel without refunds)."""
 
 
 class NotificationRejected(DomainError):

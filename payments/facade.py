@@ -6,9 +6,17 @@ from payments.services.payments import (
     payment_for_reference,
     payment_query,
     payment_start,
-    payments_due_for_sync,
+    payments_claim_due,
     payments_succeeded_for_reference,
     query_result_apply,
+)
+from payments.services.refunds import (
+    refund_execute,
+    refund_for_reference,
+    refund_request,
+    refund_result_apply,
+    refund_view,
+    refunds_claim_due,
 )
 
 __all__ = [
@@ -18,7 +26,13 @@ __all__ = [
     "payment_for_reference",
     "payment_query",
     "payment_start",
-    "payments_due_for_sync",
+    "payments_claim_due",
     "payments_succeeded_for_reference",
     "query_result_apply",
+    "refund_execute",
+    "refund_for_reference",
+    "refund_request",
+    "refund_result_apply",
+    "refund_view",
+    "refunds_claim_due",
 ]

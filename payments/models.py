@@ -49,9 +49,13 @@ class PaymentStatus(models.TextChoices):
     SUCCEEDED = "succeeded", _("succeeded")
     FAILED = "failed", _("failed")
     CLOSED = "closed", _("closed")
+    REFUNDING = "refunding", _("refunding")
+    REFUNDED = "refunded", _("refunded")
 
 
 S = PaymentStatus
+# States in which the provider holds (or held) the buyer's money for this payment.
+PAID_STATES = (S.SUCCEEDED, S.REFUNDING, S.REFUNDED)
 
 
 class Payment(ConcurrentTransitionMixin, models.Model):
@@ -68,6 +72,9 @@ class Payment(ConcurrentTransitionMixin, models.Model):
     pay_url = models.URLField(_("pay URL"), max_length=2000, blank=True)
     qr_content = models.CharField(_("QR content"), max_length=2000, blank=True)
     error_code = models.CharField(_("last error"), max_length=64, blank=True)
+    # The janitor's schedule: when to ask the provider next, and how many times it already asked.
+    next_query_at = models.DateTimeField(_("next query at"), null=True, blank=True)
+    query_attempts = models.PositiveIntegerField(_("queries made"), default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     succeeded_at = models.DateTimeField(null=True, blank=True)
@@ -84,7 +91,12 @@ class Payment(ConcurrentTransitionMixin, models.Model):
             ),
             models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="payment_amount_positive"),
         ]
-        indexes = [models.Index(fields=["status", "created_at"], name="payment_status_created")]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="payment_status_created"),
+            models.Index(
+                fields=["next_query_at"], name="payment_query_due", condition=models.Q(next_query_at__isnull=False)
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.out_trade_no
@@ -107,14 +119,95 @@ class Payment(ConcurrentTransitionMixin, models.Model):
     def succeed(self, *, provider_trade_no: str) -> None:
         self.provider_trade_no = provider_trade_no
         self.succeeded_at = timezone.now()
+        self.next_query_at = None
 
     @transition(field=status, source=[S.CREATED, S.UNKNOWN], target=S.FAILED)
     def fail(self, *, error_code: str) -> None:
         self.error_code = error_code
+        self.next_query_at = None
 
     @transition(field=status, source=[S.PENDING, S.UNKNOWN], target=S.CLOSED)
     def close(self) -> None:
+        self.next_query_at = None
+
+    @transition(field=status, source=S.SUCCEEDED, target=S.REFUNDING)
+    def refund_start(self) -> None:
         pass
+
+    @transition(field=status, source=S.REFUNDING, target=S.REFUNDED)
+    def refund_complete(self) -> None:
+        pass
+
+    @transition(field=status, source=S.REFUNDING, target=S.SUCCEEDED)
+    def refund_abort(self) -> None:
+        """The provider refused the refund: the money is still with us, an operator may try again."""
+
+
+class RefundStatus(models.TextChoices):
+    REQUESTED = "requested", _("requested")  # our intent, committed before the provider is called
+    PENDING = "pending", _("pending")  # the provider accepted it and is processing
+    UNKNOWN = "unknown", _("unknown")  # the request may or may not have reached the provider
+    SUCCEEDED = "succeeded", _("succeeded")
+    FAILED = "failed", _("failed")
+
+
+R = RefundStatus
+
+
+class Refund(ConcurrentTransitionMixin, models.Model):
+    """A full refund of one payment. `refund_no` is our idempotency key at the provider."""
+
+    refund_no = models.CharField(_("refund no"), max_length=40, unique=True)
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    amount_minor = models.BigIntegerField(_("amount (minor units)"))
+    currency = models.CharField(_("currency"), max_length=3)
+    status = FSMField(_("status"), default=R.REQUESTED, choices=R.choices, protected=True)
+    provider_refund_no = models.CharField(_("provider refund no"), max_length=64, blank=True)
+    reason = models.CharField(_("reason"), max_length=200, blank=True)
+    requested_by = models.CharField(_("requested by"), max_length=150, blank=True)
+    error_code = models.CharField(_("last error"), max_length=64, blank=True)
+    next_query_at = models.DateTimeField(_("next query at"), null=True, blank=True)
+    query_attempts = models.PositiveIntegerField(_("queries made"), default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("refund")
+        verbose_name_plural = _("refunds")
+        constraints = [
+            # Full refunds only: one live (not failed) refund per payment, so a second click cannot refund twice.
+            models.UniqueConstraint(
+                fields=["payment"], name="refund_one_live_per_payment", condition=~models.Q(status="failed")
+            ),
+            models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="refund_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.refund_no
+
+    @property
+    def amount(self) -> Money:
+        return Money(self.amount_minor, self.currency)
+
+    @transition(field=status, source=[R.REQUESTED, R.UNKNOWN], target=R.PENDING)
+    def mark_pending(self, *, provider_refund_no: str) -> None:
+        self.provider_refund_no = provider_refund_no or self.provider_refund_no
+
+    @transition(field=status, source=[R.REQUESTED, R.PENDING], target=R.UNKNOWN)
+    def mark_unknown(self, *, error_code: str) -> None:
+        self.error_code = error_code
+
+    @transition(field=status, source=[R.REQUESTED, R.PENDING, R.UNKNOWN], target=R.SUCCEEDED)
+    def succeed(self, *, provider_refund_no: str) -> None:
+        self.provider_refund_no = provider_refund_no or self.provider_refund_no
+        self.succeeded_at = timezone.now()
+        self.next_query_at = None
+
+    @transition(field=status, source=[R.REQUESTED, R.PENDING, R.UNKNOWN], target=R.FAILED)
+    def fail(self, *, error_code: str) -> None:
+        self.error_code = error_code
+        self.next_query_at = None
 
 
 class ProviderNotification(models.Model):

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
-from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
 
 from cardshop.models.catalog import Product
 from core.fields import EncryptedTextField
@@ -21,6 +21,8 @@ class OrderState(models.TextChoices):
     UNDELIVERABLE = "undeliverable", _("paid, stock gone: operator action needed")
     EXPIRED = "expired", _("expired")
     CANCELLED = "cancelled", _("cancelled")
+    REFUNDING = "refunding", _("refund in progress")
+    REFUNDED = "refunded", _("refunded")
 
 
 S = OrderState
@@ -45,6 +47,8 @@ class Order(ConcurrentTransitionMixin, models.Model):
     paid_at = models.DateTimeField(_("paid at"), null=True, blank=True)
     delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
     notified_at = models.DateTimeField(_("buyer notified at"), null=True, blank=True)
+    refund_from = models.CharField(_("state before the refund"), max_length=16, blank=True, editable=False)
+    refunded_at = models.DateTimeField(_("refunded at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
@@ -90,6 +94,20 @@ class Order(ConcurrentTransitionMixin, models.Model):
     @transition(field=state, source=S.PENDING, target=S.CANCELLED)
     def cancel(self) -> None:
         pass
+
+    # Refunds are full: the buyer's money goes back; delivered keys are not put back on sale (they were shown).
+    @transition(field=state, source=[S.PAID, S.DELIVERED, S.UNDELIVERABLE], target=S.REFUNDING)
+    def refund_start(self) -> None:
+        self.refund_from = self.state
+
+    @transition(field=state, source=S.REFUNDING, target=S.REFUNDED)
+    def refund_complete(self) -> None:
+        self.refunded_at = timezone.now()
+
+    @transition(field=state, source=S.REFUNDING, target=RETURN_VALUE(S.PAID, S.DELIVERED, S.UNDELIVERABLE))
+    def refund_abort(self) -> str:
+        """The channel refused the refund: back where it was, so an operator can act again."""
+        return self.refund_from or S.DELIVERED
 
 
 class OrderEvent(models.Model):

@@ -67,6 +67,10 @@ def payment_notification_handle(
             order_paid_apply(
                 order_no=outcome.reference, amount=outcome.amount, source="notify", out_trade_no=outcome.out_trade_no
             )
+        elif outcome.refund_newly_final:
+            from cardshop.services.refunds import order_refund_follow
+
+            order_refund_follow(view=payments.refund_view(refund_no=outcome.refund_no), source="notify")
     return outcome
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -12,15 +11,16 @@ from django_fsm import ConcurrentTransition, can_proceed
 
 from core import ids
 from core.crypto import mask
+from payments import schedule
 from payments.channels import registry
 from payments.channels.base import (
-    AccountConfig,
     ChannelAdapter,
     CreateOrder,
     Inbound,
     NotificationInvalid,
     Observation,
     ObservedStatus,
+    RefundObservation,
     Retryable,
     Terminal,
     Unknown,
@@ -34,27 +34,11 @@ from payments.contracts import (
     QueryOutcome,
 )
 from payments.locks import payment_qs_locked
-from payments.models import ChannelAccount, Payment, PaymentStatus, ProviderNotification
+from payments.models import PAID_STATES, ChannelAccount, Payment, PaymentStatus, ProviderNotification, Refund
+from payments.services.adapters import adapter_for as _adapter
+from payments.services.refunds import refund_observation_apply
 
 log = logging.getLogger(__name__)
-
-
-def _account_config(account: ChannelAccount) -> AccountConfig:
-    return AccountConfig(
-        account_id=account.pk,
-        code=account.code,
-        merchant_no=account.merchant_no,
-        base_url=account.base_url,
-        currency=account.currency,
-        credentials=account.credentials_dict(),
-    )
-
-
-def _adapter(account: ChannelAccount) -> ChannelAdapter:
-    cls = registry.get(account.code)
-    if cls is None:
-        raise PaymentUnavailable("unknown_channel", f"no adapter for channel {account.code!r}")
-    return cls(_account_config(account))
 
 
 def _view(p: Payment) -> PaymentView:
@@ -75,7 +59,7 @@ def payment_start(*, request: PaymentRequest) -> PaymentView:
     No row lock is held during provider I/O; the result is applied by a conditional UPDATE.
     """
     live = (
-        Payment.objects.filter(reference=request.reference, status__in=[PaymentStatus.PENDING, PaymentStatus.SUCCEEDED])
+        Payment.objects.filter(reference=request.reference, status__in=[PaymentStatus.PENDING, *PAID_STATES])
         .order_by("-pk")
         .first()
     )
@@ -88,7 +72,9 @@ def payment_start(*, request: PaymentRequest) -> PaymentView:
     )
     if account is None:
         raise PaymentUnavailable("no_channel", "no enabled channel takes this payment")
-    # The intent is committed (one autocommit INSERT) before any provider I/O.
+    # The intent is committed (one autocommit INSERT) before any provider I/O. It is already on the janitor's
+    # schedule: if this process dies mid-call, a query finds out what the provider did.
+    now = timezone.now()
     payment = Payment.objects.create(
         out_trade_no=ids.out_trade_no(),
         reference=request.reference,
@@ -96,6 +82,7 @@ def payment_start(*, request: PaymentRequest) -> PaymentView:
         channel_code=account.code,
         amount_minor=request.amount.amount_minor,
         currency=request.amount.currency,
+        next_query_at=schedule.next_query_at(attempts=0, created_at=now, now=now),
     )
     adapter = _adapter(account)
     order = CreateOrder(
@@ -150,7 +137,7 @@ def observation_apply(*, payment: Payment, observation: Observation) -> bool:
     Monotonic: a success is never undone by a later close or failure report.
     """
     if observation.status == ObservedStatus.SUCCEEDED:
-        if payment.status == PaymentStatus.SUCCEEDED:
+        if payment.status in PAID_STATES:
             if payment.provider_trade_no != observation.provider_trade_no:
                 log.error("payment %s succeeded again under another trade no", payment.out_trade_no)
             return False
@@ -200,26 +187,30 @@ def notification_apply(
     flat = _single_valued(params)
     inbound = Inbound(params=flat, body=body, headers={k.lower(): v for k, v in (headers or {}).items()})
     out_trade_no = adapter_cls.notification_reference(inbound)
-    payment = (
-        payment_qs_locked()
-        .select_related("account")
-        .filter(out_trade_no=out_trade_no, channel_code=channel_code)
-        .first()
-    )
-    if not out_trade_no or payment is None:
-        raise NotificationRejected("unknown_order", "no payment with this out_trade_no on this channel")
-    adapter = _adapter(payment.account)
-    try:
-        observation = adapter.verify_notification(inbound)
-    except NotificationInvalid as exc:
-        log.warning(
-            "rejected %s notify for %s: %s (sign %s)", channel_code, out_trade_no, exc.code, mask(flat.get("sign"))
-        )
-        raise NotificationRejected(exc.code, exc.message) from exc
-    if observation.out_trade_no != payment.out_trade_no:
+    payment: Payment | None = None
+    if out_trade_no:
+        payment = _payment_locked(channel_code, out_trade_no)
+        account = payment.account
+        observation = _verify(_adapter(account), inbound, channel_code, out_trade_no)
+    else:
+        # The protocol hides the reference (WeChat encrypts it): the account whose keys verify is the sender.
+        account, observation = _verify_with_any_account(channel_code, inbound)
+
+    refund: Refund | None = None
+    if isinstance(observation, RefundObservation):
+        refund = Refund.objects.filter(refund_no=observation.refund_no).first()
+        if refund is None or (payment is not None and refund.payment_id != payment.pk):
+            raise NotificationRejected("unknown_refund", "no such refund for this payment")
+        payment = payment or payment_qs_locked().select_related("account").get(pk=refund.payment_id)
+    elif payment is None:
+        payment = _payment_locked(channel_code, observation.out_trade_no)
+    elif observation.out_trade_no != payment.out_trade_no:
         raise NotificationRejected("unknown_order", "notification names another payment")
-    if observation.amount != payment.amount:
-        raise NotificationRejected("wrong_amount", "amount or currency differs from the payment")
+    if payment.account_id != account.pk:
+        raise NotificationRejected("wrong_account", "notification verified by another channel account")
+    expected = refund.amount if refund is not None else payment.amount
+    if observation.amount != expected:
+        raise NotificationRejected("wrong_amount", "amount or currency differs from ours")
 
     ack = adapter_cls.ack(True)
     common = {
@@ -232,15 +223,69 @@ def notification_apply(
     }
     if ProviderNotification.objects.filter(channel_code=channel_code, event_key=observation.event_key).exists():
         return NotificationOutcome(newly_succeeded=False, duplicate=True, **common)
-    newly = observation_apply(payment=payment, observation=observation)
+    newly = refund_final = False
+    if refund is not None:
+        refund_final = refund_observation_apply(payment=payment, refund=refund, observation=observation)
+        outcome_text = f"refund:{refund.status}"
+    else:
+        newly = observation_apply(payment=payment, observation=observation)
+        outcome_text = "succeeded" if newly else payment.status
     ProviderNotification.objects.create(
         channel_code=channel_code,
         event_key=observation.event_key,
         payment=payment,
-        params={k: v for k, v in flat.items() if k not in ("sign", "key")},
-        outcome="succeeded" if newly else payment.status,
+        params={k: v for k, v in flat.items() if k not in ("sign", "key", "signature")},
+        outcome=outcome_text,
     )
-    return NotificationOutcome(newly_succeeded=newly, duplicate=False, **common)
+    return NotificationOutcome(
+        newly_succeeded=newly,
+        duplicate=False,
+        refund_no=refund.refund_no if refund else "",
+        refund_status=refund.status if refund else "",
+        refund_newly_final=refund_final,
+        **common,
+    )
+
+
+def _payment_locked(channel_code: str, out_trade_no: str) -> Payment:
+    payment = (
+        payment_qs_locked()
+        .select_related("account")
+        .filter(out_trade_no=out_trade_no, channel_code=channel_code)
+        .first()
+    )
+    if not out_trade_no or payment is None:
+        raise NotificationRejected("unknown_order", "no payment with this out_trade_no on this channel")
+    return payment
+
+
+def _verify(
+    adapter: ChannelAdapter, inbound: Inbound, channel_code: str, reference: str
+) -> Observation | RefundObservation:
+    try:
+        return adapter.verify_notification(inbound)
+    except NotificationInvalid as exc:
+        log.warning(
+            "rejected %s notify for %s: %s (sign %s)",
+            channel_code,
+            reference or "?",
+            exc.code,
+            mask(inbound.params.get("sign") or inbound.headers.get("wechatpay-signature")),
+        )
+        raise NotificationRejected(exc.code, exc.message) from exc
+
+
+def _verify_with_any_account(
+    channel_code: str, inbound: Inbound
+) -> tuple[ChannelAccount, Observation | RefundObservation]:
+    accounts = list(ChannelAccount.objects.filter(code=channel_code, enabled=True).order_by("pk"))
+    rejected: NotificationRejected | None = None
+    for account in accounts:
+        try:
+            return account, _verify(_adapter(account), inbound, channel_code, "")
+        except NotificationRejected as exc:
+            rejected = exc
+    raise rejected or NotificationRejected("unknown_order", "no account of this channel")
 
 
 def payment_query(*, out_trade_no: str) -> Observation | None:
@@ -266,14 +311,26 @@ def query_result_apply(*, out_trade_no: str, observation: Observation) -> QueryO
     )
 
 
-def payments_due_for_sync(*, older_than: timedelta, limit: int = 200) -> list[str]:
-    cutoff = timezone.now() - older_than
-    qs = Payment.objects.filter(
-        status__in=[PaymentStatus.PENDING, PaymentStatus.UNKNOWN],
-        created_at__lt=cutoff,
-        created_at__gt=cutoff - timedelta(days=1),
-    ).order_by("created_at")
-    return list(qs.values_list("out_trade_no", flat=True)[:limit])
+def payments_claim_due(*, limit: int = 200) -> list[str]:
+    """Payments whose next query is due (created, pending or unknown), each moved one rung down the ladder.
+
+    Claimed with SKIP LOCKED so two janitors never query the same payment in the same round.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        due = list(
+            Payment.objects.select_for_update(skip_locked=True)
+            .filter(
+                status__in=[PaymentStatus.CREATED, PaymentStatus.PENDING, PaymentStatus.UNKNOWN],
+                next_query_at__lte=now,
+            )
+            .order_by("next_query_at")[:limit]
+        )
+        for p in due:
+            p.query_attempts += 1
+            p.next_query_at = schedule.next_query_at(attempts=p.query_attempts, created_at=p.created_at, now=now)
+        Payment.objects.bulk_update(due, ["query_attempts", "next_query_at"])
+    return [p.out_trade_no for p in due]
 
 
 def payment_for_reference(*, reference: str) -> PaymentView | None:
@@ -282,4 +339,4 @@ def payment_for_reference(*, reference: str) -> PaymentView | None:
 
 
 def payments_succeeded_for_reference(*, reference: str) -> int:
-    return Payment.objects.filter(reference=reference, status=PaymentStatus.SUCCEEDED).count()
+    return Payment.objects.filter(reference=reference, status__in=PAID_STATES).count()

@@ -32,6 +32,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
+from payments.simulators import base
+from payments.simulators.base import Faults, NotifyRequest, SimAccount
+
 logger = logging.getLogger(__name__)
 
 PAY_TYPES = {"alipay", "wxpay", "qqpay"}
@@ -58,6 +61,12 @@ def _unsigned(params: dict) -> dict[str, str]:
 
 
 class EpaySimulator:
+    code = "epay"
+    # epay notifies carry no currency, no timestamp and only TRADE_SUCCESS: those variants do not exist here.
+    notify_variants = frozenset(
+        {base.VALID, base.BAD_SIGNATURE, base.WRONG_AMOUNT, base.WRONG_MERCHANT, base.UNKNOWN_ORDER}
+    )
+
     def __init__(
         self,
         merchants: dict[str, str] | None = None,
@@ -80,6 +89,9 @@ class EpaySimulator:
         self._counter = random.randint(10**8, 9 * 10**8)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.faults = Faults()
+        self._refunds: dict[tuple[str, str], dict[str, Any]] = {}
+        self._account: SimAccount | None = None
         self._reload_merchants()
 
     # ---- lifecycle -------------------------------------------------------
@@ -200,6 +212,103 @@ class EpaySimulator:
             raise KeyError(out_trade_no)
         return found
 
+    # ---- the simulator contract (payments/simulators/base.py) -------------
+    def account(self, *, webhook_url: str = "") -> SimAccount:
+        if self._account is None:
+            pid, key = str(random.randint(1000, 9999)), "".join(random.choices("abcdefghjkmnpqrstuvwxyz23456789", k=32))
+            self.add_merchant(pid, key)
+            self._account = SimAccount(pid, self.base_url, "CNY", {"key": key})
+        return self._account
+
+    def pay(self, out_trade_no: str) -> None:
+        """The buyer pays; the notify obeys the fault switches and a dead endpoint does not undo the payment."""
+        trade_no = self.trade_for(out_trade_no)["trade_no"]
+        self._mark_paid(trade_no)
+        if self.faults.take("drop_notify"):
+            return
+        times = 2 if self.faults.take("duplicate_notify") else 1
+
+        def deliver() -> None:
+            time.sleep(self.faults.notify_delay)
+            for _ in range(times):
+                try:
+                    self.send_notify(trade_no)
+                except requests.RequestException as exc:
+                    logger.warning("notify for %s failed: %r", out_trade_no, exc)
+
+        if self.faults.notify_delay:
+            threading.Thread(target=deliver, daemon=True).start()
+        else:
+            deliver()
+
+    def notify_request(self, out_trade_no: str, *, variant: str = base.VALID) -> NotifyRequest:
+        trade = self.trade_for(out_trade_no)
+        overrides: dict[str, str] = {}
+        if variant == base.WRONG_AMOUNT:
+            overrides["money"] = str(Decimal(trade["money"]) + Decimal("0.01"))
+        elif variant == base.WRONG_MERCHANT:
+            other = "9" + trade["pid"]
+            self.add_merchant(other, self._key_for(trade["pid"]) or "")  # same key: only the pid differs
+            overrides["pid"] = other
+        elif variant == base.UNKNOWN_ORDER:
+            overrides["out_trade_no"] = trade["out_trade_no"] + "X"
+        elif variant not in (base.VALID, base.BAD_SIGNATURE):
+            raise ValueError(f"epay has no {variant} notify")
+        params = self.notify_params(trade["trade_no"], **overrides)
+        if variant == base.BAD_SIGNATURE:
+            params["sign"] = ("0" if params["sign"][0] != "0" else "1") + params["sign"][1:]
+        return NotifyRequest(method="GET", body=b"", headers={}, query=params)
+
+    # ---- refunds ---------------------------------------------------------
+    def refund(self, params: dict[str, str]) -> dict[str, Any]:
+        """``api.php?act=refund``: full or partial refund of a paid trade, idempotent on out_refund_no."""
+        pid = self._check_key(params)
+        out_refund_no = params.get("out_refund_no", "")
+        with self._lock:
+            trade_no = params.get("trade_no") or self._by_out.get((pid, params.get("out_trade_no", "")))
+        found = self.trade(trade_no=trade_no or "")
+        if found is None or found["pid"] != pid:
+            raise EpayError("订单号不存在")
+        if not out_refund_no:
+            raise EpayError("缺少参数 out_refund_no")
+        with self._lock:
+            if existing := self._refunds.get((pid, out_refund_no)):
+                if existing["trade_no"] != found["trade_no"] or existing["money"] != params.get("money"):
+                    raise EpayError("退款单号已存在")
+                return {"code": 1, "msg": "退款成功", **existing}
+            trade = self._trades[found["trade_no"]]
+            if trade["status"] != 1:
+                raise EpayError("订单未支付或已退款")
+            if not MONEY_RE.match(params.get("money", "")) or Decimal(params["money"]) != Decimal(trade["money"]):
+                raise EpayError("退款金额不正确")
+            self._counter += 1
+            record = {
+                "out_refund_no": out_refund_no,
+                "refund_no": "RF" + str(self._counter),
+                "trade_no": trade["trade_no"],
+                "out_trade_no": trade["out_trade_no"],
+                "money": params["money"],
+                "status": 1,
+            }
+            self._refunds[(pid, out_refund_no)] = record
+            trade["status"] = 2  # refunded
+            return {"code": 1, "msg": "退款成功", **record}
+
+    def refund_query(self, params: dict[str, str]) -> dict[str, Any]:
+        pid = self._check_key(params)
+        with self._lock:
+            record = self._refunds.get((pid, params.get("out_refund_no", "")))
+        if record is None:
+            raise EpayError("退款记录不存在")
+        return {"code": 1, "msg": "查询成功", **record}
+
+    def _check_key(self, params: dict[str, str]) -> str:
+        pid = params.get("pid", "")
+        key = self._key_for(pid)
+        if key is None or not hmac.compare_digest(params.get("key", "").encode(), key.encode()):
+            raise EpayError("KEY校验失败")
+        return pid
+
     # ---- notify ----------------------------------------------------------
     def notify_params(self, trade_no: str, **overrides: Any) -> dict[str, str]:
         trade = self._require(trade_no)
@@ -231,12 +340,16 @@ class EpaySimulator:
             with self._lock:
                 self._trades[trade_no]["notify_attempts"].append(attempt)
 
-    def pay(self, trade_no: str) -> requests.Response:
+    def _mark_paid(self, trade_no: str) -> None:
         self._require(trade_no)
         with self._lock:
             trade = self._trades[trade_no]
-            if trade["status"] != 1:
+            if trade["status"] == 0:
                 trade["status"], trade["endtime"] = 1, _now()
+
+    def pay_trade(self, trade_no: str) -> requests.Response:
+        """Pay by the panel's trade_no and send one notify, raising if the merchant cannot be reached."""
+        self._mark_paid(trade_no)
         # Notify outside the lock: the merchant may query api.php while handling it.
         return self.send_notify(trade_no)
 
@@ -245,11 +358,7 @@ class EpaySimulator:
         """Answer ``api.php?act=order`` the way the real panel does."""
         if params.get("act") != "order":
             raise EpayError("不支持的操作")
-        pid = params.get("pid", "")
-        key = self._key_for(pid)
-        given = params.get("key", "").encode()
-        if key is None or not hmac.compare_digest(given, key.encode()):
-            raise EpayError("KEY校验失败")
+        pid = self._check_key(params)
         trade_no = params.get("trade_no")
         with self._lock:
             trade_no = trade_no or self._by_out.get((pid, params.get("out_trade_no", "")))
@@ -320,17 +429,28 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         parts = [p for p in path.split("/") if p]
         is_post = self.command == "POST"
+        faults = self.sim.faults
+        if path in ("/mapi.php", "/api.php"):
+            faults.before_answer()
+            if faults.take("fail_5xx"):
+                return self._send(500, "<h1>502 Bad Gateway</h1>", "text/html")
         try:
             if path == "/mapi.php" and is_post:
                 trade_no = self.sim.create_trade(self._params())["trade_no"]
                 url = self._cashier_url(trade_no)
                 ok = {"code": 1, "msg": "success", "trade_no": trade_no}
+                self._hang_if_told()
                 self._json({**ok, "payurl": url, "qrcode": url})
             elif path == "/submit.php":
                 trade_no = self.sim.create_trade(self._params())["trade_no"]
                 self._send(302, "", "text/plain", self._cashier_url(trade_no))
             elif path == "/api.php":
-                self._json(self.sim.query(self._params()))
+                params = self._params()
+                act = params.get("act")
+                answer = {"refund": self.sim.refund, "refundquery": self.sim.refund_query}.get(act, self.sim.query)
+                result = answer(params)
+                self._hang_if_told()
+                self._json(result)
             elif len(parts) == 2 and parts[0] == "cashier" and not is_post:
                 self._cashier(parts[1])
             elif len(parts) == 3 and parts[::2] == ["cashier", "pay"] and is_post:
@@ -342,6 +462,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(400, f"<h1>{html.escape(str(exc))}</h1>", "text/html")
             else:
                 self._json({"code": -1, "msg": str(exc)})
+
+    def _hang_if_told(self) -> None:
+        # The panel acted; the answer comes too late for the caller to see it.
+        if self.sim.faults.take("timeout"):
+            time.sleep(self.sim.faults.hang_seconds)
 
     def _cashier(self, trade_no: str) -> None:
         trade = self.sim.trade(trade_no=trade_no)
@@ -356,7 +481,7 @@ class _Handler(BaseHTTPRequestHandler):
         if trade is None:
             return self._send(404, "订单不存在", "text/plain")
         try:
-            notify_text = self.sim.pay(trade_no).text
+            notify_text = self.sim.pay_trade(trade_no).text
         except requests.RequestException as exc:
             # A dead notify endpoint does not undo the payment, as on a real panel.
             notify_text = f"notify failed: {exc!r}"

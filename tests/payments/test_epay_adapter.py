@@ -48,7 +48,7 @@ def test_create_then_query_pending_then_paid(adapter, epay_sim):
     assert adapter.query("T-create").status == ObservedStatus.PENDING
     trade = epay_sim.trade_for("T-create")
     with pytest.raises(requests.ConnectionError):  # nobody listens on port 9: the notify fails, the trade is still paid
-        epay_sim.pay(trade["trade_no"])
+        epay_sim.pay_trade(trade["trade_no"])
     obs = adapter.query("T-create")
     assert obs.status == ObservedStatus.SUCCEEDED
     assert obs.amount == Money(990, "CNY")

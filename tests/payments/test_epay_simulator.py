@@ -165,7 +165,7 @@ def test_api_query_status_and_key_check(sim: EpaySimulator, merchant: Merchant) 
     query = {"act": "order", "pid": PID, "key": KEY, "out_trade_no": "ORD-1"}
     assert requests.get(url, params=query, timeout=5).json()["status"] == 0
 
-    sim.pay(trade_no)
+    sim.pay_trade(trade_no)
     body = requests.get(url, params=query, timeout=5).json()
     assert body["code"] == 1 and body["status"] == 1 and body["money"] == "9.90"
     assert body["trade_no"] == trade_no and body["endtime"] and body["buyer"] == ""
@@ -211,7 +211,7 @@ def test_post_notify_method(merchant: Merchant) -> None:
     sim = EpaySimulator({PID: KEY}, notify_method="POST").start()
     try:
         trade_no = create(sim, order(merchant))["trade_no"]
-        assert sim.pay(trade_no).text == "success"
+        assert sim.pay_trade(trade_no).text == "success"
     finally:
         sim.stop()
     (notify,) = merchant.requests

@@ -18,6 +18,8 @@ from payments.channels.base import (
     Inbound,
     NotificationInvalid,
     Observation,
+    RefundObservation,
+    RefundRequest,
     Retryable,
     Terminal,
     Unknown,
@@ -30,7 +32,7 @@ _session = requests.Session()
 class EpayAdapter:
     code: ClassVar[str] = "epay"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.QR, Capability.REDIRECT, Capability.QUERY, Capability.IDEMPOTENT_CREATE}
+        {Capability.QR, Capability.REDIRECT, Capability.QUERY, Capability.IDEMPOTENT_CREATE, Capability.REFUND}
     )
 
     def __init__(self, account: AccountConfig) -> None:
@@ -175,5 +177,64 @@ class EpayAdapter:
             status=status,
             amount=amount,
             event_key=f"{trade_no}:query:{status}",
+            provider_status=str(data.get("status")),
+        )
+
+    def close(self, out_trade_no: str, provider_trade_no: str = "") -> None:
+        raise Terminal("epay panels have no close API; unpaid trades lapse", code="unsupported")
+
+    def _api(self, params: dict[str, str], *, method: str = "GET") -> dict:
+        if not self._key:
+            raise Terminal("epay account has no key", code="no_credentials")
+        params = {"pid": self.account.merchant_no, "key": self._key, **params}
+        try:
+            if method == "POST":
+                resp = _session.post(
+                    self._url("api.php"), params={"act": params.pop("act")}, data=params, timeout=self.account.timeouts
+                )
+            else:
+                resp = _session.get(self._url("api.php"), params=params, timeout=self.account.timeouts)
+        except requests.ConnectionError as exc:
+            raise Retryable("epay unreachable", code="connect") from exc
+        except requests.Timeout as exc:
+            raise Unknown("epay timed out", code="timeout") from exc
+        return self._json(resp)
+
+    def refund(self, request: RefundRequest) -> RefundObservation:
+        """api.php?act=refund, keyed by out_refund_no so a repeated request refunds once."""
+        data = self._api(
+            {
+                "act": "refund",
+                "out_trade_no": request.out_trade_no,
+                "money": request.amount.to_decimal_str(),
+                "out_refund_no": request.refund_no,
+            },
+            method="POST",
+        )
+        if str(data.get("code")) != "1":
+            raise Terminal(f"epay refused the refund: {data.get('msg', '')}"[:200], code="refund_refused")
+        return self._refund_observation(request, data)
+
+    def refund_query(self, request: RefundRequest) -> RefundObservation | None:
+        data = self._api({"act": "refundquery", "out_refund_no": request.refund_no})
+        if str(data.get("code")) != "1":
+            return None
+        return self._refund_observation(request, data)
+
+    def _refund_observation(self, request: RefundRequest, data: dict) -> RefundObservation:
+        if str(data.get("out_refund_no")) != request.refund_no:
+            raise Unknown("epay answered for another refund", code="bad_response")
+        status = wire.REFUND_STATUS.get(str(data.get("status")))
+        if status is None:
+            raise Unknown(f"epay refund status {data.get('status')!r} not understood", code="bad_response")
+        try:
+            amount = Money.from_decimal_str(str(data.get("money", "")), wire.SUPPORTED_CURRENCY)
+        except MoneyError as exc:
+            raise Unknown("epay refund amount not understood", code="bad_response") from exc
+        return RefundObservation(
+            refund_no=request.refund_no,
+            provider_refund_no=str(data.get("refund_no", "")),
+            status=status,
+            amount=amount,
             provider_status=str(data.get("status")),
         )

@@ -1,0 +1,88 @@
+"""Refund use cases: an operator asks, the channel confirms (answer, callback or query), the order follows."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.urls import reverse
+from django_fsm import can_proceed
+
+from cardshop.locks import order_qs_locked
+from cardshop.models import Order
+from cardshop.services.events import order_event_add
+from core.errors import DomainError
+from payments import facade as payments
+from payments.contracts import RefundView
+
+log = logging.getLogger(__name__)
+
+
+def _submit_on_commit(refund_no: str) -> None:
+    from cardshop.tasks import refund_submit_task
+
+    transaction.on_commit(lambda: refund_submit_task.delay(refund_no))
+
+
+def order_refund_request(*, order_no: str, actor: str, reason: str = "") -> RefundView:
+    """Refund a paid order in full. A second request while one is live returns it and changes nothing.
+
+    Lock order: the payment (inside payments.refund_request), then the order.
+    """
+    with transaction.atomic(durable=True):
+        state = Order.objects.values_list("state", flat=True).get(order_no=order_no)
+        if state not in ("paid", "delivered", "undeliverable", "refunding"):
+            raise DomainError("not_refundable", f"an order in state {state!r} cannot be refunded")
+        view = payments.refund_request(reference=order_no, reason=reason or "operator refund", requested_by=actor)
+        order = order_qs_locked().get(order_no=order_no)
+        if can_proceed(order.refund_start):
+            order.refund_start()
+            order.save(update_fields=["state", "refund_from"])
+            order_event_add(order=order, kind="refund_requested", actor=actor, refund_no=view.refund_no)
+            _submit_on_commit(view.refund_no)
+        elif order.state != "refunding":
+            raise DomainError("not_refundable", f"an order in state {order.state!r} cannot be refunded")
+    return view
+
+
+def order_refund_follow(*, view: RefundView, source: str) -> None:
+    """The refund became final: the order follows, inside the caller's transaction."""
+    order = order_qs_locked().get(order_no=view.reference)
+    if view.status == "succeeded" and can_proceed(order.refund_complete):
+        order.refund_complete()
+        order.save(update_fields=["state", "refunded_at"])
+        order_event_add(order=order, kind="refunded", source=source, refund_no=view.refund_no)
+    elif view.status == "failed" and can_proceed(order.refund_abort):
+        order.refund_abort()
+        order.save(update_fields=["state"])
+        order_event_add(order=order, kind="refund_failed", source=source, refund_no=view.refund_no)
+    else:
+        log.error("refund %s is %s but order %s is %s", view.refund_no, view.status, order.order_no, order.state)
+
+
+def refund_sync(*, refund_no: str, source: str = "task") -> str:
+    """Submit or query one refund at the channel (no lock held during I/O), then apply the answer."""
+    observation = payments.refund_execute(refund_no=refund_no, notify_url=_refund_notify_url(refund_no))
+    if observation is None:
+        return "waiting"
+    with transaction.atomic(durable=True):
+        view = payments.refund_result_apply(refund_no=refund_no, observation=observation)
+        if view.newly_final:
+            order_refund_follow(view=view, source=source)
+    return view.status
+
+
+def refunds_sync_due() -> int:
+    done = 0
+    for refund_no in payments.refunds_claim_due():
+        try:
+            done += refund_sync(refund_no=refund_no, source="janitor") in ("succeeded", "failed")
+        except Exception:  # one provider error must not stop the sweep; the ladder retries
+            log.exception("refund sync of %s failed", refund_no)
+    return done
+
+
+def _refund_notify_url(refund_no: str) -> str:
+    channel_code = payments.refund_view(refund_no=refund_no).channel_code
+    return settings.CARDSHOP_PUBLIC_URL + reverse("notify", args=[channel_code])

@@ -1,0 +1,196 @@
+"""Refund use cases: request (intent + payment lock), execute at the provider (I/O), apply what it said."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+from django_fsm import can_proceed
+
+from core import ids
+from payments import schedule
+from payments.channels import registry
+from payments.channels.base import (
+    Capability,
+    RefundObservation,
+    RefundRequest,
+    RefundState,
+    Retryable,
+    Terminal,
+    Unknown,
+)
+from payments.contracts import RefundRefused, RefundView
+from payments.locks import payment_qs_locked, refund_qs_locked
+from payments.models import Payment, PaymentStatus, Refund, RefundStatus
+from payments.services.adapters import adapter_for
+
+log = logging.getLogger(__name__)
+
+_LIVE = [RefundStatus.REQUESTED, RefundStatus.PENDING, RefundStatus.UNKNOWN, RefundStatus.SUCCEEDED]
+
+
+def _view(refund: Refund, payment: Payment, *, newly_final: bool = False) -> RefundView:
+    return RefundView(
+        refund_no=refund.refund_no,
+        channel_code=payment.channel_code,
+        out_trade_no=payment.out_trade_no,
+        reference=payment.reference,
+        status=refund.status,
+        amount=refund.amount,
+        newly_final=newly_final,
+    )
+
+
+def refund_request(*, reference: str, reason: str, requested_by: str) -> RefundView:
+    """Write a full refund of the payment that paid `reference`; runs inside the caller's transaction.
+
+    The payment row is locked first, so two clicks serialise: the second finds the live refund and
+    returns it. The provider is called later, after commit (`refund_execute`).
+    """
+    payment = (
+        payment_qs_locked()
+        .select_related("account")
+        .filter(reference=reference, status__in=[PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDING])
+        .order_by("succeeded_at", "pk")
+        .first()
+    )
+    if payment is None:
+        raise RefundRefused("not_paid", "no paid payment to refund for this order")
+    live = Refund.objects.filter(payment=payment, status__in=_LIVE).first()
+    if live is not None:
+        return _view(live, payment)
+    adapter_cls = registry.get(payment.channel_code)
+    if adapter_cls is None or Capability.REFUND not in adapter_cls.capabilities:
+        raise RefundRefused("no_refund_channel", f"channel {payment.channel_code} cannot refund")
+    now = timezone.now()
+    payment.refund_start()
+    payment.save(update_fields=["status", "updated_at"])
+    refund = Refund.objects.create(
+        refund_no=ids.out_trade_no("R"),
+        payment=payment,
+        amount_minor=payment.amount_minor,
+        currency=payment.currency,
+        reason=reason[:200],
+        requested_by=requested_by[:150],
+        next_query_at=schedule.next_query_at(attempts=0, created_at=now, now=now),
+    )
+    return _view(refund, payment)
+
+
+def _request(refund: Refund, notify_url: str) -> RefundRequest:
+    p = refund.payment
+    return RefundRequest(
+        refund_no=refund.refund_no,
+        out_trade_no=p.out_trade_no,
+        provider_trade_no=p.provider_trade_no or "",
+        amount=refund.amount,
+        total=p.amount,
+        reason=refund.reason or "refund",
+        notify_url=notify_url,
+        provider_refund_no=refund.provider_refund_no,
+    )
+
+
+def refund_execute(*, refund_no: str, notify_url: str) -> RefundObservation | None:
+    """Ask the provider to refund, or what became of a refund already asked (I/O; call outside transactions).
+
+    A refund in doubt is queried first, then re-submitted under the same refund_no (the provider's
+    idempotency key), never under a new one. None means "nothing known yet; the janitor asks again".
+    """
+    refund = Refund.objects.select_related("payment__account").get(refund_no=refund_no)
+    if refund.status in (RefundStatus.SUCCEEDED, RefundStatus.FAILED):
+        return None
+    adapter = adapter_for(refund.payment.account)
+    request = _request(refund, notify_url)
+    try:
+        if refund.status != RefundStatus.REQUESTED:
+            seen = adapter.refund_query(request)
+            if seen is not None:
+                return seen
+        return adapter.refund(request)
+    except Terminal as exc:
+        return RefundObservation(
+            refund_no=refund_no,
+            provider_refund_no="",
+            status=RefundState.FAILED,
+            amount=refund.amount,
+            provider_status=exc.code,
+        )
+    except Retryable as exc:
+        log.warning("refund %s not sent (%s); the janitor retries", refund_no, exc.code)
+        return None
+    except Unknown as exc:
+        with transaction.atomic():
+            locked = refund_qs_locked().get(pk=refund.pk)
+            if can_proceed(locked.mark_unknown):
+                locked.mark_unknown(error_code=exc.code)
+                locked.save(update_fields=["status", "error_code", "updated_at"])
+        log.warning("refund %s outcome unknown (%s); the janitor queries", refund_no, exc.code)
+        return None
+
+
+def refund_result_apply(*, refund_no: str, observation: RefundObservation) -> RefundView:
+    """Apply a refund result (submit answer or query) under the payment and refund locks; caller's transaction."""
+    payment_id = Refund.objects.values_list("payment_id", flat=True).get(refund_no=refund_no)
+    payment = payment_qs_locked().get(pk=payment_id)
+    refund = refund_qs_locked().get(refund_no=refund_no)
+    if observation.refund_no != refund_no or observation.amount != refund.amount:
+        log.error("refund answer for %s names another refund or amount; ignored", refund_no)
+        return _view(refund, payment)
+    final = refund_observation_apply(payment=payment, refund=refund, observation=observation)
+    return _view(refund, payment, newly_final=final)
+
+
+def refund_observation_apply(*, payment: Payment, refund: Refund, observation: RefundObservation) -> bool:
+    """Move a locked refund (and its payment) by what the provider said; True when it just became final.
+
+    Monotonic: a refund that succeeded is never failed by a late report, and a failed one stays failed.
+    """
+    if observation.status == RefundState.SUCCEEDED and can_proceed(refund.succeed):
+        refund.succeed(provider_refund_no=observation.provider_refund_no)
+        refund.save(update_fields=["status", "provider_refund_no", "succeeded_at", "next_query_at", "updated_at"])
+        if can_proceed(payment.refund_complete):
+            payment.refund_complete()
+            payment.save(update_fields=["status", "updated_at"])
+        return True
+    if observation.status == RefundState.FAILED and can_proceed(refund.fail):
+        refund.fail(error_code=observation.provider_status[:64])
+        refund.save(update_fields=["status", "error_code", "next_query_at", "updated_at"])
+        if can_proceed(payment.refund_abort):
+            payment.refund_abort()
+            payment.save(update_fields=["status", "updated_at"])
+        return True
+    if observation.status == RefundState.PENDING and can_proceed(refund.mark_pending):
+        refund.mark_pending(provider_refund_no=observation.provider_refund_no)
+        refund.save(update_fields=["status", "provider_refund_no", "updated_at"])
+    return False
+
+
+def refunds_claim_due(*, limit: int = 100) -> list[str]:
+    """Refunds not yet final whose next attempt is due, each moved one rung down the ladder (SKIP LOCKED)."""
+    now = timezone.now()
+    with transaction.atomic():
+        due = list(
+            Refund.objects.select_for_update(skip_locked=True)
+            .filter(
+                status__in=[RefundStatus.REQUESTED, RefundStatus.PENDING, RefundStatus.UNKNOWN],
+                next_query_at__lte=now,
+            )
+            .order_by("next_query_at")[:limit]
+        )
+        for r in due:
+            r.query_attempts += 1
+            r.next_query_at = schedule.next_query_at(attempts=r.query_attempts, created_at=r.created_at, now=now)
+        Refund.objects.bulk_update(due, ["query_attempts", "next_query_at"])
+    return [r.refund_no for r in due]
+
+
+def refund_view(*, refund_no: str) -> RefundView:
+    refund = Refund.objects.select_related("payment").get(refund_no=refund_no)
+    return _view(refund, refund.payment)
+
+
+def refund_for_reference(*, reference: str) -> RefundView | None:
+    refund = Refund.objects.select_related("payment").filter(payment__reference=reference).order_by("-pk").first()
+    return _view(refund, refund.payment) if refund else None
