@@ -4,6 +4,7 @@ from payments.services.accounts import channel_account_credentials, channel_acco
 from payments.services.payments import (
     notification_apply,
     payment_for_reference,
+    payment_options,
     payment_query,
     payment_start,
     payments_claim_due,
@@ -24,6 +25,7 @@ __all__ = [
     "channel_account_ensure",
     "notification_apply",
     "payment_for_reference",
+    "payment_options",
     "payment_query",
     "payment_start",
     "payments_claim_due",

@@ -98,8 +98,14 @@ def order_create(
     return order
 
 
-def order_payment_start(*, order_no: str, client_ip: str, method: str = "alipay") -> PaymentView:
-    """Ask payments for the order's pay page data. Runs after the checkout commit: no lock held."""
+def order_payment_start(
+    *, order_no: str, client_ip: str, channel_code: str = "epay", method: str = "alipay"
+) -> PaymentView:
+    """Ask payments for the order's pay page data. Runs after the checkout commit: no lock held.
+
+    A payment already live for the order is returned as it is, whatever channel was asked for: a QR the
+    buyer may already have scanned is never replaced behind their back.
+    """
     order = Order.objects.select_related("product").get(order_no=order_no)
     if order.state != OrderState.PENDING or order.expires_at <= timezone.now():
         raise DomainError("not_payable", _("This order can no longer be paid."))
@@ -109,10 +115,10 @@ def order_payment_start(*, order_no: str, client_ip: str, method: str = "alipay"
             reference=order.order_no,
             amount=order.amount,
             subject=order.product.name,
-            notify_url=base + reverse("notify", args=["epay"]),
+            notify_url=base + reverse("notify", args=[channel_code]),
             return_url=base + reverse("order_detail", args=[order.order_no]),
             client_ip=client_ip,
-            channel_code="epay",
+            channel_code=channel_code,
             method=method,
         )
     )

@@ -10,6 +10,7 @@ import qrcode
 from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET
@@ -44,8 +45,17 @@ def order_pay(request: HttpRequest, order_no: str) -> HttpResponse:
     order = order_for_session_or_404(request, order_no)
     if order.state != OrderState.PENDING:
         return redirect("order_detail", order_no=order_no)
+    options = payments.payment_options(currency=order.currency)
+    chosen = request.GET.get("channel", "")
+    live = payments.payment_for_reference(reference=order.order_no)
+    if live is None or live.status != "pending":
+        if len(options) > 1 and chosen not in {o.channel_code for o in options}:
+            return render(request, "cardshop/pay.html", {"order": order, "options": options})
+        chosen = chosen or (options[0].channel_code if options else "epay")
     try:
-        payment = checkout.order_payment_start(order_no=order.order_no, client_ip=client_ip(request))
+        payment = checkout.order_payment_start(
+            order_no=order.order_no, client_ip=client_ip(request), channel_code=chosen or live.channel_code
+        )
     except PaymentUnavailable as exc:
         # The provider's words are for operators (logged); the buyer gets a plain, translated message.
         log.warning("payment start for %s failed: %s %s", order.order_no, exc.code, exc.message)
@@ -53,7 +63,8 @@ def order_pay(request: HttpRequest, order_no: str) -> HttpResponse:
         return render(request, "cardshop/pay.html", {"order": order, "error": message}, status=503)
     except DomainError as exc:
         return render(request, "cardshop/pay.html", {"order": order, "error": exc.message}, status=409)
-    return render(request, "cardshop/pay.html", {"order": order, "payment": payment})
+    return_url = request.build_absolute_uri(reverse("order_detail", args=[order.order_no]))
+    return render(request, "cardshop/pay.html", {"order": order, "payment": payment, "return_url": return_url})
 
 
 @require_GET

@@ -28,6 +28,7 @@ from payments.channels.base import (
 from payments.contracts import (
     NotificationOutcome,
     NotificationRejected,
+    PaymentOption,
     PaymentRequest,
     PaymentUnavailable,
     PaymentView,
@@ -50,7 +51,22 @@ def _view(p: Payment) -> PaymentView:
         amount=p.amount,
         pay_url=p.pay_url,
         qr_content=p.qr_content,
+        client_secret=p.client_secret,
+        publishable_key=p.account.credentials_dict().get("publishable_key", "") if p.client_secret else "",
     )
+
+
+def payment_options(*, currency: str) -> list[PaymentOption]:
+    """The channels a buyer can pick for this currency: enabled accounts, one entry per channel."""
+    seen: dict[str, PaymentOption] = {}
+    for code, name in (
+        ChannelAccount.objects.filter(enabled=True, currency=currency)
+        .order_by("priority", "pk")
+        .values_list("code", "name")
+    ):
+        if code not in seen and registry.get(code) is not None:
+            seen[code] = PaymentOption(channel_code=code, name=name)
+    return list(seen.values())
 
 
 def payment_start(*, request: PaymentRequest) -> PaymentView:
@@ -59,7 +75,8 @@ def payment_start(*, request: PaymentRequest) -> PaymentView:
     No row lock is held during provider I/O; the result is applied by a conditional UPDATE.
     """
     live = (
-        Payment.objects.filter(reference=request.reference, status__in=[PaymentStatus.PENDING, *PAID_STATES])
+        Payment.objects.select_related("account")
+        .filter(reference=request.reference, status__in=[PaymentStatus.PENDING, *PAID_STATES])
         .order_by("-pk")
         .first()
     )
@@ -104,12 +121,17 @@ def payment_start(*, request: PaymentRequest) -> PaymentView:
         _payment_mark_unknown(payment.pk, exc.code)
         raise PaymentUnavailable("create_unknown", str(exc)) from exc
     payment.mark_pending(
-        provider_trade_no=created.provider_trade_no, pay_url=created.pay_url, qr_content=created.qr_content
+        provider_trade_no=created.provider_trade_no,
+        pay_url=created.pay_url,
+        qr_content=created.qr_content,
+        client_secret=created.client_secret,
     )
     try:
         # Conditional UPDATE ... WHERE status='created': a notify that won the race is never overwritten.
         with transaction.atomic():
-            payment.save(update_fields=["status", "provider_trade_no", "pay_url", "qr_content", "updated_at"])
+            payment.save(
+                update_fields=["status", "provider_trade_no", "pay_url", "qr_content", "client_secret", "updated_at"]
+            )
     except ConcurrentTransition:
         payment = Payment.objects.get(pk=payment.pk)
     return _view(payment)
@@ -334,7 +356,7 @@ def payments_claim_due(*, limit: int = 200) -> list[str]:
 
 
 def payment_for_reference(*, reference: str) -> PaymentView | None:
-    p = Payment.objects.filter(reference=reference).order_by("-pk").first()
+    p = Payment.objects.select_related("account").filter(reference=reference).order_by("-pk").first()
     return _view(p) if p else None
 
 
