@@ -8,7 +8,6 @@ query settles it, and a refund goes through the channel exactly once.
 
 from __future__ import annotations
 
-import importlib
 import json
 import threading
 import time
@@ -28,28 +27,19 @@ from core.errors import DomainError
 from payments.contracts import PaymentUnavailable
 from payments.models import ChannelAccount, Payment, PaymentStatus, ProviderNotification, Refund, RefundStatus
 from payments.simulators import base as sim_base
+from payments.simulators.catalog import SIMULATORS, simulator_class
 from tests.cardshop.helpers import buy
 from tests.conftest import make_product
 
-# channel code -> simulator class ("module:Class"). Every channel the shop offers is listed here.
-SIMULATORS = {
-    "epay": "payments.simulators.epay:EpaySimulator",
-}
-
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _sim_class(code: str):
-    module, _, name = SIMULATORS[code].partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 FORGED = [
     (code, variant)
     for code in SIMULATORS
-    for variant in sorted(_sim_class(code).notify_variants - {sim_base.VALID, sim_base.CLOSED})
+    for variant in sorted(simulator_class(code).notify_variants - {sim_base.VALID, sim_base.CLOSED})
 ]
-WITH_CLOSED = [code for code in SIMULATORS if sim_base.CLOSED in _sim_class(code).notify_variants]
+WITH_CLOSED = [code for code in SIMULATORS if sim_base.CLOSED in simulator_class(code).notify_variants]
 
 _running: dict[str, object] = {}
 
@@ -67,7 +57,7 @@ def shop(request, simulators, live_server, settings, merchant):
     code = request.param
     sim = simulators.get(code)
     if sim is None:
-        sim = simulators[code] = _sim_class(code)().start()
+        sim = simulators[code] = simulator_class(code)().start()
     sim.faults.reset()
     settings.CARDSHOP_PUBLIC_URL = live_server.url
     acct = sim.account(webhook_url=f"{live_server.url}/notify/{code}/")

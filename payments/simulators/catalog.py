@@ -1,0 +1,16 @@
+"""Channel code -> its provider simulator class, for the conformance suite, the benchmarks and the demo."""
+
+from __future__ import annotations
+
+import importlib
+
+from payments.simulators.base import ProviderSimulator
+
+SIMULATORS = {
+    "epay": "payments.simulators.epay:EpaySimulator",
+}
+
+
+def simulator_class(code: str) -> type[ProviderSimulator]:
+    module, _, name = SIMULATORS[code].partition(":")
+    return getattr(importlib.import_module(module), name)
