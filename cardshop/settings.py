@@ -107,6 +107,8 @@ DATABASES = {"default": dj_database_url.config(default=f"sqlite:///{VAR_DIR / 'd
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web, worker, beat) share the demo file: wait instead of failing on a write lock.
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
+    # Tests with a live server write from two threads: a file waits on a lock where shared memory fails at once.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 elif _flag("DATABASE_POOL", True):
     # Opening a PostgreSQL connection per request doubled the database's CPU per order (bench/checkout_pay.py).
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {

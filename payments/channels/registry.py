@@ -24,6 +24,14 @@ def codes() -> list[str]:
 
 
 def load_builtin() -> None:
+    from payments.channels.alipay.adapter import AlipayAdapter
+    from payments.channels.bankgw.adapter import BankGatewayAdapter
     from payments.channels.epay.adapter import EpayAdapter
+    from payments.channels.stripe.adapter import StripeAdapter
+    from payments.channels.wechatpay.adapter import WechatPayAdapter
 
     register(EpayAdapter)
+    register(AlipayAdapter)
+    register(BankGatewayAdapter)
+    register(WechatPayAdapter)
+    register(StripeAdapter)

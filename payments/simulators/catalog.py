@@ -8,6 +8,10 @@ from payments.simulators.base import ProviderSimulator
 
 SIMULATORS = {
     "epay": "payments.simulators.epay:EpaySimulator",
+    "alipay": "payments.simulators.alipay:AlipaySimulator",
+    "bankgw": "payments.simulators.bankgw:BankGatewaySimulator",
+    "stripe": "payments.simulators.stripe:StripeSimulator",
+    "wechatpay": "payments.simulators.wechatpay:WechatPaySimulator",
 }
 
 

@@ -96,7 +96,7 @@ def test_forged_or_broken_notify_is_refused_and_changes_nothing(
 
 def test_notify_for_an_unknown_channel_is_404(client, pending, epay_sim):
     _order, _payment, trade_no = pending
-    resp = client.get("/notify/alipay/", epay_sim.notify_params(trade_no))
+    resp = client.get("/notify/paypal/", epay_sim.notify_params(trade_no))
     assert resp.status_code == 404
 
 
@@ -153,4 +153,12 @@ def test_account_without_a_key_refuses_every_notify(client, pending, epay_sim, e
     before = snapshot()
     resp = client.get("/notify/epay/", params)
     assert resp.status_code == 400 and "no_credentials" in resp.content.decode()
+    assert snapshot() == before
+
+
+def test_epay_callback_sent_to_another_channels_url_is_refused(client, pending, epay_sim):
+    _order, _payment, trade_no = pending
+    before = snapshot()
+    resp = client.get("/notify/alipay/", epay_sim.notify_params(trade_no))
+    assert resp.status_code == 400  # the payment is epay's: alipay's endpoint does not know it
     assert snapshot() == before

@@ -1,0 +1,344 @@
+"""支付宝 (Alipay open platform) adapter through python-alipay-sdk: precreate QR plus a signed page.pay redirect,
+RSA2 (SHA256withRSA) request signing, signed synchronous answers, RSA2-verified async notify."""
+
+from __future__ import annotations
+
+import binascii
+import http.client
+import json
+import urllib.error
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from alipay import AliPay, AliPayConfig
+from alipay.exceptions import AliPayException, AliPayValidationError
+
+from core.crypto import constant_time_equals
+from core.money import Money, MoneyError
+from payments.channels.alipay import wire
+from payments.channels.base import (
+    AccountConfig,
+    Ack,
+    Capability,
+    ChannelError,
+    Created,
+    CreateOrder,
+    Inbound,
+    NotificationInvalid,
+    Observation,
+    ObservedStatus,
+    RefundObservation,
+    RefundRequest,
+    RefundState,
+    Retryable,
+    Terminal,
+    Unknown,
+)
+
+
+class AlipayAdapter:
+    code: ClassVar[str] = "alipay"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.QR,
+            Capability.REDIRECT,
+            Capability.QUERY,
+            Capability.CLOSE,
+            Capability.REFUND,
+            Capability.IDEMPOTENT_CREATE,
+        }
+    )
+
+    def __init__(self, account: AccountConfig) -> None:
+        self.account = account
+        self._client: AliPay | None = None
+        credentials = account.credentials
+        try:
+            client = AliPay(
+                appid=account.merchant_no,
+                app_notify_url=None,
+                app_private_key_string=credentials.get("app_private_key", ""),
+                alipay_public_key_string=credentials.get("alipay_public_key", ""),
+                sign_type=wire.SIGN_TYPE,
+                # The SDK calls urllib's urlopen with one socket timeout for connect and read alike; the read
+                # budget is the one that decides between an answer and Unknown.
+                config=AliPayConfig(timeout=account.timeouts[1]),
+            )
+        except (ValueError, IndexError, TypeError):
+            return  # missing or malformed PEM (a bare base64 console key too): every call refuses below
+        # The SDK has no gateway argument; debug=True would only switch to Alipay's own sandbox.
+        client._gateway = account.base_url.rstrip("/") + "/gateway.do"
+        self._client = client
+
+    @staticmethod
+    def notification_reference(inbound: Inbound) -> str:
+        return inbound.params.get("out_trade_no", "")
+
+    @staticmethod
+    def ack(ok: bool) -> Ack:
+        # Alipay stops re-sending only on these exact 7 characters.
+        return Ack(200, "success") if ok else Ack(400, "fail")
+
+    def _require_client(self) -> AliPay:
+        if self._client is None:
+            raise Terminal("alipay account keys are missing or not PEM", code="no_credentials")
+        return self._client
+
+    # ---- calls -----------------------------------------------------------------------------------------
+    def _call(self, api: Callable[..., dict], **kwargs: Any) -> dict[str, Any]:
+        """One signed gateway call; the SDK verifies the answer's signature over its exact bytes."""
+        try:
+            answer = api(**kwargs)
+        except urllib.error.HTTPError as exc:  # before URLError, which it subclasses
+            if exc.code >= 500:
+                raise Unknown(f"alipay answered HTTP {exc.code}", code="http_5xx") from exc
+            raise Terminal(f"alipay answered HTTP {exc.code}", code="http_4xx") from exc
+        except urllib.error.URLError as exc:
+            # urllib wraps only failures of connecting and writing the request: nothing reached Alipay.
+            raise Retryable(f"alipay unreachable: {type(exc.reason).__name__}", code="connect") from exc
+        except TimeoutError as exc:
+            raise Unknown("alipay timed out", code="timeout") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise Unknown(f"alipay connection lost: {type(exc).__name__}", code="connection_lost") from exc
+        except AliPayValidationError as exc:
+            raise Unknown("alipay answer signature does not verify", code="bad_signature") from exc
+        except AliPayException as exc:
+            raise _unsigned_refusal(exc) from exc
+        except (ValueError, KeyError, AttributeError, TypeError) as exc:  # JSON errors, SDK on odd shapes
+            raise Unknown(f"alipay answer not understood: {type(exc).__name__}", code="bad_response") from exc
+        if not isinstance(answer, dict):
+            raise Unknown("alipay answered an unexpected shape", code="bad_response")
+        return answer
+
+    @staticmethod
+    def _business_error(answer: dict[str, Any], action: str) -> ChannelError:
+        """A signed non-10000 answer: ACQ.SYSTEM_ERROR and 20000 leave the outcome open, the rest refuse."""
+        code, sub_code = str(answer.get("code", "")), str(answer.get("sub_code", ""))
+        message = f"alipay refused {action}: {code} {sub_code} {answer.get('sub_msg', '')}"[:200]
+        if sub_code == wire.SUB_SYSTEM_ERROR or code in wire.CODES_UNKNOWN:
+            return Unknown(message, code="provider_busy")
+        return Terminal(message, code=(sub_code or f"alipay_{code}").lower())
+
+    # ---- create ----------------------------------------------------------------------------------------
+    def create(self, order: CreateOrder) -> Created:
+        """precreate (server to server: the QR) plus a locally signed page.pay URL for the same trade."""
+        client = self._require_client()
+        if order.amount.currency != wire.SUPPORTED_CURRENCY:
+            raise Terminal(f"alipay takes {wire.SUPPORTED_CURRENCY} only", code="currency")
+        total = order.amount.to_decimal_str()
+        subject = order.subject[:256]
+        answer = self._call(
+            client.api_alipay_trade_precreate,
+            subject=subject,
+            out_trade_no=order.out_trade_no,
+            total_amount=total,
+            notify_url=order.notify_url or None,
+        )
+        if answer.get("code") != wire.CODE_SUCCESS:
+            raise self._business_error(answer, "precreate")
+        qr_code = str(answer.get("qr_code") or "")
+        if answer.get("out_trade_no") != order.out_trade_no or not qr_code:
+            raise Unknown("alipay precreate answered for another trade or without qr_code", code="bad_response")
+        query = client.api_alipay_trade_page_pay(
+            subject,
+            order.out_trade_no,
+            total,
+            return_url=order.return_url or None,
+            notify_url=order.notify_url or None,
+        )
+        # Alipay assigns trade_no only once the buyer scans or logs in: there is none to return yet.
+        return Created(provider_trade_no="", pay_url=f"{client._gateway}?{query}", qr_content=qr_code)
+
+    # ---- notify ----------------------------------------------------------------------------------------
+    def verify_notification(self, inbound: Inbound) -> Observation | RefundObservation:
+        params = dict(inbound.params)
+        if self._client is None:
+            raise NotificationInvalid("no_credentials", "channel account has no usable keys; notify refused")
+        missing = [k for k in wire.NOTIFY_REQUIRED if not params.get(k)]
+        if missing:
+            raise NotificationInvalid("missing_fields", f"missing fields: {', '.join(missing)}")
+        if params.get("sign_type", wire.SIGN_TYPE) != wire.SIGN_TYPE:
+            raise NotificationInvalid("bad_sign_type", f"sign_type must be {wire.SIGN_TYPE}")
+        signed = {k: v for k, v in params.items() if k not in wire.NOTIFY_UNSIGNED}
+        try:
+            verified = self._client.verify(signed, params["sign"])
+        except (ValueError, binascii.Error, TypeError, AliPayException):
+            verified = False
+        if not verified:
+            raise NotificationInvalid("bad_signature", "signature does not verify with the Alipay public key")
+        if not constant_time_equals(params["app_id"], self.account.merchant_no):
+            raise NotificationInvalid("wrong_merchant", "app_id is not this channel account's")
+        trade_status = params["trade_status"]
+        status = wire.TRADE_STATUS.get(trade_status)
+        if status is None:
+            raise NotificationInvalid("unknown_status", f"trade_status {trade_status[:32]!r} is not understood")
+        if params.get("out_biz_no"):
+            return self._refund_notification(params)
+        return Observation(
+            out_trade_no=params["out_trade_no"],
+            provider_trade_no=params["trade_no"],
+            status=status,
+            amount=_notify_money(params["total_amount"]),
+            # TRADE_SUCCESS and a later TRADE_FINISHED are two events; a re-sent one keeps its key.
+            event_key=f"{params['trade_no']}:{trade_status}",
+            provider_status=trade_status,
+        )
+
+    @staticmethod
+    def _refund_notification(params: dict[str, str]) -> RefundObservation:
+        missing = [k for k in wire.REFUND_NOTIFY_REQUIRED if not params.get(k)]
+        if missing:
+            raise NotificationInvalid("missing_fields", f"refund notify lacks {', '.join(missing)}")
+        refund_no = params["out_biz_no"]
+        return RefundObservation(
+            refund_no=refund_no,
+            provider_refund_no="",  # Alipay names refunds only by our out_request_no
+            # Alipay notifies a refund only once the money went back.
+            status=RefundState.SUCCEEDED,
+            # refund_fee is the trade's refunded total so far, not this refund's share (they differ only after
+            # an earlier partial refund).
+            amount=_notify_money(params["refund_fee"]),
+            provider_status=params["trade_status"],
+            event_key=f"{params['trade_no']}:refund:{refund_no}",
+        )
+
+    # ---- query / close ---------------------------------------------------------------------------------
+    def query(self, out_trade_no: str, provider_trade_no: str = "") -> Observation | None:
+        client = self._require_client()
+        by = {"trade_no": provider_trade_no} if provider_trade_no else {"out_trade_no": out_trade_no}
+        answer = self._call(client.api_alipay_trade_query, **by)
+        if answer.get("code") != wire.CODE_SUCCESS:
+            if answer.get("sub_code") == wire.SUB_TRADE_NOT_EXIST:
+                return None  # never created, or (real Alipay) a precreate QR nobody has scanned yet
+            raise self._business_error(answer, "query")
+        if answer.get("out_trade_no") != out_trade_no:
+            raise Unknown("alipay query answered for another trade", code="bad_response")
+        trade_status = str(answer.get("trade_status", ""))
+        status = wire.TRADE_STATUS.get(trade_status)
+        if status is None:
+            raise Unknown(f"alipay query trade_status {trade_status[:32]!r} not understood", code="bad_response")
+        trade_no = str(answer.get("trade_no", ""))
+        return Observation(
+            out_trade_no=out_trade_no,
+            provider_trade_no=trade_no,
+            status=status,
+            amount=_answer_money(answer.get("total_amount")),
+            event_key=f"{trade_no}:query:{trade_status}",
+            provider_status=trade_status,
+        )
+
+    def close(self, out_trade_no: str, provider_trade_no: str = "") -> None:
+        client = self._require_client()
+        by = {"trade_no": provider_trade_no} if provider_trade_no else {"out_trade_no": out_trade_no}
+        answer = self._call(client.api_alipay_trade_close, **by)
+        if answer.get("code") == wire.CODE_SUCCESS:
+            return
+        sub_code = answer.get("sub_code")
+        if sub_code == wire.SUB_TRADE_NOT_EXIST:
+            return  # nothing to close
+        if sub_code == wire.SUB_TRADE_STATUS_ERROR:
+            # Alipay answers the same for "already paid" and "already closed": ask which.
+            found = self.query(out_trade_no, provider_trade_no)
+            if found is not None and found.status == ObservedStatus.CLOSED:
+                return
+            raise Terminal("alipay trade is already paid; it cannot be closed", code="already_paid")
+        raise self._business_error(answer, "close")
+
+    # ---- refunds ---------------------------------------------------------------------------------------
+    def refund(self, request: RefundRequest) -> RefundObservation:
+        """out_request_no = refund_no makes a resent refund a replay: Alipay refunds once."""
+        client = self._require_client()
+        if request.amount.currency != wire.SUPPORTED_CURRENCY:
+            raise Terminal(f"alipay refunds {wire.SUPPORTED_CURRENCY} only", code="currency")
+        extra = {"refund_reason": request.reason[:256]} if request.reason else {}
+        answer = self._call(
+            client.api_alipay_trade_refund,
+            refund_amount=request.amount.to_decimal_str(),
+            out_trade_no=request.out_trade_no,
+            trade_no=request.provider_trade_no or None,
+            out_request_no=request.refund_no,
+            **extra,
+        )
+        if answer.get("code") != wire.CODE_SUCCESS:
+            raise self._business_error(answer, "refund")
+        if answer.get("out_trade_no") != request.out_trade_no:
+            raise Unknown("alipay refund answered for another trade", code="bad_response")
+        if answer.get("fund_change") == wire.FUND_CHANGED:
+            # The answer's refund_fee is the trade's refunded total; Alipay refunds exactly what was asked or
+            # refuses, so this refund's amount is the request's.
+            return RefundObservation(
+                refund_no=request.refund_no,
+                provider_refund_no="",
+                status=RefundState.SUCCEEDED,
+                amount=request.amount,
+                provider_status="fund_change=Y",
+            )
+        # fund_change=N: a replay of an earlier out_request_no (or still in progress); the query says which.
+        found = self.refund_query(request)
+        if found is not None:
+            return found
+        return RefundObservation(
+            refund_no=request.refund_no,
+            provider_refund_no="",
+            status=RefundState.PENDING,
+            amount=request.amount,
+            provider_status="fund_change=N",
+        )
+
+    def refund_query(self, request: RefundRequest) -> RefundObservation | None:
+        client = self._require_client()
+        answer = self._call(
+            client.api_alipay_trade_fastpay_refund_query,
+            out_request_no=request.refund_no,
+            trade_no=request.provider_trade_no or None,
+            out_trade_no=request.out_trade_no,
+        )
+        if answer.get("code") != wire.CODE_SUCCESS:
+            if answer.get("sub_code") == wire.SUB_TRADE_NOT_EXIST:
+                return None
+            raise self._business_error(answer, "refund query")
+        if answer.get("out_request_no") != request.refund_no:
+            return None  # Alipay answers 10000 without refund fields for an out_request_no it never received
+        refund_status = str(answer.get("refund_status") or "")
+        return RefundObservation(
+            refund_no=request.refund_no,
+            provider_refund_no="",
+            status=wire.REFUND_STATUS.get(refund_status, RefundState.PENDING),
+            amount=_answer_money(answer.get("refund_amount")),
+            provider_status=refund_status,
+        )
+
+
+def _unsigned_refusal(exc: AliPayException) -> ChannelError:
+    """The SDK raises AliPayException for answers without a signature or under `error_response`.
+
+    Gateway-level refusals (40001 missing, 40002 invalid arguments such as a bad signature or app id, 40006
+    no permission) come unsigned from Alipay itself and mean nothing was done. A business answer (10000/40004)
+    or a 20000 must be signed to be believed, so without one the outcome is unknown.
+    """
+    # The SDK keeps code and raw body in name-mangled attributes.
+    code = str(getattr(exc, "_AliPayException__code", "") or "")
+    sub_code = ""
+    try:
+        body = json.loads(getattr(exc, "_AliPayException__message", "") or "{}")
+        inner = next((v for k, v in body.items() if k.endswith("_response") and isinstance(v, dict)), {})
+        sub_code = str(inner.get("sub_code", ""))
+    except (ValueError, AttributeError):
+        pass
+    if code.startswith("4") and code != wire.CODE_BUSINESS_FAILED:
+        return Terminal(f"alipay refused the request: {code} {sub_code}"[:200], code=(sub_code or code).lower())
+    return Unknown(f"alipay answered unsigned {code} {sub_code}"[:200], code="unsigned_answer")
+
+
+def _notify_money(text: str) -> Money:
+    try:
+        return Money.from_decimal_str(text, wire.SUPPORTED_CURRENCY)
+    except MoneyError as exc:
+        raise NotificationInvalid("bad_amount", "amount is not an exact yuan amount") from exc
+
+
+def _answer_money(value: object) -> Money:
+    try:
+        return Money.from_decimal_str(str(value or ""), wire.SUPPORTED_CURRENCY)
+    except MoneyError as exc:
+        raise Unknown("alipay answered an amount that is not exact", code="bad_response") from exc

@@ -1,0 +1,117 @@
+"""Bank gateway wire shapes: WSDL names, result codes, status tables, SOAP fault classes, notify fields.
+
+Every provider word the adapter acts on is listed here; anything not listed is treated as not understood
+(Unknown for calls, NotificationInvalid for callbacks), never guessed.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+
+from payments.channels.base import ChannelError, ObservedStatus, RefundState, Terminal, Unknown
+
+WSDL_PATH = Path(__file__).with_name("bank.wsdl")
+NAMESPACE = "urn:cardshop:bankgw"
+BINDING = f"{{{NAMESPACE}}}BankBinding"
+SOAP_PATH = "/soap"  # appended to account.base_url; the WSDL's soap:address is never used
+
+# resultCode words (every operation).
+ACCEPTED = "ACCEPTED"
+REVIEW = "REVIEW"
+DECLINED = "DECLINED"
+NOT_FOUND = "NOT_FOUND"
+SYSTEM_ERROR = "SYSTEM_ERROR"
+
+
+class CreateOutcome(StrEnum):
+    CREATED = "created"
+    TERMINAL = "terminal"
+    UNKNOWN = "unknown"
+
+
+# CreatePayment resultCode -> what the shop does. REVIEW: the bank recorded the payment but holds it for its
+# own review; the buyer may still be shown the cashier, and QueryPayment / the notify resolve it (PENDING until
+# then). SYSTEM_ERROR: the bank may have recorded it, so resubmitting could charge twice: resolve by query.
+# Unlisted codes are UNKNOWN for the same reason.
+CREATE_RESULT: dict[str, CreateOutcome] = {
+    ACCEPTED: CreateOutcome.CREATED,
+    REVIEW: CreateOutcome.CREATED,
+    DECLINED: CreateOutcome.TERMINAL,
+    SYSTEM_ERROR: CreateOutcome.UNKNOWN,
+}
+
+# Payment `status` (QueryPayment answer and callback) -> our status. A signed CLOSED/DECLINED callback is a true
+# statement and is acknowledged; the payment's state machine keeps it from undoing a success.
+PAYMENT_STATUS: dict[str, ObservedStatus] = {
+    "PAID": ObservedStatus.SUCCEEDED,
+    "SETTLED": ObservedStatus.SUCCEEDED,
+    "PENDING": ObservedStatus.PENDING,
+    "REVIEW": ObservedStatus.PENDING,
+    "DECLINED": ObservedStatus.FAILED,
+    "CLOSED": ObservedStatus.CLOSED,
+    "EXPIRED": ObservedStatus.CLOSED,
+}
+
+# refundStatus (Refund / QueryRefund answers) -> our refund state.
+REFUND_STATUS: dict[str, RefundState] = {
+    "SUCCESS": RefundState.SUCCEEDED,
+    "PENDING": RefundState.PENDING,
+    "FAILED": RefundState.FAILED,
+}
+
+# refundStatus in a refund callback: only final words are applied.
+REFUND_NOTIFY_STATUS: dict[str, RefundState] = {
+    "SUCCESS": RefundState.SUCCEEDED,
+    "FAILED": RefundState.FAILED,
+}
+
+# SOAP 1.1 faultcode (local part before any ".subcode") -> the error the adapter raises. Client faults mean
+# the bank refused the request as sent (auth, schema); Server faults mean it failed while working on it.
+FAULT_ERROR: dict[str, type[ChannelError]] = {
+    "Client": Terminal,
+    "VersionMismatch": Terminal,
+    "MustUnderstand": Terminal,
+    "Server": Unknown,
+}
+
+NOTIFY_REQUIRED = (
+    "merchantId",
+    "orderId",
+    "bankRef",
+    "amountMinor",
+    "currency",
+    "status",
+    "timestamp",
+    "nonce",
+    "signature",
+)
+REFUND_NOTIFY_REQUIRED = (
+    "merchantId",
+    "orderId",
+    "refundId",
+    "refundRef",
+    "amountMinor",
+    "currency",
+    "refundStatus",
+    "timestamp",
+    "nonce",
+    "signature",
+)
+NOTIFY_WINDOW_SECONDS = 300
+
+_MINOR_RE = re.compile(r"^(0|[1-9]\d{0,17})$")
+
+
+def fault_error(faultcode: str | None) -> type[ChannelError]:
+    """`soap:Client.Authentication` -> Terminal; unlisted or missing codes -> Unknown."""
+    local = (faultcode or "").rpartition(":")[2].partition(".")[0]
+    return FAULT_ERROR.get(local, Unknown)
+
+
+def parse_minor(text: str) -> int:
+    """A callback's amountMinor: plain non-negative digits only (no sign, no decimals, no spaces)."""
+    if not _MINOR_RE.match(text or ""):
+        raise ValueError(f"not an amount in minor units: {text[:24]!r}")
+    return int(text)

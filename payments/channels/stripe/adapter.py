@@ -1,0 +1,406 @@
+"""Stripe adapter through the `stripe` SDK: PaymentIntents for the card form, Refunds, signed webhook events.
+
+`import stripe` below is the SDK, not this package: imports are absolute, and payments/channels/stripe/ never
+runs as a script, so its directory is never put on sys.path where it would shadow the SDK.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import requests
+import stripe
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
+
+from core.crypto import constant_time_equals
+from core.money import Money, MoneyError
+from payments.channels.base import (
+    AccountConfig,
+    Ack,
+    Capability,
+    Created,
+    CreateOrder,
+    Inbound,
+    NotificationInvalid,
+    Observation,
+    ObservedStatus,
+    RefundObservation,
+    RefundRequest,
+    Retryable,
+    Terminal,
+    Unknown,
+)
+from payments.channels.stripe import wire
+
+logger = logging.getLogger(__name__)
+
+# With telemetry on, the SDK writes an id file under ~/.config/stripe and reports request timings to the
+# provider in headers; neither belongs in a shop server.
+stripe.enable_telemetry = False
+
+
+class StripeAdapter:
+    code: ClassVar[str] = "stripe"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.CARD_FORM, Capability.QUERY, Capability.CLOSE, Capability.REFUND, Capability.IDEMPOTENT_CREATE}
+    )
+
+    def __init__(self, account: AccountConfig) -> None:
+        self.account = account
+        creds = account.credentials
+        self._secret_key = creds.get("secret_key", "")
+        # The pay page's card form sends it as `key`, as Stripe.js does; it is public.
+        self.publishable_key = creds.get("publishable_key", "")
+        # During a rotation the endpoint has several secrets: any one verifying is enough.
+        self._webhook_secrets = tuple(s.strip() for s in creds.get("webhook_secret", "").split(",") if s.strip())
+        self._base_url = account.base_url.rstrip("/")
+        connect, read = account.timeouts
+        self._client = stripe.StripeClient(
+            self._secret_key,
+            base_addresses={"api": self._base_url},
+            # Retries are the caller's decision: a retried POST after a read timeout must not be invisible.
+            max_network_retries=0,
+            http_client=stripe.RequestsClient(timeout=(connect, read)),
+        )
+
+    @staticmethod
+    def notification_reference(inbound: Inbound) -> str:
+        try:
+            event = json.loads(inbound.body)
+        except (ValueError, UnicodeDecodeError):
+            return ""
+        obj = _dig(event, "data", "object")
+        return _meta(obj, wire.META_OUT_TRADE_NO) or _meta(_charge_refund(obj), wire.META_OUT_TRADE_NO)
+
+    @staticmethod
+    def ack(ok: bool) -> Ack:
+        # Stripe only looks at the status: any 2xx stops the retries.
+        if ok:
+            return Ack(200, '{"received": true}', "application/json")
+        return Ack(400, '{"received": false}', "application/json")
+
+    # ---- API calls ---------------------------------------------------------
+    def _call(self, what: str, request: Callable[[], Any], *, missing_ok: bool = False) -> dict[str, Any] | None:
+        """Run one SDK call and map every SDK failure to our typed errors; returns the answer as a plain dict."""
+        if not self._secret_key:
+            raise Terminal("stripe account has no secret_key", code="no_credentials")
+        try:
+            answer = request()
+        except stripe.APIConnectionError as exc:
+            if _nothing_sent(exc):
+                raise Retryable(f"stripe unreachable during {what}", code="connect") from exc
+            raise Unknown(f"stripe {what}: no answer ({type(exc.__cause__).__name__})", code="timeout") from exc
+        except stripe.RateLimitError as exc:
+            raise Retryable(f"stripe rate-limited {what}", code="rate_limited") from exc
+        except stripe.InvalidRequestError as exc:
+            if missing_ok and exc.http_status == 404:
+                return None
+            raise Terminal(f"stripe refused {what}: {_reason(exc)}", code=exc.code or "invalid_request") from exc
+        except (stripe.AuthenticationError, stripe.PermissionError, stripe.CardError, stripe.IdempotencyError) as exc:
+            raise Terminal(f"stripe refused {what}: {_reason(exc)}", code=exc.code or type(exc).__name__) from exc
+        except stripe.StripeError as exc:
+            # APIError: 5xx, 409 (a concurrent request on the same key) or an unreadable answer after sending.
+            status = exc.http_status or 0
+            code = "http_5xx" if status >= 500 else "bad_response"
+            raise Unknown(f"stripe {what} answered {status}: {_reason(exc)}", code=code) from exc
+        if not isinstance(answer, stripe.StripeObject):
+            raise Unknown(f"stripe {what} answered an unexpected shape", code="bad_response")
+        return answer.to_dict()
+
+    def create(self, order: CreateOrder) -> Created:
+        params = {
+            "amount": order.amount.amount_minor,
+            "currency": wire.currency_out(order.amount.currency),
+            "description": order.subject[:1000],
+            "metadata": {wire.META_OUT_TRADE_NO: order.out_trade_no},
+            "payment_method_types": ["card"],
+        }
+        options = {"idempotency_key": wire.create_idempotency_key(order.out_trade_no)}
+        intent = (
+            self._call("create", lambda: self._client.v1.payment_intents.create(params=params, options=options)) or {}
+        )
+        intent_id, client_secret = str(intent.get("id") or ""), str(intent.get("client_secret") or "")
+        if not intent_id.startswith("pi_") or not client_secret:
+            raise Unknown("stripe create answered without an intent id or client secret", code="bad_response")
+        if _meta(intent, wire.META_OUT_TRADE_NO) != order.out_trade_no or intent.get("amount") != params["amount"]:
+            raise Unknown("stripe create answered for another order", code="bad_response")
+        return Created(
+            provider_trade_no=intent_id,
+            pay_url=wire.confirm_url(self._base_url, intent_id),
+            client_secret=client_secret,
+        )
+
+    def _find_intent(self, out_trade_no: str, provider_trade_no: str) -> dict[str, Any] | None:
+        if provider_trade_no:
+            intent = self._call(
+                "retrieve", lambda: self._client.v1.payment_intents.retrieve(provider_trade_no), missing_ok=True
+            )
+            if intent is not None and _meta(intent, wire.META_OUT_TRADE_NO) != out_trade_no:
+                raise Unknown("stripe answered an intent of another order", code="bad_response")
+            return intent
+        # Only the create answer carries the id: without it, find the intent by our number in its metadata.
+        query = {"query": wire.search_query(out_trade_no), "limit": 10}
+        found = self._call("search", lambda: self._client.v1.payment_intents.search(params=query))
+        matches = [
+            pi
+            for pi in (found or {}).get("data") or []
+            if isinstance(pi, dict) and _meta(pi, wire.META_OUT_TRADE_NO) == out_trade_no
+        ]
+        # create is idempotent per out_trade_no, so one is expected; should there be more, a paid one wins.
+        return next((pi for pi in matches if pi.get("status") == "succeeded"), matches[0] if matches else None)
+
+    def query(self, out_trade_no: str, provider_trade_no: str = "") -> Observation | None:
+        intent = self._find_intent(out_trade_no, provider_trade_no)
+        if intent is None:
+            return None
+        provider_status = str(intent.get("status"))
+        status = wire.INTENT_STATUS.get(provider_status)
+        if status is None:
+            raise Unknown(f"stripe intent status {provider_status[:32]!r} not understood", code="bad_response")
+        amount = _intent_amount(intent, status)
+        if amount is None:
+            raise Unknown("stripe intent amount not understood", code="bad_response")
+        return Observation(
+            out_trade_no=out_trade_no,
+            provider_trade_no=str(intent["id"]),
+            status=status,
+            amount=amount,
+            event_key=f"{intent['id']}:query:{provider_status}",
+            provider_status=provider_status,
+        )
+
+    def close(self, out_trade_no: str, provider_trade_no: str = "") -> None:
+        intent_id = provider_trade_no
+        if not intent_id:
+            intent = self._find_intent(out_trade_no, "")
+            if intent is None:
+                return  # Stripe never saw it: nothing can be paid
+            intent_id = str(intent["id"])
+        try:
+            self._call("cancel", lambda: self._client.v1.payment_intents.cancel(intent_id), missing_ok=True)
+        except Terminal as exc:
+            if exc.code != wire.UNEXPECTED_STATE:
+                raise
+            current = self._find_intent(out_trade_no, intent_id)
+            state = (current or {}).get("status")
+            if state == "canceled":
+                return  # closing twice is fine
+            if state == "succeeded":
+                raise Terminal("stripe intent is already paid", code="already_paid") from exc
+            raise
+
+    def refund(self, request: RefundRequest) -> RefundObservation:
+        intent_id = request.provider_trade_no
+        if not intent_id:
+            intent = self._find_intent(request.out_trade_no, "")
+            if intent is None:
+                raise Terminal("stripe knows no intent for this order", code="unknown_trade")
+            intent_id = str(intent["id"])
+        metadata = {wire.META_REFUND_NO: request.refund_no, wire.META_OUT_TRADE_NO: request.out_trade_no}
+        if request.reason:
+            metadata[wire.META_REASON] = request.reason[:500]  # Stripe's metadata value limit
+        params = {"payment_intent": intent_id, "amount": request.amount.amount_minor, "metadata": metadata}
+        # Same refund_no -> same key -> Stripe replays the first answer instead of refunding twice.
+        options = {"idempotency_key": wire.refund_idempotency_key(request.refund_no)}
+        refund = self._call("refund", lambda: self._client.v1.refunds.create(params=params, options=options)) or {}
+        return _refund_observation(refund, request.refund_no)
+
+    def refund_query(self, request: RefundRequest) -> RefundObservation | None:
+        if request.provider_refund_no:
+            refund = self._call(
+                "refund query",
+                lambda: self._client.v1.refunds.retrieve(request.provider_refund_no),
+                missing_ok=True,
+            )
+            return None if refund is None else _refund_observation(refund, request.refund_no)
+        intent_id = request.provider_trade_no
+        if not intent_id:
+            intent = self._find_intent(request.out_trade_no, "")
+            if intent is None:
+                return None
+            intent_id = str(intent["id"])
+        params = {"payment_intent": intent_id, "limit": 100}
+        listed = self._call("refund list", lambda: self._client.v1.refunds.list(params=params), missing_ok=True)
+        for refund in (listed or {}).get("data") or []:
+            if isinstance(refund, dict) and _meta(refund, wire.META_REFUND_NO) == request.refund_no:
+                return _refund_observation(refund, request.refund_no)
+        return None
+
+    # ---- webhooks ----------------------------------------------------------
+    def verify_notification(self, inbound: Inbound) -> Observation | RefundObservation:
+        if not self._webhook_secrets:
+            raise NotificationInvalid("no_credentials", "channel account has no webhook_secret; event refused")
+        header = inbound.headers.get("stripe-signature", "")
+        if not header:
+            raise NotificationInvalid("missing_signature", "no Stripe-Signature header")
+        try:
+            payload = inbound.body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise NotificationInvalid("bad_body", "body is not UTF-8") from exc
+        secret = self._verifying_secret(payload, header)
+        if secret is None:
+            raise NotificationInvalid("bad_signature", "no v1 signature verifies with the endpoint secrets")
+        try:
+            # The signature verified; this pass adds the SDK's timestamp window and parses the event.
+            event = self._client.construct_event(payload, header, secret, wire.SIGNATURE_TOLERANCE_SECONDS).to_dict()
+        except stripe.SignatureVerificationError as exc:
+            raise NotificationInvalid("stale_timestamp", "signature timestamp is outside the tolerance") from exc
+        except (ValueError, TypeError, AttributeError) as exc:  # not JSON, not an object, a v2 thin event
+            raise NotificationInvalid("bad_body", "body is not a Stripe event") from exc
+        event_id, event_type = event.get("id"), event.get("type")
+        if not isinstance(event_id, str) or not event_id.startswith("evt_") or not isinstance(event_type, str):
+            raise NotificationInvalid("missing_fields", "event without id or type")
+        # The secret binds the event to one endpoint. Connect events also name an account: it must be ours.
+        # Events of a plain (non-Connect) account carry none, and the endpoint secret is the whole proof.
+        account = event.get("account")
+        if account is not None and (
+            not isinstance(account, str) or not constant_time_equals(account, self.account.merchant_no)
+        ):
+            raise NotificationInvalid("wrong_merchant", "event account is not this channel account's")
+        obj = _dig(event, "data", "object")
+        if event_type in wire.PAYMENT_EVENT_STATUS:
+            return _payment_event(event_id, event_type, obj)
+        if event_type in wire.REFUND_EVENT_TYPES:
+            return _refund_event(event_id, event_type, obj)
+        raise NotificationInvalid("unsupported_event", f"event type {event_type[:64]!r} is not handled")
+
+    def _verifying_secret(self, payload: str, header: str) -> str | None:
+        for secret in self._webhook_secrets:
+            try:
+                stripe.WebhookSignature.verify_header(payload, header, secret, tolerance=None)
+            except stripe.SignatureVerificationError:
+                continue
+            return secret
+        return None
+
+
+def _payment_event(event_id: str, event_type: str, obj: Any) -> Observation:
+    if not isinstance(obj, dict) or obj.get("object") != "payment_intent" or not str(obj.get("id", "")):
+        raise NotificationInvalid("bad_body", f"{event_type} without a payment intent")
+    out_trade_no = _meta(obj, wire.META_OUT_TRADE_NO)
+    if not out_trade_no:
+        raise NotificationInvalid("missing_fields", "payment intent without metadata out_trade_no")
+    status = wire.PAYMENT_EVENT_STATUS[event_type]
+    amount = _intent_amount(obj, status)
+    if amount is None:
+        raise NotificationInvalid("bad_amount", "payment intent amount or currency not understood")
+    return Observation(
+        out_trade_no=out_trade_no,
+        provider_trade_no=str(obj["id"]),
+        status=status,
+        amount=amount,
+        event_key=event_id,
+        provider_status=event_type,
+    )
+
+
+def _refund_event(event_id: str, event_type: str, obj: Any) -> RefundObservation:
+    refund = _charge_refund(obj) if event_type == "charge.refunded" else obj
+    if not isinstance(refund, dict) or refund.get("object") != "refund":
+        # Charges lost their embedded refunds in API 2022-11-15: subscribe the endpoint to refund.* instead.
+        raise NotificationInvalid("unsupported_event", f"{event_type} without a refund of ours")
+    refund_no = _meta(refund, wire.META_REFUND_NO)
+    provider_status = str(refund.get("status"))
+    status = wire.REFUND_STATUS.get(provider_status)
+    amount = _money(refund.get("amount"), refund.get("currency"))
+    if not refund_no or not refund.get("id"):
+        raise NotificationInvalid("missing_fields", "refund without id or metadata refund_no")
+    if status is None:
+        raise NotificationInvalid("unknown_status", f"refund status {provider_status[:32]!r} not understood")
+    if amount is None:
+        raise NotificationInvalid("bad_amount", "refund amount or currency not understood")
+    return RefundObservation(
+        refund_no=refund_no,
+        provider_refund_no=str(refund["id"]),
+        status=status,
+        amount=amount,
+        provider_status=provider_status,
+        event_key=event_id,
+    )
+
+
+def _refund_observation(refund: dict[str, Any], refund_no: str) -> RefundObservation:
+    """An API answer about a refund; anything we cannot read is Unknown (the refund may exist)."""
+    if _meta(refund, wire.META_REFUND_NO) != refund_no or not refund.get("id"):
+        raise Unknown("stripe answered about another refund", code="bad_response")
+    provider_status = str(refund.get("status"))
+    status = wire.REFUND_STATUS.get(provider_status)
+    if status is None:
+        raise Unknown(f"stripe refund status {provider_status[:32]!r} not understood", code="bad_response")
+    amount = _money(refund.get("amount"), refund.get("currency"))
+    if amount is None:
+        raise Unknown("stripe refund amount not understood", code="bad_response")
+    return RefundObservation(
+        refund_no=refund_no,
+        provider_refund_no=str(refund["id"]),
+        status=status,
+        amount=amount,
+        provider_status=provider_status,
+        event_key=f"{refund['id']}:{provider_status}",
+    )
+
+
+def _intent_amount(intent: dict[str, Any], status: ObservedStatus) -> Money | None:
+    # What was collected once paid; what was asked for before that.
+    field = "amount_received" if status is ObservedStatus.SUCCEEDED else "amount"
+    return _money(intent.get(field), intent.get("currency"))
+
+
+def _money(amount: Any, currency: Any) -> Money | None:
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0 or not isinstance(currency, str):
+        return None
+    try:
+        return Money(amount, wire.currency_in(currency))
+    except MoneyError:
+        return None
+
+
+def _charge_refund(charge: Any) -> dict[str, Any] | None:
+    """The refund a charge.refunded event is about: the newest of ours in the charge's refund list."""
+    refunds = _dig(charge, "refunds", "data")
+    if not isinstance(refunds, list):
+        return None
+    return next((r for r in refunds if _meta(r, wire.META_REFUND_NO)), None)
+
+
+def _dig(value: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _meta(obj: Any, key: str) -> str:
+    value = _dig(obj, "metadata", key)
+    return value if isinstance(value, str) else ""
+
+
+def _reason(exc: stripe.StripeError) -> str:
+    return str(exc.user_message or type(exc).__name__)[:200]
+
+
+def _nothing_sent(exc: stripe.APIConnectionError) -> bool:
+    """True when the request never left (refused, unreachable, connect timeout, unusable URL).
+
+    The SDK wraps every transport failure in APIConnectionError (should_retry is True for read timeouts too),
+    so the distinction comes from the requests exception it chains. A connection dropped after sending
+    (ProtocolError) or a read timeout is not "nothing sent".
+    """
+    cause = exc.__cause__
+    if isinstance(
+        cause,
+        requests.ConnectTimeout
+        | requests.exceptions.InvalidURL
+        | requests.exceptions.MissingSchema
+        | requests.exceptions.InvalidSchema,
+    ):
+        return True
+    if isinstance(cause, requests.ConnectionError) and cause.args:
+        inner = cause.args[0]
+        # urllib3's NewConnectionError (refused, DNS) is a ConnectTimeoutError.
+        return isinstance(inner, MaxRetryError) and isinstance(inner.reason, ConnectTimeoutError)
+    return False

@@ -1,0 +1,442 @@
+"""WeChat Pay API v3 adapter (Native / QR) through `wechatpayv3` in public-key mode.
+
+Requests go through the SDK (it signs the Authorization header and verifies the signed answers); callbacks are
+verified and decrypted in `signing` so that every check is explicit and none of them does network I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import requests
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
+from wechatpayv3 import WeChatPay, WeChatPayType
+
+from core.crypto import constant_time_equals
+from core.money import Money, MoneyError
+from payments.channels.base import (
+    AccountConfig,
+    Ack,
+    Capability,
+    Created,
+    CreateOrder,
+    Inbound,
+    NotificationInvalid,
+    Observation,
+    RefundObservation,
+    RefundRequest,
+    Retryable,
+    Terminal,
+    Unknown,
+)
+from payments.channels.wechatpay import signing, wire
+
+REQUIRED_CREDENTIALS = (
+    "mch_private_key",
+    "mch_serial_no",
+    "apiv3_key",
+    "platform_public_key",
+    "platform_public_key_id",
+    "appid",
+)
+
+# Building a client parses and validates the merchant RSA key (~35 ms), and the shop builds one adapter per
+# callback and per call: keep the clients, keyed by account and a digest of everything the client is made of.
+_CLIENTS_MAX = 64
+_clients: OrderedDict[tuple[Any, ...], WeChatPay] = OrderedDict()
+_clients_lock = threading.Lock()
+
+
+def _client_key(account: AccountConfig) -> tuple[Any, ...]:
+    material = json.dumps([account.merchant_no, sorted(account.credentials.items())]).encode()
+    return (account.account_id, hashlib.sha256(material).hexdigest(), account.base_url, tuple(account.timeouts))
+
+
+def _build_client(account: AccountConfig) -> WeChatPay:
+    creds = account.credentials
+    missing = [k for k in REQUIRED_CREDENTIALS if not creds.get(k)]
+    if missing or not account.merchant_no:
+        raise Terminal(f"wechatpay account lacks {', '.join(missing) or 'merchant_no'}", code="no_credentials")
+    if len(creds["apiv3_key"].encode()) != 32:
+        raise Terminal("wechatpay apiv3_key must be 32 bytes", code="bad_credentials")
+    try:
+        # public_key + public_key_id select public-key mode: without them __init__ downloads platform
+        # certificates from the real host, before the gateway below can be changed. No logger: the SDK
+        # logs request headers (signatures) and callback bodies.
+        client = WeChatPay(
+            wechatpay_type=WeChatPayType.NATIVE,
+            mchid=account.merchant_no,
+            private_key=creds["mch_private_key"],
+            cert_serial_no=creds["mch_serial_no"],
+            appid=creds["appid"],
+            apiv3_key=creds["apiv3_key"],
+            notify_url=None,
+            cert_dir=None,
+            logger=None,
+            timeout=tuple(account.timeouts),
+            public_key=creds["platform_public_key"],
+            public_key_id=creds["platform_public_key_id"],
+        )
+    except Exception as exc:  # the SDK raises bare Exception for a key it cannot load (it wants PKCS#8 PEM)
+        raise Terminal(
+            "wechatpay keys do not load (PKCS#8 private key, SPKI public key)", code="bad_credentials"
+        ) from exc
+    client._core._gate_way = account.base_url.rstrip("/")  # no constructor argument for the gateway
+    return client
+
+
+def _client_for(account: AccountConfig) -> WeChatPay:
+    key = _client_key(account)
+    with _clients_lock:
+        if (client := _clients.get(key)) is not None:
+            _clients.move_to_end(key)
+            return client
+    client = _build_client(account)  # outside the lock: a slow build must not stall other accounts
+    with _clients_lock:
+        _clients[key] = client
+        while len(_clients) > _CLIENTS_MAX:
+            _clients.popitem(last=False)
+    return client
+
+
+def _never_sent(exc: requests.ConnectionError) -> bool:
+    """Refused / unreachable / connect timeout. A ConnectionError raised after the request went out
+    ("connection aborted", reset mid-answer) is not this: the provider may have acted."""
+    inner = exc.args[0] if exc.args else None
+    return isinstance(inner, MaxRetryError) and isinstance(inner.reason, ConnectTimeoutError)
+
+
+class WechatPayAdapter:
+    code: ClassVar[str] = "wechatpay"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.QR, Capability.QUERY, Capability.CLOSE, Capability.REFUND, Capability.IDEMPOTENT_CREATE}
+    )
+
+    def __init__(self, account: AccountConfig) -> None:
+        self.account = account
+        self._creds: Mapping[str, str] = account.credentials
+        self._client: WeChatPay | None = None
+        self._platform_key: RSAPublicKey | None = None
+
+    @staticmethod
+    def notification_reference(inbound: Inbound) -> str:
+        return ""  # out_trade_no is inside the encrypted resource
+
+    @staticmethod
+    def ack(ok: bool) -> Ack:
+        # WeChat stops re-notifying on 200/204; any other status is retried for 24 h.
+        if ok:
+            return Ack(204, "", "application/json")
+        return Ack(400, json.dumps({"code": "FAIL", "message": "notification rejected"}), "application/json")
+
+    # ---- requests through the SDK -------------------------------------------------------------
+    def _sdk(self) -> WeChatPay:
+        if self._client is None:
+            self._client = _client_for(self.account)
+        return self._client
+
+    def _call(self, what: str, method: Callable[..., tuple[int, Any]], **kwargs: Any) -> tuple[int, dict]:
+        """One SDK call -> (HTTP status, JSON body or {}). Transport failures become typed errors here."""
+        try:
+            status, text = method(**kwargs)
+        except requests.ConnectionError as exc:  # includes ConnectTimeout
+            if _never_sent(exc):
+                raise Retryable(f"wechatpay unreachable on {what}", code="connect") from exc
+            raise Unknown(f"wechatpay connection broke during {what}", code="connection_lost") from exc
+        except requests.Timeout as exc:
+            raise Unknown(f"wechatpay {what} timed out", code="timeout") from exc
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
+            raise Terminal("wechatpay base_url is not a URL", code="bad_base_url") from exc
+        except requests.RequestException as exc:
+            raise Unknown(f"wechatpay {what} failed after sending: {type(exc).__name__}", code="transport") from exc
+        except Exception as exc:  # the SDK raises bare Exception when a 2xx answer's signature does not verify
+            raise Unknown(f"wechatpay {what} answer did not verify", code="bad_signature") from exc
+        if status >= 500:
+            raise Unknown(f"wechatpay answered {status} to {what}", code="http_5xx")
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        if not text:
+            return status, {}
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            if 200 <= status < 300:
+                raise Unknown(f"wechatpay answered non-JSON to {what}", code="bad_response") from exc
+            data = {}
+        if not isinstance(data, dict):
+            raise Unknown(f"wechatpay answered an unexpected shape to {what}", code="bad_response")
+        return status, data
+
+    @staticmethod
+    def _refused(what: str, status: int, data: dict) -> Retryable | Terminal:
+        code = str(data.get("code", ""))
+        message = f"wechatpay refused {what}: {status} {code} {str(data.get('message', ''))[:120]}"
+        if status == 429 or code in wire.RETRYABLE_CODES:
+            return Retryable(message, code="busy")
+        return Terminal(message, code="refused")
+
+    def create(self, order: CreateOrder) -> Created:
+        if order.amount.currency != wire.SUPPORTED_CURRENCY:
+            raise Terminal(f"wechatpay takes {wire.SUPPORTED_CURRENCY} only", code="currency")
+        if order.amount.amount_minor <= 0:
+            raise Terminal("wechatpay amount must be positive", code="bad_amount")
+        if not wire.OUT_TRADE_NO_RE.match(order.out_trade_no):
+            raise Terminal("out_trade_no must be 6-32 of [0-9A-Za-z_-|*]", code="bad_out_trade_no")
+        if not order.notify_url:
+            raise Terminal("wechatpay needs a notify_url", code="no_notify_url")
+        status, data = self._call(
+            "create",
+            self._sdk().pay,
+            description=wire.description(order.subject or order.out_trade_no),
+            out_trade_no=order.out_trade_no,
+            amount={"total": order.amount.amount_minor, "currency": wire.SUPPORTED_CURRENCY},
+            notify_url=order.notify_url,
+            scene_info={"payer_client_ip": order.client_ip} if order.client_ip else None,
+            pay_type=WeChatPayType.NATIVE,
+        )
+        if status != 200:
+            raise self._refused("create", status, data)
+        code_url = data.get("code_url")
+        if not isinstance(code_url, str) or not code_url:
+            raise Unknown("wechatpay create answered without code_url", code="bad_response")
+        # Real code_urls are weixin:// links only the WeChat app opens; a browser can follow http(s) ones.
+        pay_url = code_url if code_url.startswith(("http://", "https://")) else ""
+        # Native pay names no transaction_id until the buyer has paid.
+        return Created(provider_trade_no="", pay_url=pay_url, qr_content=code_url)
+
+    def query(self, out_trade_no: str, provider_trade_no: str = "") -> Observation | None:
+        if not wire.OUT_TRADE_NO_RE.match(out_trade_no):
+            return None  # create refuses such numbers, so the provider cannot know one
+        status, data = self._call("query", self._sdk().query, out_trade_no=out_trade_no)
+        if status == 404 or str(data.get("code", "")) in wire.NOT_FOUND_CODES:
+            return None
+        if status != 200:
+            raise self._refused("query", status, data)
+        if (
+            data.get("out_trade_no") != out_trade_no
+            or data.get("mchid") != self.account.merchant_no
+            or data.get("appid") != self._creds.get("appid")
+        ):
+            raise Unknown("wechatpay query answered for another trade or merchant", code="bad_response")
+        state = str(data.get("trade_state", ""))
+        observed = wire.TRADE_STATE.get(state)
+        if observed is None:
+            raise Unknown(f"wechatpay trade_state {state[:32]!r} not understood", code="bad_response")
+        amount = _amount(data.get("amount"), "total", default_currency=True)
+        if amount is None:
+            raise Unknown("wechatpay query amount not understood", code="bad_response")
+        trade_no = str(data.get("transaction_id") or "")
+        return Observation(
+            out_trade_no=out_trade_no,
+            provider_trade_no=trade_no,
+            status=observed,
+            amount=amount,
+            event_key=f"{trade_no or out_trade_no}:query:{state}",
+            provider_status=state,
+        )
+
+    def close(self, out_trade_no: str, provider_trade_no: str = "") -> None:
+        if not wire.OUT_TRADE_NO_RE.match(out_trade_no):
+            raise Terminal("out_trade_no must be 6-32 of [0-9A-Za-z_-|*]", code="bad_out_trade_no")
+        status, data = self._call("close", self._sdk().close, out_trade_no=out_trade_no)
+        code = str(data.get("code", ""))
+        if status in (200, 204):
+            return
+        if code in wire.ALREADY_PAID_CODES:
+            raise Terminal("wechatpay trade is already paid", code="already_paid")
+        if status == 404 or code in wire.NOT_FOUND_CODES:
+            return  # never created: nothing can be paid under it
+        raise self._refused("close", status, data)
+
+    def refund(self, request: RefundRequest) -> RefundObservation:
+        self._check_refund(request)
+        if request.amount.currency != wire.SUPPORTED_CURRENCY or request.total.currency != wire.SUPPORTED_CURRENCY:
+            raise Terminal(f"wechatpay refunds {wire.SUPPORTED_CURRENCY} only", code="currency")
+        if not 0 < request.amount.amount_minor <= request.total.amount_minor:
+            raise Terminal("refund amount must be positive and at most the total", code="bad_amount")
+        status, data = self._call(
+            "refund",
+            self._sdk().refund,
+            out_refund_no=request.refund_no,
+            # By our number: the transaction_id is unknown when the payment's answer was lost.
+            out_trade_no=request.out_trade_no,
+            amount={
+                "refund": request.amount.amount_minor,
+                "total": request.total.amount_minor,
+                "currency": wire.SUPPORTED_CURRENCY,
+            },
+            reason=request.reason[:80] or None,
+            notify_url=request.notify_url or None,
+        )
+        if status != 200:
+            raise self._refused("refund", status, data)
+        return self._refund_observation(data, request.refund_no)
+
+    def refund_query(self, request: RefundRequest) -> RefundObservation | None:
+        self._check_refund(request)
+        status, data = self._call("refund query", self._sdk().query_refund, out_refund_no=request.refund_no)
+        if status == 404 or str(data.get("code", "")) in wire.NOT_FOUND_CODES:
+            return None
+        if status != 200:
+            raise self._refused("refund query", status, data)
+        return self._refund_observation(data, request.refund_no)
+
+    @staticmethod
+    def _check_refund(request: RefundRequest) -> None:
+        if not wire.OUT_REFUND_NO_RE.match(request.refund_no):
+            raise Terminal("refund_no must be 1-64 of [0-9A-Za-z_-|*@]", code="bad_refund_no")
+        if not wire.OUT_TRADE_NO_RE.match(request.out_trade_no):
+            raise Terminal("out_trade_no must be 6-32 of [0-9A-Za-z_-|*]", code="bad_out_trade_no")
+
+    @staticmethod
+    def _refund_observation(data: dict, refund_no: str) -> RefundObservation:
+        if data.get("out_refund_no") != refund_no:
+            raise Unknown("wechatpay answered for another refund", code="bad_response")
+        state = str(data.get("status", ""))
+        observed = wire.REFUND_STATUS.get(state)
+        if observed is None:
+            raise Unknown(f"wechatpay refund status {state[:32]!r} not understood", code="bad_response")
+        amount = _amount(data.get("amount"), "refund", default_currency=True)
+        if amount is None:
+            raise Unknown("wechatpay refund amount not understood", code="bad_response")
+        refund_id = str(data.get("refund_id", ""))
+        return RefundObservation(
+            refund_no=refund_no,
+            provider_refund_no=refund_id,
+            status=observed,
+            amount=amount,
+            provider_status=state,
+            event_key=f"{refund_id or refund_no}:answer:{state}",
+        )
+
+    # ---- callbacks ------------------------------------------------------------------------------
+    def verify_notification(self, inbound: Inbound) -> Observation | RefundObservation:
+        event_type, resource = self._verified_resource(inbound)
+        if not constant_time_equals(str(resource.get("mchid", "")), self.account.merchant_no):
+            raise NotificationInvalid("wrong_merchant", "mchid is not this channel account's")
+        # Same event (a re-notify carries the same resource) -> same key; any changed field -> another key.
+        digest = hashlib.sha256(json.dumps(resource, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+        if event_type.startswith(wire.REFUND_EVENT_PREFIX):
+            return self._refund_notification(resource, digest)
+        if not event_type.startswith(wire.PAYMENT_EVENT_PREFIX):
+            raise NotificationInvalid("unsupported_event", f"event_type {event_type[:40]!r} is not handled")
+        if not constant_time_equals(str(resource.get("appid", "")), self._creds.get("appid", "")):
+            raise NotificationInvalid("wrong_app", "appid is not this channel account's")
+        state = str(resource.get("trade_state", ""))
+        observed = wire.TRADE_STATE.get(state)
+        if observed is None:
+            raise NotificationInvalid("unknown_status", f"trade_state {state[:32]!r} is not understood")
+        out_trade_no = resource.get("out_trade_no")
+        if not isinstance(out_trade_no, str) or not out_trade_no:
+            raise NotificationInvalid("missing_fields", "resource has no out_trade_no")
+        amount = _amount(resource.get("amount"), "total", default_currency=False)
+        if amount is None:
+            raise NotificationInvalid("bad_amount", "amount.total/amount.currency not understood")
+        trade_no = str(resource.get("transaction_id") or "")
+        return Observation(
+            out_trade_no=out_trade_no,
+            provider_trade_no=trade_no,
+            status=observed,
+            amount=amount,
+            event_key=f"{trade_no or out_trade_no}:{state}:{digest}",
+            provider_status=state,
+        )
+
+    def _refund_notification(self, resource: dict, digest: str) -> RefundObservation:
+        state = str(resource.get("refund_status", ""))
+        observed = wire.REFUND_STATUS.get(state)
+        if observed is None:
+            raise NotificationInvalid("unknown_status", f"refund_status {state[:32]!r} is not understood")
+        refund_no = resource.get("out_refund_no")
+        if not isinstance(refund_no, str) or not refund_no:
+            raise NotificationInvalid("missing_fields", "resource has no out_refund_no")
+        # Refund callbacks carry no currency: the API refunds CNY only.
+        amount = _amount(resource.get("amount"), "refund", default_currency=True)
+        if amount is None:
+            raise NotificationInvalid("bad_amount", "amount.refund not understood")
+        refund_id = str(resource.get("refund_id", ""))
+        return RefundObservation(
+            refund_no=refund_no,
+            provider_refund_no=refund_id,
+            status=observed,
+            amount=amount,
+            provider_status=state,
+            event_key=f"{refund_id or refund_no}:{state}:{digest}",
+        )
+
+    def _verified_resource(self, inbound: Inbound) -> tuple[str, dict]:
+        """Signature (type, serial, window, RSA), then the envelope, then AES-GCM: (event_type, resource)."""
+        headers = inbound.headers
+        apiv3_key = self._creds.get("apiv3_key", "")
+        key_id = self._creds.get("platform_public_key_id", "")
+        if not apiv3_key or not key_id or not self._creds.get("platform_public_key"):
+            raise NotificationInvalid("no_credentials", "channel account has no WeChat Pay keys; notify refused")
+        missing = [h for h in wire.CALLBACK_HEADERS if not headers.get(h)]
+        if missing:
+            raise NotificationInvalid("missing_headers", f"missing headers: {', '.join(missing)}")
+        if headers[wire.H_SIGNATURE_TYPE] != wire.SIGNATURE_TYPE:
+            raise NotificationInvalid("bad_sign_type", f"signature type must be {wire.SIGNATURE_TYPE}")
+        if not constant_time_equals(headers[wire.H_SERIAL], key_id):
+            raise NotificationInvalid("unknown_serial", "Wechatpay-Serial is not this account's public key id")
+        timestamp = headers[wire.H_TIMESTAMP]
+        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > wire.TIMESTAMP_WINDOW_SECONDS:
+            raise NotificationInvalid("stale_timestamp", "Wechatpay-Timestamp is outside the 300 s window")
+        if not signing.verify(
+            self._platform_public_key(), timestamp, headers[wire.H_NONCE], inbound.body, headers[wire.H_SIGNATURE]
+        ):
+            raise NotificationInvalid("bad_signature", "signature does not verify")
+        try:
+            envelope = json.loads(inbound.body)
+        except ValueError as exc:
+            raise NotificationInvalid("bad_body", "body is not JSON") from exc
+        if not isinstance(envelope, dict):
+            raise NotificationInvalid("bad_body", "body is not a JSON object")
+        res = envelope.get("resource")
+        if envelope.get("resource_type") != wire.RESOURCE_TYPE or not isinstance(res, dict):
+            raise NotificationInvalid("bad_body", "no encrypted resource")
+        if res.get("algorithm") != wire.RESOURCE_ALGORITHM:
+            raise NotificationInvalid("bad_body", f"resource algorithm must be {wire.RESOURCE_ALGORITHM}")
+        fields = (res.get("nonce"), res.get("ciphertext"), res.get("associated_data", ""))
+        if not all(isinstance(f, str) for f in fields) or not fields[0] or not fields[1]:
+            raise NotificationInvalid("bad_body", "resource lacks nonce or ciphertext")
+        nonce, ciphertext, associated_data = fields
+        try:
+            plain = signing.decrypt_resource(
+                apiv3_key, nonce=nonce, ciphertext_b64=ciphertext, associated_data=associated_data
+            )
+            resource = json.loads(plain)
+        except (signing.DecryptError, ValueError) as exc:
+            raise NotificationInvalid("decrypt_failed", "resource does not decrypt with this account's key") from exc
+        if not isinstance(resource, dict):
+            raise NotificationInvalid("bad_body", "decrypted resource is not an object")
+        return str(envelope.get("event_type", "")), resource
+
+    def _platform_public_key(self) -> RSAPublicKey:
+        if self._platform_key is None:
+            try:
+                self._platform_key = signing.load_platform_key(self._creds["platform_public_key"])
+            except ValueError as exc:
+                raise NotificationInvalid("no_credentials", "platform_public_key does not load") from exc
+        return self._platform_key
+
+
+def _amount(raw: object, field: str, *, default_currency: bool) -> Money | None:
+    """Integer fen from amount[field]; currency as stated (answers omit it on unpaid trades and refund
+    callbacks never carry it: the API only knows CNY)."""
+    if not isinstance(raw, dict):
+        return None
+    value = raw.get(field)
+    currency = raw.get("currency") or (wire.SUPPORTED_CURRENCY if default_currency else None)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or not isinstance(currency, str):
+        return None
+    try:
+        return Money(value, currency)
+    except MoneyError:
+        return None

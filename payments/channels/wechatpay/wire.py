@@ -1,0 +1,62 @@
+"""WeChat Pay API v3 wire shapes: header names, identifier formats, error codes and provider status tables."""
+
+from __future__ import annotations
+
+import re
+
+from payments.channels.base import ObservedStatus, RefundState
+
+SUPPORTED_CURRENCY = "CNY"
+SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
+# Callbacks older (or newer) than this are refused: the SDK never checks Wechatpay-Timestamp itself.
+TIMESTAMP_WINDOW_SECONDS = 300
+RESOURCE_TYPE = "encrypt-resource"
+RESOURCE_ALGORITHM = "AEAD_AES_256_GCM"
+DESCRIPTION_MAX_BYTES = 127
+
+# Callback headers as Inbound carries them (lower-cased).
+H_SIGNATURE = "wechatpay-signature"
+H_TIMESTAMP = "wechatpay-timestamp"
+H_NONCE = "wechatpay-nonce"
+H_SERIAL = "wechatpay-serial"
+H_SIGNATURE_TYPE = "wechatpay-signature-type"
+CALLBACK_HEADERS = (H_SIGNATURE, H_TIMESTAMP, H_NONCE, H_SERIAL, H_SIGNATURE_TYPE)
+
+# The SDK puts these into URL paths unescaped, so anything else must never reach it.
+OUT_TRADE_NO_RE = re.compile(r"^[0-9A-Za-z_\-|*]{6,32}$")
+OUT_REFUND_NO_RE = re.compile(r"^[0-9A-Za-z_\-|*@]{1,64}$")
+
+PAYMENT_EVENT_PREFIX = "TRANSACTION."
+REFUND_EVENT_PREFIX = "REFUND."
+
+# `trade_state` (callback resource and query answer) -> our status. Anything not listed is refused, never guessed.
+TRADE_STATE: dict[str, ObservedStatus] = {
+    "SUCCESS": ObservedStatus.SUCCEEDED,
+    # "转入退款": the payment did succeed; its refunds are followed by their own refund_no.
+    "REFUND": ObservedStatus.SUCCEEDED,
+    "CLOSED": ObservedStatus.CLOSED,
+    "REVOKED": ObservedStatus.CLOSED,
+    "PAYERROR": ObservedStatus.FAILED,
+    "NOTPAY": ObservedStatus.PENDING,
+    "USERPAYING": ObservedStatus.PENDING,
+}
+
+# Refund `status` (answer, query) / `refund_status` (callback) -> our refund state.
+REFUND_STATUS: dict[str, RefundState] = {
+    "SUCCESS": RefundState.SUCCEEDED,
+    "PROCESSING": RefundState.PENDING,
+    # The money could not reach the buyer (card cancelled...): an operator must act, it will not finish alone.
+    "ABNORMAL": RefundState.FAILED,
+    "CLOSED": RefundState.FAILED,
+}
+
+# Error `code`s after which nothing happened and the same request may be sent again later.
+RETRYABLE_CODES = frozenset({"FREQUENCY_LIMITED", "NOT_ENOUGH", "SYSTEM_ERROR", "BANK_ERROR", "USERPAYING"})
+# The trade was already paid: close must not pretend it closed it.
+ALREADY_PAID_CODES = frozenset({"ORDERPAID"})
+NOT_FOUND_CODES = frozenset({"ORDER_NOT_EXIST", "ORDERNOTEXIST", "RESOURCE_NOT_EXISTS"})
+
+
+def description(subject: str) -> str:
+    """The goods description cut to 127 UTF-8 bytes (never inside a character): Chinese text is 3 bytes a character."""
+    return subject.encode()[:DESCRIPTION_MAX_BYTES].decode(errors="ignore")

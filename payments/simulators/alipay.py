@@ -1,0 +1,757 @@
+"""Loopback simulator of the *provider side* of the Alipay open platform (支付宝开放平台) gateway.
+
+It plays Alipay for one app: ``/gateway.do`` takes RSA2-signed requests (GET query or POST form) for
+``alipay.trade.precreate``, ``.query``, ``.close``, ``.refund`` and ``.fastpay.refund.query``, verifies them
+with the app's public key and answers ``{"<method_with_underscores>_response": {...}, "sign": "..."}``, signed
+with its own Alipay key over the inner JSON exactly as serialised. A browser sent to a signed
+``alipay.trade.page.pay`` URL lands on ``/cashier/<trade_no>`` (also what precreate's qr_code encodes); paying
+there sends the RSA2-signed async notify (form POST) to the trade's notify_url, and a refund sends the trade
+notify with refund fields (out_biz_no, refund_fee, gmt_refund).
+
+Signing is implemented here with ``cryptography``, independently of our adapter and of the Alipay SDK, so
+tests exercise the adapter against a second implementation. Must not import ``payments.channels``, the SDK
+or anything Django: it is the other side.
+
+CLI: ``python -m payments.simulators.alipay --port 8002 --account-file var/alipay-account.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import copy
+import html
+import json
+import logging
+import os
+import random
+import re
+import threading
+import time
+import uuid
+from dataclasses import asdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import requests
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from payments.simulators.base import (
+    BAD_SIGNATURE,
+    CLOSED,
+    UNKNOWN_ORDER,
+    VALID,
+    WRONG_AMOUNT,
+    WRONG_MERCHANT,
+    Faults,
+    NotifyRequest,
+    SimAccount,
+)
+
+logger = logging.getLogger(__name__)
+
+CURRENCY = "CNY"  # domestic Alipay has no currency field: every amount is yuan
+SIGN_TYPE = "RSA2"
+MONEY_RE = re.compile(r"^(0|[1-9]\d*)(\.\d{1,2})?$")
+MAX_AMOUNT_MINOR = 100_000_000_00  # Alipay's per-trade ceiling, 100 million yuan
+NOTIFY_TIMEOUT = 5.0
+OTHER_APP_ID = "2021000000000000"  # the wrong_merchant variant's app
+BUYER_ID, BUYER_LOGON_ID = "2088102177846880", "sim***@example.com"
+COMMON_REQUIRED = ("app_id", "method", "charset", "sign_type", "timestamp", "version", "sign")
+PAGE_PAY = "alipay.trade.page.pay"
+PAGE_PAY_PRODUCT = "FAST_INSTANT_TRADE_PAY"
+
+# Our record's status -> Alipay trade_status. A fully refunded trade reads TRADE_CLOSED, as on Alipay.
+TRADE_STATUS = {
+    "pending": "WAIT_BUYER_PAY",
+    "paid": "TRADE_SUCCESS",
+    "closed": "TRADE_CLOSED",
+    "refunded": "TRADE_CLOSED",
+}
+
+
+class AlipayError(Exception):
+    """A refusal in Alipay's shape. Gateway-level ones (40001/40002) come unsigned; business ones (40004) signed."""
+
+    def __init__(self, code: str, msg: str, sub_code: str, sub_msg: str, *, signed: bool) -> None:
+        super().__init__(f"{code} {sub_code} {sub_msg}")
+        self.payload = {"code": code, "msg": msg, "sub_code": sub_code, "sub_msg": sub_msg}
+        self.signed = signed
+
+
+def _missing(name: str) -> AlipayError:
+    return AlipayError(
+        "40001", "Missing Required Arguments", f"isv.missing-{name.replace('_', '-')}", f"缺少{name}参数", signed=False
+    )
+
+
+def _invalid(sub_code: str, sub_msg: str) -> AlipayError:
+    return AlipayError("40002", "Invalid Arguments", sub_code, sub_msg, signed=False)
+
+
+def _business(sub_code: str, sub_msg: str) -> AlipayError:
+    return AlipayError("40004", "Business Failed", sub_code, sub_msg, signed=True)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _yuan(minor: int) -> str:
+    return f"{minor // 100}.{minor % 100:02d}"
+
+
+def _minor(text: str) -> int | None:
+    if not MONEY_RE.match(text or ""):
+        return None
+    whole, _, frac = text.partition(".")
+    return int(whole) * 100 + int(frac.ljust(2, "0"))
+
+
+def _signing_string(params: dict[str, str], unsigned: tuple[str, ...]) -> str:
+    return "&".join(f"{k}={params[k]}" for k in sorted(params) if k not in unsigned and params[k] != "")
+
+
+def _new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _private_pem(key: rsa.RSAPrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def _public_pem(key: rsa.RSAPublicKey) -> str:
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def _load_private(pem: str) -> rsa.RSAPrivateKey:
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("not an RSA private key")
+    return key
+
+
+class AlipaySimulator:
+    code = "alipay"
+    # Alipay's notify signs no timestamp and carries no currency for CNY: no stale/currency variants.
+    notify_variants = frozenset({VALID, BAD_SIGNATURE, WRONG_AMOUNT, WRONG_MERCHANT, UNKNOWN_ORDER, CLOSED})
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.faults = Faults()
+        self._address = (host, port)
+        self._lock = threading.RLock()
+        self._apps: dict[str, rsa.RSAPublicKey] = {}  # app_id -> the app public key our requests verify with
+        self._app_id = ""
+        self._app_private_pem = ""  # handed out only through SimAccount.credentials
+        self._alipay_key: rsa.RSAPrivateKey | None = None
+        self._trades: dict[str, dict[str, Any]] = {}
+        self._by_out: dict[tuple[str, str], str] = {}
+        # Random start keeps trade_nos distinct across restarts (demo databases persist).
+        self._counter = random.randint(10**15, 9 * 10**15)
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+    def start(self) -> AlipaySimulator:
+        server = ThreadingHTTPServer(self._address, _Handler)
+        server.daemon_threads = True
+        server.simulator = self  # type: ignore[attr-defined]
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        self._server, self._thread = server, thread
+        thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    @property
+    def base_url(self) -> str:
+        if not self._server:
+            raise RuntimeError("AlipaySimulator not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # ---- account & keys --------------------------------------------------------------------------------
+    def account(self, *, webhook_url: str = "") -> SimAccount:
+        """The demo app (keys generated on first call). Alipay notifies per trade: webhook_url is unused."""
+        with self._lock:
+            if not self._app_id:
+                self.install_keys(f"2021{random.randint(10**11, 10**12 - 1)}", _private_pem(_new_key()), _new_key())
+            assert self._alipay_key is not None
+            credentials = {
+                "app_private_key": self._app_private_pem,
+                "alipay_public_key": _public_pem(self._alipay_key.public_key()),
+            }
+            return SimAccount(self._app_id, self.base_url, CURRENCY, credentials)
+
+    def install_keys(self, app_id: str, app_private_pem: str, alipay_key: rsa.RSAPrivateKey) -> None:
+        """Register the app (its public key verifies requests) and set Alipay's own signing key."""
+        with self._lock:
+            self._app_id, self._app_private_pem, self._alipay_key = app_id, app_private_pem, alipay_key
+            self._apps[app_id] = _load_private(app_private_pem).public_key()
+
+    def alipay_private_pem(self) -> str:
+        if self._alipay_key is None:
+            raise RuntimeError("no account yet: call account() first")
+        return _private_pem(self._alipay_key)
+
+    def _sign(self, message: str) -> str:
+        if self._alipay_key is None:
+            raise RuntimeError("no account yet: call account() first")
+        signature = self._alipay_key.sign(message.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return base64.b64encode(signature).decode()
+
+    def _sign_params(self, params: dict[str, str]) -> dict[str, str]:
+        # Notify and return signatures cover everything but sign and sign_type.
+        params = {**params, "sign_type": SIGN_TYPE}
+        params["sign"] = self._sign(_signing_string(params, ("sign", "sign_type")))
+        return params
+
+    def _verify_request(self, params: dict[str, str]) -> None:
+        for name in COMMON_REQUIRED:
+            if not params.get(name):
+                raise _missing(name)
+        with self._lock:
+            public_key = self._apps.get(params["app_id"])
+        if public_key is None:
+            raise _invalid("isv.invalid-app-id", "无效的AppID参数")
+        if params["sign_type"] != SIGN_TYPE:
+            raise _invalid("isv.invalid-signature-type", "无效的签名类型")
+        if params["charset"].lower() != "utf-8":
+            raise _invalid("isv.invalid-charset", "字符集错误")
+        # Requests sign every non-empty parameter except sign itself, sign_type included.
+        message = _signing_string(params, ("sign",)).encode()
+        try:
+            signature = base64.b64decode(params["sign"])
+            public_key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+        except (InvalidSignature, ValueError, binascii.Error):
+            raise _invalid(
+                "isv.invalid-signature", "验签出错，建议检查签名字符串或签名私钥与应用公钥是否匹配"
+            ) from None
+
+    @staticmethod
+    def _biz(params: dict[str, str]) -> dict[str, Any]:
+        try:
+            biz = json.loads(params.get("biz_content") or "{}")
+        except ValueError:
+            raise _invalid("isv.invalid-parameter", "biz_content 不是合法的 JSON") from None
+        if not isinstance(biz, dict):
+            raise _invalid("isv.invalid-parameter", "biz_content 不是 JSON 对象")
+        return biz
+
+    # ---- the gateway -----------------------------------------------------------------------------------
+    def api(self, params: dict[str, str], host_url: str) -> str:
+        """One server-to-server gateway call: verify, act, answer in Alipay's (signed) shape."""
+        method = params.get("method", "")
+        handlers = {
+            "alipay.trade.precreate": self._precreate,
+            "alipay.trade.query": self._query,
+            "alipay.trade.close": self._close,
+            "alipay.trade.refund": self._refund,
+            "alipay.trade.fastpay.refund.query": self._refund_query,
+        }
+        handler = handlers.get(method)
+        key = method.replace(".", "_") + "_response" if handler else "error_response"
+        try:
+            self._verify_request(params)
+            if handler is None:
+                raise _invalid("isv.invalid-method", "不存在的方法名")
+            payload = {"code": "10000", "msg": "Success", **handler(params, self._biz(params), host_url)}
+            signed = True
+        except AlipayError as exc:
+            payload, signed = exc.payload, exc.signed
+        # Serialised once: the signature covers these exact bytes, which the merchant finds by brace matching.
+        inner = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        if not signed:
+            return f'{{"{key}":{inner}}}'
+        return f'{{"{key}":{inner},"sign":"{self._sign(inner)}"}}'
+
+    def page_pay(self, params: dict[str, str]) -> dict[str, Any]:
+        """A browser arriving with a signed alipay.trade.page.pay URL: the trade it opens (or re-opens)."""
+        self._verify_request(params)
+        biz = self._biz(params)
+        if biz.get("product_code") != PAGE_PAY_PRODUCT:
+            raise _business("ACQ.INVALID_PARAMETER", f"product_code 必须是 {PAGE_PAY_PRODUCT}")
+        return self._open_trade(params, biz)
+
+    def _open_trade(self, params: dict[str, str], biz: dict[str, Any]) -> dict[str, Any]:
+        """Create the trade, or return it again for the same out_trade_no and amount (precreate and page.pay
+        of one order are one trade)."""
+        out_trade_no, subject = str(biz.get("out_trade_no") or ""), str(biz.get("subject") or "")
+        minor = _minor(str(biz.get("total_amount") or ""))
+        if not out_trade_no or not subject:
+            raise _business("ACQ.INVALID_PARAMETER", "out_trade_no 和 subject 必填")
+        if minor is None or minor <= 0:
+            raise _business("ACQ.INVALID_PARAMETER", "total_amount 不合法")
+        if minor > MAX_AMOUNT_MINOR:
+            raise _business("ACQ.TOTAL_FEE_EXCEED", "订单金额超过限额")
+        app_id = params["app_id"]
+        with self._lock:
+            if existing := self._by_out.get((app_id, out_trade_no)):
+                trade = self._trades[existing]
+                if trade["status"] in ("paid", "refunded"):
+                    raise _business("ACQ.TRADE_HAS_SUCCESS", "交易已被支付")
+                if trade["status"] == "closed":
+                    raise _business("ACQ.TRADE_HAS_CLOSE", "交易已经关闭")
+                if trade["amount_minor"] != minor:
+                    raise _business("ACQ.CONTEXT_INCONSISTENT", "交易信息被篡改")
+                trade["return_url"] = params.get("return_url") or trade["return_url"]
+                trade["notify_url"] = trade["notify_url"] or params.get("notify_url", "")
+                return copy.deepcopy(trade)
+            self._counter += 1
+            trade_no = time.strftime("%Y%m%d") + f"22{self._counter:018d}"
+            trade = {
+                "app_id": app_id,
+                "trade_no": trade_no,
+                "provider_trade_no": trade_no,
+                "out_trade_no": out_trade_no,
+                "subject": subject,
+                "amount_minor": minor,
+                "currency": CURRENCY,
+                "status": "pending",
+                "finished": False,
+                "notify_url": params.get("notify_url", ""),
+                "return_url": params.get("return_url", ""),
+                "gmt_create": _now(),
+                "gmt_payment": "",
+                "gmt_close": "",
+                "refunded_minor": 0,
+                "refunds": {},
+                "notify_attempts": [],
+            }
+            self._trades[trade_no] = trade
+            self._by_out[(app_id, out_trade_no)] = trade_no
+            return copy.deepcopy(trade)
+
+    def _find(self, app_id: str, biz: dict[str, Any]) -> dict[str, Any]:
+        """The live record (callers hold the lock while changing it)."""
+        with self._lock:
+            trade_no = str(biz.get("trade_no") or "") or self._by_out.get((app_id, str(biz.get("out_trade_no") or "")))
+            trade = self._trades.get(trade_no or "")
+            if trade is None or trade["app_id"] != app_id:
+                raise _business("ACQ.TRADE_NOT_EXIST", "交易不存在")
+            return trade
+
+    @staticmethod
+    def _trade_status(trade: dict[str, Any]) -> str:
+        return "TRADE_FINISHED" if trade["finished"] else TRADE_STATUS[trade["status"]]
+
+    def _precreate(self, params: dict[str, str], biz: dict[str, Any], host_url: str) -> dict[str, Any]:
+        trade = self._open_trade(params, biz)
+        # The QR encodes our own cashier page so a person can open it in a browser.
+        return {"out_trade_no": trade["out_trade_no"], "qr_code": f"{host_url}/cashier/{trade['trade_no']}"}
+
+    def _query(self, params: dict[str, str], biz: dict[str, Any], host_url: str) -> dict[str, Any]:
+        with self._lock:
+            trade = self._find(params["app_id"], biz)
+            answer = {
+                "trade_no": trade["trade_no"],
+                "out_trade_no": trade["out_trade_no"],
+                "trade_status": self._trade_status(trade),
+                "total_amount": _yuan(trade["amount_minor"]),
+            }
+            if trade["gmt_payment"]:
+                paid = _yuan(trade["amount_minor"])
+                answer.update(buyer_logon_id=BUYER_LOGON_ID, buyer_user_id=BUYER_ID, send_pay_date=trade["gmt_payment"])
+                answer.update(receipt_amount=paid, buyer_pay_amount=paid)
+            return answer
+
+    def _close(self, params: dict[str, str], biz: dict[str, Any], host_url: str) -> dict[str, Any]:
+        with self._lock:
+            trade = self._find(params["app_id"], biz)
+            if trade["status"] != "pending":  # Alipay does not say whether it was paid or closed already
+                raise _business("ACQ.TRADE_STATUS_ERROR", "交易状态不合法")
+            trade.update(status="closed", gmt_close=_now())
+            return {"trade_no": trade["trade_no"], "out_trade_no": trade["out_trade_no"]}
+
+    def _refund(self, params: dict[str, str], biz: dict[str, Any], host_url: str) -> dict[str, Any]:
+        minor = _minor(str(biz.get("refund_amount") or ""))
+        if minor is None or minor <= 0:
+            raise _business("ACQ.INVALID_PARAMETER", "refund_amount 不合法")
+        with self._lock:
+            trade = self._find(params["app_id"], biz)
+            out_request_no = str(biz.get("out_request_no") or trade["out_trade_no"])
+            refund = trade["refunds"].get(out_request_no)
+            if refund is not None:
+                # A replay refunds nothing and says so with fund_change=N.
+                if refund["amount_minor"] != minor:
+                    raise _business("ACQ.INVALID_PARAMETER", "退款请求号重复但退款金额不一致")
+                return self._refund_answer(trade, refund, fund_change="N")
+            if trade["finished"]:
+                raise _business("ACQ.TRADE_HAS_FINISHED", "交易已完结")
+            if trade["status"] != "paid":
+                raise _business("ACQ.TRADE_STATUS_ERROR", "交易状态不合法")
+            if trade["refunded_minor"] + minor > trade["amount_minor"]:
+                raise _business("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "退款金额超限")
+            trade["refunded_minor"] += minor
+            refund = {
+                "out_request_no": out_request_no,
+                "amount_minor": minor,
+                "refunded_total_minor": trade["refunded_minor"],
+                "reason": str(biz.get("refund_reason") or ""),
+                "gmt_refund_pay": _now(),
+            }
+            trade["refunds"][out_request_no] = refund
+            if trade["refunded_minor"] == trade["amount_minor"]:
+                trade.update(status="refunded", gmt_close=refund["gmt_refund_pay"])
+            answer = self._refund_answer(trade, refund, fund_change="Y")
+            notify = self._notify_params(trade, refund=refund)
+        # Sent aside so the API answer is not held up by the merchant's notify endpoint.
+        self._deliver(trade["trade_no"], notify, background=True)
+        return answer
+
+    @staticmethod
+    def _refund_answer(trade: dict[str, Any], refund: dict[str, Any], *, fund_change: str) -> dict[str, Any]:
+        return {
+            "trade_no": trade["trade_no"],
+            "out_trade_no": trade["out_trade_no"],
+            "buyer_logon_id": BUYER_LOGON_ID,
+            "fund_change": fund_change,
+            # As on Alipay: refund_fee is the trade's refunded total; send_back_fee this refund's amount.
+            "refund_fee": _yuan(refund["refunded_total_minor"]),
+            "send_back_fee": _yuan(refund["amount_minor"]),
+            "gmt_refund_pay": refund["gmt_refund_pay"],
+        }
+
+    def _refund_query(self, params: dict[str, str], biz: dict[str, Any], host_url: str) -> dict[str, Any]:
+        out_request_no = str(biz.get("out_request_no") or "")
+        if not out_request_no:
+            raise _business("ACQ.INVALID_PARAMETER", "out_request_no 必填")
+        with self._lock:
+            trade = self._find(params["app_id"], biz)
+            answer = {"trade_no": trade["trade_no"], "out_trade_no": trade["out_trade_no"]}
+            refund = trade["refunds"].get(out_request_no)
+            if refund is None:
+                return answer  # Alipay's "not found": success without refund fields
+            answer.update(
+                out_request_no=out_request_no,
+                total_amount=_yuan(trade["amount_minor"]),
+                refund_amount=_yuan(refund["amount_minor"]),
+                refund_status="REFUND_SUCCESS",
+                gmt_refund_pay=refund["gmt_refund_pay"],
+            )
+            return answer
+
+    # ---- trades seen from the test side ----------------------------------------------------------------
+    def trade_for(self, out_trade_no: str) -> dict | None:
+        with self._lock:
+            trade_no = next((t for (_, o), t in self._by_out.items() if o == out_trade_no), None)
+            trade = self._trades.get(trade_no or "")
+            return copy.deepcopy(trade) if trade else None
+
+    def trade_by_no(self, trade_no: str) -> dict | None:
+        with self._lock:
+            trade = self._trades.get(trade_no)
+            return copy.deepcopy(trade) if trade else None
+
+    def _live(self, out_trade_no: str) -> dict[str, Any]:
+        found = self.trade_for(out_trade_no)
+        if found is None:
+            raise KeyError(out_trade_no)
+        return self._trades[found["trade_no"]]
+
+    def pay(self, out_trade_no: str) -> None:
+        """The buyer pays: TRADE_SUCCESS, then the notify (faults apply; a dead endpoint keeps the trade paid)."""
+        with self._lock:
+            trade = self._live(out_trade_no)
+            if trade["status"] in ("closed", "refunded"):
+                raise ValueError(f"trade {out_trade_no} is closed")
+            if trade["status"] == "paid":
+                return
+            trade.update(status="paid", gmt_payment=_now())
+            notify = self._notify_params(trade)
+        self._deliver(trade["trade_no"], notify)
+
+    def finish(self, out_trade_no: str) -> None:
+        """The refund window ends: TRADE_FINISHED, notified like a second paid event."""
+        with self._lock:
+            trade = self._live(out_trade_no)
+            if trade["status"] != "paid":
+                raise ValueError(f"trade {out_trade_no} is not paid")
+            trade["finished"] = True
+            notify = self._notify_params(trade)
+        self._deliver(trade["trade_no"], notify)
+
+    # ---- callbacks -------------------------------------------------------------------------------------
+    def _notify_params(
+        self, trade: dict[str, Any], *, refund: dict[str, Any] | None = None, **overrides: str
+    ) -> dict[str, str]:
+        params = {
+            "notify_time": _now(),
+            "notify_type": "trade_status_sync",
+            "notify_id": uuid.uuid4().hex,
+            "app_id": trade["app_id"],
+            "auth_app_id": trade["app_id"],
+            "charset": "utf-8",
+            "version": "1.0",
+            "trade_no": trade["trade_no"],
+            "out_trade_no": trade["out_trade_no"],
+            "buyer_id": BUYER_ID,
+            "seller_id": "2088" + trade["app_id"][-12:],
+            "trade_status": self._trade_status(trade),
+            "total_amount": _yuan(trade["amount_minor"]),
+            "subject": trade["subject"],
+            "gmt_create": trade["gmt_create"],
+        }
+        if trade["gmt_payment"]:
+            paid = _yuan(trade["amount_minor"])
+            params.update(receipt_amount=paid, buyer_pay_amount=paid, gmt_payment=trade["gmt_payment"])
+        if trade["gmt_close"]:
+            params["gmt_close"] = trade["gmt_close"]
+        if refund is not None:
+            params.update(
+                out_biz_no=refund["out_request_no"],
+                refund_fee=_yuan(refund["refunded_total_minor"]),  # the trade's refunded total, as on Alipay
+                gmt_refund=refund["gmt_refund_pay"] + ".000",
+            )
+        params.update(overrides)
+        return self._sign_params(params)
+
+    def notify_request(self, out_trade_no: str, *, variant: str = VALID) -> NotifyRequest:
+        """A paid (or, for CLOSED, closed) notify for the trade, forged as `variant` says."""
+        if variant not in self.notify_variants:
+            raise ValueError(f"alipay has no {variant!r} notify variant")
+        with self._lock:
+            trade = copy.deepcopy(self._live(out_trade_no))
+        if variant == CLOSED:
+            trade.update(status="closed", finished=False, gmt_close=trade["gmt_close"] or _now())
+        else:
+            trade.update(status="paid", finished=False, gmt_payment=trade["gmt_payment"] or _now())
+        overrides: dict[str, str] = {}
+        if variant == WRONG_AMOUNT:
+            wrong = _yuan(trade["amount_minor"] + 100)
+            overrides.update(total_amount=wrong, receipt_amount=wrong, buyer_pay_amount=wrong)
+        elif variant == WRONG_MERCHANT:
+            overrides.update(app_id=OTHER_APP_ID, auth_app_id=OTHER_APP_ID)
+        elif variant == UNKNOWN_ORDER:
+            overrides["out_trade_no"] = f"{out_trade_no}-unknown"
+        params = self._notify_params(trade, **overrides)
+        if variant == BAD_SIGNATURE:
+            raw = bytearray(base64.b64decode(params["sign"]))
+            raw[len(raw) // 2] ^= 0x01
+            params["sign"] = base64.b64encode(bytes(raw)).decode()
+        return NotifyRequest(
+            method="POST",
+            body=urlencode(params).encode(),
+            headers={"content-type": "application/x-www-form-urlencoded; charset=utf-8"},
+        )
+
+    def return_params(self, trade: dict[str, Any]) -> dict[str, str]:
+        """The signed query Alipay appends to return_url after a page.pay payment."""
+        return self._sign_params(
+            {
+                "charset": "utf-8",
+                "out_trade_no": trade["out_trade_no"],
+                "method": "alipay.trade.page.pay.return",
+                "total_amount": _yuan(trade["amount_minor"]),
+                "trade_no": trade["trade_no"],
+                "auth_app_id": trade["app_id"],
+                "version": "1.0",
+                "app_id": trade["app_id"],
+                "seller_id": "2088" + trade["app_id"][-12:],
+                "timestamp": _now(),
+            }
+        )
+
+    def _deliver(self, trade_no: str, params: dict[str, str], *, background: bool = False) -> None:
+        """Send one notify the way the faults say: dropped, doubled, delayed. Never raises."""
+        with self._lock:
+            url = self._trades[trade_no]["notify_url"]
+        if not url:
+            return  # no notify_url given at create: Alipay sends nothing
+        if self.faults.take("drop_notify"):
+            self._record(trade_no, {"url": url, "at": _now(), "dropped": True})
+            return
+        times = 2 if self.faults.take("duplicate_notify") else 1
+        delay = self.faults.notify_delay
+        if background or delay > 0:
+            threading.Thread(target=self._post, args=(trade_no, url, params, times, delay), daemon=True).start()
+        else:
+            self._post(trade_no, url, params, times, delay)
+
+    def _post(self, trade_no: str, url: str, params: dict[str, str], times: int, delay: float) -> None:
+        if delay > 0:
+            time.sleep(delay)
+        for _ in range(times):
+            attempt: dict[str, Any] = {"url": url, "at": _now(), "params": dict(params)}
+            try:
+                resp = requests.post(url, data=params, timeout=NOTIFY_TIMEOUT)
+                # Alipay stops re-sending only on exactly "success".
+                attempt.update(status_code=resp.status_code, acknowledged=resp.text == "success")
+            except requests.RequestException as exc:
+                logger.warning("alipay notify to %s failed: %s", url, type(exc).__name__)
+                attempt.update(status_code=None, acknowledged=False, error=type(exc).__name__)
+            self._record(trade_no, attempt)
+
+    def _record(self, trade_no: str, attempt: dict[str, Any]) -> None:
+        with self._lock:
+            self._trades[trade_no]["notify_attempts"].append(attempt)
+
+    # ---- CLI account file ------------------------------------------------------------------------------
+    def load_or_create_account(self, path: Path) -> SimAccount:
+        """Keys from `path` (and its provider-side sibling) when present, else new ones; `path` is then
+        (re)written with the current base_url."""
+        provider_path = path.with_name(path.name + ".alipay-key.pem")  # Alipay's own private key
+        if path.exists():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if provider_path.exists():
+                alipay_key = _load_private(provider_path.read_text(encoding="utf-8"))
+            else:
+                logger.warning("%s missing: new Alipay key, the shop needs the new alipay_public_key", provider_path)
+                alipay_key = _new_key()
+            self.install_keys(str(data["merchant_no"]), data["credentials"]["app_private_key"], alipay_key)
+        account = self.account()
+        _write_private(path, json.dumps(asdict(account), indent=2))
+        _write_private(provider_path, self.alipay_private_pem())
+        return account
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+CASHIER_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>支付宝 cashier (simulator)</title>
+</head><body><h1>支付宝 cashier (simulator)</h1>
+<p>商品: <span id="subject">{subject}</span></p><p>金额: ¥<span id="amount">{amount}</span></p>
+<p>商户订单号: <span id="out_trade_no">{out_trade_no}</span></p><p>状态: <span id="status">{status}</span></p>
+{action}</body></html>"""
+
+PAY_FORM = """<form method="post" action="/cashier/{trade_no}/pay"><button id="pay" type="submit">Pay ¥{amount}</button>
+</form>"""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "AlipaySimulator/1.0"
+
+    @property
+    def sim(self) -> AlipaySimulator:
+        return self.server.simulator  # type: ignore[attr-defined]
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        logger.debug("%s - " + fmt, self.address_string(), *args)
+
+    def _params(self) -> dict[str, str]:
+        query = urlsplit(self.path).query
+        if self.command == "POST":
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode("utf-8")
+            query = f"{query}&{body}" if query else body
+        return {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+
+    def _host_url(self) -> str:
+        # Honour the Host the client used so cashier URLs survive port mappings.
+        host = self.headers.get("Host")
+        return f"http://{host}" if host else self.sim.base_url
+
+    def _send(self, status: int, body: str, ctype: str, location: str = "") -> None:
+        data = body.encode("utf-8")
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", f"{ctype}; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            if location:
+                self.send_header("Location", location)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up waiting (timeout fault)
+
+    def do_GET(self) -> None:
+        self._route()
+
+    def do_POST(self) -> None:
+        self._route()
+
+    def _route(self) -> None:
+        path = urlsplit(self.path).path
+        parts = [p for p in path.split("/") if p]
+        if path == "/gateway.do":
+            params = self._params()
+            return self._page_pay(params) if params.get("method") == PAGE_PAY else self._api(params)
+        if len(parts) == 2 and parts[0] == "cashier" and self.command == "GET":
+            return self._cashier(parts[1])
+        if len(parts) == 3 and parts[::2] == ["cashier", "pay"] and self.command == "POST":
+            return self._pay(parts[1])
+        self._send(404, "Not Found", "text/plain")
+
+    def _api(self, params: dict[str, str]) -> None:
+        faults = self.sim.faults
+        if faults.take("fail_5xx"):
+            return self._send(500, "Internal Server Error", "text/plain")
+        hang = faults.take("timeout")
+        body = self.sim.api(params, self._host_url())
+        faults.before_answer()
+        if hang:
+            time.sleep(faults.hang_seconds)
+        self._send(200, body, "application/json")
+
+    def _page_pay(self, params: dict[str, str]) -> None:
+        try:
+            trade = self.sim.page_pay(params)
+        except AlipayError as exc:  # a browser is looking: a page, not JSON
+            text = html.escape(f"{exc.payload['sub_code']}: {exc.payload['sub_msg']}")
+            return self._send(400, f"<h1>支付宝</h1><p id='error'>{text}</p>", "text/html")
+        self._send(302, "", "text/plain", f"{self._host_url()}/cashier/{trade['trade_no']}")
+
+    def _cashier(self, trade_no: str) -> None:
+        trade = self.sim.trade_by_no(trade_no)
+        if trade is None:
+            return self._send(404, "交易不存在", "text/plain")
+        amount = _yuan(trade["amount_minor"])
+        action = PAY_FORM.format(trade_no=html.escape(trade_no), amount=amount) if trade["status"] == "pending" else ""
+        fields = {"subject": trade["subject"], "out_trade_no": trade["out_trade_no"], "status": trade["status"]}
+        page = CASHIER_HTML.format(amount=amount, action=action, **{k: html.escape(v) for k, v in fields.items()})
+        self._send(200, page, "text/html")
+
+    def _pay(self, trade_no: str) -> None:
+        trade = self.sim.trade_by_no(trade_no)
+        if trade is None:
+            return self._send(404, "交易不存在", "text/plain")
+        try:
+            self.sim.pay(trade["out_trade_no"])
+        except ValueError as exc:
+            return self._send(409, html.escape(str(exc)), "text/html")
+        if return_url := trade["return_url"]:
+            sep = "&" if urlsplit(return_url).query else "?"
+            query = urlencode(self.sim.return_params(trade))
+            return self._send(302, "", "text/plain", f"{return_url}{sep}{query}")
+        self._send(200, "<!doctype html><meta charset='utf-8'><h1 id='paid'>支付成功</h1>", "text/html")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8002)
+    parser.add_argument("--account-file", type=Path, help="SimAccount JSON: loaded if present, else written")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    sim = AlipaySimulator(args.host, args.port).start()
+    if args.account_file:
+        account = sim.load_or_create_account(args.account_file)
+    else:
+        account = sim.account()
+    print(f"{sim.base_url} app_id={account.merchant_no}", flush=True)
+    try:
+        threading.Event().wait()  # serve until killed
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,693 @@
+"""Loopback simulator of the *bank side* of the CardShop bank gateway (SOAP 1.1 document/literal).
+
+It plays the bank a merchant integrates with: ``POST /soap`` answers CreatePayment, QueryPayment,
+ClosePayment, Refund and QueryRefund after checking the WS-Security UsernameToken (PasswordDigest, Created
+window, nonce replay) and validating the body against the schema in the WSDL; ``GET /soap?wsdl`` publishes
+that WSDL; ``/cashier/<bankRef>`` is a one-button cashier; paying sends the HMAC-SHA256-signed form callback
+to the trade's notifyUrl. SOAP handling is plain lxml on WSGI (no SOAP library), so it checks our zeep client
+against a second implementation.
+
+The WSDL is the one contract both sides share: it is read as a file, nothing of ``payments.channels`` is
+imported. Must not import ``payments.channels``, zeep or anything Django.
+
+    python -m payments.simulators.bankgw --port 8006 --account-file var/bankgw-account.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import copy
+import dataclasses
+import hashlib
+import hmac
+import html
+import json
+import logging
+import secrets
+import threading
+import time
+from collections import deque
+from datetime import datetime
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import requests
+from lxml import etree
+
+from payments.simulators.base import (
+    BAD_SIGNATURE,
+    CLOSED,
+    STALE_TIMESTAMP,
+    UNKNOWN_ORDER,
+    VALID,
+    WRONG_AMOUNT,
+    WRONG_CURRENCY,
+    WRONG_MERCHANT,
+    Faults,
+    NotifyRequest,
+    SimAccount,
+)
+
+logger = logging.getLogger(__name__)
+
+WSDL_FILE = Path(__file__).resolve().parent.parent / "channels" / "bankgw" / "bank.wsdl"
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
+WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
+XSD = "http://www.w3.org/2001/XMLSchema"
+BANK = "urn:cardshop:bankgw"
+WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+PASSWORD_DIGEST = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordDigest"  # noqa: S105 (a token type URI)
+CREATED_WINDOW = 300  # seconds either side of our clock
+NOTIFY_TIMEOUT = 5.0
+EXPONENTS = {"CNY": 2, "USD": 2, "EUR": 2, "HKD": 2, "JPY": 0}
+PAID_STATUSES = ("PAID", "SETTLED")
+OPEN_STATUSES = ("PENDING", "REVIEW")
+
+# Response element order, as the WSDL's sequences require.
+RESPONSE_FIELDS = {
+    "CreatePayment": ("resultCode", "resultMessage", "bankRef", "cashierUrl"),
+    "QueryPayment": ("resultCode", "resultMessage", "orderId", "status", "bankRef", "amountMinor", "currency"),
+    "ClosePayment": ("resultCode", "resultMessage", "status"),
+    "Refund": ("resultCode", "resultMessage", "refundId", "refundRef", "refundStatus", "amountMinor", "currency"),
+    "QueryRefund": ("resultCode", "resultMessage", "refundId", "refundRef", "refundStatus", "amountMinor", "currency"),
+}
+
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, remove_blank_text=True)
+
+
+class SoapFault(Exception):
+    """Answered as a SOAP 1.1 Fault with HTTP 500; `code` is the faultcode's local part (Client.X / Server)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclasses.dataclass
+class Merchant:
+    merchant_id: str
+    username: str
+    password: str
+    notify_key: str
+    currency: str = "CNY"
+
+
+def _load_wsdl() -> etree._ElementTree:
+    return etree.parse(str(WSDL_FILE), _PARSER)
+
+
+def _schema(wsdl: etree._ElementTree) -> etree.XMLSchema:
+    node = wsdl.find(f"{{{WSDL_NS}}}types/{{{XSD}}}schema")
+    # Re-declare every prefix in scope on the copy: `type="tns:..."` values are resolved through them.
+    schema = etree.Element(node.tag, attrib=dict(node.attrib), nsmap=node.nsmap)
+    schema.extend(copy.deepcopy(child) for child in node)
+    return etree.XMLSchema(schema)
+
+
+def _major(amount_minor: int, currency: str) -> str:
+    exp = EXPONENTS.get(currency, 2)
+    whole, frac = divmod(amount_minor, 10**exp)
+    return f"{whole}.{frac:0{exp}d}" if exp else str(whole)
+
+
+def sign(params: dict[str, str], key: str) -> str:
+    """The bank's callback signature, written independently of our adapter's signing module."""
+    pairs = sorted((k, v) for k, v in params.items() if k != "signature" and v != "")
+    message = "&".join(f"{k}={v}" for k, v in pairs)
+    return hmac.new(key.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def password_digest(nonce: bytes, created: str, password: str) -> str:
+    return base64.b64encode(hashlib.sha1(nonce + created.encode() + password.encode()).digest()).decode()
+
+
+class BankGatewaySimulator:
+    code = "bankgw"
+    notify_variants = frozenset(
+        {VALID, BAD_SIGNATURE, WRONG_AMOUNT, WRONG_CURRENCY, WRONG_MERCHANT, UNKNOWN_ORDER, STALE_TIMESTAMP, CLOSED}
+    )
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, currency: str = "CNY") -> None:
+        self.faults = Faults()
+        self.currency = currency
+        self._address = (host, port)
+        self._lock = threading.Lock()
+        self._merchants: dict[str, Merchant] = {}
+        self._by_username: dict[str, str] = {}
+        self._default: Merchant | None = None
+        self._trades: dict[str, dict[str, Any]] = {}  # bankRef -> trade
+        self._by_order: dict[tuple[str, str], str] = {}  # (merchantId, orderId) -> bankRef
+        self._refunds: dict[tuple[str, str], dict[str, Any]] = {}  # (merchantId, refundId) -> refund
+        self._nonces: set[str] = set()
+        self._nonce_expiry: deque[tuple[float, str]] = deque()
+        # CreatePayment result codes to answer next (REVIEW, DECLINED, SYSTEM_ERROR), for tests and the demo.
+        self.scripted_create: deque[str] = deque()
+        self._wsdl = _load_wsdl()
+        self._schema = _schema(self._wsdl)
+        self._schema_lock = threading.Lock()  # one validator, and its error_log, per use
+        self._counter = secrets.randbelow(9 * 10**8) + 10**8  # distinct refs across restarts
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle ---------------------------------------------------------
+    def start(self) -> BankGatewaySimulator:
+        server = make_server(*self._address, self._wsgi, server_class=_ThreadingWSGIServer, handler_class=_Quiet)
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        self._server, self._thread = server, thread
+        thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    @property
+    def base_url(self) -> str:
+        if not self._server:
+            raise RuntimeError("BankGatewaySimulator not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # ---- merchants ---------------------------------------------------------
+    def add_merchant(self, merchant: Merchant) -> Merchant:
+        with self._lock:
+            self._merchants[merchant.merchant_id] = merchant
+            self._by_username[merchant.username] = merchant.merchant_id
+        return merchant
+
+    def new_merchant(self) -> Merchant:
+        return self.add_merchant(
+            Merchant(
+                merchant_id=f"BG{secrets.randbelow(9 * 10**9) + 10**9}",
+                username=f"cardshop-{secrets.token_hex(4)}",
+                password=secrets.token_urlsafe(24),
+                notify_key=secrets.token_hex(32),
+                currency=self.currency,
+            )
+        )
+
+    def account(self, *, webhook_url: str = "") -> SimAccount:
+        # Callbacks go to each payment's notifyUrl; webhook_url has no place in this protocol.
+        if self._default is None:
+            self._default = self.new_merchant()
+        return self._sim_account(self._default)
+
+    def load_account(self, data: dict[str, Any]) -> SimAccount:
+        creds = data["credentials"]
+        self._default = self.add_merchant(
+            Merchant(data["merchant_no"], creds["username"], creds["password"], creds["notify_key"], data["currency"])
+        )
+        return self._sim_account(self._default)
+
+    def _sim_account(self, m: Merchant) -> SimAccount:
+        creds = {"username": m.username, "password": m.password, "notify_key": m.notify_key}
+        return SimAccount(merchant_no=m.merchant_id, base_url=self.base_url, currency=m.currency, credentials=creds)
+
+    # ---- trades ------------------------------------------------------------
+    def _trade_by_order(self, order_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            ref = next((r for (_, o), r in self._by_order.items() if o == order_id), None)
+            return self._trades.get(ref or "")
+
+    def trade_for(self, out_trade_no: str) -> dict | None:
+        trade = self._trade_by_order(out_trade_no)
+        if trade is None:
+            return None
+        with self._lock:
+            found = copy.deepcopy(trade)
+        if found["bank_status"] in PAID_STATUSES:
+            status = "refunded" if found["refunded_minor"] >= found["amount_minor"] else "paid"
+        else:
+            status = "pending" if found["bank_status"] in OPEN_STATUSES else "closed"
+        found.update(status=status, provider_trade_no=found["bank_ref"], out_trade_no=found["order_id"])
+        return found
+
+    def refund_for(self, refund_no: str) -> dict | None:
+        with self._lock:
+            found = next((r for (_, rid), r in self._refunds.items() if rid == refund_no), None)
+            return copy.deepcopy(found) if found else None
+
+    def pay(self, out_trade_no: str) -> None:
+        trade = self._trade_by_order(out_trade_no)
+        if trade is None:
+            raise KeyError(out_trade_no)
+        with self._lock:
+            if trade["bank_status"] in ("CLOSED", "EXPIRED", "DECLINED"):
+                raise ValueError(f"trade {out_trade_no} is {trade['bank_status']}: it cannot be paid")
+            if trade["bank_status"] in OPEN_STATUSES:  # paying a held payment is the bank approving it
+                trade["bank_status"], trade["paid_at"] = "PAID", int(time.time())
+        self._dispatch(trade, self._payment_params(trade, "PAID"))
+
+    # ---- callbacks ---------------------------------------------------------
+    def _merchant(self, merchant_id: str) -> Merchant:
+        with self._lock:
+            return self._merchants[merchant_id]
+
+    def _signed(self, merchant_id: str, params: dict[str, str], variant: str = VALID) -> dict[str, str]:
+        if variant == STALE_TIMESTAMP:
+            params["timestamp"] = str(int(time.time()) - 600)
+        if variant == WRONG_MERCHANT:
+            params["merchantId"] = merchant_id + "X"
+        params["signature"] = sign(params, self._merchant(merchant_id).notify_key)
+        if variant == BAD_SIGNATURE:
+            last = params["signature"][-1]
+            params["signature"] = params["signature"][:-1] + ("0" if last != "0" else "1")
+        return params
+
+    def _payment_params(self, trade: dict[str, Any], status: str, variant: str = VALID) -> dict[str, str]:
+        params = {
+            "merchantId": trade["merchant_id"],
+            "orderId": trade["order_id"],
+            "bankRef": trade["bank_ref"],
+            "amountMinor": str(trade["amount_minor"]),
+            "currency": trade["currency"],
+            "status": status,
+            "timestamp": str(int(time.time())),
+            "nonce": secrets.token_hex(16),
+        }
+        if variant == WRONG_AMOUNT:
+            params["amountMinor"] = str(trade["amount_minor"] + 1)
+        elif variant == WRONG_CURRENCY:
+            params["currency"] = "USD" if trade["currency"] != "USD" else "EUR"
+        elif variant == UNKNOWN_ORDER:
+            params["orderId"] = "UNKNOWN-" + trade["order_id"]
+        return self._signed(trade["merchant_id"], params, variant)
+
+    def _refund_params(self, refund: dict[str, Any]) -> dict[str, str]:
+        params = {
+            "merchantId": refund["merchant_id"],
+            "orderId": refund["order_id"],
+            "refundId": refund["refund_id"],
+            "refundRef": refund["refund_ref"],
+            "amountMinor": str(refund["amount_minor"]),
+            "currency": refund["currency"],
+            "refundStatus": refund["refund_status"],
+            "timestamp": str(int(time.time())),
+            "nonce": secrets.token_hex(16),
+        }
+        return self._signed(refund["merchant_id"], params)
+
+    def notify_request(self, out_trade_no: str, *, variant: str = VALID) -> NotifyRequest:
+        if variant not in self.notify_variants:
+            raise ValueError(f"bankgw has no {variant!r} callback")
+        trade = self._trade_by_order(out_trade_no)
+        if trade is None:
+            raise KeyError(out_trade_no)
+        params = self._payment_params(trade, "CLOSED" if variant == CLOSED else "PAID", variant)
+        return _form_request(params)
+
+    def refund_notify_request(self, refund_no: str) -> NotifyRequest:
+        refund = self.refund_for(refund_no)
+        if refund is None:
+            raise KeyError(refund_no)
+        return _form_request(self._refund_params(refund))
+
+    def _dispatch(self, record: dict[str, Any], params: dict[str, str]) -> None:
+        """Send one callback as the faults say; never raises (a dead endpoint does not undo a payment)."""
+        if self.faults.take("drop_notify"):
+            logger.info("bankgw: dropped callback for %s", params.get("orderId"))
+            return
+        times = 2 if self.faults.take("duplicate_notify") else 1
+        if self.faults.notify_delay > 0:
+            delay = self.faults.notify_delay
+            threading.Thread(target=self._send, args=(record, params, times, delay), daemon=True).start()
+        else:
+            self._send(record, params, times)
+
+    def _send(self, record: dict[str, Any], params: dict[str, str], times: int, delay: float = 0.0) -> None:
+        if delay:
+            time.sleep(delay)
+        for _ in range(times):
+            attempt: dict[str, Any] = {"at": int(time.time()), "params": dict(params), "status_code": None}
+            try:
+                resp = requests.post(record["notify_url"], data=params, timeout=NOTIFY_TIMEOUT)
+                attempt.update(status_code=resp.status_code, acknowledged=resp.ok and resp.text.strip() == "OK")
+            except requests.RequestException as exc:
+                logger.warning("bankgw: callback to %s failed: %s", record["notify_url"], type(exc).__name__)
+                attempt.update(error=type(exc).__name__, acknowledged=False)
+            with self._lock:
+                record["notify_attempts"].append(attempt)
+
+    # ---- SOAP operations ---------------------------------------------------
+    def _op_create(self, m: Merchant, req: dict[str, str], host_url: str) -> dict[str, Any]:
+        amount, currency = int(req["amountMinor"]), req["currency"]
+        fields = {k: req.get(k, "") for k in ("amountMinor", "currency", "subject", "notifyUrl", "returnUrl")}
+        scripted = self.scripted_create.popleft() if self.scripted_create else ""
+        if scripted == "DECLINED" or amount <= 0 or currency != m.currency:
+            return {"resultCode": "DECLINED", "resultMessage": "amount or currency not accepted"}
+        with self._lock:
+            if ref := self._by_order.get((m.merchant_id, req["orderId"])):
+                trade = self._trades[ref]
+                if trade["request"] != fields:
+                    return {"resultCode": "DECLINED", "resultMessage": "orderId already used with other values"}
+            else:
+                self._counter += 1
+                ref = f"BG{time.strftime('%Y%m%d')}{self._counter}"
+                trade = {
+                    "bank_ref": ref,
+                    "merchant_id": m.merchant_id,
+                    "order_id": req["orderId"],
+                    "amount_minor": amount,
+                    "currency": currency,
+                    "subject": req["subject"],
+                    "notify_url": req["notifyUrl"],
+                    "return_url": req.get("returnUrl", ""),
+                    "bank_status": "REVIEW" if scripted == "REVIEW" else "PENDING",
+                    "created_result": "REVIEW" if scripted == "REVIEW" else "ACCEPTED",
+                    "created_at": int(time.time()),
+                    "paid_at": None,
+                    "refunded_minor": 0,
+                    "request": fields,
+                    "notify_attempts": [],
+                }
+                self._trades[ref] = trade
+                self._by_order[(m.merchant_id, req["orderId"])] = ref
+        if scripted == "SYSTEM_ERROR":  # recorded, but the answer says nothing useful
+            return {"resultCode": "SYSTEM_ERROR", "resultMessage": "core banking unavailable"}
+        return {
+            "resultCode": trade["created_result"],
+            "resultMessage": "held for review" if trade["created_result"] == "REVIEW" else "accepted",
+            "bankRef": ref,
+            "cashierUrl": f"{host_url}/cashier/{ref}",
+        }
+
+    def _find(self, m: Merchant, order_id: str) -> dict[str, Any] | None:
+        ref = self._by_order.get((m.merchant_id, order_id))
+        return self._trades.get(ref or "")
+
+    def _op_query(self, m: Merchant, req: dict[str, str], host_url: str) -> dict[str, Any]:
+        with self._lock:
+            trade = self._find(m, req["orderId"])
+            if trade is None:
+                return {"resultCode": "NOT_FOUND", "resultMessage": "no such order"}
+            return {
+                "resultCode": "ACCEPTED",
+                "orderId": trade["order_id"],
+                "status": trade["bank_status"],
+                "bankRef": trade["bank_ref"],
+                "amountMinor": trade["amount_minor"],
+                "currency": trade["currency"],
+            }
+
+    def _op_close(self, m: Merchant, req: dict[str, str], host_url: str) -> dict[str, Any]:
+        with self._lock:
+            trade = self._find(m, req["orderId"])
+            if trade is None:
+                return {"resultCode": "NOT_FOUND", "resultMessage": "no such order"}
+            if trade["bank_status"] in PAID_STATUSES:
+                return {"resultCode": "DECLINED", "resultMessage": "already paid", "status": trade["bank_status"]}
+            if trade["bank_status"] in OPEN_STATUSES:
+                trade["bank_status"] = "CLOSED"
+            return {"resultCode": "ACCEPTED", "status": trade["bank_status"]}
+
+    def _op_refund(self, m: Merchant, req: dict[str, str], host_url: str) -> dict[str, Any]:
+        amount, key = int(req["amountMinor"]), (m.merchant_id, req["refundId"])
+        fields = {k: req.get(k, "") for k in ("orderId", "amountMinor", "currency")}
+        with self._lock:
+            if refund := self._refunds.get(key):  # idempotent on refundId
+                if refund["request"] != fields:
+                    return {"resultCode": "DECLINED", "resultMessage": "refundId already used with other values"}
+                return _refund_answer(refund)
+            trade = self._find(m, req["orderId"])
+            if trade is None:
+                return {"resultCode": "NOT_FOUND", "resultMessage": "no such order"}
+            if trade["bank_status"] not in PAID_STATUSES:
+                return {"resultCode": "DECLINED", "resultMessage": f"payment is {trade['bank_status']}"}
+            if (
+                req["currency"] != trade["currency"]
+                or not 0 < amount <= trade["amount_minor"] - trade["refunded_minor"]
+            ):
+                return {"resultCode": "DECLINED", "resultMessage": "refund exceeds the refundable amount"}
+            self._counter += 1
+            refund = {
+                "refund_ref": f"RF{time.strftime('%Y%m%d')}{self._counter}",
+                "refund_id": req["refundId"],
+                "merchant_id": m.merchant_id,
+                "order_id": trade["order_id"],
+                "amount_minor": amount,
+                "currency": trade["currency"],
+                "refund_status": "SUCCESS",
+                "notify_url": req.get("notifyUrl", ""),
+                "request": fields,
+                "notify_attempts": [],
+            }
+            self._refunds[key] = refund
+            trade["refunded_minor"] += amount
+        if refund["notify_url"]:
+            # After the answer, as a bank's batch would: our side must know the refundRef first.
+            timer = threading.Timer(0.2, self._dispatch, args=(refund, self._refund_params(refund)))
+            timer.daemon = True
+            timer.start()
+        return _refund_answer(refund)
+
+    def _op_query_refund(self, m: Merchant, req: dict[str, str], host_url: str) -> dict[str, Any]:
+        with self._lock:
+            refund = self._refunds.get((m.merchant_id, req["refundId"]))
+            return _refund_answer(refund) if refund else {"resultCode": "NOT_FOUND", "resultMessage": "no refund"}
+
+    OPERATIONS = {
+        "CreatePaymentRequest": ("CreatePayment", _op_create),
+        "QueryPaymentRequest": ("QueryPayment", _op_query),
+        "ClosePaymentRequest": ("ClosePayment", _op_close),
+        "RefundRequest": ("Refund", _op_refund),
+        "QueryRefundRequest": ("QueryRefund", _op_query_refund),
+    }
+
+    # ---- SOAP plumbing -----------------------------------------------------
+    def _authenticate(self, envelope: etree._Element) -> Merchant:
+        token = envelope.find(f"{{{SOAP_ENV}}}Header/{{{WSSE}}}Security/{{{WSSE}}}UsernameToken")
+        if token is None:
+            raise SoapFault("Client.Authentication", "WS-Security UsernameToken required")
+        username = token.findtext(f"{{{WSSE}}}Username") or ""
+        password_el = token.find(f"{{{WSSE}}}Password")
+        nonce_b64 = (token.findtext(f"{{{WSSE}}}Nonce") or "").strip()
+        created = (token.findtext(f"{{{WSU}}}Created") or "").strip()
+        if password_el is None or password_el.get("Type") != PASSWORD_DIGEST or not nonce_b64 or not created:
+            raise SoapFault("Client.Authentication", "PasswordDigest with Nonce and Created required")
+        try:
+            nonce = base64.b64decode(nonce_b64, validate=True)
+            created_at = datetime.fromisoformat(created)
+        except ValueError as exc:
+            raise SoapFault("Client.Authentication", "Nonce or Created malformed") from exc
+        if created_at.tzinfo is None:
+            raise SoapFault("Client.Authentication", "Created must carry a time zone")
+        if abs(time.time() - created_at.timestamp()) > CREATED_WINDOW:
+            raise SoapFault("Client.MessageExpired", "Created is outside the 5 minute window")
+        with self._lock:
+            merchant = self._merchants.get(self._by_username.get(username, ""))
+        # Compare against a dummy when the user is unknown, so timing does not reveal usernames.
+        expected = password_digest(nonce, created, merchant.password if merchant else secrets.token_hex(16))
+        if not hmac.compare_digest(expected.encode(), (password_el.text or "").strip().encode()) or not merchant:
+            raise SoapFault("Client.Authentication", "The security token could not be authenticated")
+        self._remember_nonce(nonce_b64)
+        return merchant
+
+    def _remember_nonce(self, nonce: str) -> None:
+        now = time.time()
+        with self._lock:
+            while self._nonce_expiry and self._nonce_expiry[0][0] < now:
+                self._nonces.discard(self._nonce_expiry.popleft()[1])
+            if nonce in self._nonces:
+                raise SoapFault("Client.Replay", "Nonce already used")
+            self._nonces.add(nonce)
+            # Kept for two windows: a Created up to 5 min in the future stays acceptable that long.
+            self._nonce_expiry.append((now + 2 * CREATED_WINDOW, nonce))
+
+    def handle_soap(self, body: bytes, host_url: str) -> tuple[int, bytes]:
+        """One SOAP request -> (HTTP status, envelope). Faults: fail_5xx before anything, timeout after acting."""
+        self.faults.before_answer()
+        if self.faults.take("fail_5xx"):
+            return 500, _fault("Server", "bank temporarily unavailable")
+        try:
+            envelope = etree.fromstring(body, _PARSER)
+        except etree.XMLSyntaxError:
+            return 500, _fault("Client", "request is not well-formed XML")
+        if envelope.tag != f"{{{SOAP_ENV}}}Envelope":
+            return 500, _fault("VersionMismatch", "a SOAP 1.1 Envelope is required")
+        body_el = envelope.find(f"{{{SOAP_ENV}}}Body")
+        payload = body_el[0] if body_el is not None and len(body_el) else None
+        try:
+            merchant = self._authenticate(envelope)
+            if payload is None or etree.QName(payload).localname not in self.OPERATIONS:
+                raise SoapFault("Client", "unknown operation")
+            with self._schema_lock:
+                valid = self._schema.validate(etree.ElementTree(copy.deepcopy(payload)))
+                error = str(self._schema.error_log.last_error)[:200]
+            if not valid:
+                raise SoapFault("Client.Schema", error)
+            request = {etree.QName(el).localname: el.text or "" for el in payload}
+            if request["merchantId"] != merchant.merchant_id:
+                raise SoapFault("Client.Authentication", "merchantId does not belong to this user")
+            name, operation = self.OPERATIONS[etree.QName(payload).localname]
+            answer = operation(self, merchant, request, host_url)
+        except SoapFault as fault:
+            return 500, _fault(fault.code, fault.message)
+        if self.faults.take("timeout"):
+            time.sleep(self.faults.hang_seconds)  # acted already: the caller cannot know the outcome
+        return 200, self._response(name, answer)
+
+    def _response(self, name: str, answer: dict[str, Any]) -> bytes:
+        env = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap={"soap": SOAP_ENV, "b": BANK})
+        body = etree.SubElement(env, f"{{{SOAP_ENV}}}Body")
+        resp = etree.SubElement(body, f"{{{BANK}}}{name}Response")
+        for field in RESPONSE_FIELDS[name]:
+            if answer.get(field) not in (None, ""):
+                etree.SubElement(resp, f"{{{BANK}}}{field}").text = str(answer[field])
+        with self._schema_lock:  # the bank keeps its own contract
+            self._schema.assertValid(etree.ElementTree(copy.deepcopy(resp)))
+        return etree.tostring(env, xml_declaration=True, encoding="utf-8")
+
+    def wsdl_document(self, host_url: str) -> bytes:
+        doc = copy.deepcopy(self._wsdl)
+        for address in doc.iter(f"{{{WSDL_SOAP}}}address"):
+            address.set("location", f"{host_url}/soap")
+        return etree.tostring(doc, xml_declaration=True, encoding="utf-8")
+
+    # ---- WSGI --------------------------------------------------------------
+    def _wsgi(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
+        query = environ.get("QUERY_STRING", "")
+        host_url = f"http://{environ['HTTP_HOST']}" if environ.get("HTTP_HOST") else self.base_url
+        parts = [p for p in path.split("/") if p]
+        if path == "/soap" and method == "GET" and query.lower() == "wsdl":
+            status, body, ctype = 200, self.wsdl_document(host_url), "text/xml; charset=utf-8"
+        elif path == "/soap" and method == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            code, body = self.handle_soap(environ["wsgi.input"].read(length), host_url)
+            status, ctype = code, "text/xml; charset=utf-8"
+        elif len(parts) == 2 and parts[0] == "cashier" and method == "GET":
+            status, body, ctype = self._cashier(parts[1])
+        elif len(parts) == 3 and parts[0] == "cashier" and parts[2] == "pay" and method == "POST":
+            return self._cashier_pay(parts[1], start_response)
+        else:
+            status, body, ctype = 404, b"Not Found", "text/plain; charset=utf-8"
+        reason = {200: "OK", 404: "Not Found", 409: "Conflict", 500: "Internal Server Error"}[status]
+        start_response(f"{status} {reason}", [("Content-Type", ctype), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def _cashier(self, bank_ref: str) -> tuple[int, bytes, str]:
+        with self._lock:
+            trade = copy.deepcopy(self._trades.get(bank_ref))
+        if trade is None:
+            return 404, b"Unknown payment", "text/plain; charset=utf-8"
+        page = CASHIER_HTML.format(
+            subject=html.escape(trade["subject"]),
+            amount=_major(trade["amount_minor"], trade["currency"]),
+            currency=trade["currency"],
+            order_id=html.escape(trade["order_id"]),
+            bank_ref=html.escape(bank_ref),
+            status=trade["bank_status"],
+            disabled="" if trade["bank_status"] in OPEN_STATUSES else " disabled",
+        )
+        return 200, page.encode(), "text/html; charset=utf-8"
+
+    def _cashier_pay(self, bank_ref: str, start_response: Any) -> list[bytes]:
+        with self._lock:
+            trade = self._trades.get(bank_ref)
+            order_id, return_url = (trade["order_id"], trade["return_url"]) if trade else ("", "")
+        if not trade:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"Unknown payment"]
+        try:
+            self.pay(order_id)
+        except ValueError as exc:
+            body = html.escape(str(exc)).encode()
+            start_response("409 Conflict", [("Content-Type", "text/plain; charset=utf-8")])
+            return [body]
+        if return_url:
+            sep = "&" if urlsplit(return_url).query else "?"
+            location = f"{return_url}{sep}{urlencode({'orderId': order_id, 'bankRef': bank_ref})}"
+            start_response("303 See Other", [("Location", location), ("Content-Length", "0")])
+            return [b""]
+        body = PAID_HTML.format(order_id=html.escape(order_id)).encode()
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))])
+        return [body]
+
+
+def _refund_answer(refund: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "resultCode": "ACCEPTED",
+        "refundId": refund["refund_id"],
+        "refundRef": refund["refund_ref"],
+        "refundStatus": refund["refund_status"],
+        "amountMinor": refund["amount_minor"],
+        "currency": refund["currency"],
+    }
+
+
+def _fault(code: str, message: str) -> bytes:
+    env = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap={"soap": SOAP_ENV})
+    fault = etree.SubElement(etree.SubElement(env, f"{{{SOAP_ENV}}}Body"), f"{{{SOAP_ENV}}}Fault")
+    etree.SubElement(fault, "faultcode").text = f"soap:{code}"
+    etree.SubElement(fault, "faultstring").text = message
+    return etree.tostring(env, xml_declaration=True, encoding="utf-8")
+
+
+def _form_request(params: dict[str, str]) -> NotifyRequest:
+    return NotifyRequest(
+        method="POST",
+        body=urlencode(params).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, fmt: str, *args: Any) -> None:
+        logger.debug("%s - " + fmt, self.address_string(), *args)
+
+
+CASHIER_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>Bank cashier</title></head>
+<body><h1>Bank cashier</h1>
+<p>Item: <span id="subject">{subject}</span></p>
+<p>Amount: <span id="amount">{amount}</span> <span id="currency">{currency}</span></p>
+<p>Order: <span id="order">{order_id}</span> &middot; Ref: <span id="bank-ref">{bank_ref}</span></p>
+<p>Status: <span id="status">{status}</span></p>
+<form method="post" action="/cashier/{bank_ref}/pay"><button id="pay" type="submit"{disabled}>Pay {amount} {currency}</button>
+</form></body></html>"""
+
+PAID_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>Paid</title></head>
+<body><h1>Paid</h1><p>Order <span id="order">{order_id}</span> is paid.</p></body></html>"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Bank gateway (SOAP) simulator")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8006)
+    parser.add_argument("--account-file", required=True, help="SimAccount JSON: read if present, else written")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    sim = BankGatewaySimulator(args.host, args.port).start()
+    path = Path(args.account_file)
+    if path.exists():
+        account = sim.load_account(json.loads(path.read_text(encoding="utf-8")))
+    else:
+        account = sim.account()
+    # Written on every start so base_url follows the port this run listens on.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dataclasses.asdict(account), indent=2), encoding="utf-8")
+    print(sim.base_url, flush=True)
+    try:
+        threading.Event().wait()  # serve until killed
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,956 @@
+"""Loopback simulator of the *provider side* of Stripe's v1 API: PaymentIntents, Refunds and webhook events.
+
+It plays api.stripe.com for one merchant account (acct_...): form-encoded requests with bracket keys
+authenticated by ``Authorization: Bearer sk_...``, Idempotency-Key replay on every POST, the publishable-key
+confirm a card form (Stripe.js) performs, a metadata search, and events POSTed as JSON to the account's webhook
+endpoint, signed ``Stripe-Signature: t=<unix>,v1=<hex>`` (HMAC-SHA256 of "<t>.<body>" with the endpoint
+secret; one v1 per active secret during a rotation). ``/cashier/<pi_id>`` is a small card form for people.
+
+Signing is implemented here with hmac/hashlib on purpose: this module imports neither our adapter nor the
+Stripe SDK, so tests exercise the adapter against a second implementation.
+Runnable as ``python -m payments.simulators.stripe --port 8002 --account-file var/stripe-account.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import hmac
+import html
+import json
+import logging
+import re
+import secrets
+import string
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import requests
+
+from payments.simulators.base import (
+    BAD_SIGNATURE,
+    CLOSED,
+    STALE_TIMESTAMP,
+    UNKNOWN_ORDER,
+    VALID,
+    WRONG_AMOUNT,
+    WRONG_CURRENCY,
+    WRONG_MERCHANT,
+    Faults,
+    NotifyRequest,
+    SimAccount,
+)
+
+logger = logging.getLogger(__name__)
+
+API_VERSION = "2024-06-20"
+NOTIFY_TIMEOUT = 5.0
+STALE_SECONDS = 600
+OPEN_STATES = ("requires_payment_method", "requires_confirmation", "requires_action", "processing")
+CANCELABLE = (*OPEN_STATES, "requires_capture")
+CONFIRMABLE = ("requires_payment_method", "requires_confirmation")
+REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
+# Stripe's test cards: one that pays, one generic decline.
+CARD_OK = "4242424242424242"
+CARD_DECLINED = "4000000000000002"
+TEST_PAYMENT_METHODS = {"pm_card_visa": CARD_OK, "pm_card_chargeDeclined": CARD_DECLINED}
+
+_ALNUM = string.ascii_letters + string.digits
+_KEY_RE = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
+_QUOTED = r"'((?:[^'\\]|\\.)*)'"
+_CLAUSE_RE = re.compile(rf"(?:metadata\[{_QUOTED}\]|(status|currency)):{_QUOTED}")
+
+
+def _id(prefix: str, length: int = 24) -> str:
+    return f"{prefix}_{''.join(secrets.choice(_ALNUM) for _ in range(length))}"
+
+
+def _mask(key: str) -> str:
+    return f"{key[:8]}{'*' * max(len(key) - 12, 0)}{key[-4:]}" if len(key) > 12 else "****"
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+class ApiError(Exception):
+    """A Stripe error answer. `replayable`: raised after the endpoint began acting, so an idempotent
+    request saves it (validation and auth failures save nothing, as on Stripe)."""
+
+    def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error", **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.replayable = bool(extra.pop("replayable", False))
+        self.body = {"error": {"type": type_, "message": message, **{k: v for k, v in extra.items() if v}}}
+
+
+def _missing(kind: str, obj_id: str, param: str) -> ApiError:
+    return ApiError(404, f"No such {kind}: '{obj_id}'", code="resource_missing", param=param)
+
+
+def _unknown_params(params: dict[str, Any], allowed: set[str]) -> None:
+    for name in params:
+        if name not in allowed:
+            raise ApiError(400, f"Received unknown parameter: {name}", code="parameter_unknown", param=name)
+
+
+def _int_param(params: dict[str, Any], name: str, *, required: bool) -> int | None:
+    raw = params.get(name)
+    if raw is None:
+        if required:
+            raise ApiError(400, f"Missing required param: {name}.", code="parameter_missing", param=name)
+        return None
+    if not isinstance(raw, str) or not raw.isdigit() or int(raw) < 1:
+        raise ApiError(400, f"Invalid positive integer: {name}", code="parameter_invalid_integer", param=name)
+    return int(raw)
+
+
+def _metadata(params: dict[str, Any]) -> dict[str, str]:
+    meta = params.get("metadata", {})
+    if meta == "":
+        return {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) and len(v) <= 500 for v in meta.values()):
+        raise ApiError(400, "Invalid metadata: values must be strings of at most 500 characters", param="metadata")
+    return dict(meta)
+
+
+def decode_form(text: str) -> dict[str, Any]:
+    """Stripe's form encoding: `a[b][c]=v` nests, `a[0]=v` / `a[]=v` make lists."""
+    root: dict[str, Any] = {}
+    for key, value in parse_qsl(text, keep_blank_values=True):
+        m = _KEY_RE.match(key)
+        if not m:
+            raise ApiError(400, f"Invalid parameter name: {key[:64]}", code="parameter_invalid")
+        parts = [m.group(1), *re.findall(r"\[([^\[\]]*)\]", m.group(2))]
+        node = root
+        for i, part in enumerate(parts):
+            part = part or str(len(node))
+            if i == len(parts) - 1:
+                node[part] = value
+                break
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ApiError(400, f"Invalid parameter: {key[:64]} mixes a value and a hash", param=parts[0])
+            node = child
+    return _listify(root)
+
+
+def _listify(node: Any) -> Any:
+    if not isinstance(node, dict):
+        return node
+    node = {k: _listify(v) for k, v in node.items()}
+    if node and all(k.isdigit() for k in node):
+        return [node[k] for k in sorted(node, key=int)]
+    return node
+
+
+def _luhn_ok(number: str) -> bool:
+    digits = [int(c) for c in reversed(number)]
+    total = sum(digits[0::2]) + sum(sum(divmod(2 * d, 10)) for d in digits[1::2])
+    return total % 10 == 0
+
+
+def _card_problem(card: Any) -> tuple[str, str] | None:
+    """(code, message) when the card cannot pay; None for the test card that pays."""
+    if not isinstance(card, dict):
+        return "incorrect_number", "Your card number is incorrect."
+    number = str(card.get("number", "")).replace(" ", "")
+    if not number.isdigit() or not 12 <= len(number) <= 19 or not _luhn_ok(number):
+        return "incorrect_number", "Your card number is incorrect."
+    month, year, cvc = (str(card.get(k, "")) for k in ("exp_month", "exp_year", "cvc"))
+    if not month.isdigit() or not 1 <= int(month) <= 12:
+        return "invalid_expiry_month", "Your card's expiration month is invalid."
+    if not year.isdigit():
+        return "invalid_expiry_year", "Your card's expiration year is invalid."
+    full_year = int(year) + (2000 if len(year) == 2 else 0)
+    now = time.gmtime()
+    if (full_year, int(month)) < (now.tm_year, now.tm_mon):
+        return "expired_card", "Your card has expired."
+    if not (cvc.isdigit() and len(cvc) in (3, 4)):
+        return "invalid_cvc", "Your card's security code is invalid."
+    if number == CARD_OK:
+        return None
+    if number == CARD_DECLINED:
+        return "card_declined", "Your card was declined."
+    return "card_declined", "Your card was declined. Your request was in test mode, but used a non test card."
+
+
+@dataclass
+class _Account:
+    id: str
+    secret_key: str
+    publishable_key: str
+    webhook_secrets: list[str]
+    webhook_url: str = ""
+
+
+@dataclass
+class _Saved:
+    """One Idempotency-Key's first request and, once it finished, its answer."""
+
+    fingerprint: str
+    status: int = 0
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class StripeSimulator:
+    code = "stripe"
+    notify_variants = frozenset(
+        {VALID, BAD_SIGNATURE, WRONG_AMOUNT, WRONG_CURRENCY, WRONG_MERCHANT, UNKNOWN_ORDER, STALE_TIMESTAMP, CLOSED}
+    )
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, currency: str = "CNY") -> None:
+        self.faults = Faults()
+        self.currency = currency
+        self._address = (host, port)
+        self._lock = threading.RLock()
+        self._account: _Account | None = None
+        self._intents: dict[str, dict[str, Any]] = {}
+        self._refunds: dict[str, dict[str, Any]] = {}
+        self._events: dict[str, dict[str, Any]] = {}
+        # The one succeeded / canceled event of an intent: a replay re-sends it with the same id.
+        self._final_events: dict[tuple[str, str], str] = {}
+        self._idempotency: dict[tuple[str, str], _Saved] = {}
+        # Every webhook attempt: event id, type, url, HTTP status or error. Tests read it.
+        self.deliveries: list[dict[str, Any]] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle -------------------------------------------------------
+    def start(self) -> StripeSimulator:
+        server = ThreadingHTTPServer(self._address, _Handler)
+        server.daemon_threads = True
+        server.simulator = self  # type: ignore[attr-defined]
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        self._server, self._thread = server, thread
+        thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    @property
+    def base_url(self) -> str:
+        if not self._server:
+            raise RuntimeError("StripeSimulator not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # ---- the merchant account -------------------------------------------
+    def account(self, *, webhook_url: str = "") -> SimAccount:
+        with self._lock:
+            if self._account is None:
+                self._account = _Account(
+                    id=_id("acct", 16),
+                    secret_key=_id("sk_test", 48),
+                    publishable_key=_id("pk_test", 48),
+                    webhook_secrets=[_id("whsec", 32)],
+                )
+            if webhook_url:
+                self._account.webhook_url = webhook_url
+            return self._sim_account(self._account)
+
+    def _sim_account(self, acct: _Account) -> SimAccount:
+        credentials = {
+            "secret_key": acct.secret_key,
+            "publishable_key": acct.publishable_key,
+            "webhook_secret": ",".join(acct.webhook_secrets),
+        }
+        return SimAccount(merchant_no=acct.id, base_url=self.base_url, currency=self.currency, credentials=credentials)
+
+    def load_account(self, data: dict[str, Any], *, webhook_url: str = "") -> SimAccount:
+        """Adopt an account written by a previous run (the CLI's --account-file)."""
+        creds = data["credentials"]
+        secrets_ = [s.strip() for s in creds["webhook_secret"].split(",") if s.strip()]
+        with self._lock:
+            self._account = _Account(data["merchant_no"], creds["secret_key"], creds["publishable_key"], secrets_)
+            self.currency = data.get("currency", self.currency)
+        return self.account(webhook_url=webhook_url)
+
+    def rotate_webhook_secret(self, *, expire_old: bool = False) -> str:
+        """Roll the endpoint secret: events are signed with every active secret until the old ones expire."""
+        self.account()
+        assert self._account is not None
+        with self._lock:
+            new = _id("whsec", 32)
+            self._account.webhook_secrets = [new] if expire_old else [*self._account.webhook_secrets, new]
+            return new
+
+    def _require_account(self) -> _Account:
+        if self._account is None:
+            raise ApiError(401, "You did not provide an API key.")
+        return self._account
+
+    def _authenticate(self, headers: Any) -> _Account:
+        acct = self._require_account()
+        auth = headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or not auth[7:]:
+            raise ApiError(401, "You did not provide an API key. Provide it in the Authorization header (Bearer).")
+        if not _same(auth[7:], acct.secret_key):
+            raise ApiError(401, f"Invalid API Key provided: {_mask(auth[7:])}")
+        return acct
+
+    # ---- signing ---------------------------------------------------------
+    def signature_header(self, body: bytes, timestamp: int | None = None) -> str:
+        acct = self._require_account()
+        ts = int(time.time()) if timestamp is None else timestamp
+        sigs = [
+            hmac.new(s.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest() for s in acct.webhook_secrets
+        ]
+        return ",".join([f"t={ts}", *(f"v1={sig}" for sig in sigs)])
+
+    # ---- trades ----------------------------------------------------------
+    def _intents_for(self, out_trade_no: str) -> list[dict[str, Any]]:
+        with self._lock:
+            found = [pi for pi in self._intents.values() if pi["metadata"].get("out_trade_no") == out_trade_no]
+        return sorted(found, key=lambda pi: pi["_seq"], reverse=True)
+
+    def _intent_id_for(self, out_trade_no: str) -> str:
+        found = self._intents_for(out_trade_no)
+        if not found:
+            raise KeyError(out_trade_no)
+        return found[0]["id"]
+
+    def intent(self, intent_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            pi = self._intents.get(intent_id)
+            return _public(pi) if pi else None
+
+    def trade_for(self, out_trade_no: str) -> dict | None:
+        found = self._intents_for(out_trade_no)
+        if not found:
+            return None
+        with self._lock:
+            pi = found[0]
+            refunded = self._refunded(pi["id"])
+            status = {"succeeded": "paid", "canceled": "closed"}.get(pi["status"], "pending")
+            if status == "paid" and refunded >= pi["amount_received"]:
+                status = "refunded"
+            return {
+                "out_trade_no": out_trade_no,
+                "provider_trade_no": pi["id"],
+                "amount_minor": pi["amount"],
+                "currency": pi["currency"].upper(),
+                "status": status,
+                "refunded_minor": refunded,
+                "notify_url": self._account.webhook_url if self._account else "",
+                "intent": _public(pi),
+            }
+
+    def _refunded(self, intent_id: str) -> int:
+        return sum(r["amount"] for r in self._refunds.values() if r["payment_intent"] == intent_id)
+
+    def pay(self, out_trade_no: str) -> None:
+        """The buyer's test card pays; the payment_intent.succeeded event goes to the webhook endpoint."""
+        intent_id = self._intent_id_for(out_trade_no)
+        with self._lock:
+            pi = self._intents[intent_id]
+            if pi["status"] == "canceled":
+                raise ValueError(f"{intent_id} is canceled and cannot be paid")
+            if pi["status"] != "succeeded":
+                self._succeed(pi)
+            event = self._final_event(pi, "payment_intent.succeeded")
+        self._deliver(event)
+
+    def _succeed(self, pi: dict[str, Any]) -> None:
+        pi.update(
+            status="succeeded",
+            amount_received=pi["amount"],
+            latest_charge=_id("ch"),
+            payment_method=_id("pm"),
+            last_payment_error=None,
+        )
+
+    # ---- events ----------------------------------------------------------
+    def _new_event(self, event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
+        acct = self._require_account()
+        event = {
+            "id": _id("evt"),
+            "object": "event",
+            "account": acct.id,
+            "api_version": API_VERSION,
+            "created": int(time.time()),
+            "data": {"object": _public(obj)},
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
+            "type": event_type,
+        }
+        with self._lock:
+            self._events[event["id"]] = event
+        return copy.deepcopy(event)
+
+    def _final_event(self, pi: dict[str, Any], event_type: str) -> dict[str, Any]:
+        with self._lock:
+            known = self._final_events.get((pi["id"], event_type))
+            if known:
+                return copy.deepcopy(self._events[known])
+            event = self._new_event(event_type, pi)
+            self._final_events[(pi["id"], event_type)] = event["id"]
+            return event
+
+    def _deliver(self, event: dict[str, Any], *, background: bool = False) -> None:
+        """Send an event to the webhook endpoint, obeying drop/duplicate/delay faults; never raises."""
+        if self.faults.take("drop_notify"):
+            self._record(event, url="", dropped=True)
+            return
+        times = 2 if self.faults.take("duplicate_notify") else 1
+        delay = self.faults.notify_delay
+        if background or delay > 0:
+            threading.Thread(target=self._send, args=(event, times, delay), daemon=True).start()
+        else:
+            self._send(event, times, 0.0)
+
+    def _send(self, event: dict[str, Any], times: int, delay: float) -> None:
+        if delay:
+            time.sleep(delay)
+        url = self._account.webhook_url if self._account else ""
+        if not url:
+            self._record(event, url="", error="no webhook endpoint configured")
+            logger.info("stripe sim: %s %s not sent, no webhook endpoint", event["type"], event["id"])
+            return
+        body = json.dumps(event, indent=2).encode()
+        for _ in range(times):
+            # Every delivery is signed afresh (a new t), as Stripe does on its retries.
+            headers = {
+                "Content-Type": "application/json; charset=utf-8",
+                "Stripe-Signature": self.signature_header(body),
+            }
+            try:
+                resp = requests.post(url, data=body, headers=headers, timeout=NOTIFY_TIMEOUT)
+                self._record(event, url=url, status=resp.status_code)
+            except requests.RequestException as exc:
+                # Stripe would retry for days; the payment stays made whatever the endpoint does.
+                self._record(event, url=url, error=type(exc).__name__)
+                logger.warning("stripe sim: webhook %s to %s failed: %s", event["id"], url, type(exc).__name__)
+
+    def _record(self, event: dict[str, Any], *, url: str, **outcome: Any) -> None:
+        with self._lock:
+            self.deliveries.append({"event_id": event["id"], "type": event["type"], "url": url, **outcome})
+
+    def notify_request(self, out_trade_no: str, *, variant: str = VALID) -> NotifyRequest:
+        if variant not in self.notify_variants:
+            raise ValueError(f"stripe has no {variant!r} variant")
+        intent_id = self._intent_id_for(out_trade_no)
+        with self._lock:
+            pi = copy.deepcopy(self._intents[intent_id])
+            if variant == CLOSED:
+                pi.update(status="canceled", canceled_at=int(time.time()), cancellation_reason="abandoned")
+                event = self._final_event(pi, "payment_intent.canceled")
+            else:
+                if pi["status"] != "succeeded":
+                    self._succeed(pi)  # a copy: the snapshot says paid, the trade stays as it is
+                event = self._final_event(pi, "payment_intent.succeeded")
+        obj = event["data"]["object"]
+        timestamp = int(time.time())
+        if variant in (WRONG_AMOUNT, WRONG_CURRENCY, WRONG_MERCHANT, UNKNOWN_ORDER):
+            event["id"] = _id("evt")  # a different event, really signed by the provider
+        if variant == WRONG_AMOUNT:
+            obj["amount"] = obj["amount_received"] = obj["amount"] + 1
+        elif variant == WRONG_CURRENCY:
+            obj["currency"] = "eur" if obj["currency"] == "usd" else "usd"
+        elif variant == WRONG_MERCHANT:
+            event["account"] = _id("acct", 16)
+        elif variant == UNKNOWN_ORDER:
+            obj["id"] = _id("pi")
+            obj["metadata"]["out_trade_no"] = f"{out_trade_no}-unknown"
+        elif variant == STALE_TIMESTAMP:
+            timestamp -= STALE_SECONDS
+        return self._signed_request(event, timestamp, broken=variant == BAD_SIGNATURE)
+
+    def refund_notify_request(self, refund_no: str, *, event_type: str = "refund.created") -> NotifyRequest:
+        """A signed refund.created / refund.updated (a Refund) or charge.refunded (a Charge with its refunds)."""
+        with self._lock:
+            refund = next(r for r in self._refunds.values() if r["metadata"].get("refund_no") == refund_no)
+            if event_type == "charge.refunded":
+                pi = self._intents[refund["payment_intent"]]
+                refunds = sorted(
+                    (r for r in self._refunds.values() if r["payment_intent"] == pi["id"]),
+                    key=lambda r: r["_seq"],
+                    reverse=True,
+                )
+                obj = self._charge(pi, refunds)
+            else:
+                obj = refund
+            event = self._new_event(event_type, obj)
+        return self._signed_request(event, int(time.time()))
+
+    def _charge(self, pi: dict[str, Any], refunds: list[dict[str, Any]]) -> dict[str, Any]:
+        refunded = sum(r["amount"] for r in refunds)
+        return {
+            "id": pi["latest_charge"],
+            "object": "charge",
+            "amount": pi["amount"],
+            "amount_captured": pi["amount_received"],
+            "amount_refunded": refunded,
+            "currency": pi["currency"],
+            "metadata": dict(pi["metadata"]),
+            "payment_intent": pi["id"],
+            "refunded": refunded >= pi["amount_received"],
+            "status": "succeeded",
+            "refunds": {"object": "list", "data": [_public(r) for r in refunds], "has_more": False},
+        }
+
+    def _signed_request(self, event: dict[str, Any], timestamp: int, *, broken: bool = False) -> NotifyRequest:
+        body = json.dumps(event, indent=2).encode()
+        header = self.signature_header(body, timestamp)
+        if broken:
+            # Flip the last hex digit of every v1: still well-formed, never valid.
+            header = re.sub(r"(v1=[0-9a-f]*)([0-9a-f])", lambda m: m[1] + ("0" if m[2] != "0" else "1"), header)
+        headers = {"Content-Type": "application/json; charset=utf-8", "Stripe-Signature": header}
+        return NotifyRequest(method="POST", body=body, headers=headers, content_type="application/json")
+
+    # ---- the API -----------------------------------------------------------
+    def handle_api(
+        self, method: str, path: str, headers: Any, params: dict[str, Any]
+    ) -> tuple[int, Any, dict[str, str]]:
+        """One /v1 request -> (status, JSON body or None, extra headers). Idempotent POSTs replay."""
+        parts = [p for p in path.split("/") if p][1:]  # without "v1"
+        confirm = method == "POST" and len(parts) == 3 and parts[0] == "payment_intents" and parts[2] == "confirm"
+        if confirm and "key" in params:
+            # A card form (Stripe.js) confirms with the publishable key and the intent's client secret.
+            scope = self._authenticate_confirm(parts[1], params)
+        else:
+            scope = self._authenticate(headers).secret_key
+        key = headers.get("Idempotency-Key", "") if method == "POST" else ""
+        if not key:
+            return self._route(method, parts, params)
+        fingerprint = json.dumps([path, params], sort_keys=True)
+        with self._lock:
+            saved = self._idempotency.get((scope, key))
+            if saved is None:
+                self._idempotency[(scope, key)] = _Saved(fingerprint)
+        if saved is not None:
+            if saved.fingerprint != fingerprint:
+                raise ApiError(
+                    400,
+                    "Keys for idempotent requests can only be used with the same parameters they were first used "
+                    f"with. Try using a key other than '{key[:64]}' if you meant to execute a different request.",
+                    type_="idempotency_error",
+                )
+            if not saved.status:
+                raise ApiError(409, "There is currently another in-progress request using this Idempotent Key.",
+                               type_="idempotency_error", code="idempotency_key_in_use")  # fmt: skip
+            return saved.status, copy.deepcopy(saved.body), {**saved.headers, "Idempotent-Replayed": "true"}
+        try:
+            status, body, extra = self._route(method, parts, params)
+        except ApiError as exc:
+            with self._lock:
+                if exc.replayable:
+                    self._idempotency[(scope, key)] = _Saved(fingerprint, exc.status, exc.body)
+                else:
+                    del self._idempotency[(scope, key)]  # failed validation: nothing saved, safe to retry
+            raise
+        with self._lock:
+            self._idempotency[(scope, key)] = _Saved(fingerprint, status, copy.deepcopy(body), extra)
+        return status, body, extra
+
+    def _authenticate_confirm(self, intent_id: str, params: dict[str, Any]) -> str:
+        acct = self._require_account()
+        key = params.get("key", "")
+        if not isinstance(key, str) or not _same(key, acct.publishable_key):
+            raise ApiError(401, f"Invalid API Key provided: {_mask(str(key))}")
+        with self._lock:
+            pi = self._intents.get(intent_id)
+        if pi is None:
+            raise _missing("payment_intent", intent_id, "intent")
+        given = params.get("client_secret", "")
+        if not isinstance(given, str) or not _same(given, pi["client_secret"]):
+            raise ApiError(
+                400,
+                "The client_secret provided does not match the client_secret associated with the PaymentIntent.",
+                code="payment_intent_invalid_parameter",
+                param="client_secret",
+            )
+        return acct.publishable_key
+
+    def _route(self, method: str, parts: list[str], params: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        match method, parts:
+            case "POST", ["payment_intents"]:
+                return 200, self._create_intent(params), {}
+            case "GET", ["payment_intents", "search"]:
+                return 200, self._search(params), {}
+            case "GET", ["payment_intents", intent_id]:
+                return 200, self._public_intent(intent_id), {}
+            case "POST", ["payment_intents", intent_id, "cancel"]:
+                return 200, self._cancel(intent_id, params), {}
+            case "POST", ["payment_intents", intent_id, "confirm"]:
+                return self._confirm(intent_id, params)
+            case "POST", ["refunds"]:
+                return 200, self._create_refund(params), {}
+            case "GET", ["refunds"]:
+                return 200, self._list_refunds(params), {}
+            case "GET", ["refunds", refund_id]:
+                with self._lock:
+                    refund = self._refunds.get(refund_id)
+                    if refund is None:
+                        raise _missing("refund", refund_id, "id")
+                    return 200, _public(refund), {}
+        raise ApiError(404, f"Unrecognized request URL ({method}: /v1/{'/'.join(parts)}).")
+
+    def _create_intent(self, params: dict[str, Any]) -> dict[str, Any]:
+        allowed = {"amount", "currency", "description", "metadata", "payment_method_types", "expand"}
+        _unknown_params(params, allowed | {"receipt_email", "statement_descriptor_suffix"})
+        amount = _int_param(params, "amount", required=True)
+        currency = params.get("currency")
+        if not isinstance(currency, str) or not re.fullmatch(r"[A-Za-z]{3}", currency):
+            raise ApiError(400, "Missing or invalid currency.", code="parameter_missing", param="currency")
+        methods = params.get("payment_method_types", ["card"])
+        if methods != ["card"]:
+            raise ApiError(400, "Only card payments are enabled for this account.", param="payment_method_types")
+        description = params.get("description")
+        with self._lock:
+            intent_id = _id("pi")
+            pi = {
+                "id": intent_id,
+                "object": "payment_intent",
+                "amount": amount,
+                "amount_capturable": 0,
+                "amount_received": 0,
+                "canceled_at": None,
+                "cancellation_reason": None,
+                "capture_method": "automatic",
+                "client_secret": f"{intent_id}_secret_{_id('s', 25)[2:]}",
+                "confirmation_method": "automatic",
+                "created": int(time.time()),
+                "currency": currency.lower(),
+                "description": description if isinstance(description, str) else None,
+                "last_payment_error": None,
+                "latest_charge": None,
+                "livemode": False,
+                "metadata": _metadata(params),
+                "payment_method": None,
+                "payment_method_types": ["card"],
+                "status": "requires_payment_method",
+                "_seq": len(self._intents),
+            }
+            self._intents[intent_id] = pi
+            return _public(pi)
+
+    def _intent(self, intent_id: str) -> dict[str, Any]:
+        pi = self._intents.get(intent_id)
+        if pi is None:
+            raise _missing("payment_intent", intent_id, "intent")
+        return pi
+
+    def _public_intent(self, intent_id: str) -> dict[str, Any]:
+        with self._lock:
+            return _public(self._intent(intent_id))
+
+    def _search(self, params: dict[str, Any]) -> dict[str, Any]:
+        _unknown_params(params, {"query", "limit", "page", "expand"})
+        query = params.get("query")
+        if not isinstance(query, str) or not query.strip():
+            raise ApiError(400, "Missing required param: query.", code="parameter_missing", param="query")
+        clauses = _parse_search(query)
+        limit = _int_param(params, "limit", required=False) or 10
+        with self._lock:
+            found = [
+                pi
+                for pi in sorted(self._intents.values(), key=lambda pi: pi["_seq"], reverse=True)
+                if all(_matches(pi, field_, value) for field_, value in clauses)
+            ]
+            data = [_public(pi) for pi in found[:limit]]
+        return {
+            "object": "search_result",
+            "data": data,
+            "has_more": len(found) > limit,
+            "next_page": None,
+            "url": "/v1/payment_intents/search",
+        }
+
+    def _cancel(self, intent_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        _unknown_params(params, {"cancellation_reason", "expand"})
+        reason = params.get("cancellation_reason") or "requested_by_customer"
+        with self._lock:
+            pi = self._intent(intent_id)
+            if pi["status"] not in CANCELABLE:
+                raise _unexpected_state(pi, "cancel")
+            pi.update(status="canceled", canceled_at=int(time.time()), cancellation_reason=reason)
+            event = self._final_event(pi, "payment_intent.canceled")
+            answer = _public(pi)
+        # Events travel apart from the API answer, as on Stripe: the merchant may still be inside this call.
+        self._deliver(event, background=True)
+        return answer
+
+    def _confirm(self, intent_id: str, params: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        _unknown_params(params, {"key", "client_secret", "payment_method", "payment_method_data", "return_url"})
+        return_url = params.get("return_url", "")
+        if return_url and (not isinstance(return_url, str) or urlsplit(return_url).scheme not in ("http", "https")):
+            raise ApiError(400, "return_url must be an http(s) URL.", code="url_invalid", param="return_url")
+        card = _card_of(params)
+        problem = _card_problem(card)
+        with self._lock:
+            pi = self._intent(intent_id)
+            if pi["status"] not in CONFIRMABLE:
+                raise _unexpected_state(pi, "confirm")
+            if problem is None:
+                self._succeed(pi)
+                event = self._final_event(pi, "payment_intent.succeeded")
+            else:
+                error = {"type": "card_error", "code": problem[0], "message": problem[1]}
+                if problem[0] == "card_declined":
+                    error["decline_code"] = "generic_decline"
+                pi.update(status="requires_payment_method", last_payment_error=error)
+                event = self._new_event("payment_intent.payment_failed", pi)
+            answer = _public(pi)
+        self._deliver(event)
+        if return_url:
+            back = {
+                "payment_intent": intent_id,
+                "payment_intent_client_secret": answer["client_secret"],
+                "redirect_status": "succeeded" if problem is None else "failed",
+            }
+            sep = "&" if urlsplit(return_url).query else "?"
+            return 303, None, {"Location": f"{return_url}{sep}{urlencode(back)}"}
+        if problem is None:
+            return 200, answer, {}
+        error = {**answer["last_payment_error"], "payment_intent": answer}
+        return 402, {"error": error}, {}
+
+    def _create_refund(self, params: dict[str, Any]) -> dict[str, Any]:
+        _unknown_params(params, {"payment_intent", "amount", "metadata", "reason", "expand"})
+        intent_id = params.get("payment_intent")
+        if not isinstance(intent_id, str) or not intent_id:
+            raise ApiError(400, "Missing required param: payment_intent.", code="parameter_missing",
+                           param="payment_intent")  # fmt: skip
+        amount = _int_param(params, "amount", required=False)
+        reason = params.get("reason")
+        if reason is not None and reason not in REFUND_REASONS:
+            raise ApiError(400, f"Invalid reason: must be one of {', '.join(REFUND_REASONS)}", param="reason")
+        metadata = _metadata(params)
+        with self._lock:
+            pi = self._intent(intent_id)
+            if pi["status"] != "succeeded":
+                raise ApiError(400, f"This PaymentIntent ({intent_id}) does not have a successful charge to refund.",
+                               code="charge_not_refundable", replayable=True)  # fmt: skip
+            left = pi["amount_received"] - self._refunded(intent_id)
+            if left <= 0:
+                raise ApiError(400, f"Charge {pi['latest_charge']} has already been refunded.",
+                               code="charge_already_refunded", replayable=True)  # fmt: skip
+            if amount is not None and amount > left:
+                raise ApiError(400, f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})",
+                               code="amount_too_large", param="amount", replayable=True)  # fmt: skip
+            refund = {
+                "id": _id("re"),
+                "object": "refund",
+                "amount": amount or left,
+                "charge": pi["latest_charge"],
+                "created": int(time.time()),
+                "currency": pi["currency"],
+                "metadata": metadata,
+                "payment_intent": intent_id,
+                "reason": reason,
+                "status": "succeeded",
+                "_seq": len(self._refunds),
+            }
+            self._refunds[refund["id"]] = refund
+            event = self._new_event("refund.created", refund)
+            answer = _public(refund)
+        self._deliver(event, background=True)
+        return answer
+
+    def _list_refunds(self, params: dict[str, Any]) -> dict[str, Any]:
+        _unknown_params(params, {"payment_intent", "limit", "expand"})
+        limit = min(_int_param(params, "limit", required=False) or 10, 100)
+        intent_id = params.get("payment_intent")
+        with self._lock:
+            if intent_id is not None:
+                self._intent(str(intent_id))
+            found = [
+                r
+                for r in sorted(self._refunds.values(), key=lambda r: r["_seq"], reverse=True)
+                if intent_id is None or r["payment_intent"] == intent_id
+            ]
+            data = [_public(r) for r in found[:limit]]
+        return {"object": "list", "data": data, "has_more": len(found) > limit, "url": "/v1/refunds"}
+
+
+def _public(obj: dict[str, Any]) -> dict[str, Any]:
+    return copy.deepcopy({k: v for k, v in obj.items() if not k.startswith("_")})
+
+
+def _unexpected_state(pi: dict[str, Any], action: str) -> ApiError:
+    return ApiError(
+        400,
+        f"You cannot {action} this PaymentIntent because it has a status of {pi['status']}.",
+        code="payment_intent_unexpected_state",
+        payment_intent=_public(pi),
+        replayable=True,
+    )
+
+
+def _card_of(params: dict[str, Any]) -> Any:
+    pm = params.get("payment_method")
+    if isinstance(pm, str) and pm in TEST_PAYMENT_METHODS:
+        return {"number": TEST_PAYMENT_METHODS[pm], "exp_month": "12", "exp_year": "2099", "cvc": "123"}
+    data = params.get("payment_method_data")
+    if not isinstance(data, dict) or data.get("type") != "card":
+        raise ApiError(400, "Missing payment_method_data[type]=card.", code="parameter_missing",
+                       param="payment_method_data[type]")  # fmt: skip
+    return data.get("card")
+
+
+def _parse_search(query: str) -> list[tuple[str, str]]:
+    """`metadata['k']:'v'`, `status:'x'`, `currency:'x'` clauses joined by AND; anything else is a 400."""
+    clauses, pos = [], 0
+    text = query.strip()
+    while True:
+        m = _CLAUSE_RE.match(text, pos)
+        if not m:
+            raise ApiError(400, f"Invalid search query: {query[:100]}", code="search_query_invalid", param="query")
+        field_ = f"metadata.{_unescape(m[1])}" if m[1] is not None else m[2]
+        clauses.append((field_, _unescape(m[3])))
+        pos = m.end()
+        if pos == len(text):
+            return clauses
+        sep = re.compile(r"\s+AND\s+").match(text, pos)
+        if not sep:
+            raise ApiError(400, f"Invalid search query: {query[:100]}", code="search_query_invalid", param="query")
+        pos = sep.end()
+
+
+def _unescape(value: str) -> str:
+    return re.sub(r"\\(.)", r"\1", value)
+
+
+def _matches(pi: dict[str, Any], field_: str, value: str) -> bool:
+    if field_.startswith("metadata."):
+        return pi["metadata"].get(field_[len("metadata.") :]) == value
+    return str(pi.get(field_)) == value
+
+
+CASHIER_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>Stripe test card form</title>
+</head><body><h1>Pay {amount} {currency}</h1><p id="status">{status}</p><p>{description}</p>
+<form method="post" action="/v1/payment_intents/{intent_id}/confirm">
+<input type="hidden" name="key" value="{key}"><input type="hidden" name="client_secret" value="{client_secret}">
+<input type="hidden" name="payment_method_data[type]" value="card">
+<input type="hidden" name="return_url" value="{return_url}">
+<label>Card <input name="payment_method_data[card][number]" value="{card}"></label>
+<label>MM <input name="payment_method_data[card][exp_month]" value="12" size="2"></label>
+<label>YY <input name="payment_method_data[card][exp_year]" value="{year}" size="4"></label>
+<label>CVC <input name="payment_method_data[card][cvc]" value="123" size="4"></label>
+<button id="pay" type="submit">Pay</button></form>
+<p>{ok} pays, {declined} is declined.</p></body></html>"""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "StripeSimulator/1.0"
+
+    @property
+    def sim(self) -> StripeSimulator:
+        return self.server.simulator  # type: ignore[attr-defined]
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        logger.debug("%s - " + fmt, self.address_string(), *args)
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        url = urlsplit(self.path)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode("utf-8", "replace")
+        if url.path.startswith("/cashier/") and self.command == "GET":
+            return self._cashier(url.path.removeprefix("/cashier/"), dict(parse_qsl(url.query)))
+        if not url.path.startswith("/v1/"):
+            return self._send(404, b"Not Found", "text/plain")
+        faults = self.sim.faults
+        faults.before_answer()
+        if faults.take("fail_5xx"):
+            error = {"error": {"type": "api_error", "message": "An unknown error occurred (simulated)."}}
+            return self._send_json(500, error, {})
+        hang = faults.take("timeout")
+        try:
+            params = decode_form(url.query if self.command == "GET" else body)
+            status, payload, extra = self.sim.handle_api(self.command, url.path, self.headers, params)
+        except ApiError as exc:
+            status, payload, extra = exc.status, exc.body, {}
+        if hang:
+            time.sleep(faults.hang_seconds)  # acted already; the client gave up before this answer
+        if payload is None:
+            return self._send(status, b"", "text/plain", extra)
+        self._send_json(status, payload, extra)
+
+    def _send_json(self, status: int, payload: Any, extra: dict[str, str]) -> None:
+        data = json.dumps(payload, indent=2).encode()
+        self._send(status, data, "application/json", {"Request-Id": _id("req", 14), **extra})
+
+    def _send(self, status: int, data: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", f"{ctype}; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (extra or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            logger.debug("stripe sim: client left before the answer")
+
+    def _cashier(self, intent_id: str, query: dict[str, str]) -> None:
+        pi = self.sim.intent(intent_id)
+        acct = self.sim._account
+        if pi is None or acct is None:
+            return self._send(404, b"No such payment_intent", "text/plain")
+        fields = {
+            "intent_id": pi["id"],
+            "amount": pi["amount"],
+            "currency": pi["currency"].upper(),
+            "status": pi["status"],
+            "description": pi["description"] or "",
+            "key": acct.publishable_key,
+            "client_secret": pi["client_secret"],
+            "return_url": query.get("return_url", ""),
+            "card": CARD_OK,
+            "year": time.gmtime().tm_year + 2,
+            "ok": CARD_OK,
+            "declined": CARD_DECLINED,
+        }
+        page = CASHIER_HTML.format(**{k: html.escape(str(v)) for k, v in fields.items()})
+        self._send(200, page.encode(), "text/html")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--account-file", required=True, help="SimAccount JSON: read if present, else written")
+    parser.add_argument("--webhook-url", default="", help="the merchant's webhook endpoint, e.g. .../notify/stripe/")
+    parser.add_argument("--currency", default="CNY")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    sim = StripeSimulator(args.host, args.port, args.currency).start()
+    path = Path(args.account_file)
+    if path.exists():
+        account = sim.load_account(json.loads(path.read_text(encoding="utf-8")), webhook_url=args.webhook_url)
+    else:
+        account = sim.account(webhook_url=args.webhook_url)
+    # Written again when it exists too: the base_url follows the port of this run.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(account), indent=2), encoding="utf-8")
+    print(sim.base_url, flush=True)
+    try:
+        threading.Event().wait()  # serve until killed
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,920 @@
+"""Loopback simulator of the provider side of WeChat Pay API v3 (Native / QR pay), in public-key mode.
+
+It plays api.mch.weixin.qq.com for one or more merchants: it verifies the `WECHATPAY2-SHA256-RSA2048`
+Authorization of every /v3 request with the merchant's public key, signs every answer with the WeChat Pay
+("platform") private key, and sends callbacks whose `resource` is AEAD_AES_256_GCM-encrypted with the
+merchant's APIv3 key. `code_url` points at its own /scan/<code> page so a person can pay from a browser.
+
+Routes: POST /v3/pay/transactions/native, GET /v3/pay/transactions/out-trade-no/{no}?mchid=,
+GET /v3/pay/transactions/id/{id}?mchid=, POST /v3/pay/transactions/out-trade-no/{no}/close,
+POST /v3/refund/domestic/refunds, GET /v3/refund/domestic/refunds/{out_refund_no}, GET/POST /scan/{code}[/pay].
+
+Runnable as ``python -m payments.simulators.wechatpay --port 8002 --account-file var/wechatpay.json``.
+Written from the protocol, not from our adapter: it must not import ``payments.channels``, the wechatpayv3 SDK
+or anything Django.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import copy
+import html
+import json
+import logging
+import re
+import secrets
+import string
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+
+from payments.simulators.base import (
+    BAD_SIGNATURE,
+    CLOSED,
+    STALE_TIMESTAMP,
+    TAMPERED_CIPHERTEXT,
+    UNKNOWN_ORDER,
+    VALID,
+    WRONG_AMOUNT,
+    WRONG_CURRENCY,
+    WRONG_MERCHANT,
+    Faults,
+    NotifyRequest,
+    SimAccount,
+)
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
+AUTH_WINDOW_SECONDS = 300
+NOTIFY_TIMEOUT = 5.0
+CST = timezone(timedelta(hours=8))  # WeChat writes times in Beijing time, RFC 3339
+OUT_TRADE_NO_RE = re.compile(r"^[0-9A-Za-z_\-|*]{6,32}$")
+OUT_REFUND_NO_RE = re.compile(r"^[0-9A-Za-z_\-|*@]{1,64}$")
+AUTH_PARAM_RE = re.compile(r'(\w+)="([^"]*)"')
+TRADE_STATE_DESC = {
+    "NOTPAY": "订单未支付",
+    "SUCCESS": "支付成功",
+    "REFUND": "转入退款",
+    "CLOSED": "订单已关闭",
+}
+
+
+class WxError(Exception):
+    """A request WeChat Pay refuses: HTTP status plus the v3 error body {"code", "message"}."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass
+class _Merchant:
+    mchid: str
+    appid: str
+    serial_no: str
+    apiv3_key: str
+    public_key: rsa.RSAPublicKey
+
+
+def _now_text() -> str:
+    return datetime.now(CST).isoformat(timespec="seconds")
+
+
+def _digits(n: int) -> str:
+    return "".join(secrets.choice(string.digits) for _ in range(n))
+
+
+def _pem_private(key: rsa.RSAPrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def _pem_public(key: rsa.RSAPublicKey) -> str:
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def _new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _dumps(payload: dict) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class WechatPaySimulator:
+    code = "wechatpay"
+    notify_variants = frozenset(
+        {
+            VALID,
+            BAD_SIGNATURE,
+            WRONG_AMOUNT,
+            WRONG_CURRENCY,
+            WRONG_MERCHANT,
+            UNKNOWN_ORDER,
+            STALE_TIMESTAMP,
+            TAMPERED_CIPHERTEXT,
+            CLOSED,
+        }
+    )
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        platform_private_key: str | None = None,
+        platform_public_key_id: str | None = None,
+        refund_delay: float | None = 0.0,
+    ) -> None:
+        """`refund_delay`: 0 settles refunds at once (answer SUCCESS), > 0 answers PROCESSING and settles
+        after that many seconds, None leaves them PROCESSING until `complete_refund()`."""
+        self.faults = Faults()
+        self.refund_delay = refund_delay
+        self._address = (host, port)
+        if platform_private_key:
+            loaded = serialization.load_pem_private_key(platform_private_key.encode(), password=None)
+            if not isinstance(loaded, rsa.RSAPrivateKey):
+                raise ValueError("the platform key must be RSA")
+            self._platform_key = loaded
+        else:
+            self._platform_key = _new_key()
+        self.platform_public_key_id = platform_public_key_id or "PUB_KEY_ID_" + _digits(32)
+        self._lock = threading.Lock()
+        self._merchants: dict[str, _Merchant] = {}
+        self._account: SimAccount | None = None
+        self._account_credentials: dict[str, str] = {}
+        self._trades: dict[tuple[str, str], dict[str, Any]] = {}  # (mchid, out_trade_no) -> trade
+        self._by_code: dict[str, tuple[str, str]] = {}  # scan-page code -> trade key
+        self._refunds: dict[tuple[str, str], dict[str, Any]] = {}  # (mchid, out_refund_no) -> refund
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> WechatPaySimulator:
+        server = ThreadingHTTPServer(self._address, _Handler)
+        server.daemon_threads = True
+        server.simulator = self  # type: ignore[attr-defined]
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        self._server, self._thread = server, thread
+        thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    @property
+    def base_url(self) -> str:
+        if not self._server:
+            raise RuntimeError("WechatPaySimulator not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def platform_private_key_pem(self) -> str:
+        """The provider's own signing key: what the CLI keeps beside the account file, never in it."""
+        return _pem_private(self._platform_key)
+
+    def platform_public_key_pem(self) -> str:
+        return _pem_public(self._platform_key.public_key())
+
+    # ---- merchants -----------------------------------------------------------------------------
+    def account(self, *, webhook_url: str = "") -> SimAccount:
+        """The demo merchant (keys generated on first call). WeChat takes a notify_url per payment:
+        `webhook_url` is not used."""
+        if self._account is None:
+            key = _new_key()
+            credentials = {
+                "mch_private_key": _pem_private(key),
+                "mch_serial_no": secrets.token_hex(20).upper(),
+                "apiv3_key": "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(32)),
+                "platform_public_key": self.platform_public_key_pem(),
+                "platform_public_key_id": self.platform_public_key_id,
+                "appid": "wx" + secrets.token_hex(8),
+            }
+            self.add_merchant("19" + _digits(8), credentials)
+        assert self._account is not None
+        return SimAccount(
+            merchant_no=self._account.merchant_no,
+            base_url=self.base_url,
+            currency=self._account.currency,
+            credentials=dict(self._account.credentials),
+        )
+
+    def add_merchant(self, mchid: str, credentials: dict[str, str]) -> None:
+        """Register a merchant from the credentials our side holds (its public key is derived from them).
+        The first merchant added is the one `account()` returns."""
+        private = serialization.load_pem_private_key(credentials["mch_private_key"].encode(), password=None)
+        if not isinstance(private, rsa.RSAPrivateKey):
+            raise ValueError("the merchant key must be RSA")
+        merchant = _Merchant(
+            mchid=mchid,
+            appid=credentials["appid"],
+            serial_no=credentials["mch_serial_no"],
+            apiv3_key=credentials["apiv3_key"],
+            public_key=private.public_key(),
+        )
+        with self._lock:
+            self._merchants[mchid] = merchant
+            if self._account is None:
+                self._account = SimAccount(mchid, "", "CNY", dict(credentials))
+
+    def _merchant(self, mchid: str) -> _Merchant | None:
+        with self._lock:
+            return self._merchants.get(mchid)
+
+    # ---- signing -----------------------------------------------------------------------------------
+    def sign(self, timestamp: str, nonce: str, body: bytes) -> str:
+        """Wechatpay-Signature of an answer or callback: SHA256withRSA over `ts\\nnonce\\nbody\\n`."""
+        message = timestamp.encode() + b"\n" + nonce.encode() + b"\n" + body + b"\n"
+        return base64.b64encode(self._platform_key.sign(message, PKCS1v15(), SHA256())).decode()
+
+    def signed_headers(self, body: bytes, *, timestamp: int | None = None) -> dict[str, str]:
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        nonce = secrets.token_hex(16).upper()
+        return {
+            "Content-Type": "application/json; charset=utf-8",
+            "Request-ID": str(uuid.uuid4()),
+            "Wechatpay-Timestamp": ts,
+            "Wechatpay-Nonce": nonce,
+            "Wechatpay-Signature": self.sign(ts, nonce, body),
+            "Wechatpay-Serial": self.platform_public_key_id,
+            "Wechatpay-Signature-Type": SIGNATURE_TYPE,
+        }
+
+    def authenticate(self, method: str, target: str, body: bytes, authorization: str) -> _Merchant:
+        """Check the merchant's Authorization over `METHOD\\nPATH?QUERY\\nts\\nnonce\\nbody\\n`."""
+        scheme, _, rest = authorization.partition(" ")
+        if scheme != SIGNATURE_TYPE:
+            raise WxError(401, "SIGN_ERROR", "Authorization 认证类型错误")
+        params = dict(AUTH_PARAM_RE.findall(rest))
+        needed = ("mchid", "nonce_str", "signature", "timestamp", "serial_no")
+        if any(not params.get(k) for k in needed):
+            raise WxError(401, "SIGN_ERROR", "Authorization 缺少参数")
+        merchant = self._merchant(params["mchid"])
+        if merchant is None:
+            raise WxError(401, "SIGN_ERROR", "商户号不存在")
+        if params["serial_no"].upper() != merchant.serial_no.upper():
+            raise WxError(401, "SIGN_ERROR", "商户证书序列号有误")
+        ts = params["timestamp"]
+        if not ts.isdigit() or abs(time.time() - int(ts)) > AUTH_WINDOW_SECONDS:
+            raise WxError(401, "SIGN_ERROR", "请求的时间戳已过期")
+        message = f"{method}\n{target}\n{ts}\n{params['nonce_str']}\n".encode() + body + b"\n"
+        try:
+            signature = base64.b64decode(params["signature"], validate=True)
+            merchant.public_key.verify(signature, message, PKCS1v15(), SHA256())
+        except (InvalidSignature, ValueError):
+            raise WxError(401, "SIGN_ERROR", "签名错误") from None
+        return merchant
+
+    # ---- trades ------------------------------------------------------------------------------------
+    def create(self, merchant: _Merchant, data: dict, host_base: str) -> dict[str, Any]:
+        if data.get("mchid") != merchant.mchid:
+            raise WxError(400, "PARAM_ERROR", "mchid与请求签名的商户号不一致")
+        if data.get("appid") != merchant.appid:
+            raise WxError(400, "PARAM_ERROR", "appid和mch_id不匹配")
+        out_trade_no = data.get("out_trade_no")
+        if not isinstance(out_trade_no, str) or not OUT_TRADE_NO_RE.match(out_trade_no):
+            raise WxError(400, "PARAM_ERROR", "out_trade_no 格式错误")
+        description = data.get("description")
+        if not isinstance(description, str) or not 1 <= len(description.encode()) <= 127:
+            raise WxError(400, "PARAM_ERROR", "description 长度须在1-127字节之间")
+        notify_url = data.get("notify_url")
+        parts = urlsplit(notify_url) if isinstance(notify_url, str) else None
+        # Real WeChat also requires https; loopback demos use http.
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise WxError(400, "PARAM_ERROR", "notify_url 须为不带参数的 http(s) 地址")
+        total, currency = self._amount_in(data.get("amount"), "total")
+        fingerprint = {"description": description, "total": total, "notify_url": notify_url}
+        key = (merchant.mchid, out_trade_no)
+        with self._lock:
+            if (trade := self._trades.get(key)) is not None:
+                if trade["status"] == "closed":
+                    raise WxError(400, "ORDER_CLOSED", "订单已关闭")
+                if trade["status"] != "pending":
+                    raise WxError(400, "ORDERPAID", "该订单已支付")
+                if trade["fingerprint"] != fingerprint:
+                    raise WxError(400, "INVALID_REQUEST", "201 商户订单号重复")
+                return copy.deepcopy(trade)
+            code = secrets.token_urlsafe(12)
+            trade = {
+                "mchid": merchant.mchid,
+                "appid": merchant.appid,
+                "out_trade_no": out_trade_no,
+                "description": description,
+                "amount_minor": total,
+                "currency": currency,
+                "notify_url": notify_url,
+                "status": "pending",
+                "provider_trade_no": "4200" + datetime.now(CST).strftime("%Y%m%d") + _digits(16),
+                "code": code,
+                "code_url": f"{host_base}/scan/{code}",
+                "create_time": _now_text(),
+                "success_time": "",
+                "refunded_minor": 0,
+                "openid": "o" + secrets.token_urlsafe(20),
+                "fingerprint": fingerprint,
+                "notify_attempts": [],
+            }
+            self._trades[key] = trade
+            self._by_code[code] = key
+            return copy.deepcopy(trade)
+
+    @staticmethod
+    def _amount_in(amount: object, field: str) -> tuple[int, str]:
+        if not isinstance(amount, dict):
+            raise WxError(400, "PARAM_ERROR", "缺少参数 amount")
+        value = amount.get(field)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise WxError(400, "PARAM_ERROR", f"amount.{field} 须为正整数（单位：分）")
+        currency = amount.get("currency", "CNY")
+        if currency != "CNY":
+            raise WxError(400, "PARAM_ERROR", "境内商户号仅支持人民币 CNY")
+        return value, currency
+
+    def _find(self, out_trade_no: str, mchid: str | None = None) -> tuple[str, str] | None:
+        with self._lock:
+            if mchid is not None:
+                return (mchid, out_trade_no) if (mchid, out_trade_no) in self._trades else None
+            return next((k for k in self._trades if k[1] == out_trade_no), None)
+
+    def trade_for(self, out_trade_no: str) -> dict | None:
+        """The provider's record; status is pending, paid, closed or refunded (refunded in full)."""
+        key = self._find(out_trade_no)
+        if key is None:
+            return None
+        with self._lock:
+            trade = copy.deepcopy(self._trades[key])
+            trade["refunds"] = [copy.deepcopy(r) for r in self._refunds.values() if r["trade_key"] == key]
+        if trade["status"] == "paid" and trade["refunded_minor"] >= trade["amount_minor"]:
+            trade["status"] = "refunded"
+        return trade
+
+    @staticmethod
+    def _trade_state(trade: dict) -> str:
+        if trade["status"] == "paid":
+            return "REFUND" if trade["refunded_minor"] else "SUCCESS"
+        return {"pending": "NOTPAY", "closed": "CLOSED"}[trade["status"]]
+
+    def _transaction(self, trade: dict, trade_state: str | None = None) -> dict[str, Any]:
+        """A trade as the query API and the TRANSACTION callbacks describe it."""
+        state = trade_state or self._trade_state(trade)
+        view: dict[str, Any] = {
+            "appid": trade["appid"],
+            "mchid": trade["mchid"],
+            "out_trade_no": trade["out_trade_no"],
+            "trade_type": "NATIVE",
+            "trade_state": state,
+            "trade_state_desc": TRADE_STATE_DESC.get(state, state),
+            "attach": "",
+        }
+        if state in ("SUCCESS", "REFUND"):
+            view.update(
+                transaction_id=trade["provider_trade_no"],
+                bank_type="OTHERS",
+                success_time=trade["success_time"] or _now_text(),
+                payer={"openid": trade["openid"]},
+                amount={
+                    "total": trade["amount_minor"],
+                    "payer_total": trade["amount_minor"],
+                    "currency": trade["currency"],
+                    "payer_currency": trade["currency"],
+                },
+            )
+        else:
+            # Unpaid trades come without transaction_id and without amount.currency.
+            view["amount"] = {"total": trade["amount_minor"], "payer_currency": trade["currency"]}
+        return view
+
+    def query(self, merchant: _Merchant, out_trade_no: str = "", transaction_id: str = "") -> dict[str, Any]:
+        with self._lock:
+            if transaction_id:
+                found = [
+                    t
+                    for k, t in self._trades.items()
+                    if k[0] == merchant.mchid and t["provider_trade_no"] == transaction_id
+                ]
+                trade = copy.deepcopy(found[0]) if found and found[0]["status"] != "pending" else None
+            else:
+                trade = copy.deepcopy(self._trades.get((merchant.mchid, out_trade_no)))
+        if trade is None:
+            raise WxError(404, "ORDER_NOT_EXIST", "订单不存在")
+        return self._transaction(trade)
+
+    def close(self, merchant: _Merchant, out_trade_no: str) -> None:
+        with self._lock:
+            trade = self._trades.get((merchant.mchid, out_trade_no))
+            if trade is None:
+                raise WxError(404, "ORDER_NOT_EXIST", "订单不存在")
+            if trade["status"] == "paid":
+                raise WxError(400, "ORDERPAID", "订单已支付")
+            trade["status"] = "closed"
+
+    # ---- the buyer pays ----------------------------------------------------------------------------
+    def pay(self, out_trade_no: str) -> None:
+        """The buyer scans and pays: the trade is paid, then the callback goes out (faults apply).
+        A notify endpoint that fails does not undo the payment."""
+        key = self._find(out_trade_no)
+        if key is None:
+            raise KeyError(out_trade_no)
+        with self._lock:
+            trade = self._trades[key]
+            if trade["status"] == "closed":
+                raise ValueError(f"trade {out_trade_no} is closed")
+            if trade["status"] == "pending":
+                trade.update(status="paid", success_time=_now_text())
+            url = trade["notify_url"]
+        self._dispatch(key, url, lambda: self.notify_request(out_trade_no), background=False)
+
+    def _dispatch(
+        self, key: tuple[str, str], url: str, build: Callable[[], NotifyRequest], *, background: bool
+    ) -> None:
+        """Send one callback as the faults say: dropped, sent twice (same body, as a re-notify), or later."""
+        if self.faults.take("drop_notify"):
+            self._record(key, {"at": _now_text(), "dropped": True})
+            return
+        copies = 2 if self.faults.take("duplicate_notify") else 1
+        delay = self.faults.notify_delay
+
+        def send() -> None:
+            if delay:
+                time.sleep(delay)
+            notify = build()  # built at sending time: the timestamp must be fresh
+            for _ in range(copies):
+                self._post(key, url, notify)
+
+        if background or delay > 0:
+            threading.Thread(target=send, daemon=True).start()
+        else:
+            send()
+
+    def _post(self, key: tuple[str, str], url: str, notify: NotifyRequest) -> None:
+        attempt: dict[str, Any] = {"at": _now_text(), "url": url, "status_code": None, "error": None}
+        try:
+            resp = requests.post(url, data=notify.body, headers=notify.headers, timeout=NOTIFY_TIMEOUT)
+            # WeChat stops re-notifying on 200 or 204; the body is not read.
+            attempt.update(status_code=resp.status_code, acknowledged=resp.status_code in (200, 204))
+        except requests.RequestException as exc:
+            attempt.update(error=type(exc).__name__, acknowledged=False)
+            logger.warning("wechatpay simulator: notify to %s failed: %s", url, type(exc).__name__)
+        self._record(key, attempt)
+
+    def _record(self, key: tuple[str, str], attempt: dict[str, Any]) -> None:
+        with self._lock:
+            if key in self._trades:
+                self._trades[key]["notify_attempts"].append(attempt)
+
+    # ---- callbacks -----------------------------------------------------------------------------------
+    def notify_request(self, out_trade_no: str, *, variant: str = VALID) -> NotifyRequest:
+        """A TRANSACTION callback for the trade (paid; closed for CLOSED), forged as `variant` says."""
+        if variant not in self.notify_variants:
+            raise ValueError(f"unknown variant {variant!r}")
+        trade = self.trade_for(out_trade_no)
+        if trade is None:
+            raise KeyError(out_trade_no)
+        merchant = self._merchant(trade["mchid"])
+        assert merchant is not None
+        if variant == CLOSED:
+            resource = self._transaction(trade, "CLOSED")
+            resource["amount"]["currency"] = trade["currency"]  # callbacks always state the currency
+            event_type, summary = "TRANSACTION.CLOSED", "订单已关闭"
+        else:
+            resource = self._transaction(trade, "SUCCESS")
+            event_type, summary = "TRANSACTION.SUCCESS", "支付成功"
+        amount = resource["amount"]
+        if variant == WRONG_AMOUNT:
+            amount["total"] = amount["payer_total"] = 1 if amount["total"] != 1 else 2
+        elif variant == WRONG_CURRENCY:
+            amount["currency"] = amount["payer_currency"] = "USD"
+        elif variant == WRONG_MERCHANT:
+            mchid = trade["mchid"]
+            resource["mchid"] = str(int(mchid) + 1) if mchid.isdigit() else mchid + "0"
+        elif variant == UNKNOWN_ORDER:
+            resource["out_trade_no"] = "UNKNOWN" + _digits(12)
+        return self._callback(
+            merchant,
+            resource,
+            event_type=event_type,
+            summary=summary,
+            original_type="transaction",
+            stale=variant == STALE_TIMESTAMP,
+            tamper=variant == TAMPERED_CIPHERTEXT,
+            bad_signature=variant == BAD_SIGNATURE,
+        )
+
+    def refund_notify_request(self, out_refund_no: str) -> NotifyRequest:
+        """The REFUND.<status> callback of a settled refund (its resource has no appid and no currency)."""
+        with self._lock:
+            refund = copy.deepcopy(next(r for r in self._refunds.values() if r["out_refund_no"] == out_refund_no))
+        resource = {
+            "mchid": refund["mchid"],
+            "transaction_id": refund["transaction_id"],
+            "out_trade_no": refund["out_trade_no"],
+            "refund_id": refund["refund_id"],
+            "out_refund_no": refund["out_refund_no"],
+            "refund_status": refund["status"],
+            "success_time": refund["success_time"],
+            "user_received_account": "支付用户零钱",
+            "amount": {
+                "total": refund["total"],
+                "refund": refund["refund"],
+                "payer_total": refund["total"],
+                "payer_refund": refund["refund"],
+            },
+        }
+        summary = {"SUCCESS": "退款成功", "ABNORMAL": "退款异常", "CLOSED": "退款关闭"}.get(refund["status"], "")
+        return self._callback(
+            self._merchants[refund["mchid"]],
+            resource,
+            event_type=f"REFUND.{refund['status']}",
+            summary=summary,
+            original_type="refund",
+        )
+
+    def _callback(
+        self,
+        merchant: _Merchant,
+        resource: dict,
+        *,
+        event_type: str,
+        summary: str,
+        original_type: str,
+        stale: bool = False,
+        tamper: bool = False,
+        bad_signature: bool = False,
+    ) -> NotifyRequest:
+        nonce = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(12))
+        sealed = AESGCM(merchant.apiv3_key.encode()).encrypt(nonce.encode(), _dumps(resource), original_type.encode())
+        if tamper:
+            sealed = bytes([sealed[0] ^ 0x01]) + sealed[1:]
+        envelope = {
+            "id": str(uuid.uuid4()),
+            "create_time": _now_text(),
+            "resource_type": "encrypt-resource",
+            "event_type": event_type,
+            "summary": summary,
+            "resource": {
+                "original_type": original_type,
+                "algorithm": "AEAD_AES_256_GCM",
+                "ciphertext": base64.b64encode(sealed).decode(),
+                "associated_data": original_type,
+                "nonce": nonce,
+            },
+        }
+        body = _dumps(envelope)
+        # A tampered ciphertext is still signed by us: the receiver's AES-GCM check is what must catch it.
+        headers = self.signed_headers(body, timestamp=int(time.time()) - 600 if stale else None)
+        if bad_signature:
+            headers["Wechatpay-Signature"] = self.sign(headers["Wechatpay-Timestamp"], "x", body)
+        return NotifyRequest(method="POST", body=body, headers=headers, content_type="application/json")
+
+    # ---- refunds -------------------------------------------------------------------------------------
+    def refund(self, merchant: _Merchant, data: dict) -> dict[str, Any]:
+        out_refund_no = data.get("out_refund_no")
+        if not isinstance(out_refund_no, str) or not OUT_REFUND_NO_RE.match(out_refund_no):
+            raise WxError(400, "PARAM_ERROR", "out_refund_no 格式错误")
+        amount = data.get("amount")
+        refund_minor, _ = self._amount_in(amount, "refund")
+        total, _ = self._amount_in(amount, "total")
+        if "currency" not in amount:  # type: ignore[operator]
+            raise WxError(400, "PARAM_ERROR", "缺少参数 amount.currency")
+        with self._lock:
+            if data.get("out_trade_no"):
+                key = (merchant.mchid, str(data["out_trade_no"]))
+            else:
+                tid = data.get("transaction_id")
+                key = next((k for k, t in self._trades.items() if t["provider_trade_no"] == tid), ("", ""))
+            trade = self._trades.get(key)
+            if trade is None or trade["mchid"] != merchant.mchid:
+                raise WxError(404, "RESOURCE_NOT_EXISTS", "订单不存在")
+            rkey = (merchant.mchid, out_refund_no)
+            if (existing := self._refunds.get(rkey)) is not None:
+                # Same out_refund_no: the same refund, answered again, never a second one.
+                if existing["trade_key"] != key or existing["refund"] != refund_minor:
+                    raise WxError(400, "INVALID_REQUEST", "退款单号已存在且参数不一致")
+                return self._refund_view(existing)
+            if trade["status"] != "paid":
+                raise WxError(400, "INVALID_REQUEST", "订单未支付，不能退款")
+            if total != trade["amount_minor"]:
+                raise WxError(400, "PARAM_ERROR", "订单金额 amount.total 与原订单不一致")
+            if refund_minor > trade["amount_minor"] - trade["refunded_minor"]:
+                raise WxError(400, "INVALID_REQUEST", "申请退款金额超过订单可退金额")
+            trade["refunded_minor"] += refund_minor
+            refund = {
+                "trade_key": key,
+                "mchid": merchant.mchid,
+                "out_trade_no": trade["out_trade_no"],
+                "transaction_id": trade["provider_trade_no"],
+                "out_refund_no": out_refund_no,
+                "refund_id": "50" + _digits(30),
+                "refund": refund_minor,
+                "total": total,
+                "status": "PROCESSING",
+                "create_time": _now_text(),
+                "success_time": "",
+                "notify_url": str(data.get("notify_url") or ""),
+                "reason": str(data.get("reason") or ""),
+            }
+            self._refunds[rkey] = refund
+            answer = self._refund_view(refund)
+        if self.refund_delay == 0:
+            self.complete_refund(out_refund_no, background=True)
+            with self._lock:
+                answer = self._refund_view(self._refunds[rkey])
+        elif self.refund_delay is not None:
+            timer = threading.Timer(self.refund_delay, self.complete_refund, args=(out_refund_no,))
+            timer.daemon = True
+            timer.start()
+        return answer
+
+    def complete_refund(self, out_refund_no: str, status: str = "SUCCESS", *, background: bool = True) -> None:
+        """Settle a PROCESSING refund (SUCCESS, ABNORMAL or CLOSED) and send its callback if it named a URL."""
+        if status not in ("SUCCESS", "ABNORMAL", "CLOSED"):
+            raise ValueError(status)
+        with self._lock:
+            refund = next(r for r in self._refunds.values() if r["out_refund_no"] == out_refund_no)
+            if refund["status"] != "PROCESSING":
+                return
+            refund["status"] = status
+            if status == "SUCCESS":
+                refund["success_time"] = _now_text()
+            elif status == "CLOSED":
+                self._trades[refund["trade_key"]]["refunded_minor"] -= refund["refund"]
+            key, url = refund["trade_key"], refund["notify_url"]
+        if url:
+            self._dispatch(key, url, lambda: self.refund_notify_request(out_refund_no), background=background)
+
+    def refund_query(self, merchant: _Merchant, out_refund_no: str) -> dict[str, Any]:
+        with self._lock:
+            refund = self._refunds.get((merchant.mchid, out_refund_no))
+            if refund is None:
+                raise WxError(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
+            return self._refund_view(refund)
+
+    @staticmethod
+    def _refund_view(refund: dict) -> dict[str, Any]:
+        view = {
+            "refund_id": refund["refund_id"],
+            "out_refund_no": refund["out_refund_no"],
+            "transaction_id": refund["transaction_id"],
+            "out_trade_no": refund["out_trade_no"],
+            "channel": "ORIGINAL",
+            "user_received_account": "支付用户零钱",
+            "create_time": refund["create_time"],
+            "status": refund["status"],
+            "funds_account": "AVAILABLE",
+            "amount": {
+                "total": refund["total"],
+                "refund": refund["refund"],
+                "payer_total": refund["total"],
+                "payer_refund": refund["refund"],
+                "settlement_total": refund["total"],
+                "settlement_refund": refund["refund"],
+                "discount_refund": 0,
+                "currency": "CNY",
+                "from": [],
+            },
+        }
+        if refund["success_time"]:
+            view["success_time"] = refund["success_time"]
+        return view
+
+    # ---- the scan page ---------------------------------------------------------------------------
+    def trade_by_code(self, code: str) -> dict | None:
+        with self._lock:
+            key = self._by_code.get(code)
+        return self.trade_for(key[1]) if key else None
+
+
+SCAN_HTML = """<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>WeChat Pay (simulator)</title></head><body><h1>微信支付 WeChat Pay (simulator)</h1>
+<p>商品: <span id="description">{description}</span></p>
+<p>金额: ¥<span id="amount">{amount}</span></p>
+<p>商户订单号: <span id="out_trade_no">{out_trade_no}</span></p>
+<p>状态: <span id="status">{status}</span></p>{action}</body></html>"""
+
+PAY_FORM = (
+    """<form method="post" action="/scan/{code}/pay"><button id="pay" type="submit">Pay ¥{amount}</button></form>"""
+)
+
+PAID_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>Paid</title></head><body>
+<h1>Paid</h1><p>You can go back to the shop's page: it updates by itself.</p>
+<p>Callback: <span id="notify">{notify}</span></p></body></html>"""
+
+
+def _yuan(fen: int) -> str:
+    return f"{fen // 100}.{fen % 100:02d}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "WechatPaySimulator/1.0"
+
+    @property
+    def sim(self) -> WechatPaySimulator:
+        return self.server.simulator  # type: ignore[attr-defined]
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        logger.debug("%s - " + fmt, self.address_string(), *args)
+
+    def do_GET(self) -> None:
+        self._route()
+
+    def do_POST(self) -> None:
+        self._route()
+
+    def _body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _host_base(self) -> str:
+        # Honour the Host the client used so code_urls survive port mappings.
+        host = self.headers.get("Host")
+        return f"http://{host}" if host else self.sim.base_url
+
+    def _route(self) -> None:
+        path = urlsplit(self.path).path
+        if path.startswith("/v3/"):
+            self._api(path)
+            return
+        parts = [p for p in path.split("/") if p]
+        if len(parts) == 2 and parts[0] == "scan" and self.command == "GET":
+            self._scan_page(parts[1])
+        elif len(parts) == 3 and parts[0] == "scan" and parts[2] == "pay" and self.command == "POST":
+            self._body()
+            self._scan_pay(parts[1])
+        else:
+            self._send(404, b"Not Found", "text/plain; charset=utf-8")
+
+    # ---- /v3 API ---------------------------------------------------------------------------------
+    def _api(self, path: str) -> None:
+        body = self._body()
+        faults = self.sim.faults
+        if faults.take("fail_5xx"):
+            self._answer(500, {"code": "SYSTEM_ERROR", "message": "系统错误"})
+            return
+        faults.before_answer()
+        try:
+            merchant = self.sim.authenticate(self.command, self.path, body, self.headers.get("Authorization", ""))
+            status, payload = self._dispatch_api(merchant, path, body)
+        except WxError as exc:
+            status, payload = exc.status, {"code": exc.code, "message": exc.message}
+        if faults.take("timeout"):
+            time.sleep(faults.hang_seconds)  # acted, but the caller has given up by now
+        self._answer(status, payload)
+
+    def _dispatch_api(self, merchant: _Merchant, path: str, body: bytes) -> tuple[int, dict | None]:
+        query = {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
+        parts = path.strip("/").split("/")
+        get, post = self.command == "GET", self.command == "POST"
+        if post and path == "/v3/pay/transactions/native":
+            trade = self.sim.create(merchant, self._json(body), self._host_base())
+            return 200, {"code_url": trade["code_url"]}
+        if parts[:3] == ["v3", "pay", "transactions"] and len(parts) == 5 and get:
+            if query.get("mchid") != merchant.mchid:
+                raise WxError(400, "PARAM_ERROR", "mchid 与请求签名的商户号不一致")
+            if parts[3] == "out-trade-no":
+                return 200, self.sim.query(merchant, out_trade_no=parts[4])
+            if parts[3] == "id":
+                return 200, self.sim.query(merchant, transaction_id=parts[4])
+        if parts[:4] == ["v3", "pay", "transactions", "out-trade-no"] and len(parts) == 6 and parts[5] == "close":
+            if post:
+                if self._json(body).get("mchid") != merchant.mchid:
+                    raise WxError(400, "PARAM_ERROR", "mchid 与请求签名的商户号不一致")
+                self.sim.close(merchant, parts[4])
+                return 204, None
+        if path == "/v3/refund/domestic/refunds" and post:
+            return 200, self.sim.refund(merchant, self._json(body))
+        if parts[:4] == ["v3", "refund", "domestic", "refunds"] and len(parts) == 5 and get:
+            return 200, self.sim.refund_query(merchant, parts[4])
+        raise WxError(404, "NOT_FOUND", "接口不存在")
+
+    @staticmethod
+    def _json(body: bytes) -> dict:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise WxError(400, "PARAM_ERROR", "请求体不是合法的 JSON") from None
+        if not isinstance(data, dict):
+            raise WxError(400, "PARAM_ERROR", "请求体须为 JSON 对象")
+        return data
+
+    def _answer(self, status: int, payload: dict | None) -> None:
+        """Every /v3 answer is signed by the platform key, errors and 204s included."""
+        body = b"" if payload is None else _dumps(payload)
+        self._send(status, body, extra=self.sim.signed_headers(body))
+
+    def _send(self, status: int, body: bytes, ctype: str = "", extra: dict[str, str] | None = None) -> None:
+        try:
+            self.send_response(status)
+            for name, value in (extra or {"Content-Type": ctype}).items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if body:
+                self.wfile.write(body)
+        except OSError:  # the client gave up (timeout fault): nothing to answer
+            pass
+
+    # ---- scan page -------------------------------------------------------------------------------
+    def _scan_page(self, code: str) -> None:
+        trade = self.sim.trade_by_code(code)
+        if trade is None:
+            self._send(404, "二维码已失效".encode(), "text/plain; charset=utf-8")
+            return
+        amount = _yuan(trade["amount_minor"])
+        action = PAY_FORM.format(code=html.escape(code), amount=amount) if trade["status"] == "pending" else ""
+        page = SCAN_HTML.format(
+            description=html.escape(trade["description"]),
+            amount=amount,
+            out_trade_no=html.escape(trade["out_trade_no"]),
+            status=html.escape(trade["status"]),
+            action=action,
+        )
+        self._send(200, page.encode(), "text/html; charset=utf-8")
+
+    def _scan_pay(self, code: str) -> None:
+        trade = self.sim.trade_by_code(code)
+        if trade is None or trade["status"] == "closed":
+            self._send(400, "订单已关闭或不存在".encode(), "text/plain; charset=utf-8")
+            return
+        self.sim.pay(trade["out_trade_no"])
+        attempts = (self.sim.trade_by_code(code) or {}).get("notify_attempts") or [{}]
+        last = attempts[-1]
+        notify = last.get("status_code") or last.get("error") or ("dropped" if last.get("dropped") else "pending")
+        # WeChat Native has no return URL: the shop's pay page polls and moves on by itself.
+        self._send(200, PAID_HTML.format(notify=html.escape(str(notify))).encode(), "text/html; charset=utf-8")
+
+
+def serve_account_file(path: str | Path, *, host: str = "127.0.0.1", port: int = 0) -> WechatPaySimulator:
+    """Start a simulator whose merchant is the one in `path` (created and written there on first run).
+
+    The provider's own signing key lives beside it in `<path>.provider-key.pem`: the account file holds only
+    what the shop's channel account form takes.
+    """
+    path = Path(path)
+    key_path = path.with_name(path.name + ".provider-key.pem")
+    if path.exists():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not key_path.exists():
+            raise SystemExit(f"{key_path} is missing: delete {path} to start over with new keys")
+        sim = WechatPaySimulator(
+            host,
+            port,
+            platform_private_key=key_path.read_text(encoding="utf-8"),
+            platform_public_key_id=data["credentials"]["platform_public_key_id"],
+        ).start()
+        if sim.platform_public_key_pem() != data["credentials"]["platform_public_key"]:
+            sim.stop()
+            raise SystemExit(f"{key_path} does not match the platform_public_key in {path}")
+        sim.add_merchant(data["merchant_no"], data["credentials"])
+    else:
+        sim = WechatPaySimulator(host, port).start()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key_path.write_text(sim.platform_private_key_pem, encoding="utf-8")
+        key_path.chmod(0o600)
+    account = sim.account()
+    path.write_text(json.dumps(asdict(account), indent=2, ensure_ascii=False), encoding="utf-8")
+    path.chmod(0o600)
+    return sim
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8002)
+    parser.add_argument("--account-file", required=True, help="SimAccount JSON: read if present, else written")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    sim = serve_account_file(args.account_file, host=args.host, port=args.port)
+    print(sim.base_url, flush=True)
+    try:
+        threading.Event().wait()  # serve until killed
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+
+
+if __name__ == "__main__":
+    main()
