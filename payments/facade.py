@@ -1,6 +1,10 @@
 """The only payments functions other apps call. Contracts in, contracts out."""
 
-from payments.services.accounts import channel_account_credentials, channel_account_ensure
+from payments.services.accounts import (
+    channel_account_configure,
+    channel_account_credentials,
+    channel_account_ensure,
+)
 from payments.services.payments import (
     notification_apply,
     payment_for_reference,
@@ -21,6 +25,7 @@ from payments.services.refunds import (
 )
 
 __all__ = [
+    "channel_account_configure",
     "channel_account_credentials",
     "channel_account_ensure",
     "notification_apply",

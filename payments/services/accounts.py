@@ -38,6 +38,30 @@ def channel_account_ensure(
         return _view(account), False
 
 
+def channel_account_configure(
+    *,
+    code: str,
+    name: str,
+    merchant_no: str,
+    base_url: str,
+    currency: str,
+    credentials: dict[str, str],
+    priority: int = 100,
+) -> tuple[ChannelAccountView, bool]:
+    """Make the first account of `code` hold exactly these values (created if missing): the demo points its
+    accounts at simulators whose keys are the truth. Returns (account, created)."""
+    with transaction.atomic():
+        account = ChannelAccount.objects.select_for_update().filter(code=code).order_by("pk").first()
+        if account is None:
+            account = ChannelAccount(code=code)
+        created = account.pk is None
+        account.name, account.merchant_no, account.base_url, account.currency = name, merchant_no, base_url, currency
+        account.priority = priority
+        account.credentials = json.dumps(credentials)
+        account.save()
+        return _view(account), created
+
+
 def channel_account_credentials(*, code: str) -> dict[str, str]:
     """Decrypted credentials of the first account of `code`: for the demo seed that configures the simulator."""
     account = ChannelAccount.objects.filter(code=code).order_by("pk").first()

@@ -492,6 +492,28 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, PAID_HTML.format(notify=html.escape(notify_text)), "text/html")
 
 
+def _account_file_sync(sim: EpaySimulator, path: Path) -> None:
+    """Keep the demo merchant across restarts: reuse the pid/key in `path`, rewrite it with this run's URL."""
+    if path.exists():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        sim.add_merchant(data["merchant_no"], data["credentials"]["key"])
+        sim._account = SimAccount(data["merchant_no"], sim.base_url, data.get("currency", "CNY"), data["credentials"])
+    account = sim.account()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps(
+            {
+                "merchant_no": account.merchant_no,
+                "base_url": sim.base_url,
+                "currency": account.currency,
+                "credentials": account.credentials,
+            }
+        ),
+        encoding="utf-8",
+    )
+    path.chmod(0o600)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -499,6 +521,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--merchant", action="append", default=[], metavar="PID:KEY")
     parser.add_argument("--merchants-file", help='JSON {"pid": "key"}, re-read on miss')
     parser.add_argument("--notify-method", choices=["GET", "POST"], type=str.upper)
+    parser.add_argument("--account-file", help="SimAccount JSON: its merchant is loaded if present, else created")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     sim = EpaySimulator(
@@ -508,6 +531,8 @@ def main(argv: list[str] | None = None) -> None:
         args.notify_method or "GET",
         merchants_file=args.merchants_file,
     ).start()
+    if args.account_file:
+        _account_file_sync(sim, Path(args.account_file))
     print(sim.base_url, flush=True)
     try:
         threading.Event().wait()  # serve until killed

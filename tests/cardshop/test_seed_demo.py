@@ -1,4 +1,5 @@
-"""The demo seed generates its secrets: nothing a forger could read in the source."""
+"""The demo seed generates its secrets (nothing a forger could read in the source) and wires one channel
+account per running simulator from the account files the simulators wrote."""
 
 import io
 import json
@@ -10,35 +11,52 @@ from django.core.management import call_command
 
 from cardshop.models import CardSecret, Product
 from payments.models import ChannelAccount
+from payments.simulators.catalog import SIMULATORS, simulator_class
 
 pytestmark = pytest.mark.django_db
 
 
-def seed(tmp_path):
+@pytest.fixture(scope="module")
+def sim_accounts(tmp_path_factory):
+    """Each simulator's CLI writes its account file; the same shape is written here from a started one."""
+    folder = tmp_path_factory.mktemp("sim")
+    for code in SIMULATORS:
+        sim = simulator_class(code)().start()
+        try:
+            acct = sim.account(webhook_url=f"http://127.0.0.1:8000/notify/{code}/")
+            (folder / f"{code}.json").write_text(json.dumps(acct.__dict__))
+        finally:
+            sim.stop()
+    return folder
+
+
+def seed(folder):
     out = io.StringIO()
-    call_command("seed_demo", epay_url="http://127.0.0.1:8001", merchants_file=str(tmp_path / "m.json"), stdout=out)
+    call_command("seed_demo", sim_accounts=str(folder), stdout=out)
     return out.getvalue()
 
 
-def test_seed_generates_and_prints_keys_once(tmp_path):
-    first = seed(tmp_path)
+def test_seed_wires_every_simulator_and_prints_no_key(sim_accounts):
+    first = seed(sim_accounts)
     password = re.search(r"Operator login: operator / (\S+)", first).group(1)
-    key = re.search(r"key (\S+)  \(shown once\)", first).group(1)
     assert get_user_model().objects.get(username="operator").check_password(password)
-    account = ChannelAccount.objects.get(code="epay")
-    assert account.credentials_dict()["key"] == key
-    assert json.loads((tmp_path / "m.json").read_text()) == {account.merchant_no: key}
+    assert sorted(ChannelAccount.objects.values_list("code", flat=True)) == sorted(SIMULATORS)
+    for code in SIMULATORS:
+        stored = ChannelAccount.objects.get(code=code).credentials_dict()
+        written = json.loads((sim_accounts / f"{code}.json").read_text())["credentials"]
+        assert stored == written
+        assert not any(v in first for v in written.values() if len(v) > 8)  # keys are never printed
     assert Product.objects.count() == 5
     assert CardSecret.objects.count() == 45
-    again = seed(tmp_path)  # idempotent, and secrets are not printed twice
-    assert password not in again and key not in again
+    again = seed(sim_accounts)  # idempotent, and the password is not printed twice
+    assert password not in again
     assert Product.objects.count() == 5 and CardSecret.objects.count() == 45
+    assert ChannelAccount.objects.count() == len(SIMULATORS)
 
 
-def test_two_seeds_share_no_secret(tmp_path):
-    first = seed(tmp_path)
-    ChannelAccount.objects.all().delete()
+def test_two_seeds_share_no_password(sim_accounts):
+    first = seed(sim_accounts)
     get_user_model().objects.all().delete()
-    second = seed(tmp_path)
-    pick = re.compile(r"(?:operator / |key )(\S+)")
-    assert not set(pick.findall(first)) & set(pick.findall(second))
+    second = seed(sim_accounts)
+    pick = re.compile(r"operator / (\S+)")
+    assert pick.findall(first) != pick.findall(second)
