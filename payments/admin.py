@@ -11,13 +11,24 @@ from django.utils.translation import gettext_lazy as _
 
 from core.crypto import mask
 from core.forms import WriteOnlySecretField
-from payments.models import ChannelAccount, Payment, ProviderNotification
+from payments.models import ChannelAccount, Payment, ProviderNotification, Refund
+
+# What each channel's credentials JSON holds (keys only), shown as help to the operator.
+CREDENTIAL_KEYS = {
+    "epay": "key",
+    "alipay": "app_private_key (PEM), alipay_public_key (PEM)",
+    "wechatpay": "mch_private_key (PKCS#8 PEM), mch_serial_no, apiv3_key, platform_public_key (PEM), "
+    "platform_public_key_id, appid",
+    "stripe": "secret_key, publishable_key, webhook_secret (comma-separated during rotation)",
+    "bankgw": "username, password (WS-Security), notify_key (HMAC of the bank's callbacks)",
+}
 
 
 class ChannelAccountForm(forms.ModelForm):
     credentials = WriteOnlySecretField(
         label=_("credentials (JSON)"),
-        help_text=_('Write-only, e.g. {"key": "..."}. Leave empty to keep the stored credentials.'),
+        help_text=_("Write-only JSON object. Leave empty to keep the stored credentials. Keys per channel: ")
+        + "; ".join(f"{code}: {keys}" for code, keys in CREDENTIAL_KEYS.items()),
     )
 
     class Meta:
@@ -62,13 +73,41 @@ class PaymentAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status", "channel_code"]
     search_fields = ["out_trade_no", "reference", "provider_trade_no"]
-    readonly_fields = [f.name for f in Payment._meta.fields]
+    readonly_fields = [f.name for f in Payment._meta.fields if f.name != "client_secret"] + ["client_secret_masked"]
+    exclude = ["client_secret"]
 
     @admin.display(description=_("amount"))
     def amount_display(self, obj: Payment) -> str:
         return str(obj.amount)
 
+    @admin.display(description=_("client secret"))
+    def client_secret_masked(self, obj: Payment) -> str:
+        return mask(obj.client_secret) if obj.client_secret else "—"
+
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Refund)
+class RefundAdmin(admin.ModelAdmin):
+    """Read-only: refunds are started from the order (one action, one service) and settled by the channel."""
+
+    list_display = ["refund_no", "payment", "amount_display", "status", "requested_by", "created_at", "succeeded_at"]
+    list_filter = ["status", "payment__channel_code"]
+    search_fields = ["refund_no", "payment__out_trade_no", "payment__reference", "provider_refund_no"]
+    readonly_fields = [f.name for f in Refund._meta.fields]
+
+    @admin.display(description=_("amount"))
+    def amount_display(self, obj: Refund) -> str:
+        return str(obj.amount)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
