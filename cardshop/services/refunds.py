@@ -64,8 +64,8 @@ def order_refund_follow(*, view: RefundView, source: str) -> None:
 def refund_sync(*, refund_no: str, source: str = "task") -> str:
     """Submit or query one refund at the channel (no lock held during I/O), then apply the answer."""
     observation = payments.refund_execute(refund_no=refund_no, notify_url=_refund_notify_url(refund_no))
-    if observation is None:
-        return "waiting"
+    if observation is None:  # already final, or nothing known yet (the janitor asks again)
+        return payments.refund_view(refund_no=refund_no).status
     with transaction.atomic(durable=True):
         view = payments.refund_result_apply(refund_no=refund_no, observation=observation)
         if view.newly_final:

@@ -117,3 +117,38 @@ def test_one_buyer_racing_ten_checkouts_gets_only_the_cap(require_postgres, merc
     assert len([r for r in results if isinstance(r, str)]) == 3
     assert {r.code for r in results if isinstance(r, DomainError)} == {"too_many_pending"}
     assert Order.objects.count() == 3
+
+
+def test_ten_operators_refund_the_same_order_at_once_refunds_once(
+    require_postgres, product, epay_account, epay_sim, settings
+):
+    from cardshop.services.refunds import order_refund_request, refund_sync
+    from payments.models import Refund, RefundStatus
+
+    settings.CARDSHOP_PUBLIC_URL = "http://127.0.0.1:9"
+    order = buy(product, email="refund@example.com", ip=None)
+    payment = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1")
+    epay_sim.pay(payment.out_trade_no)  # paid at the provider (its notify to port 9 is lost)
+    payment_notification_handle(
+        channel_code="epay", params=as_lists(signed_notify(epay_sim, payment.out_trade_no)), body=b""
+    )
+
+    results = race(10, lambda i: order_refund_request(order_no=order.order_no, actor=f"op{i}"))
+    views = [r for r in results if not isinstance(r, Exception)]
+    refused = [r for r in results if isinstance(r, DomainError)]
+    assert len(views) + len(refused) == 10, results  # nothing else went wrong
+    assert len({v.refund_no for v in views}) == 1  # every request that got through got the same refund
+    assert Refund.objects.count() == 1
+    # Eager submit tasks ran on commit in whichever threads got through; once more changes nothing.
+    refund_no = views[0].refund_no
+    assert refund_sync(refund_no=refund_no) == RefundStatus.SUCCEEDED
+    assert Refund.objects.get().status == RefundStatus.SUCCEEDED
+    assert [r["out_refund_no"] for r in epay_sim._refunds.values() if r["out_trade_no"] == payment.out_trade_no] == [
+        refund_no
+    ]
+    order.refresh_from_db()
+    assert order.state == OrderState.REFUNDED
+    assert list(order.events.filter(kind__startswith="refund").values_list("kind", flat=True)) == [
+        "refund_requested",
+        "refunded",
+    ]
