@@ -311,9 +311,19 @@ def _verify_with_any_account(
 
 
 def payment_query(*, out_trade_no: str) -> Observation | None:
-    """Ask the provider about a payment (I/O, call outside any transaction)."""
+    """Ask the provider about a payment (I/O, call outside any transaction). None: nothing learnt this time.
+
+    A query that times out or meets a 5xx leaves the payment UNKNOWN (never failed); the janitor asks again.
+    """
     payment = Payment.objects.select_related("account").get(out_trade_no=out_trade_no)
-    return _adapter(payment.account).query(out_trade_no, payment.provider_trade_no or "")
+    try:
+        return _adapter(payment.account).query(out_trade_no, payment.provider_trade_no or "")
+    except Unknown as exc:
+        log.warning("query of %s in doubt (%s); the janitor asks again", out_trade_no, exc.code)
+        _payment_mark_unknown(payment.pk, exc.code)
+    except (Retryable, Terminal) as exc:
+        log.warning("query of %s not answered (%s); the janitor asks again", out_trade_no, exc.code)
+    return None
 
 
 def query_result_apply(*, out_trade_no: str, observation: Observation) -> QueryOutcome:

@@ -132,3 +132,25 @@ def test_refunds_and_card_secrets_of_payments_are_shown_masked_to_operators(
     Payment.objects.filter(pk=payment.pk).update(client_secret="pi_123_secret_abcdefghijklmnop")
     page = operator_client.get(f"/admin/payments/payment/{payment.pk}/change/").content.decode()
     assert "abcdefghijklmnop" not in page and "********mnop" in page
+
+
+def test_paid_but_undeliverable_order_is_refunded_the_same_way(
+    operator_client, merchant, epay_account, epay_sim, settings, client, django_capture_on_commit_callbacks
+):
+    from tests.conftest import make_product
+
+    settings.CARDSHOP_PUBLIC_URL = "http://127.0.0.1:9"
+    product = make_product(merchant, secrets_count=1)
+    order = buy(product)
+    payment = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1")
+    with time_machine.travel(timezone.now() + timedelta(minutes=20), tick=False):
+        from cardshop.services.orders import orders_expire_due
+
+        orders_expire_due()
+        buy(product, email="other@example.com")  # the secret goes to someone else meanwhile
+        epay_sim.pay(payment.out_trade_no)
+        client.get("/notify/epay/", signed_notify(epay_sim, payment.out_trade_no))
+    assert Order.objects.get(pk=order.pk).state == OrderState.UNDELIVERABLE
+    _refund_click(operator_client, order, django_capture_on_commit_callbacks)
+    assert Order.objects.get(pk=order.pk).state == OrderState.REFUNDED
+    assert Refund.objects.get().status == RefundStatus.SUCCEEDED

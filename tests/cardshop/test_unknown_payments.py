@@ -53,3 +53,21 @@ def test_ladder_backs_off_then_gives_up_after_a_day():
     assert gaps[:6] == [15, 60, 180, 600, 3600, 3600]
     assert set(gaps[5:]) == {3600}
     assert now - created <= timedelta(days=1) < now - created + timedelta(hours=1, seconds=1)
+
+
+def test_query_that_times_out_makes_a_pending_payment_unknown_not_failed(product, epay_account, epay_sim, settings):
+    settings.CARDSHOP_PUBLIC_URL = "http://127.0.0.1:9"
+    settings.PAYMENTS_PROVIDER_TIMEOUTS = (1.0, 0.5)
+    order = buy(product)
+    order_payment_start(order_no=order.order_no, client_ip="10.0.0.1")
+    epay_sim.faults.timeout, epay_sim.faults.hang_seconds = 1, 1.5
+    with time_machine.travel(timezone.now() + timedelta(seconds=16), tick=False):
+        assert payments_sync_due_task.delay().get() == 0
+    payment = Payment.objects.get()
+    assert payment.status == PaymentStatus.UNKNOWN and payment.error_code == "timeout"
+    assert payment.next_query_at is not None  # still on the ladder
+    epay_sim.pay(payment.out_trade_no)
+    with time_machine.travel(timezone.now() + timedelta(seconds=80), tick=False):
+        payments_sync_due_task.delay().get()
+    assert Payment.objects.get().status == PaymentStatus.SUCCEEDED
+    assert Order.objects.get().state == OrderState.DELIVERED
