@@ -108,7 +108,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (web, worker, beat) share the demo file: wait instead of failing on a write lock.
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
     # Tests with a live server write from two threads: a file waits on a lock where shared memory fails at once.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    # One file per test process, so two runs in one checkout do not share (and delete) each other's database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
 elif _flag("DATABASE_POOL", True):
     # Opening a PostgreSQL connection per request doubled the database's CPU per order (bench/checkout_pay.py).
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
