@@ -4,6 +4,7 @@ RSA2 (SHA256withRSA) request signing, signed synchronous answers, RSA2-verified 
 from __future__ import annotations
 
 import binascii
+import functools
 import http.client
 import json
 import urllib.error
@@ -36,6 +37,30 @@ from payments.channels.base import (
 )
 
 
+@functools.lru_cache(maxsize=64)
+def _client_for(app_id: str, private_pem: str, public_pem: str, timeout: float, gateway: str) -> AliPay | None:
+    """One SDK client per account and key set: parsing the RSA keys costs ~30 ms, more than a whole notify.
+
+    None when a key is missing or malformed (a bare base64 console key too): every call then refuses.
+    """
+    try:
+        client = AliPay(
+            appid=app_id,
+            app_notify_url=None,
+            app_private_key_string=private_pem,
+            alipay_public_key_string=public_pem,
+            sign_type=wire.SIGN_TYPE,
+            # The SDK calls urllib's urlopen with one socket timeout for connect and read alike; the read
+            # budget is the one that decides between an answer and Unknown.
+            config=AliPayConfig(timeout=timeout),
+        )
+    except (ValueError, IndexError, TypeError):
+        return None
+    # The SDK has no gateway argument; debug=True would only switch to Alipay's own sandbox.
+    client._gateway = gateway
+    return client
+
+
 class AlipayAdapter:
     code: ClassVar[str] = "alipay"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
@@ -51,24 +76,14 @@ class AlipayAdapter:
 
     def __init__(self, account: AccountConfig) -> None:
         self.account = account
-        self._client: AliPay | None = None
         credentials = account.credentials
-        try:
-            client = AliPay(
-                appid=account.merchant_no,
-                app_notify_url=None,
-                app_private_key_string=credentials.get("app_private_key", ""),
-                alipay_public_key_string=credentials.get("alipay_public_key", ""),
-                sign_type=wire.SIGN_TYPE,
-                # The SDK calls urllib's urlopen with one socket timeout for connect and read alike; the read
-                # budget is the one that decides between an answer and Unknown.
-                config=AliPayConfig(timeout=account.timeouts[1]),
-            )
-        except (ValueError, IndexError, TypeError):
-            return  # missing or malformed PEM (a bare base64 console key too): every call refuses below
-        # The SDK has no gateway argument; debug=True would only switch to Alipay's own sandbox.
-        client._gateway = account.base_url.rstrip("/") + "/gateway.do"
-        self._client = client
+        self._client: AliPay | None = _client_for(
+            account.merchant_no,
+            credentials.get("app_private_key", ""),
+            credentials.get("alipay_public_key", ""),
+            account.timeouts[1],
+            account.base_url.rstrip("/") + "/gateway.do",
+        )
 
     @staticmethod
     def notification_reference(inbound: Inbound) -> str:
