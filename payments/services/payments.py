@@ -166,8 +166,13 @@ def observation_apply(*, payment: Payment, observation: Observation) -> bool:
         if not can_proceed(payment.succeed):
             log.error("payment %s reported paid while %s", payment.out_trade_no, payment.status)
             return False
+        # The unique constraint already ties a trade number this payment holds to it alone: only a new one
+        # needs the look (a failed UPDATE would abort the whole callback transaction instead of refusing it).
         reused = (
-            Payment.objects.filter(channel_code=payment.channel_code, provider_trade_no=observation.provider_trade_no)
+            payment.provider_trade_no != observation.provider_trade_no
+            and Payment.objects.filter(
+                channel_code=payment.channel_code, provider_trade_no=observation.provider_trade_no
+            )
             .exclude(pk=payment.pk)
             .exists()
         )
@@ -243,7 +248,14 @@ def notification_apply(
         "reference": payment.reference,
         "amount": payment.amount,
     }
-    if ProviderNotification.objects.filter(channel_code=channel_code, event_key=observation.event_key).exists():
+    seen_for = (
+        ProviderNotification.objects.filter(channel_code=channel_code, event_key=observation.event_key)
+        .values_list("payment_id", flat=True)
+        .first()
+    )
+    if seen_for is not None:
+        if seen_for != payment.pk:  # a provider event belongs to one payment: this one is stitched together
+            raise NotificationRejected("event_reused", "this provider event was already applied to another payment")
         return NotificationOutcome(newly_succeeded=False, duplicate=True, **common)
     newly = refund_final = False
     if refund is not None:

@@ -9,6 +9,7 @@ from cardshop.models import CardSecret, Order, OrderEvent, SecretStatus
 from cardshop.services.checkout import order_create, order_payment_start
 from payments.channels.epay.signing import signing_string
 from payments.models import Payment, ProviderNotification
+from tests.cardshop.helpers import signed_notify
 
 pytestmark = pytest.mark.django_db
 
@@ -161,4 +162,44 @@ def test_epay_callback_sent_to_another_channels_url_is_refused(client, pending, 
     before = snapshot()
     resp = client.get("/notify/alipay/", epay_sim.notify_params(trade_no))
     assert resp.status_code == 400  # the payment is epay's: alipay's endpoint does not know it
+    assert snapshot() == before
+
+
+def test_a_provider_trade_number_pays_one_payment_only(client, epay_account, epay_sim, product, settings):
+    settings.CARDSHOP_PUBLIC_URL = "http://127.0.0.1:9"
+    first = order_create(
+        product_id=product.pk, quantity=1, email="a@example.com", query_password="secret1", buyer_ip=None
+    )
+    paid = order_payment_start(order_no=first.order_no, client_ip="10.0.0.1")
+    assert client.get("/notify/epay/", signed_notify(epay_sim, paid.out_trade_no)).content == b"success"
+    second = order_create(
+        product_id=product.pk, quantity=1, email="b@example.com", query_password="secret1", buyer_ip=None
+    )
+    other = order_payment_start(order_no=second.order_no, client_ip="10.0.0.1")
+    # The panel's own notify for the second trade, but naming the first trade's number (signed with the key).
+    reused = signed_notify(epay_sim, other.out_trade_no)
+    reused["trade_no"] = epay_sim.trade_for(paid.out_trade_no)["trade_no"]
+    reused["sign"] = epay_sim.sign(reused, epay_account.credentials_dict()["key"])
+    before = snapshot()
+    resp = client.get("/notify/epay/", reused)
+    assert resp.status_code == 400 and b"event_reused" in resp.content
+    assert snapshot() == before
+    # Said by any other event (here a query answer), the trade number itself is refused.
+    from django.db import transaction
+
+    from payments.channels.base import Observation, ObservedStatus
+    from payments.contracts import NotificationRejected
+    from payments.facade import query_result_apply
+
+    claim = Observation(
+        out_trade_no=other.out_trade_no,
+        provider_trade_no=reused["trade_no"],
+        status=ObservedStatus.SUCCEEDED,
+        amount=other.amount,
+        event_key="query",
+        provider_status="1",
+    )
+    with pytest.raises(NotificationRejected) as exc, transaction.atomic():
+        query_result_apply(out_trade_no=other.out_trade_no, observation=claim)
+    assert exc.value.code == "trade_no_reused"
     assert snapshot() == before

@@ -19,7 +19,7 @@ def test_paying_notify_query_budget(product, epay_account, epay_sim, settings, d
     order = buy(product, qty=2, email="q@example.com", ip=None)
     payment = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1")
     params = as_lists(signed_notify(epay_sim, payment.out_trade_no))
-    with django_assert_max_num_queries(12):  # 10 statements + the test savepoint pair
+    with django_assert_max_num_queries(11):  # 9 statements + the test savepoint pair
         assert payment_notification_handle(channel_code="epay", params=params, body=b"").newly_succeeded
     with django_assert_max_num_queries(4):  # a replay stops at the inbox
         assert payment_notification_handle(channel_code="epay", params=params, body=b"").duplicate
