@@ -873,8 +873,9 @@ class Buyer:
         return location.strip("/").split("/")[1], location
 
     def pay_page(self, stats: BuyerStats, steps: dict[str, float], location: str) -> tuple[str, str]:
-        """The pay page starts the payment at the simulator; returns (page HTML, cashier trade no)."""
-        pay = self.call(stats, steps, "pay_page", self.base + location)
+        """The pay page with the buyer's method chosen (Alipay, as the picker's link does) starts the payment at
+        the simulator; returns (page HTML, cashier trade no)."""
+        pay = self.call(stats, steps, "pay_page", self.base + location + "?method=alipay")
         cashier = CASHIER_RE.search(pay.text)
         if pay.status_code != 200 or cashier is None:
             raise RuntimeError(f"pay page {pay.status_code}")

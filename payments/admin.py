@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 
 from django import forms
-from django.contrib import admin
-from django.http import HttpRequest
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path
 from django.utils.translation import gettext_lazy as _
 
 from core.crypto import mask
 from core.forms import WriteOnlySecretField
-from payments.models import ChannelAccount, Payment, ProviderNotification, Refund
+from payments.models import ChannelAccount, Payment, ProviderNotification, Refund, RoutingRule, RoutingSettings
+from payments.services import channel_choice
 
 # What each channel's credentials JSON holds (keys only), shown as help to the operator.
 CREDENTIAL_KEYS = {
@@ -33,7 +37,21 @@ class ChannelAccountForm(forms.ModelForm):
 
     class Meta:
         model = ChannelAccount
-        fields = ["code", "name", "merchant_no", "base_url", "currency", "credentials", "enabled", "priority"]
+        fields = [
+            "code",
+            "name",
+            "merchant_no",
+            "base_url",
+            "currency",
+            "credentials",
+            "enabled",
+            "priority",
+            "fee_rate_bp",
+            "fee_fixed_minor",
+            "min_amount_minor",
+            "max_amount_minor",
+            "daily_cap_minor",
+        ]
 
     def clean_credentials(self) -> str:
         raw = self.cleaned_data["credentials"]
@@ -51,7 +69,49 @@ class ChannelAccountForm(forms.ModelForm):
 @admin.register(ChannelAccount)
 class ChannelAccountAdmin(admin.ModelAdmin):
     form = ChannelAccountForm
-    list_display = ["name", "code", "merchant_no", "base_url", "currency", "enabled", "priority", "credentials_masked"]
+    change_list_template = "admin/payments/channelaccount_change_list.html"
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.health_view)
+        return [path("health/", view, name="payments_channel_health")] + super().get_urls()
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        channel_choice.cache_clear()
+
+    def health_view(self, request: HttpRequest) -> HttpResponse:
+        """Live channel quality: success rate, latency, volume, fee and breaker per account, with charts."""
+        if request.method == "POST":
+            if not self.has_change_permission(request):
+                raise PermissionDenied
+            account = get_object_or_404(ChannelAccount, pk=request.POST.get("account"))
+            try:
+                channel_choice.breaker_override(
+                    account_id=account.pk, action=request.POST.get("action", ""), actor=request.user.get_username()
+                )
+            except ValueError as exc:
+                messages.error(request, str(exc))
+            else:
+                messages.success(request, _("%(account)s: breaker set") % {"account": account})
+            return redirect("admin:payments_channel_health")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Channel health"),
+            **channel_choice.health_dashboard(minutes=60),
+        }
+        return render(request, "admin/payments/channel_health.html", context)
+
+    list_display = [
+        "name",
+        "code",
+        "merchant_no",
+        "currency",
+        "enabled",
+        "priority",
+        "fee_rate_bp",
+        "fee_fixed_minor",
+        "credentials_masked",
+    ]
     list_filter = ["code", "enabled"]
 
     @admin.display(description=_("credentials"))
@@ -126,6 +186,36 @@ class ProviderNotificationAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(RoutingRule)
+class RoutingRuleAdmin(admin.ModelAdmin):
+    list_display = ["kind", "account", "merchant", "product_ref", "note"]
+    list_filter = ["kind", "account"]
+    search_fields = ["product_ref", "note"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        channel_choice.cache_clear()
+
+    def delete_model(self, request, obj) -> None:
+        super().delete_model(request, obj)
+        channel_choice.cache_clear()
+
+
+@admin.register(RoutingSettings)
+class RoutingSettingsAdmin(admin.ModelAdmin):
+    """One row of knobs; decisions pick changes up within seconds."""
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        channel_choice.cache_clear()
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not RoutingSettings.objects.exists()
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False

@@ -10,14 +10,24 @@ from core.money import Money
 
 @dataclass(frozen=True)
 class PaymentRequest:
+    """One payment to start. `channel_code` empty: routing picks among every account taking `method`.
+
+    `notify_url` may hold `{channel}`: each try fills in the code of the channel it goes to.
+    """
+
     reference: str
     amount: Money
     subject: str
     notify_url: str
     return_url: str
     client_ip: str
-    channel_code: str = "epay"
+    channel_code: str = ""
     method: str = "alipay"
+    merchant_id: int | None = None
+    product_ref: str = ""
+
+    def notify_url_for(self, channel_code: str) -> str:
+        return self.notify_url.replace("{channel}", channel_code)
 
 
 @dataclass(frozen=True)
@@ -42,10 +52,10 @@ class PaymentView:
 
 @dataclass(frozen=True)
 class PaymentOption:
-    """A way to pay the buyer can choose on the pay page (one per enabled channel)."""
+    """A payment method the buyer can choose on the pay page, and the channels that could take it."""
 
-    channel_code: str
-    name: str
+    method: str
+    channel_codes: tuple[str, ...]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,13 @@ class ChannelAccount(models.Model):
     currency = models.CharField(_("currency"), max_length=3, default="CNY")
     credentials = EncryptedTextField(_("credentials (JSON)"), blank=True, default="")
     enabled = models.BooleanField(_("enabled"), default=True)
-    priority = models.IntegerField(_("priority"), default=100)
+    priority = models.IntegerField(_("priority"), default=100, help_text=_("lower first; breaks routing ties"))
+    # What routing weighs: the fee a payment costs here and the amounts this account may take.
+    fee_rate_bp = models.PositiveIntegerField(_("fee rate (basis points)"), default=0)
+    fee_fixed_minor = models.PositiveIntegerField(_("fixed fee (minor units)"), default=0)
+    min_amount_minor = models.PositiveBigIntegerField(_("minimum amount (minor units)"), null=True, blank=True)
+    max_amount_minor = models.PositiveBigIntegerField(_("maximum amount (minor units)"), null=True, blank=True)
+    daily_cap_minor = models.PositiveBigIntegerField(_("daily volume cap (minor units)"), null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -77,6 +83,9 @@ class Payment(ConcurrentTransitionMixin, models.Model):
     # The janitor's schedule: when to ask the provider next, and how many times it already asked.
     next_query_at = models.DateTimeField(_("next query at"), null=True, blank=True)
     query_attempts = models.PositiveIntegerField(_("queries made"), default=0)
+    # Why this account: the routing approach and the scores it saw (explainable later), and which try it was.
+    routing = models.JSONField(_("routing decision"), default=dict, blank=True)
+    attempt = models.PositiveSmallIntegerField(_("attempt"), default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     succeeded_at = models.DateTimeField(null=True, blank=True)
@@ -232,3 +241,58 @@ class ProviderNotification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel_code}:{self.event_key}"
+
+
+class RoutingRule(models.Model):
+    """An operator's pin or exclusion of one channel account, for one merchant, one product, or everything.
+
+    Product rules beat merchant rules beat global ones; payments knows products only by reference.
+    """
+
+    class Kind(models.TextChoices):
+        PIN = "pin", _("pin (use only pinned accounts)")
+        EXCLUDE = "exclude", _("exclude")
+
+    kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices)
+    account = models.ForeignKey(ChannelAccount, on_delete=models.CASCADE, related_name="routing_rules")
+    merchant = models.ForeignKey(
+        "core.Merchant", on_delete=models.CASCADE, null=True, blank=True, related_name="+", verbose_name=_("merchant")
+    )
+    product_ref = models.CharField(_("product (slug)"), max_length=64, blank=True)
+    note = models.CharField(_("note"), max_length=200, blank=True)
+
+    class Meta:
+        verbose_name = _("routing rule")
+        verbose_name_plural = _("routing rules")
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "account", "merchant", "product_ref"], name="routing_rule_once")
+        ]
+
+    def __str__(self) -> str:
+        scope = self.product_ref or (self.merchant and str(self.merchant)) or "all"
+        return f"{self.kind} {self.account} for {scope}"
+
+
+class RoutingSettings(models.Model):
+    """The operator's routing knobs (one row). Read per decision through a short cache."""
+
+    sr_threshold = models.FloatField(_("eliminate below success rate"), default=0.5)
+    latency_cap_ms = models.FloatField(_("eliminate above p95 latency (ms)"), default=5000.0)
+    exploration_share = models.FloatField(_("exploration share"), default=0.05)
+    small_below_minor = models.PositiveBigIntegerField(
+        _("cheapest channel below (minor units)"), null=True, blank=True, default=1000
+    )
+    large_above_minor = models.PositiveBigIntegerField(
+        _("most reliable channel above (minor units)"), null=True, blank=True, default=50000
+    )
+    max_attempts = models.PositiveSmallIntegerField(_("channels tried per payment"), default=3)
+    breaker_failures = models.PositiveSmallIntegerField(_("breaker: consecutive failures to open"), default=5)
+    breaker_open_seconds = models.PositiveIntegerField(_("breaker: seconds open before probing"), default=30)
+    breaker_probe_share = models.FloatField(_("breaker: share of traffic that probes"), default=0.1)
+
+    class Meta:
+        verbose_name = _("routing settings")
+        verbose_name_plural = _("routing settings")
+
+    def __str__(self) -> str:
+        return str(_("routing settings"))

@@ -69,3 +69,29 @@ def public_url(settings, live_server):
     """Point notify/return URLs at the live test server so the simulator can call back."""
     settings.CARDSHOP_PUBLIC_URL = live_server.url
     return live_server.url
+
+
+@pytest.fixture(autouse=True)
+def routing_state_fresh():
+    """Each test starts with no channel health, closed breakers and no cached accounts or knobs: account ids
+    are reused across tests, and a breaker opened by one test must not steer the next one's payments."""
+    from payments import breaker, health
+    from payments.services import channel_choice
+
+    def clear() -> None:
+        channel_choice.cache_clear()
+        health._stores.clear()
+        breaker._stores.clear()
+        if os.environ.get("REDIS_URL"):  # the real one (a test may point settings at a dead Redis)
+            import redis
+
+            client = redis.Redis.from_url(os.environ["REDIS_URL"])
+            for pattern in ("cs:health:*", "cs:breaker:*"):
+                keys = list(client.scan_iter(pattern, count=1000))
+                if keys:
+                    client.delete(*keys)
+            client.close()
+
+    clear()
+    yield
+    clear()

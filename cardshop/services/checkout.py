@@ -99,12 +99,13 @@ def order_create(
 
 
 def order_payment_start(
-    *, order_no: str, client_ip: str, channel_code: str = "epay", method: str = "alipay"
+    *, order_no: str, client_ip: str, method: str = "alipay", channel_code: str = ""
 ) -> PaymentView:
     """Ask payments for the order's pay page data. Runs after the checkout commit: no lock held.
 
-    A payment already live for the order is returned as it is, whatever channel was asked for: a QR the
-    buyer may already have scanned is never replaced behind their back.
+    The buyer chooses the method (Alipay, WeChat Pay, card, bank); routing chooses the channel account, unless
+    `channel_code` names one. A payment already live for the order is returned as it is: a QR the buyer may
+    already have scanned is never replaced behind their back.
     """
     order = Order.objects.select_related("product").get(order_no=order_no)
     if order.state != OrderState.PENDING or order.expires_at <= timezone.now():
@@ -115,10 +116,12 @@ def order_payment_start(
             reference=order.order_no,
             amount=order.amount,
             subject=order.product.name,
-            notify_url=base + reverse("notify", args=[channel_code]),
+            notify_url=base + reverse("notify", args=["CHANNEL"]).replace("CHANNEL", "{channel}"),
             return_url=base + reverse("order_detail", args=[order.order_no]),
             client_ip=client_ip,
             channel_code=channel_code,
             method=method,
+            merchant_id=order.merchant_id,
+            product_ref=order.product.slug,
         )
     )

@@ -12,6 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET
 
@@ -25,6 +26,14 @@ from payments.contracts import PaymentUnavailable
 log = logging.getLogger(__name__)
 
 QR_TTL = 60 * 30
+
+METHOD_LABELS = {
+    "alipay": _lazy("Alipay"),
+    "wxpay": _lazy("WeChat Pay"),
+    "card": _lazy("Card"),
+    "bank": _lazy("Online banking"),
+    "qqpay": _lazy("QQ Wallet"),
+}
 
 
 def qr_png(content: str) -> bytes:
@@ -46,15 +55,17 @@ def order_pay(request: HttpRequest, order_no: str) -> HttpResponse:
     if order.state != OrderState.PENDING:
         return redirect("order_detail", order_no=order_no)
     options = payments.payment_options(currency=order.currency)
-    chosen = request.GET.get("channel", "")
+    offered = {o.method for o in options}
+    chosen = request.GET.get("method", "")
     live = payments.payment_for_reference(reference=order.order_no)
-    if live is None or live.status != "pending":
-        if len(options) > 1 and chosen not in {o.channel_code for o in options}:
-            return render(request, "cardshop/pay.html", {"order": order, "options": options})
-        chosen = chosen or (options[0].channel_code if options else "epay")
+    if (live is None or live.status != "pending") and chosen not in offered:
+        if len(options) != 1:  # the buyer chooses the method; routing chooses the channel behind it
+            labels = [(o.method, METHOD_LABELS.get(o.method, o.method)) for o in options]
+            return render(request, "cardshop/pay.html", {"order": order, "options": labels})
+        chosen = options[0].method
     try:
         payment = checkout.order_payment_start(
-            order_no=order.order_no, client_ip=client_ip(request), channel_code=chosen or live.channel_code
+            order_no=order.order_no, client_ip=client_ip(request), method=chosen or "alipay"
         )
     except PaymentUnavailable as exc:
         # The provider's words are for operators (logged); the buyer gets a plain, translated message.

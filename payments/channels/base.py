@@ -158,8 +158,14 @@ class RefundObservation:
     event_key: str = ""
 
 
+# Buyer-facing payment methods. One method may be served by several channels (Alipay directly or through
+# an epay aggregator), which is what routing chooses between.
+METHODS = ("alipay", "wxpay", "card", "bank", "qqpay")
+
+
 class ChannelAdapter(Protocol):
     code: ClassVar[str]
+    methods: ClassVar[frozenset[str]]
     capabilities: ClassVar[frozenset[Capability]]
 
     def __init__(self, account: AccountConfig) -> None: ...

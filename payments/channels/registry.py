@@ -8,7 +8,16 @@ _ADAPTERS: dict[str, type[ChannelAdapter]] = {}
 
 
 def register(adapter: type[ChannelAdapter]) -> type[ChannelAdapter]:
-    for attr in ("code", "capabilities", "create", "verify_notification", "query", "ack", "notification_reference"):
+    for attr in (
+        "code",
+        "methods",
+        "capabilities",
+        "create",
+        "verify_notification",
+        "query",
+        "ack",
+        "notification_reference",
+    ):
         if not hasattr(adapter, attr):
             raise TypeError(f"{adapter.__name__} does not implement ChannelAdapter.{attr}")
     _ADAPTERS[adapter.code] = adapter

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 
 from django.db import transaction
@@ -14,6 +15,7 @@ from core.crypto import mask
 from payments import schedule
 from payments.channels import registry
 from payments.channels.base import (
+    METHODS,
     ChannelAdapter,
     CreateOrder,
     Inbound,
@@ -36,6 +38,8 @@ from payments.contracts import (
 )
 from payments.locks import payment_qs_locked
 from payments.models import PAID_STATES, ChannelAccount, Payment, PaymentStatus, ProviderNotification, Refund
+from payments.routing import RoutingRequest
+from payments.services import channel_choice
 from payments.services.adapters import adapter_for as _adapter
 from payments.services.refunds import refund_observation_apply
 
@@ -57,22 +61,24 @@ def _view(p: Payment) -> PaymentView:
 
 
 def payment_options(*, currency: str) -> list[PaymentOption]:
-    """The channels a buyer can pick for this currency: enabled accounts, one entry per channel."""
-    seen: dict[str, PaymentOption] = {}
-    for code, name in (
-        ChannelAccount.objects.filter(enabled=True, currency=currency)
-        .order_by("priority", "pk")
-        .values_list("code", "name")
-    ):
-        if code not in seen and registry.get(code) is not None:
-            seen[code] = PaymentOption(channel_code=code, name=name)
-    return list(seen.values())
+    """The payment methods a buyer can pick for this currency, in the order of the accounts' priority."""
+    methods: dict[str, list[str]] = {}
+    for c in channel_choice.candidates():
+        if c.enabled and c.currency == currency:
+            for method in METHODS:
+                if method in c.methods and c.code not in methods.setdefault(method, []):
+                    methods[method].append(c.code)
+    return [PaymentOption(method=m, channel_codes=tuple(codes)) for m, codes in methods.items() if codes]
 
 
 def payment_start(*, request: PaymentRequest) -> PaymentView:
-    """Reuse the reference's live payment, or write a new intent, commit, then call the provider.
+    """Reuse the reference's live payment, or route it: rank the accounts, then try them in order.
 
-    No row lock is held during provider I/O; the result is applied by a conditional UPDATE.
+    Each try writes its own intent (committed before any provider I/O, already on the janitor's schedule),
+    calls the provider with no lock held, and applies the answer by a conditional UPDATE. A refusal, a
+    connection failure or a timeout moves on to the next ranked account, up to the operator's limit: nothing
+    was shown to the buyer yet, so nothing is switched behind their back. A timed-out try stays UNKNOWN for
+    the janitor (the provider may hold a trade nobody can pay: no QR ever reached a buyer).
     """
     live = (
         Payment.objects.select_related("account")
@@ -82,15 +88,39 @@ def payment_start(*, request: PaymentRequest) -> PaymentView:
     )
     if live is not None:
         return _view(live)
-    account = (
-        ChannelAccount.objects.filter(code=request.channel_code, enabled=True, currency=request.amount.currency)
-        .order_by("priority", "pk")
-        .first()
+    method = request.method
+    if request.channel_code:
+        adapter_cls = registry.get(request.channel_code)
+        if adapter_cls is not None and method not in adapter_cls.methods:
+            method = sorted(adapter_cls.methods)[0]  # a pinned channel takes its own method
+    decision = channel_choice.channels_rank(
+        request=RoutingRequest(
+            amount_minor=request.amount.amount_minor,
+            currency=request.amount.currency,
+            method=method,
+            merchant_id=request.merchant_id,
+            product_ref=request.product_ref,
+        ),
+        only_code=request.channel_code,
     )
-    if account is None:
+    if not decision.ranked:
         raise PaymentUnavailable("no_channel", "no enabled channel takes this payment")
-    # The intent is committed (one autocommit INSERT) before any provider I/O. It is already on the janitor's
-    # schedule: if this process dies mid-call, a query finds out what the provider did.
+    explained = decision.explain()
+    accounts = ChannelAccount.objects.in_bulk(list(decision.ranked))
+    last: Exception | None = None
+    for attempt, account_id in enumerate(decision.ranked, start=1):
+        try:
+            return _payment_try(request, accounts[account_id], method, explained, attempt)
+        except PaymentUnavailable as exc:
+            last = exc
+            log.warning("payment %s try %d on %s failed: %s", request.reference, attempt, account_id, exc.code)
+    assert last is not None
+    raise last
+
+
+def _payment_try(
+    request: PaymentRequest, account: ChannelAccount, method: str, explained: dict, attempt: int
+) -> PaymentView:
     now = timezone.now()
     payment = Payment.objects.create(
         out_trade_no=ids.out_trade_no(),
@@ -100,26 +130,31 @@ def payment_start(*, request: PaymentRequest) -> PaymentView:
         amount_minor=request.amount.amount_minor,
         currency=request.amount.currency,
         next_query_at=schedule.next_query_at(attempts=0, created_at=now, now=now),
+        routing=explained,
+        attempt=attempt,
     )
-    adapter = _adapter(account)
     order = CreateOrder(
         out_trade_no=payment.out_trade_no,
         amount=request.amount,
         subject=request.subject,
-        notify_url=request.notify_url,
+        notify_url=request.notify_url_for(account.code),
         return_url=request.return_url,
         client_ip=request.client_ip,
-        method=request.method,
+        method=method,
     )
+    started = time.perf_counter()
     try:
-        created = adapter.create(order)
+        created = _adapter(account).create(order)
     except (Retryable, Terminal) as exc:
+        channel_choice.create_outcome_record(account_id=account.pk, ok=False, latency_ms=_ms(started))
         _payment_fail(payment.pk, exc.code)
         raise PaymentUnavailable("create_failed", str(exc)) from exc
     except Unknown as exc:
-        # The provider may have the trade: the pull path resolves it; never create blindly again.
+        channel_choice.create_outcome_record(account_id=account.pk, ok=False, latency_ms=_ms(started))
+        # The provider may have the trade: the pull path resolves it; never create blindly again on this one.
         _payment_mark_unknown(payment.pk, exc.code)
         raise PaymentUnavailable("create_unknown", str(exc)) from exc
+    channel_choice.create_outcome_record(account_id=account.pk, ok=True, latency_ms=_ms(started))
     payment.mark_pending(
         provider_trade_no=created.provider_trade_no,
         pay_url=created.pay_url,
@@ -133,8 +168,12 @@ def payment_start(*, request: PaymentRequest) -> PaymentView:
                 update_fields=["status", "provider_trade_no", "pay_url", "qr_content", "client_secret", "updated_at"]
             )
     except ConcurrentTransition:
-        payment = Payment.objects.get(pk=payment.pk)
+        payment = Payment.objects.select_related("account").get(pk=payment.pk)
     return _view(payment)
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
 
 
 def _payment_fail(payment_id: int, code: str) -> None:
@@ -179,14 +218,19 @@ def observation_apply(*, payment: Payment, observation: Observation) -> bool:
         if reused:
             raise NotificationRejected("trade_no_reused", "provider trade number already paid another payment")
         payment.succeed(provider_trade_no=observation.provider_trade_no)
-        payment.save(update_fields=["status", "provider_trade_no", "succeeded_at", "updated_at"])
+        payment.save(update_fields=["status", "provider_trade_no", "succeeded_at", "next_query_at", "updated_at"])
+        channel_choice.final_outcome_record_on_commit(
+            account_id=payment.account_id, ok=True, amount_minor=payment.amount_minor
+        )
         return True
     if observation.status == ObservedStatus.CLOSED and can_proceed(payment.close):
         payment.close()
-        payment.save(update_fields=["status", "updated_at"])
+        payment.save(update_fields=["status", "next_query_at", "updated_at"])
+        channel_choice.final_outcome_record_on_commit(account_id=payment.account_id, ok=False, amount_minor=0)
     elif observation.status == ObservedStatus.FAILED and can_proceed(payment.fail):
         payment.fail(error_code=observation.provider_status[:64])
-        payment.save(update_fields=["status", "error_code", "updated_at"])
+        payment.save(update_fields=["status", "error_code", "next_query_at", "updated_at"])
+        channel_choice.final_outcome_record_on_commit(account_id=payment.account_id, ok=False, amount_minor=0)
     return False
 
 

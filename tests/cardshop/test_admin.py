@@ -61,6 +61,8 @@ def test_channel_credentials_are_write_only(operator_client, epay_account):
         "credentials": "",
         "enabled": "on",
         "priority": 100,
+        "fee_rate_bp": 60,
+        "fee_fixed_minor": 0,
     }
     operator_client.post(f"/admin/payments/channelaccount/{epay_account.pk}/change/", data)
     epay_account.refresh_from_db()

@@ -27,7 +27,9 @@ def test_buyer_checks_out_pays_and_gets_the_secrets(public_url, epay_account, ep
     assert CardSecret.objects.filter(order=order, status=SecretStatus.RESERVED).count() == 2
 
     # The pay page shows a QR image and the simulator's cashier link.
-    pay = buyer.get(base + resp.headers["Location"])
+    picker = buyer.get(base + resp.headers["Location"])  # epay takes Alipay, WeChat Pay and QQ: the buyer picks
+    assert 'href="?method=alipay"' in picker.text and 'href="?method=wxpay"' in picker.text
+    pay = buyer.get(base + resp.headers["Location"] + "?method=alipay")
     assert pay.status_code == 200
     qr = buyer.get(f"{base}/orders/{order.order_no}/pay/qr.png")
     assert qr.status_code == 200 and qr.headers["Content-Type"] == "image/png"

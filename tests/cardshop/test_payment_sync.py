@@ -31,7 +31,7 @@ def test_lost_notify_is_recovered_by_the_sync_task(
     with time_machine.travel(timezone.now() + timedelta(seconds=16), tick=False):
         with django_capture_on_commit_callbacks(execute=True) as effects:
             assert payments_sync_due_task.delay().get() == 1
-        assert len(effects) == 1  # the buyer mail, dispatched only after commit
+        assert len(effects) == 2  # the buyer mail and the channel's health outcome, both only after commit
         assert payments_sync_due_task.delay().get() == 0  # nothing left, nothing twice
     order.refresh_from_db()
     assert order.state == OrderState.DELIVERED

@@ -82,14 +82,14 @@ def _checkout(page, base: str, product) -> Order:
     return order
 
 
-def _choose(page, base: str, order: Order, code: str) -> None:
-    """Two enabled channels: the pay page offers both; pick one."""
+def _choose(page, base: str, order: Order, method: str) -> None:
+    """Two enabled channels with different methods: the pay page offers both methods; pick one."""
     expect(page.locator("#pay-with-alipay")).to_be_visible()
-    expect(page.locator("#pay-with-stripe")).to_be_visible()
-    link = page.locator(f"#pay-with-{code}")
-    assert link.get_attribute("href") == f"?channel={code}"
+    expect(page.locator("#pay-with-card")).to_be_visible()
+    link = page.locator(f"#pay-with-{method}")
+    assert link.get_attribute("href") == f"?method={method}"
     link.click()
-    expect(page).to_have_url(f"{base}/orders/{order.order_no}/pay/?channel={code}")
+    expect(page).to_have_url(f"{base}/orders/{order.order_no}/pay/?method={method}")
 
 
 def _assert_delivered(page, base: str, order: Order) -> None:
@@ -159,7 +159,7 @@ def _card_form(page, base: str, order: Order, stripe_sim, channels):
 def test_buyer_pays_with_stripe_card_form(page, public_url, channels, stripe_sim, cny_product, artifacts_dir):
     base = public_url
     order = _checkout(page, base, cny_product)
-    _choose(page, base, order, "stripe")
+    _choose(page, base, order, "card")
     _card_form(page, base, order, stripe_sim, channels)
 
     _fill_card(page, CARD_OK)
@@ -176,7 +176,7 @@ def test_buyer_pays_with_stripe_card_form(page, public_url, channels, stripe_sim
 def test_declined_card_leaves_the_order_pending(page, public_url, channels, stripe_sim, cny_product):
     base = public_url
     order = _checkout(page, base, cny_product)
-    _choose(page, base, order, "stripe")
+    _choose(page, base, order, "card")
     _card_form(page, base, order, stripe_sim, channels)
 
     _fill_card(page, CARD_DECLINED)

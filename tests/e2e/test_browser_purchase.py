@@ -30,6 +30,10 @@ def test_buyer_buys_a_card_in_the_browser(page, public_url, epay_account, epay_s
     assert page.url == f"{base}/orders/{order.order_no}/pay/"
     expect(page.locator("#order-no")).to_have_text(order.order_no)
 
+    # The buyer picks the payment app; routing picks the channel behind it.
+    page.click("#pay-with-alipay")
+    expect(page).to_have_url(f"{base}/orders/{order.order_no}/pay/?method=alipay")
+
     # The pay page shows a real, decoded QR image and the simulator's cashier link.
     qr = page.locator("img#qr")
     expect(qr).to_be_visible()

@@ -63,6 +63,8 @@ def _client_for(app_id: str, private_pem: str, public_pem: str, timeout: float, 
 
 class AlipayAdapter:
     code: ClassVar[str] = "alipay"
+    # The buyer-facing payment methods this channel can take (routing matches the buyer's choice).
+    methods: ClassVar[frozenset[str]] = frozenset({"alipay"})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
             Capability.QR,

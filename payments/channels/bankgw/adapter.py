@@ -59,6 +59,8 @@ def _nothing_sent(exc: requests.ConnectionError) -> bool:
 
 class BankGatewayAdapter:
     code: ClassVar[str] = "bankgw"
+    # The buyer-facing payment methods this channel can take (routing matches the buyer's choice).
+    methods: ClassVar[frozenset[str]] = frozenset({"bank"})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
             Capability.QR,

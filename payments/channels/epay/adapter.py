@@ -31,6 +31,8 @@ _session = requests.Session()
 
 class EpayAdapter:
     code: ClassVar[str] = "epay"
+    # The buyer-facing payment methods this channel can take (routing matches the buyer's choice).
+    methods: ClassVar[frozenset[str]] = frozenset({"alipay", "wxpay", "qqpay"})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.QR, Capability.REDIRECT, Capability.QUERY, Capability.IDEMPOTENT_CREATE, Capability.REFUND}
     )

@@ -44,6 +44,8 @@ stripe.enable_telemetry = False
 
 class StripeAdapter:
     code: ClassVar[str] = "stripe"
+    # The buyer-facing payment methods this channel can take (routing matches the buyer's choice).
+    methods: ClassVar[frozenset[str]] = frozenset({"card"})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.CARD_FORM, Capability.QUERY, Capability.CLOSE, Capability.REFUND, Capability.IDEMPOTENT_CREATE}
     )

@@ -115,6 +115,8 @@ def _never_sent(exc: requests.ConnectionError) -> bool:
 
 class WechatPayAdapter:
     code: ClassVar[str] = "wechatpay"
+    # The buyer-facing payment methods this channel can take (routing matches the buyer's choice).
+    methods: ClassVar[frozenset[str]] = frozenset({"wxpay"})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.QR, Capability.QUERY, Capability.CLOSE, Capability.REFUND, Capability.IDEMPOTENT_CREATE}
     )
