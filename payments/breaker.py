@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -204,24 +204,37 @@ class RedisBreakerStore(BreakerStore):
     def statuses(
         self, account_ids: Iterable[int], now: float, config: BreakerConfig | None = None
     ) -> dict[int, BreakerStatus]:
+        pipe = self.redis.pipeline(transaction=False)
+        parse = self.statuses_queue(pipe, account_ids, now, config)
+        return parse(pipe.execute() if parse.size else [])  # type: ignore[attr-defined]
+
+    def statuses_queue(
+        self, pipe: redis.client.Pipeline, account_ids: Iterable[int], now: float, config: BreakerConfig | None = None
+    ) -> Callable[[list], dict[int, BreakerStatus]]:
+        """Queue the reads on a caller's pipeline (routing reads health in the same round trip); the returned
+        function turns the pipeline's results, starting at this call's, into statuses."""
         cfg = config or self.config
         ids = list(dict.fromkeys(account_ids))
-        pipe = self.redis.pipeline(transaction=False)
         for i in ids:
             pipe.hmget(f"{self.prefix}{i}", "state", "failures", "probe_successes", "opened_at")
-        out = {}
-        for i, (state, failures, probes, opened_at) in zip(ids, pipe.execute() if ids else [], strict=True):
-            if state is None:
-                out[i] = CLOSED
-                continue
-            stored = BreakerStatus(
-                BreakerState(_text(state)),
-                failures=int(failures or 0),
-                probe_successes=int(probes or 0),
-                opened_at=float(opened_at) if _text(opened_at) else None,
-            )
-            out[i] = effective(stored, now, cfg)
-        return out
+
+        def parse(results: list) -> dict[int, BreakerStatus]:
+            out = {}
+            for i, (state, failures, probes, opened_at) in zip(ids, results[: len(ids)], strict=True):
+                if state is None:
+                    out[i] = CLOSED
+                    continue
+                stored = BreakerStatus(
+                    BreakerState(_text(state)),
+                    failures=int(failures or 0),
+                    probe_successes=int(probes or 0),
+                    opened_at=float(opened_at) if _text(opened_at) else None,
+                )
+                out[i] = effective(stored, now, cfg)
+            return out
+
+        parse.size = len(ids)  # type: ignore[attr-defined]
+        return parse
 
     def _record(self, account_id: int, ok: bool, now: float, config: BreakerConfig) -> BreakerState:
         state = self._record_script(

@@ -14,12 +14,14 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import TypeVar
 
 import redis
 
+T = TypeVar("T")
 WINDOW = 200  # outcomes and latencies kept per account (Decision Engine's default bucket is 125)
 MIN_SAMPLES = 20  # below this many outcomes the optimistic prior fills the gap
 VOLUME_TTL_SECONDS = 2 * 86400  # yesterday's counter outlives midnight in every time zone, then goes
@@ -245,30 +247,58 @@ class RedisHealthStore(HealthStore):
         pipe.execute()
 
     def snapshot(self, account_ids: Iterable[int], *, day: date | None = None) -> dict[int, ChannelHealth]:
+        def read() -> dict[int, ChannelHealth]:
+            pipe = self.redis.pipeline(transaction=False)
+            parse = self.snapshot_queue(pipe, account_ids, day=day)
+            return parse(pipe.execute() if parse.size else [])  # type: ignore[attr-defined]
+
+        return self.with_scripts(read)
+
+    def with_scripts(self, read: Callable[[], T]) -> T:
+        """Run `read`; if Redis lost the snapshot script (restart, SCRIPT FLUSH), load it and run once more.
+        Pipelines send EVALSHA themselves: redis-py's script objects would add a SCRIPT EXISTS round trip."""
+        try:
+            return read()
+        except redis.exceptions.NoScriptError:
+            self.redis.script_load(_SNAPSHOT_LUA)
+            return read()
+
+    def snapshot_queue(
+        self, pipe: redis.client.Pipeline, account_ids: Iterable[int], *, day: date | None = None
+    ) -> Callable[[list], dict[int, ChannelHealth]]:
+        """Queue the snapshot on a caller's pipeline (routing reads breakers in the same round trip); the
+        returned function turns the pipeline's results, starting at this call's, into the snapshot."""
         ids = list(dict.fromkeys(account_ids))
-        if not ids:
-            return {}
         p, day_s = self.prefix, (day or date.today()).isoformat()
         keys = []
         for i in ids:
             keys += (f"{p}ok:{i}", f"{p}agg:{i}", f"{p}latz:{i}", f"{p}vol:{i}:{day_s}")
-        raw = self._snapshot(keys=keys)
-        out = {}
-        for n, i in enumerate(ids):
-            samples, successes, lat_n, p50, p95, volume = raw[6 * n : 6 * n + 6]
-            samples = int(samples)
-            successes = min(max(int(successes), 0), samples)  # only off if Redis evicted one key of the pair
-            out[i] = ChannelHealth(
-                account_id=i,
-                samples=samples,
-                successes=successes,
-                success_rate=success_rate(successes, samples, self.min_samples),
-                latency_p50_ms=float(p50) if lat_n else None,
-                latency_p95_ms=float(p95) if lat_n else None,
-                latency_samples=int(lat_n),
-                volume_today_minor=int(volume),
-            )
-        return out
+        if ids:
+            pipe.evalsha(self._snapshot.sha, len(keys), *keys)
+
+        def parse(results: list) -> dict[int, ChannelHealth]:
+            if not ids:
+                return {}
+            raw = results[0]
+            out = {}
+            for n, i in enumerate(ids):
+                samples, successes, lat_n, p50, p95, volume = raw[6 * n : 6 * n + 6]
+                samples = int(samples)
+                successes = min(max(int(successes), 0), samples)  # only off if Redis evicted one key of the pair
+                out[i] = ChannelHealth(
+                    account_id=i,
+                    samples=samples,
+                    successes=successes,
+                    success_rate=success_rate(successes, samples, self.min_samples),
+                    latency_p50_ms=float(p50) if lat_n else None,
+                    latency_p95_ms=float(p95) if lat_n else None,
+                    latency_samples=int(lat_n),
+                    volume_today_minor=int(volume),
+                )
+            return out
+
+        parse.size = 1 if ids else 0  # type: ignore[attr-defined]
+        return parse
 
     def series(self, account_id: int, minutes: int, *, now: float | None = None) -> list[MinutePoint]:
         end = _minute(now)

@@ -113,8 +113,7 @@ def channels_rank(
     now = time.time()
     cfg = breaker_config()
     try:
-        seen = health.health_store().snapshot(ids)
-        states = breaker.breaker_store().states(ids, now, cfg)
+        seen, states = _health_and_breakers(ids, now, cfg)
     except redis.RedisError:
         # Health is advice: without it every account looks new and closed, and payments still go out.
         log.exception("channel health unavailable; routing on static order")
@@ -138,6 +137,23 @@ def channels_rank(
     )
     views.update((i, routing.BreakerView(state="closed", probe_allowed=True)) for i in ids if i not in views)
     return routing.decide(request, pool, healths, views, _cached("rules", _rules), routing_config(), rng)
+
+
+def _health_and_breakers(ids: list[int], now: float, cfg: breaker.BreakerConfig) -> tuple[dict, dict]:
+    """Both reads in one Redis round trip when both live in Redis (the decision's whole I/O)."""
+    hs, bs = health.health_store(), breaker.breaker_store()
+    if isinstance(hs, health.RedisHealthStore) and isinstance(bs, breaker.RedisBreakerStore):
+
+        def read() -> tuple[dict, dict]:
+            pipe = hs.redis.pipeline(transaction=False)
+            read_health = hs.snapshot_queue(pipe, ids)
+            read_breakers = bs.statuses_queue(pipe, ids, now, cfg)
+            results = pipe.execute() if ids else []
+            statuses = read_breakers(results[read_health.size :])
+            return read_health(results), {i: s.state for i, s in statuses.items()}
+
+        return hs.with_scripts(read)
+    return hs.snapshot(ids), bs.states(ids, now, cfg)
 
 
 _NEW = routing.Health(success_rate=1.0, samples=0, latency_p95_ms=None, volume_today_minor=0)
