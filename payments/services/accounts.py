@@ -47,6 +47,10 @@ def channel_account_configure(
     currency: str,
     credentials: dict[str, str],
     priority: int = 100,
+    fee_rate_bp: int = 0,
+    fee_fixed_minor: int = 0,
+    min_amount_minor: int | None = None,
+    max_amount_minor: int | None = None,
 ) -> tuple[ChannelAccountView, bool]:
     """Make the first account of `code` hold exactly these values (created if missing): the demo points its
     accounts at simulators whose keys are the truth. Returns (account, created)."""
@@ -57,6 +61,8 @@ def channel_account_configure(
         created = account.pk is None
         account.name, account.merchant_no, account.base_url, account.currency = name, merchant_no, base_url, currency
         account.priority = priority
+        account.fee_rate_bp, account.fee_fixed_minor = fee_rate_bp, fee_fixed_minor
+        account.min_amount_minor, account.max_amount_minor = min_amount_minor, max_amount_minor
         account.credentials = json.dumps(credentials)
         account.save()
         return _view(account), created

@@ -177,6 +177,14 @@ def create_outcome_record(*, account_id: int, ok: bool, latency_ms: float) -> No
         log.exception("could not record a create outcome for account %s", account_id)
 
 
+def call_latency_record(*, account_id: int, latency_ms: float) -> None:
+    """Any other provider call (a query): its latency counts towards the account's percentiles."""
+    try:
+        health.health_store().record_latency(account_id, latency_ms)
+    except redis.RedisError:
+        log.exception("could not record a call latency for account %s", account_id)
+
+
 def final_outcome_record_on_commit(*, account_id: int, ok: bool, amount_minor: int) -> None:
     """A payment ended (paid, failed or closed): counted once the transaction that decided it commits."""
 

@@ -372,8 +372,11 @@ def payment_query(*, out_trade_no: str) -> Observation | None:
     A query that times out or meets a 5xx leaves the payment UNKNOWN (never failed); the janitor asks again.
     """
     payment = Payment.objects.select_related("account").get(out_trade_no=out_trade_no)
+    started = time.perf_counter()
     try:
-        return _adapter(payment.account).query(out_trade_no, payment.provider_trade_no or "")
+        observation = _adapter(payment.account).query(out_trade_no, payment.provider_trade_no or "")
+        channel_choice.call_latency_record(account_id=payment.account_id, latency_ms=_ms(started))
+        return observation
     except Unknown as exc:
         log.warning("query of %s in doubt (%s); the janitor asks again", out_trade_no, exc.code)
         _payment_mark_unknown(payment.pk, exc.code)

@@ -34,13 +34,14 @@ PRODUCTS = [
 ]
 
 
-# Shown to buyers on the pay page, in this order.
-CHANNEL_NAMES = {
-    "alipay": "Alipay 支付宝",
-    "wechatpay": "WeChat Pay 微信支付",
-    "stripe": "Card (Stripe)",
-    "epay": "易支付 epay",
-    "bankgw": "Bank transfer (online banking)",
+# Name, then what routing weighs: fee rate (basis points), fixed fee and amount limits (minor units). The
+# aggregator (epay) takes Alipay and WeChat Pay too, dearer: routing picks between it and the direct channels.
+CHANNELS = {
+    "alipay": ("Alipay 支付宝", {"fee_rate_bp": 60}),
+    "wechatpay": ("WeChat Pay 微信支付", {"fee_rate_bp": 60}),
+    "stripe": ("Card (Stripe)", {"fee_rate_bp": 290, "fee_fixed_minor": 30}),
+    "epay": ("易支付 epay", {"fee_rate_bp": 100, "max_amount_minor": 50000}),
+    "bankgw": ("Online banking", {"fee_rate_bp": 20, "fee_fixed_minor": 100, "min_amount_minor": 1000}),
 }
 
 
@@ -56,19 +57,20 @@ class Command(BaseCommand):
 
     def handle(self, *args, sim_accounts: str, **options):
         merchant, _ = Merchant.objects.get_or_create(slug="demo", defaults={"name": "Demo Shop"})
-        for priority, code in enumerate(CHANNEL_NAMES):
+        for priority, (code, (name, routing)) in enumerate(CHANNELS.items()):
             path = Path(sim_accounts) / f"{code}.json"
             if not path.exists():
                 continue
             data = json.loads(path.read_text(encoding="utf-8"))
             account, _created = payments.channel_account_configure(
                 code=code,
-                name=CHANNEL_NAMES[code],
+                name=name,
                 merchant_no=data["merchant_no"],
                 base_url=data["base_url"],
                 currency=data["currency"],
                 credentials=data["credentials"],
                 priority=priority,
+                **routing,
             )
             self.stdout.write(f"channel {code}: merchant {account.merchant_no} -> {account.base_url}")
         for i, (slug, name, price, kind, stock, desc) in enumerate(PRODUCTS):
