@@ -12,7 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET
 
@@ -28,11 +28,11 @@ log = logging.getLogger(__name__)
 QR_TTL = 60 * 30
 
 METHOD_LABELS = {
-    "alipay": _lazy("Alipay"),
-    "wxpay": _lazy("WeChat Pay"),
-    "card": _lazy("Card"),
-    "bank": _lazy("Online banking"),
-    "qqpay": _lazy("QQ Wallet"),
+    "alipay": gettext_lazy("Alipay"),
+    "wxpay": gettext_lazy("WeChat Pay"),
+    "card": gettext_lazy("Card"),
+    "bank": gettext_lazy("Online banking"),
+    "qqpay": gettext_lazy("QQ Wallet"),
 }
 
 
