@@ -282,10 +282,27 @@ class RoutingSettings(models.Model):
     small_below_minor = models.PositiveBigIntegerField(
         _("cheapest channel below (minor units)"), null=True, blank=True, default=1000
     )
+    # Off by default: "highest success rate whatever the fee" sent big tickets to the dearest card channel in
+    # bench/routing_sim.py; the expected value already weighs reliability against fees.
     large_above_minor = models.PositiveBigIntegerField(
-        _("most reliable channel above (minor units)"), null=True, blank=True, default=50000
+        _("most reliable channel above (minor units)"), null=True, blank=True, default=None
     )
     max_attempts = models.PositiveSmallIntegerField(_("channels tried per payment"), default=3)
+    margin_bp = models.PositiveIntegerField(
+        _("merchant margin (basis points)"),
+        default=2000,
+        help_text=_("what a success earns, for expected value = success rate x (amount x margin - fee)"),
+    )
+    sr_tolerance = models.FloatField(
+        _("success rate tolerance"),
+        default=0.05,
+        help_text=_("accounts this close to the best success rate count as equally reliable: the cheapest leads"),
+    )
+    cheapest_sr_tolerance = models.FloatField(
+        _("cheapest tier: success rate tolerance"),
+        default=0.05,
+        help_text=_("small payments go to the cheapest account within this of the best success rate"),
+    )
     breaker_failures = models.PositiveSmallIntegerField(_("breaker: consecutive failures to open"), default=5)
     breaker_open_seconds = models.PositiveIntegerField(_("breaker: seconds open before probing"), default=30)
     breaker_probe_share = models.FloatField(_("breaker: share of traffic that probes"), default=0.1)

@@ -141,6 +141,12 @@ class RoutingConfig:
     # Share of the ticket a success earns, for EV = SR x (amount x margin - fee). 100 % gives the plain
     # SR x (amount - fee); Decision Engine's worked example (adyen over stripe) needs a 20 % margin.
     margin_bp: int = BP
+    # "cheapest" ranks by fee only among accounts whose success rate is within this of the best one: a cheap
+    # account that stopped converting must not keep the small payments.
+    cheapest_sr_tolerance: float = 1.0
+    # In the success-rate tier, accounts this close to the best rate count as equally reliable (a 200-outcome
+    # window is only good to a couple of points) and the cheapest of them leads; the rest follow by EV.
+    sr_tolerance: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sr_threshold <= 1.0 or not 0.0 <= self.exploration_share <= 1.0:
@@ -261,6 +267,9 @@ def decide(
         if views[c.account_id].state != FORCED_CLOSED and not views[c.account_id].probing
     }
     kept = [c for c in survivors if not verdicts.get(c.account_id)]
+    # Accounts dropped on health alone are where fresh evidence is missing: exploration goes to them first,
+    # or a recovered account would never be measured again.
+    stale = [c.account_id for c in survivors if verdicts.get(c.account_id)]
     if survivors and not kept:
         best = min(survivors, key=lambda c: (-healths[c.account_id].success_rate, c.priority, c.account_id))
         kept = [best]
@@ -273,7 +282,12 @@ def decide(
     tier = _tier(amount, config) if survivors else ""
     evs = {c.account_id: _ev(healths[c.account_id], amount, fees[c.account_id], config) for c in survivors}
     if tier == "cheapest":
-        ranked = sorted(survivors, key=lambda c: (fees[c.account_id], c.priority, c.account_id))
+        best_sr = max(healths[c.account_id].success_rate for c in survivors)
+        good = [c for c in survivors if healths[c.account_id].success_rate >= best_sr - config.cheapest_sr_tolerance]
+        rest = [c for c in survivors if c not in good]
+        ranked = sorted(good, key=lambda c: (fees[c.account_id], c.priority, c.account_id)) + sorted(
+            rest, key=lambda c: (-healths[c.account_id].success_rate, c.priority, c.account_id)
+        )
         scores = {c.account_id: float(amount - fees[c.account_id]) for c in survivors}
     else:
         ranked = sorted(survivors, key=lambda c: (-healths[c.account_id].success_rate, c.priority, c.account_id))
@@ -281,8 +295,15 @@ def decide(
     approach = tier
     if tier == "success_rate" and ranked:
         sr_head = ranked[0]
+        best_sr = healths[sr_head.account_id].success_rate
         # Stable sort over the SR order: an account overtakes another only on a strictly higher EV.
         ranked = sorted(ranked, key=lambda c: -evs[c.account_id])
+        band = [c for c in ranked if healths[c.account_id].success_rate >= best_sr - config.sr_tolerance]
+        if config.sr_tolerance > 0 and ranked[0] in band:
+            # Rates this close are equally reliable as far as a window can tell: the cheapest of them leads.
+            cheapest = min(band, key=lambda c: (fees[c.account_id], -evs[c.account_id], c.priority, c.account_id))
+            ranked.remove(cheapest)
+            ranked.insert(0, cheapest)
         scores = evs
         if ranked[0] is not sr_head:
             approach = "cost_won"
@@ -294,8 +315,17 @@ def decide(
         order.remove(probes[0])
         order.insert(0, probes[0])
         approach = "probe"
-    elif len(order) > 1 and config.exploration_share > 0 and rng.random() < config.exploration_share:
-        order.insert(0, order.pop(rng.randrange(1, len(order))))
+    elif (stale or len(order) > 1) and config.exploration_share > 0 and rng.random() < config.exploration_share:
+        # Exploration buys fresh evidence where it could change a decision: accounts dropped on health (they
+        # may have recovered) and accounts cheaper than the head (their rate may be better than their last,
+        # possibly unlucky, window says). Only when there are none does any runner-up get the turn.
+        head_fee = fees[order[0]] if order else 0
+        cheaper = [a for a in order[1:] if fees[a] < head_fee]
+        pool = stale + cheaper or order[1:]
+        pick = pool[rng.randrange(len(pool))]
+        if pick in order:
+            order.remove(pick)
+        order.insert(0, pick)
         approach = "exploration"
     elif not order:
         approach = "none"

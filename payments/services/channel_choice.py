@@ -57,6 +57,9 @@ def routing_config() -> routing.RoutingConfig:
         small_below_minor=s.small_below_minor,
         large_above_minor=s.large_above_minor,
         max_attempts=s.max_attempts,
+        margin_bp=s.margin_bp,
+        cheapest_sr_tolerance=s.cheapest_sr_tolerance,
+        sr_tolerance=s.sr_tolerance,
     )
 
 
@@ -123,20 +126,20 @@ def channels_rank(
         for i, st in states.items()
     }
     healths = {i: _NEW for i in ids}
-    healths.update(
-        (
-            i,
-            routing.Health(
-                success_rate=h.success_rate,
-                samples=h.samples,
-                latency_p95_ms=h.latency_p95_ms,
-                volume_today_minor=h.volume_today_minor,
-            ),
-        )
-        for i, h in seen.items()
-    )
+    healths.update((i, routing_health(h)) for i, h in seen.items())
     views.update((i, routing.BreakerView(state="closed", probe_allowed=True)) for i in ids if i not in views)
     return routing.decide(request, pool, healths, views, _cached("rules", _rules), routing_config(), rng)
+
+
+def routing_health(h: health.ChannelHealth) -> routing.Health:
+    """What routing weighs: the recent success rate (follows a fall or a recovery within a few dozen
+    outcomes), the p95 latency and today's volume."""
+    return routing.Health(
+        success_rate=h.recent_success_rate,
+        samples=h.samples,
+        latency_p95_ms=h.latency_p95_ms,
+        volume_today_minor=h.volume_today_minor,
+    )
 
 
 def _health_and_breakers(ids: list[int], now: float, cfg: breaker.BreakerConfig) -> tuple[dict, dict]:

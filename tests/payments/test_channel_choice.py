@@ -67,4 +67,8 @@ def test_create_failures_open_the_breaker_then_probes_bring_the_account_back(acc
         assert 15 <= probes <= 70  # 10 % probe share
         for _ in range(3):  # three probes come back fine: closed again
             channel_choice.create_outcome_record(account_id=a.pk, ok=True, latency_ms=50.0)
+        # Closed again: it is back among the candidates, behind the accounts without failures.
+        decision = _rank()
+        assert {c["id"]: c["reason"] for c in decision.explain()["candidates"]}[a.pk] == ""
+        assert decision.ranked[0] != a.pk
         assert a.pk in _rank().ranked

@@ -223,3 +223,16 @@ def test_health_store_follows_redis_url(settings):
     store = health.health_store()
     assert isinstance(store, RedisHealthStore)
     assert store.window == 50
+
+
+def test_recent_success_rate_follows_a_fall_long_before_the_window_does(make_store):
+    store = make_store()
+    for _ in range(200):
+        store.record_outcome(7, True)
+    for _ in range(15):
+        store.record_outcome(7, False)
+    h = store.snapshot([7])[7]
+    assert h.success_rate > 0.9  # the long window barely moved
+    assert h.recent_samples == 25 and h.recent_successes == 10
+    assert h.recent_success_rate == pytest.approx((10 + 25 * h.success_rate) / 50)
+    assert h.recent_success_rate < 0.7  # fifteen failures in, routing already sees a channel in trouble

@@ -488,3 +488,42 @@ def test_malformed_inputs_are_refused():
         Health(success_rate=float("nan"), samples=0, latency_p95_ms=None, volume_today_minor=0)
     with pytest.raises(ValueError):
         _cand(1, fee_rate_bp=-1)
+
+
+# --- the lessons of bench/routing_sim.py -------------------------------------------------------------------------
+
+
+def test_cheapest_tier_skips_a_cheap_account_that_stopped_converting():
+    cheap, dear = _cand(1, fee_rate_bp=60, priority=1), _cand(2, fee_rate_bp=100, priority=2)
+    config = RoutingConfig(exploration_share=0.0, small_below_minor=1000, cheapest_sr_tolerance=0.05)
+    healthy = _decide([cheap, dear], request=_req(500), health={1: _health(0.95), 2: _health(0.94)}, config=config)
+    assert healthy.ranked == (1, 2) and healthy.approach == "cheapest"
+    falling = _decide([cheap, dear], request=_req(500), health={1: _health(0.80), 2: _health(0.94)}, config=config)
+    assert falling.ranked == (2, 1)  # still above the elimination threshold, but 14 points behind the best
+
+
+def test_exploration_goes_to_accounts_dropped_on_health_so_they_can_come_back():
+    head, other, dropped = _cand(1, priority=1), _cand(2, priority=2), _cand(3, priority=3)
+    health = {1: _health(0.95), 2: _health(0.94), 3: _health(0.30)}
+    config = RoutingConfig(exploration_share=0.05)
+    rng = random.Random(11)
+    firsts = [decide(_req(), [head, other, dropped], health, {}, (), config, rng).ranked[0] for _ in range(10_000)]
+    share_dropped = firsts.count(3) / len(firsts)
+    assert 0.043 <= share_dropped <= 0.057  # the whole exploration share measures the dropped account
+    assert firsts.count(2) == 0  # a healthy runner-up needs no exploration while one is dropped
+
+
+def test_margin_makes_a_small_success_rate_edge_not_worth_a_large_fee():
+    cheap, dear = _cand(1, fee_rate_bp=60), _cand(2, fee_rate_bp=290, fee_fixed_minor=30)
+    health = {1: _health(0.95), 2: _health(0.96)}
+    full = _decide([cheap, dear], request=_req(5000), health=health)
+    assert full.ranked[0] == 1  # already at 100 % margin the fee gap wins here
+    narrow = _decide(
+        [cheap, dear], request=_req(5000), health={1: _health(0.93), 2: _health(0.96)}, config=NO_EXPLORATION
+    )
+    assert narrow.ranked[0] == 2  # 3 points of success rate beat 2.3 % of fee at a 100 % margin...
+    margin = RoutingConfig(exploration_share=0.0, margin_bp=2000)
+    assert (
+        _decide([cheap, dear], request=_req(5000), health={1: _health(0.93), 2: _health(0.96)}, config=margin).ranked[0]
+        == 1
+    )  # ...but not when a success earns the merchant 20 % of the ticket
