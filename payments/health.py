@@ -22,8 +22,7 @@ from typing import TypeVar
 import redis
 
 T = TypeVar("T")
-RECENT = 25  # outcomes behind `recent_success_rate`
-RECENT_WEIGHT = 25  # how many outcomes' worth the whole window's rate counts for in the blend
+DECAY = 0.97  # per outcome of age, in `recent_success_rate`
 WINDOW = 200  # outcomes and latencies kept per account (Decision Engine's default bucket is 125)
 MIN_SAMPLES = 20  # below this many outcomes the optimistic prior fills the gap
 VOLUME_TTL_SECONDS = 2 * 86400  # yesterday's counter outlives midnight in every time zone, then goes
@@ -43,19 +42,21 @@ class ChannelHealth:
     latency_p95_ms: float | None
     latency_samples: int
     volume_today_minor: int
-    recent_samples: int = 0  # the newest RECENT outcomes, for a rate that follows a fall or a recovery quickly
-    recent_successes: int = 0
+    # Outcomes weighted by age (the newest 1, then x DECAY each): a rate that follows a fall or a recovery.
+    weighted_successes: float = 0.0
+    weighted_samples: float = 0.0
 
     @property
     def recent_success_rate(self) -> float:
-        """The newest outcomes, steadied by the whole window: (recent successes + K x window rate) / (recent + K).
+        """The window's outcomes weighted by age, newest first, each older one by DECAY (0.97) less.
 
-        The window alone is steady but slow (a fall from 95 % to 40 % takes ~160 outcomes to show below 50 %);
-        the newest 25 alone follow a fall or a recovery within a few dozen but swing by ±4 points at random,
-        and an account that lost its traffic on an unlucky swing would keep that estimate. Blended, a fall
-        shows within ~15 outcomes and the noise halves. Routing ranks by this rate.
+        The plain window is steady but slow: a fall from 95 % to 40 % takes ~160 outcomes to show below 50 %,
+        and a recovered account needs as many to be believed again. Weighted, the newest ~65 outcomes carry
+        most of the rate: a fall shows within ~15, a recovery within ~60. Until an account has MIN_SAMPLES
+        outcomes, the missing ones count as successes (the optimistic prior). Routing ranks by this rate.
         """
-        return (self.recent_successes + RECENT_WEIGHT * self.success_rate) / (self.recent_samples + RECENT_WEIGHT)
+        missing = max(0, MIN_SAMPLES - self.samples)
+        return (self.weighted_successes + missing) / (self.weighted_samples + missing or 1)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,17 @@ def success_rate(successes: int, samples: int, min_samples: int) -> float:
     missing = max(0, min_samples - samples)
     total = samples + missing
     return (successes + missing) / total if total else 1.0
+
+
+def _weighted(outcomes: Iterable[bool]) -> dict[str, float]:
+    """The memory store's twin of the snapshot script's weighting (outcomes oldest first)."""
+    num = den = 0.0
+    w = 1.0
+    for ok in reversed(list(outcomes)):
+        num += w if ok else 0.0
+        den += w
+        w *= DECAY
+    return {"weighted_successes": num, "weighted_samples": den}
 
 
 def _latency(ms: float) -> float:
@@ -202,10 +214,14 @@ for k = 1, #KEYS, 4 do
   table.insert(out, p50)
   table.insert(out, p95)
   table.insert(out, redis.call('GET', KEYS[k + 3]) or '0')
-  local recent, good = redis.call('LRANGE', KEYS[k], 0, tonumber(ARGV[1]) - 1), 0
-  for _, v in ipairs(recent) do if v == '1' then good = good + 1 end end
-  table.insert(out, #recent)
-  table.insert(out, good)
+  local decay, num, den, w = tonumber(ARGV[1]), 0, 0, 1
+  for _, v in ipairs(redis.call('LRANGE', KEYS[k], 0, -1)) do  -- newest first
+    if v == '1' then num = num + w end
+    den = den + w
+    w = w * decay
+  end
+  table.insert(out, tostring(num))
+  table.insert(out, tostring(den))
 end
 return out
 """
@@ -293,7 +309,7 @@ class RedisHealthStore(HealthStore):
         for i in ids:
             keys += (f"{p}ok:{i}", f"{p}agg:{i}", f"{p}latz:{i}", f"{p}vol:{i}:{day_s}")
         if ids:
-            pipe.evalsha(self._snapshot.sha, len(keys), *keys, RECENT)
+            pipe.evalsha(self._snapshot.sha, len(keys), *keys, DECAY)
 
         def parse(results: list) -> dict[int, ChannelHealth]:
             if not ids:
@@ -301,7 +317,7 @@ class RedisHealthStore(HealthStore):
             raw = results[0]
             out = {}
             for n, i in enumerate(ids):
-                samples, successes, lat_n, p50, p95, volume, recent_n, recent_ok = raw[8 * n : 8 * n + 8]
+                samples, successes, lat_n, p50, p95, volume, ew_num, ew_den = raw[8 * n : 8 * n + 8]
                 samples = int(samples)
                 successes = min(max(int(successes), 0), samples)  # only off if Redis evicted one key of the pair
                 out[i] = ChannelHealth(
@@ -313,8 +329,8 @@ class RedisHealthStore(HealthStore):
                     latency_p95_ms=float(p95) if lat_n else None,
                     latency_samples=int(lat_n),
                     volume_today_minor=int(volume),
-                    recent_samples=int(recent_n),
-                    recent_successes=int(recent_ok),
+                    weighted_successes=float(ew_num),
+                    weighted_samples=float(ew_den),
                 )
             return out
 
@@ -407,8 +423,7 @@ class MemoryHealthStore(HealthStore):
                     latency_p95_ms=p95,
                     latency_samples=lat_n,
                     volume_today_minor=acc.volume.get(day, 0),
-                    recent_samples=min(RECENT, samples),
-                    recent_successes=sum(list(acc.outcomes)[-RECENT:]),  # oldest first: the tail is newest
+                    **_weighted(acc.outcomes),
                 )
         return out
 

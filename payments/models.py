@@ -278,7 +278,7 @@ class RoutingSettings(models.Model):
 
     sr_threshold = models.FloatField(_("eliminate below success rate"), default=0.5)
     latency_cap_ms = models.FloatField(_("eliminate above p95 latency (ms)"), default=5000.0)
-    exploration_share = models.FloatField(_("exploration share"), default=0.05)
+    exploration_share = models.FloatField(_("exploration share"), default=0.1)
     small_below_minor = models.PositiveBigIntegerField(
         _("cheapest channel below (minor units)"), null=True, blank=True, default=1000
     )

@@ -282,7 +282,10 @@ def decide(
     tier = _tier(amount, config) if survivors else ""
     evs = {c.account_id: _ev(healths[c.account_id], amount, fees[c.account_id], config) for c in survivors}
     if tier == "cheapest":
-        best_sr = max(healths[c.account_id].success_rate for c in survivors)
+        # Measured from the EV leader, not the highest rate: a rarely used account's rate is mostly
+        # optimistic prior and must not squeeze the well-measured cheap ones out.
+        lead = min(survivors, key=lambda c: (-evs[c.account_id], c.priority, c.account_id))
+        best_sr = healths[lead.account_id].success_rate
         good = [c for c in survivors if healths[c.account_id].success_rate >= best_sr - config.cheapest_sr_tolerance]
         rest = [c for c in survivors if c not in good]
         ranked = sorted(good, key=lambda c: (fees[c.account_id], c.priority, c.account_id)) + sorted(
@@ -295,11 +298,13 @@ def decide(
     approach = tier
     if tier == "success_rate" and ranked:
         sr_head = ranked[0]
-        best_sr = healths[sr_head.account_id].success_rate
         # Stable sort over the SR order: an account overtakes another only on a strictly higher EV.
         ranked = sorted(ranked, key=lambda c: -evs[c.account_id])
-        band = [c for c in ranked if healths[c.account_id].success_rate >= best_sr - config.sr_tolerance]
-        if config.sr_tolerance > 0 and ranked[0] in band:
+        # The band is measured from the EV leader, not the highest rate: a rarely used account's rate is
+        # mostly optimistic prior and must not squeeze the well-measured ones out.
+        lead_sr = healths[ranked[0].account_id].success_rate
+        band = [c for c in ranked if healths[c.account_id].success_rate >= lead_sr - config.sr_tolerance]
+        if config.sr_tolerance > 0:
             # Rates this close are equally reliable as far as a window can tell: the cheapest of them leads.
             cheapest = min(band, key=lambda c: (fees[c.account_id], -evs[c.account_id], c.priority, c.account_id))
             ranked.remove(cheapest)
@@ -315,13 +320,12 @@ def decide(
         order.remove(probes[0])
         order.insert(0, probes[0])
         approach = "probe"
-    elif (stale or len(order) > 1) and config.exploration_share > 0 and rng.random() < config.exploration_share:
+    elif (pool := stale + [a for a in order[1:] if fees[a] <= fees[order[0]]] if order else stale) and (
+        config.exploration_share > 0 and rng.random() < config.exploration_share
+    ):
         # Exploration buys fresh evidence where it could change a decision: accounts dropped on health (they
-        # may have recovered) and accounts cheaper than the head (their rate may be better than their last,
-        # possibly unlucky, window says). Only when there are none does any runner-up get the turn.
-        head_fee = fees[order[0]] if order else 0
-        cheaper = [a for a in order[1:] if fees[a] < head_fee]
-        pool = stale + cheaper or order[1:]
+        # may have recovered) and accounts no dearer than the head (their rate may be better than their last,
+        # possibly unlucky, outcomes say). A dearer runner-up could not lead anyway: failover still reaches it.
         pick = pool[rng.randrange(len(pool))]
         if pick in order:
             order.remove(pick)

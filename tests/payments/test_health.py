@@ -233,6 +233,9 @@ def test_recent_success_rate_follows_a_fall_long_before_the_window_does(make_sto
         store.record_outcome(7, False)
     h = store.snapshot([7])[7]
     assert h.success_rate > 0.9  # the long window barely moved
-    assert h.recent_samples == 25 and h.recent_successes == 10
-    assert h.recent_success_rate == pytest.approx((10 + 25 * h.success_rate) / 50)
+    weights = [0.97**k for k in range(200)]  # newest first: the 15 failures carry the first weights
+    assert h.recent_success_rate == pytest.approx(sum(weights[15:]) / sum(weights), rel=1e-6)
     assert h.recent_success_rate < 0.7  # fifteen failures in, routing already sees a channel in trouble
+    for _ in range(60):
+        store.record_outcome(7, True)
+    assert store.snapshot([7])[7].recent_success_rate > 0.85  # and sixty good ones later, a recovery

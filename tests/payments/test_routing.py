@@ -503,14 +503,14 @@ def test_cheapest_tier_skips_a_cheap_account_that_stopped_converting():
 
 
 def test_exploration_goes_to_accounts_dropped_on_health_so_they_can_come_back():
-    head, other, dropped = _cand(1, priority=1), _cand(2, priority=2), _cand(3, priority=3)
+    head, other, dropped = _cand(1, priority=1), _cand(2, priority=2, fee_rate_bp=100), _cand(3, priority=3)
     health = {1: _health(0.95), 2: _health(0.94), 3: _health(0.30)}
     config = RoutingConfig(exploration_share=0.05)
     rng = random.Random(11)
     firsts = [decide(_req(), [head, other, dropped], health, {}, (), config, rng).ranked[0] for _ in range(10_000)]
     share_dropped = firsts.count(3) / len(firsts)
     assert 0.043 <= share_dropped <= 0.057  # the whole exploration share measures the dropped account
-    assert firsts.count(2) == 0  # a healthy runner-up needs no exploration while one is dropped
+    assert firsts.count(2) == 0  # a dearer healthy runner-up needs no exploration while one is dropped
 
 
 def test_margin_makes_a_small_success_rate_edge_not_worth_a_large_fee():
@@ -527,3 +527,20 @@ def test_margin_makes_a_small_success_rate_edge_not_worth_a_large_fee():
         _decide([cheap, dear], request=_req(5000), health={1: _health(0.93), 2: _health(0.96)}, config=margin).ranked[0]
         == 1
     )  # ...but not when a success earns the merchant 20 % of the ticket
+
+
+def test_a_rarely_used_account_with_a_prior_high_rate_does_not_squeeze_out_the_measured_cheap_ones():
+    cheap, card = _cand(1, fee_rate_bp=60, priority=1), _cand(2, fee_rate_bp=290, fee_fixed_minor=30, priority=2)
+    health = {1: _health(0.93), 2: _health(0.99, samples=3)}  # the card account is barely measured
+    config = RoutingConfig(exploration_share=0.0, small_below_minor=1000, cheapest_sr_tolerance=0.05, margin_bp=2000)
+    assert _decide([cheap, card], request=_req(500), health=health, config=config).ranked[0] == 1
+    config = RoutingConfig(exploration_share=0.0, sr_tolerance=0.05, margin_bp=2000)
+    assert _decide([cheap, card], request=_req(5000), health=health, config=config).ranked[0] == 1
+
+
+def test_exploration_never_spends_on_a_dearer_runner_up():
+    cheap, dear = _cand(1, fee_rate_bp=60), _cand(2, fee_rate_bp=290)
+    config = RoutingConfig(exploration_share=0.5)
+    rng = random.Random(3)
+    heads = {decide(_req(), [cheap, dear], {}, {}, (), config, rng).ranked[0] for _ in range(500)}
+    assert heads == {1}
