@@ -23,6 +23,7 @@ import redis
 
 T = TypeVar("T")
 DECAY = 0.97  # per outcome of age, in `recent_success_rate`
+DECAY_SPAN = 100  # outcomes it looks at: older ones would weigh under 5 % together (0.97 ** 100)
 WINDOW = 200  # outcomes and latencies kept per account (Decision Engine's default bucket is 125)
 MIN_SAMPLES = 20  # below this many outcomes the optimistic prior fills the gap
 VOLUME_TTL_SECONDS = 2 * 86400  # yesterday's counter outlives midnight in every time zone, then goes
@@ -99,7 +100,7 @@ def _weighted(outcomes: Iterable[bool]) -> dict[str, float]:
     """The memory store's twin of the snapshot script's weighting (outcomes oldest first)."""
     num = den = 0.0
     w = 1.0
-    for ok in reversed(list(outcomes)):
+    for ok in list(reversed(list(outcomes)))[:DECAY_SPAN]:
         num += w if ok else 0.0
         den += w
         w *= DECAY
@@ -215,7 +216,7 @@ for k = 1, #KEYS, 4 do
   table.insert(out, p95)
   table.insert(out, redis.call('GET', KEYS[k + 3]) or '0')
   local decay, num, den, w = tonumber(ARGV[1]), 0, 0, 1
-  for _, v in ipairs(redis.call('LRANGE', KEYS[k], 0, -1)) do  -- newest first
+  for _, v in ipairs(redis.call('LRANGE', KEYS[k], 0, tonumber(ARGV[2]) - 1)) do  -- newest first
     if v == '1' then num = num + w end
     den = den + w
     w = w * decay
@@ -309,7 +310,7 @@ class RedisHealthStore(HealthStore):
         for i in ids:
             keys += (f"{p}ok:{i}", f"{p}agg:{i}", f"{p}latz:{i}", f"{p}vol:{i}:{day_s}")
         if ids:
-            pipe.evalsha(self._snapshot.sha, len(keys), *keys, DECAY)
+            pipe.evalsha(self._snapshot.sha, len(keys), *keys, DECAY, DECAY_SPAN)
 
         def parse(results: list) -> dict[int, ChannelHealth]:
             if not ids:

@@ -233,7 +233,7 @@ def test_recent_success_rate_follows_a_fall_long_before_the_window_does(make_sto
         store.record_outcome(7, False)
     h = store.snapshot([7])[7]
     assert h.success_rate > 0.9  # the long window barely moved
-    weights = [0.97**k for k in range(200)]  # newest first: the 15 failures carry the first weights
+    weights = [0.97**k for k in range(100)]  # newest first over the newest 100: the failures weigh most
     assert h.recent_success_rate == pytest.approx(sum(weights[15:]) / sum(weights), rel=1e-6)
     assert h.recent_success_rate < 0.7  # fifteen failures in, routing already sees a channel in trouble
     for _ in range(60):
