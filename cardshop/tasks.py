@@ -22,6 +22,11 @@ def orders_expire_due_task() -> int:
     return orders.orders_expire_due()
 
 
+@shared_task(name="cardshop.order_payments_close", autoretry_for=(OSError,), retry_backoff=30, max_retries=5)
+def order_payments_close_task(order_no: str) -> int:
+    return orders.order_payments_close(order_no=order_no)
+
+
 @shared_task(name="cardshop.payments_sync_due")
 def payments_sync_due_task() -> int:
     """The janitor: query payments still created/pending/unknown on their back-off ladder."""

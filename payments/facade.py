@@ -12,6 +12,7 @@ from payments.services.payments import (
     payment_query,
     payment_start,
     payments_claim_due,
+    payments_close_for_reference,
     payments_succeeded_for_reference,
     query_result_apply,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "payment_query",
     "payment_start",
     "payments_claim_due",
+    "payments_close_for_reference",
     "payments_succeeded_for_reference",
     "query_result_apply",
     "refund_execute",

@@ -99,7 +99,22 @@ def order_expire(*, order_id: int) -> bool:
         order.save(update_fields=["state"])
         released = card_secrets_release(order=order)
         order_event_add(order=order, kind="expired", released=released)
+        order_no = order.order_no
+        transaction.on_commit(lambda: _payments_close_task().delay(order_no))
     return True
+
+
+def _payments_close_task():
+    from cardshop.tasks import order_payments_close_task
+
+    return order_payments_close_task
+
+
+def order_payments_close(*, order_no: str) -> int:
+    """The order lapsed: close its open payments at the providers. One the provider reports paid meanwhile is
+    applied as a late payment (delivered if stock allows, else left for an operator). Returns how many."""
+    late = payments.payments_close_for_reference(reference=order_no)
+    return sum(payment_sync(out_trade_no=out_trade_no) for out_trade_no in late)
 
 
 def orders_expire_due(*, limit: int = 500) -> int:

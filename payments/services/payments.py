@@ -16,6 +16,7 @@ from payments import schedule
 from payments.channels import registry
 from payments.channels.base import (
     METHODS,
+    Capability,
     ChannelAdapter,
     CreateOrder,
     Inbound,
@@ -364,6 +365,41 @@ def _verify_with_any_account(
         except NotificationRejected as exc:
             rejected = exc
     raise rejected or NotificationRejected("unknown_order", "no account of this channel")
+
+
+def payments_close_for_reference(*, reference: str) -> list[str]:
+    """Close at the provider every payment of `reference` still open (its order lapsed), so nobody can pay a
+    QR that no longer has stock behind it. I/O: call outside transactions.
+
+    Returns the payments the provider says were paid meanwhile: the caller applies them like any late payment.
+    A close that fails or times out leaves the payment to the janitor, whose query settles it either way.
+    """
+    paid: list[str] = []
+    open_payments = Payment.objects.select_related("account").filter(
+        reference=reference, status__in=[PaymentStatus.PENDING, PaymentStatus.UNKNOWN]
+    )
+    for p in open_payments:
+        adapter_cls = registry.get(p.channel_code)
+        if adapter_cls is None or Capability.CLOSE not in adapter_cls.capabilities:
+            continue  # epay panels cannot close: the trade lapses there on its own
+        try:
+            _adapter(p.account).close(p.out_trade_no, p.provider_trade_no or "")
+        except Terminal as exc:
+            if exc.code == "already_paid":
+                paid.append(p.out_trade_no)
+            else:
+                log.warning("close of %s refused: %s", p.out_trade_no, exc.code)
+            continue
+        except (Retryable, Unknown) as exc:
+            log.warning("close of %s not confirmed (%s); the janitor asks again", p.out_trade_no, exc.code)
+            continue
+        with transaction.atomic():
+            locked = payment_qs_locked().get(pk=p.pk)
+            if can_proceed(locked.close):
+                locked.close()
+                locked.error_code = "closed_on_expiry"
+                locked.save(update_fields=["status", "error_code", "next_query_at", "updated_at"])
+    return paid
 
 
 def payment_query(*, out_trade_no: str) -> Observation | None:
