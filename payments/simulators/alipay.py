@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from dataclasses import asdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -49,6 +49,7 @@ from payments.simulators.base import (
     WRONG_AMOUNT,
     WRONG_MERCHANT,
     Faults,
+    LoopbackServer,
     NotifyRequest,
     SimAccount,
 )
@@ -138,7 +139,7 @@ def _load_private(pem: str) -> rsa.RSAPrivateKey:
     return key
 
 
-class AlipaySimulator:
+class AlipaySimulator(LoopbackServer):
     code = "alipay"
     # Alipay's notify signs no timestamp and carries no currency for CNY: no stale/currency variants.
     notify_variants = frozenset({VALID, BAD_SIGNATURE, WRONG_AMOUNT, WRONG_MERCHANT, UNKNOWN_ORDER, CLOSED})
@@ -146,6 +147,7 @@ class AlipaySimulator:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.faults = Faults()
         self._address = (host, port)
+        self.handler_class = _Handler
         self._lock = threading.RLock()
         self._apps: dict[str, rsa.RSAPublicKey] = {}  # app_id -> the app public key our requests verify with
         self._app_id = ""
@@ -155,33 +157,6 @@ class AlipaySimulator:
         self._by_out: dict[tuple[str, str], str] = {}
         # Random start keeps trade_nos distinct across restarts (demo databases persist).
         self._counter = random.randint(10**15, 9 * 10**15)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # ---- lifecycle -------------------------------------------------------------------------------------
-    def start(self) -> AlipaySimulator:
-        server = ThreadingHTTPServer(self._address, _Handler)
-        server.daemon_threads = True
-        server.simulator = self  # type: ignore[attr-defined]
-        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        self._server, self._thread = server, thread
-        thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    @property
-    def base_url(self) -> str:
-        if not self._server:
-            raise RuntimeError("AlipaySimulator not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     # ---- account & keys --------------------------------------------------------------------------------
     def account(self, *, webhook_url: str = "") -> SimAccount:

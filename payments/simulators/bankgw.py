@@ -48,6 +48,7 @@ from payments.simulators.base import (
     WRONG_CURRENCY,
     WRONG_MERCHANT,
     Faults,
+    LoopbackServer,
     NotifyRequest,
     SimAccount,
 )
@@ -128,7 +129,7 @@ def password_digest(nonce: bytes, created: str, password: str) -> str:
     return base64.b64encode(hashlib.sha1(nonce + created.encode() + password.encode()).digest()).decode()
 
 
-class BankGatewaySimulator:
+class BankGatewaySimulator(LoopbackServer):
     code = "bankgw"
     notify_variants = frozenset(
         {VALID, BAD_SIGNATURE, WRONG_AMOUNT, WRONG_CURRENCY, WRONG_MERCHANT, UNKNOWN_ORDER, STALE_TIMESTAMP, CLOSED}
@@ -153,31 +154,10 @@ class BankGatewaySimulator:
         self._schema = _schema(self._wsdl)
         self._schema_lock = threading.Lock()  # one validator, and its error_log, per use
         self._counter = secrets.randbelow(9 * 10**8) + 10**8  # distinct refs across restarts
-        self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
 
     # ---- lifecycle ---------------------------------------------------------
-    def start(self) -> BankGatewaySimulator:
-        server = make_server(*self._address, self._wsgi, server_class=_ThreadingWSGIServer, handler_class=_Quiet)
-        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        self._server, self._thread = server, thread
-        thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    @property
-    def base_url(self) -> str:
-        if not self._server:
-            raise RuntimeError("BankGatewaySimulator not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    def _make_server(self) -> WSGIServer:
+        return make_server(*self._address, self._wsgi, server_class=_ThreadingWSGIServer, handler_class=_Quiet)
 
     # ---- merchants ---------------------------------------------------------
     def add_merchant(self, merchant: Merchant) -> Merchant:

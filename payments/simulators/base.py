@@ -7,10 +7,12 @@ Simulators never import adapter code: the two sides are written separately so th
 
 from __future__ import annotations
 
+import socketserver
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Protocol, Self
 
 # Forged-callback variants the conformance suite can ask for. A simulator lists the ones its protocol has.
 VALID = "valid"
@@ -22,6 +24,48 @@ UNKNOWN_ORDER = "unknown_order"
 STALE_TIMESTAMP = "stale_timestamp"  # only protocols that sign a timestamp (WeChat v3, Stripe)
 TAMPERED_CIPHERTEXT = "tampered_ciphertext"  # only WeChat v3 (encrypted resource)
 CLOSED = "closed"  # a correctly signed "trade closed / failed" callback (out-of-order tests)
+
+
+class LoopbackServer:
+    """Serves a simulator on 127.0.0.1 from a daemon thread: `start()`, `stop()`, `base_url`.
+
+    HTTP simulators name their request handler in `handler_class` (it finds the simulator as
+    `self.server.simulator`); others (the SOAP bank's WSGI app) override `_make_server`.
+    """
+
+    handler_class: type[BaseHTTPRequestHandler]
+    _address: tuple[str, int]
+    _server: socketserver.BaseServer | None = None
+    _thread: threading.Thread | None = None
+
+    def _make_server(self) -> socketserver.BaseServer:
+        server = ThreadingHTTPServer(self._address, self.handler_class)
+        server.daemon_threads = True
+        server.simulator = self  # type: ignore[attr-defined]
+        return server
+
+    def start(self) -> Self:
+        server = self._make_server()
+        # Short poll interval so stop() returns quickly in test teardown.
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        self._server, self._thread = server, thread
+        thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    @property
+    def base_url(self) -> str:
+        if not self._server:
+            raise RuntimeError(f"{type(self).__name__} not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
 
 
 @dataclass

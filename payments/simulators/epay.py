@@ -25,7 +25,7 @@ import re
 import threading
 import time
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import requests
 
 from payments.simulators import base
-from payments.simulators.base import Faults, NotifyRequest, SimAccount
+from payments.simulators.base import Faults, LoopbackServer, NotifyRequest, SimAccount
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def _unsigned(params: dict) -> dict[str, str]:
     }
 
 
-class EpaySimulator:
+class EpaySimulator(LoopbackServer):
     code = "epay"
     # epay notifies carry no currency, no timestamp and only TRADE_SUCCESS: those variants do not exist here.
     notify_variants = frozenset(
@@ -78,6 +78,7 @@ class EpaySimulator:
         self._merchants: dict[str, str] = dict(merchants or {})
         self._merchants_file = Path(merchants_file) if merchants_file else None
         self._address = (host, port)
+        self.handler_class = _Handler
         self.notify_method = notify_method.upper()
         self._lock = threading.Lock()
         self._trades: dict[str, dict[str, Any]] = {}
@@ -87,38 +88,10 @@ class EpaySimulator:
         self._fingerprints: dict[str, dict[str, str]] = {}
         # Random start keeps trade_nos distinct across restarts (demo DBs persist).
         self._counter = random.randint(10**8, 9 * 10**8)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.faults = Faults()
         self._refunds: dict[tuple[str, str], dict[str, Any]] = {}
         self._account: SimAccount | None = None
         self._reload_merchants()
-
-    # ---- lifecycle -------------------------------------------------------
-    def start(self) -> EpaySimulator:
-        server = ThreadingHTTPServer(self._address, _Handler)
-        server.daemon_threads = True
-        server.simulator = self  # type: ignore[attr-defined]
-        # Short poll interval so stop() returns quickly in test teardown.
-        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        self._server, self._thread = server, thread
-        thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    @property
-    def base_url(self) -> str:
-        if not self._server:
-            raise RuntimeError("EpaySimulator not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     # ---- merchants & signing --------------------------------------------
     def add_merchant(self, pid: str, key: str) -> None:

@@ -26,7 +26,7 @@ import string
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -43,6 +43,7 @@ from payments.simulators.base import (
     WRONG_CURRENCY,
     WRONG_MERCHANT,
     Faults,
+    LoopbackServer,
     NotifyRequest,
     SimAccount,
 )
@@ -200,7 +201,7 @@ class _Saved:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class StripeSimulator:
+class StripeSimulator(LoopbackServer):
     code = "stripe"
     notify_variants = frozenset(
         {VALID, BAD_SIGNATURE, WRONG_AMOUNT, WRONG_CURRENCY, WRONG_MERCHANT, UNKNOWN_ORDER, STALE_TIMESTAMP, CLOSED}
@@ -210,6 +211,7 @@ class StripeSimulator:
         self.faults = Faults()
         self.currency = currency
         self._address = (host, port)
+        self.handler_class = _Handler
         self._lock = threading.RLock()
         self._account: _Account | None = None
         self._intents: dict[str, dict[str, Any]] = {}
@@ -220,33 +222,6 @@ class StripeSimulator:
         self._idempotency: dict[tuple[str, str], _Saved] = {}
         # Every webhook attempt: event id, type, url, HTTP status or error. Tests read it.
         self.deliveries: list[dict[str, Any]] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # ---- lifecycle -------------------------------------------------------
-    def start(self) -> StripeSimulator:
-        server = ThreadingHTTPServer(self._address, _Handler)
-        server.daemon_threads = True
-        server.simulator = self  # type: ignore[attr-defined]
-        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        self._server, self._thread = server, thread
-        thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    @property
-    def base_url(self) -> str:
-        if not self._server:
-            raise RuntimeError("StripeSimulator not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     # ---- the merchant account -------------------------------------------
     def account(self, *, webhook_url: str = "") -> SimAccount:

@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -55,6 +55,7 @@ from payments.simulators.base import (
     WRONG_CURRENCY,
     WRONG_MERCHANT,
     Faults,
+    LoopbackServer,
     NotifyRequest,
     SimAccount,
 )
@@ -119,7 +120,7 @@ def _dumps(payload: dict) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-class WechatPaySimulator:
+class WechatPaySimulator(LoopbackServer):
     code = "wechatpay"
     notify_variants = frozenset(
         {
@@ -149,6 +150,7 @@ class WechatPaySimulator:
         self.faults = Faults()
         self.refund_delay = refund_delay
         self._address = (host, port)
+        self.handler_class = _Handler
         if platform_private_key:
             loaded = serialization.load_pem_private_key(platform_private_key.encode(), password=None)
             if not isinstance(loaded, rsa.RSAPrivateKey):
@@ -164,33 +166,6 @@ class WechatPaySimulator:
         self._trades: dict[tuple[str, str], dict[str, Any]] = {}  # (mchid, out_trade_no) -> trade
         self._by_code: dict[str, tuple[str, str]] = {}  # scan-page code -> trade key
         self._refunds: dict[tuple[str, str], dict[str, Any]] = {}  # (mchid, out_refund_no) -> refund
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # ---- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> WechatPaySimulator:
-        server = ThreadingHTTPServer(self._address, _Handler)
-        server.daemon_threads = True
-        server.simulator = self  # type: ignore[attr-defined]
-        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        self._server, self._thread = server, thread
-        thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    @property
-    def base_url(self) -> str:
-        if not self._server:
-            raise RuntimeError("WechatPaySimulator not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     @property
     def platform_private_key_pem(self) -> str:
