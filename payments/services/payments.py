@@ -439,25 +439,9 @@ def query_result_apply(*, out_trade_no: str, observation: Observation) -> QueryO
 
 
 def payments_claim_due(*, limit: int = 200) -> list[str]:
-    """Payments whose next query is due (created, pending or unknown), each moved one rung down the ladder.
-
-    Claimed with SKIP LOCKED so two janitors never query the same payment in the same round.
-    """
-    now = timezone.now()
-    with transaction.atomic():
-        due = list(
-            Payment.objects.select_for_update(skip_locked=True)
-            .filter(
-                status__in=[PaymentStatus.CREATED, PaymentStatus.PENDING, PaymentStatus.UNKNOWN],
-                next_query_at__lte=now,
-            )
-            .order_by("next_query_at")[:limit]
-        )
-        for p in due:
-            p.query_attempts += 1
-            p.next_query_at = schedule.next_query_at(attempts=p.query_attempts, created_at=p.created_at, now=now)
-        Payment.objects.bulk_update(due, ["query_attempts", "next_query_at"])
-    return [p.out_trade_no for p in due]
+    """Payments whose next query is due (created, pending or unknown), each moved one rung down the ladder."""
+    statuses = [PaymentStatus.CREATED, PaymentStatus.PENDING, PaymentStatus.UNKNOWN]
+    return [p.out_trade_no for p in schedule.claim_due(Payment, statuses, limit=limit)]
 
 
 def payment_for_reference(*, reference: str) -> PaymentView | None:

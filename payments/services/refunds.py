@@ -168,22 +168,9 @@ def refund_observation_apply(*, payment: Payment, refund: Refund, observation: R
 
 
 def refunds_claim_due(*, limit: int = 100) -> list[str]:
-    """Refunds not yet final whose next attempt is due, each moved one rung down the ladder (SKIP LOCKED)."""
-    now = timezone.now()
-    with transaction.atomic():
-        due = list(
-            Refund.objects.select_for_update(skip_locked=True)
-            .filter(
-                status__in=[RefundStatus.REQUESTED, RefundStatus.PENDING, RefundStatus.UNKNOWN],
-                next_query_at__lte=now,
-            )
-            .order_by("next_query_at")[:limit]
-        )
-        for r in due:
-            r.query_attempts += 1
-            r.next_query_at = schedule.next_query_at(attempts=r.query_attempts, created_at=r.created_at, now=now)
-        Refund.objects.bulk_update(due, ["query_attempts", "next_query_at"])
-    return [r.refund_no for r in due]
+    """Refunds not yet final whose next attempt is due, each moved one rung down the ladder."""
+    statuses = [RefundStatus.REQUESTED, RefundStatus.PENDING, RefundStatus.UNKNOWN]
+    return [r.refund_no for r in schedule.claim_due(Refund, statuses, limit=limit)]
 
 
 def refund_view(*, refund_no: str) -> RefundView:
