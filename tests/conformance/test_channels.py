@@ -17,7 +17,6 @@ import pytest
 import requests
 import time_machine
 from django.core import mail
-from django.db import OperationalError, connection
 from django.utils import timezone
 
 from cardshop.models import CardSecret, Order, OrderEvent, OrderState
@@ -80,7 +79,7 @@ class Shop:
         self.code, self.sim, self.product, self.url = code, sim, product, url
 
     def start(self):
-        order = _retry(buy, self.product)
+        order = buy(self.product)
         return order, order_payment_start(order_no=order.order_no, client_ip="10.0.0.1", channel_code=self.code)
 
     def post(self, notify: sim_base.NotifyRequest) -> requests.Response:
@@ -97,27 +96,11 @@ class Shop:
         )
 
 
-def _retry(fn, *args, **kwargs):
-    """SQLite's shared in-memory test database refuses (rather than waits) while the live server thread
-    finishes a callback; PostgreSQL just waits. Retry there, briefly."""
-    for _ in range(100):
-        try:
-            return fn(*args, **kwargs)
-        except OperationalError as exc:
-            if connection.vendor != "sqlite" or "locked" not in str(exc):
-                raise
-            time.sleep(0.05)
-    return fn(*args, **kwargs)
-
-
 def _wait(predicate, seconds=10.0):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return True
-        except OperationalError:  # SQLite's shared test database locks tables while the live server writes
-            pass
+        if predicate():
+            return True
         time.sleep(0.05)
     return False
 
@@ -127,10 +110,6 @@ def _delivered(order) -> bool:
 
 
 def snapshot():
-    return _retry(_snapshot)
-
-
-def _snapshot():
     return (
         list(Order.objects.order_by("pk").values_list("pk", "state", "paid_at")),
         list(Payment.objects.order_by("pk").values_list("pk", "status", "provider_trade_no")),
@@ -243,10 +222,10 @@ def test_refund_goes_through_once(shop):
     order, payment = shop.start()
     shop.sim.pay(payment.out_trade_no)
     assert _wait(lambda: _delivered(order))
-    _retry(order_refund_request, order_no=order.order_no, actor="op")  # on commit, the submit task runs (eager here)
+    order_refund_request(order_no=order.order_no, actor="op")  # on commit, the submit task runs (eager here)
     assert _wait(lambda: Order.objects.get(pk=order.pk).state == OrderState.REFUNDED)
     with pytest.raises(DomainError):  # a second click
-        _retry(order_refund_request, order_no=order.order_no, actor="op")
+        order_refund_request(order_no=order.order_no, actor="op")
     assert Refund.objects.count() == 1
     time.sleep(0.5)  # channels that also notify the refund do so a moment later: let it land (a no-op) first
     assert Refund.objects.get().status == RefundStatus.SUCCEEDED
