@@ -72,10 +72,8 @@ tail. Default: gthread:2x4, pooled.
 from __future__ import annotations
 
 import argparse
-import base64
 import html
 import json
-import math
 import os
 import platform
 import re
@@ -93,11 +91,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from common import VAR_DIR, admin_execute, bench_env, percentile, recreate_database  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "checkout_pay.json"
-VAR_DIR = ROOT / "var" / "bench"
 sys.path.insert(0, str(ROOT))
 
 PRODUCT_SLUG = "bench-card"
@@ -181,12 +181,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    return ordered[min(max(math.ceil(q / 100 * len(ordered)), 1), len(ordered)) - 1]
-
-
 def latency_ms(values: list[float]) -> dict[str, float]:
     """p50/p99/max in milliseconds of a non-empty list of durations in seconds."""
     ms = [v * 1000 for v in values]
@@ -204,11 +198,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def with_dbname(url: str, dbname: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + dbname))
-
-
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -222,41 +211,6 @@ def timed(label: str, into: dict[str, float]) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------- environment and database
-
-
-def bench_env(database_url: str) -> dict[str, str]:
-    """Settings for this process and for gunicorn: keys generated per run, nothing read from var/."""
-    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-    return {
-        "DJANGO_SETTINGS_MODULE": "cardshop.settings",
-        "DEBUG": "0",
-        "DATABASE_URL": database_url,
-        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-        "CARDSHOP_SECRET_KEYS": f"b1:{key}",
-        "CARDSHOP_HASH_KEY": secrets.token_urlsafe(32),
-        # After commit the notify publishes the buyer-mail task, as with a real broker; nobody consumes it here.
-        "CELERY_TASK_ALWAYS_EAGER": "0",
-        "CELERY_BROKER_URL": "memory://localhost/",
-        "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
-        # All HTTP buyers share 127.0.0.1, which the per-buyer pending cap also counts.
-        "CARDSHOP_MAX_PENDING_PER_BUYER": "1000000",
-        "CARDSHOP_VAR_DIR": str(VAR_DIR),
-        "LOG_LEVEL": "WARNING",
-    }
-
-
-def admin_execute(args: argparse.Namespace, *statements: str) -> None:
-    import psycopg
-
-    with psycopg.connect(with_dbname(args.database_url, args.admin_db), autocommit=True) as conn:
-        for sql in statements:
-            conn.execute(sql)
-
-
-def recreate_database(args: argparse.Namespace, dbname: str) -> None:
-    if not re.fullmatch(r"[a-z_][a-z0-9_]*", dbname):
-        raise SystemExit(f"refusing odd database name {dbname!r}")
-    admin_execute(args, f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)', f'CREATE DATABASE "{dbname}"')
 
 
 def django_setup(env: dict[str, str]) -> None:
@@ -423,7 +377,7 @@ def history_orders(h: History) -> Iterator[tuple]:
                 paid,
                 paid,
             ),
-            *(paid + timedelta(seconds=1), t),
+            *(paid + timedelta(seconds=1), t, ""),
         )
 
 
@@ -452,6 +406,7 @@ def history_payments(h: History) -> Iterator[tuple]:
             *(i + 1, h.out_trade_nos[i], h.order_nos[i], h.shop.account_id, "epay", PRICE_MINOR, "CNY"),
             *(PaymentStatus.SUCCEEDED.value, trade_no, cashier + trade_no, cashier + trade_no, ""),
             *(t + timedelta(seconds=1), paid, paid),
+            *("", 0, json.dumps({"approach": "only_one", "ranked": [h.shop.account_id]}), 1),
         )
 
 
@@ -488,7 +443,7 @@ HISTORY_TABLES: list[tuple[str, str, Callable[[History], Iterator[tuple]]]] = [
         "cardshop_order",
         "id order_no merchant_id product_id quantity unit_price_minor amount_minor currency email "
         "query_password_hash buyer_ip custom_input language delivery_note state expires_at paid_at delivered_at "
-        "notified_at created_at",
+        "notified_at created_at refund_from",
         history_orders,
     ),
     (
@@ -499,7 +454,7 @@ HISTORY_TABLES: list[tuple[str, str, Callable[[History], Iterator[tuple]]]] = [
     (
         "payments_payment",
         "id out_trade_no reference account_id channel_code amount_minor currency status provider_trade_no "
-        "pay_url qr_content error_code created_at updated_at succeeded_at",
+        "pay_url qr_content error_code created_at updated_at succeeded_at client_secret query_attempts routing attempt",
         history_payments,
     ),
     (

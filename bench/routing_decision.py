@@ -20,11 +20,9 @@ Target: p99 < 1 ms. Writes bench/results/routing_decision.json.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import random
-import secrets
 import statistics
 import sys
 import time
@@ -33,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "routing_decision.json"
 sys.path.insert(0, str(ROOT))
+from common import VAR_DIR, bench_env, percentile  # noqa: E402
 
 TARGET_P99_MS = 1.0
 CHANNELS = [  # code, priority, fee bp, fixed fee, success rate, typical latency ms
@@ -44,29 +43,11 @@ CHANNELS = [  # code, priority, fee bp, fixed fee, success rate, typical latency
 ]
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
 def setup(redis_url: str) -> None:
-    var = ROOT / "var" / "bench"
-    var.mkdir(parents=True, exist_ok=True)
-    db = var / "routing-decision.sqlite3"
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    db = VAR_DIR / "routing-decision.sqlite3"
     db.unlink(missing_ok=True)
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "cardshop.settings",
-            "DEBUG": "0",
-            "DATABASE_URL": f"sqlite:///{db}",
-            "REDIS_URL": redis_url,
-            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-            "CARDSHOP_SECRET_KEYS": "b1:" + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-            "CARDSHOP_HASH_KEY": secrets.token_urlsafe(32),
-            "CARDSHOP_VAR_DIR": str(var),
-            "LOG_LEVEL": "ERROR",
-        }
-    )
+    os.environ.update(bench_env(f"sqlite:///{db}", REDIS_URL=redis_url, LOG_LEVEL="ERROR"))
     import django
     from django.core.management import call_command
 
@@ -146,11 +127,11 @@ def main() -> None:
     result = {
         "calls": args.calls,
         "p50_ms": round(statistics.median(timings), 3),
-        "p99_ms": round(percentile(timings, 0.99), 3),
+        "p99_ms": round(percentile(timings, 99), 3),
         "max_ms": round(max(timings), 3),
         "redis_ping_p50_ms": round(statistics.median(ping), 3),
         "approaches": approaches,
-        "target_met": percentile(timings, 0.99) < TARGET_P99_MS,
+        "target_met": percentile(timings, 99) < TARGET_P99_MS,
     }
     print(f"routing decision, 5 accounts, health + breakers in Redis ({args.redis_url}), {args.calls} calls")
     print(f"  p50 {result['p50_ms']:.3f} ms   p99 {result['p99_ms']:.3f} ms   max {result['max_ms']:.3f} ms")

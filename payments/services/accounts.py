@@ -8,6 +8,7 @@ from django.db import transaction
 
 from payments.contracts import ChannelAccountView
 from payments.models import ChannelAccount
+from payments.services import channel_choice
 
 
 def _view(a: ChannelAccount) -> ChannelAccountView:
@@ -22,6 +23,7 @@ def channel_account_ensure(
     """The first account of `code`, created with these values if there is none; its base URL is kept current."""
     with transaction.atomic():
         account = ChannelAccount.objects.filter(code=code).order_by("pk").first()
+        created = account is None
         if account is None:
             account = ChannelAccount.objects.create(
                 code=code,
@@ -31,11 +33,11 @@ def channel_account_ensure(
                 currency=currency,
                 credentials=json.dumps(credentials),
             )
-            return _view(account), True
-        if account.base_url != base_url:
+        elif account.base_url != base_url:
             account.base_url = base_url
             account.save(update_fields=["base_url"])
-        return _view(account), False
+    channel_choice.cache_clear()  # routing reads accounts through a short per-process cache
+    return _view(account), created
 
 
 def channel_account_configure(
@@ -65,7 +67,8 @@ def channel_account_configure(
         account.min_amount_minor, account.max_amount_minor = min_amount_minor, max_amount_minor
         account.credentials = json.dumps(credentials)
         account.save()
-        return _view(account), created
+    channel_choice.cache_clear()
+    return _view(account), created
 
 
 def channel_account_credentials(*, code: str) -> dict[str, str]:
