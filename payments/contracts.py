@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from core.errors import DomainError
 from core.money import Money
@@ -25,6 +26,7 @@ class PaymentRequest:
     method: str = "alipay"
     merchant_id: int | None = None
     product_ref: str = ""
+    expires_at: datetime | None = None  # the order's deadline: sent to providers that take an expiry
 
     def notify_url_for(self, channel_code: str) -> str:
         return self.notify_url.replace("{channel}", channel_code)

@@ -123,5 +123,6 @@ def order_payment_start(
             method=method,
             merchant_id=order.merchant_id,
             product_ref=order.product.slug,
+            expires_at=order.expires_at,
         )
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar, Protocol
 
@@ -102,6 +103,9 @@ class CreateOrder:
     return_url: str
     client_ip: str
     method: str
+    # When the buyer's reservation ends: channels whose protocol takes an expiry send it, so the provider
+    # itself refuses payment after it (Alipay/WeChat `time_expire`, the bank's `expiresAt`, Stripe's session).
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)

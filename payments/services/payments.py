@@ -142,6 +142,7 @@ def _payment_try(
         return_url=request.return_url,
         client_ip=request.client_ip,
         method=method,
+        expires_at=request.expires_at,
     )
     started = time.perf_counter()
     try:

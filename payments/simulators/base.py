@@ -156,6 +156,12 @@ class ProviderSimulator(Protocol):
         """The buyer pays (QR scanned, card confirmed): mark paid, then send the callback (faults apply)."""
         ...
 
+    def decline(self, out_trade_no: str) -> None:
+        """The buyer's attempt is declined (card refused, bank said no): the provider reports the decline
+        (Stripe `payment_intent.payment_failed`, WeChat `PAYERROR`, the bank's `DECLINED`) and the trade stays
+        payable, so the buyer can try again. Only simulators whose protocol has a decline implement it."""
+        ...
+
     def notify_request(self, out_trade_no: str, *, variant: str = VALID) -> NotifyRequest:
         """A paid (or, for CLOSED, closed) callback for the trade, forged as `variant` says."""
         ...
