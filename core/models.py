@@ -17,3 +17,21 @@ class Merchant(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class AuditEvent(models.Model):
+    """Who did what to which object in the back office. Rows are never changed or deleted."""
+
+    actor = models.CharField(_("actor"), max_length=150)
+    action = models.CharField(_("action"), max_length=64, db_index=True)
+    target = models.CharField(_("target"), max_length=200, db_index=True)
+    detail = models.JSONField(_("detail"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("at"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit events")
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.action} {self.target}"
