@@ -12,7 +12,8 @@ from dataclasses import dataclass
 # Minor-unit exponent per currency; anything else is refused rather than guessed.
 CURRENCY_EXPONENTS: dict[str, int] = {"CNY": 2, "USD": 2, "EUR": 2, "HKD": 2, "JPY": 0}
 
-_DECIMAL_RE = re.compile(r"^(0|[1-9]\d*)(?:\.(\d+))?$")
+# ASCII digits only, matched whole: no sign, exponent, spaces or trailing newline ("9.99\n" passes a bare `$`).
+_DECIMAL_RE = re.compile(r"(0|[1-9][0-9]*)(?:\.([0-9]+))?")
 
 
 class MoneyError(ValueError):
@@ -63,7 +64,7 @@ class Money:
     @classmethod
     def from_decimal_str(cls, text: str, currency: str) -> Money:
         """Parse a non-negative major-unit string exactly; more decimals than the currency has is an error."""
-        m = _DECIMAL_RE.match(text or "")
+        m = _DECIMAL_RE.fullmatch(text) if isinstance(text, str) else None
         if not m:
             raise MoneyError(f"not an amount: {text!r}")
         exp = exponent(currency)
