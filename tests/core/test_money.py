@@ -12,7 +12,9 @@ def test_decimal_string_round_trip_is_exact():
     assert Money.from_decimal_str("0.5", "CNY") == Money(50, "CNY")
 
 
-@pytest.mark.parametrize("text", ["9.999", "-1", "+1", "1e3", "", " 1", "1 ", "9.99\n", "\n9.99", "01.00", "1.", "abc", "1_000", "١٢", "1١"])
+@pytest.mark.parametrize(
+    "text", ["9.999", "-1", "+1", "1e3", "", " 1", "1 ", "9.99\n", "\n9.99", "01.00", "1.", "abc", "1_000", "١٢", "1١"]
+)
 def test_inexact_or_malformed_amounts_are_refused(text):
     with pytest.raises(MoneyError):
         Money.from_decimal_str(text, "CNY")
