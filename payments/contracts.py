@@ -5,8 +5,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
 from core.errors import DomainError
 from core.money import Money
+
+
+class PaymentStatus(models.TextChoices):
+    CREATED = "created", _("created")
+    PENDING = "pending", _("pending")
+    UNKNOWN = "unknown", _("unknown")
+    SUCCEEDED = "succeeded", _("succeeded")
+    FAILED = "failed", _("failed")
+    CLOSED = "closed", _("closed")
+    REFUNDING = "refunding", _("refunding")
+    REFUNDED = "refunded", _("refunded")
+
+
+class RefundStatus(models.TextChoices):
+    REQUESTED = "requested", _("requested")  # our intent, committed before the provider is called
+    PENDING = "pending", _("pending")  # the provider accepted it and is processing
+    UNKNOWN = "unknown", _("unknown")  # the request may or may not have reached the provider
+    SUCCEEDED = "succeeded", _("succeeded")
+    FAILED = "failed", _("failed")
 
 
 @dataclass(frozen=True)
@@ -37,7 +59,7 @@ class PaymentView:
     out_trade_no: str
     reference: str
     channel_code: str
-    status: str
+    status: PaymentStatus
     amount: Money
     pay_url: str
     qr_content: str
@@ -92,7 +114,7 @@ class RefundView:
     channel_code: str
     out_trade_no: str
     reference: str
-    status: str
+    status: RefundStatus
     amount: Money
     newly_final: bool = False  # this call moved the refund to succeeded or failed
 

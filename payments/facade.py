@@ -8,6 +8,7 @@ from payments.services.accounts import (
 from payments.services.payments import (
     notification_apply,
     payment_for_reference,
+    payment_live_for_reference,
     payment_options,
     payment_query,
     payment_start,
@@ -15,8 +16,11 @@ from payments.services.payments import (
     payments_close_for_reference,
     payments_succeeded_for_reference,
     query_result_apply,
+    references_paid_more_than_once,
 )
 from payments.services.refunds import (
+    extra_payments_refund_automatically,
+    payment_refund_request,
     refund_execute,
     refund_for_reference,
     refund_request,
@@ -31,6 +35,7 @@ __all__ = [
     "channel_account_ensure",
     "notification_apply",
     "payment_for_reference",
+    "payment_live_for_reference",
     "payment_options",
     "payment_query",
     "payment_start",
@@ -38,6 +43,9 @@ __all__ = [
     "payments_close_for_reference",
     "payments_succeeded_for_reference",
     "query_result_apply",
+    "references_paid_more_than_once",
+    "extra_payments_refund_automatically",
+    "payment_refund_request",
     "refund_execute",
     "refund_for_reference",
     "refund_request",

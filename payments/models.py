@@ -11,6 +11,7 @@ from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from core.fields import EncryptedTextField
 from core.money import Money
+from payments.contracts import PaymentStatus, RefundStatus
 
 
 class ChannelAccount(models.Model):
@@ -48,20 +49,13 @@ class ChannelAccount(models.Model):
         return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-class PaymentStatus(models.TextChoices):
-    CREATED = "created", _("created")
-    PENDING = "pending", _("pending")
-    UNKNOWN = "unknown", _("unknown")
-    SUCCEEDED = "succeeded", _("succeeded")
-    FAILED = "failed", _("failed")
-    CLOSED = "closed", _("closed")
-    REFUNDING = "refunding", _("refunding")
-    REFUNDED = "refunded", _("refunded")
-
-
 S = PaymentStatus
 # States in which the provider holds (or held) the buyer's money for this payment.
 PAID_STATES = (S.SUCCEEDED, S.REFUNDING, S.REFUNDED)
+# The one trade a buyer may be paying for a reference: in flight at the provider, or shown to the buyer.
+PAYABLE_STATES = (S.CREATED, S.PENDING)
+# A provider's "paid" wins over anything we concluded ourselves: a close whose reply was lost, a failure report.
+UNPAID_STATES = (S.CREATED, S.PENDING, S.UNKNOWN, S.FAILED, S.CLOSED)
 
 
 class Payment(ConcurrentTransitionMixin, models.Model):
@@ -89,6 +83,11 @@ class Payment(ConcurrentTransitionMixin, models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     succeeded_at = models.DateTimeField(null=True, blank=True)
+    # Set on a separate collection: money the provider took on that payment's trade under another trade
+    # number (a second intent, a provider retry). It is refunded or held for an operator, never dropped.
+    collected_on = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("collected on")
+    )
 
     class Meta:
         verbose_name = _("payment")
@@ -99,6 +98,12 @@ class Payment(ConcurrentTransitionMixin, models.Model):
                 fields=["channel_code", "provider_trade_no"],
                 name="payment_provider_trade_once",
                 condition=models.Q(provider_trade_no__isnull=False),
+            ),
+            # One payable trade per order at a time: two tabs opening the pay page make one trade, not two.
+            models.UniqueConstraint(
+                fields=["reference"],
+                name="payment_one_payable_per_reference",
+                condition=models.Q(status__in=PAYABLE_STATES),
             ),
             models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="payment_amount_positive"),
         ]
@@ -116,6 +121,11 @@ class Payment(ConcurrentTransitionMixin, models.Model):
     def amount(self) -> Money:
         return Money(self.amount_minor, self.currency)
 
+    @property
+    def wire_out_trade_no(self) -> str:
+        """The out_trade_no the provider knows this money by (a separate collection shares its payment's)."""
+        return self.collected_on.out_trade_no if self.collected_on_id else self.out_trade_no
+
     @transition(field=status, source=S.CREATED, target=S.PENDING)
     def mark_pending(self, *, provider_trade_no: str, pay_url: str, qr_content: str, client_secret: str = "") -> None:
         self.provider_trade_no = provider_trade_no or None
@@ -123,11 +133,12 @@ class Payment(ConcurrentTransitionMixin, models.Model):
         self.qr_content = qr_content
         self.client_secret = client_secret
 
-    @transition(field=status, source=[S.CREATED, S.PENDING], target=S.UNKNOWN)
+    @transition(field=status, source=S.CREATED, target=S.UNKNOWN)
     def mark_unknown(self, *, error_code: str) -> None:
+        """Only a create can be in doubt: a query that times out learns nothing and changes nothing."""
         self.error_code = error_code
 
-    @transition(field=status, source=[S.CREATED, S.PENDING, S.UNKNOWN], target=S.SUCCEEDED)
+    @transition(field=status, source=UNPAID_STATES, target=S.SUCCEEDED)
     def succeed(self, *, provider_trade_no: str) -> None:
         self.provider_trade_no = provider_trade_no
         self.succeeded_at = timezone.now()
@@ -153,14 +164,6 @@ class Payment(ConcurrentTransitionMixin, models.Model):
     @transition(field=status, source=S.REFUNDING, target=S.SUCCEEDED)
     def refund_abort(self) -> None:
         """The provider refused the refund: the money is still with us, an operator may try again."""
-
-
-class RefundStatus(models.TextChoices):
-    REQUESTED = "requested", _("requested")  # our intent, committed before the provider is called
-    PENDING = "pending", _("pending")  # the provider accepted it and is processing
-    UNKNOWN = "unknown", _("unknown")  # the request may or may not have reached the provider
-    SUCCEEDED = "succeeded", _("succeeded")
-    FAILED = "failed", _("failed")
 
 
 R = RefundStatus
@@ -306,6 +309,14 @@ class RoutingSettings(models.Model):
     breaker_failures = models.PositiveSmallIntegerField(_("breaker: consecutive failures to open"), default=5)
     breaker_open_seconds = models.PositiveIntegerField(_("breaker: seconds open before probing"), default=30)
     breaker_probe_share = models.FloatField(_("breaker: share of traffic that probes"), default=0.1)
+    extra_payments_auto_refund = models.BooleanField(
+        _("refund a second payment automatically"),
+        default=True,
+        help_text=_(
+            "a payment that succeeds for an order already paid is refunded through its own channel; "
+            "off: it is held for an operator (order list filter: paid more than once)"
+        ),
+    )
 
     class Meta:
         verbose_name = _("routing settings")

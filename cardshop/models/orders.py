@@ -45,6 +45,8 @@ class Order(ConcurrentTransitionMixin, models.Model):
     state = FSMField(_("state"), default=S.PENDING, choices=S.choices, protected=True)
     expires_at = models.DateTimeField(_("expires at"))
     paid_at = models.DateTimeField(_("paid at"), null=True, blank=True)
+    # The payment (our out_trade_no) that paid the order; any other paid payment of it is a second one.
+    paid_by = models.CharField(_("paid by payment"), max_length=44, blank=True, editable=False)
     delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
     notified_at = models.DateTimeField(_("buyer notified at"), null=True, blank=True)
     refund_from = models.CharField(_("state before the refund"), max_length=16, blank=True, editable=False)

@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_fsm import can_proceed
 
+from cardshop import jobs
 from cardshop.locks import order_qs_locked
 from cardshop.models import DeliveryKind, Order, OrderState
 from cardshop.services.delivery import card_secrets_release, order_deliver_paid
@@ -17,41 +18,53 @@ from cardshop.services.events import OrderWrite, order_event_add
 from core.errors import DomainError
 from core.money import Money
 from payments import facade as payments
-from payments.contracts import NotificationOutcome
+from payments.contracts import NotificationOutcome, RefundRefused
 
 log = logging.getLogger(__name__)
-
-
-def _notify_buyer_on_commit(order: Order) -> None:
-    from cardshop.tasks import order_delivery_notify_task
-
-    order_id = order.pk
-    transaction.on_commit(lambda: order_delivery_notify_task.delay(order_id))
 
 
 def order_paid_apply(*, order_no: str, amount: Money, source: str, out_trade_no: str) -> Order:
     """A payment for `order_no` newly succeeded: mark the order paid and deliver, inside the caller's transaction.
 
     Late payments (order expired or cancelled) are honoured; a second payment for an order that is
-    already paid is recorded for an operator rather than delivering twice.
+    already paid is never delivered twice: it is refunded through its own channel, or held for an operator.
     """
     order = order_qs_locked().select_related("product").get(order_no=order_no)
     if amount != order.amount:
         # payments checked the amount against the payment it created from this order: this is a bug, not input.
         raise DomainError("amount_mismatch", "payment amount differs from the order amount")
     if not can_proceed(order.mark_paid):
-        order_event_add(order=order, kind="extra_payment", source=source, out_trade_no=out_trade_no)
-        log.error("order %s received another payment %s while %s", order_no, out_trade_no, order.state)
+        _extra_payment_apply(order, source=source, out_trade_no=out_trade_no)
         return order
     write = OrderWrite(order)
     write.event("paid", source=source, out_trade_no=out_trade_no, late=order.state != OrderState.PENDING)
     order.mark_paid()
-    write.changed("state", "paid_at")
+    order.paid_by = out_trade_no
+    write.changed("state", "paid_at", "paid_by")
     delivered = order_deliver_paid(write=write)
     write.flush()
     if delivered:
-        _notify_buyer_on_commit(order)
+        jobs.order_delivery_notify(order.pk)
     return order
+
+
+def _extra_payment_apply(order: Order, *, source: str, out_trade_no: str) -> None:
+    """A second payment for an order already paid (two QRs, two channels, a provider's retry)."""
+    log.error("order %s received another payment %s while %s", order.order_no, out_trade_no, order.state)
+    if not payments.extra_payments_refund_automatically():
+        order_event_add(order=order, kind="extra_payment", source=source, out_trade_no=out_trade_no, held=True)
+        return
+    try:
+        view = payments.payment_refund_request(
+            out_trade_no=out_trade_no, reason="paid more than once", requested_by="system"
+        )
+    except RefundRefused as exc:  # the channel cannot refund: an operator returns it by hand
+        order_event_add(order=order, kind="extra_payment", source=source, out_trade_no=out_trade_no, held=exc.code)
+        return
+    order_event_add(
+        order=order, kind="extra_payment", source=source, out_trade_no=out_trade_no, refund_no=view.refund_no
+    )
+    jobs.refund_submit(view.refund_no)
 
 
 def payment_notification_handle(
@@ -99,15 +112,8 @@ def order_expire(*, order_id: int) -> bool:
         order.save(update_fields=["state"])
         released = card_secrets_release(order=order)
         order_event_add(order=order, kind="expired", released=released)
-        order_no = order.order_no
-        transaction.on_commit(lambda: _payments_close_task().delay(order_no))
+        jobs.order_payments_close(order.order_no)
     return True
-
-
-def _payments_close_task():
-    from cardshop.tasks import order_payments_close_task
-
-    return order_payments_close_task
 
 
 def order_payments_close(*, order_no: str) -> int:
@@ -131,6 +137,8 @@ def order_cancel(*, order_no: str, actor: str = "buyer") -> Order:
         order.save(update_fields=["state"])
         released = card_secrets_release(order=order)
         order_event_add(order=order, kind="cancelled", actor=actor, released=released)
+        # Like expiry: nobody may pay a QR that no longer has stock behind it.
+        jobs.order_payments_close(order.order_no)
     return order
 
 
@@ -147,7 +155,7 @@ def order_fulfil_manual(*, order_no: str, note: str, actor: str) -> Order:
         order.deliver()
         order.save(update_fields=["state", "delivered_at", "delivery_note"])
         order_event_add(order=order, kind="delivered", actor=actor, manual=True)
-        _notify_buyer_on_commit(order)
+        jobs.order_delivery_notify(order.pk)
     return order
 
 
@@ -161,5 +169,5 @@ def order_delivery_retry(*, order_no: str, actor: str) -> bool:
         delivered = order_deliver_paid(write=write, actor=actor)
         write.flush()
         if delivered:
-            _notify_buyer_on_commit(order)
+            jobs.order_delivery_notify(order.pk)
     return delivered

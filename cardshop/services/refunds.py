@@ -9,20 +9,15 @@ from django.db import transaction
 from django.urls import reverse
 from django_fsm import can_proceed
 
+from cardshop import jobs
 from cardshop.locks import order_qs_locked
-from cardshop.models import Order
+from cardshop.models import Order, OrderState
 from cardshop.services.events import order_event_add
 from core.errors import DomainError
 from payments import facade as payments
-from payments.contracts import RefundView
+from payments.contracts import RefundStatus, RefundView
 
 log = logging.getLogger(__name__)
-
-
-def _submit_on_commit(refund_no: str) -> None:
-    from cardshop.tasks import refund_submit_task
-
-    transaction.on_commit(lambda: refund_submit_task.delay(refund_no))
 
 
 def order_refund_request(*, order_no: str, actor: str, reason: str = "") -> RefundView:
@@ -32,7 +27,7 @@ def order_refund_request(*, order_no: str, actor: str, reason: str = "") -> Refu
     """
     with transaction.atomic(durable=True):
         state = Order.objects.values_list("state", flat=True).get(order_no=order_no)
-        if state not in ("paid", "delivered", "undeliverable", "refunding"):
+        if state not in (OrderState.PAID, OrderState.DELIVERED, OrderState.UNDELIVERABLE, OrderState.REFUNDING):
             raise DomainError("not_refundable", f"an order in state {state!r} cannot be refunded")
         view = payments.refund_request(reference=order_no, reason=reason or "operator refund", requested_by=actor)
         order = order_qs_locked().get(order_no=order_no)
@@ -40,20 +35,26 @@ def order_refund_request(*, order_no: str, actor: str, reason: str = "") -> Refu
             order.refund_start()
             order.save(update_fields=["state", "refund_from"])
             order_event_add(order=order, kind="refund_requested", actor=actor, refund_no=view.refund_no)
-            _submit_on_commit(view.refund_no)
-        elif order.state != "refunding":
+            jobs.refund_submit(view.refund_no)
+        elif order.state != OrderState.REFUNDING:
             raise DomainError("not_refundable", f"an order in state {order.state!r} cannot be refunded")
     return view
 
 
 def order_refund_follow(*, view: RefundView, source: str) -> None:
-    """The refund became final: the order follows, inside the caller's transaction."""
+    """The refund became final: the order follows, inside the caller's transaction. A refund of a second
+    payment (the order was paid by another) only leaves a trace on the order."""
     order = order_qs_locked().get(order_no=view.reference)
-    if view.status == "succeeded" and can_proceed(order.refund_complete):
+    if order.paid_by and view.out_trade_no != order.paid_by:
+        order_event_add(
+            order=order, kind=f"extra_payment_refund_{view.status}", source=source, refund_no=view.refund_no
+        )
+        return
+    if view.status == RefundStatus.SUCCEEDED and can_proceed(order.refund_complete):
         order.refund_complete()
         order.save(update_fields=["state", "refunded_at"])
         order_event_add(order=order, kind="refunded", source=source, refund_no=view.refund_no)
-    elif view.status == "failed" and can_proceed(order.refund_abort):
+    elif view.status == RefundStatus.FAILED and can_proceed(order.refund_abort):
         order.refund_abort()
         order.save(update_fields=["state"])
         order_event_add(order=order, kind="refund_failed", source=source, refund_no=view.refund_no)
@@ -77,7 +78,7 @@ def refunds_sync_due() -> int:
     done = 0
     for refund_no in payments.refunds_claim_due():
         try:
-            done += refund_sync(refund_no=refund_no, source="janitor") in ("succeeded", "failed")
+            done += refund_sync(refund_no=refund_no, source="janitor") in (RefundStatus.SUCCEEDED, RefundStatus.FAILED)
         except Exception:  # one provider error must not stop the sweep; the ladder retries
             log.exception("refund sync of %s failed", refund_no)
     return done

@@ -21,7 +21,7 @@ from cardshop.services import checkout
 from cardshop.views.access import client_ip, order_for_session_or_404
 from core.errors import DomainError
 from payments import facade as payments
-from payments.contracts import PaymentUnavailable
+from payments.contracts import PaymentStatus, PaymentUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,8 @@ def order_pay(request: HttpRequest, order_no: str) -> HttpResponse:
     options = payments.payment_options(currency=order.currency)
     offered = {o.method for o in options}
     chosen = request.GET.get("method", "")
-    live = payments.payment_for_reference(reference=order.order_no)
-    if (live is None or live.status != "pending") and chosen not in offered:
+    live = payments.payment_live_for_reference(reference=order.order_no)
+    if live is None and chosen not in offered:
         if len(options) != 1:  # the buyer chooses the method; routing chooses the channel behind it
             labels = [(o.method, METHOD_LABELS.get(o.method, o.method)) for o in options]
             return render(request, "cardshop/pay.html", {"order": order, "options": labels})
@@ -75,7 +75,9 @@ def order_pay(request: HttpRequest, order_no: str) -> HttpResponse:
     except DomainError as exc:
         return render(request, "cardshop/pay.html", {"order": order, "error": exc.message}, status=409)
     return_url = request.build_absolute_uri(reverse("order_detail", args=[order.order_no]))
-    return render(request, "cardshop/pay.html", {"order": order, "payment": payment, "return_url": return_url})
+    confirming = payment.status in (PaymentStatus.CREATED, PaymentStatus.UNKNOWN)
+    context = {"order": order, "payment": payment, "return_url": return_url, "confirming": confirming}
+    return render(request, "cardshop/pay.html", context)
 
 
 @require_GET

@@ -6,7 +6,8 @@ import logging
 import time
 from collections.abc import Mapping
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 from django_fsm import ConcurrentTransition, can_proceed
 
@@ -38,7 +39,15 @@ from payments.contracts import (
     QueryOutcome,
 )
 from payments.locks import payment_qs_locked
-from payments.models import PAID_STATES, ChannelAccount, Payment, PaymentStatus, ProviderNotification, Refund
+from payments.models import (
+    PAID_STATES,
+    PAYABLE_STATES,
+    ChannelAccount,
+    Payment,
+    PaymentStatus,
+    ProviderNotification,
+    Refund,
+)
 from payments.routing import RoutingRequest
 from payments.services import channel_choice
 from payments.services.adapters import adapter_for as _adapter
@@ -72,21 +81,41 @@ def payment_options(*, currency: str) -> list[PaymentOption]:
     return [PaymentOption(method=m, channel_codes=tuple(codes)) for m, codes in methods.items() if codes]
 
 
+def _live_payment(reference: str) -> Payment | None:
+    """The payment a buyer of `reference` is (or may be) paying: paid first, then the shown one, then one in
+    flight or in doubt. An UNKNOWN create blocks a new trade only where the channel can close it (the janitor
+    does): elsewhere nobody ever received its QR or cashier, so nobody can pay it."""
+    rows = list(
+        Payment.objects.select_related("account")
+        .filter(reference=reference, status__in=[*PAYABLE_STATES, PaymentStatus.UNKNOWN, *PAID_STATES])
+        .order_by("-pk")[:10]
+    )
+    rank = {PaymentStatus.PENDING: 1, PaymentStatus.CREATED: 2, PaymentStatus.UNKNOWN: 3}
+    rows = [p for p in rows if p.status != PaymentStatus.UNKNOWN or _closable(p.channel_code)]
+    return min(rows, key=lambda p: rank.get(PaymentStatus(p.status), 0)) if rows else None
+
+
+def _closable(channel_code: str) -> bool:
+    adapter_cls = registry.get(channel_code)
+    return adapter_cls is not None and Capability.CLOSE in adapter_cls.capabilities
+
+
+def payment_live_for_reference(*, reference: str) -> PaymentView | None:
+    live = _live_payment(reference)
+    return _view(live) if live else None
+
+
 def payment_start(*, request: PaymentRequest) -> PaymentView:
     """Reuse the reference's live payment, or route it: rank the accounts, then try them in order.
 
+    One payable trade per reference at a time (a partial unique constraint): a second tab that races the
+    first one's create loses the insert and is shown the first one's payment, still being created.
     Each try writes its own intent (committed before any provider I/O, already on the janitor's schedule),
-    calls the provider with no lock held, and applies the answer by a conditional UPDATE. A refusal, a
-    connection failure or a timeout moves on to the next ranked account, up to the operator's limit: nothing
-    was shown to the buyer yet, so nothing is switched behind their back. A timed-out try stays UNKNOWN for
-    the janitor (the provider may hold a trade nobody can pay: no QR ever reached a buyer).
+    calls the provider with no lock held, and applies the answer by a conditional UPDATE. A refusal or a
+    connection failure moves on to the next ranked account, up to the operator's limit: nothing was shown to
+    the buyer yet. A timeout is closed at the provider first; only a confirmed close lets the next try go.
     """
-    live = (
-        Payment.objects.select_related("account")
-        .filter(reference=request.reference, status__in=[PaymentStatus.PENDING, *PAID_STATES])
-        .order_by("-pk")
-        .first()
-    )
+    live = _live_payment(request.reference)
     if live is not None:
         return _view(live)
     method = request.method
@@ -112,28 +141,44 @@ def payment_start(*, request: PaymentRequest) -> PaymentView:
     for attempt, account_id in enumerate(decision.ranked, start=1):
         try:
             return _payment_try(request, accounts[account_id], method, explained, attempt)
+        except _LostTheRace as race:
+            return _view(race.live)
         except PaymentUnavailable as exc:
             last = exc
             log.warning("payment %s try %d on %s failed: %s", request.reference, attempt, account_id, exc.code)
+            if exc.code == "create_unknown":
+                break  # the trade could not be closed: it stays the live one until the janitor settles it
     assert last is not None
     raise last
+
+
+class _LostTheRace(Exception):
+    def __init__(self, live: Payment) -> None:
+        self.live = live
 
 
 def _payment_try(
     request: PaymentRequest, account: ChannelAccount, method: str, explained: dict, attempt: int
 ) -> PaymentView:
     now = timezone.now()
-    payment = Payment.objects.create(
-        out_trade_no=ids.out_trade_no(),
-        reference=request.reference,
-        account=account,
-        channel_code=account.code,
-        amount_minor=request.amount.amount_minor,
-        currency=request.amount.currency,
-        next_query_at=schedule.next_query_at(attempts=0, created_at=now, now=now),
-        routing=explained,
-        attempt=attempt,
-    )
+    try:
+        with transaction.atomic():
+            payment = Payment.objects.create(
+                out_trade_no=ids.out_trade_no(),
+                reference=request.reference,
+                account=account,
+                channel_code=account.code,
+                amount_minor=request.amount.amount_minor,
+                currency=request.amount.currency,
+                next_query_at=schedule.next_query_at(attempts=0, created_at=now, now=now),
+                routing=explained,
+                attempt=attempt,
+            )
+    except IntegrityError:
+        live = _live_payment(request.reference)
+        if live is None:  # the other one failed in between: the constraint is free again
+            raise PaymentUnavailable("create_raced", "another payment for this order was being created") from None
+        raise _LostTheRace(live) from None
     order = CreateOrder(
         out_trade_no=payment.out_trade_no,
         amount=request.amount,
@@ -153,8 +198,10 @@ def _payment_try(
         raise PaymentUnavailable("create_failed", str(exc)) from exc
     except Unknown as exc:
         channel_choice.create_outcome_record(account_id=account.pk, ok=False, latency_ms=_ms(started))
-        # The provider may have the trade: the pull path resolves it; never create blindly again on this one.
+        # The provider may hold the trade (nobody got its QR). Close it there; only then may another be made.
         _payment_mark_unknown(payment.pk, exc.code)
+        if not _closable(account.code) or _payment_close_in_doubt(payment.pk):
+            raise PaymentUnavailable("create_timeout", str(exc)) from exc  # nobody can pay it: go on
         raise PaymentUnavailable("create_unknown", str(exc)) from exc
     channel_choice.create_outcome_record(account_id=account.pk, ok=True, latency_ms=_ms(started))
     payment.mark_pending(
@@ -194,46 +241,87 @@ def _payment_mark_unknown(payment_id: int, code: str) -> None:
             payment.save(update_fields=["status", "error_code", "updated_at"])
 
 
-def observation_apply(*, payment: Payment, observation: Observation) -> bool:
-    """Move a locked payment by what the provider said; returns True only when it newly succeeded.
+def observation_apply(*, payment: Payment, observation: Observation) -> Payment | None:
+    """Move a locked payment by what the provider said; returns the payment that newly succeeded, if any.
 
-    Monotonic: a success is never undone by a later close or failure report.
+    A provider's "paid" wins over whatever we concluded (failed, closed, in doubt). A success under another
+    trade number than the one we hold is a separate collection: it gets its own row, never overwrites ours.
+    A decline on a trade the buyer can still pay (another card, a retry) is recorded, not terminal.
     """
     if observation.status == ObservedStatus.SUCCEEDED:
-        if payment.status in PAID_STATES:
-            if payment.provider_trade_no != observation.provider_trade_no:
-                log.error("payment %s succeeded again under another trade no", payment.out_trade_no)
-            return False
-        if not can_proceed(payment.succeed):
-            log.error("payment %s reported paid while %s", payment.out_trade_no, payment.status)
-            return False
-        # The unique constraint already ties a trade number this payment holds to it alone: only a new one
-        # needs the look (a failed UPDATE would abort the whole callback transaction instead of refusing it).
-        reused = (
-            payment.provider_trade_no != observation.provider_trade_no
-            and Payment.objects.filter(
-                channel_code=payment.channel_code, provider_trade_no=observation.provider_trade_no
-            )
-            .exclude(pk=payment.pk)
-            .exists()
-        )
-        if reused:
-            raise NotificationRejected("trade_no_reused", "provider trade number already paid another payment")
-        payment.succeed(provider_trade_no=observation.provider_trade_no)
-        payment.save(update_fields=["status", "provider_trade_no", "succeeded_at", "next_query_at", "updated_at"])
-        channel_choice.final_outcome_record_on_commit(
-            account_id=payment.account_id, ok=True, amount_minor=payment.amount_minor
-        )
-        return True
+        return _success_apply(payment, observation)
+    if payment.status in PAID_STATES:
+        return None  # monotonic: a success is never undone by a later close or failure report
     if observation.status == ObservedStatus.CLOSED and can_proceed(payment.close):
         payment.close()
         payment.save(update_fields=["status", "next_query_at", "updated_at"])
         channel_choice.final_outcome_record_on_commit(account_id=payment.account_id, ok=False, amount_minor=0)
+    elif observation.status == ObservedStatus.FAILED and payment.status in PAYABLE_STATES:
+        payment.error_code = observation.provider_status[:64]
+        payment.save(update_fields=["error_code", "updated_at"])
     elif observation.status == ObservedStatus.FAILED and can_proceed(payment.fail):
         payment.fail(error_code=observation.provider_status[:64])
         payment.save(update_fields=["status", "error_code", "next_query_at", "updated_at"])
         channel_choice.final_outcome_record_on_commit(account_id=payment.account_id, ok=False, amount_minor=0)
-    return False
+    return None
+
+
+def _success_apply(payment: Payment, observation: Observation) -> Payment | None:
+    held = payment.provider_trade_no or ""
+    trade_no = observation.provider_trade_no or held
+    if held and trade_no != held:
+        return _collection_record(payment, observation)
+    if payment.status in PAID_STATES:
+        return None  # the same collection, told again
+    # The unique constraint already ties a trade number this payment holds to it alone: only a new one
+    # needs the look (a failed UPDATE would abort the whole callback transaction instead of refusing it).
+    if trade_no != held and _trade_no_taken(payment, trade_no):
+        raise NotificationRejected("trade_no_reused", "provider trade number already paid another payment")
+    payment.succeed(provider_trade_no=trade_no)
+    payment.save(update_fields=["status", "provider_trade_no", "succeeded_at", "next_query_at", "updated_at"])
+    channel_choice.final_outcome_record_on_commit(
+        account_id=payment.account_id, ok=True, amount_minor=payment.amount_minor
+    )
+    return payment
+
+
+def _trade_no_taken(payment: Payment, trade_no: str) -> bool:
+    return (
+        Payment.objects.filter(channel_code=payment.channel_code, provider_trade_no=trade_no)
+        .exclude(pk=payment.pk)
+        .exists()
+    )
+
+
+def _collection_record(payment: Payment, observation: Observation) -> Payment | None:
+    """Money collected on our trade under a trade number we don't hold (a second intent, a provider retry):
+    a sibling row SUCCEEDED with it, so it is visible and refundable, and our own payment is left as it was."""
+    trade_no = observation.provider_trade_no
+    known = Payment.objects.filter(channel_code=payment.channel_code, provider_trade_no=trade_no).first()
+    if known is not None:
+        if known.reference != payment.reference:
+            raise NotificationRejected("trade_no_reused", "provider trade number already paid another payment")
+        return None  # recorded before: a replay
+    siblings = Payment.objects.filter(collected_on=payment).count()
+    sibling = Payment(
+        out_trade_no=f"{payment.out_trade_no}-{siblings + 2}",
+        reference=payment.reference,
+        account_id=payment.account_id,
+        channel_code=payment.channel_code,
+        amount_minor=observation.amount.amount_minor,
+        currency=observation.amount.currency,
+        status=PaymentStatus.SUCCEEDED,
+        provider_trade_no=trade_no,
+        succeeded_at=timezone.now(),
+        collected_on=payment,
+        error_code="separate_collection",
+    )
+    sibling.save()
+    log.error("payment %s: a separate collection %s under trade %s", payment.out_trade_no, sibling, mask(trade_no))
+    channel_choice.final_outcome_record_on_commit(
+        account_id=payment.account_id, ok=True, amount_minor=sibling.amount_minor
+    )
+    return sibling
 
 
 def _single_valued(params: Mapping[str, list[str]]) -> dict[str, str]:
@@ -303,13 +391,17 @@ def notification_apply(
         if seen_for != payment.pk:  # a provider event belongs to one payment: this one is stitched together
             raise NotificationRejected("event_reused", "this provider event was already applied to another payment")
         return NotificationOutcome(newly_succeeded=False, duplicate=True, **common)
-    newly = refund_final = False
+    refund_final = False
+    newly: Payment | None = None
     if refund is not None:
         refund_final = refund_observation_apply(payment=payment, refund=refund, observation=observation)
         outcome_text = f"refund:{refund.status}"
     else:
         newly = observation_apply(payment=payment, observation=observation)
         outcome_text = "succeeded" if newly else payment.status
+        if newly is not None and newly.pk != payment.pk:
+            outcome_text = "separate_collection"
+            common["out_trade_no"] = newly.out_trade_no
     ProviderNotification.objects.create(
         channel_code=channel_code,
         event_key=observation.event_key,
@@ -318,7 +410,7 @@ def notification_apply(
         outcome=outcome_text,
     )
     return NotificationOutcome(
-        newly_succeeded=newly,
+        newly_succeeded=newly is not None,
         duplicate=False,
         refund_no=refund.refund_no if refund else "",
         refund_status=refund.status if refund else "",
@@ -406,36 +498,61 @@ def payments_close_for_reference(*, reference: str) -> list[str]:
 def payment_query(*, out_trade_no: str) -> Observation | None:
     """Ask the provider about a payment (I/O, call outside any transaction). None: nothing learnt this time.
 
-    A query that times out or meets a 5xx leaves the payment UNKNOWN (never failed); the janitor asks again.
+    A query that times out or meets a 5xx records the error and leaves the status alone (the claim already
+    put the payment on its next rung): the QR the buyer holds stays the live payment. A create in doubt that
+    the provider reports unpaid or unknown is closed there, so that the buyer may be given a new trade.
     """
     payment = Payment.objects.select_related("account").get(out_trade_no=out_trade_no)
     started = time.perf_counter()
     try:
-        observation = _adapter(payment.account).query(out_trade_no, payment.provider_trade_no or "")
+        observation = _adapter(payment.account).query(payment.wire_out_trade_no, payment.provider_trade_no or "")
         channel_choice.call_latency_record(account_id=payment.account_id, latency_ms=_ms(started))
-        return observation
-    except Unknown as exc:
-        log.warning("query of %s in doubt (%s); the janitor asks again", out_trade_no, exc.code)
-        _payment_mark_unknown(payment.pk, exc.code)
-    except (Retryable, Terminal) as exc:
+    except (Unknown, Retryable, Terminal) as exc:
         log.warning("query of %s not answered (%s); the janitor asks again", out_trade_no, exc.code)
-    return None
+        Payment.objects.filter(pk=payment.pk).update(error_code=exc.code[:64], updated_at=timezone.now())
+        return None
+    if payment.status == PaymentStatus.UNKNOWN and (
+        observation is None or observation.status == ObservedStatus.PENDING
+    ):
+        _payment_close_in_doubt(payment.pk)
+    return observation
+
+
+def _payment_close_in_doubt(payment_id: int) -> bool:
+    """Close at the provider a trade whose create we never heard back from (I/O). True once it is CLOSED."""
+    payment = Payment.objects.select_related("account").get(pk=payment_id)
+    if payment.status != PaymentStatus.UNKNOWN or not _closable(payment.channel_code):
+        return False
+    try:
+        _adapter(payment.account).close(payment.out_trade_no, payment.provider_trade_no or "")
+    except (Retryable, Unknown, Terminal) as exc:
+        log.warning("close of in-doubt %s not confirmed (%s); the janitor asks again", payment.out_trade_no, exc.code)
+        return False
+    with transaction.atomic():
+        locked = payment_qs_locked().get(pk=payment_id)
+        if not can_proceed(locked.close):
+            return False
+        locked.close()
+        locked.error_code = "closed_in_doubt"
+        locked.save(update_fields=["status", "error_code", "next_query_at", "updated_at"])
+    return True
 
 
 def query_result_apply(*, out_trade_no: str, observation: Observation) -> QueryOutcome:
     """Apply a query result through the same path as a notify; runs inside the caller's transaction."""
     payment = payment_qs_locked().get(out_trade_no=out_trade_no)
-    if observation.out_trade_no != out_trade_no or observation.amount != payment.amount:
+    newly: Payment | None = None
+    if observation.out_trade_no != payment.wire_out_trade_no or observation.amount != payment.amount:
         log.error("query for %s answered a different trade or amount; ignored", out_trade_no)
-        newly = False
     else:
         newly = observation_apply(payment=payment, observation=observation)
+    paid = newly or payment
     return QueryOutcome(
-        out_trade_no=out_trade_no,
+        out_trade_no=paid.out_trade_no,
         reference=payment.reference,
-        amount=payment.amount,
-        newly_succeeded=newly,
-        status=payment.status,
+        amount=paid.amount,
+        newly_succeeded=newly is not None,
+        status=paid.status,
     )
 
 
@@ -448,6 +565,17 @@ def payments_claim_due(*, limit: int = 200) -> list[str]:
 def payment_for_reference(*, reference: str) -> PaymentView | None:
     p = Payment.objects.select_related("account").filter(reference=reference).order_by("-pk").first()
     return _view(p) if p else None
+
+
+def references_paid_more_than_once() -> QuerySet:
+    """References (order numbers) that more than one payment paid: a subquery for the operators' filter."""
+    return (
+        Payment.objects.filter(status__in=PAID_STATES)
+        .values("reference")
+        .annotate(paid=Count("pk"))
+        .filter(paid__gt=1)
+        .values_list("reference", flat=True)
+    )
 
 
 def payments_succeeded_for_reference(*, reference: str) -> int:

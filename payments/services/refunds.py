@@ -22,7 +22,7 @@ from payments.channels.base import (
 )
 from payments.contracts import RefundRefused, RefundView
 from payments.locks import payment_qs_locked, refund_qs_locked
-from payments.models import Payment, PaymentStatus, Refund, RefundStatus
+from payments.models import Payment, PaymentStatus, Refund, RefundStatus, RoutingSettings
 from payments.services.adapters import adapter_for
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,29 @@ def refund_request(*, reference: str, reason: str, requested_by: str) -> RefundV
     )
     if payment is None:
         raise RefundRefused("not_paid", "no paid payment to refund for this order")
+    return _refund_write(payment, reason=reason, requested_by=requested_by)
+
+
+def payment_refund_request(*, out_trade_no: str, reason: str, requested_by: str) -> RefundView:
+    """Write a full refund of one given payment (a second payment of an order already paid); same rules."""
+    payment = (
+        payment_qs_locked()
+        .select_related("account")
+        .filter(out_trade_no=out_trade_no, status__in=[PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDING])
+        .first()
+    )
+    if payment is None:
+        raise RefundRefused("not_paid", "this payment is not paid, or already refunded")
+    return _refund_write(payment, reason=reason, requested_by=requested_by)
+
+
+def extra_payments_refund_automatically() -> bool:
+    """The operator's choice for a second payment of an order already paid: refund it, or hold it for them."""
+    chosen = RoutingSettings.objects.order_by("pk").values_list("extra_payments_auto_refund", flat=True).first()
+    return True if chosen is None else chosen
+
+
+def _refund_write(payment: Payment, *, reason: str, requested_by: str) -> RefundView:
     live = Refund.objects.filter(payment=payment, status__in=_LIVE).first()
     if live is not None:
         return _view(live, payment)
@@ -82,7 +105,7 @@ def _request(refund: Refund, notify_url: str) -> RefundRequest:
     p = refund.payment
     return RefundRequest(
         refund_no=refund.refund_no,
-        out_trade_no=p.out_trade_no,
+        out_trade_no=p.wire_out_trade_no,
         provider_trade_no=p.provider_trade_no or "",
         amount=refund.amount,
         total=p.amount,

@@ -152,3 +152,24 @@ def test_ten_operators_refund_the_same_order_at_once_refunds_once(
         "refund_requested",
         "refunded",
     ]
+
+
+def test_two_tabs_opening_the_pay_page_at_once_make_one_trade(
+    require_postgres, product, epay_account, epay_sim, settings
+):
+    """Issue 9 point 3: a slow provider keeps the first create in flight while the other tabs arrive; they
+    are shown that payment (still being created), never a second trade of their own."""
+    settings.CARDSHOP_PUBLIC_URL = "http://127.0.0.1:9"
+    order = buy(product)
+    epay_sim.faults.delay = 0.6
+    try:
+        results = race(4, lambda i: order_payment_start(order_no=order.order_no, client_ip="10.0.0.1"))
+    finally:
+        epay_sim.faults.delay = 0.0
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert len({r.out_trade_no for r in results}) == 1
+    payments = Payment.objects.filter(reference=order.order_no)
+    assert payments.count() == 1 and payments.get().status == PaymentStatus.PENDING
+    with epay_sim._lock:  # what the provider holds for this merchant: one trade
+        trades = [t for (pid, _), t in epay_sim._by_out.items() if pid == epay_account.merchant_no]
+    assert len(trades) == 1

@@ -24,6 +24,8 @@ from cardshop.services.checkout import order_payment_start
 from cardshop.services.refunds import order_refund_request
 from cardshop.tasks import payments_sync_due_task
 from core.errors import DomainError
+from payments.channels import registry
+from payments.channels.base import Capability
 from payments.contracts import PaymentUnavailable
 from payments.models import ChannelAccount, Payment, PaymentStatus, ProviderNotification, Refund, RefundStatus
 from payments.simulators import base as sim_base
@@ -200,21 +202,37 @@ def test_forged_callback_is_refused_and_changes_nothing(shop, variant):
 
 
 @channels
-def test_create_in_doubt_is_unknown_until_the_janitor_queries(shop, settings):
+def test_create_in_doubt_is_closed_at_the_provider_before_another_trade(shop, settings):
+    """Issue 9 point 3: a new trade only after the old one is closed at the provider (or, where the channel
+    cannot close, the old one's cashier never reached anybody)."""
     settings.PAYMENTS_PROVIDER_TIMEOUTS = (1.0, 0.5)
     shop.sim.faults.timeout, shop.sim.faults.hang_seconds = 1, 1.5
-    shop.sim.faults.drop_notify = 1  # and the callback is lost: only the pull path can find out
     order = buy(shop.product)
     with pytest.raises(PaymentUnavailable):
         order_payment_start(order_no=order.order_no, client_ip="10.0.0.1", channel_code=shop.code)
-    payment = Payment.objects.get()
-    assert payment.status == PaymentStatus.UNKNOWN
-    assert _wait(lambda: shop.sim.trade_for(payment.out_trade_no) is not None)
-    shop.sim.pay(payment.out_trade_no)
+    first = Payment.objects.get()
+    closable = Capability.CLOSE in registry.get(shop.code).capabilities
+    assert first.status == (PaymentStatus.CLOSED if closable else PaymentStatus.UNKNOWN)
+    assert _wait(lambda: shop.sim.trade_for(first.out_trade_no) is not None)
+    # The buyer reloads the pay page: a new trade, paid once.
+    view = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1", channel_code=shop.code)
+    assert view.out_trade_no != first.out_trade_no and view.status == PaymentStatus.PENDING
+    shop.sim.pay(view.out_trade_no)
+    assert _wait(lambda: _delivered(order))
+    assert Payment.objects.filter(status=PaymentStatus.SUCCEEDED).count() == 1
+
+
+@channels
+def test_the_janitor_closes_a_create_in_doubt_that_the_provider_holds_unpaid(shop):
+    order, payment = shop.start()
+    # As if the create's answer had been lost: the provider holds the trade, nobody holds its QR.
+    Payment.objects.filter(out_trade_no=payment.out_trade_no).update(status=PaymentStatus.UNKNOWN)
     with time_machine.travel(timezone.now() + timedelta(seconds=16), tick=False):
         payments_sync_due_task.delay().get()
-    assert Payment.objects.get().status == PaymentStatus.SUCCEEDED
-    assert _delivered(order)
+    closable = Capability.CLOSE in registry.get(shop.code).capabilities
+    assert Payment.objects.get().status == (PaymentStatus.CLOSED if closable else PaymentStatus.UNKNOWN)
+    view = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1", channel_code=shop.code)
+    assert (view.out_trade_no != payment.out_trade_no) is True  # a new trade once the old one cannot be paid
 
 
 @channels
