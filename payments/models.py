@@ -193,7 +193,7 @@ class Refund(ConcurrentTransitionMixin, models.Model):
         constraints = [
             # Full refunds only: one live (not failed) refund per payment, so a second click cannot refund twice.
             models.UniqueConstraint(
-                fields=["payment"], name="refund_one_live_per_payment", condition=~models.Q(status="failed")
+                fields=["payment"], name="refund_one_live_per_payment", condition=~models.Q(status=R.FAILED)
             ),
             models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="refund_amount_positive"),
         ]

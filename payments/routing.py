@@ -15,16 +15,25 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 BP = 10_000  # basis points in a whole
 
-CLOSED = "closed"
-OPEN = "open"
-HALF_OPEN = "half_open"
-FORCED_OPEN = "forced_open"
-FORCED_CLOSED = "forced_closed"
-BREAKER_STATES = frozenset({CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, FORCED_CLOSED})
+
+class BreakerMode(StrEnum):
+    """An account's breaker as routing sees it: the automatic states plus an operator's forced ones."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+    FORCED_OPEN = "forced_open"
+    FORCED_CLOSED = "forced_closed"
+
+
+CLOSED, OPEN, HALF_OPEN = BreakerMode.CLOSED, BreakerMode.OPEN, BreakerMode.HALF_OPEN
+FORCED_OPEN, FORCED_CLOSED = BreakerMode.FORCED_OPEN, BreakerMode.FORCED_CLOSED
+BREAKER_STATES = frozenset(BreakerMode)
 
 PIN = "pin"
 EXCLUDE = "exclude"

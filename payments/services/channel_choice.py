@@ -122,12 +122,14 @@ def channels_rank(
         log.exception("channel health unavailable; routing on static order")
         seen, states = {}, {}
     views = {
-        i: routing.BreakerView(state=st, probe_allowed=st != "half_open" or rng.random() < cfg.half_open_probe_share)
+        i: routing.BreakerView(
+            state=st, probe_allowed=st != routing.HALF_OPEN or rng.random() < cfg.half_open_probe_share
+        )
         for i, st in states.items()
     }
     healths = {i: _NEW for i in ids}
     healths.update((i, routing_health(h)) for i, h in seen.items())
-    views.update((i, routing.BreakerView(state="closed", probe_allowed=True)) for i in ids if i not in views)
+    views.update((i, routing.BreakerView(state=routing.CLOSED, probe_allowed=True)) for i in ids if i not in views)
     return routing.decide(request, pool, healths, views, _cached("rules", _rules), routing_config(), rng)
 
 
@@ -243,7 +245,7 @@ def health_dashboard(*, minutes: int) -> dict:
                 "p95": ms(h.latency_p95_ms),
                 "volume": str(Money(h.volume_today_minor, a.currency)),
                 "fee": f"{a.fee_rate_bp / 100:.2f} % + {Money(a.fee_fixed_minor, a.currency)}",
-                "breaker": str(states.get(a.pk, "closed")),
+                "breaker": str(states.get(a.pk, routing.CLOSED)),
             }
         )
     store = health.health_store()
