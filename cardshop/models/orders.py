@@ -39,6 +39,8 @@ class Order(ConcurrentTransitionMixin, models.Model):
     email = models.EmailField(_("email"))
     query_password_hash = models.CharField(max_length=128, editable=False)
     buyer_ip = models.GenericIPAddressField(_("buyer IP"), null=True, blank=True)
+    # core.client_ip.ip_group(buyer_ip): what the pending-order cap counts (an IPv6 /64, an IPv4 as is).
+    buyer_ip_group = models.CharField(_("buyer network"), max_length=49, blank=True, default="", db_default="")
     custom_input = models.JSONField(_("buyer input"), default=dict, blank=True)
     language = models.CharField(_("buyer language"), max_length=10, default="en")
     delivery_note = EncryptedTextField(_("manual delivery"), blank=True, default="")
@@ -64,7 +66,7 @@ class Order(ConcurrentTransitionMixin, models.Model):
         indexes = [
             models.Index(fields=["state", "expires_at"], name="order_state_expiry"),
             models.Index(fields=["email", "state"], name="order_email_state"),
-            models.Index(fields=["buyer_ip", "state"], name="order_ip_state"),
+            models.Index(fields=["buyer_ip_group", "state"], name="order_ip_group_state"),
         ]
 
     def __str__(self) -> str:
