@@ -8,7 +8,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
 
-from cardshop.models.catalog import Product
+from cardshop.models.catalog import DeliveryKind, Product
 from core.fields import EncryptedTextField
 from core.models import Merchant
 from core.money import Money
@@ -29,6 +29,8 @@ S = OrderState
 
 
 class Order(ConcurrentTransitionMixin, models.Model):
+    DELIVERY_FIELDS = ("state", "delivered_at", "delivered_kind", "delivered_text")
+
     order_no = models.CharField(_("order no"), max_length=32, unique=True)
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+")
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="orders")
@@ -44,6 +46,11 @@ class Order(ConcurrentTransitionMixin, models.Model):
     custom_input = models.JSONField(_("buyer input"), default=dict, blank=True)
     language = models.CharField(_("buyer language"), max_length=10, default="en")
     delivery_note = EncryptedTextField(_("manual delivery"), blank=True, default="")
+    # Frozen by deliver(): what the buyer received stays theirs when the product is edited, rotated or re-typed.
+    delivered_kind = models.CharField(
+        _("delivered as"), max_length=16, choices=DeliveryKind.choices, blank=True, default="", db_default=""
+    )
+    delivered_text = EncryptedTextField(_("reusable secret as delivered"), blank=True, default="", db_default="")
     state = FSMField(_("state"), default=S.PENDING, choices=S.choices, protected=True)
     expires_at = models.DateTimeField(_("expires at"))
     paid_at = models.DateTimeField(_("paid at"), null=True, blank=True)
@@ -81,9 +88,12 @@ class Order(ConcurrentTransitionMixin, models.Model):
     def mark_paid(self) -> None:
         self.paid_at = timezone.now()
 
+    # Saving a delivery must include DELIVERY_FIELDS.
     @transition(field=state, source=[S.PAID, S.UNDELIVERABLE], target=S.DELIVERED)
     def deliver(self) -> None:
         self.delivered_at = timezone.now()
+        self.delivered_kind = self.product.delivery_kind
+        self.delivered_text = self.product.reusable_secret if self.delivered_kind == DeliveryKind.REUSABLE else ""
 
     @transition(field=state, source=S.PAID, target=S.UNDELIVERABLE)
     def mark_undeliverable(self) -> None:
