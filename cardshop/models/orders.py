@@ -56,6 +56,8 @@ class Order(ConcurrentTransitionMixin, models.Model):
     paid_at = models.DateTimeField(_("paid at"), null=True, blank=True)
     delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
     notified_at = models.DateTimeField(_("buyer notified at"), null=True, blank=True)
+    # A mail sender's claim; it lapses after CARDSHOP_MAIL_CLAIM_LEASE_SECONDS so a crashed send is retried.
+    notify_claimed_at = models.DateTimeField(_("buyer mail claimed at"), null=True, blank=True, editable=False)
     refund_from = models.CharField(_("state before the refund"), max_length=16, blank=True, editable=False)
     refunded_at = models.DateTimeField(_("refunded at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
