@@ -47,12 +47,22 @@ def card_secrets_of_order_locked(*, order_id: int) -> list[CardSecret]:
     )
 
 
+def merchant_stock_lock(merchant_id: int) -> None:
+    """Serialise stock imports across all of one merchant's products until commit, so the cross-product
+    duplicate check is exact. Advisory, so checkouts of their products are not blocked."""
+    _advisory_xact_locks(f"stock-import:merchant:{merchant_id}")
+
+
 def buyer_lock(*keys: str) -> None:
     """Serialise checkouts by the same buyer (email, IP) until commit, so the pending-order cap is exact.
 
     PostgreSQL transaction-level advisory locks, taken in sorted order (no deadlock between two buyers
     sharing an IP). SQLite needs nothing: its write transactions are already serial.
     """
+    _advisory_xact_locks(*keys)
+
+
+def _advisory_xact_locks(*keys: str) -> None:
     if connection.vendor != "postgresql":
         return
     ids = sorted(

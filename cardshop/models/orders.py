@@ -8,7 +8,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
 
-from cardshop.models.catalog import Product
+from cardshop.models.catalog import DeliveryKind, Product
 from core.fields import EncryptedTextField
 from core.models import Merchant
 from core.money import Money
@@ -29,6 +29,8 @@ S = OrderState
 
 
 class Order(ConcurrentTransitionMixin, models.Model):
+    DELIVERY_FIELDS = ("state", "delivered_at", "delivered_kind", "delivered_text")
+
     order_no = models.CharField(_("order no"), max_length=32, unique=True)
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+")
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="orders")
@@ -39,9 +41,16 @@ class Order(ConcurrentTransitionMixin, models.Model):
     email = models.EmailField(_("email"))
     query_password_hash = models.CharField(max_length=128, editable=False)
     buyer_ip = models.GenericIPAddressField(_("buyer IP"), null=True, blank=True)
+    # core.client_ip.ip_group(buyer_ip): what the pending-order cap counts (an IPv6 /64, an IPv4 as is).
+    buyer_ip_group = models.CharField(_("buyer network"), max_length=49, blank=True, default="", db_default="")
     custom_input = models.JSONField(_("buyer input"), default=dict, blank=True)
     language = models.CharField(_("buyer language"), max_length=10, default="en")
     delivery_note = EncryptedTextField(_("manual delivery"), blank=True, default="")
+    # Frozen by deliver(): what the buyer received stays theirs when the product is edited, rotated or re-typed.
+    delivered_kind = models.CharField(
+        _("delivered as"), max_length=16, choices=DeliveryKind.choices, blank=True, default="", db_default=""
+    )
+    delivered_text = EncryptedTextField(_("reusable secret as delivered"), blank=True, default="", db_default="")
     state = FSMField(_("state"), default=S.PENDING, choices=S.choices, protected=True)
     expires_at = models.DateTimeField(_("expires at"))
     paid_at = models.DateTimeField(_("paid at"), null=True, blank=True)
@@ -49,6 +58,8 @@ class Order(ConcurrentTransitionMixin, models.Model):
     paid_by = models.CharField(_("paid by payment"), max_length=44, blank=True, editable=False)
     delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
     notified_at = models.DateTimeField(_("buyer notified at"), null=True, blank=True)
+    # A mail sender's claim; it lapses after CARDSHOP_MAIL_CLAIM_LEASE_SECONDS so a crashed send is retried.
+    notify_claimed_at = models.DateTimeField(_("buyer mail claimed at"), null=True, blank=True, editable=False)
     refund_from = models.CharField(_("state before the refund"), max_length=16, blank=True, editable=False)
     refunded_at = models.DateTimeField(_("refunded at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
@@ -66,7 +77,7 @@ class Order(ConcurrentTransitionMixin, models.Model):
         indexes = [
             models.Index(fields=["state", "expires_at"], name="order_state_expiry"),
             models.Index(fields=["email", "state"], name="order_email_state"),
-            models.Index(fields=["buyer_ip", "state"], name="order_ip_state"),
+            models.Index(fields=["buyer_ip_group", "state"], name="order_ip_group_state"),
         ]
 
     def __str__(self) -> str:
@@ -81,9 +92,12 @@ class Order(ConcurrentTransitionMixin, models.Model):
     def mark_paid(self) -> None:
         self.paid_at = timezone.now()
 
+    # Saving a delivery must include DELIVERY_FIELDS.
     @transition(field=state, source=[S.PAID, S.UNDELIVERABLE], target=S.DELIVERED)
     def deliver(self) -> None:
         self.delivered_at = timezone.now()
+        self.delivered_kind = self.product.delivery_kind
+        self.delivered_text = self.product.reusable_secret if self.delivered_kind == DeliveryKind.REUSABLE else ""
 
     @transition(field=state, source=S.PAID, target=S.UNDELIVERABLE)
     def mark_undeliverable(self) -> None:

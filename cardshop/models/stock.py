@@ -1,4 +1,4 @@
-"""Card secrets: encrypted at rest, deduplicated by a keyed hash, reserved then sold."""
+"""Card secrets: encrypted at rest, deduplicated by keyed hashes, reserved then sold (or withdrawn unsold)."""
 
 from __future__ import annotations
 
@@ -14,16 +14,21 @@ class SecretStatus(models.TextChoices):
     AVAILABLE = "available", _("available")
     RESERVED = "reserved", _("reserved")
     SOLD = "sold", _("sold")
+    WITHDRAWN = "withdrawn", _("withdrawn (never sold)")
 
 
 class CardSecret(models.Model):
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="secrets")
     secret = EncryptedTextField(_("secret"))
     secret_hash = models.CharField(max_length=64, editable=False)
+    # Keyed hash scoped to the product's merchant: finds the same secret imported into any of their products.
+    merchant_hash = models.CharField(max_length=64, editable=False, blank=True, default="", db_default="")
     status = models.CharField(_("status"), max_length=16, choices=SecretStatus.choices, default=SecretStatus.AVAILABLE)
     order = models.ForeignKey("cardshop.Order", on_delete=models.PROTECT, null=True, blank=True, related_name="secrets")
     reserved_until = models.DateTimeField(null=True, blank=True)
     sold_at = models.DateTimeField(null=True, blank=True)
+    withdrawn_at = models.DateTimeField(_("withdrawn at"), null=True, blank=True)
+    withdraw_reason = models.CharField(_("withdrawal reason"), max_length=200, blank=True, default="", db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -40,6 +45,7 @@ class CardSecret(models.Model):
             models.Index(fields=["product", "status", "reserved_until"], name="card_secret_free_idx"),
             # Reservation walks unsold rows in pk order; without this it would skip every secret ever sold.
             models.Index(fields=["product", "id"], name="card_secret_unsold_idx", condition=~models.Q(status="sold")),
+            models.Index(fields=["merchant_hash"], name="card_secret_merchant_hash_idx"),
         ]
 
     def __str__(self) -> str:

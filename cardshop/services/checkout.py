@@ -20,6 +20,7 @@ from cardshop.models import DeliveryKind, Order, OrderState, Product
 from cardshop.services.delivery import card_secrets_reserve
 from cardshop.services.events import order_event_add
 from core import ids
+from core.client_ip import ip_group
 from core.errors import DomainError
 from payments import facade as payments
 from payments.contracts import PaymentRequest, PaymentView
@@ -71,8 +72,10 @@ def order_create(
     password_hash = make_password(query_password, hasher="pbkdf2_sha256_query")
     now = timezone.now()
     with transaction.atomic(durable=True):
-        buyer_lock(f"email:{email}", f"ip:{buyer_ip}" if buyer_ip else "")
-        holding = Q(email=email) | Q(buyer_ip=buyer_ip) if buyer_ip else Q(email=email)
+        # The cap counts a buyer's network (an IPv6 /64), not one address they can rotate within it.
+        ip_key = ip_group(buyer_ip or "")
+        buyer_lock(f"email:{email}", f"ip:{ip_key}" if ip_key else "")
+        holding = Q(email=email) | Q(buyer_ip_group=ip_key) if ip_key else Q(email=email)
         pending = Order.objects.filter(holding, state=OrderState.PENDING, expires_at__gt=now).count()
         if pending >= settings.CARDSHOP_MAX_PENDING_PER_BUYER:
             raise DomainError("too_many_pending", _("You already have unpaid orders. Pay or cancel them first."))
@@ -87,6 +90,7 @@ def order_create(
             email=email,
             query_password_hash=password_hash,
             buyer_ip=buyer_ip,
+            buyer_ip_group=ip_key,
             custom_input=cleaned,
             language=language if language in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE,
             expires_at=now + timedelta(seconds=settings.CARDSHOP_ORDER_TTL_SECONDS),

@@ -68,20 +68,23 @@ def order_deliver_paid(*, write: OrderWrite, actor: str = "system") -> bool:
     else:
         sold = 0
     order.deliver()
-    write.changed("state", "delivered_at")
+    write.changed(*Order.DELIVERY_FIELDS)
     write.event("delivered", actor, secrets=sold)
     return True
 
 
 def order_secrets_for_buyer(*, order: Order) -> list[str]:
-    """The delivered goods as text, for the buyer's order page (access checked by the caller)."""
+    """The delivered goods as text, for the buyer's order page (access checked by the caller).
+
+    Read from what was frozen on the order at delivery, never from the product as it is today.
+    """
     if order.state != OrderState.DELIVERED:
         return []
-    kind = order.product.delivery_kind
+    kind = order.delivered_kind
     if kind == DeliveryKind.UNIQUE:
         return [s.secret for s in CardSecret.objects.filter(order=order, status=SecretStatus.SOLD).order_by("pk")]
     if kind == DeliveryKind.REUSABLE:
-        return [order.product.reusable_secret]
+        return [order.delivered_text] if order.delivered_text else []
     return [order.delivery_note] if order.delivery_note else []
 
 

@@ -1,18 +1,23 @@
-"""Buyer emails. Sent from tasks after commit; idempotent through Order.notified_at."""
+"""Buyer emails. Sent from tasks after commit, at least once: Order.notify_claimed_at is a leased claim,
+Order.notified_at records that the mail backend accepted the message."""
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from django.conf import settings
 from django.core import signing
 from django.core.mail import send_mail
+from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from cardshop.models import Order, OrderState
+
+log = logging.getLogger(__name__)
 
 ORDER_LINK_SALT = "cardshop.order-link"
 ORDER_LINK_MAX_AGE = 60 * 60 * 24 * 30
@@ -34,30 +39,68 @@ def order_link(order_no: str) -> str:
     return f"{settings.CARDSHOP_PUBLIC_URL}{path}?t={order_link_token(order_no)}"
 
 
+class MailNotAccepted(OSError):
+    """The backend returned without accepting the message; an OSError so the task's retry covers it."""
+
+
+def _claim_lease() -> timedelta:
+    # Longer than any send can take (SMTP timeout), so a live sender is never overtaken by the sweep.
+    return timedelta(seconds=getattr(settings, "CARDSHOP_MAIL_CLAIM_LEASE_SECONDS", 600))
+
+
+def _claimable(now) -> Q:
+    return Q(notify_claimed_at__isnull=True) | Q(notify_claimed_at__lt=now - _claim_lease())
+
+
 def order_delivery_email_send(*, order_id: int) -> bool:
-    """Send the 'your order is ready' mail once. The claim is a conditional UPDATE, so concurrent
-    or repeated task runs send at most one; a failed send gives the claim back for a retry."""
-    claimed = Order.objects.filter(pk=order_id, notified_at__isnull=True).update(notified_at=timezone.now())
+    """Send the 'your order is ready' mail at least once, and in practice once.
+
+    A sender first claims the order with a conditional UPDATE that only matches an unsent order whose
+    last claim (if any) has lapsed, so concurrent task runs and sweeps send it once. `notified_at` is set
+    only after the backend accepted the message; a failed send gives the claim back for a retry, and a
+    sender that dies between claim and send leaves a claim the sweep takes over once its lease has run out.
+    """
+    now = timezone.now()
+    claimed = Order.objects.filter(_claimable(now), pk=order_id, notified_at__isnull=True).update(notify_claimed_at=now)
     if not claimed:
         return False
     order = Order.objects.select_related("product").get(pk=order_id)
     try:
         with translation.override(order.language or settings.LANGUAGE_CODE):  # the language the buyer shopped in
             context = {"order": order, "link": order_link(order.order_no)}
-            send_mail(
+            accepted = send_mail(
                 subject=_("Your order %(no)s is ready") % {"no": order.order_no},
                 message=render_to_string("emails/order_delivered.txt", context),
                 from_email=None,
                 recipient_list=[order.email],
             )
+        if accepted != 1:
+            raise MailNotAccepted(f"mail backend accepted {accepted} messages for order {order.order_no}")
     except Exception:
-        Order.objects.filter(pk=order_id).update(notified_at=None)
+        Order.objects.filter(pk=order_id, notify_claimed_at=now, notified_at__isnull=True).update(
+            notify_claimed_at=None
+        )
         raise
+    Order.objects.filter(pk=order_id, notified_at__isnull=True).update(notified_at=timezone.now())
     return True
 
 
 def order_delivery_emails_resend_missed(*, older_than_seconds: int = 300, limit: int = 200) -> int:
-    """Send mails whose after-commit task was lost (the embedded brokers drop in-flight tasks on a crash)."""
-    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    missed = Order.objects.filter(state=OrderState.DELIVERED, notified_at__isnull=True, delivered_at__lt=cutoff)
-    return sum(order_delivery_email_send(order_id=pk) for pk in missed.values_list("pk", flat=True)[:limit])
+    """Send mails still unsent: the after-commit task was lost (the embedded brokers drop in-flight tasks on
+    a crash), or its sender died after claiming (the claim's lease has run out). Fresh deliveries are left
+    to their task for `older_than_seconds`. Each order is claimed before sending, so sweeps racing each other
+    or a late task send it once."""
+    now = timezone.now()
+    missed = Order.objects.filter(
+        _claimable(now),
+        state=OrderState.DELIVERED,
+        notified_at__isnull=True,
+        delivered_at__lt=now - timedelta(seconds=older_than_seconds),
+    ).order_by("delivered_at")
+    sent = 0
+    for pk in missed.values_list("pk", flat=True)[:limit]:
+        try:
+            sent += order_delivery_email_send(order_id=pk)
+        except Exception:  # one bad address or a backend hiccup must not stop the sweep; the next run retries
+            log.exception("delivery mail for order %s failed", pk)
+    return sent

@@ -153,7 +153,7 @@ def order_fulfil_manual(*, order_no: str, note: str, actor: str) -> Order:
             raise DomainError("not_manual_paid", _("Only paid manual-delivery orders can be fulfilled by hand."))
         order.delivery_note = note
         order.deliver()
-        order.save(update_fields=["state", "delivered_at", "delivery_note"])
+        order.save(update_fields=[*Order.DELIVERY_FIELDS, "delivery_note"])
         order_event_add(order=order, kind="delivered", actor=actor, manual=True)
         jobs.order_delivery_notify(order.pk)
     return order

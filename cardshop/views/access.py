@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
-
-from django.conf import settings
 from django.http import Http404, HttpRequest
 
 from cardshop import selectors
 from cardshop.models import Order
+from core.client_ip import client_ip  # noqa: F401  (one client-IP function for every view: core.client_ip)
 
 SESSION_KEY = "granted_orders"
 MAX_GRANTS = 50
@@ -21,21 +19,6 @@ def granted_orders(request: HttpRequest) -> list[str]:
 def grant_order(request: HttpRequest, order_no: str) -> None:
     grants = [o for o in granted_orders(request) if o != order_no]
     request.session[SESSION_KEY] = ([order_no] + grants)[:MAX_GRANTS]
-
-
-def client_ip(request: HttpRequest) -> str:
-    """The buyer's address for rate limits and the pending-order cap.
-
-    Client-sent headers are never trusted by default (a peer shop was SQL-injected through
-    X-Forwarded-For); behind a reverse proxy the operator names the one header that proxy sets.
-    """
-    header = settings.CARDSHOP_CLIENT_IP_HEADER
-    value = request.META.get(header, "") if header else ""
-    candidate = value.split(",")[-1].strip() if value else request.META.get("REMOTE_ADDR", "")
-    try:
-        return str(ipaddress.ip_address(candidate))
-    except ValueError:
-        return ""
 
 
 def order_for_session_or_404(request: HttpRequest, order_no: str) -> Order:

@@ -16,7 +16,8 @@ from cardshop.forms import CheckoutForm, LookupForm
 from cardshop.models import DeliveryKind, OrderState
 from cardshop.services import checkout, delivery, orders
 from cardshop.services.notifications import order_link_token_check
-from cardshop.views.access import client_ip, grant_order, order_for_session_or_404
+from cardshop.views.access import grant_order, order_for_session_or_404
+from core.client_ip import client_ip, ratelimit_key
 from core.errors import DomainError
 
 
@@ -107,7 +108,7 @@ def order_lookup(request: HttpRequest) -> HttpResponse:
         needle = form.cleaned_data["order_no_or_email"].strip().lower()
         # Count every attempt, per IP and per order/email, before checking the password.
         limited_ip = is_ratelimited(
-            request, group="lookup-ip", key="ip", rate=settings.CARDSHOP_LOOKUP_RATE_IP, increment=True
+            request, group="lookup-ip", key=ratelimit_key, rate=settings.CARDSHOP_LOOKUP_RATE_IP, increment=True
         )
         limited_order = is_ratelimited(
             request,

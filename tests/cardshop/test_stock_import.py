@@ -7,6 +7,7 @@ from cardshop.models import CardSecret
 from cardshop.services.stock import card_secrets_import
 from core.errors import DomainError
 from tests.conftest import make_product
+from tests.factories.core import MerchantFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -20,9 +21,10 @@ def test_import_counts_imported_duplicates_and_invalid(merchant):
     assert sorted(s.secret for s in CardSecret.objects.filter(product=product)) == ["AAA-1", "BBB-2", "CCC-3", "DDD-4"]
 
 
-def test_same_secret_may_exist_in_two_products(merchant):
+def test_same_secret_may_exist_at_two_merchants(merchant):
+    # Within one merchant a repeat is a duplicate (issue 9 point 14: tests/cardshop/test_stock_hygiene.py).
     a = make_product(merchant, secrets_count=0)
-    b = make_product(merchant, secrets_count=0)
+    b = make_product(MerchantFactory(), secrets_count=0)
     assert card_secrets_import(product_id=a.pk, text="SAME").imported == 1
     assert card_secrets_import(product_id=b.pk, text="SAME").imported == 1
 
