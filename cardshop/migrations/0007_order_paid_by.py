@@ -21,7 +21,7 @@ def paid_by_backfill(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('cardshop', '0002_order_refunds'),
+        ('cardshop', '0006_storefront_stock_hygiene'),
         ('payments', '0006_payment_one_payable_trade'),
     ]
 
