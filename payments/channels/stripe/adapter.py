@@ -13,6 +13,11 @@ payment_intent) and reports that session's id. An intent that belongs to no sess
 Checkout, still carrying our out_trade_no in its metadata) is reported with its own pi_ id, so the caller sees
 it as the separate collection it is; it is never mapped onto the stored session.
 
+The webhook endpoint subscribes to checkout.session.completed / .expired / .async_payment_succeeded /
+.async_payment_failed, payment_intent.payment_failed (Checkout has no session event for a decline) and the
+refund events. payment_intent.succeeded repeats checkout.session.completed and costs a session lookup: it is
+understood, but need not be subscribed.
+
 `import stripe` below is the SDK, not this package: imports are absolute, and payments/channels/stripe/ never
 runs as a script, so its directory is never put on sys.path where it would shadow the SDK.
 """
