@@ -68,7 +68,8 @@ class Payment(ConcurrentTransitionMixin, models.Model):
     amount_minor = models.BigIntegerField(_("amount (minor units)"))
     currency = models.CharField(_("currency"), max_length=3)
     status = FSMField(_("status"), default=S.CREATED, choices=S.choices, protected=True)
-    provider_trade_no = models.CharField(_("provider trade no"), max_length=64, null=True, blank=True)
+    # Stripe documents ids of up to 255 characters (a Checkout Session id is 66 today).
+    provider_trade_no = models.CharField(_("provider trade no"), max_length=255, null=True, blank=True)
     pay_url = models.URLField(_("pay URL"), max_length=2000, blank=True)
     qr_content = models.CharField(_("QR content"), max_length=2000, blank=True)
     # Card-form channels (Stripe): the buyer's browser confirms with it; only shown to the buyer who pays.

@@ -1,10 +1,19 @@
-"""Loopback simulator of the *provider side* of Stripe's v1 API: PaymentIntents, Refunds and webhook events.
+"""Loopback simulator of the *provider side* of Stripe's v1 API: Checkout Sessions with their hosted payment
+page, PaymentIntents, Refunds and webhook events.
 
-It plays api.stripe.com for one merchant account (acct_...): form-encoded requests with bracket keys
-authenticated by ``Authorization: Bearer sk_...``, Idempotency-Key replay on every POST, the publishable-key
-confirm a card form (Stripe.js) performs, a metadata search, and events POSTed as JSON to the account's webhook
-endpoint, signed ``Stripe-Signature: t=<unix>,v1=<hex>`` (HMAC-SHA256 of "<t>.<body>" with the endpoint
-secret; one v1 per active secret during a rotation). ``/cashier/<pi_id>`` is a small card form for people.
+It plays api.stripe.com and checkout.stripe.com for one merchant account (acct_...): form-encoded requests with
+bracket keys authenticated by ``Authorization: Bearer sk_...``, Idempotency-Key replay on every POST, Checkout
+Sessions (create with ``expires_at`` 30 min..24 h ahead, retrieve, list by PaymentIntent, expire), a metadata
+search over PaymentIntents, and events POSTed as JSON to the account's webhook endpoint, signed
+``Stripe-Signature: t=<unix>,v1=<hex>`` (HMAC-SHA256 of "<t>.<body>" with the endpoint secret; one v1 per
+active secret during a rotation). Like a real endpoint, it only receives the event types it subscribes to
+(`enabled_events`).
+
+``/c/pay/<cs_id>`` is the hosted payment page: the only place a card number is typed. As on Stripe (API
+2022-08-01 and later), the session's PaymentIntent is made at the first attempt; a declined card sends
+``payment_intent.payment_failed`` and leaves the session open for another card; a good one completes it
+(``checkout.session.completed``) and sends the buyer to the session's success_url. An expired session
+(``/expire`` or past ``expires_at``) takes no payment.
 
 Signing is implemented here with hmac/hashlib on purpose: this module imports neither our adapter nor the
 Stripe SDK, so tests exercise the adapter against a second implementation.
@@ -61,6 +70,24 @@ REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 CARD_OK = "4242424242424242"
 CARD_DECLINED = "4000000000000002"
 TEST_PAYMENT_METHODS = {"pm_card_visa": CARD_OK, "pm_card_chargeDeclined": CARD_DECLINED}
+# Checkout's bounds for expires_at, counted from the session's creation.
+SESSION_MIN_SECONDS = 30 * 60
+SESSION_MAX_SECONDS = 24 * 60 * 60
+# What the demo shop's endpoint subscribes to: Checkout's own events for the outcome, the intent's failure for
+# declines (Checkout has no session event for them) and refunds. payment_intent.succeeded says the same as
+# checkout.session.completed; a shop that subscribes to both receives two events per payment.
+DEFAULT_ENABLED_EVENTS = frozenset(
+    {
+        "checkout.session.completed",
+        "checkout.session.expired",
+        "checkout.session.async_payment_succeeded",
+        "checkout.session.async_payment_failed",
+        "payment_intent.payment_failed",
+        "refund.created",
+        "refund.updated",
+        "charge.refunded",
+    }
+)
 
 _ALNUM = string.ascii_letters + string.digits
 _KEY_RE = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
@@ -215,6 +242,9 @@ class StripeSimulator(LoopbackServer):
         self._lock = threading.RLock()
         self._account: _Account | None = None
         self._intents: dict[str, dict[str, Any]] = {}
+        self._sessions: dict[str, dict[str, Any]] = {}
+        # The endpoint's subscription; {"*"} takes every event type.
+        self.enabled_events: set[str] = set(DEFAULT_ENABLED_EVENTS)
         self._refunds: dict[str, dict[str, Any]] = {}
         self._events: dict[str, dict[str, Any]] = {}
         # The one succeeded / canceled event of an intent: a replay re-sends it with the same id.
@@ -303,41 +333,134 @@ class StripeSimulator(LoopbackServer):
             pi = self._intents.get(intent_id)
             return _public(pi) if pi else None
 
+    def session(self, session_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            cs = self._sessions.get(session_id)
+            return _public(cs) if cs else None
+
+    def _sessions_for(self, out_trade_no: str) -> list[dict[str, Any]]:
+        with self._lock:
+            found = [cs for cs in self._sessions.values() if cs["client_reference_id"] == out_trade_no]
+        return sorted(found, key=lambda cs: cs["_seq"], reverse=True)
+
+    def _session_for(self, out_trade_no: str) -> dict[str, Any]:
+        found = self._sessions_for(out_trade_no)
+        if not found:
+            raise KeyError(out_trade_no)
+        self._lapse(found[0])
+        return found[0]
+
     def trade_for(self, out_trade_no: str) -> dict | None:
-        found = self._intents_for(out_trade_no)
+        """The newest Checkout Session for our out_trade_no, as the conformance suite reads a trade."""
+        found = self._sessions_for(out_trade_no)
         if not found:
             return None
+        cs = found[0]
+        self._lapse(cs)
         with self._lock:
-            pi = found[0]
-            refunded = self._refunded(pi["id"])
-            status = {"succeeded": "paid", "canceled": "closed"}.get(pi["status"], "pending")
-            if status == "paid" and refunded >= pi["amount_received"]:
+            pi = self._intents.get(cs["payment_intent"] or "")
+            status = {"complete": "paid", "expired": "closed"}.get(cs["status"], "pending")
+            if cs["payment_status"] != "paid" and status == "paid":
+                status = "pending"  # completed with a delayed method: not paid yet
+            refunded = self._refunded(pi["id"]) if pi else 0
+            if status == "paid" and pi and refunded >= pi["amount_received"]:
                 status = "refunded"
             return {
                 "out_trade_no": out_trade_no,
-                "provider_trade_no": pi["id"],
-                "amount_minor": pi["amount"],
-                "currency": pi["currency"].upper(),
+                "provider_trade_no": cs["id"],
+                "amount_minor": cs["amount_total"],
+                "currency": cs["currency"].upper(),
                 "status": status,
                 "refunded_minor": refunded,
                 "notify_url": self._account.webhook_url if self._account else "",
-                "intent": _public(pi),
+                "session": _public(cs),
+                "intent": _public(pi) if pi else None,
             }
 
     def _refunded(self, intent_id: str) -> int:
         return sum(r["amount"] for r in self._refunds.values() if r["payment_intent"] == intent_id)
 
     def pay(self, out_trade_no: str) -> None:
-        """The buyer's test card pays; the payment_intent.succeeded event goes to the webhook endpoint."""
-        intent_id = self._intent_id_for(out_trade_no)
+        """The buyer pays the newest session with the test card that works (as on the hosted page). Paying a
+        completed session again re-sends its checkout.session.completed (a provider retry, same event id)."""
+        cs = self._session_for(out_trade_no)
+        if cs["status"] == "complete":
+            with self._lock:
+                event = self._final_event(cs, "checkout.session.completed")
+            self._deliver(event)
+            return
+        self._attempt(cs["id"], _test_card(CARD_OK))
+
+    def decline(self, out_trade_no: str) -> None:
+        """The buyer's card is declined on the hosted page: payment_intent.payment_failed, the session stays open."""
+        cs = self._session_for(out_trade_no)
+        problem = self._attempt(cs["id"], _test_card(CARD_DECLINED))
+        assert problem is not None
+
+    def _attempt(self, session_id: str, card: Any) -> tuple[str, str] | None:
+        """One card submitted on the hosted page; returns the card's (code, message) problem, None when paid.
+
+        Raises ValueError when the session takes no payment (expired or complete), as the page says then.
+        """
+        problem = _card_problem(card)
+        events: list[dict[str, Any]] = []
         with self._lock:
-            pi = self._intents[intent_id]
-            if pi["status"] == "canceled":
-                raise ValueError(f"{intent_id} is canceled and cannot be paid")
-            if pi["status"] != "succeeded":
+            cs = self._sessions.get(session_id)
+            if cs is None:
+                raise KeyError(session_id)
+            events += self._lapse_locked(cs)
+            if cs["status"] != "open":
+                self._deliver_all(events)
+                raise ValueError(f"{session_id} is {cs['status']} and takes no payment")
+            pi = self._session_intent(cs)
+            if problem is None:
                 self._succeed(pi)
-            event = self._final_event(pi, "payment_intent.succeeded")
-        self._deliver(event)
+                cs.update(status="complete", payment_status="paid")
+                events.append(self._final_event(pi, "payment_intent.succeeded"))
+                events.append(self._final_event(cs, "checkout.session.completed"))
+            else:
+                error = {"type": "card_error", "code": problem[0], "message": problem[1]}
+                if problem[0] == "card_declined":
+                    error["decline_code"] = "generic_decline"
+                pi.update(status="requires_payment_method", last_payment_error=error)
+                events.append(self._new_event("payment_intent.payment_failed", pi))
+        self._deliver_all(events)
+        return problem
+
+    def _session_intent(self, cs: dict[str, Any]) -> dict[str, Any]:
+        """The session's PaymentIntent, made at the first attempt (with payment_intent_data's metadata)."""
+        if cs["payment_intent"]:
+            return self._intents[cs["payment_intent"]]
+        data = cs["_payment_intent_data"]
+        pi = self._new_intent(
+            amount=cs["amount_total"],
+            currency=cs["currency"],
+            description=data.get("description"),
+            metadata=dict(data.get("metadata") or {}),
+        )
+        cs["payment_intent"] = pi["id"]
+        return pi
+
+    def _lapse(self, cs: dict[str, Any]) -> None:
+        with self._lock:
+            events = self._lapse_locked(cs)
+        self._deliver_all(events, background=True)
+
+    def _lapse_locked(self, cs: dict[str, Any]) -> list[dict[str, Any]]:
+        """An open session past its expires_at expires (Stripe does it within minutes; here on next touch)."""
+        if cs["status"] == "open" and time.time() >= cs["expires_at"]:
+            return self._expire_locked(cs)
+        return []
+
+    def _expire_locked(self, cs: dict[str, Any]) -> list[dict[str, Any]]:
+        cs.update(status="expired")
+        events = []
+        pi = self._intents.get(cs["payment_intent"] or "")
+        if pi is not None and pi["status"] in CANCELABLE:
+            pi.update(status="canceled", canceled_at=int(time.time()), cancellation_reason="abandoned")
+            events.append(self._final_event(pi, "payment_intent.canceled"))
+        events.append(self._final_event(cs, "checkout.session.expired"))
+        return events
 
     def _succeed(self, pi: dict[str, Any]) -> None:
         pi.update(
@@ -378,6 +501,8 @@ class StripeSimulator(LoopbackServer):
 
     def _deliver(self, event: dict[str, Any], *, background: bool = False) -> None:
         """Send an event to the webhook endpoint, obeying drop/duplicate/delay faults; never raises."""
+        if "*" not in self.enabled_events and event["type"] not in self.enabled_events:
+            return  # the endpoint does not subscribe to this type: Stripe sends it nowhere
         if self.faults.take("drop_notify"):
             self._record(event, url="", dropped=True)
             return
@@ -387,6 +512,10 @@ class StripeSimulator(LoopbackServer):
             threading.Thread(target=self._send, args=(event, times, delay), daemon=True).start()
         else:
             self._send(event, times, 0.0)
+
+    def _deliver_all(self, events: list[dict[str, Any]], *, background: bool = False) -> None:
+        for event in events:
+            self._deliver(event, background=background)
 
     def _send(self, event: dict[str, Any], times: int, delay: float) -> None:
         if delay:
@@ -416,34 +545,44 @@ class StripeSimulator(LoopbackServer):
             self.deliveries.append({"event_id": event["id"], "type": event["type"], "url": url, **outcome})
 
     def notify_request(self, out_trade_no: str, *, variant: str = VALID) -> NotifyRequest:
+        """checkout.session.completed for the newest session (checkout.session.expired for CLOSED), forged as
+        `variant` says. For an unpaid session the event is a paid snapshot; the session stays as it is."""
         if variant not in self.notify_variants:
             raise ValueError(f"stripe has no {variant!r} variant")
-        intent_id = self._intent_id_for(out_trade_no)
         with self._lock:
-            pi = copy.deepcopy(self._intents[intent_id])
+            cs = copy.deepcopy(self._session_for(out_trade_no))
             if variant == CLOSED:
-                pi.update(status="canceled", canceled_at=int(time.time()), cancellation_reason="abandoned")
-                event = self._final_event(pi, "payment_intent.canceled")
+                cs.update(status="expired")
+                event = self._final_event(cs, "checkout.session.expired")
             else:
-                if pi["status"] != "succeeded":
-                    self._succeed(pi)  # a copy: the snapshot says paid, the trade stays as it is
-                event = self._final_event(pi, "payment_intent.succeeded")
+                if cs["status"] != "complete":
+                    cs.update(
+                        status="complete", payment_status="paid", payment_intent=cs["payment_intent"] or _id("pi")
+                    )
+                event = self._final_event(cs, "checkout.session.completed")
         obj = event["data"]["object"]
         timestamp = int(time.time())
         if variant in (WRONG_AMOUNT, WRONG_CURRENCY, WRONG_MERCHANT, UNKNOWN_ORDER):
             event["id"] = _id("evt")  # a different event, really signed by the provider
         if variant == WRONG_AMOUNT:
-            obj["amount"] = obj["amount_received"] = obj["amount"] + 1
+            obj["amount_total"] = obj["amount_subtotal"] = obj["amount_total"] + 1
         elif variant == WRONG_CURRENCY:
             obj["currency"] = "eur" if obj["currency"] == "usd" else "usd"
         elif variant == WRONG_MERCHANT:
             event["account"] = _id("acct", 16)
         elif variant == UNKNOWN_ORDER:
-            obj["id"] = _id("pi")
-            obj["metadata"]["out_trade_no"] = f"{out_trade_no}-unknown"
+            obj["id"] = _id("cs_test", 58)
+            obj["client_reference_id"] = obj["metadata"]["out_trade_no"] = f"{out_trade_no}-unknown"
         elif variant == STALE_TIMESTAMP:
             timestamp -= STALE_SECONDS
         return self._signed_request(event, timestamp, broken=variant == BAD_SIGNATURE)
+
+    def event_request(self, event_type: str, object_id: str) -> NotifyRequest:
+        """A signed event of any type about one of our objects (session, intent or refund) as it is now."""
+        with self._lock:
+            obj = self._sessions.get(object_id) or self._intents.get(object_id) or self._refunds[object_id]
+            event = self._new_event(event_type, obj)
+        return self._signed_request(event, int(time.time()))
 
     def refund_notify_request(self, refund_no: str, *, event_type: str = "refund.created") -> NotifyRequest:
         """A signed refund.created / refund.updated (a Refund) or charge.refunded (a Charge with its refunds)."""
@@ -553,6 +692,14 @@ class StripeSimulator(LoopbackServer):
 
     def _route(self, method: str, parts: list[str], params: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
         match method, parts:
+            case "POST", ["checkout", "sessions"]:
+                return 200, self._create_session(params), {}
+            case "GET", ["checkout", "sessions"]:
+                return 200, self._list_sessions(params), {}
+            case "GET", ["checkout", "sessions", session_id]:
+                return 200, self._public_session(session_id), {}
+            case "POST", ["checkout", "sessions", session_id, "expire"]:
+                return 200, self._expire(session_id, params), {}
             case "POST", ["payment_intents"]:
                 return 200, self._create_intent(params), {}
             case "GET", ["payment_intents", "search"]:
@@ -575,6 +722,131 @@ class StripeSimulator(LoopbackServer):
                     return 200, _public(refund), {}
         raise ApiError(404, f"Unrecognized request URL ({method}: /v1/{'/'.join(parts)}).")
 
+    # ---- Checkout Sessions ---------------------------------------------------
+    def _create_session(self, params: dict[str, Any]) -> dict[str, Any]:
+        allowed = {"mode", "line_items", "success_url", "cancel_url", "client_reference_id", "metadata"}
+        allowed |= {"payment_intent_data", "payment_method_types", "expires_at", "customer_email", "locale", "expand"}
+        _unknown_params(params, allowed)
+        if params.get("mode") != "payment":
+            raise ApiError(400, "This account takes one-time payments only: mode must be payment.", param="mode")
+        items = params.get("line_items")
+        if not isinstance(items, list) or not items:
+            raise ApiError(400, "Missing required param: line_items.", code="parameter_missing", param="line_items")
+        total, currency, names = 0, None, []
+        for i, item in enumerate(items):
+            price = item.get("price_data") if isinstance(item, dict) else None
+            if not isinstance(price, dict):
+                raise ApiError(400, "Each line item needs price_data.", param=f"line_items[{i}][price_data]")
+            unit = _int_param(price, "unit_amount", required=True)
+            quantity = _int_param(item, "quantity", required=True)
+            item_currency = price.get("currency")
+            if not isinstance(item_currency, str) or not re.fullmatch(r"[a-z]{3}", item_currency):
+                raise ApiError(400, "Invalid currency: must be a lowercase ISO code.",
+                               param=f"line_items[{i}][price_data][currency]")  # fmt: skip
+            if currency not in (None, item_currency):
+                raise ApiError(400, "All line items must have the same currency.", param="line_items")
+            name = _dig_str(price, "product_data", "name")
+            if not name:
+                raise ApiError(400, "Missing product_data[name].", code="parameter_missing",
+                               param=f"line_items[{i}][price_data][product_data][name]")  # fmt: skip
+            total, currency = total + unit * quantity, item_currency
+            names.append(name)
+        urls = {}
+        for name in ("success_url", "cancel_url"):
+            url = params.get(name)
+            if url is not None and (not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https")):
+                raise ApiError(400, f"Not a valid URL: {name}", code="url_invalid", param=name)
+            urls[name] = url
+        if not urls["success_url"]:
+            raise ApiError(400, "Missing required param: success_url.", code="parameter_missing", param="success_url")
+        now = int(time.time())
+        expires_at = _int_param(params, "expires_at", required=False) or now + SESSION_MAX_SECONDS
+        if expires_at < now + SESSION_MIN_SECONDS:
+            raise ApiError(400, "The `expires_at` timestamp must be at least 30 minutes from Checkout Session "
+                           "creation.", param="expires_at")  # fmt: skip
+        if expires_at > now + SESSION_MAX_SECONDS:
+            raise ApiError(400, "The `expires_at` timestamp must be less than 24 hours from Checkout Session "
+                           "creation.", param="expires_at")  # fmt: skip
+        pi_data = params.get("payment_intent_data", {})
+        if not isinstance(pi_data, dict):
+            raise ApiError(400, "Invalid payment_intent_data.", param="payment_intent_data")
+        pi_data = {"description": pi_data.get("description"), "metadata": _metadata(pi_data)}
+        reference = params.get("client_reference_id")
+        if reference is not None and (not isinstance(reference, str) or not 0 < len(reference) <= 200):
+            raise ApiError(400, "Invalid client_reference_id.", param="client_reference_id")
+        with self._lock:
+            session_id = _id("cs_test", 58)
+            cs = {
+                "id": session_id,
+                "object": "checkout.session",
+                "amount_subtotal": total,
+                "amount_total": total,
+                "cancel_url": urls["cancel_url"],
+                "client_reference_id": reference,
+                "created": now,
+                "currency": currency,
+                "expires_at": expires_at,
+                "livemode": False,
+                "metadata": _metadata(params),
+                "mode": "payment",
+                "payment_intent": None,
+                "payment_method_types": ["card"],
+                "payment_status": "unpaid",
+                "status": "open",
+                "success_url": urls["success_url"],
+                "url": f"{self.base_url}/c/pay/{session_id}",
+                "_names": names,
+                "_payment_intent_data": pi_data,
+                "_seq": len(self._sessions),
+            }
+            self._sessions[session_id] = cs
+            return _public(cs)
+
+    def _session(self, session_id: str) -> dict[str, Any]:
+        cs = self._sessions.get(session_id)
+        if cs is None:
+            raise _missing("checkout.session", session_id, "session")
+        return cs
+
+    def _public_session(self, session_id: str) -> dict[str, Any]:
+        with self._lock:
+            cs = self._session(session_id)
+            events = self._lapse_locked(cs)
+            answer = _public(cs)
+        self._deliver_all(events, background=True)
+        return answer
+
+    def _list_sessions(self, params: dict[str, Any]) -> dict[str, Any]:
+        _unknown_params(params, {"payment_intent", "status", "limit", "expand"})
+        limit = min(_int_param(params, "limit", required=False) or 10, 100)
+        events: list[dict[str, Any]] = []
+        with self._lock:
+            found = []
+            for cs in sorted(self._sessions.values(), key=lambda cs: cs["_seq"], reverse=True):
+                events += self._lapse_locked(cs)
+                if params.get("payment_intent") not in (None, cs["payment_intent"]):
+                    continue
+                if params.get("status") not in (None, cs["status"]):
+                    continue
+                found.append(cs)
+            data = [_public(cs) for cs in found[:limit]]
+        self._deliver_all(events, background=True)
+        return {"object": "list", "data": data, "has_more": len(found) > limit, "url": "/v1/checkout/sessions"}
+
+    def _expire(self, session_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        _unknown_params(params, {"expand"})
+        with self._lock:
+            cs = self._session(session_id)
+            events = self._lapse_locked(cs)
+            if cs["status"] != "open":
+                raise ApiError(400, f"Only Checkout Sessions with a status in [open] can be expired. This Checkout "
+                               f"Session has a status of {cs['status']}.", replayable=True)  # fmt: skip
+            events = self._expire_locked(cs)
+            answer = _public(cs)
+        self._deliver_all(events, background=True)
+        return answer
+
+    # ---- PaymentIntents --------------------------------------------------------
     def _create_intent(self, params: dict[str, Any]) -> dict[str, Any]:
         allowed = {"amount", "currency", "description", "metadata", "payment_method_types", "expand"}
         _unknown_params(params, allowed | {"receipt_email", "statement_descriptor_suffix"})
@@ -587,32 +859,36 @@ class StripeSimulator(LoopbackServer):
             raise ApiError(400, "Only card payments are enabled for this account.", param="payment_method_types")
         description = params.get("description")
         with self._lock:
-            intent_id = _id("pi")
-            pi = {
-                "id": intent_id,
-                "object": "payment_intent",
-                "amount": amount,
-                "amount_capturable": 0,
-                "amount_received": 0,
-                "canceled_at": None,
-                "cancellation_reason": None,
-                "capture_method": "automatic",
-                "client_secret": f"{intent_id}_secret_{_id('s', 25)[2:]}",
-                "confirmation_method": "automatic",
-                "created": int(time.time()),
-                "currency": currency.lower(),
-                "description": description if isinstance(description, str) else None,
-                "last_payment_error": None,
-                "latest_charge": None,
-                "livemode": False,
-                "metadata": _metadata(params),
-                "payment_method": None,
-                "payment_method_types": ["card"],
-                "status": "requires_payment_method",
-                "_seq": len(self._intents),
-            }
-            self._intents[intent_id] = pi
+            pi = self._new_intent(amount=amount, currency=currency, description=description, metadata=_metadata(params))
             return _public(pi)
+
+    def _new_intent(self, *, amount: int, currency: str, description: Any, metadata: dict[str, str]) -> dict[str, Any]:
+        intent_id = _id("pi")
+        pi = {
+            "id": intent_id,
+            "object": "payment_intent",
+            "amount": amount,
+            "amount_capturable": 0,
+            "amount_received": 0,
+            "canceled_at": None,
+            "cancellation_reason": None,
+            "capture_method": "automatic",
+            "client_secret": f"{intent_id}_secret_{_id('s', 25)[2:]}",
+            "confirmation_method": "automatic",
+            "created": int(time.time()),
+            "currency": currency.lower(),
+            "description": description if isinstance(description, str) else None,
+            "last_payment_error": None,
+            "latest_charge": None,
+            "livemode": False,
+            "metadata": metadata,
+            "payment_method": None,
+            "payment_method_types": ["card"],
+            "status": "requires_payment_method",
+            "_seq": len(self._intents),
+        }
+        self._intents[intent_id] = pi
+        return pi
 
     def _intent(self, intent_id: str) -> dict[str, Any]:
         pi = self._intents.get(intent_id)
@@ -767,6 +1043,23 @@ def _unexpected_state(pi: dict[str, Any], action: str) -> ApiError:
     )
 
 
+def _test_card(number: str) -> dict[str, str]:
+    return {"number": number, "exp_month": "12", "exp_year": "2099", "cvc": "123"}
+
+
+def _dig_str(obj: Any, *keys: str) -> str:
+    for key in keys:
+        obj = obj.get(key) if isinstance(obj, dict) else None
+    return obj if isinstance(obj, str) else ""
+
+
+def _hosted_card(form: dict[str, str]) -> dict[str, str]:
+    """The hosted page's fields (as Checkout names them) in the card shape _card_problem reads."""
+    expiry = re.fullmatch(r"\s*(\d{1,2})\s*/\s*(\d{2}|\d{4})\s*", form.get("cardExpiry", ""))
+    month, year = expiry.groups() if expiry else ("", "")
+    return {"number": form.get("cardNumber", ""), "exp_month": month, "exp_year": year, "cvc": form.get("cardCvc", "")}
+
+
 def _card_of(params: dict[str, Any]) -> Any:
     pm = params.get("payment_method")
     if isinstance(pm, str) and pm in TEST_PAYMENT_METHODS:
@@ -807,18 +1100,20 @@ def _matches(pi: dict[str, Any], field_: str, value: str) -> bool:
     return str(pi.get(field_)) == value
 
 
-CASHIER_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>Stripe test card form</title>
-</head><body><h1>Pay {amount} {currency}</h1><p id="status">{status}</p><p>{description}</p>
-<form method="post" action="/v1/payment_intents/{intent_id}/confirm">
-<input type="hidden" name="key" value="{key}"><input type="hidden" name="client_secret" value="{client_secret}">
-<input type="hidden" name="payment_method_data[type]" value="card">
-<input type="hidden" name="return_url" value="{return_url}">
-<label>Card <input name="payment_method_data[card][number]" value="{card}"></label>
-<label>MM <input name="payment_method_data[card][exp_month]" value="12" size="2"></label>
-<label>YY <input name="payment_method_data[card][exp_year]" value="{year}" size="4"></label>
-<label>CVC <input name="payment_method_data[card][cvc]" value="123" size="4"></label>
-<button id="pay" type="submit">Pay</button></form>
+CHECKOUT_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>Checkout (Stripe simulator)</title>
+</head><body><h1>Pay <span id="amount">{amount}</span> <span id="currency">{currency}</span></h1>
+<p id="product">{names}</p><p id="session-status">{status}</p><p id="error" role="alert">{error}</p>
+<form method="post" action="/c/pay/{session_id}" id="payment-form" autocomplete="off">
+<label>Card number <input name="cardNumber" id="cardNumber" autocomplete="cc-number" inputmode="numeric"></label>
+<label>Expiry <input name="cardExpiry" id="cardExpiry" autocomplete="cc-exp" placeholder="MM / YY"></label>
+<label>CVC <input name="cardCvc" id="cardCvc" autocomplete="cc-csc" size="4"></label>
+<button id="submit" type="submit">Pay</button></form>
+<p><a id="cancel" href="{cancel_url}">Back to the shop</a></p>
 <p>{ok} pays, {declined} is declined.</p></body></html>"""
+
+CHECKOUT_CLOSED_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>Checkout (Stripe simulator)</title>
+</head><body><h1 id="session-closed">This Checkout Session is no longer available</h1>
+<p id="session-status">{status}</p><p><a id="cancel" href="{cancel_url}">Back to the shop</a></p></body></html>"""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -840,8 +1135,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         url = urlsplit(self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode("utf-8", "replace")
-        if url.path.startswith("/cashier/") and self.command == "GET":
-            return self._cashier(url.path.removeprefix("/cashier/"), dict(parse_qsl(url.query)))
+        if url.path.startswith("/c/pay/"):
+            return self._checkout_page(url.path.removeprefix("/c/pay/"), dict(parse_qsl(body)))
         if not url.path.startswith("/v1/"):
             return self._send(404, b"Not Found", "text/plain")
         faults = self.sim.faults
@@ -877,27 +1172,42 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             logger.debug("stripe sim: client left before the answer")
 
-    def _cashier(self, intent_id: str, query: dict[str, str]) -> None:
-        pi = self.sim.intent(intent_id)
-        acct = self.sim._account
-        if pi is None or acct is None:
-            return self._send(404, b"No such payment_intent", "text/plain")
+    def _checkout_page(self, session_id: str, form: dict[str, str]) -> None:
+        """The hosted payment page: GET shows it, POST submits one card (a decline shows the page again)."""
+        error, status = "", 200
+        if self.command == "POST":
+            try:
+                problem = self.sim._attempt(session_id, _hosted_card(form))
+            except KeyError:
+                return self._send(404, b"No such checkout.session", "text/plain")
+            except ValueError:
+                status = 409  # expired or already paid: the page says so below
+            else:
+                cs = self.sim.session(session_id)
+                if problem is None and cs is not None:
+                    back = cs["success_url"].replace("{CHECKOUT_SESSION_ID}", session_id)
+                    return self._send(303, b"", "text/plain", {"Location": back})
+                error = problem[1] if problem else ""
+        cs = self.sim.session(session_id)
+        if cs is None:
+            return self._send(404, b"No such checkout.session", "text/plain")
+        if cs["status"] == "open" and time.time() >= cs["expires_at"]:
+            self.sim._lapse(self.sim._sessions[session_id])
+            cs = self.sim.session(session_id) or cs
         fields = {
-            "intent_id": pi["id"],
-            "amount": pi["amount"],
-            "currency": pi["currency"].upper(),
-            "status": pi["status"],
-            "description": pi["description"] or "",
-            "key": acct.publishable_key,
-            "client_secret": pi["client_secret"],
-            "return_url": query.get("return_url", ""),
-            "card": CARD_OK,
-            "year": time.gmtime().tm_year + 2,
+            "session_id": cs["id"],
+            "amount": cs["amount_total"],
+            "currency": cs["currency"].upper(),
+            "names": ", ".join(self.sim._sessions[session_id]["_names"]),
+            "status": cs["status"],
+            "error": error,
+            "cancel_url": cs["cancel_url"] or "",
             "ok": CARD_OK,
             "declined": CARD_DECLINED,
         }
-        page = CASHIER_HTML.format(**{k: html.escape(str(v)) for k, v in fields.items()})
-        self._send(200, page.encode(), "text/html")
+        template = CHECKOUT_HTML if cs["status"] == "open" else CHECKOUT_CLOSED_HTML
+        page = template.format(**{k: html.escape(str(v)) for k, v in fields.items()})
+        self._send(status, page.encode(), "text/html")
 
 
 def main(argv: list[str] | None = None) -> None:

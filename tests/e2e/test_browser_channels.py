@@ -3,8 +3,10 @@
 Two channel accounts (Alipay and Stripe, both CNY) are enabled, so the pay page first asks how to pay:
 - Alipay: QR image + cashier link (signed page.pay URL) -> simulator cashier -> signed async notify to the
   shop -> browser returned to the order page, which shows the delivered secret.
-- Stripe: card form posting straight to the simulator's confirm URL -> signed webhook to /notify/stripe/ ->
-  303 back to the order page. A declined card leaves the order pending and undelivered.
+- Stripe: no card field on our pay page; its cashier link opens the Checkout Session's hosted page on the
+  simulator's origin, where the card is typed -> signed webhook to /notify/stripe/ -> 303 back to the order
+  page. A declined card stays on the provider's page (payment_intent.payment_failed, order still pending) and
+  another card then pays.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pytest
 from playwright.sync_api import expect
 
 from cardshop.models import CardSecret, Order, OrderState, SecretStatus
-from payments.models import ChannelAccount
+from payments.models import ChannelAccount, Payment
 from payments.simulators.alipay import AlipaySimulator
 from payments.simulators.stripe import CARD_DECLINED, CARD_OK, StripeSimulator
 from tests.conftest import make_product
@@ -137,67 +139,83 @@ def test_buyer_pays_with_alipay_qr_and_cashier(page, public_url, channels, alipa
     page.screenshot(path=str(artifacts_dir / "alipay-delivered.png"), full_page=True)
 
 
-def _fill_card(page, number: str) -> None:
-    page.fill("#card-number", number)
-    page.fill("#card-exp-month", "12")
-    page.fill("#card-exp-year", "2030")
-    page.fill("#card-cvc", "123")
+def _to_hosted_checkout(page, base: str, order: Order, stripe_sim) -> None:
+    """Our pay page has no card field; its cashier link leads to the Checkout page on the provider's origin."""
+    expect(page.locator("#qr")).to_be_visible()
+    # Nothing of the card is typed on our origin (the page's only inputs are the language switch's).
+    card_fields = "input[name*=card i], input[id*=card i], input[autocomplete^=cc-], input[name*=cvc i]"
+    assert page.locator(card_fields).count() == 0
+    assert page.locator("input:not([type=hidden])").count() == 0
+    payment = Payment.objects.get()
+    cashier = page.locator("#cashier-link")
+    assert (
+        cashier.get_attribute("href") == payment.pay_url == f"{stripe_sim.base_url}/c/pay/{payment.provider_trade_no}"
+    )
+    cashier.click()
+    expect(page).to_have_url(f"{stripe_sim.base_url}/c/pay/{payment.provider_trade_no}")
+    expect(page.locator("#amount")).to_have_text(str(order.amount_minor))
+    expect(page.locator("#session-status")).to_have_text("open")
 
 
-def _card_form(page, base: str, order: Order, stripe_sim, channels):
-    form = page.locator("form#card-form")
-    expect(form).to_be_visible()
-    assert form.get_attribute("action").startswith(stripe_sim.base_url + "/v1/payment_intents/pi_")
-    assert form.get_attribute("action").endswith("/confirm")
-    assert form.locator("input[name=key]").get_attribute("value") == channels["stripe"].credentials["publishable_key"]
-    assert form.locator("input[name=client_secret]").get_attribute("value").startswith("pi_")
-    return_url = form.locator("input[name=return_url]").get_attribute("value")
-    assert return_url == f"{base}/orders/{order.order_no}/"
-    return form
+def _pay_on_checkout(page, number: str) -> None:
+    page.fill("#cardNumber", number)
+    page.fill("#cardExpiry", "12 / 34")
+    page.fill("#cardCvc", "123")
+    page.click("#submit")
 
 
-def test_buyer_pays_with_stripe_card_form(page, public_url, channels, stripe_sim, cny_product, artifacts_dir):
+def test_buyer_pays_on_the_stripe_hosted_checkout(page, public_url, channels, stripe_sim, cny_product, artifacts_dir):
     base = public_url
     order = _checkout(page, base, cny_product)
     _choose(page, base, order, "card")
-    _card_form(page, base, order, stripe_sim, channels)
+    _to_hosted_checkout(page, base, order, stripe_sim)
+    page.screenshot(path=str(artifacts_dir / "stripe-checkout.png"), full_page=True)
 
-    _fill_card(page, CARD_OK)
-    page.click("#card-pay")
+    _pay_on_checkout(page, CARD_OK)
 
     # The simulator posts the signed webhook, then 303s the browser back to the order page.
     _assert_delivered(page, base, order)
-    sent = [d for d in stripe_sim.deliveries if d.get("type") == "payment_intent.succeeded"]
-    assert [d.get("status") for d in sent] == [200]
-    assert sent[0]["url"] == f"{base}/notify/stripe/"
+    out_trade_no = Payment.objects.get().out_trade_no
+    assert stripe_sim.trade_for(out_trade_no)["status"] == "paid"
+    sent = [d for d in stripe_sim.deliveries if d.get("type") == "checkout.session.completed"]
+    assert sent[-1]["status"] == 200 and sent[-1]["url"] == f"{base}/notify/stripe/"
     page.screenshot(path=str(artifacts_dir / "stripe-delivered.png"), full_page=True)
 
 
-def test_declined_card_leaves_the_order_pending(page, public_url, channels, stripe_sim, cny_product):
+def test_declined_card_stays_on_checkout_and_another_card_pays(page, public_url, channels, stripe_sim, cny_product):
     base = public_url
     order = _checkout(page, base, cny_product)
     _choose(page, base, order, "card")
-    _card_form(page, base, order, stripe_sim, channels)
+    _to_hosted_checkout(page, base, order, stripe_sim)
+    sent_before = len(stripe_sim.deliveries)
 
-    _fill_card(page, CARD_DECLINED)
-    page.click("#card-pay")
+    _pay_on_checkout(page, CARD_DECLINED)
 
-    # Back on the order page: still pending, nothing delivered, and the buyer may pay again.
+    # Still on the provider's page, which says why; nothing is delivered, the secret stays reserved.
+    expect(page.locator("#error")).to_have_text("Your card was declined.")
+    expect(page.locator("#session-status")).to_have_text("open")
+    failed = [d for d in stripe_sim.deliveries[sent_before:] if d.get("type") == "payment_intent.payment_failed"]
+    assert [d.get("status") for d in failed] == [200] and failed[0]["url"] == f"{base}/notify/stripe/"
+    order.refresh_from_db()
+    assert order.state == OrderState.PENDING
+    reserved = CardSecret.objects.get(order=order)
+    assert reserved.status == SecretStatus.RESERVED
+
+    # The buyer types another card on the same session: paid, back on the order page, delivered once.
+    _pay_on_checkout(page, CARD_OK)
+    _assert_delivered(page, base, order)
+    assert Payment.objects.count() == 1
+
+
+def test_buyer_who_leaves_checkout_comes_back_to_a_pending_order(page, public_url, channels, stripe_sim, cny_product):
+    base = public_url
+    order = _checkout(page, base, cny_product)
+    _choose(page, base, order, "card")
+    _to_hosted_checkout(page, base, order, stripe_sim)
+    page.click("#cancel")
     expect(page).to_have_url(f"{base}/orders/{order.order_no}/")
     expect(page.locator("#order-state")).to_have_class(re.compile(r"\bstate-pending\b"))
     expect(page.locator("#secrets")).to_have_count(0)
-    order.refresh_from_db()
-    assert order.state == OrderState.PENDING
-    # The secret stays reserved for this order (not sold) and is not on the page.
-    reserved = CardSecret.objects.get(order=order)
-    assert reserved.status == SecretStatus.RESERVED
-    assert reserved.secret not in page.content()
-    failed = [d for d in stripe_sim.deliveries if d.get("type") == "payment_intent.payment_failed"]
-    assert failed and failed[-1]["url"] == f"{base}/notify/stripe/"
-
-    # "Pay now" brings the same card form back (the intent is still open); the good card then pays.
+    # "Pay now" shows the same live payment: the same session, still open at the provider.
     page.get_by_role("link", name="Pay now").click()
-    _card_form(page, base, order, stripe_sim, channels)
-    _fill_card(page, CARD_OK)
-    page.click("#card-pay")
-    _assert_delivered(page, base, order)
+    assert page.locator("#cashier-link").get_attribute("href") == Payment.objects.get().pay_url

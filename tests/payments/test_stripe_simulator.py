@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import time_machine
 
 from payments.simulators.base import SimAccount
 from payments.simulators.stripe import CARD_OK, StripeSimulator, decode_form
@@ -87,6 +88,25 @@ def create(account: SimAccount, out_trade_no: str = "O-1", amount: str = "990", 
         **{"metadata[out_trade_no]": out_trade_no},
         **extra,
     )
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def checkout(account: SimAccount, out_trade_no: str = "O-1", amount: str = "990", **extra: str) -> dict:
+    params = {
+        "mode": "payment",
+        "success_url": "http://shop/orders/1/",
+        "cancel_url": "http://shop/orders/1/",
+        "client_reference_id": out_trade_no,
+        "metadata[out_trade_no]": out_trade_no,
+        "payment_intent_data[metadata][out_trade_no]": out_trade_no,
+        "line_items[0][quantity]": "1",
+        "line_items[0][price_data][currency]": "cny",
+        "line_items[0][price_data][unit_amount]": amount,
+        "line_items[0][price_data][product_data][name]": "Gift card",
+        **extra,
+    }
+    resp = api(account, "POST", "/v1/checkout/sessions", idem=f"create-{out_trade_no}", **params)
     assert resp.status_code == 200, resp.text
     return resp.json()
 
@@ -173,7 +193,7 @@ def test_confirm_checks_publishable_key_and_client_secret(sim, account):
     assert wrong_secret.status_code == 400 and wrong_secret.json()["error"]["param"] == "client_secret"
     wrong_key = requests.post(url, data={"key": "pk_test_x", "client_secret": pi["client_secret"], **card}, timeout=5)
     assert wrong_key.status_code == 401
-    assert sim.trade_for("O-confirm")["status"] == "pending"
+    assert sim.intent(pi["id"])["status"] == "requires_payment_method"
     ok = requests.post(url, data={"key": pk, "client_secret": pi["client_secret"], **card}, timeout=5)
     assert ok.status_code == 200 and ok.json()["status"] == "succeeded" and ok.json()["amount_received"] == 990
     twice = requests.post(url, data={"key": pk, "client_secret": pi["client_secret"], **card}, timeout=5)
@@ -181,23 +201,42 @@ def test_confirm_checks_publishable_key_and_client_secret(sim, account):
 
 
 def test_pay_posts_an_event_signed_with_the_endpoint_secret(sim, account, endpoint):
-    pi = create(account, "O-pay")
+    cs = checkout(account, "O-pay")
     sim.pay("O-pay")
-    ((headers, body),) = endpoint.posts
+    ((headers, body),) = endpoint.posts  # the endpoint subscribes to checkout.session.*, not payment_intent.succeeded
     assert verify(account.credentials["webhook_secret"], headers, body)
     assert not verify("whsec_other", headers, body)
     event = json.loads(body)
     assert (event["type"], event["account"], event["object"]) == (
-        "payment_intent.succeeded",
+        "checkout.session.completed",
         account.merchant_no,
         "event",
     )
-    assert event["data"]["object"]["id"] == pi["id"] and event["data"]["object"]["amount_received"] == 990
+    session = event["data"]["object"]
+    assert (session["id"], session["status"], session["payment_status"], session["amount_total"]) == (
+        cs["id"],
+        "complete",
+        "paid",
+        990,
+    )
+    intent = sim.intent(session["payment_intent"])
+    assert (intent["status"], intent["amount_received"], intent["metadata"]) == (
+        "succeeded",
+        990,
+        {"out_trade_no": "O-pay"},
+    )
     assert sim.trade_for("O-pay")["status"] == "paid"
+    sim.enabled_events = {"*"}
+    checkout(account, "O-pay-all")
+    sim.pay("O-pay-all")
+    assert [json.loads(b)["type"] for _, b in endpoint.posts[1:]] == [
+        "payment_intent.succeeded",
+        "checkout.session.completed",
+    ]
 
 
 def test_rotation_signs_with_every_active_secret(sim, account, endpoint):
-    create(account, "O-rot")
+    checkout(account, "O-rot")
     new = sim.rotate_webhook_secret()
     sim.pay("O-rot")
     ((headers, body),) = endpoint.posts
@@ -206,7 +245,7 @@ def test_rotation_signs_with_every_active_secret(sim, account, endpoint):
 
 
 def test_forged_variants(sim, account):
-    create(account, "O-v")
+    checkout(account, "O-v")
     secret = account.credentials["webhook_secret"]
     valid = sim.notify_request("O-v")
     assert valid.content_type == "application/json" and verify(secret, valid.headers, valid.body)
@@ -217,13 +256,17 @@ def test_forged_variants(sim, account):
     other = json.loads(sim.notify_request("O-v", variant="wrong_merchant").body)
     assert other["account"] != account.merchant_no
     closed = json.loads(sim.notify_request("O-v", variant="closed").body)
-    assert closed["type"] == "payment_intent.canceled" and sim.trade_for("O-v")["status"] == "pending"
+    assert closed["type"] == "checkout.session.expired" and sim.trade_for("O-v")["status"] == "pending"
+    unknown = json.loads(sim.notify_request("O-v", variant="unknown_order").body)["data"]["object"]
+    assert unknown["client_reference_id"] == "O-v-unknown" and unknown["id"].startswith("cs_test_")
     with pytest.raises(ValueError):
         sim.notify_request("O-v", variant="tampered_ciphertext")
 
 
 def test_refunds_are_bounded_and_listed(sim, account):
-    pi = create(account, "O-r")
+    cs = checkout(account, "O-r")
+    sim.decline("O-r")
+    pi = sim.intent(sim.session(cs["id"])["payment_intent"])
     early = api(account, "POST", "/v1/refunds", payment_intent=pi["id"], amount="100")
     assert early.status_code == 400 and early.json()["error"]["code"] == "charge_not_refundable"
     sim.pay("O-r")
@@ -242,7 +285,7 @@ def test_faults_fail_5xx_records_nothing_and_timeout_acts(sim, account):
     sim.faults.fail_5xx = 1
     failed = api(account, "POST", "/v1/payment_intents", amount="1", currency="cny", **{"metadata[out_trade_no]": "F"})
     assert failed.status_code == 500 and failed.json()["error"]["type"] == "api_error"
-    assert sim.trade_for("F") is None
+    assert sim._intents == {}
     sim.faults.timeout, sim.faults.hang_seconds = 1, 0.6
     with pytest.raises(requests.ReadTimeout):
         requests.post(
@@ -251,16 +294,106 @@ def test_faults_fail_5xx_records_nothing_and_timeout_acts(sim, account):
             headers={"Authorization": f"Bearer {account.credentials['secret_key']}"},
             timeout=(1, 0.3),
         )
-    assert sim.trade_for("F")["status"] == "pending"
+    assert [pi["metadata"] for pi in sim._intents.values()] == [{"out_trade_no": "F"}]
 
 
-def test_cashier_page_is_a_card_form(sim, account):
-    pi = create(account, "O-page")
-    page = requests.get(f"{account.base_url}/cashier/{pi['id']}", params={"return_url": "http://shop/r"}, timeout=5)
+def test_session_create_checks_checkout_rules(sim, account):
+    now = int(time.time())
+    cs = checkout(account, "O-cs", expires_at=str(now + 3600))
+    assert cs["id"].startswith("cs_test_") and len(cs["id"]) == 66
+    assert (cs["object"], cs["status"], cs["payment_status"], cs["payment_intent"]) == (
+        "checkout.session",
+        "open",
+        "unpaid",
+        None,
+    )
+    assert cs["url"] == f"{account.base_url}/c/pay/{cs['id']}" and cs["expires_at"] == now + 3600
+    assert (cs["amount_total"], cs["currency"], cs["client_reference_id"]) == (990, "cny", "O-cs")
+    for extra, param in [
+        ({"expires_at": str(now + 600)}, "expires_at"),  # under Stripe's 30 minutes
+        ({"expires_at": str(now + 25 * 3600)}, "expires_at"),  # over 24 hours
+        ({"mode": "subscription"}, "mode"),
+        ({"line_items[0][price_data][currency]": "CNY"}, "line_items[0][price_data][currency]"),
+        ({"success_url": "javascript:alert(1)"}, "success_url"),
+    ]:
+        base = {k: v for k, v in {"mode": "payment", "success_url": "http://shop/"}.items() if k not in extra}
+        items = {
+            "line_items[0][quantity]": "1",
+            "line_items[0][price_data][currency]": "cny",
+            "line_items[0][price_data][unit_amount]": "990",
+            "line_items[0][price_data][product_data][name]": "Gift",
+        }
+        bad = api(account, "POST", "/v1/checkout/sessions", **{**base, **items, **extra})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == param, (extra, bad.text)
+    assert len(sim._sessions) == 1
+    assert api(account, "GET", f"/v1/checkout/sessions/{cs['id']}").json() == cs
+    missing = api(account, "GET", "/v1/checkout/sessions/cs_test_nope")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "resource_missing"
+
+
+def test_hosted_page_takes_the_card_on_the_provider_origin(sim, account, endpoint):
+    cs = checkout(account, "O-page")
+    page = requests.get(cs["url"], timeout=5)
     assert page.status_code == 200
-    assert f'action="/v1/payment_intents/{pi["id"]}/confirm"' in page.text
-    assert f'value="{pi["client_secret"]}"' in page.text and 'value="http://shop/r"' in page.text
-    assert requests.get(f"{account.base_url}/cashier/pi_nope", timeout=5).status_code == 404
+    assert 'name="cardNumber"' in page.text and 'name="cardCvc"' in page.text and 'id="submit"' in page.text
+    assert 'id="amount">990<' in page.text and 'id="currency">CNY<' in page.text
+    declined = {"cardNumber": "4000 0000 0000 0002", "cardExpiry": "12 / 34", "cardCvc": "123"}
+    again = requests.post(cs["url"], data=declined, allow_redirects=False, timeout=5)
+    assert again.status_code == 200 and "Your card was declined." in again.text  # the page, for another card
+    session = sim.session(cs["id"])
+    assert session["status"] == "open" and sim.intent(session["payment_intent"])["status"] == "requires_payment_method"
+    good = {"cardNumber": CARD_OK, "cardExpiry": "12/34", "cardCvc": "123"}
+    paid = requests.post(cs["url"], data=good, allow_redirects=False, timeout=5)
+    assert paid.status_code == 303 and paid.headers["Location"] == "http://shop/orders/1/"
+    assert sim.session(cs["id"])["payment_intent"] == session["payment_intent"]  # one intent per session
+    assert [json.loads(b)["type"] for _, b in endpoint.posts] == [
+        "payment_intent.payment_failed",
+        "checkout.session.completed",
+    ]
+    closed = requests.get(cs["url"], timeout=5)
+    assert 'id="session-closed"' in closed.text and "cardNumber" not in closed.text
+    assert requests.get(f"{account.base_url}/c/pay/cs_test_nope", timeout=5).status_code == 404
+
+
+def test_expire_closes_the_session_and_its_intent(sim, account, endpoint):
+    cs = checkout(account, "O-exp")
+    sim.decline("O-exp")
+    expired = api(account, "POST", f"/v1/checkout/sessions/{cs['id']}/expire")
+    assert expired.status_code == 200 and expired.json()["status"] == "expired"
+    pi = sim.intent(expired.json()["payment_intent"])
+    assert pi["status"] == "canceled"
+    again = api(account, "POST", f"/v1/checkout/sessions/{cs['id']}/expire")
+    assert again.status_code == 400 and "status in [open]" in again.json()["error"]["message"]
+    with pytest.raises(ValueError):
+        sim.pay("O-exp")
+    with pytest.raises(ValueError):
+        sim.decline("O-exp")
+    assert sim.trade_for("O-exp")["status"] == "closed"
+    time.sleep(0.2)  # events from an API call travel apart from its answer
+    types = [json.loads(b)["type"] for _, b in endpoint.posts]
+    assert types == ["payment_intent.payment_failed", "checkout.session.expired"]
+
+
+def test_a_session_lapses_at_its_expires_at(sim, account):
+    cs = checkout(account, "O-lapse", expires_at=str(int(time.time()) + 1800))
+    with time_machine.travel(time.time() + 1801):
+        assert api(account, "GET", f"/v1/checkout/sessions/{cs['id']}").json()["status"] == "expired"
+        with pytest.raises(ValueError):
+            sim.pay("O-lapse")
+        card = {"cardNumber": CARD_OK, "cardExpiry": "12 / 34", "cardCvc": "123"}
+        assert requests.post(cs["url"], data=card, timeout=5).status_code == 409
+
+
+def test_sessions_are_listed_by_their_payment_intent(sim, account):
+    cs = checkout(account, "O-list")
+    checkout(account, "O-list-2")
+    sim.pay("O-list")
+    pi = sim.session(cs["id"])["payment_intent"]
+    listed = api(account, "GET", "/v1/checkout/sessions", payment_intent=pi).json()
+    assert [s["id"] for s in listed["data"]] == [cs["id"]]
+    assert api(account, "GET", "/v1/checkout/sessions", payment_intent="pi_other").json()["data"] == []
+    found = api(account, "GET", "/v1/payment_intents/search", query="metadata['out_trade_no']:'O-list'").json()
+    assert [p["id"] for p in found["data"]] == [pi]  # payment_intent_data.metadata reached the intent
 
 
 def _serve(account_file: Path) -> tuple[subprocess.Popen, str]:

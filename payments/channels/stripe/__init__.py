@@ -1,1 +1,1 @@
-"""Stripe channel: PaymentIntents confirmed by a card form, refunds, signed webhook events (SDK `stripe`)."""
+"""Stripe channel: Checkout Sessions (a provider-hosted payment page), refunds, signed webhook events (SDK `stripe`)."""

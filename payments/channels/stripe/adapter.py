@@ -1,4 +1,22 @@
-"""Stripe adapter through the `stripe` SDK: PaymentIntents for the card form, Refunds, signed webhook events.
+"""Stripe adapter through the `stripe` SDK: Checkout Sessions (the provider-hosted payment page), Refunds and
+signed webhook events.
+
+Card data never reaches the shop: create() makes a Checkout Session and the buyer is sent to its `url`, on
+Stripe's own origin, where the card is typed; Stripe sends them back to our order page.
+
+Identity: a payment's provider_trade_no is the Checkout Session id (cs_...). It is the only id the create
+answer has (since API 2022-08-01 the session's PaymentIntent is made when the buyer first submits a card), it
+is what the buyer pays on and what close() expires, and Stripe gives a session at most one PaymentIntent
+(retries after a decline reuse it). Session events carry it as their object's id; a payment_intent.* event
+names only the intent, so the adapter asks Stripe which session holds that intent (list sessions by
+payment_intent) and reports that session's id. An intent that belongs to no session of ours (made outside
+Checkout, still carrying our out_trade_no in its metadata) is reported with its own pi_ id, so the caller sees
+it as the separate collection it is; it is never mapped onto the stored session.
+
+The webhook endpoint subscribes to checkout.session.completed / .expired / .async_payment_succeeded /
+.async_payment_failed, payment_intent.payment_failed (Checkout has no session event for a decline) and the
+refund events. payment_intent.succeeded repeats checkout.session.completed and costs a session lookup: it is
+understood, but need not be subscribed.
 
 `import stripe` below is the SDK, not this package: imports are absolute, and payments/channels/stripe/ never
 runs as a script, so its directory is never put on sys.path where it would shadow the SDK.
@@ -8,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -21,6 +40,7 @@ from payments.channels.base import (
     AccountConfig,
     Ack,
     Capability,
+    ChannelError,
     Created,
     CreateOrder,
     Inbound,
@@ -47,15 +67,15 @@ class StripeAdapter:
     # The buyer-facing payment methods this channel can take (routing matches the buyer's choice).
     methods: ClassVar[frozenset[str]] = frozenset({"card"})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.CARD_FORM, Capability.QUERY, Capability.CLOSE, Capability.REFUND, Capability.IDEMPOTENT_CREATE}
+        {Capability.REDIRECT, Capability.QUERY, Capability.CLOSE, Capability.REFUND, Capability.IDEMPOTENT_CREATE}
     )
+    # Stripe delivers every webhook event as a POST with a JSON body.
+    notify_methods: ClassVar[frozenset[str]] = frozenset({"POST"})
 
     def __init__(self, account: AccountConfig) -> None:
         self.account = account
         creds = account.credentials
         self._secret_key = creds.get("secret_key", "")
-        # The pay page's card form sends it as `key`, as Stripe.js does; it is public.
-        self.publishable_key = creds.get("publishable_key", "")
         # During a rotation the endpoint has several secrets: any one verifying is enough.
         self._webhook_secrets = tuple(s.strip() for s in creds.get("webhook_secret", "").split(",") if s.strip())
         self._base_url = account.base_url.rstrip("/")
@@ -75,6 +95,9 @@ class StripeAdapter:
         except (ValueError, UnicodeDecodeError):
             return ""
         obj = _dig(event, "data", "object")
+        if isinstance(obj, dict) and obj.get("object") == "checkout.session":
+            reference = obj.get("client_reference_id")
+            return reference if isinstance(reference, str) else _meta(obj, wire.META_OUT_TRADE_NO)
         return _meta(obj, wire.META_OUT_TRADE_NO) or _meta(_charge_refund(obj), wire.META_OUT_TRADE_NO)
 
     @staticmethod
@@ -113,37 +136,70 @@ class StripeAdapter:
         return answer.to_dict()
 
     def create(self, order: CreateOrder) -> Created:
-        params = {
-            "amount": order.amount.amount_minor,
-            "currency": wire.currency_out(order.amount.currency),
-            "description": order.subject[:1000],
-            "metadata": {wire.META_OUT_TRADE_NO: order.out_trade_no},
+        out_trade_no = order.out_trade_no
+        amount_minor, currency = order.amount.amount_minor, wire.currency_out(order.amount.currency)
+        params: dict[str, Any] = {
+            "mode": "payment",
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": currency,
+                        "unit_amount": amount_minor,
+                        "product_data": {"name": order.subject[:250] or out_trade_no},
+                    },
+                }
+            ],
             "payment_method_types": ["card"],
+            "client_reference_id": out_trade_no,
+            "metadata": {wire.META_OUT_TRADE_NO: out_trade_no},
+            # Copied onto the PaymentIntent Checkout makes, so payment_intent.* events name our order too.
+            "payment_intent_data": {
+                "description": order.subject[:1000],
+                "metadata": {wire.META_OUT_TRADE_NO: out_trade_no},
+            },
+            # The buyer comes back to our order page either way; the webhook, not this redirect, decides.
+            "success_url": order.return_url,
+            "cancel_url": order.return_url,
         }
-        options = {"idempotency_key": wire.create_idempotency_key(order.out_trade_no)}
-        intent = (
-            self._call("create", lambda: self._client.v1.payment_intents.create(params=params, options=options)) or {}
+        expires_at = wire.session_expires_at(order.expires_at, now=time.time())
+        if expires_at is not None:
+            params["expires_at"] = expires_at
+        options = {"idempotency_key": wire.create_idempotency_key(out_trade_no)}
+        session = (
+            self._call("create", lambda: self._client.v1.checkout.sessions.create(params=params, options=options)) or {}
         )
-        intent_id, client_secret = str(intent.get("id") or ""), str(intent.get("client_secret") or "")
-        if not intent_id.startswith("pi_") or not client_secret:
-            raise Unknown("stripe create answered without an intent id or client secret", code="bad_response")
-        if _meta(intent, wire.META_OUT_TRADE_NO) != order.out_trade_no or intent.get("amount") != params["amount"]:
+        session_id, url = str(session.get("id") or ""), session.get("url")
+        if not session_id.startswith("cs_") or not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise Unknown("stripe create answered without a session id or url", code="bad_response")
+        if session.get("client_reference_id") != out_trade_no or _session_amount(session) != order.amount:
             raise Unknown("stripe create answered for another order", code="bad_response")
-        return Created(
-            provider_trade_no=intent_id,
-            pay_url=wire.confirm_url(self._base_url, intent_id),
-            client_secret=client_secret,
-        )
+        return Created(provider_trade_no=session_id, pay_url=url)
 
-    def _find_intent(self, out_trade_no: str, provider_trade_no: str) -> dict[str, Any] | None:
-        if provider_trade_no:
+    def _retrieve_session(self, session_id: str, out_trade_no: str) -> dict[str, Any] | None:
+        session = self._call(
+            "retrieve", lambda: self._client.v1.checkout.sessions.retrieve(session_id), missing_ok=True
+        )
+        if session is not None and _session_reference(session) != out_trade_no:
+            raise Unknown("stripe answered a session of another order", code="bad_response")
+        return session
+
+    def _session_of_intent(self, intent_id: str) -> dict[str, Any] | None:
+        """The Checkout Session that made this PaymentIntent; None for an intent made outside Checkout."""
+        params = {"payment_intent": intent_id, "limit": 1}
+        found = self._call("session list", lambda: self._client.v1.checkout.sessions.list(params=params))
+        data = (found or {}).get("data") or []
+        return data[0] if data and isinstance(data[0], dict) else None
+
+    def _find_intent(self, out_trade_no: str, intent_id: str = "") -> dict[str, Any] | None:
+        if intent_id:
             intent = self._call(
-                "retrieve", lambda: self._client.v1.payment_intents.retrieve(provider_trade_no), missing_ok=True
+                "retrieve", lambda: self._client.v1.payment_intents.retrieve(intent_id), missing_ok=True
             )
             if intent is not None and _meta(intent, wire.META_OUT_TRADE_NO) != out_trade_no:
                 raise Unknown("stripe answered an intent of another order", code="bad_response")
             return intent
-        # Only the create answer carries the id: without it, find the intent by our number in its metadata.
+        # Our number travels in the intent's metadata (payment_intent_data.metadata): search by it.
         query = {"query": wire.search_query(out_trade_no), "limit": 10}
         found = self._call("search", lambda: self._client.v1.payment_intents.search(params=query))
         matches = [
@@ -154,53 +210,89 @@ class StripeAdapter:
         # create is idempotent per out_trade_no, so one is expected; should there be more, a paid one wins.
         return next((pi for pi in matches if pi.get("status") == "succeeded"), matches[0] if matches else None)
 
-    def query(self, out_trade_no: str, provider_trade_no: str = "") -> Observation | None:
-        intent = self._find_intent(out_trade_no, provider_trade_no)
+    def _find_session(self, out_trade_no: str, session_id: str) -> dict[str, Any] | None:
+        if session_id:
+            return self._retrieve_session(session_id, out_trade_no)
+        # The create answer never came (UNKNOWN), so nobody was shown the session's URL. Checkout Sessions
+        # cannot be searched; a session that took a card has an intent carrying our number, which can be.
+        intent = self._find_intent(out_trade_no)
         if intent is None:
             return None
-        provider_status = str(intent.get("status"))
-        status = wire.INTENT_STATUS.get(provider_status)
+        session = self._session_of_intent(str(intent["id"]))
+        if session is not None and _session_reference(session) != out_trade_no:
+            raise Unknown("stripe answered a session of another order", code="bad_response")
+        return session
+
+    def query(self, out_trade_no: str, provider_trade_no: str = "") -> Observation | None:
+        if provider_trade_no.startswith("pi_"):  # a collection made outside Checkout
+            intent = self._find_intent(out_trade_no, provider_trade_no)
+            return None if intent is None else _intent_observation(intent, out_trade_no)
+        session = self._find_session(out_trade_no, provider_trade_no)
+        if session is None:
+            return None
+        key = (str(session.get("status")), str(session.get("payment_status")))
+        status = wire.SESSION_STATUS.get(key)
         if status is None:
-            raise Unknown(f"stripe intent status {provider_status[:32]!r} not understood", code="bad_response")
-        amount = _intent_amount(intent, status)
+            raise Unknown(f"stripe session status {'/'.join(key)[:48]!r} not understood", code="bad_response")
+        amount = _session_amount(session)
         if amount is None:
-            raise Unknown("stripe intent amount not understood", code="bad_response")
+            raise Unknown("stripe session amount not understood", code="bad_response")
         return Observation(
             out_trade_no=out_trade_no,
-            provider_trade_no=str(intent["id"]),
+            provider_trade_no=str(session["id"]),
             status=status,
             amount=amount,
-            event_key=f"{intent['id']}:query:{provider_status}",
-            provider_status=provider_status,
+            event_key=f"{session['id']}:query:{key[0]}:{key[1]}",
+            provider_status=f"{key[0]}/{key[1]}",
         )
 
     def close(self, out_trade_no: str, provider_trade_no: str = "") -> None:
-        intent_id = provider_trade_no
-        if not intent_id:
-            intent = self._find_intent(out_trade_no, "")
-            if intent is None:
-                return  # Stripe never saw it: nothing can be paid
-            intent_id = str(intent["id"])
+        if provider_trade_no.startswith("pi_"):
+            return self._cancel_intent(out_trade_no, provider_trade_no)
+        session_id = provider_trade_no
+        if not session_id:
+            session = self._find_session(out_trade_no, "")
+            if session is None:
+                return  # no card was ever tried on it; its URL never reached a buyer and it lapses at expires_at
+            session_id = str(session["id"])
+        try:
+            self._call("expire", lambda: self._client.v1.checkout.sessions.expire(session_id), missing_ok=True)
+        except Terminal as exc:
+            # Only an open session can be expired: find out which other state it is in.
+            current = self._retrieve_session(session_id, out_trade_no) or {}
+            if current.get("status") == "expired":
+                return  # closing twice is fine
+            if current.get("status") == "complete":
+                raise Terminal("stripe session is already paid", code="already_paid") from exc
+            raise
+
+    def _cancel_intent(self, out_trade_no: str, intent_id: str) -> None:
         try:
             self._call("cancel", lambda: self._client.v1.payment_intents.cancel(intent_id), missing_ok=True)
         except Terminal as exc:
             if exc.code != wire.UNEXPECTED_STATE:
                 raise
-            current = self._find_intent(out_trade_no, intent_id)
-            state = (current or {}).get("status")
+            state = (self._find_intent(out_trade_no, intent_id) or {}).get("status")
             if state == "canceled":
-                return  # closing twice is fine
+                return
             if state == "succeeded":
                 raise Terminal("stripe intent is already paid", code="already_paid") from exc
             raise
 
+    def _intent_id(self, out_trade_no: str, provider_trade_no: str) -> str:
+        """The PaymentIntent that holds the money of this payment ("" when no card was ever tried)."""
+        if provider_trade_no.startswith("pi_"):
+            return provider_trade_no
+        session = self._find_session(out_trade_no, provider_trade_no)
+        intent = (session or {}).get("payment_intent")
+        if isinstance(intent, dict):  # expanded
+            intent = intent.get("id")
+        return intent if isinstance(intent, str) else ""
+
     def refund(self, request: RefundRequest) -> RefundObservation:
-        intent_id = request.provider_trade_no
+        intent_id = self._intent_id(request.out_trade_no, request.provider_trade_no)
         if not intent_id:
-            intent = self._find_intent(request.out_trade_no, "")
-            if intent is None:
-                raise Terminal("stripe knows no intent for this order", code="unknown_trade")
-            intent_id = str(intent["id"])
+            raise Terminal("stripe knows no paid intent for this order", code="unknown_trade")
         metadata = {wire.META_REFUND_NO: request.refund_no, wire.META_OUT_TRADE_NO: request.out_trade_no}
         if request.reason:
             metadata[wire.META_REASON] = request.reason[:500]  # Stripe's metadata value limit
@@ -218,12 +310,9 @@ class StripeAdapter:
                 missing_ok=True,
             )
             return None if refund is None else _refund_observation(refund, request.refund_no)
-        intent_id = request.provider_trade_no
+        intent_id = self._intent_id(request.out_trade_no, request.provider_trade_no)
         if not intent_id:
-            intent = self._find_intent(request.out_trade_no, "")
-            if intent is None:
-                return None
-            intent_id = str(intent["id"])
+            return None
         params = {"payment_intent": intent_id, "limit": 100}
         listed = self._call("refund list", lambda: self._client.v1.refunds.list(params=params), missing_ok=True)
         for refund in (listed or {}).get("data") or []:
@@ -263,11 +352,41 @@ class StripeAdapter:
         ):
             raise NotificationInvalid("wrong_merchant", "event account is not this channel account's")
         obj = _dig(event, "data", "object")
+        if event_type in wire.SESSION_EVENT_STATUS:
+            return _session_event(event_id, event_type, obj)
         if event_type in wire.PAYMENT_EVENT_STATUS:
-            return _payment_event(event_id, event_type, obj)
+            return self._intent_event(event_id, event_type, obj)
         if event_type in wire.REFUND_EVENT_TYPES:
             return _refund_event(event_id, event_type, obj)
         raise NotificationInvalid("unsupported_event", f"event type {event_type[:64]!r} is not handled")
+
+    def _intent_event(self, event_id: str, event_type: str, obj: Any) -> Observation:
+        """A payment_intent.* event, reported under the session that made the intent (see the module docstring)."""
+        if not isinstance(obj, dict) or obj.get("object") != "payment_intent" or not str(obj.get("id", "")):
+            raise NotificationInvalid("bad_body", f"{event_type} without a payment intent")
+        out_trade_no = _meta(obj, wire.META_OUT_TRADE_NO)
+        if not out_trade_no:
+            raise NotificationInvalid("missing_fields", "payment intent without metadata out_trade_no")
+        status = wire.PAYMENT_EVENT_STATUS[event_type]
+        amount = _intent_amount(obj, status)
+        if amount is None:
+            raise NotificationInvalid("bad_amount", "payment intent amount or currency not understood")
+        intent_id = str(obj["id"])
+        try:
+            session = self._session_of_intent(intent_id)
+        except ChannelError as exc:  # not applied: Stripe retries the event
+            message = f"stripe could not say which session made the intent: {exc}"
+            raise NotificationInvalid("lookup_failed", message) from exc
+        if session is not None and _session_reference(session) != out_trade_no:
+            raise NotificationInvalid("wrong_order", "the intent's session belongs to another order")
+        return Observation(
+            out_trade_no=out_trade_no,
+            provider_trade_no=str(session["id"]) if session is not None else intent_id,
+            status=status,
+            amount=amount,
+            event_key=event_id,
+            provider_status=event_type,
+        )
 
     def _verifying_secret(self, payload: str, header: str) -> str | None:
         for secret in self._webhook_secrets:
@@ -279,16 +398,21 @@ class StripeAdapter:
         return None
 
 
-def _payment_event(event_id: str, event_type: str, obj: Any) -> Observation:
-    if not isinstance(obj, dict) or obj.get("object") != "payment_intent" or not str(obj.get("id", "")):
-        raise NotificationInvalid("bad_body", f"{event_type} without a payment intent")
-    out_trade_no = _meta(obj, wire.META_OUT_TRADE_NO)
+def _session_event(event_id: str, event_type: str, obj: Any) -> Observation:
+    if not isinstance(obj, dict) or obj.get("object") != "checkout.session" or not str(obj.get("id", "")):
+        raise NotificationInvalid("bad_body", f"{event_type} without a checkout session")
+    out_trade_no = _session_reference(obj)
     if not out_trade_no:
-        raise NotificationInvalid("missing_fields", "payment intent without metadata out_trade_no")
-    status = wire.PAYMENT_EVENT_STATUS[event_type]
-    amount = _intent_amount(obj, status)
+        raise NotificationInvalid("missing_fields", "checkout session without our client_reference_id")
+    status = wire.SESSION_EVENT_STATUS[event_type]
+    payment_status = obj.get("payment_status")
+    if event_type == "checkout.session.completed" and payment_status != "paid":
+        if payment_status != "unpaid":
+            raise NotificationInvalid("unknown_status", f"payment_status {str(payment_status)[:32]!r} not understood")
+        status = ObservedStatus.PENDING  # a delayed method: async_payment_succeeded or _failed follows
+    amount = _session_amount(obj)
     if amount is None:
-        raise NotificationInvalid("bad_amount", "payment intent amount or currency not understood")
+        raise NotificationInvalid("bad_amount", "session amount_total or currency not understood")
     return Observation(
         out_trade_no=out_trade_no,
         provider_trade_no=str(obj["id"]),
@@ -296,6 +420,37 @@ def _payment_event(event_id: str, event_type: str, obj: Any) -> Observation:
         amount=amount,
         event_key=event_id,
         provider_status=event_type,
+    )
+
+
+def _session_reference(session: dict[str, Any]) -> str:
+    """Our out_trade_no on a session: client_reference_id, which metadata must not contradict."""
+    reference = session.get("client_reference_id")
+    if not isinstance(reference, str) or not reference:
+        return ""
+    meta = _meta(session, wire.META_OUT_TRADE_NO)
+    return reference if meta in ("", reference) else ""
+
+
+def _session_amount(session: dict[str, Any]) -> Money | None:
+    return _money(session.get("amount_total"), session.get("currency"))
+
+
+def _intent_observation(intent: dict[str, Any], out_trade_no: str) -> Observation:
+    provider_status = str(intent.get("status"))
+    status = wire.INTENT_STATUS.get(provider_status)
+    if status is None:
+        raise Unknown(f"stripe intent status {provider_status[:32]!r} not understood", code="bad_response")
+    amount = _intent_amount(intent, status)
+    if amount is None:
+        raise Unknown("stripe intent amount not understood", code="bad_response")
+    return Observation(
+        out_trade_no=out_trade_no,
+        provider_trade_no=str(intent["id"]),
+        status=status,
+        amount=amount,
+        event_key=f"{intent['id']}:query:{provider_status}",
+        provider_status=provider_status,
     )
 
 
@@ -352,10 +507,15 @@ def _intent_amount(intent: dict[str, Any], status: ObservedStatus) -> Money | No
 
 
 def _money(amount: Any, currency: Any) -> Money | None:
-    if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0 or not isinstance(currency, str):
+    """Stripe's JSON amounts are integers in minor units: a float, string or bool is refused, as is a currency
+    that is not three lower-case letters."""
+    if type(amount) is not int or amount < 0:
+        return None
+    code = wire.currency_in(currency)
+    if code is None:
         return None
     try:
-        return Money(amount, wire.currency_in(currency))
+        return Money(amount, code)
     except MoneyError:
         return None
 

@@ -1,6 +1,11 @@
-"""Stripe wire shapes: currency case, metadata keys, idempotency keys, the search query, status tables."""
+"""Stripe wire shapes: currency case, metadata keys, idempotency keys, the search query, status tables and the
+Checkout Session's expiry window."""
 
 from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
 
 from payments.channels.base import ObservedStatus, RefundState
 
@@ -11,6 +16,21 @@ META_REASON = "reason"
 
 # Stripe's own window (stripe.Webhook.DEFAULT_TOLERANCE); only old timestamps are refused, like the SDK does.
 SIGNATURE_TOLERANCE_SECONDS = 300
+
+# Checkout's bounds for a session's expires_at, counted from its creation (Stripe refuses anything else).
+SESSION_MIN_SECONDS = 30 * 60
+SESSION_MAX_SECONDS = 24 * 60 * 60
+# Margin for the clock difference and the request's travel: Stripe counts from when it creates the session.
+SESSION_MARGIN_SECONDS = 60
+
+# Webhook event type -> our status, for events whose data.object is a Checkout Session. `completed` is paid
+# only with payment_status "paid" (delayed methods complete unpaid and follow with async_payment_*).
+SESSION_EVENT_STATUS: dict[str, ObservedStatus] = {
+    "checkout.session.completed": ObservedStatus.SUCCEEDED,
+    "checkout.session.async_payment_succeeded": ObservedStatus.SUCCEEDED,
+    "checkout.session.async_payment_failed": ObservedStatus.FAILED,
+    "checkout.session.expired": ObservedStatus.CLOSED,
+}
 
 # Webhook event type -> our status, for events whose data.object is a PaymentIntent. Anything else is refused.
 PAYMENT_EVENT_STATUS: dict[str, ObservedStatus] = {
@@ -35,6 +55,14 @@ INTENT_STATUS: dict[str, ObservedStatus] = {
     "canceled": ObservedStatus.CLOSED,
 }
 
+# Checkout Session (status, payment_status) in a query answer -> our status.
+SESSION_STATUS: dict[tuple[str, str], ObservedStatus] = {
+    ("open", "unpaid"): ObservedStatus.PENDING,
+    ("complete", "unpaid"): ObservedStatus.PENDING,  # a delayed method is still on its way
+    ("complete", "paid"): ObservedStatus.SUCCEEDED,
+    ("expired", "unpaid"): ObservedStatus.CLOSED,
+}
+
 # Refund.status -> our refund state.
 REFUND_STATUS: dict[str, RefundState] = {
     "pending": RefundState.PENDING,
@@ -49,13 +77,39 @@ UNEXPECTED_STATE = "payment_intent_unexpected_state"
 RESOURCE_MISSING = "resource_missing"
 
 
+_WIRE_CURRENCY = re.compile(r"[a-z]{3}")
+
+
 def currency_out(currency: str) -> str:
     """Stripe takes and returns ISO codes lower-case."""
     return currency.lower()
 
 
-def currency_in(currency: str) -> str:
+def currency_in(currency: str) -> str | None:
+    """Our code for a currency in a Stripe answer or event; None unless it is three lower-case letters."""
+    if not isinstance(currency, str) or not _WIRE_CURRENCY.fullmatch(currency):
+        return None
     return currency.upper()
+
+
+def session_expires_at(deadline: datetime | None, *, now: float) -> int | None:
+    """The `expires_at` to send for an order payable until `deadline` (None: Stripe's default, 24 h).
+
+    Stripe takes 30 min..24 h from the session's creation. Our orders usually lapse sooner (15 min), so the
+    session is sent `deadline + 31 min`, a value fixed by the order alone: a retried create under the same
+    Idempotency-Key sends the same parameters, as Stripe requires. It is at least 31 min ahead while the
+    order is payable, and our own close at the deadline expires the session early
+    (POST /v1/checkout/sessions/{id}/expire). A deadline past 24 h is cut to 24 h, rounded down to the
+    minute (a later order close still applies).
+    """
+    if deadline is None:
+        return None
+    wanted = math.ceil(deadline.timestamp())
+    floor = now + SESSION_MIN_SECONDS + SESSION_MARGIN_SECONDS
+    if wanted < floor:
+        wanted += SESSION_MIN_SECONDS + SESSION_MARGIN_SECONDS
+    ceiling = int(now + SESSION_MAX_SECONDS - SESSION_MARGIN_SECONDS) // 60 * 60
+    return min(wanted, ceiling)
 
 
 def create_idempotency_key(out_trade_no: str) -> str:
@@ -64,11 +118,6 @@ def create_idempotency_key(out_trade_no: str) -> str:
 
 def refund_idempotency_key(refund_no: str) -> str:
     return f"refund-{refund_no}"
-
-
-def confirm_url(base_url: str, intent_id: str) -> str:
-    """Where the card form posts (Stripe.js confirms the same way, with the publishable key)."""
-    return f"{base_url.rstrip('/')}/v1/payment_intents/{intent_id}/confirm"
 
 
 def search_query(out_trade_no: str) -> str:
