@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('payments', '0005_routing_margin'),
+        ('payments', '0006_payment_one_payable_trade'),
     ]
 
     operations = [
