@@ -198,7 +198,10 @@ class BankGatewaySimulator(LoopbackServer):
     def _trade_by_order(self, order_id: str) -> dict[str, Any] | None:
         with self._lock:
             ref = next((r for (_, o), r in self._by_order.items() if o == order_id), None)
-            return self._trades.get(ref or "")
+            trade = self._trades.get(ref or "")
+            if trade is not None:
+                _lapse(trade)
+            return trade
 
     def trade_for(self, out_trade_no: str) -> dict | None:
         trade = self._trade_by_order(out_trade_no)
@@ -223,6 +226,7 @@ class BankGatewaySimulator(LoopbackServer):
         if trade is None:
             raise KeyError(out_trade_no)
         with self._lock:
+            _lapse(trade)
             if trade["bank_status"] in ("CLOSED", "EXPIRED", "DECLINED"):
                 raise ValueError(f"trade {out_trade_no} is {trade['bank_status']}: it cannot be paid")
             if trade["bank_status"] in OPEN_STATUSES:  # paying a held payment is the bank approving it
@@ -326,6 +330,11 @@ class BankGatewaySimulator(LoopbackServer):
         scripted = self.scripted_create.popleft() if self.scripted_create else ""
         if scripted == "DECLINED" or amount <= 0 or currency != m.currency:
             return {"resultCode": "DECLINED", "resultMessage": "amount or currency not accepted"}
+        expires_text = req.get("expiresAt", "")
+        try:
+            deadline = datetime.fromisoformat(expires_text).timestamp() if expires_text else None
+        except ValueError:  # the schema checked the lexical form; this is a 25th hour or a 31 February
+            raise SoapFault("Client.Schema", "expiresAt is not a valid dateTime") from None
         with self._lock:
             if ref := self._by_order.get((m.merchant_id, req["orderId"])):
                 trade = self._trades[ref]
@@ -346,6 +355,8 @@ class BankGatewaySimulator(LoopbackServer):
                     "bank_status": "REVIEW" if scripted == "REVIEW" else "PENDING",
                     "created_result": "REVIEW" if scripted == "REVIEW" else "ACCEPTED",
                     "created_at": int(time.time()),
+                    "expires_at": expires_text,  # as received, for tests of the wire format
+                    "deadline": deadline,
                     "paid_at": None,
                     "refunded_minor": 0,
                     "request": fields,
@@ -364,7 +375,10 @@ class BankGatewaySimulator(LoopbackServer):
 
     def _find(self, m: Merchant, order_id: str) -> dict[str, Any] | None:
         ref = self._by_order.get((m.merchant_id, order_id))
-        return self._trades.get(ref or "")
+        trade = self._trades.get(ref or "")
+        if trade is not None:
+            _lapse(trade)
+        return trade
 
     def _op_query(self, m: Merchant, req: dict[str, str], host_url: str) -> dict[str, Any]:
         with self._lock:
@@ -558,6 +572,8 @@ class BankGatewaySimulator(LoopbackServer):
 
     def _cashier(self, bank_ref: str) -> tuple[int, bytes, str]:
         with self._lock:
+            if bank_ref in self._trades:
+                _lapse(self._trades[bank_ref])
             trade = copy.deepcopy(self._trades.get(bank_ref))
         if trade is None:
             return 404, b"Unknown payment", "text/plain; charset=utf-8"
@@ -593,6 +609,13 @@ class BankGatewaySimulator(LoopbackServer):
         body = PAID_HTML.format(order_id=html.escape(order_id)).encode()
         start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))])
         return [body]
+
+
+def _lapse(trade: dict[str, Any]) -> None:
+    """A payment still open at its expiresAt can no longer be paid: EXPIRED. Applied whenever the trade is
+    looked at (callers hold the lock)."""
+    if trade["bank_status"] in OPEN_STATUSES and trade["deadline"] is not None and time.time() >= trade["deadline"]:
+        trade["bank_status"] = "EXPIRED"
 
 
 def _refund_answer(refund: dict[str, Any]) -> dict[str, Any]:

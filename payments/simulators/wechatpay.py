@@ -69,6 +69,10 @@ CST = timezone(timedelta(hours=8))  # WeChat writes times in Beijing time, RFC 3
 OUT_TRADE_NO_RE = re.compile(r"^[0-9A-Za-z_\-|*]{6,32}$")
 OUT_REFUND_NO_RE = re.compile(r"^[0-9A-Za-z_\-|*@]{1,64}$")
 AUTH_PARAM_RE = re.compile(r'(\w+)="([^"]*)"')
+# time_expire: RFC 3339 with an explicit offset ("yyyy-MM-DDTHH:mm:ss+TIMEZONE").
+TIME_EXPIRE_RE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([+-][0-9]{2}:[0-9]{2}|Z)"
+)
 TRADE_STATE_DESC = {
     "NOTPAY": "订单未支付",
     "SUCCESS": "支付成功",
@@ -282,10 +286,12 @@ class WechatPaySimulator(LoopbackServer):
         if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
             raise WxError(400, "PARAM_ERROR", "notify_url 须为不带参数的 http(s) 地址")
         total, currency = self._amount_in(data.get("amount"), "total")
+        time_expire, deadline = self._deadline(data.get("time_expire"))
         fingerprint = {"description": description, "total": total, "notify_url": notify_url}
         key = (merchant.mchid, out_trade_no)
         with self._lock:
             if (trade := self._trades.get(key)) is not None:
+                self._lapse(trade)
                 if trade["status"] == "closed":
                     raise WxError(400, "ORDER_CLOSED", "订单已关闭")
                 if trade["status"] != "pending":
@@ -308,6 +314,8 @@ class WechatPaySimulator(LoopbackServer):
                 "code_url": f"{host_base}/scan/{code}",
                 "create_time": _now_text(),
                 "success_time": "",
+                "time_expire": time_expire,  # as received, for tests of the wire format
+                "deadline": deadline,
                 "refunded_minor": 0,
                 "openid": "o" + secrets.token_urlsafe(20),
                 "fingerprint": fingerprint,
@@ -329,6 +337,24 @@ class WechatPaySimulator(LoopbackServer):
             raise WxError(400, "PARAM_ERROR", "境内商户号仅支持人民币 CNY")
         return value, currency
 
+    @staticmethod
+    def _deadline(value: object) -> tuple[str, float | None]:
+        if value is None:
+            return "", None
+        if not isinstance(value, str) or not TIME_EXPIRE_RE.fullmatch(value):
+            raise WxError(400, "PARAM_ERROR", "time_expire 须为 rfc3339 格式，如 2018-06-08T10:34:56+08:00")
+        try:
+            return value, datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            raise WxError(400, "PARAM_ERROR", "time_expire 不是合法时间") from None
+
+    @staticmethod
+    def _lapse(trade: dict) -> None:
+        """An unpaid trade past its time_expire can no longer be paid and reads CLOSED. Applied whenever the
+        trade is looked at (callers hold the lock)."""
+        if trade["status"] == "pending" and trade.get("deadline") is not None and time.time() >= trade["deadline"]:
+            trade["status"] = "closed"
+
     def _find(self, out_trade_no: str, mchid: str | None = None) -> tuple[str, str] | None:
         with self._lock:
             if mchid is not None:
@@ -341,6 +367,7 @@ class WechatPaySimulator(LoopbackServer):
         if key is None:
             return None
         with self._lock:
+            self._lapse(self._trades[key])
             trade = copy.deepcopy(self._trades[key])
             trade["refunds"] = [copy.deepcopy(r) for r in self._refunds.values() if r["trade_key"] == key]
         if trade["status"] == "paid" and trade["refunded_minor"] >= trade["amount_minor"]:
@@ -393,7 +420,9 @@ class WechatPaySimulator(LoopbackServer):
                 ]
                 trade = copy.deepcopy(found[0]) if found and found[0]["status"] != "pending" else None
             else:
-                trade = copy.deepcopy(self._trades.get((merchant.mchid, out_trade_no)))
+                if (live := self._trades.get((merchant.mchid, out_trade_no))) is not None:
+                    self._lapse(live)
+                trade = copy.deepcopy(live)
         if trade is None:
             raise WxError(404, "ORDER_NOT_EXIST", "订单不存在")
         return self._transaction(trade)
@@ -416,6 +445,7 @@ class WechatPaySimulator(LoopbackServer):
             raise KeyError(out_trade_no)
         with self._lock:
             trade = self._trades[key]
+            self._lapse(trade)
             if trade["status"] == "closed":
                 raise ValueError(f"trade {out_trade_no} is closed")
             if trade["status"] == "pending":

@@ -170,6 +170,7 @@ class BankGatewayAdapter:
             subject=order.subject[:120],
             notifyUrl=order.notify_url,
             returnUrl=order.return_url or None,
+            expiresAt=wire.expires_at(order.expires_at) if order.expires_at else None,
         )
         code = self._result_code(answer)
         outcome = wire.CREATE_RESULT.get(code, wire.CreateOutcome.UNKNOWN)

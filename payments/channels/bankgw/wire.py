@@ -7,6 +7,7 @@ Every provider word the adapter acts on is listed here; anything not listed is t
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
@@ -115,3 +116,11 @@ def parse_minor(text: str) -> int:
     if not _MINOR_RE.match(text or ""):
         raise ValueError(f"not an amount in minor units: {text[:24]!r}")
     return int(text)
+
+
+def expires_at(at: datetime) -> str:
+    """CreatePayment's expiresAt: an xs:dateTime in UTC ("2026-12-02T10:00:00Z"). Seconds are cut, never
+    rounded up: the bank must stop taking the payment no later than we stop waiting for it."""
+    if at.tzinfo is None:
+        raise Terminal("expires_at must carry a time zone", code="bad_expiry")
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -64,7 +64,11 @@ class EpayAdapter:
 
     def create(self, order: CreateOrder) -> Created:
         """mapi.php (server-to-server, returns the cashier URL) by default; accounts whose panel lacks
-        mapi set credentials `create_mode=submit` and the buyer's browser is sent to a signed submit.php."""
+        mapi set credentials `create_mode=submit` and the buyer's browser is sent to a signed submit.php.
+
+        `order.expires_at` is not sent: the epay protocol has no standard expiry field (a few forks take one
+        under different names, and an unknown parameter would break the MD5 signature on the others) and no
+        close API. A payment made after our deadline is still honoured, by the late-payment path."""
         if order.amount.currency != wire.SUPPORTED_CURRENCY:
             raise Terminal(f"epay takes {wire.SUPPORTED_CURRENCY} only", code="currency")
         params = self._create_params(order)

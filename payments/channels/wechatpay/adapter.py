@@ -199,6 +199,7 @@ class WechatPayAdapter:
             description=wire.description(order.subject or order.out_trade_no),
             out_trade_no=order.out_trade_no,
             amount={"total": order.amount.amount_minor, "currency": wire.SUPPORTED_CURRENCY},
+            time_expire=wire.time_expire(order.expires_at) if order.expires_at else None,
             notify_url=order.notify_url,
             scene_info={"payer_client_ip": order.client_ip} if order.client_ip else None,
             pay_type=WeChatPayType.NATIVE,
