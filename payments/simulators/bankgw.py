@@ -69,6 +69,8 @@ NOTIFY_TIMEOUT = 5.0
 EXPONENTS = {"CNY": 2, "USD": 2, "EUR": 2, "HKD": 2, "JPY": 0}
 PAID_STATUSES = ("PAID", "SETTLED")
 OPEN_STATUSES = ("PENDING", "REVIEW")
+# DECLINED is the last attempt's outcome, not the payment's: the buyer may still pay it with another card.
+PAYABLE_STATUSES = (*OPEN_STATUSES, "DECLINED")
 
 # Response element order, as the WSDL's sequences require.
 RESPONSE_FIELDS = {
@@ -212,7 +214,7 @@ class BankGatewaySimulator(LoopbackServer):
         if found["bank_status"] in PAID_STATUSES:
             status = "refunded" if found["refunded_minor"] >= found["amount_minor"] else "paid"
         else:
-            status = "pending" if found["bank_status"] in OPEN_STATUSES else "closed"
+            status = "pending" if found["bank_status"] in PAYABLE_STATUSES else "closed"
         found.update(status=status, provider_trade_no=found["bank_ref"], out_trade_no=found["order_id"])
         return found
 
@@ -227,11 +229,23 @@ class BankGatewaySimulator(LoopbackServer):
             raise KeyError(out_trade_no)
         with self._lock:
             _lapse(trade)
-            if trade["bank_status"] in ("CLOSED", "EXPIRED", "DECLINED"):
+            if trade["bank_status"] in ("CLOSED", "EXPIRED"):
                 raise ValueError(f"trade {out_trade_no} is {trade['bank_status']}: it cannot be paid")
-            if trade["bank_status"] in OPEN_STATUSES:  # paying a held payment is the bank approving it
+            if trade["bank_status"] in PAYABLE_STATUSES:  # paying a held payment is the bank approving it
                 trade["bank_status"], trade["paid_at"] = "PAID", int(time.time())
         self._dispatch(trade, self._payment_params(trade, "PAID"))
+
+    def decline(self, out_trade_no: str) -> None:
+        """The buyer's card is refused: status DECLINED, signed callback sent; the payment stays payable, so a
+        retry with another card (`pay`) succeeds."""
+        trade = self._trade_by_order(out_trade_no)
+        if trade is None:
+            raise KeyError(out_trade_no)
+        with self._lock:
+            if trade["bank_status"] not in PAYABLE_STATUSES:
+                raise ValueError(f"trade {out_trade_no} is {trade['bank_status']}: nothing to decline")
+            trade["bank_status"] = "DECLINED"
+        self._dispatch(trade, self._payment_params(trade, "DECLINED"))
 
     # ---- callbacks ---------------------------------------------------------
     def _merchant(self, merchant_id: str) -> Merchant:
@@ -401,7 +415,7 @@ class BankGatewaySimulator(LoopbackServer):
                 return {"resultCode": "NOT_FOUND", "resultMessage": "no such order"}
             if trade["bank_status"] in PAID_STATUSES:
                 return {"resultCode": "DECLINED", "resultMessage": "already paid", "status": trade["bank_status"]}
-            if trade["bank_status"] in OPEN_STATUSES:
+            if trade["bank_status"] in PAYABLE_STATUSES:
                 trade["bank_status"] = "CLOSED"
             return {"resultCode": "ACCEPTED", "status": trade["bank_status"]}
 
@@ -584,7 +598,7 @@ class BankGatewaySimulator(LoopbackServer):
             order_id=html.escape(trade["order_id"]),
             bank_ref=html.escape(bank_ref),
             status=trade["bank_status"],
-            disabled="" if trade["bank_status"] in OPEN_STATUSES else " disabled",
+            disabled="" if trade["bank_status"] in PAYABLE_STATUSES else " disabled",
         )
         return 200, page.encode(), "text/html; charset=utf-8"
 
@@ -614,7 +628,7 @@ class BankGatewaySimulator(LoopbackServer):
 def _lapse(trade: dict[str, Any]) -> None:
     """A payment still open at its expiresAt can no longer be paid: EXPIRED. Applied whenever the trade is
     looked at (callers hold the lock)."""
-    if trade["bank_status"] in OPEN_STATUSES and trade["deadline"] is not None and time.time() >= trade["deadline"]:
+    if trade["bank_status"] in PAYABLE_STATUSES and trade["deadline"] is not None and time.time() >= trade["deadline"]:
         trade["bank_status"] = "EXPIRED"
 
 

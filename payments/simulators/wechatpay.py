@@ -78,6 +78,7 @@ TRADE_STATE_DESC = {
     "SUCCESS": "支付成功",
     "REFUND": "转入退款",
     "CLOSED": "订单已关闭",
+    "PAYERROR": "支付失败(其他原因，如银行返回失败)",
 }
 
 
@@ -378,6 +379,8 @@ class WechatPaySimulator(LoopbackServer):
     def _trade_state(trade: dict) -> str:
         if trade["status"] == "paid":
             return "REFUND" if trade["refunded_minor"] else "SUCCESS"
+        if trade["status"] == "pending" and trade.get("declined"):
+            return "PAYERROR"
         return {"pending": "NOTPAY", "closed": "CLOSED"}[trade["status"]]
 
     def _transaction(self, trade: dict, trade_state: str | None = None) -> dict[str, Any]:
@@ -449,9 +452,22 @@ class WechatPaySimulator(LoopbackServer):
             if trade["status"] == "closed":
                 raise ValueError(f"trade {out_trade_no} is closed")
             if trade["status"] == "pending":
-                trade.update(status="paid", success_time=_now_text())
+                trade.update(status="paid", success_time=_now_text(), declined=False)
             url = trade["notify_url"]
         self._dispatch(key, url, lambda: self.notify_request(out_trade_no), background=False)
+
+    def decline(self, out_trade_no: str) -> None:
+        """The buyer's bank refuses this attempt: the query reads PAYERROR until the buyer pays with another
+        card (the trade stays open). API v3 notifies only successful payments, so no callback is sent."""
+        key = self._find(out_trade_no)
+        if key is None:
+            raise KeyError(out_trade_no)
+        with self._lock:
+            trade = self._trades[key]
+            self._lapse(trade)
+            if trade["status"] != "pending":
+                raise ValueError(f"trade {out_trade_no} is {trade['status']}: nothing to decline")
+            trade["declined"] = True
 
     def _dispatch(
         self, key: tuple[str, str], url: str, build: Callable[[], NotifyRequest], *, background: bool

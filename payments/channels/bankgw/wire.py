@@ -50,6 +50,7 @@ PAYMENT_STATUS: dict[str, ObservedStatus] = {
     "SETTLED": ObservedStatus.SUCCEEDED,
     "PENDING": ObservedStatus.PENDING,
     "REVIEW": ObservedStatus.PENDING,
+    # The buyer's last attempt was refused; the payment stays payable (a retry with another card reports PAID).
     "DECLINED": ObservedStatus.FAILED,
     "CLOSED": ObservedStatus.CLOSED,
     "EXPIRED": ObservedStatus.CLOSED,

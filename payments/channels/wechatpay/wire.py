@@ -39,6 +39,8 @@ TRADE_STATE: dict[str, ObservedStatus] = {
     "REFUND": ObservedStatus.SUCCEEDED,
     "CLOSED": ObservedStatus.CLOSED,
     "REVOKED": ObservedStatus.CLOSED,
+    # The buyer's bank refused this attempt; the trade stays open, so a later SUCCESS may still come. Only the
+    # query says PAYERROR: v3 notifies successful payments only.
     "PAYERROR": ObservedStatus.FAILED,
     "NOTPAY": ObservedStatus.PENDING,
     "USERPAYING": ObservedStatus.PENDING,
