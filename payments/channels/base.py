@@ -166,11 +166,21 @@ class RefundObservation:
 # an epay aggregator), which is what routing chooses between.
 METHODS = ("alipay", "wxpay", "card", "bank", "qqpay")
 
+# The HTTP methods a channel's callbacks arrive by, when its adapter does not say: providers notify by POST.
+DEFAULT_NOTIFY_METHODS: frozenset[str] = frozenset({"POST"})
+
+
+def notify_methods_of(adapter: type[ChannelAdapter]) -> frozenset[str]:
+    """The HTTP methods `adapter`'s provider sends callbacks by; any other method is refused unverified."""
+    return getattr(adapter, "notify_methods", DEFAULT_NOTIFY_METHODS)
+
 
 class ChannelAdapter(Protocol):
     code: ClassVar[str]
     methods: ClassVar[frozenset[str]]
     capabilities: ClassVar[frozenset[Capability]]
+    # HTTP methods of the provider's callbacks (read through notify_methods_of: DEFAULT_NOTIFY_METHODS if absent).
+    notify_methods: ClassVar[frozenset[str]]
 
     def __init__(self, account: AccountConfig) -> None: ...
 

@@ -529,8 +529,9 @@ class AlipaySimulator(LoopbackServer):
         params.update(overrides)
         return self._sign_params(params)
 
-    def notify_request(self, out_trade_no: str, *, variant: str = VALID) -> NotifyRequest:
-        """A paid (or, for CLOSED, closed) notify for the trade, forged as `variant` says."""
+    def notify_request(self, out_trade_no: str, *, variant: str = VALID, amount: str | None = None) -> NotifyRequest:
+        """A paid (or, for CLOSED, closed) notify for the trade, forged as `variant` says. `amount` replaces the
+        amounts as written ("9.90\n"...), still correctly signed: for tests of strict parsing."""
         if variant not in self.notify_variants:
             raise ValueError(f"alipay has no {variant!r} notify variant")
         with self._lock:
@@ -547,6 +548,8 @@ class AlipaySimulator(LoopbackServer):
             overrides.update(app_id=OTHER_APP_ID, auth_app_id=OTHER_APP_ID)
         elif variant == UNKNOWN_ORDER:
             overrides["out_trade_no"] = f"{out_trade_no}-unknown"
+        if amount is not None:
+            overrides.update(total_amount=amount, receipt_amount=amount, buyer_pay_amount=amount)
         params = self._notify_params(trade, **overrides)
         if variant == BAD_SIGNATURE:
             raw = bytearray(base64.b64decode(params["sign"]))

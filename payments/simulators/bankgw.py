@@ -263,7 +263,9 @@ class BankGatewaySimulator(LoopbackServer):
             params["signature"] = params["signature"][:-1] + ("0" if last != "0" else "1")
         return params
 
-    def _payment_params(self, trade: dict[str, Any], status: str, variant: str = VALID) -> dict[str, str]:
+    def _payment_params(
+        self, trade: dict[str, Any], status: str, variant: str = VALID, amount: str | None = None
+    ) -> dict[str, str]:
         params = {
             "merchantId": trade["merchant_id"],
             "orderId": trade["order_id"],
@@ -280,6 +282,8 @@ class BankGatewaySimulator(LoopbackServer):
             params["currency"] = "USD" if trade["currency"] != "USD" else "EUR"
         elif variant == UNKNOWN_ORDER:
             params["orderId"] = "UNKNOWN-" + trade["order_id"]
+        if amount is not None:
+            params["amountMinor"] = amount
         return self._signed(trade["merchant_id"], params, variant)
 
     def _refund_params(self, refund: dict[str, Any]) -> dict[str, str]:
@@ -296,13 +300,14 @@ class BankGatewaySimulator(LoopbackServer):
         }
         return self._signed(refund["merchant_id"], params)
 
-    def notify_request(self, out_trade_no: str, *, variant: str = VALID) -> NotifyRequest:
+    def notify_request(self, out_trade_no: str, *, variant: str = VALID, amount: str | None = None) -> NotifyRequest:
+        """A PAID (CLOSED) callback, forged as `variant` says; `amount` replaces amountMinor as written, signed."""
         if variant not in self.notify_variants:
             raise ValueError(f"bankgw has no {variant!r} callback")
         trade = self._trade_by_order(out_trade_no)
         if trade is None:
             raise KeyError(out_trade_no)
-        params = self._payment_params(trade, "CLOSED" if variant == CLOSED else "PAID", variant)
+        params = self._payment_params(trade, "CLOSED" if variant == CLOSED else "PAID", variant, amount)
         return _form_request(params)
 
     def refund_notify_request(self, refund_no: str) -> NotifyRequest:

@@ -508,8 +508,9 @@ class WechatPaySimulator(LoopbackServer):
                 self._trades[key]["notify_attempts"].append(attempt)
 
     # ---- callbacks -----------------------------------------------------------------------------------
-    def notify_request(self, out_trade_no: str, *, variant: str = VALID) -> NotifyRequest:
-        """A TRANSACTION callback for the trade (paid; closed for CLOSED), forged as `variant` says."""
+    def notify_request(self, out_trade_no: str, *, variant: str = VALID, amount: object = None) -> NotifyRequest:
+        """A TRANSACTION callback for the trade (paid; closed for CLOSED), forged as `variant` says. `amount`
+        replaces amount.total with any JSON value (a dict: merged into `amount`), still encrypted and signed."""
         if variant not in self.notify_variants:
             raise ValueError(f"unknown variant {variant!r}")
         trade = self.trade_for(out_trade_no)
@@ -524,16 +525,20 @@ class WechatPaySimulator(LoopbackServer):
         else:
             resource = self._transaction(trade, "SUCCESS")
             event_type, summary = "TRANSACTION.SUCCESS", "支付成功"
-        amount = resource["amount"]
+        fields = resource["amount"]
         if variant == WRONG_AMOUNT:
-            amount["total"] = amount["payer_total"] = 1 if amount["total"] != 1 else 2
+            fields["total"] = fields["payer_total"] = 1 if fields["total"] != 1 else 2
         elif variant == WRONG_CURRENCY:
-            amount["currency"] = amount["payer_currency"] = "USD"
+            fields["currency"] = fields["payer_currency"] = "USD"
         elif variant == WRONG_MERCHANT:
             mchid = trade["mchid"]
             resource["mchid"] = str(int(mchid) + 1) if mchid.isdigit() else mchid + "0"
         elif variant == UNKNOWN_ORDER:
             resource["out_trade_no"] = "UNKNOWN" + _digits(12)
+        if isinstance(amount, dict):
+            fields.update(amount)
+        elif amount is not None:
+            fields["total"] = amount
         return self._callback(
             merchant,
             resource,

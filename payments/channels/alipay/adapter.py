@@ -65,6 +65,8 @@ class AlipayAdapter:
     code: ClassVar[str] = "alipay"
     # The buyer-facing payment methods this channel can take (routing matches the buyer's choice).
     methods: ClassVar[frozenset[str]] = frozenset({"alipay"})
+    # Alipay's async notify is a form POST; nothing it sends comes by GET.
+    notify_methods: ClassVar[frozenset[str]] = frozenset({"POST"})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
             Capability.QR,
@@ -359,7 +361,8 @@ def _notify_money(text: str) -> Money:
 
 
 def _answer_money(value: object) -> Money:
+    # Alipay writes amounts as JSON strings; a number (float) would already have been rounded by the parser.
     try:
-        return Money.from_decimal_str(str(value or ""), wire.SUPPORTED_CURRENCY)
+        return Money.from_decimal_str(value if isinstance(value, str) else "", wire.SUPPORTED_CURRENCY)
     except MoneyError as exc:
         raise Unknown("alipay answered an amount that is not exact", code="bad_response") from exc

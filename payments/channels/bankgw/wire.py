@@ -103,7 +103,9 @@ REFUND_NOTIFY_REQUIRED = (
 )
 NOTIFY_WINDOW_SECONDS = 300
 
-_MINOR_RE = re.compile(r"^(0|[1-9]\d{0,17})$")
+# Matched whole and ASCII-only: `$` lets "990\n" through and `\d` takes "٩٩٠", which int() then reads.
+_MINOR_RE = re.compile(r"0|[1-9][0-9]{0,17}")
+_UNIX_SECONDS_RE = re.compile(r"[0-9]{1,12}")
 
 
 def fault_error(faultcode: str | None) -> type[ChannelError]:
@@ -114,8 +116,15 @@ def fault_error(faultcode: str | None) -> type[ChannelError]:
 
 def parse_minor(text: str) -> int:
     """A callback's amountMinor: plain non-negative digits only (no sign, no decimals, no spaces)."""
-    if not _MINOR_RE.match(text or ""):
-        raise ValueError(f"not an amount in minor units: {text[:24]!r}")
+    if not isinstance(text, str) or not _MINOR_RE.fullmatch(text):
+        raise ValueError(f"not an amount in minor units: {str(text)[:24]!r}")
+    return int(text)
+
+
+def parse_timestamp(text: str) -> int:
+    """A callback's timestamp: unix seconds as plain ASCII digits (int() would also take " +12", "１２")."""
+    if not isinstance(text, str) or not _UNIX_SECONDS_RE.fullmatch(text):
+        raise ValueError(f"not unix seconds: {str(text)[:24]!r}")
     return int(text)
 
 

@@ -13,6 +13,7 @@ BEIJING = timezone(timedelta(hours=8))
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
 # Callbacks older (or newer) than this are refused: the SDK never checks Wechatpay-Timestamp itself.
 TIMESTAMP_WINDOW_SECONDS = 300
+UNIX_SECONDS_RE = re.compile(r"[0-9]{1,12}")
 RESOURCE_TYPE = "encrypt-resource"
 RESOURCE_ALGORITHM = "AEAD_AES_256_GCM"
 DESCRIPTION_MAX_BYTES = 127
