@@ -175,6 +175,13 @@ def notify_methods_of(adapter: type[ChannelAdapter]) -> frozenset[str]:
     return getattr(adapter, "notify_methods", DEFAULT_NOTIFY_METHODS)
 
 
+def notification_account_hint_of(adapter: type[ChannelAdapter], inbound: Inbound) -> str:
+    """The key id an unverified callback says it is signed with, "" when the protocol names none (or the
+    adapter does not read it)."""
+    read = getattr(adapter, "notification_account_hint", None)
+    return read(inbound) if read is not None else ""
+
+
 class ChannelAdapter(Protocol):
     code: ClassVar[str]
     methods: ClassVar[frozenset[str]]
@@ -183,6 +190,16 @@ class ChannelAdapter(Protocol):
     notify_methods: ClassVar[frozenset[str]]
 
     def __init__(self, account: AccountConfig) -> None: ...
+
+    @staticmethod
+    def notification_account_hint(inbound: Inbound) -> str:
+        """Optional (read through notification_account_hint_of). The key id the (unverified) callback names,
+        e.g. WeChat's Wechatpay-Serial, so that only the accounts holding that key try to verify it."""
+        ...
+
+    def account_hint(self) -> str:
+        """Optional, with notification_account_hint: the key id this account's callbacks name."""
+        ...
 
     @staticmethod
     def notification_reference(inbound: Inbound) -> str:

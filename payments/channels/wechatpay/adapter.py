@@ -134,6 +134,14 @@ class WechatPayAdapter:
         return ""  # out_trade_no is inside the encrypted resource
 
     @staticmethod
+    def notification_account_hint(inbound: Inbound) -> str:
+        # The WeChat Pay public key id the callback is signed with; each merchant has its own.
+        return inbound.headers.get(wire.H_SERIAL, "")
+
+    def account_hint(self) -> str:
+        return self._creds.get("platform_public_key_id", "")
+
+    @staticmethod
     def ack(ok: bool) -> Ack:
         # WeChat stops re-notifying on 200/204; any other status is retried for 24 h.
         if ok:
