@@ -1,5 +1,6 @@
 """The only payments functions other apps call. Contracts in, contracts out."""
 
+from payments.channels.registry import notify_methods as channel_notify_methods
 from payments.services.accounts import (
     channel_account_configure,
     channel_account_credentials,
@@ -33,6 +34,7 @@ __all__ = [
     "channel_account_configure",
     "channel_account_credentials",
     "channel_account_ensure",
+    "channel_notify_methods",
     "notification_apply",
     "payment_for_reference",
     "payment_live_for_reference",

@@ -9,19 +9,23 @@ from __future__ import annotations
 import logging
 
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods
 
 from cardshop.services.orders import payment_notification_handle
 from payments.contracts import NotificationRejected
+from payments.facade import channel_notify_methods
 
 log = logging.getLogger(__name__)
 
 
 @csrf_exempt
-@require_http_methods(["GET", "POST"])
 def provider_notify(request: HttpRequest, channel_code: str) -> HttpResponse:
+    # Only the methods the channel's provider notifies by, refused before anything is read or verified: a
+    # POST-only protocol's signed fields replayed in a GET query (or a link) must never reach the verifier.
+    allowed = channel_notify_methods(channel_code) or frozenset({"GET", "POST"})  # unknown channel: 404 below
+    if request.method not in allowed:
+        return HttpResponseNotAllowed(sorted(allowed))
     body = request.body  # read the raw body first: signature schemes over the body need it unparsed
     params = request.GET if request.method == "GET" else request.POST
     try:

@@ -166,13 +166,40 @@ class RefundObservation:
 # an epay aggregator), which is what routing chooses between.
 METHODS = ("alipay", "wxpay", "card", "bank", "qqpay")
 
+# The HTTP methods a channel's callbacks arrive by, when its adapter does not say: providers notify by POST.
+DEFAULT_NOTIFY_METHODS: frozenset[str] = frozenset({"POST"})
+
+
+def notify_methods_of(adapter: type[ChannelAdapter]) -> frozenset[str]:
+    """The HTTP methods `adapter`'s provider sends callbacks by; any other method is refused unverified."""
+    return getattr(adapter, "notify_methods", DEFAULT_NOTIFY_METHODS)
+
+
+def notification_account_hint_of(adapter: type[ChannelAdapter], inbound: Inbound) -> str:
+    """The key id an unverified callback says it is signed with, "" when the protocol names none (or the
+    adapter does not read it)."""
+    read = getattr(adapter, "notification_account_hint", None)
+    return read(inbound) if read is not None else ""
+
 
 class ChannelAdapter(Protocol):
     code: ClassVar[str]
     methods: ClassVar[frozenset[str]]
     capabilities: ClassVar[frozenset[Capability]]
+    # HTTP methods of the provider's callbacks (read through notify_methods_of: DEFAULT_NOTIFY_METHODS if absent).
+    notify_methods: ClassVar[frozenset[str]]
 
     def __init__(self, account: AccountConfig) -> None: ...
+
+    @staticmethod
+    def notification_account_hint(inbound: Inbound) -> str:
+        """Optional (read through notification_account_hint_of). The key id the (unverified) callback names,
+        e.g. WeChat's Wechatpay-Serial, so that only the accounts holding that key try to verify it."""
+        ...
+
+    def account_hint(self) -> str:
+        """Optional, with notification_account_hint: the key id this account's callbacks name."""
+        ...
 
     @staticmethod
     def notification_reference(inbound: Inbound) -> str:

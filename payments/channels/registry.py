@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from payments.channels.base import ChannelAdapter
+from payments.channels.base import ChannelAdapter, notify_methods_of
 
 _ADAPTERS: dict[str, type[ChannelAdapter]] = {}
 
@@ -26,6 +26,12 @@ def register(adapter: type[ChannelAdapter]) -> type[ChannelAdapter]:
 
 def get(code: str) -> type[ChannelAdapter] | None:
     return _ADAPTERS.get(code)
+
+
+def notify_methods(code: str) -> frozenset[str] | None:
+    """The HTTP methods channel `code` notifies by; None for a channel that does not exist."""
+    adapter = _ADAPTERS.get(code)
+    return notify_methods_of(adapter) if adapter is not None else None
 
 
 def codes() -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from django.db import IntegrityError, transaction
 from django.db.models import Count, QuerySet
@@ -28,6 +28,7 @@ from payments.channels.base import (
     Retryable,
     Terminal,
     Unknown,
+    notification_account_hint_of,
 )
 from payments.contracts import (
     NotificationOutcome,
@@ -450,11 +451,23 @@ def _verify(
 def _verify_with_any_account(
     channel_code: str, inbound: Inbound
 ) -> tuple[ChannelAccount, Observation | RefundObservation]:
-    accounts = list(ChannelAccount.objects.filter(code=channel_code, enabled=True).order_by("pk"))
+    accounts = ChannelAccount.objects.filter(code=channel_code, enabled=True).order_by("pk")
+    adapter_cls = registry.get(channel_code)
+    hint = notification_account_hint_of(adapter_cls, inbound) if adapter_cls is not None else ""
+    if hint:
+        # The callback names the key it is signed with (WeChat's Wechatpay-Serial): only the accounts holding
+        # that key try, so a forgery costs one signature check and is refused with that account's reason.
+        candidates: Iterable[tuple[ChannelAccount, ChannelAdapter]] = [
+            (account, adapter) for account in accounts if (adapter := _adapter(account)).account_hint() == hint
+        ]
+        if not candidates:
+            raise NotificationRejected("unknown_serial", "no account of this channel holds the key it names")
+    else:
+        candidates = ((account, _adapter(account)) for account in accounts)
     rejected: NotificationRejected | None = None
-    for account in accounts:
+    for account, adapter in candidates:
         try:
-            return account, _verify(_adapter(account), inbound, channel_code, "")
+            return account, _verify(adapter, inbound, channel_code, "")
         except NotificationRejected as exc:
             rejected = exc
     raise rejected or NotificationRejected("unknown_order", "no account of this channel")

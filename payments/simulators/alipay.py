@@ -31,10 +31,12 @@ import threading
 import time
 import uuid
 from dataclasses import asdict
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+from zoneinfo import ZoneInfo
 
 import requests
 from cryptography.exceptions import InvalidSignature
@@ -66,6 +68,8 @@ BUYER_ID, BUYER_LOGON_ID = "2088102177846880", "sim***@example.com"
 COMMON_REQUIRED = ("app_id", "method", "charset", "sign_type", "timestamp", "version", "sign")
 PAGE_PAY = "alipay.trade.page.pay"
 PAGE_PAY_PRODUCT = "FAST_INSTANT_TRADE_PAY"
+BEIJING = ZoneInfo("Asia/Shanghai")  # time_expire is Beijing wall-clock time
+TIME_EXPIRE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 # Our record's status -> Alipay trade_status. A fully refunded trade reads TRADE_CLOSED, as on Alipay.
 TRADE_STATUS = {
@@ -112,6 +116,19 @@ def _minor(text: str) -> int | None:
         return None
     whole, _, frac = text.partition(".")
     return int(whole) * 100 + int(frac.ljust(2, "0"))
+
+
+def _deadline(text: str) -> float | None:
+    """`time_expire` as sent ("yyyy-MM-dd HH:mm:ss", Beijing time) -> epoch seconds; None when absent."""
+    if not text:
+        return None
+    try:
+        parsed = datetime.strptime(text, TIME_EXPIRE_FORMAT)
+    except ValueError:
+        raise _business("ACQ.INVALID_PARAMETER", "time_expire 格式须为 yyyy-MM-dd HH:mm:ss") from None
+    if parsed.strftime(TIME_EXPIRE_FORMAT) != text:  # strptime also takes "2026-1-2 3:4:5"
+        raise _business("ACQ.INVALID_PARAMETER", "time_expire 格式须为 yyyy-MM-dd HH:mm:ss")
+    return parsed.replace(tzinfo=BEIJING).timestamp()
 
 
 def _signing_string(params: dict[str, str], unsigned: tuple[str, ...]) -> str:
@@ -273,9 +290,12 @@ class AlipaySimulator(LoopbackServer):
         if minor > MAX_AMOUNT_MINOR:
             raise _business("ACQ.TOTAL_FEE_EXCEED", "订单金额超过限额")
         app_id = params["app_id"]
+        time_expire = str(biz.get("time_expire") or "")
+        deadline = _deadline(time_expire)
         with self._lock:
             if existing := self._by_out.get((app_id, out_trade_no)):
                 trade = self._trades[existing]
+                self._lapse(trade)
                 if trade["status"] in ("paid", "refunded"):
                     raise _business("ACQ.TRADE_HAS_SUCCESS", "交易已被支付")
                 if trade["status"] == "closed":
@@ -302,6 +322,8 @@ class AlipaySimulator(LoopbackServer):
                 "gmt_create": _now(),
                 "gmt_payment": "",
                 "gmt_close": "",
+                "time_expire": time_expire,  # as received, for tests of the wire format
+                "deadline": deadline,
                 "refunded_minor": 0,
                 "refunds": {},
                 "notify_attempts": [],
@@ -317,7 +339,15 @@ class AlipaySimulator(LoopbackServer):
             trade = self._trades.get(trade_no or "")
             if trade is None or trade["app_id"] != app_id:
                 raise _business("ACQ.TRADE_NOT_EXIST", "交易不存在")
+            self._lapse(trade)
             return trade
+
+    @staticmethod
+    def _lapse(trade: dict[str, Any]) -> None:
+        """An unpaid trade past its time_expire is closed, as Alipay closes it: nobody can pay it any more.
+        Applied whenever the trade is looked at (callers hold the lock)."""
+        if trade["status"] == "pending" and trade.get("deadline") is not None and time.time() >= trade["deadline"]:
+            trade.update(status="closed", gmt_close=trade["time_expire"])
 
     @staticmethod
     def _trade_status(trade: dict[str, Any]) -> str:
@@ -424,11 +454,15 @@ class AlipaySimulator(LoopbackServer):
         with self._lock:
             trade_no = next((t for (_, o), t in self._by_out.items() if o == out_trade_no), None)
             trade = self._trades.get(trade_no or "")
+            if trade:
+                self._lapse(trade)
             return copy.deepcopy(trade) if trade else None
 
     def trade_by_no(self, trade_no: str) -> dict | None:
         with self._lock:
             trade = self._trades.get(trade_no)
+            if trade:
+                self._lapse(trade)
             return copy.deepcopy(trade) if trade else None
 
     def _live(self, out_trade_no: str) -> dict[str, Any]:
@@ -441,6 +475,7 @@ class AlipaySimulator(LoopbackServer):
         """The buyer pays: TRADE_SUCCESS, then the notify (faults apply; a dead endpoint keeps the trade paid)."""
         with self._lock:
             trade = self._live(out_trade_no)
+            self._lapse(trade)
             if trade["status"] in ("closed", "refunded"):
                 raise ValueError(f"trade {out_trade_no} is closed")
             if trade["status"] == "paid":
@@ -494,8 +529,9 @@ class AlipaySimulator(LoopbackServer):
         params.update(overrides)
         return self._sign_params(params)
 
-    def notify_request(self, out_trade_no: str, *, variant: str = VALID) -> NotifyRequest:
-        """A paid (or, for CLOSED, closed) notify for the trade, forged as `variant` says."""
+    def notify_request(self, out_trade_no: str, *, variant: str = VALID, amount: str | None = None) -> NotifyRequest:
+        """A paid (or, for CLOSED, closed) notify for the trade, forged as `variant` says. `amount` replaces the
+        amounts as written ("9.90\n"...), still correctly signed: for tests of strict parsing."""
         if variant not in self.notify_variants:
             raise ValueError(f"alipay has no {variant!r} notify variant")
         with self._lock:
@@ -512,6 +548,8 @@ class AlipaySimulator(LoopbackServer):
             overrides.update(app_id=OTHER_APP_ID, auth_app_id=OTHER_APP_ID)
         elif variant == UNKNOWN_ORDER:
             overrides["out_trade_no"] = f"{out_trade_no}-unknown"
+        if amount is not None:
+            overrides.update(total_amount=amount, receipt_amount=amount, buyer_pay_amount=amount)
         params = self._notify_params(trade, **overrides)
         if variant == BAD_SIGNATURE:
             raw = bytearray(base64.b64decode(params["sign"]))

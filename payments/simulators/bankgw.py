@@ -69,6 +69,8 @@ NOTIFY_TIMEOUT = 5.0
 EXPONENTS = {"CNY": 2, "USD": 2, "EUR": 2, "HKD": 2, "JPY": 0}
 PAID_STATUSES = ("PAID", "SETTLED")
 OPEN_STATUSES = ("PENDING", "REVIEW")
+# DECLINED is the last attempt's outcome, not the payment's: the buyer may still pay it with another card.
+PAYABLE_STATUSES = (*OPEN_STATUSES, "DECLINED")
 
 # Response element order, as the WSDL's sequences require.
 RESPONSE_FIELDS = {
@@ -198,7 +200,10 @@ class BankGatewaySimulator(LoopbackServer):
     def _trade_by_order(self, order_id: str) -> dict[str, Any] | None:
         with self._lock:
             ref = next((r for (_, o), r in self._by_order.items() if o == order_id), None)
-            return self._trades.get(ref or "")
+            trade = self._trades.get(ref or "")
+            if trade is not None:
+                _lapse(trade)
+            return trade
 
     def trade_for(self, out_trade_no: str) -> dict | None:
         trade = self._trade_by_order(out_trade_no)
@@ -209,7 +214,7 @@ class BankGatewaySimulator(LoopbackServer):
         if found["bank_status"] in PAID_STATUSES:
             status = "refunded" if found["refunded_minor"] >= found["amount_minor"] else "paid"
         else:
-            status = "pending" if found["bank_status"] in OPEN_STATUSES else "closed"
+            status = "pending" if found["bank_status"] in PAYABLE_STATUSES else "closed"
         found.update(status=status, provider_trade_no=found["bank_ref"], out_trade_no=found["order_id"])
         return found
 
@@ -223,11 +228,24 @@ class BankGatewaySimulator(LoopbackServer):
         if trade is None:
             raise KeyError(out_trade_no)
         with self._lock:
-            if trade["bank_status"] in ("CLOSED", "EXPIRED", "DECLINED"):
+            _lapse(trade)
+            if trade["bank_status"] in ("CLOSED", "EXPIRED"):
                 raise ValueError(f"trade {out_trade_no} is {trade['bank_status']}: it cannot be paid")
-            if trade["bank_status"] in OPEN_STATUSES:  # paying a held payment is the bank approving it
+            if trade["bank_status"] in PAYABLE_STATUSES:  # paying a held payment is the bank approving it
                 trade["bank_status"], trade["paid_at"] = "PAID", int(time.time())
         self._dispatch(trade, self._payment_params(trade, "PAID"))
+
+    def decline(self, out_trade_no: str) -> None:
+        """The buyer's card is refused: status DECLINED, signed callback sent; the payment stays payable, so a
+        retry with another card (`pay`) succeeds."""
+        trade = self._trade_by_order(out_trade_no)
+        if trade is None:
+            raise KeyError(out_trade_no)
+        with self._lock:
+            if trade["bank_status"] not in PAYABLE_STATUSES:
+                raise ValueError(f"trade {out_trade_no} is {trade['bank_status']}: nothing to decline")
+            trade["bank_status"] = "DECLINED"
+        self._dispatch(trade, self._payment_params(trade, "DECLINED"))
 
     # ---- callbacks ---------------------------------------------------------
     def _merchant(self, merchant_id: str) -> Merchant:
@@ -245,7 +263,9 @@ class BankGatewaySimulator(LoopbackServer):
             params["signature"] = params["signature"][:-1] + ("0" if last != "0" else "1")
         return params
 
-    def _payment_params(self, trade: dict[str, Any], status: str, variant: str = VALID) -> dict[str, str]:
+    def _payment_params(
+        self, trade: dict[str, Any], status: str, variant: str = VALID, amount: str | None = None
+    ) -> dict[str, str]:
         params = {
             "merchantId": trade["merchant_id"],
             "orderId": trade["order_id"],
@@ -262,6 +282,8 @@ class BankGatewaySimulator(LoopbackServer):
             params["currency"] = "USD" if trade["currency"] != "USD" else "EUR"
         elif variant == UNKNOWN_ORDER:
             params["orderId"] = "UNKNOWN-" + trade["order_id"]
+        if amount is not None:
+            params["amountMinor"] = amount
         return self._signed(trade["merchant_id"], params, variant)
 
     def _refund_params(self, refund: dict[str, Any]) -> dict[str, str]:
@@ -278,13 +300,14 @@ class BankGatewaySimulator(LoopbackServer):
         }
         return self._signed(refund["merchant_id"], params)
 
-    def notify_request(self, out_trade_no: str, *, variant: str = VALID) -> NotifyRequest:
+    def notify_request(self, out_trade_no: str, *, variant: str = VALID, amount: str | None = None) -> NotifyRequest:
+        """A PAID (CLOSED) callback, forged as `variant` says; `amount` replaces amountMinor as written, signed."""
         if variant not in self.notify_variants:
             raise ValueError(f"bankgw has no {variant!r} callback")
         trade = self._trade_by_order(out_trade_no)
         if trade is None:
             raise KeyError(out_trade_no)
-        params = self._payment_params(trade, "CLOSED" if variant == CLOSED else "PAID", variant)
+        params = self._payment_params(trade, "CLOSED" if variant == CLOSED else "PAID", variant, amount)
         return _form_request(params)
 
     def refund_notify_request(self, refund_no: str) -> NotifyRequest:
@@ -326,6 +349,11 @@ class BankGatewaySimulator(LoopbackServer):
         scripted = self.scripted_create.popleft() if self.scripted_create else ""
         if scripted == "DECLINED" or amount <= 0 or currency != m.currency:
             return {"resultCode": "DECLINED", "resultMessage": "amount or currency not accepted"}
+        expires_text = req.get("expiresAt", "")
+        try:
+            deadline = datetime.fromisoformat(expires_text).timestamp() if expires_text else None
+        except ValueError:  # the schema checked the lexical form; this is a 25th hour or a 31 February
+            raise SoapFault("Client.Schema", "expiresAt is not a valid dateTime") from None
         with self._lock:
             if ref := self._by_order.get((m.merchant_id, req["orderId"])):
                 trade = self._trades[ref]
@@ -346,6 +374,8 @@ class BankGatewaySimulator(LoopbackServer):
                     "bank_status": "REVIEW" if scripted == "REVIEW" else "PENDING",
                     "created_result": "REVIEW" if scripted == "REVIEW" else "ACCEPTED",
                     "created_at": int(time.time()),
+                    "expires_at": expires_text,  # as received, for tests of the wire format
+                    "deadline": deadline,
                     "paid_at": None,
                     "refunded_minor": 0,
                     "request": fields,
@@ -364,7 +394,10 @@ class BankGatewaySimulator(LoopbackServer):
 
     def _find(self, m: Merchant, order_id: str) -> dict[str, Any] | None:
         ref = self._by_order.get((m.merchant_id, order_id))
-        return self._trades.get(ref or "")
+        trade = self._trades.get(ref or "")
+        if trade is not None:
+            _lapse(trade)
+        return trade
 
     def _op_query(self, m: Merchant, req: dict[str, str], host_url: str) -> dict[str, Any]:
         with self._lock:
@@ -387,7 +420,7 @@ class BankGatewaySimulator(LoopbackServer):
                 return {"resultCode": "NOT_FOUND", "resultMessage": "no such order"}
             if trade["bank_status"] in PAID_STATUSES:
                 return {"resultCode": "DECLINED", "resultMessage": "already paid", "status": trade["bank_status"]}
-            if trade["bank_status"] in OPEN_STATUSES:
+            if trade["bank_status"] in PAYABLE_STATUSES:
                 trade["bank_status"] = "CLOSED"
             return {"resultCode": "ACCEPTED", "status": trade["bank_status"]}
 
@@ -558,6 +591,8 @@ class BankGatewaySimulator(LoopbackServer):
 
     def _cashier(self, bank_ref: str) -> tuple[int, bytes, str]:
         with self._lock:
+            if bank_ref in self._trades:
+                _lapse(self._trades[bank_ref])
             trade = copy.deepcopy(self._trades.get(bank_ref))
         if trade is None:
             return 404, b"Unknown payment", "text/plain; charset=utf-8"
@@ -568,7 +603,7 @@ class BankGatewaySimulator(LoopbackServer):
             order_id=html.escape(trade["order_id"]),
             bank_ref=html.escape(bank_ref),
             status=trade["bank_status"],
-            disabled="" if trade["bank_status"] in OPEN_STATUSES else " disabled",
+            disabled="" if trade["bank_status"] in PAYABLE_STATUSES else " disabled",
         )
         return 200, page.encode(), "text/html; charset=utf-8"
 
@@ -593,6 +628,13 @@ class BankGatewaySimulator(LoopbackServer):
         body = PAID_HTML.format(order_id=html.escape(order_id)).encode()
         start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(body)))])
         return [body]
+
+
+def _lapse(trade: dict[str, Any]) -> None:
+    """A payment still open at its expiresAt can no longer be paid: EXPIRED. Applied whenever the trade is
+    looked at (callers hold the lock)."""
+    if trade["bank_status"] in PAYABLE_STATUSES and trade["deadline"] is not None and time.time() >= trade["deadline"]:
+        trade["bank_status"] = "EXPIRED"
 
 
 def _refund_answer(refund: dict[str, Any]) -> dict[str, Any]:

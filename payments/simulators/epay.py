@@ -214,9 +214,12 @@ class EpaySimulator(LoopbackServer):
         else:
             deliver()
 
-    def notify_request(self, out_trade_no: str, *, variant: str = base.VALID) -> NotifyRequest:
+    def notify_request(
+        self, out_trade_no: str, *, variant: str = base.VALID, amount: str | None = None
+    ) -> NotifyRequest:
+        """A paid notify, forged as `variant` says; `amount` replaces `money` as written, still signed."""
         trade = self.trade_for(out_trade_no)
-        overrides: dict[str, str] = {}
+        overrides: dict[str, str] = {} if amount is None else {"money": amount}
         if variant == base.WRONG_AMOUNT:
             overrides["money"] = str(Decimal(trade["money"]) + Decimal("0.01"))
         elif variant == base.WRONG_MERCHANT:

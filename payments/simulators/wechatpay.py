@@ -69,11 +69,16 @@ CST = timezone(timedelta(hours=8))  # WeChat writes times in Beijing time, RFC 3
 OUT_TRADE_NO_RE = re.compile(r"^[0-9A-Za-z_\-|*]{6,32}$")
 OUT_REFUND_NO_RE = re.compile(r"^[0-9A-Za-z_\-|*@]{1,64}$")
 AUTH_PARAM_RE = re.compile(r'(\w+)="([^"]*)"')
+# time_expire: RFC 3339 with an explicit offset ("yyyy-MM-DDTHH:mm:ss+TIMEZONE").
+TIME_EXPIRE_RE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([+-][0-9]{2}:[0-9]{2}|Z)"
+)
 TRADE_STATE_DESC = {
     "NOTPAY": "订单未支付",
     "SUCCESS": "支付成功",
     "REFUND": "转入退款",
     "CLOSED": "订单已关闭",
+    "PAYERROR": "支付失败(其他原因，如银行返回失败)",
 }
 
 
@@ -282,10 +287,12 @@ class WechatPaySimulator(LoopbackServer):
         if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
             raise WxError(400, "PARAM_ERROR", "notify_url 须为不带参数的 http(s) 地址")
         total, currency = self._amount_in(data.get("amount"), "total")
+        time_expire, deadline = self._deadline(data.get("time_expire"))
         fingerprint = {"description": description, "total": total, "notify_url": notify_url}
         key = (merchant.mchid, out_trade_no)
         with self._lock:
             if (trade := self._trades.get(key)) is not None:
+                self._lapse(trade)
                 if trade["status"] == "closed":
                     raise WxError(400, "ORDER_CLOSED", "订单已关闭")
                 if trade["status"] != "pending":
@@ -308,6 +315,8 @@ class WechatPaySimulator(LoopbackServer):
                 "code_url": f"{host_base}/scan/{code}",
                 "create_time": _now_text(),
                 "success_time": "",
+                "time_expire": time_expire,  # as received, for tests of the wire format
+                "deadline": deadline,
                 "refunded_minor": 0,
                 "openid": "o" + secrets.token_urlsafe(20),
                 "fingerprint": fingerprint,
@@ -329,6 +338,24 @@ class WechatPaySimulator(LoopbackServer):
             raise WxError(400, "PARAM_ERROR", "境内商户号仅支持人民币 CNY")
         return value, currency
 
+    @staticmethod
+    def _deadline(value: object) -> tuple[str, float | None]:
+        if value is None:
+            return "", None
+        if not isinstance(value, str) or not TIME_EXPIRE_RE.fullmatch(value):
+            raise WxError(400, "PARAM_ERROR", "time_expire 须为 rfc3339 格式，如 2018-06-08T10:34:56+08:00")
+        try:
+            return value, datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            raise WxError(400, "PARAM_ERROR", "time_expire 不是合法时间") from None
+
+    @staticmethod
+    def _lapse(trade: dict) -> None:
+        """An unpaid trade past its time_expire can no longer be paid and reads CLOSED. Applied whenever the
+        trade is looked at (callers hold the lock)."""
+        if trade["status"] == "pending" and trade.get("deadline") is not None and time.time() >= trade["deadline"]:
+            trade["status"] = "closed"
+
     def _find(self, out_trade_no: str, mchid: str | None = None) -> tuple[str, str] | None:
         with self._lock:
             if mchid is not None:
@@ -341,6 +368,7 @@ class WechatPaySimulator(LoopbackServer):
         if key is None:
             return None
         with self._lock:
+            self._lapse(self._trades[key])
             trade = copy.deepcopy(self._trades[key])
             trade["refunds"] = [copy.deepcopy(r) for r in self._refunds.values() if r["trade_key"] == key]
         if trade["status"] == "paid" and trade["refunded_minor"] >= trade["amount_minor"]:
@@ -351,6 +379,8 @@ class WechatPaySimulator(LoopbackServer):
     def _trade_state(trade: dict) -> str:
         if trade["status"] == "paid":
             return "REFUND" if trade["refunded_minor"] else "SUCCESS"
+        if trade["status"] == "pending" and trade.get("declined"):
+            return "PAYERROR"
         return {"pending": "NOTPAY", "closed": "CLOSED"}[trade["status"]]
 
     def _transaction(self, trade: dict, trade_state: str | None = None) -> dict[str, Any]:
@@ -393,7 +423,9 @@ class WechatPaySimulator(LoopbackServer):
                 ]
                 trade = copy.deepcopy(found[0]) if found and found[0]["status"] != "pending" else None
             else:
-                trade = copy.deepcopy(self._trades.get((merchant.mchid, out_trade_no)))
+                if (live := self._trades.get((merchant.mchid, out_trade_no))) is not None:
+                    self._lapse(live)
+                trade = copy.deepcopy(live)
         if trade is None:
             raise WxError(404, "ORDER_NOT_EXIST", "订单不存在")
         return self._transaction(trade)
@@ -416,12 +448,26 @@ class WechatPaySimulator(LoopbackServer):
             raise KeyError(out_trade_no)
         with self._lock:
             trade = self._trades[key]
+            self._lapse(trade)
             if trade["status"] == "closed":
                 raise ValueError(f"trade {out_trade_no} is closed")
             if trade["status"] == "pending":
-                trade.update(status="paid", success_time=_now_text())
+                trade.update(status="paid", success_time=_now_text(), declined=False)
             url = trade["notify_url"]
         self._dispatch(key, url, lambda: self.notify_request(out_trade_no), background=False)
+
+    def decline(self, out_trade_no: str) -> None:
+        """The buyer's bank refuses this attempt: the query reads PAYERROR until the buyer pays with another
+        card (the trade stays open). API v3 notifies only successful payments, so no callback is sent."""
+        key = self._find(out_trade_no)
+        if key is None:
+            raise KeyError(out_trade_no)
+        with self._lock:
+            trade = self._trades[key]
+            self._lapse(trade)
+            if trade["status"] != "pending":
+                raise ValueError(f"trade {out_trade_no} is {trade['status']}: nothing to decline")
+            trade["declined"] = True
 
     def _dispatch(
         self, key: tuple[str, str], url: str, build: Callable[[], NotifyRequest], *, background: bool
@@ -462,8 +508,9 @@ class WechatPaySimulator(LoopbackServer):
                 self._trades[key]["notify_attempts"].append(attempt)
 
     # ---- callbacks -----------------------------------------------------------------------------------
-    def notify_request(self, out_trade_no: str, *, variant: str = VALID) -> NotifyRequest:
-        """A TRANSACTION callback for the trade (paid; closed for CLOSED), forged as `variant` says."""
+    def notify_request(self, out_trade_no: str, *, variant: str = VALID, amount: object = None) -> NotifyRequest:
+        """A TRANSACTION callback for the trade (paid; closed for CLOSED), forged as `variant` says. `amount`
+        replaces amount.total with any JSON value (a dict: merged into `amount`), still encrypted and signed."""
         if variant not in self.notify_variants:
             raise ValueError(f"unknown variant {variant!r}")
         trade = self.trade_for(out_trade_no)
@@ -478,16 +525,20 @@ class WechatPaySimulator(LoopbackServer):
         else:
             resource = self._transaction(trade, "SUCCESS")
             event_type, summary = "TRANSACTION.SUCCESS", "支付成功"
-        amount = resource["amount"]
+        fields = resource["amount"]
         if variant == WRONG_AMOUNT:
-            amount["total"] = amount["payer_total"] = 1 if amount["total"] != 1 else 2
+            fields["total"] = fields["payer_total"] = 1 if fields["total"] != 1 else 2
         elif variant == WRONG_CURRENCY:
-            amount["currency"] = amount["payer_currency"] = "USD"
+            fields["currency"] = fields["payer_currency"] = "USD"
         elif variant == WRONG_MERCHANT:
             mchid = trade["mchid"]
             resource["mchid"] = str(int(mchid) + 1) if mchid.isdigit() else mchid + "0"
         elif variant == UNKNOWN_ORDER:
             resource["out_trade_no"] = "UNKNOWN" + _digits(12)
+        if isinstance(amount, dict):
+            fields.update(amount)
+        elif amount is not None:
+            fields["total"] = amount
         return self._callback(
             merchant,
             resource,

@@ -160,7 +160,8 @@ def test_account_without_a_key_refuses_every_notify(client, pending, epay_sim, e
 def test_epay_callback_sent_to_another_channels_url_is_refused(client, pending, epay_sim):
     _order, _payment, trade_no = pending
     before = snapshot()
-    resp = client.get("/notify/alipay/", epay_sim.notify_params(trade_no))
+    # By POST, the method Alipay notifies by (a GET is refused before this: see test_strict_inputs).
+    resp = client.post("/notify/alipay/", epay_sim.notify_params(trade_no))
     assert resp.status_code == 400  # the payment is epay's: alipay's endpoint does not know it
     assert snapshot() == before
 

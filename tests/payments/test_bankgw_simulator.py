@@ -234,3 +234,36 @@ def test_cli_writes_the_account_file_and_loads_it_again(tmp_path):
     finally:
         second.terminate()
         second.wait(5)
+
+
+@pytest.mark.parametrize(
+    ("expires_at", "fault"),
+    [
+        ("2026-12-02T10:00:00", "soap:Client.Schema"),  # no time zone: which 10:00?
+        ("2026-12-02 10:00:00Z", "soap:Client.Schema"),  # not an xs:dateTime
+        ("2026-02-30T10:00:00Z", "soap:Client.Schema"),
+    ],
+)
+def test_expires_at_must_be_a_zoned_datetime(sim, expires_at, fault):
+    acc = sim.account()
+    user, pw = acc.credentials["username"], acc.credentials["password"]
+    body = envelope("CreatePayment", create_fields(acc.merchant_no, "S-exp", expiresAt=expires_at), user, pw)
+    status, doc = post(sim.base_url, body)
+    assert (status, faultcode(doc)) == (500, fault)
+    assert sim.trade_for("S-exp") is None
+
+
+def test_a_payment_past_its_expires_at_is_expired_and_cannot_be_paid(sim):
+    acc = sim.account()
+    user, pw = acc.credentials["username"], acc.credentials["password"]
+    past = (datetime.now(UTC) - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    status, doc = post(
+        sim.base_url, envelope("CreatePayment", create_fields(acc.merchant_no, "S-late", expiresAt=past), user, pw)
+    )
+    assert status == 200 and answer(doc)["resultCode"] == "ACCEPTED"
+    status, doc = post(
+        sim.base_url, envelope("QueryPayment", {"merchantId": acc.merchant_no, "orderId": "S-late"}, user, pw)
+    )
+    assert answer(doc)["status"] == "EXPIRED"
+    with pytest.raises(ValueError):
+        sim.pay("S-late")

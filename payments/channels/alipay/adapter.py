@@ -65,6 +65,8 @@ class AlipayAdapter:
     code: ClassVar[str] = "alipay"
     # The buyer-facing payment methods this channel can take (routing matches the buyer's choice).
     methods: ClassVar[frozenset[str]] = frozenset({"alipay"})
+    # Alipay's async notify is a form POST; nothing it sends comes by GET.
+    notify_methods: ClassVar[frozenset[str]] = frozenset({"POST"})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
             Capability.QR,
@@ -144,12 +146,15 @@ class AlipayAdapter:
             raise Terminal(f"alipay takes {wire.SUPPORTED_CURRENCY} only", code="currency")
         total = order.amount.to_decimal_str()
         subject = order.subject[:256]
+        # The SDK puts extra keywords into biz_content; precreate and page.pay open one trade, so both carry it.
+        deadline = {"time_expire": wire.time_expire(order.expires_at)} if order.expires_at else {}
         answer = self._call(
             client.api_alipay_trade_precreate,
             subject=subject,
             out_trade_no=order.out_trade_no,
             total_amount=total,
             notify_url=order.notify_url or None,
+            **deadline,
         )
         if answer.get("code") != wire.CODE_SUCCESS:
             raise self._business_error(answer, "precreate")
@@ -162,6 +167,7 @@ class AlipayAdapter:
             total,
             return_url=order.return_url or None,
             notify_url=order.notify_url or None,
+            **deadline,
         )
         # Alipay assigns trade_no only once the buyer scans or logs in: there is none to return yet.
         return Created(provider_trade_no="", pay_url=f"{client._gateway}?{query}", qr_content=qr_code)
@@ -355,7 +361,8 @@ def _notify_money(text: str) -> Money:
 
 
 def _answer_money(value: object) -> Money:
+    # Alipay writes amounts as JSON strings; a number (float) would already have been rounded by the parser.
     try:
-        return Money.from_decimal_str(str(value or ""), wire.SUPPORTED_CURRENCY)
+        return Money.from_decimal_str(value if isinstance(value, str) else "", wire.SUPPORTED_CURRENCY)
     except MoneyError as exc:
         raise Unknown("alipay answered an amount that is not exact", code="bad_response") from exc

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from payments.channels.base import ObservedStatus, RefundState
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from payments.channels.base import ObservedStatus, RefundState, Terminal
 
 # Alipay's domestic acquiring settles CNY only and sends no currency field: amounts are yuan strings ("9.90").
 SUPPORTED_CURRENCY = "CNY"
+
+# Alipay reads wall-clock times in Beijing time.
+TIME_ZONE = ZoneInfo("Asia/Shanghai")
 
 PRECREATE = "alipay.trade.precreate"
 PAGE_PAY_PRODUCT = "FAST_INSTANT_TRADE_PAY"
@@ -44,3 +50,11 @@ REFUND_NOTIFY_REQUIRED = ("out_biz_no", "refund_fee")
 # Never part of the notify's signed content (the SDK's verify() drops sign_type; we drop sign).
 NOTIFY_UNSIGNED = ("sign", "sign_type")
 SIGN_TYPE = "RSA2"
+
+
+def time_expire(at: datetime) -> str:
+    """The trade's absolute deadline (`time_expire`, "yyyy-MM-dd HH:mm:ss" Beijing time). Seconds are cut, never
+    rounded up: Alipay must stop taking the payment no later than we stop waiting for it."""
+    if at.tzinfo is None:
+        raise Terminal("expires_at must carry a time zone", code="bad_expiry")
+    return at.astimezone(TIME_ZONE).strftime("%Y-%m-%d %H:%M:%S")

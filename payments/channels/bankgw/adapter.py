@@ -61,6 +61,8 @@ class BankGatewayAdapter:
     code: ClassVar[str] = "bankgw"
     # The buyer-facing payment methods this channel can take (routing matches the buyer's choice).
     methods: ClassVar[frozenset[str]] = frozenset({"bank"})
+    # The bank posts its signed form callbacks.
+    notify_methods: ClassVar[frozenset[str]] = frozenset({"POST"})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
             Capability.QR,
@@ -170,6 +172,7 @@ class BankGatewayAdapter:
             subject=order.subject[:120],
             notifyUrl=order.notify_url,
             returnUrl=order.return_url or None,
+            expiresAt=wire.expires_at(order.expires_at) if order.expires_at else None,
         )
         code = self._result_code(answer)
         outcome = wire.CREATE_RESULT.get(code, wire.CreateOutcome.UNKNOWN)
@@ -312,7 +315,7 @@ class BankGatewayAdapter:
     @staticmethod
     def _check_fresh(timestamp: str) -> None:
         try:
-            sent_at = int(timestamp)
+            sent_at = wire.parse_timestamp(timestamp)
         except ValueError as exc:
             raise NotificationInvalid("bad_timestamp", "timestamp is not unix seconds") from exc
         if abs(time.time() - sent_at) > wire.NOTIFY_WINDOW_SECONDS:

@@ -7,6 +7,7 @@ Every provider word the adapter acts on is listed here; anything not listed is t
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
@@ -49,6 +50,7 @@ PAYMENT_STATUS: dict[str, ObservedStatus] = {
     "SETTLED": ObservedStatus.SUCCEEDED,
     "PENDING": ObservedStatus.PENDING,
     "REVIEW": ObservedStatus.PENDING,
+    # The buyer's last attempt was refused; the payment stays payable (a retry with another card reports PAID).
     "DECLINED": ObservedStatus.FAILED,
     "CLOSED": ObservedStatus.CLOSED,
     "EXPIRED": ObservedStatus.CLOSED,
@@ -101,7 +103,9 @@ REFUND_NOTIFY_REQUIRED = (
 )
 NOTIFY_WINDOW_SECONDS = 300
 
-_MINOR_RE = re.compile(r"^(0|[1-9]\d{0,17})$")
+# Matched whole and ASCII-only: `$` lets "990\n" through and `\d` takes "٩٩٠", which int() then reads.
+_MINOR_RE = re.compile(r"0|[1-9][0-9]{0,17}")
+_UNIX_SECONDS_RE = re.compile(r"[0-9]{1,12}")
 
 
 def fault_error(faultcode: str | None) -> type[ChannelError]:
@@ -112,6 +116,21 @@ def fault_error(faultcode: str | None) -> type[ChannelError]:
 
 def parse_minor(text: str) -> int:
     """A callback's amountMinor: plain non-negative digits only (no sign, no decimals, no spaces)."""
-    if not _MINOR_RE.match(text or ""):
-        raise ValueError(f"not an amount in minor units: {text[:24]!r}")
+    if not isinstance(text, str) or not _MINOR_RE.fullmatch(text):
+        raise ValueError(f"not an amount in minor units: {str(text)[:24]!r}")
     return int(text)
+
+
+def parse_timestamp(text: str) -> int:
+    """A callback's timestamp: unix seconds as plain ASCII digits (int() would also take " +12", "１２")."""
+    if not isinstance(text, str) or not _UNIX_SECONDS_RE.fullmatch(text):
+        raise ValueError(f"not unix seconds: {str(text)[:24]!r}")
+    return int(text)
+
+
+def expires_at(at: datetime) -> str:
+    """CreatePayment's expiresAt: an xs:dateTime in UTC ("2026-12-02T10:00:00Z"). Seconds are cut, never
+    rounded up: the bank must stop taking the payment no later than we stop waiting for it."""
+    if at.tzinfo is None:
+        raise Terminal("expires_at must carry a time zone", code="bad_expiry")
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

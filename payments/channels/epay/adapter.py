@@ -33,6 +33,8 @@ class EpayAdapter:
     code: ClassVar[str] = "epay"
     # The buyer-facing payment methods this channel can take (routing matches the buyer's choice).
     methods: ClassVar[frozenset[str]] = frozenset({"alipay", "wxpay", "qqpay"})
+    # Panels notify by GET (the protocol's default); some forks and settings POST the same form.
+    notify_methods: ClassVar[frozenset[str]] = frozenset({"GET", "POST"})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.QR, Capability.REDIRECT, Capability.QUERY, Capability.IDEMPOTENT_CREATE, Capability.REFUND}
     )
@@ -64,7 +66,11 @@ class EpayAdapter:
 
     def create(self, order: CreateOrder) -> Created:
         """mapi.php (server-to-server, returns the cashier URL) by default; accounts whose panel lacks
-        mapi set credentials `create_mode=submit` and the buyer's browser is sent to a signed submit.php."""
+        mapi set credentials `create_mode=submit` and the buyer's browser is sent to a signed submit.php.
+
+        `order.expires_at` is not sent: the epay protocol has no standard expiry field (a few forks take one
+        under different names, and an unknown parameter would break the MD5 signature on the others) and no
+        close API. A payment made after our deadline is still honoured, by the late-payment path."""
         if order.amount.currency != wire.SUPPORTED_CURRENCY:
             raise Terminal(f"epay takes {wire.SUPPORTED_CURRENCY} only", code="currency")
         params = self._create_params(order)
@@ -168,10 +174,7 @@ class EpayAdapter:
         status = wire.QUERY_STATUS.get(str(data.get("status")))
         if status is None:
             raise Unknown(f"epay query status {data.get('status')!r} not understood", code="bad_response")
-        try:
-            amount = Money.from_decimal_str(str(data.get("money", "")), wire.SUPPORTED_CURRENCY)
-        except MoneyError as exc:
-            raise Unknown("epay query amount not understood", code="bad_response") from exc
+        amount = _answer_money(data.get("money"), "query")
         trade_no = str(data.get("trade_no", ""))
         return Observation(
             out_trade_no=out_trade_no,
@@ -229,10 +232,7 @@ class EpayAdapter:
         status = wire.REFUND_STATUS.get(str(data.get("status")))
         if status is None:
             raise Unknown(f"epay refund status {data.get('status')!r} not understood", code="bad_response")
-        try:
-            amount = Money.from_decimal_str(str(data.get("money", "")), wire.SUPPORTED_CURRENCY)
-        except MoneyError as exc:
-            raise Unknown("epay refund amount not understood", code="bad_response") from exc
+        amount = _answer_money(data.get("money"), "refund")
         return RefundObservation(
             refund_no=request.refund_no,
             provider_refund_no=str(data.get("refund_no", "")),
@@ -240,3 +240,11 @@ class EpayAdapter:
             amount=amount,
             provider_status=str(data.get("status")),
         )
+
+
+def _answer_money(value: object, what: str) -> Money:
+    """An api.php answer's money: the panel writes a decimal string ("9.90"), parsed whole and exactly."""
+    try:
+        return Money.from_decimal_str(value if isinstance(value, str) else "", wire.SUPPORTED_CURRENCY)
+    except MoneyError as exc:
+        raise Unknown(f"epay {what} amount not understood", code="bad_response") from exc

@@ -117,6 +117,8 @@ class WechatPayAdapter:
     code: ClassVar[str] = "wechatpay"
     # The buyer-facing payment methods this channel can take (routing matches the buyer's choice).
     methods: ClassVar[frozenset[str]] = frozenset({"wxpay"})
+    # API v3 callbacks are JSON POSTs.
+    notify_methods: ClassVar[frozenset[str]] = frozenset({"POST"})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.QR, Capability.QUERY, Capability.CLOSE, Capability.REFUND, Capability.IDEMPOTENT_CREATE}
     )
@@ -130,6 +132,14 @@ class WechatPayAdapter:
     @staticmethod
     def notification_reference(inbound: Inbound) -> str:
         return ""  # out_trade_no is inside the encrypted resource
+
+    @staticmethod
+    def notification_account_hint(inbound: Inbound) -> str:
+        # The WeChat Pay public key id the callback is signed with; each merchant has its own.
+        return inbound.headers.get(wire.H_SERIAL, "")
+
+    def account_hint(self) -> str:
+        return self._creds.get("platform_public_key_id", "")
 
     @staticmethod
     def ack(ok: bool) -> Ack:
@@ -199,6 +209,7 @@ class WechatPayAdapter:
             description=wire.description(order.subject or order.out_trade_no),
             out_trade_no=order.out_trade_no,
             amount={"total": order.amount.amount_minor, "currency": wire.SUPPORTED_CURRENCY},
+            time_expire=wire.time_expire(order.expires_at) if order.expires_at else None,
             notify_url=order.notify_url,
             scene_info={"payer_client_ip": order.client_ip} if order.client_ip else None,
             pay_type=WeChatPayType.NATIVE,
@@ -388,7 +399,11 @@ class WechatPayAdapter:
         if not constant_time_equals(headers[wire.H_SERIAL], key_id):
             raise NotificationInvalid("unknown_serial", "Wechatpay-Serial is not this account's public key id")
         timestamp = headers[wire.H_TIMESTAMP]
-        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > wire.TIMESTAMP_WINDOW_SECONDS:
+        # ASCII digits only: str.isdigit() also takes "²", which int() then refuses with a ValueError.
+        if (
+            not wire.UNIX_SECONDS_RE.fullmatch(timestamp)
+            or abs(time.time() - int(timestamp)) > wire.TIMESTAMP_WINDOW_SECONDS
+        ):
             raise NotificationInvalid("stale_timestamp", "Wechatpay-Timestamp is outside the 300 s window")
         if not signing.verify(
             self._platform_public_key(), timestamp, headers[wire.H_NONCE], inbound.body, headers[wire.H_SIGNATURE]
@@ -436,9 +451,18 @@ def _amount(raw: object, field: str, *, default_currency: bool) -> Money | None:
         return None
     value = raw.get(field)
     currency = raw.get("currency") or (wire.SUPPORTED_CURRENCY if default_currency else None)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or not isinstance(currency, str):
+    if not _fen(value) or not isinstance(currency, str):
+        return None
+    # What the buyer paid may differ from the total (coupons), but it too must be whole fen when present.
+    payer_field = f"payer_{field}"
+    if payer_field in raw and not _fen(raw[payer_field]):
         return None
     try:
         return Money(value, currency)
     except MoneyError:
         return None
+
+
+def _fen(value: object) -> bool:
+    """A JSON integer count of fen: not a bool (True is an int in Python), not a float, not a numeric string."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 
-from payments.channels.base import ObservedStatus, RefundState
+from payments.channels.base import ObservedStatus, RefundState, Terminal
 
 SUPPORTED_CURRENCY = "CNY"
+# WeChat Pay writes and reads times as RFC 3339 in Beijing time.
+BEIJING = timezone(timedelta(hours=8))
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
 # Callbacks older (or newer) than this are refused: the SDK never checks Wechatpay-Timestamp itself.
 TIMESTAMP_WINDOW_SECONDS = 300
+UNIX_SECONDS_RE = re.compile(r"[0-9]{1,12}")
 RESOURCE_TYPE = "encrypt-resource"
 RESOURCE_ALGORITHM = "AEAD_AES_256_GCM"
 DESCRIPTION_MAX_BYTES = 127
@@ -36,6 +40,8 @@ TRADE_STATE: dict[str, ObservedStatus] = {
     "REFUND": ObservedStatus.SUCCEEDED,
     "CLOSED": ObservedStatus.CLOSED,
     "REVOKED": ObservedStatus.CLOSED,
+    # The buyer's bank refused this attempt; the trade stays open, so a later SUCCESS may still come. Only the
+    # query says PAYERROR: v3 notifies successful payments only.
     "PAYERROR": ObservedStatus.FAILED,
     "NOTPAY": ObservedStatus.PENDING,
     "USERPAYING": ObservedStatus.PENDING,
@@ -60,3 +66,11 @@ NOT_FOUND_CODES = frozenset({"ORDER_NOT_EXIST", "ORDERNOTEXIST", "RESOURCE_NOT_E
 def description(subject: str) -> str:
     """The goods description cut to 127 UTF-8 bytes (never inside a character): Chinese text is 3 bytes a character."""
     return subject.encode()[:DESCRIPTION_MAX_BYTES].decode(errors="ignore")
+
+
+def time_expire(at: datetime) -> str:
+    """The trade's deadline (`time_expire`, RFC 3339 with +08:00, e.g. 2026-12-02T18:00:00+08:00). Seconds are
+    cut, never rounded up: WeChat must stop taking the payment no later than we stop waiting for it."""
+    if at.tzinfo is None:
+        raise Terminal("expires_at must carry a time zone", code="bad_expiry")
+    return at.astimezone(BEIJING).isoformat(timespec="seconds")
