@@ -36,6 +36,11 @@ class ChannelAccount(models.Model):
         verbose_name = _("channel account")
         verbose_name_plural = _("channel accounts")
         ordering = ["priority", "pk"]
+        # Adding or editing an account (where credentials go) and steering traffic are separate powers.
+        permissions = [
+            ("edit_channel_account", _("Can add or edit channel accounts")),
+            ("control_breaker", _("Can open, close or reset a channel's circuit breaker")),
+        ]
 
     def __str__(self) -> str:
         return f"{self.code}:{self.name}"

@@ -6,6 +6,7 @@ import json
 
 from django.db import transaction
 
+from core.audit import audit_record
 from payments.contracts import ChannelAccountView
 from payments.models import ChannelAccount
 from payments.services import channel_choice
@@ -75,3 +76,20 @@ def channel_account_credentials(*, code: str) -> dict[str, str]:
     """Decrypted credentials of the first account of `code`: for the demo seed that configures the simulator."""
     account = ChannelAccount.objects.filter(code=code).order_by("pk").first()
     return account.credentials_dict() if account else {}
+
+
+def channel_account_save(*, account: ChannelAccount, changed: list[str], actor: str) -> ChannelAccount:
+    """An operator adds or edits an account in the admin: saved and audited together. The trail names the
+    fields that changed, never their values when they are credentials."""
+    created = account.pk is None
+    with transaction.atomic():
+        account.save()
+        audit_record(
+            actor=actor,
+            action="channel_account.add" if created else "channel_account.edit",
+            target=f"channelaccount:{account.pk}",
+            changed=sorted(changed),
+            base_url=account.base_url,
+        )
+    channel_choice.cache_clear()
+    return account

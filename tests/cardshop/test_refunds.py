@@ -41,7 +41,9 @@ def _provider_refunds(sim, out_trade_no: str) -> list[str]:
 def _refund_click(operator_client, order, capture):
     with capture(execute=True):
         return operator_client.post(
-            "/admin/cardshop/order/", {"action": "refund", "_selected_action": [order.pk]}, follow=True
+            "/admin/cardshop/order/",
+            {"action": "refund", "_selected_action": [order.pk], "post": "yes", "reason": "buyer asked"},
+            follow=True,
         )
 
 
