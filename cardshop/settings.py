@@ -205,6 +205,14 @@ CARDSHOP_CLIENT_IP_HEADER = env("CARDSHOP_CLIENT_IP_HEADER", "")
 CARDSHOP_LOOKUP_RATE_IP = env("CARDSHOP_LOOKUP_RATE_IP", "20/h")
 CARDSHOP_LOOKUP_RATE_ORDER = env("CARDSHOP_LOOKUP_RATE_ORDER", "5/15m")
 RATELIMIT_USE_CACHE = "default"
+# Gateways (payments/gateways.py): epay and the bank have no official host, so the deployer lists theirs,
+# e.g. {"epay": ["pay.example.com"], "bankgw": ["gw.bank.example"]}. Loopback simulators only with DEBUG or this.
+CARDSHOP_GATEWAY_HOSTS = json.loads(env("CARDSHOP_GATEWAY_HOSTS", "{}"))
+if not isinstance(CARDSHOP_GATEWAY_HOSTS, dict) or not all(
+    isinstance(v, list) and all(isinstance(h, str) for h in v) for v in CARDSHOP_GATEWAY_HOSTS.values()
+):
+    raise ImproperlyConfigured('CARDSHOP_GATEWAY_HOSTS must be a JSON object like {"epay": ["pay.example.com"]}')
+CARDSHOP_ALLOW_LOOPBACK_GATEWAYS = _flag("CARDSHOP_ALLOW_LOOPBACK_GATEWAYS", False)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -56,6 +56,11 @@ class ChannelAccountForm(forms.ModelForm):
     def clean_credentials(self) -> str:
         raw = self.cleaned_data["credentials"]
         if not raw:
+            if self.instance.pk and ({"base_url", "code"} & set(self.changed_data)):
+                # The stored credentials were meant for the old gateway: never send them to a new one unasked.
+                raise forms.ValidationError(
+                    _("Changing the gateway or channel requires entering the credentials again.")
+                )
             return self.instance.credentials if self.instance.pk else ""
         try:
             data = json.loads(raw)

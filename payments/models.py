@@ -11,6 +11,7 @@ from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from core.fields import EncryptedTextField
 from core.money import Money
+from payments import gateways
 
 
 class ChannelAccount(models.Model):
@@ -44,6 +45,10 @@ class ChannelAccount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code}:{self.name}"
+
+    def clean(self) -> None:
+        super().clean()
+        gateways.base_url_check(code=self.code, base_url=self.base_url)
 
     def credentials_dict(self) -> dict[str, str]:
         try:
