@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin.apps import AdminConfig
 from django.utils.translation import gettext_lazy as _
 
 
@@ -6,3 +7,9 @@ class CardshopConfig(AppConfig):
     name = "cardshop"
     verbose_name = _("Storefront")
     default_auto_field = "django.db.models.BigAutoField"
+
+
+class CardShopAdminConfig(AdminConfig):
+    """django.contrib.admin with the operators' site (second factor, throttled login) as `admin.site`."""
+
+    default_site = "cardshop.admin_site.CardShopAdminSite"

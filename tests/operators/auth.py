@@ -1,9 +1,12 @@
-"""How tests sign an operator in to the admin: the same session the login page would leave behind."""
+"""How tests sign an operator in to the admin: the same session the login page leaves behind after the
+password and a verified second factor (tests/operators/test_login.py proves that page itself)."""
 
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 
 def staff_user(username: str, *perms: str, superuser: bool = False):
@@ -19,6 +22,11 @@ def staff_user(username: str, *perms: str, superuser: bool = False):
 
 
 def operator_login(client, user):
+    """force_login plus a confirmed TOTP device recorded as verified in the (server-side) session."""
     client.force_login(user)
+    device = TOTPDevice.objects.create(user=user, name="test authenticator", confirmed=True)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
     client.user = user
     return client
