@@ -119,6 +119,8 @@ class OperatorLoginForm(AdminAuthenticationForm):
             raise forms.ValidationError(self.error_messages["locked"], code="locked")
         try:
             super().clean()  # password, active, staff
+            if self.user_cache is None:
+                return self.cleaned_data  # a required field is empty: its error is already on the form
             if otp_required():
                 device = _verify_second_factor(self.get_user(), self.cleaned_data.get("otp_token") or "")
                 if device is None:

@@ -98,6 +98,11 @@ def test_recovery_codes_from_the_command_work_once():
     assert _login(again, "op", otp=codes[0]).status_code == 200 and not _in_admin(again)
 
 
+def test_an_empty_form_is_an_error_not_a_crash():
+    resp = Client().post(LOGIN, {"username": "", "password": "", "otp_token": ""})
+    assert resp.status_code == 200 and "This field is required." in resp.content.decode()
+
+
 def test_without_the_requirement_a_password_is_enough(settings):
     settings.CARDSHOP_ADMIN_OTP_REQUIRED = False  # what DEBUG (the demo) defaults to
     staff_user("op", superuser=True)
