@@ -61,12 +61,15 @@ CSRF_TRUSTED_ORIGINS = [o for o in env("CSRF_TRUSTED_ORIGINS", "").split(",") if
 CARDSHOP_PUBLIC_URL = env("CARDSHOP_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "cardshop.apps.CardShopAdminConfig",  # django.contrib.admin with the operators' site (cardshop/admin_site.py)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "core.apps.CoreConfig",
     "payments.apps.PaymentsConfig",
     "cardshop.apps.CardshopConfig",
@@ -75,11 +78,12 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "cardshop.sessions.SplitSessionMiddleware",  # staff: database rows; buyers: signed cookies
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -159,9 +163,22 @@ EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailB
 EMAIL_FILE_PATH = VAR_DIR / "mail"
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "CardShop <noreply@cardshop.local>")
 
-# Buyer sessions hold only the order numbers they may open: a signed cookie, no database row per visitor.
-SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+# Staff sessions (the admin) are database rows, so logging out kills them (cardshop/sessions.py). Buyer sessions
+# hold only the order numbers they may open: a signed cookie, no database row per visitor.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+SESSION_COOKIE_NAME = "cardshop_staff"
+SESSION_COOKIE_PATH = "/admin/"
+CARDSHOP_STAFF_PATH_PREFIX = "/admin/"
+CARDSHOP_BUYER_SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+CARDSHOP_BUYER_SESSION_COOKIE_NAME = "cardshop_buyer"
 SESSION_COOKIE_HTTPONLY = True
+# Operators: a second factor (TOTP or a recovery code) unless DEBUG; failed logins lock the account and the
+# client address (IPv6: its /64) for the lockout.
+CARDSHOP_ADMIN_OTP_REQUIRED = _flag("CARDSHOP_ADMIN_OTP_REQUIRED", not DEBUG)
+OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", "CardShop")
+CARDSHOP_ADMIN_LOGIN_FAILURES_PER_ACCOUNT = int(env("CARDSHOP_ADMIN_LOGIN_FAILURES_PER_ACCOUNT", "5"))
+CARDSHOP_ADMIN_LOGIN_FAILURES_PER_IP = int(env("CARDSHOP_ADMIN_LOGIN_FAILURES_PER_IP", "20"))
+CARDSHOP_ADMIN_LOGIN_LOCKOUT_SECONDS = int(env("CARDSHOP_ADMIN_LOGIN_LOCKOUT_SECONDS", "900"))
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"  # order links carry tokens; never leak them to another site
 X_FRAME_OPTIONS = "DENY"
@@ -205,6 +222,14 @@ CARDSHOP_CLIENT_IP_HEADER = env("CARDSHOP_CLIENT_IP_HEADER", "")
 CARDSHOP_LOOKUP_RATE_IP = env("CARDSHOP_LOOKUP_RATE_IP", "20/h")
 CARDSHOP_LOOKUP_RATE_ORDER = env("CARDSHOP_LOOKUP_RATE_ORDER", "5/15m")
 RATELIMIT_USE_CACHE = "default"
+# Gateways (payments/gateways.py): epay and the bank have no official host, so the deployer lists theirs,
+# e.g. {"epay": ["pay.example.com"], "bankgw": ["gw.bank.example"]}. Loopback simulators only with DEBUG or this.
+CARDSHOP_GATEWAY_HOSTS = json.loads(env("CARDSHOP_GATEWAY_HOSTS", "{}"))
+if not isinstance(CARDSHOP_GATEWAY_HOSTS, dict) or not all(
+    isinstance(v, list) and all(isinstance(h, str) for h in v) for v in CARDSHOP_GATEWAY_HOSTS.values()
+):
+    raise ImproperlyConfigured('CARDSHOP_GATEWAY_HOSTS must be a JSON object like {"epay": ["pay.example.com"]}')
+CARDSHOP_ALLOW_LOOPBACK_GATEWAYS = _flag("CARDSHOP_ALLOW_LOOPBACK_GATEWAYS", False)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -11,3 +11,7 @@ class WriteOnlySecretField(forms.CharField):
         kwargs.setdefault("required", False)
         kwargs.setdefault("widget", forms.PasswordInput(render_value=False))
         super().__init__(**kwargs)
+
+    def has_changed(self, initial, data) -> bool:
+        # Changed only when something was typed: the empty rendering is not an edit of the stored value.
+        return bool(data)

@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from core.crypto import mask
 from core.forms import WriteOnlySecretField
 from payments.models import ChannelAccount, Payment, ProviderNotification, Refund, RoutingRule, RoutingSettings
-from payments.services import channel_choice
+from payments.services import accounts, channel_choice
 
 # What each channel's credentials JSON holds (keys only), shown as help to the operator.
 CREDENTIAL_KEYS = {
@@ -56,6 +56,11 @@ class ChannelAccountForm(forms.ModelForm):
     def clean_credentials(self) -> str:
         raw = self.cleaned_data["credentials"]
         if not raw:
+            if self.instance.pk and ({"base_url", "code"} & set(self.changed_data)):
+                # The stored credentials were meant for the old gateway: never send them to a new one unasked.
+                raise forms.ValidationError(
+                    _("Changing the gateway or channel requires entering the credentials again.")
+                )
             return self.instance.credentials if self.instance.pk else ""
         try:
             data = json.loads(raw)
@@ -75,14 +80,23 @@ class ChannelAccountAdmin(admin.ModelAdmin):
         view = self.admin_site.admin_view(self.health_view)
         return [path("health/", view, name="payments_channel_health")] + super().get_urls()
 
+    # Where credentials go is its own power; accounts are disabled, never deleted (payments point at them).
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("payments.edit_channel_account")
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.has_perm("payments.edit_channel_account")
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
     def save_model(self, request, obj, form, change) -> None:
-        super().save_model(request, obj, form, change)
-        channel_choice.cache_clear()
+        accounts.channel_account_save(account=obj, changed=form.changed_data, actor=request.user.get_username())
 
     def health_view(self, request: HttpRequest) -> HttpResponse:
         """Live channel quality: success rate, latency, volume, fee and breaker per account, with charts."""
         if request.method == "POST":
-            if not self.has_change_permission(request):
+            if not request.user.has_perm("payments.control_breaker"):
                 raise PermissionDenied
             account = get_object_or_404(ChannelAccount, pk=request.POST.get("account"))
             try:

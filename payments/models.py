@@ -11,6 +11,7 @@ from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from core.fields import EncryptedTextField
 from core.money import Money
+from payments import gateways
 from payments.contracts import PaymentStatus, RefundStatus
 
 
@@ -37,9 +38,18 @@ class ChannelAccount(models.Model):
         verbose_name = _("channel account")
         verbose_name_plural = _("channel accounts")
         ordering = ["priority", "pk"]
+        # Adding or editing an account (where credentials go) and steering traffic are separate powers.
+        permissions = [
+            ("edit_channel_account", _("Can add or edit channel accounts")),
+            ("control_breaker", _("Can open, close or reset a channel's circuit breaker")),
+        ]
 
     def __str__(self) -> str:
         return f"{self.code}:{self.name}"
+
+    def clean(self) -> None:
+        super().clean()
+        gateways.base_url_check(code=self.code, base_url=self.base_url)
 
     def credentials_dict(self) -> dict[str, str]:
         try:

@@ -11,3 +11,6 @@ os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
 os.environ.setdefault("CARDSHOP_VAR_DIR", os.path.join(os.path.dirname(os.path.dirname(__file__)), "var", "test"))
 # Concurrency proofs need one real connection per thread, not a shared pool.
 os.environ.setdefault("DATABASE_POOL", "0")
+# Every channel account in the tests points at a loopback simulator (tests/operators turns this off to prove
+# a typed host is refused).
+os.environ.setdefault("CARDSHOP_ALLOW_LOOPBACK_GATEWAYS", "1")

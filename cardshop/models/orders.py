@@ -67,6 +67,12 @@ class Order(ConcurrentTransitionMixin, models.Model):
     class Meta:
         verbose_name = _("order")
         verbose_name_plural = _("orders")
+        # Operator powers beyond view/change, each granted on its own (README "Operators").
+        permissions = [
+            ("refund_order", _("Can refund orders")),
+            ("fulfil_order", _("Can fulfil manual-delivery orders")),
+            ("retry_delivery", _("Can retry delivery of undeliverable orders")),
+        ]
         constraints = [
             models.CheckConstraint(condition=models.Q(quantity__gte=1), name="order_quantity_positive"),
             models.CheckConstraint(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 
+from django.db import transaction
 from django.utils import timezone
 from django_fsm import can_proceed
 
 from cardshop.locks import card_secrets_free_locked, card_secrets_of_order_locked
 from cardshop.models import CardSecret, DeliveryKind, Order, OrderState, SecretRevealLog, SecretStatus
 from cardshop.services.events import OrderWrite
+from core.audit import audit_record
 from core.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -90,7 +92,11 @@ def order_secrets_for_buyer(*, order: Order) -> list[str]:
 
 def card_secret_reveal(*, secret_id: int, user, reason: str = "") -> str:
     """Decrypt one secret for an operator and record who looked."""
-    secret = CardSecret.objects.get(pk=secret_id)
-    SecretRevealLog.objects.create(user=user, secret=secret, reason=reason[:200])
+    with transaction.atomic():
+        secret = CardSecret.objects.get(pk=secret_id)
+        SecretRevealLog.objects.create(user=user, secret=secret, reason=reason[:200])
+        audit_record(
+            actor=user.get_username(), action="card_secret.reveal", target=f"cardsecret:{secret_id}", reason=reason
+        )
     log.info("secret #%s revealed to %s", secret_id, user)
     return secret.secret

@@ -15,6 +15,7 @@ from cardshop.locks import order_qs_locked
 from cardshop.models import DeliveryKind, Order, OrderState
 from cardshop.services.delivery import card_secrets_release, order_deliver_paid
 from cardshop.services.events import OrderWrite, order_event_add
+from core.audit import audit_record
 from core.errors import DomainError
 from core.money import Money
 from payments import facade as payments
@@ -155,6 +156,8 @@ def order_fulfil_manual(*, order_no: str, note: str, actor: str) -> Order:
         order.deliver()
         order.save(update_fields=[*Order.DELIVERY_FIELDS, "delivery_note"])
         order_event_add(order=order, kind="delivered", actor=actor, manual=True)
+        # The note is what the buyer receives (often a key): it stays out of the trail.
+        audit_record(actor=actor, action="order.fulfil_manual", target=f"order:{order.pk}", order_no=order_no)
         jobs.order_delivery_notify(order.pk)
     return order
 
@@ -168,6 +171,13 @@ def order_delivery_retry(*, order_no: str, actor: str) -> bool:
         write = OrderWrite(order)
         delivered = order_deliver_paid(write=write, actor=actor)
         write.flush()
+        audit_record(
+            actor=actor,
+            action="order.delivery_retry",
+            target=f"order:{order.pk}",
+            order_no=order_no,
+            delivered=delivered,
+        )
         if delivered:
             jobs.order_delivery_notify(order.pk)
     return delivered

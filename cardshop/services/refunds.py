@@ -13,6 +13,7 @@ from cardshop import jobs
 from cardshop.locks import order_qs_locked
 from cardshop.models import Order, OrderState
 from cardshop.services.events import order_event_add
+from core.audit import audit_record
 from core.errors import DomainError
 from payments import facade as payments
 from payments.contracts import RefundStatus, RefundView
@@ -35,6 +36,16 @@ def order_refund_request(*, order_no: str, actor: str, reason: str = "") -> Refu
             order.refund_start()
             order.save(update_fields=["state", "refund_from"])
             order_event_add(order=order, kind="refund_requested", actor=actor, refund_no=view.refund_no)
+            audit_record(
+                actor=actor,
+                action="order.refund",
+                target=f"order:{order.pk}",
+                order_no=order_no,
+                refund_no=view.refund_no,
+                amount_minor=view.amount.amount_minor,
+                currency=view.amount.currency,
+                reason=reason,
+            )
             jobs.refund_submit(view.refund_no)
         elif order.state != OrderState.REFUNDING:
             raise DomainError("not_refundable", f"an order in state {order.state!r} cannot be refunded")

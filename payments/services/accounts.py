@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from core.audit import audit_record
+from payments import gateways
 from payments.contracts import ChannelAccountView
 from payments.models import ChannelAccount
 from payments.services import channel_choice
@@ -21,6 +24,7 @@ def channel_account_ensure(
     *, code: str, name: str, merchant_no: str, base_url: str, currency: str, credentials: dict[str, str]
 ) -> tuple[ChannelAccountView, bool]:
     """The first account of `code`, created with these values if there is none; its base URL is kept current."""
+    gateways.base_url_check(code=code, base_url=base_url)
     with transaction.atomic():
         account = ChannelAccount.objects.filter(code=code).order_by("pk").first()
         created = account is None
@@ -56,6 +60,7 @@ def channel_account_configure(
 ) -> tuple[ChannelAccountView, bool]:
     """Make the first account of `code` hold exactly these values (created if missing): the demo points its
     accounts at simulators whose keys are the truth. Returns (account, created)."""
+    gateways.base_url_check(code=code, base_url=base_url)
     with transaction.atomic():
         account = ChannelAccount.objects.select_for_update().filter(code=code).order_by("pk").first()
         if account is None:
@@ -75,3 +80,36 @@ def channel_account_credentials(*, code: str) -> dict[str, str]:
     """Decrypted credentials of the first account of `code`: for the demo seed that configures the simulator."""
     account = ChannelAccount.objects.filter(code=code).order_by("pk").first()
     return account.credentials_dict() if account else {}
+
+
+def channel_account_save(*, account: ChannelAccount, changed: list[str], actor: str) -> ChannelAccount:
+    """An operator adds or edits an account in the admin: saved and audited together. The trail names the
+    fields that changed, never their values when they are credentials.
+
+    The gateway must be one of the channel's hosts, and moving an account to another gateway (or channel)
+    takes the credentials typed again in the same change: the stored ones were never meant for that host.
+    Raises ValidationError and saves nothing otherwise."""
+    created = account.pk is None
+    gateways.base_url_check(code=account.code, base_url=account.base_url)
+    with transaction.atomic():
+        before = (
+            None
+            if created
+            else ChannelAccount.objects.select_for_update().values("base_url", "code").get(pk=account.pk)
+        )
+        moved = before is not None and (before["base_url"], before["code"]) != (account.base_url, account.code)
+        if moved and "credentials" not in changed:
+            raise ValidationError(
+                {"credentials": "Changing the gateway or channel requires entering the credentials again."}
+            )
+        account.save()
+        audit_record(
+            actor=actor,
+            action="channel_account.add" if created else "channel_account.edit",
+            target=f"channelaccount:{account.pk}",
+            changed=sorted(changed),
+            base_url=account.base_url,
+            **({"previous_base_url": before["base_url"]} if moved else {}),
+        )
+    channel_choice.cache_clear()
+    return account

@@ -13,6 +13,7 @@ from datetime import date
 import redis
 from django.db import transaction
 
+from core.audit import audit_record
 from core.money import Money
 from payments import breaker, health, routing
 from payments.channels import registry
@@ -212,14 +213,14 @@ def breaker_override(*, account_id: int, action: str, actor: str) -> None:
     """An operator opens a breaker by hand (no traffic), closes it (traffic whatever health says), or gives it
     back to the automatic rules."""
     store = breaker.breaker_store()
-    if action == "open":
-        store.force_open(account_id)
-    elif action == "close":
-        store.force_close(account_id)
-    elif action == "auto":
-        store.release(account_id)
-    else:
+    moves = {"open": store.force_open, "close": store.force_close, "auto": store.release}
+    if action not in moves:
         raise ValueError(f"unknown breaker action {action!r}")
+    # The breaker lives in Redis, outside any transaction: the audit row commits first, so an override that
+    # happened is never missing from the trail (at worst a row names an override whose store call then failed).
+    with transaction.atomic():
+        audit_record(actor=actor, action="channel_account.breaker", target=f"channelaccount:{account_id}", to=action)
+    moves[action](account_id)
     log.warning("breaker of account %s set to %s by %s", account_id, action, actor)
 
 

@@ -13,7 +13,7 @@ from django_fsm import ConcurrentTransition, can_proceed
 
 from core import ids
 from core.crypto import mask
-from payments import schedule
+from payments import gateways, schedule
 from payments.channels import registry
 from payments.channels.base import (
     METHODS,
@@ -193,6 +193,9 @@ def _payment_try(
     started = time.perf_counter()
     try:
         created = _adapter(account).create(order)
+        links = (created.pay_url, created.qr_content)
+        if not all(gateways.provider_link_ok(code=account.code, base_url=account.base_url, link=u) for u in links):
+            raise Terminal("the provider sent a link outside the account's gateway", code="foreign_link")
     except (Retryable, Terminal) as exc:
         channel_choice.create_outcome_record(account_id=account.pk, ok=False, latency_ms=_ms(started))
         _payment_fail(payment.pk, exc.code)

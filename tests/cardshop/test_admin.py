@@ -9,16 +9,14 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from cardshop.models import CardSecret, SecretRevealLog
 from tests.cardshop.helpers import buy, signed_notify
 from tests.conftest import make_product
+from tests.operators.auth import operator_login
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def operator_client(client):
-    user = get_user_model().objects.create_superuser("op", "op@example.com", "op-pass-123456")
-    client.force_login(user)
-    client.user = user
-    return client
+    return operator_login(client, get_user_model().objects.create_superuser("op", "op@example.com", "op-pass-123456"))
 
 
 def test_bulk_import_by_paste_and_file_reports_counts(operator_client, merchant):

@@ -12,14 +12,14 @@ from cardshop.services.checkout import order_payment_start
 from cardshop.tasks import refunds_sync_due_task
 from payments.models import Payment, PaymentStatus, Refund, RefundStatus
 from tests.cardshop.helpers import buy, signed_notify
+from tests.operators.auth import operator_login
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def operator_client(client):
-    client.force_login(get_user_model().objects.create_superuser("op", "op@example.com", "op-pass-123456"))
-    return client
+    return operator_login(client, get_user_model().objects.create_superuser("op", "op@example.com", "op-pass-123456"))
 
 
 @pytest.fixture
@@ -41,7 +41,9 @@ def _provider_refunds(sim, out_trade_no: str) -> list[str]:
 def _refund_click(operator_client, order, capture):
     with capture(execute=True):
         return operator_client.post(
-            "/admin/cardshop/order/", {"action": "refund", "_selected_action": [order.pk]}, follow=True
+            "/admin/cardshop/order/",
+            {"action": "refund", "_selected_action": [order.pk], "post": "yes", "reason": "buyer asked"},
+            follow=True,
         )
 
 

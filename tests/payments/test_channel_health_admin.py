@@ -11,14 +11,14 @@ from payments.models import RoutingSettings
 from payments.routing import RoutingRequest
 from payments.services import channel_choice
 from tests.factories.payments import EpayAccountFactory
+from tests.operators.auth import operator_login
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def operator_client(client):
-    client.force_login(get_user_model().objects.create_superuser("op", "op@example.com", "op-pass-123456"))
-    return client
+    return operator_login(client, get_user_model().objects.create_superuser("op", "op@example.com", "op-pass-123456"))
 
 
 def test_health_page_shows_each_account_and_serves_its_chart_library(operator_client):

@@ -1,0 +1,146 @@
+"""The operators' admin site: password plus a second factor (TOTP or a one-time recovery code) when
+CARDSHOP_ADMIN_OTP_REQUIRED (default: DEBUG off), and failed logins throttled per account and per client IP.
+
+Sessions for these pages are server-side rows (cardshop/sessions.py), so a logout ends them for good.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+
+from django import forms
+from django.conf import settings
+from django.contrib.admin import AdminSite
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.core.cache import cache
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from cardshop.views.access import client_ip
+
+TOTP_RE = re.compile(r"\d{6}")
+
+
+def otp_required() -> bool:
+    return bool(settings.CARDSHOP_ADMIN_OTP_REQUIRED)
+
+
+# ---- throttle --------------------------------------------------------------------------------------------
+
+
+def _ip_key(ip: str) -> str:
+    """IPv6 clients are counted per /64: one host usually holds a whole /64 and could rotate through it."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return "unknown"
+    if addr.version == 6:
+        return str(ipaddress.ip_network(f"{addr}/64", strict=False))
+    return str(addr)
+
+
+def _keys(username: str, ip: str) -> list[tuple[str, int]]:
+    account = hashlib.sha256(username.strip().lower().encode()).hexdigest()[:32]
+    return [
+        (f"admin-login:account:{account}", settings.CARDSHOP_ADMIN_LOGIN_FAILURES_PER_ACCOUNT),
+        (f"admin-login:ip:{_ip_key(ip)}", settings.CARDSHOP_ADMIN_LOGIN_FAILURES_PER_IP),
+    ]
+
+
+def login_locked(*, username: str, ip: str) -> bool:
+    return any(cache.get(f"{key}:locked") for key, _limit in _keys(username, ip))
+
+
+def login_failed(*, username: str, ip: str) -> None:
+    """Count one failure for the account and for the address; at the limit, lock that one for the lockout."""
+    lockout = settings.CARDSHOP_ADMIN_LOGIN_LOCKOUT_SECONDS
+    for key, limit in _keys(username, ip):
+        cache.add(key, 0, timeout=lockout)  # the window starts at the first failure
+        try:
+            count = cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.set(key, count := 1, timeout=lockout)
+        if count >= limit:
+            cache.set(f"{key}:locked", 1, timeout=lockout)
+
+
+def login_succeeded(*, username: str) -> None:
+    """A good login clears its account's count (not the address's: one IP may be trying many accounts)."""
+    key, _limit = _keys(username, "")[0]
+    cache.delete(key)
+
+
+# ---- login form and site ---------------------------------------------------------------------------------
+
+
+def _verify_second_factor(user, token: str):
+    """The device that accepts `token`: six digits are a TOTP code, anything else a recovery code (used up
+    on success). Only the device the token's shape names is tried, so a mistyped code never counts
+    against the other one."""
+    token = token.replace(" ", "").strip()
+    if TOTP_RE.fullmatch(token):
+        devices = TOTPDevice.objects.devices_for_user(user, confirmed=True)
+    else:
+        devices = StaticDevice.objects.devices_for_user(user, confirmed=True)
+    for device in devices:
+        allowed, _extra = device.verify_is_allowed()
+        if allowed and device.verify_token(token):
+            return device
+    return None
+
+
+class OperatorLoginForm(AdminAuthenticationForm):
+    otp_token = forms.CharField(
+        label=_("Code from your authenticator app (or a recovery code)"),
+        required=False,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+    error_messages = {
+        **AdminAuthenticationForm.error_messages,
+        "locked": _("Too many failed logins. Try again later."),
+        "otp_invalid": _("Enter a valid code from your authenticator app, or an unused recovery code."),
+    }
+
+    def __init__(self, request: HttpRequest | None = None, *args, **kwargs):
+        super().__init__(request, *args, **kwargs)
+        if not otp_required():
+            del self.fields["otp_token"]
+
+    def clean(self):
+        username = self.cleaned_data.get("username") or ""
+        ip = client_ip(self.request) if self.request is not None else ""
+        # Checked before the password: while locked, even the right password is refused.
+        if login_locked(username=username, ip=ip):
+            raise forms.ValidationError(self.error_messages["locked"], code="locked")
+        try:
+            super().clean()  # password, active, staff
+            if self.user_cache is None:
+                return self.cleaned_data  # a required field is empty: its error is already on the form
+            if otp_required():
+                device = _verify_second_factor(self.get_user(), self.cleaned_data.get("otp_token") or "")
+                if device is None:
+                    raise forms.ValidationError(self.error_messages["otp_invalid"], code="otp_invalid")
+                self.user_cache.otp_device = device  # django_otp stores it in the session at login
+        except forms.ValidationError:
+            login_failed(username=username, ip=ip)
+            raise
+        login_succeeded(username=username)
+        return self.cleaned_data
+
+
+class CardShopAdminSite(AdminSite):
+    site_header = _("CardShop back office")
+    site_title = _("CardShop back office")
+    login_form = OperatorLoginForm
+    login_template = "admin/cardshop_login.html"
+
+    def has_permission(self, request: HttpRequest) -> bool:
+        """Staff who passed the password but not the second factor are treated as not staff."""
+        if not super().has_permission(request):
+            return False
+        return not otp_required() or request.user.is_verified()
