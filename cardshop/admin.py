@@ -330,3 +330,47 @@ class SecretRevealLogAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+
+# --- Stock withdrawal (issue 9 point 14) -----------------------------------------------------------------------
+# Kept as one block so the roles work on this file can move it into CardSecretAdmin as it sees fit.
+
+
+class WithdrawSecretsForm(forms.Form):
+    reason = forms.CharField(label=_("Why are they withdrawn (leaked, bad, ...)?"), max_length=200)
+
+
+def _has_withdraw_permission(self, request: HttpRequest) -> bool:
+    return request.user.has_perm("cardshop.withdraw_cardsecret")
+
+
+@admin.action(description=_("Withdraw selected unsold secrets (audited)"), permissions=["withdraw"])
+def card_secrets_withdraw(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset) -> HttpResponse | None:
+    form = WithdrawSecretsForm(request.POST if "apply" in request.POST else None)
+    if form.is_bound and form.is_valid():
+        done = 0
+        for pk in queryset.order_by("pk").values_list("pk", flat=True):
+            try:
+                stock.secret_withdraw(
+                    secret_id=pk, reason=form.cleaned_data["reason"], actor=request.user.get_username()
+                )
+            except DomainError as exc:
+                messages.error(request, f"#{pk}: {exc.message}")
+            else:
+                done += 1
+        if done:
+            messages.success(request, _("Withdrew %(n)d secrets.") % {"n": done})
+        return None
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "form": form,
+        "secrets": queryset.select_related("product").order_by("pk"),
+        "action": "card_secrets_withdraw",
+        "title": _("Withdraw card secrets"),
+    }
+    return render(request, "admin/cardshop/withdraw_secrets.html", context)
+
+
+CardSecretAdmin.has_withdraw_permission = _has_withdraw_permission
+CardSecretAdmin.actions = [*CardSecretAdmin.actions, card_secrets_withdraw]
+CardSecretAdmin.fields = CardSecretAdmin.readonly_fields = [*CardSecretAdmin.fields, "withdrawn_at", "withdraw_reason"]

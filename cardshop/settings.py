@@ -161,6 +161,9 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
 EMAIL_FILE_PATH = VAR_DIR / "mail"
+# A send must end well inside the mail claim's lease, or the sweep would take over a send still under way.
+EMAIL_TIMEOUT = int(env("EMAIL_TIMEOUT", "30"))
+CARDSHOP_MAIL_CLAIM_LEASE_SECONDS = int(env("CARDSHOP_MAIL_CLAIM_LEASE_SECONDS", "600"))
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "CardShop <noreply@cardshop.local>")
 
 # Staff sessions (the admin) are database rows, so logging out kills them (cardshop/sessions.py). Buyer sessions

@@ -20,6 +20,22 @@ class MoneyError(ValueError):
     pass
 
 
+_CURRENCY_CODE_RE = re.compile(r"[A-Z]{3}")
+
+
+def currency_validate(code: object) -> str:
+    """The code if it is an ISO 4217 alphabetic code this module supports (CURRENCY_EXPONENTS), else MoneyError.
+
+    Exact: three upper-case ASCII letters, no normalising of "cny" or " CNY", so what was validated is what is
+    stored and sent to providers.
+    """
+    if not isinstance(code, str) or not _CURRENCY_CODE_RE.fullmatch(code):
+        raise MoneyError(f"not an ISO 4217 currency code: {code!r}")
+    if code not in CURRENCY_EXPONENTS:
+        raise MoneyError(f"unsupported currency {code!r}")
+    return code
+
+
 def exponent(currency: str) -> int:
     try:
         return CURRENCY_EXPONENTS[currency]

@@ -60,7 +60,8 @@ def make_product(merchant: Merchant, *, secrets_count: int = 5, kind: str = Deli
 
 
 @pytest.fixture
-def product(merchant) -> Product:
+def product(merchant, epay_account) -> Product:
+    """A CNY product on sale, with the epay account that takes CNY (checkout refuses a currency no channel serves)."""
     return make_product(merchant, secrets_count=5)
 
 

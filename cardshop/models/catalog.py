@@ -8,7 +8,20 @@ from django.utils.translation import gettext_lazy as _
 
 from core.fields import EncryptedTextField
 from core.models import Merchant
-from core.money import Money
+from core.money import CURRENCY_EXPONENTS, Money, MoneyError, currency_validate
+from payments import facade as payments
+
+
+def validate_currency(value: str) -> None:
+    """An ISO 4217 code the money module supports; anything else would fail later, on a page or a payment."""
+    try:
+        currency_validate(value)
+    except MoneyError:
+        raise ValidationError(
+            _("%(value)s is not a supported ISO 4217 currency code (one of %(codes)s)."),
+            code="currency",
+            params={"value": value, "codes": ", ".join(sorted(CURRENCY_EXPONENTS))},
+        ) from None
 
 
 class DeliveryKind(models.TextChoices):
@@ -23,7 +36,7 @@ class Product(models.Model):
     slug = models.SlugField(_("slug"), unique=True)
     description = models.TextField(_("description"), blank=True)
     price_minor = models.BigIntegerField(_("price (minor units)"))
-    currency = models.CharField(_("currency"), max_length=3, default="CNY")
+    currency = models.CharField(_("currency"), max_length=3, default="CNY", validators=[validate_currency])
     delivery_kind = models.CharField(
         _("delivery"), max_length=16, choices=DeliveryKind.choices, default=DeliveryKind.UNIQUE
     )
@@ -59,6 +72,21 @@ class Product(models.Model):
     def price(self) -> Money:
         return Money(self.price_minor, self.currency)
 
+    @property
+    def price_label(self) -> str:
+        """The price for pages; a row with a currency the money module refuses still renders (legacy data)."""
+        try:
+            return str(self.price)
+        except MoneyError:
+            return f"{self.price_minor} {self.currency} (minor units)"
+
+    def _going_on_sale(self) -> bool:
+        """Whether this save puts the product on sale (new, re-activated, or its currency changed while on sale)."""
+        if not self.is_active:
+            return False
+        before = Product.objects.filter(pk=self.pk).values_list("is_active", "currency").first() if self.pk else None
+        return before is None or before != (True, self.currency)
+
     def clean(self) -> None:
         if self.delivery_kind == DeliveryKind.REUSABLE and not self.reusable_secret:
             raise ValidationError({"reusable_secret": _("A reusable product needs its secret.")})
@@ -66,3 +94,17 @@ class Product(models.Model):
             isinstance(f, dict) and f.get("name") for f in self.custom_fields
         ):
             raise ValidationError({"custom_fields": _("Each field needs at least a name.")})
+        try:
+            currency_validate(self.currency)
+        except MoneyError:
+            return  # the field's own validator reports it
+        if self._going_on_sale() and not payments.payment_options(currency=self.currency):
+            raise ValidationError(
+                {
+                    "is_active": _(
+                        "No enabled payment channel accepts %(currency)s: enable one for this currency, "
+                        "or keep the product off sale."
+                    )
+                    % {"currency": self.currency}
+                }
+            )

@@ -11,7 +11,7 @@ from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transi
 from cardshop.models.catalog import DeliveryKind, Product
 from core.fields import EncryptedTextField
 from core.models import Merchant
-from core.money import Money
+from core.money import Money, MoneyError
 
 
 class OrderState(models.TextChoices):
@@ -92,6 +92,14 @@ class Order(ConcurrentTransitionMixin, models.Model):
     @property
     def amount(self) -> Money:
         return Money(self.amount_minor, self.currency)
+
+    @property
+    def amount_label(self) -> str:
+        """The amount for pages; a row with a currency the money module refuses still renders (legacy data)."""
+        try:
+            return str(self.amount)
+        except MoneyError:
+            return f"{self.amount_minor} {self.currency} (minor units)"
 
     # Transitions only change fields; services lock, check, save and record events.
     @transition(field=state, source=[S.PENDING, S.EXPIRED, S.CANCELLED], target=S.PAID)

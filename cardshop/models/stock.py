@@ -34,7 +34,10 @@ class CardSecret(models.Model):
     class Meta:
         verbose_name = _("card secret")
         verbose_name_plural = _("card secrets")
-        permissions = [("reveal_secret", _("Can reveal a card secret"))]
+        permissions = [
+            ("reveal_secret", _("Can reveal a card secret")),
+            ("withdraw_cardsecret", _("Can withdraw an unsold card secret")),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["product", "secret_hash"], name="card_secret_unique_per_product"),
             models.CheckConstraint(

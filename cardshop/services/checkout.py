@@ -22,6 +22,7 @@ from cardshop.services.events import order_event_add
 from core import ids
 from core.client_ip import ip_group
 from core.errors import DomainError
+from core.money import MoneyError, currency_validate
 from payments import facade as payments
 from payments.contracts import PaymentRequest, PaymentView
 
@@ -53,6 +54,25 @@ def _validate(product: Product, quantity: int, email: str, query_password: str, 
     return cleaned
 
 
+def product_currency_check(product: Product) -> None:
+    """Refuse, before anything is reserved, a product no buyer could pay for: its currency is not one the money
+    module supports, or no enabled channel account takes it (e.g. its channel was disabled after it went on sale)."""
+    try:
+        currency_validate(product.currency)
+    except MoneyError:
+        raise DomainError(
+            "currency_unsupported",
+            _("This product cannot be bought: its currency %(currency)s is not supported.")
+            % {"currency": product.currency},
+        ) from None
+    if not payments.payment_options(currency=product.currency):
+        raise DomainError(
+            "currency_unserved",
+            _("This product cannot be paid for at the moment: no payment method accepts %(currency)s.")
+            % {"currency": product.currency},
+        )
+
+
 def order_create(
     *,
     product_id: int,
@@ -69,6 +89,7 @@ def order_create(
         raise DomainError("not_found", _("No such product."))
     email = email.strip().lower()
     cleaned = _validate(product, quantity, email, query_password, custom_input or {})
+    product_currency_check(product)
     password_hash = make_password(query_password, hasher="pbkdf2_sha256_query")
     now = timezone.now()
     with transaction.atomic(durable=True):

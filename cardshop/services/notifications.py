@@ -45,7 +45,7 @@ class MailNotAccepted(OSError):
 
 def _claim_lease() -> timedelta:
     # Longer than any send can take (SMTP timeout), so a live sender is never overtaken by the sweep.
-    return timedelta(seconds=getattr(settings, "CARDSHOP_MAIL_CLAIM_LEASE_SECONDS", 600))
+    return timedelta(seconds=settings.CARDSHOP_MAIL_CLAIM_LEASE_SECONDS)
 
 
 def _claimable(now) -> Q:

@@ -58,6 +58,13 @@ def order_pay(request: HttpRequest, order_no: str) -> HttpResponse:
     offered = {o.method for o in options}
     chosen = request.GET.get("method", "")
     live = payments.payment_live_for_reference(reference=order.order_no)
+    if not options and live is None:
+        # No enabled channel takes this currency (disabled after the order was placed): say so, start nothing.
+        message = _(
+            "This order cannot be paid at the moment: no payment method accepts %(currency)s. "
+            "Nothing has been charged; the order will expire on its own."
+        ) % {"currency": order.currency}
+        return render(request, "cardshop/pay.html", {"order": order, "error": message}, status=409)
     if live is None and chosen not in offered:
         if len(options) != 1:  # the buyer chooses the method; routing chooses the channel behind it
             labels = [(o.method, METHOD_LABELS.get(o.method, o.method)) for o in options]

@@ -24,7 +24,7 @@ def secret_of(product, text: str) -> CardSecret:
 # -- withdrawal --------------------------------------------------------------------------------------------
 
 
-def test_an_unsold_secret_is_withdrawn_with_reason_audited_and_leaves_the_stock(merchant):
+def test_an_unsold_secret_is_withdrawn_with_reason_audited_and_leaves_the_stock(merchant, epay_account):
     product = make_product(merchant, secrets_count=0, max_quantity=5)
     card_secrets_import(product_id=product.pk, text="KEEP-1\nLEAKED-2\nKEEP-3")
     leaked = secret_of(product, "LEAKED-2")
@@ -54,7 +54,7 @@ def test_an_unsold_secret_is_withdrawn_with_reason_audited_and_leaves_the_stock(
     assert sorted(s.secret for s in order.secrets.all()) == ["KEEP-1", "KEEP-3"]
 
 
-def test_a_reserved_or_sold_secret_is_never_withdrawn(merchant):
+def test_a_reserved_or_sold_secret_is_never_withdrawn(merchant, epay_account):
     product = make_product(merchant, secrets_count=0)
     card_secrets_import(product_id=product.pk, text="RESERVED-1\nSOLD-2")
     order = buy(product, qty=1)

@@ -45,7 +45,7 @@ def race(n: int, work: Callable[[int], object]) -> list[object]:
     return results
 
 
-def test_fifty_buyers_race_for_the_last_ten_secrets(require_postgres, merchant):
+def test_fifty_buyers_race_for_the_last_ten_secrets(require_postgres, merchant, epay_account):
     product = make_product(merchant, secrets_count=10, max_quantity=1)
 
     def buy(i: int) -> str:
@@ -99,7 +99,7 @@ def test_reservation_sql_locks_and_skips_locked_rows(require_postgres, product):
     assert 'FOR UPDATE OF "cardshop_cardsecret" SKIP LOCKED' in sql
 
 
-def test_one_buyer_racing_ten_checkouts_gets_only_the_cap(require_postgres, merchant, settings):
+def test_one_buyer_racing_ten_checkouts_gets_only_the_cap(require_postgres, merchant, epay_account, settings):
     settings.CARDSHOP_MAX_PENDING_PER_BUYER = 3
     product = make_product(merchant, secrets_count=20, max_quantity=1)
 

@@ -15,7 +15,7 @@ from core.errors import DomainError
 from core.models import AuditEvent
 from payments import gateways
 from payments.models import ChannelAccount, Payment, PaymentStatus
-from payments.services import accounts
+from payments.services import accounts, channel_choice
 from tests.cardshop.helpers import buy
 from tests.factories.payments import EpayAccountFactory
 
@@ -226,7 +226,9 @@ def gateway():
 def test_a_foreign_cashier_link_is_never_stored_for_the_buyer(gateway, product, settings, payurl, shown):
     settings.CARDSHOP_PUBLIC_URL = "http://127.0.0.1:9"
     gateway.RequestHandlerClass.payurl = payurl
+    ChannelAccount.objects.update(enabled=False)  # only the hostile gateway takes the payment
     EpayAccountFactory(base_url=f"http://127.0.0.1:{gateway.server_port}")
+    channel_choice.cache_clear()
     order = buy(product)
     if shown:
         view = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1")

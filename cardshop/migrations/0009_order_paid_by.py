@@ -21,7 +21,7 @@ def paid_by_backfill(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('cardshop', '0006_storefront_stock_hygiene'),
+        ('cardshop', '0008_storefront_withdraw_permission'),
         ('payments', '0006_payment_one_payable_trade'),
     ]
 

@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('cardshop', '0007_order_paid_by'),
+        ('cardshop', '0009_order_paid_by'),
     ]
 
     operations = [
