@@ -10,10 +10,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from cardshop.models import CardSecret, Order, OrderEvent, Product, SecretRevealLog
+from cardshop.models import CardSecret, DeliveryKind, Order, OrderEvent, OrderState, Product, SecretRevealLog
 from cardshop.services import delivery, orders, refunds, stock
 from core.errors import DomainError
 from core.forms import WriteOnlySecretField
@@ -62,11 +62,11 @@ class ProductAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("price"))
     def price_display(self, obj: Product) -> str:
-        return str(obj.price)
+        return obj.price_label
 
     @admin.display(description=_("stock"))
     def import_link(self, obj: Product) -> str:
-        if obj.delivery_kind != "unique":
+        if obj.delivery_kind != DeliveryKind.UNIQUE:
             return "—"
         return format_html(
             '<a href="{}">{}</a>', reverse("admin:cardshop_product_import", args=[obj.pk]), _("Import secrets")
@@ -83,20 +83,27 @@ class ProductAdmin(admin.ModelAdmin):
             return redirect("admin:index")
         form = ImportSecretsForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
-            text = form.cleaned_data["text"] or ""
             upload = form.cleaned_data["file"]
-            if upload:
-                text += "\n" + upload.read().decode("utf-8", errors="replace")
             try:
-                result = stock.card_secrets_import(product_id=product.pk, text=text)
+                result = stock.card_secrets_import(
+                    product_id=product.pk,
+                    text=form.cleaned_data["text"] or "",
+                    upload=upload.read() if upload else None,
+                )
             except DomainError as exc:
                 messages.error(request, exc.message)
             else:
-                messages.success(
-                    request,
-                    _("Imported %(i)d, duplicates skipped %(d)d, invalid %(v)d.")
-                    % {"i": result.imported, "d": result.duplicates, "v": result.invalid},
-                )
+                summary = _(
+                    "Imported %(i)d, duplicates skipped %(d)d (%(e)d held by another product), invalid %(v)d."
+                ) % {
+                    "i": result.imported,
+                    "d": result.duplicates,
+                    "e": result.duplicates_elsewhere,
+                    "v": result.invalid,
+                }
+                if result.encoding:
+                    summary += " " + _("The file was read as %(enc)s.") % {"enc": result.encoding}
+                messages.success(request, summary)
                 return redirect("admin:cardshop_product_import", pk=product.pk)
         context = {
             **self.admin_site.each_context(request),
@@ -176,10 +183,25 @@ class RefundConfirmForm(forms.Form):
     )
 
 
+class PaidMoreThanOnceFilter(admin.SimpleListFilter):
+    """Orders that more than one payment paid (two QRs, two channels, a provider's retry)."""
+
+    title = _("payments")
+    parameter_name = "paid_more_than_once"
+
+    def lookups(self, request, model_admin):
+        return [("yes", _("paid more than once"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(order_no__in=payments.references_paid_more_than_once())
+        return queryset
+
+
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
     list_display = ["order_no", "product", "quantity", "amount_display", "state", "masked_email", "created_at"]
-    list_filter = ["state", "product__delivery_kind", "merchant"]
+    list_filter = ["state", PaidMoreThanOnceFilter, "product__delivery_kind", "merchant"]
     search_fields = ["order_no", "email"]
     list_select_related = ["product"]
     inlines = [OrderEventInline]
@@ -214,7 +236,7 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("amount"))
     def amount_display(self, obj: Order) -> str:
-        return str(obj.amount)
+        return obj.amount_label
 
     @admin.display(description=_("email"))
     def masked_email(self, obj: Order) -> str:
@@ -223,8 +245,34 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("payments"))
     def payments_display(self, obj: Order) -> str:
-        p = payments.payment_for_reference(reference=obj.order_no)
-        return f"{p.channel_code} {p.out_trade_no} {p.status} {p.amount}" if p else "—"
+        """Every payment of the order, with its status: a second one (refunded or held) is never out of sight."""
+        rows = payments.payments_for_reference(reference=obj.order_no)
+        if not rows:
+            return "—"
+        body = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    p.out_trade_no,
+                    p.channel_code,
+                    p.status.label,
+                    p.amount,
+                    _("pays this order") if p.out_trade_no == obj.paid_by else "",
+                    p.error_code,
+                )
+                for p in rows
+            ),
+        )
+        head = format_html(
+            "<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th></th><th>{}</th></tr>",
+            _("trade no"),
+            _("channel"),
+            _("status"),
+            _("amount"),
+            _("last provider note"),
+        )
+        return format_html('<table class="order-payments">{}{}</table>', head, body)
 
     @admin.display(description=_("refund"))
     def refund_display(self, obj: Order) -> str:
@@ -270,7 +318,7 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("manual delivery"))
     def fulfil_link(self, obj: Order) -> str:
-        if obj.product.delivery_kind != "manual" or obj.state != "paid":
+        if obj.product.delivery_kind != DeliveryKind.MANUAL or obj.state != OrderState.PAID:
             return "—"
         return format_html(
             '<a class="button" href="{}">{}</a>', reverse("admin:cardshop_order_fulfil", args=[obj.pk]), _("Fulfil")

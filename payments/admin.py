@@ -147,16 +147,11 @@ class PaymentAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status", "channel_code"]
     search_fields = ["out_trade_no", "reference", "provider_trade_no"]
-    readonly_fields = [f.name for f in Payment._meta.fields if f.name != "client_secret"] + ["client_secret_masked"]
-    exclude = ["client_secret"]
+    readonly_fields = [f.name for f in Payment._meta.fields]
 
     @admin.display(description=_("amount"))
     def amount_display(self, obj: Payment) -> str:
         return str(obj.amount)
-
-    @admin.display(description=_("client secret"))
-    def client_secret_masked(self, obj: Payment) -> str:
-        return mask(obj.client_secret) if obj.client_secret else "—"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -63,15 +63,7 @@ class PaymentView:
     amount: Money
     pay_url: str
     qr_content: str
-    client_secret: str = ""
-    publishable_key: str = ""  # card-form channels: the public key the form confirms with
-
-    @property
-    def kind(self) -> str:
-        """How the pay page presents it: a card form, a QR code (with a cashier link), or a redirect."""
-        if self.client_secret:
-            return "card_form"
-        return "qr" if self.qr_content else "redirect"
+    error_code: str = ""  # the last thing the provider said against it (a decline, a timeout)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,6 @@
 from payments.channels.registry import notify_methods as channel_notify_methods
 from payments.services.accounts import (
     channel_account_configure,
-    channel_account_credentials,
-    channel_account_ensure,
 )
 from payments.services.payments import (
     notification_apply,
@@ -15,7 +13,7 @@ from payments.services.payments import (
     payment_start,
     payments_claim_due,
     payments_close_for_reference,
-    payments_succeeded_for_reference,
+    payments_for_reference,
     query_result_apply,
     references_paid_more_than_once,
 )
@@ -32,8 +30,6 @@ from payments.services.refunds import (
 
 __all__ = [
     "channel_account_configure",
-    "channel_account_credentials",
-    "channel_account_ensure",
     "channel_notify_methods",
     "notification_apply",
     "payment_for_reference",
@@ -42,8 +38,8 @@ __all__ = [
     "payment_query",
     "payment_start",
     "payments_claim_due",
+    "payments_for_reference",
     "payments_close_for_reference",
-    "payments_succeeded_for_reference",
     "query_result_apply",
     "references_paid_more_than_once",
     "extra_payments_refund_automatically",

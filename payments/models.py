@@ -82,8 +82,6 @@ class Payment(ConcurrentTransitionMixin, models.Model):
     provider_trade_no = models.CharField(_("provider trade no"), max_length=255, null=True, blank=True)
     pay_url = models.URLField(_("pay URL"), max_length=2000, blank=True)
     qr_content = models.CharField(_("QR content"), max_length=2000, blank=True)
-    # Card-form channels (Stripe): the buyer's browser confirms with it; only shown to the buyer who pays.
-    client_secret = models.CharField(_("client secret"), max_length=200, blank=True)
     error_code = models.CharField(_("last error"), max_length=64, blank=True)
     # The janitor's schedule: when to ask the provider next, and how many times it already asked.
     next_query_at = models.DateTimeField(_("next query at"), null=True, blank=True)
@@ -138,11 +136,10 @@ class Payment(ConcurrentTransitionMixin, models.Model):
         return self.collected_on.out_trade_no if self.collected_on_id else self.out_trade_no
 
     @transition(field=status, source=S.CREATED, target=S.PENDING)
-    def mark_pending(self, *, provider_trade_no: str, pay_url: str, qr_content: str, client_secret: str = "") -> None:
+    def mark_pending(self, *, provider_trade_no: str, pay_url: str, qr_content: str) -> None:
         self.provider_trade_no = provider_trade_no or None
         self.pay_url = pay_url
         self.qr_content = qr_content
-        self.client_secret = client_secret
 
     @transition(field=status, source=S.CREATED, target=S.UNKNOWN)
     def mark_unknown(self, *, error_code: str) -> None:

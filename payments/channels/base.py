@@ -12,14 +12,11 @@ from core.money import Money
 
 
 class Capability(StrEnum):
-    QR = "qr"
-    REDIRECT = "redirect"
-    CARD_FORM = "card_form"
-    QUERY = "query"
-    CLOSE = "close"
-    REFUND = "refund"
-    IDEMPOTENT_CREATE = "idempotent_create"
-    STATEMENT = "statement"
+    """What the services ask of an adapter beyond create and notify, each checked where it is used."""
+
+    QUERY = "query"  # payment_query: the janitor asks the provider
+    CLOSE = "close"  # expiry, cancel and a create in doubt close the trade at the provider
+    REFUND = "refund"  # refund_request refuses a channel that cannot refund
 
 
 class ObservedStatus(StrEnum):
@@ -115,7 +112,6 @@ class Created:
     provider_trade_no: str
     pay_url: str = ""
     qr_content: str = ""
-    client_secret: str = ""  # card-form channels (Stripe): what the browser confirms the payment with
 
 
 @dataclass(frozen=True)

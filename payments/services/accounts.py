@@ -76,12 +76,6 @@ def channel_account_configure(
     return _view(account), created
 
 
-def channel_account_credentials(*, code: str) -> dict[str, str]:
-    """Decrypted credentials of the first account of `code`: for the demo seed that configures the simulator."""
-    account = ChannelAccount.objects.filter(code=code).order_by("pk").first()
-    return account.credentials_dict() if account else {}
-
-
 def channel_account_save(*, account: ChannelAccount, changed: list[str], actor: str) -> ChannelAccount:
     """An operator adds or edits an account in the admin: saved and audited together. The trail names the
     fields that changed, never their values when they are credentials.

@@ -62,12 +62,11 @@ def _view(p: Payment) -> PaymentView:
         out_trade_no=p.out_trade_no,
         reference=p.reference,
         channel_code=p.channel_code,
-        status=p.status,
+        status=PaymentStatus(p.status),
         amount=p.amount,
+        error_code=p.error_code,
         pay_url=p.pay_url,
         qr_content=p.qr_content,
-        client_secret=p.client_secret,
-        publishable_key=p.account.credentials_dict().get("publishable_key", "") if p.client_secret else "",
     )
 
 
@@ -97,8 +96,12 @@ def _live_payment(reference: str) -> Payment | None:
 
 
 def _closable(channel_code: str) -> bool:
+    return _can(channel_code, Capability.CLOSE)
+
+
+def _can(channel_code: str, capability: Capability) -> bool:
     adapter_cls = registry.get(channel_code)
-    return adapter_cls is not None and Capability.CLOSE in adapter_cls.capabilities
+    return adapter_cls is not None and capability in adapter_cls.capabilities
 
 
 def payment_live_for_reference(*, reference: str) -> PaymentView | None:
@@ -212,14 +215,11 @@ def _payment_try(
         provider_trade_no=created.provider_trade_no,
         pay_url=created.pay_url,
         qr_content=created.qr_content,
-        client_secret=created.client_secret,
     )
     try:
         # Conditional UPDATE ... WHERE status='created': a notify that won the race is never overwritten.
         with transaction.atomic():
-            payment.save(
-                update_fields=["status", "provider_trade_no", "pay_url", "qr_content", "client_secret", "updated_at"]
-            )
+            payment.save(update_fields=["status", "provider_trade_no", "pay_url", "qr_content", "updated_at"])
     except ConcurrentTransition:
         payment = Payment.objects.select_related("account").get(pk=payment.pk)
     return _view(payment)
@@ -519,6 +519,8 @@ def payment_query(*, out_trade_no: str) -> Observation | None:
     the provider reports unpaid or unknown is closed there, so that the buyer may be given a new trade.
     """
     payment = Payment.objects.select_related("account").get(out_trade_no=out_trade_no)
+    if not _can(payment.channel_code, Capability.QUERY):
+        return None  # only the callback can tell; the ladder runs out on its own
     started = time.perf_counter()
     try:
         observation = _adapter(payment.account).query(payment.wire_out_trade_no, payment.provider_trade_no or "")
@@ -578,6 +580,11 @@ def payments_claim_due(*, limit: int = 200) -> list[str]:
     return [p.out_trade_no for p in schedule.claim_due(Payment, statuses, limit=limit)]
 
 
+def payments_for_reference(*, reference: str) -> list[PaymentView]:
+    """Every payment of `reference`, oldest first (operators see each try, decline and second payment)."""
+    return [_view(p) for p in Payment.objects.select_related("account").filter(reference=reference).order_by("pk")]
+
+
 def payment_for_reference(*, reference: str) -> PaymentView | None:
     p = Payment.objects.select_related("account").filter(reference=reference).order_by("-pk").first()
     return _view(p) if p else None
@@ -592,7 +599,3 @@ def references_paid_more_than_once() -> QuerySet:
         .filter(paid__gt=1)
         .values_list("reference", flat=True)
     )
-
-
-def payments_succeeded_for_reference(*, reference: str) -> int:
-    return Payment.objects.filter(reference=reference, status__in=PAID_STATES).count()

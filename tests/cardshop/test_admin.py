@@ -24,8 +24,18 @@ def test_bulk_import_by_paste_and_file_reports_counts(operator_client, merchant)
     url = f"/admin/cardshop/product/{product.pk}/import/"
     upload = SimpleUploadedFile("codes.txt", b"F-1\nF-2\nP-1\n")
     resp = operator_client.post(url, {"text": "P-1\nP-2\nP-2\n", "file": upload}, follow=True)
-    assert "Imported 4, duplicates skipped 2, invalid 0." in resp.content.decode()
+    page = resp.content.decode()
+    assert "Imported 4, duplicates skipped 2 (0 held by another product), invalid 0." in page
+    assert "The file was read as utf-8." in page
     assert CardSecret.objects.filter(product=product).count() == 4
+
+
+def test_a_gbk_upload_is_read_as_gb18030_through_the_admin(operator_client, merchant):
+    product = make_product(merchant, secrets_count=0)
+    upload = SimpleUploadedFile("codes.txt", "充值卡-一号\n充值卡-二号\n".encode("gbk"))
+    resp = operator_client.post(f"/admin/cardshop/product/{product.pk}/import/", {"file": upload}, follow=True)
+    assert "The file was read as gb18030." in resp.content.decode()
+    assert sorted(s.secret for s in CardSecret.objects.filter(product=product)) == ["充值卡-一号", "充值卡-二号"]
 
 
 def test_secret_lists_are_masked_and_reveal_is_audited(operator_client, merchant):

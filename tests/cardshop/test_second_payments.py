@@ -88,3 +88,23 @@ def test_a_success_under_another_trade_number_is_a_separate_payment(client, prod
     assert client.get("/notify/epay/", signed_notify(epay_sim, shown.out_trade_no)).content == b"success"
     assert Payment.objects.filter(reference=order.order_no, status=PaymentStatus.SUCCEEDED).count() == 2
     assert list(facade.references_paid_more_than_once()) == [order.order_no]
+
+
+def test_operators_see_every_payment_of_the_order_and_filter_paid_more_than_once(
+    client, product, epay_account, epay_sim, django_capture_on_commit_callbacks
+):
+    from django.contrib.auth import get_user_model
+
+    from tests.operators.auth import operator_login
+
+    RoutingSettings.objects.create(extra_payments_auto_refund=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        order, first, second = _two_paid_payments(client, product, epay_sim)
+    once = buy(product, email="b@example.com", ip="10.0.0.2")
+    operator_login(client, get_user_model().objects.create_superuser("op", "op@example.com", "op-pass-123456"))
+    page = client.get(f"/admin/cardshop/order/{order.pk}/change/").content.decode()
+    assert first.out_trade_no in page and second.out_trade_no in page
+    assert page.count("succeeded") >= 2 and "pays this order" in page
+    listing = client.get("/admin/cardshop/order/?paid_more_than_once=yes").content.decode()
+    assert order.order_no in listing and once.order_no not in listing
+    assert once.order_no in client.get("/admin/cardshop/order/").content.decode()

@@ -460,9 +460,7 @@ def test_clients_are_shared_per_account_and_credentials(config):
 
 def test_capabilities():
     assert WechatPayAdapter.capabilities == {
-        Capability.QR,
         Capability.QUERY,
         Capability.CLOSE,
         Capability.REFUND,
-        Capability.IDEMPOTENT_CREATE,
     }

@@ -69,12 +69,9 @@ class AlipayAdapter:
     notify_methods: ClassVar[frozenset[str]] = frozenset({"POST"})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
-            Capability.QR,
-            Capability.REDIRECT,
             Capability.QUERY,
             Capability.CLOSE,
             Capability.REFUND,
-            Capability.IDEMPOTENT_CREATE,
         }
     )
 

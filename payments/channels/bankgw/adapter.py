@@ -65,12 +65,9 @@ class BankGatewayAdapter:
     notify_methods: ClassVar[frozenset[str]] = frozenset({"POST"})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {
-            Capability.QR,
-            Capability.REDIRECT,
             Capability.QUERY,
             Capability.CLOSE,
             Capability.REFUND,
-            Capability.IDEMPOTENT_CREATE,  # CreatePayment is idempotent on (merchantId, orderId)
         }
     )
 

@@ -35,9 +35,7 @@ class EpayAdapter:
     methods: ClassVar[frozenset[str]] = frozenset({"alipay", "wxpay", "qqpay"})
     # Panels notify by GET (the protocol's default); some forks and settings POST the same form.
     notify_methods: ClassVar[frozenset[str]] = frozenset({"GET", "POST"})
-    capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.QR, Capability.REDIRECT, Capability.QUERY, Capability.IDEMPOTENT_CREATE, Capability.REFUND}
-    )
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.QUERY, Capability.REFUND})
 
     def __init__(self, account: AccountConfig) -> None:
         self.account = account

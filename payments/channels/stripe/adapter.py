@@ -66,9 +66,7 @@ class StripeAdapter:
     code: ClassVar[str] = "stripe"
     # The buyer-facing payment methods this channel can take (routing matches the buyer's choice).
     methods: ClassVar[frozenset[str]] = frozenset({"card"})
-    capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.REDIRECT, Capability.QUERY, Capability.CLOSE, Capability.REFUND, Capability.IDEMPOTENT_CREATE}
-    )
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.QUERY, Capability.CLOSE, Capability.REFUND})
     # Stripe delivers every webhook event as a POST with a JSON body.
     notify_methods: ClassVar[frozenset[str]] = frozenset({"POST"})
 

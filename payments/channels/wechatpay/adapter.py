@@ -119,9 +119,7 @@ class WechatPayAdapter:
     methods: ClassVar[frozenset[str]] = frozenset({"wxpay"})
     # API v3 callbacks are JSON POSTs.
     notify_methods: ClassVar[frozenset[str]] = frozenset({"POST"})
-    capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.QR, Capability.QUERY, Capability.CLOSE, Capability.REFUND, Capability.IDEMPOTENT_CREATE}
-    )
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.QUERY, Capability.CLOSE, Capability.REFUND})
 
     def __init__(self, account: AccountConfig) -> None:
         self.account = account
