@@ -7,7 +7,6 @@ Sessions for these pages are server-side rows (cardshop/sessions.py), so a logou
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import re
 
 from django import forms
@@ -20,7 +19,7 @@ from django.utils.translation import gettext_lazy as _
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from cardshop.views.access import client_ip
+from core.client_ip import client_ip, ip_group
 
 TOTP_RE = re.compile(r"\d{6}")
 
@@ -32,22 +31,11 @@ def otp_required() -> bool:
 # ---- throttle --------------------------------------------------------------------------------------------
 
 
-def _ip_key(ip: str) -> str:
-    """IPv6 clients are counted per /64: one host usually holds a whole /64 and could rotate through it."""
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return "unknown"
-    if addr.version == 6:
-        return str(ipaddress.ip_network(f"{addr}/64", strict=False))
-    return str(addr)
-
-
 def _keys(username: str, ip: str) -> list[tuple[str, int]]:
     account = hashlib.sha256(username.strip().lower().encode()).hexdigest()[:32]
     return [
         (f"admin-login:account:{account}", settings.CARDSHOP_ADMIN_LOGIN_FAILURES_PER_ACCOUNT),
-        (f"admin-login:ip:{_ip_key(ip)}", settings.CARDSHOP_ADMIN_LOGIN_FAILURES_PER_IP),
+        (f"admin-login:ip:{ip_group(ip) or 'unknown'}", settings.CARDSHOP_ADMIN_LOGIN_FAILURES_PER_IP),
     ]
 
 

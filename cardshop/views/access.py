@@ -6,7 +6,6 @@ from django.http import Http404, HttpRequest
 
 from cardshop import selectors
 from cardshop.models import Order
-from core.client_ip import client_ip  # noqa: F401  (one client-IP function for every view: core.client_ip)
 
 SESSION_KEY = "granted_orders"
 MAX_GRANTS = 50

@@ -18,7 +18,8 @@ from django.views.decorators.http import require_GET
 
 from cardshop.models import OrderState
 from cardshop.services import checkout
-from cardshop.views.access import client_ip, order_for_session_or_404
+from cardshop.views.access import order_for_session_or_404
+from core.client_ip import client_ip
 from core.errors import DomainError
 from payments import facade as payments
 from payments.contracts import PaymentStatus, PaymentUnavailable

@@ -67,7 +67,7 @@ def test_one_ip_is_rate_limited_across_orders(client, product, settings):
 
 
 def test_client_ip_ignores_forwarded_headers_unless_configured(rf, settings):
-    from cardshop.views.access import client_ip
+    from core.client_ip import client_ip
 
     forged = rf.get("/", REMOTE_ADDR="10.0.0.9", HTTP_X_FORWARDED_FOR="1.2.3.4' OR 1=1 --")
     assert client_ip(forged) == "10.0.0.9"
