@@ -107,6 +107,18 @@ def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
+# Stripe's zero-decimal currencies (amounts are whole units); the hosted page shows major units like Stripe's.
+ZERO_DECIMAL = frozenset(
+    {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"}
+)
+
+
+def _major(amount: int, currency: str) -> str:
+    if currency.lower() in ZERO_DECIMAL:
+        return str(amount)
+    return f"{amount // 100}.{amount % 100:02d}"
+
+
 class ApiError(Exception):
     """A Stripe error answer. `replayable`: raised after the endpoint began acting, so an idempotent
     request saves it (validation and auth failures save nothing, as on Stripe)."""
@@ -1196,7 +1208,7 @@ class _Handler(BaseHTTPRequestHandler):
             cs = self.sim.session(session_id) or cs
         fields = {
             "session_id": cs["id"],
-            "amount": cs["amount_total"],
+            "amount": _major(cs["amount_total"], cs["currency"]),
             "currency": cs["currency"].upper(),
             "names": ", ".join(self.sim._sessions[session_id]["_names"]),
             "status": cs["status"],

@@ -140,8 +140,10 @@ def test_buyer_pays_with_alipay_qr_and_cashier(page, public_url, channels, alipa
 
 
 def _to_hosted_checkout(page, base: str, order: Order, stripe_sim) -> None:
-    """Our pay page has no card field; its cashier link leads to the Checkout page on the provider's origin."""
-    expect(page.locator("#qr")).to_be_visible()
+    """Our pay page has no card field (and no QR: a hosted page is opened, not scanned); its link leads to
+    the Checkout page on the provider's origin."""
+    expect(page.locator("#cashier-link")).to_be_visible()
+    assert page.locator("#qr").count() == 0
     # Nothing of the card is typed on our origin (the page's only inputs are the language switch's).
     card_fields = "input[name*=card i], input[id*=card i], input[autocomplete^=cc-], input[name*=cvc i]"
     assert page.locator(card_fields).count() == 0
@@ -153,7 +155,7 @@ def _to_hosted_checkout(page, base: str, order: Order, stripe_sim) -> None:
     )
     cashier.click()
     expect(page).to_have_url(f"{stripe_sim.base_url}/c/pay/{payment.provider_trade_no}")
-    expect(page.locator("#amount")).to_have_text(str(order.amount_minor))
+    expect(page.locator("#amount")).to_have_text(order.amount.to_decimal_str())
     expect(page.locator("#session-status")).to_have_text("open")
 
 

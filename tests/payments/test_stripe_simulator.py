@@ -336,7 +336,7 @@ def test_hosted_page_takes_the_card_on_the_provider_origin(sim, account, endpoin
     page = requests.get(cs["url"], timeout=5)
     assert page.status_code == 200
     assert 'name="cardNumber"' in page.text and 'name="cardCvc"' in page.text and 'id="submit"' in page.text
-    assert 'id="amount">990<' in page.text and 'id="currency">CNY<' in page.text
+    assert 'id="amount">9.90<' in page.text and 'id="currency">CNY<' in page.text
     declined = {"cardNumber": "4000 0000 0000 0002", "cardExpiry": "12 / 34", "cardCvc": "123"}
     again = requests.post(cs["url"], data=declined, allow_redirects=False, timeout=5)
     assert again.status_code == 200 and "Your card was declined." in again.text  # the page, for another card
