@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.core.management import call_command
 
 from cardshop.services import notifications, orders, refunds
 from payments import facade as payments
@@ -53,3 +54,9 @@ def refunds_sync_due_task() -> int:
 @shared_task(name="cardshop.order_delivery_emails_resend_missed")
 def order_delivery_emails_resend_missed_task() -> int:
     return notifications.order_delivery_emails_resend_missed()
+
+
+@shared_task(name="cardshop.staff_sessions_clear")
+def staff_sessions_clear_task() -> None:
+    """Drop expired staff session rows (buyers' sessions are signed cookies and leave no row)."""
+    call_command("clearsessions")

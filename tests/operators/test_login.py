@@ -185,3 +185,19 @@ def test_a_wrong_second_factor_counts_as_a_failed_login(limits):
         _login(Client(), "op", otp="000001", ip="10.0.0.1")
     assert "Too many failed logins" in _login(Client(), "op", otp=_code(device)).content.decode()
     assert get_user_model().objects.get(username="op").last_login is None
+
+
+def test_the_daily_beat_task_drops_expired_staff_sessions(db):
+    from datetime import timedelta
+
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    from cardshop.celery import app
+    from cardshop.tasks import staff_sessions_clear_task
+
+    Session.objects.create(session_key="old" * 8, session_data="x", expire_date=timezone.now() - timedelta(days=1))
+    Session.objects.create(session_key="new" * 8, session_data="x", expire_date=timezone.now() + timedelta(days=1))
+    assert "cardshop.staff_sessions_clear" in {e["task"] for e in app.conf.beat_schedule.values()}
+    staff_sessions_clear_task.delay().get()
+    assert list(Session.objects.values_list("session_key", flat=True)) == ["new" * 8]
