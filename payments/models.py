@@ -148,7 +148,7 @@ class Payment(ConcurrentTransitionMixin, models.Model):
 
     @transition(field=status, source=UNPAID_STATES, target=S.SUCCEEDED)
     def succeed(self, *, provider_trade_no: str) -> None:
-        self.provider_trade_no = provider_trade_no
+        self.provider_trade_no = provider_trade_no or None  # "" would collide in the one-trade-per-payment constraint
         self.succeeded_at = timezone.now()
         self.next_query_at = None
 
