@@ -561,8 +561,8 @@ def test_decline_is_a_failed_observation_of_the_same_session_and_the_buyer_may_r
     (inbound,) = receiver.inbounds
     failed = adapter.verify_notification(inbound)
     assert (failed.status, failed.provider_status) == (ObservedStatus.FAILED, "payment_intent.payment_failed")
-    # The intent is named in the event; the adapter reports the session that made it, the payment's own id.
-    assert failed.provider_trade_no == created.provider_trade_no and failed.out_trade_no == "S-decline"
+    # A decline only leaves a note on the payment its signed metadata names: no trade identity, no lookup.
+    assert failed.provider_trade_no == "" and failed.out_trade_no == "S-decline"
     assert adapter.query("S-decline", created.provider_trade_no).status == ObservedStatus.PENDING
     sim.decline("S-decline")  # another declined card: the session stays open
     sim.pay("S-decline")
@@ -604,12 +604,23 @@ def test_intent_events_name_their_own_collection_never_the_stored_one(adapter, s
     assert by_intent.provider_trade_no == second["id"] != created.provider_trade_no
 
 
-def test_intent_event_whose_session_cannot_be_looked_up_is_not_applied(adapter, sim):
-    created = adapter.create(_order("S-lookup"))
-    sim.decline("S-lookup")
+def test_a_decline_event_is_verified_without_a_call_to_stripe(adapter, sim):
+    """It is verified while the payment row is locked: no provider I/O may happen there."""
+    created = adapter.create(_order("S-quiet"))
+    sim.decline("S-quiet")
     request = sim.event_request(
         "payment_intent.payment_failed", sim.session(created.provider_trade_no)["payment_intent"]
     )
+    sim.faults.fail_5xx = 1  # any call to the simulator would take it
+    assert adapter.verify_notification(_inbound(request)).status == ObservedStatus.FAILED
+    assert sim.faults.fail_5xx == 1
+    sim.faults.fail_5xx = 0
+
+
+def test_a_success_event_whose_session_cannot_be_looked_up_is_not_applied(adapter, sim):
+    created = adapter.create(_order("S-lookup"))
+    sim.pay("S-lookup")
+    request = sim.event_request("payment_intent.succeeded", sim.session(created.provider_trade_no)["payment_intent"])
     sim.faults.fail_5xx = 1
     with pytest.raises(NotificationInvalid) as exc:  # a 4xx: Stripe sends it again later
         adapter.verify_notification(_inbound(request))

@@ -7,9 +7,11 @@ Stripe's own origin, where the card is typed; Stripe sends them back to our orde
 Identity: a payment's provider_trade_no is the Checkout Session id (cs_...). It is the only id the create
 answer has (since API 2022-08-01 the session's PaymentIntent is made when the buyer first submits a card), it
 is what the buyer pays on and what close() expires, and Stripe gives a session at most one PaymentIntent
-(retries after a decline reuse it). Session events carry it as their object's id; a payment_intent.* event
-names only the intent, so the adapter asks Stripe which session holds that intent (list sessions by
-payment_intent) and reports that session's id. An intent that belongs to no session of ours (made outside
+(retries after a decline reuse it). Session events carry it as their object's id; a payment_intent.succeeded
+event names only the intent, so the adapter asks Stripe which session holds that intent (list sessions by
+payment_intent) and reports that session's id. A decline (payment_intent.payment_failed) only leaves a note on
+the payment its signed metadata names, so it needs no identity and no lookup: verification runs while the
+payment row is locked, and must not wait on Stripe. An intent that belongs to no session of ours (made outside
 Checkout, still carrying our out_trade_no in its metadata) is reported with its own pi_ id, so the caller sees
 it as the separate collection it is; it is never mapped onto the stored session.
 
@@ -359,7 +361,8 @@ class StripeAdapter:
         raise NotificationInvalid("unsupported_event", f"event type {event_type[:64]!r} is not handled")
 
     def _intent_event(self, event_id: str, event_type: str, obj: Any) -> Observation:
-        """A payment_intent.* event, reported under the session that made the intent (see the module docstring)."""
+        """A payment_intent.* event: a success is reported under the session that made the intent (see the module
+        docstring); a decline names no trade."""
         if not isinstance(obj, dict) or obj.get("object") != "payment_intent" or not str(obj.get("id", "")):
             raise NotificationInvalid("bad_body", f"{event_type} without a payment intent")
         out_trade_no = _meta(obj, wire.META_OUT_TRADE_NO)
@@ -370,6 +373,17 @@ class StripeAdapter:
         if amount is None:
             raise NotificationInvalid("bad_amount", "payment intent amount or currency not understood")
         intent_id = str(obj["id"])
+        if status != ObservedStatus.SUCCEEDED:
+            # A decline only leaves a note on the payment its signed metadata names: no trade identity is needed,
+            # so no lookup (this runs while the payment row is locked).
+            return Observation(
+                out_trade_no=out_trade_no,
+                provider_trade_no="",
+                status=status,
+                amount=amount,
+                event_key=event_id,
+                provider_status=event_type,
+            )
         try:
             session = self._session_of_intent(intent_id)
         except ChannelError as exc:  # not applied: Stripe retries the event
