@@ -55,16 +55,28 @@ def order_pay(request: HttpRequest, order_no: str) -> HttpResponse:
     order = order_for_session_or_404(request, order_no)
     if order.state != OrderState.PENDING:
         return redirect("order_detail", order_no=order_no)
-    options = payments.payment_options(currency=order.currency)
+    # Only what routing would take for this very order (amount limits, caps, rules, breakers) is offered.
+    options = payments.payment_options(
+        currency=order.currency,
+        amount_minor=order.amount_minor,
+        merchant_id=order.merchant_id,
+        product_ref=order.product.slug,
+    )
     offered = {o.method for o in options}
     chosen = request.GET.get("method", "")
     live = payments.payment_live_for_reference(reference=order.order_no)
     if not options and live is None:
-        # No enabled channel takes this currency (disabled after the order was placed): say so, start nothing.
-        message = _(
-            "This order cannot be paid at the moment: no payment method accepts %(currency)s. "
-            "Nothing has been charged; the order will expire on its own."
-        ) % {"currency": order.currency}
+        if payments.payment_options(currency=order.currency):
+            # The currency is served, but no channel takes this payment now (limits, caps, every breaker open).
+            message = _(
+                "No payment method can take this order right now. Nothing has been charged; please try again "
+                "in a few minutes, or the order will expire on its own."
+            )
+        else:  # no enabled channel takes this currency (disabled after the order was placed)
+            message = _(
+                "This order cannot be paid at the moment: no payment method accepts %(currency)s. "
+                "Nothing has been charged; the order will expire on its own."
+            ) % {"currency": order.currency}
         return render(request, "cardshop/pay.html", {"order": order, "error": message}, status=409)
     if live is None and chosen not in offered:
         if len(options) != 1:  # the buyer chooses the method; routing chooses the channel behind it

@@ -113,6 +113,23 @@ def channels_rank(
     """Rank the accounts for one payment. One Redis round trip for health and one for breakers."""
     rng = rng or _rng
     pool = [c for c in candidates() if not only_code or c.code == only_code]
+    healths, views = _pool_state(pool, rng)
+    return routing.decide(request, pool, healths, views, _cached("rules", _rules), routing_config(), rng)
+
+
+def methods_rank(*, requests: list[routing.RoutingRequest]) -> list[routing.Decision]:
+    """The pay page's picker: one read of health and breakers, then one decision per method, so the buyer is
+    offered only what routing would really take. A half-open breaker counts as admitting (its probe is drawn
+    only when the payment starts)."""
+    pool = list(candidates())
+    healths, views = _pool_state(pool, None)
+    rules, config = _cached("rules", _rules), routing_config()
+    return [routing.decide(r, pool, healths, views, rules, config, random.Random(0)) for r in requests]
+
+
+def _pool_state(
+    pool: list[routing.Candidate], rng: random.Random | None
+) -> tuple[dict[int, routing.Health], dict[int, routing.BreakerView]]:
     ids = [c.account_id for c in pool]
     now = time.time()
     cfg = breaker_config()
@@ -124,14 +141,15 @@ def channels_rank(
         seen, states = {}, {}
     views = {
         i: routing.BreakerView(
-            state=st, probe_allowed=st != routing.HALF_OPEN or rng.random() < cfg.half_open_probe_share
+            state=st,
+            probe_allowed=st != routing.HALF_OPEN or rng is None or rng.random() < cfg.half_open_probe_share,
         )
         for i, st in states.items()
     }
     healths = {i: _NEW for i in ids}
     healths.update((i, routing_health(h)) for i, h in seen.items())
     views.update((i, routing.BreakerView(state=routing.CLOSED, probe_allowed=True)) for i in ids if i not in views)
-    return routing.decide(request, pool, healths, views, _cached("rules", _rules), routing_config(), rng)
+    return healths, views
 
 
 def routing_health(h: health.ChannelHealth) -> routing.Health:

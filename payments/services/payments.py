@@ -70,15 +70,46 @@ def _view(p: Payment) -> PaymentView:
     )
 
 
-def payment_options(*, currency: str) -> list[PaymentOption]:
-    """The payment methods a buyer can pick for this currency, in the order of the accounts' priority."""
-    methods: dict[str, list[str]] = {}
-    for c in channel_choice.candidates():
-        if c.enabled and c.currency == currency:
-            for method in METHODS:
-                if method in c.methods and c.code not in methods.setdefault(method, []):
-                    methods[method].append(c.code)
-    return [PaymentOption(method=m, channel_codes=tuple(codes)) for m, codes in methods.items() if codes]
+def payment_options(
+    *, currency: str, amount_minor: int | None = None, merchant_id: int | None = None, product_ref: str = ""
+) -> list[PaymentOption]:
+    """The payment methods a buyer can pick, in the order of the accounts' priority.
+
+    With an amount, each method is offered only if routing would take this payment through it right now
+    (amount limits, daily caps, rules, breakers, health): the picker never offers what would fail. Without
+    one, every enabled account of the currency counts (is the currency served at all?).
+    """
+    if amount_minor is None:
+        methods: dict[str, list[str]] = {}
+        for c in channel_choice.candidates():
+            if c.enabled and c.currency == currency:
+                for method in METHODS:
+                    if method in c.methods and c.code not in methods.setdefault(method, []):
+                        methods[method].append(c.code)
+        return [PaymentOption(method=m, channel_codes=tuple(codes)) for m, codes in methods.items() if codes]
+    offered = sorted(
+        {
+            m
+            for c in channel_choice.candidates()
+            if c.enabled and c.currency == currency
+            for m in c.methods
+            if m in METHODS
+        },
+        key=METHODS.index,
+    )
+    requests = [
+        RoutingRequest(
+            amount_minor=amount_minor, currency=currency, method=m, merchant_id=merchant_id, product_ref=product_ref
+        )
+        for m in offered
+    ]
+    codes_by_id = {c.account_id: c.code for c in channel_choice.candidates()}
+    options = []
+    for method, decision in zip(offered, channel_choice.methods_rank(requests=requests), strict=True):
+        codes = tuple(dict.fromkeys(codes_by_id[a] for a in decision.ranked))
+        if codes:
+            options.append(PaymentOption(method=method, channel_codes=codes))
+    return options
 
 
 def _live_payment(reference: str) -> Payment | None:

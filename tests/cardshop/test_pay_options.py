@@ -1,0 +1,57 @@
+"""Issue 10, choosing how to pay: the pay page offers only methods routing would take for this order
+(amount limits, breakers), never one that would end in a 503."""
+
+import pytest
+
+from payments import breaker
+from payments.services import channel_choice
+from tests.factories.payments import EpayAccountFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _open(client, product, **kw):
+    resp = client.post(
+        f"/p/{product.slug}/", {"quantity": 1, "email": "a@example.com", "query_password": "secret1", **kw}
+    )
+    assert resp.status_code == 302, resp.content[:500]
+    return client.get(resp["Location"])
+
+
+def test_a_method_whose_only_account_cannot_take_the_amount_is_not_offered(client, product, epay_account):
+    epay_account.max_amount_minor = product.price_minor - 1
+    epay_account.save()
+    channel_choice.cache_clear()
+    page = _open(client, product)
+    assert page.status_code == 409
+    assert "No payment method can take this order right now" in page.content.decode()
+    assert "pay-with-" not in page.content.decode()
+
+
+def test_a_method_behind_an_open_breaker_is_not_offered(client, product, epay_account):
+    other = EpayAccountFactory(base_url=epay_account.base_url, max_amount_minor=None)
+    channel_choice.cache_clear()
+    before = {o.method for o in _options(product)}
+    assert {"alipay", "wxpay"} <= before  # epay takes both through either account
+    store = breaker.breaker_store()
+    store.force_open(epay_account.pk)
+    store.force_open(other.pk)
+    try:
+        assert _options(product) == []
+        page = _open(client, product)
+        assert page.status_code == 409 and "pay-with-" not in page.content.decode()
+    finally:
+        store.release(epay_account.pk)
+        store.release(other.pk)
+    assert {o.method for o in _options(product)} == before
+
+
+def _options(product):
+    from payments import facade
+
+    return facade.payment_options(
+        currency=product.currency,
+        amount_minor=product.price_minor,
+        merchant_id=product.merchant_id,
+        product_ref=product.slug,
+    )
