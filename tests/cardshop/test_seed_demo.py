@@ -60,3 +60,10 @@ def test_two_seeds_share_no_password(sim_accounts):
     second = seed(sim_accounts)
     pick = re.compile(r"operator / (\S+)")
     assert pick.findall(first) != pick.findall(second)
+
+
+def test_demo_products_are_named_in_both_languages(sim_accounts):
+    seed(sim_accounts)
+    for name, description in Product.objects.values_list("name", "description"):
+        for text in (name, description):
+            assert re.search(r"[\u4e00-\u9fff]", text) and re.search(r"[A-Za-z]{3}", text), text

@@ -25,13 +25,18 @@ def _code(groups: int = 4, size: int = 4) -> str:
 
 
 PRODUCTS = [
-    # slug, name, price_minor, kind, stock, description
-    ("steam-10", "Steam Wallet ¥10 code", 990, DeliveryKind.UNIQUE, 30, "A ¥10 wallet code, delivered instantly."),
-    ("office-key", "Office suite licence key", 2900, DeliveryKind.UNIQUE, 12, "One retail licence key per unit."),
-    ("vpn-30d", "VPN 30-day gift code", 1500, DeliveryKind.UNIQUE, 3, "Only a few left: try buying them all."),
-    ("photo-kit", "Photo preset pack (download)", 500, DeliveryKind.REUSABLE, 0, "Same download link for everyone."),
-    ("game-topup", "Game top-up (manual)", 5000, DeliveryKind.MANUAL, 0, "The seller tops up the account you name."),
-]
+    # slug, name, price_minor, kind, stock, description: both languages, as a bilingual shop would write them
+    ("steam-10", "Steam 钱包 ¥10 充值码 · Steam Wallet ¥10 code", 990, DeliveryKind.UNIQUE, 30,
+     "¥10 钱包充值码，付款后立即发货。A ¥10 wallet code, delivered instantly."),
+    ("office-key", "办公套件激活码 · Office suite licence key", 2900, DeliveryKind.UNIQUE, 12,
+     "每件一个零售激活码。One retail licence key per unit."),
+    ("vpn-30d", "VPN 30 天礼品码 · VPN 30-day gift code", 1500, DeliveryKind.UNIQUE, 3,
+     "仅剩几件：试试全部买下。Only a few left: try buying them all."),
+    ("photo-kit", "摄影预设包（下载） · Photo preset pack (download)", 500, DeliveryKind.REUSABLE, 0,
+     "所有买家同一下载链接。Same download link for everyone."),
+    ("game-topup", "游戏代充（人工） · Game top-up (manual)", 5000, DeliveryKind.MANUAL, 0,
+     "卖家为您填写的账号充值。The seller tops up the account you name."),
+]  # fmt: skip
 
 
 # Name, then what routing weighs: fee rate (basis points), fixed fee and amount limits (minor units). The
