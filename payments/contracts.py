@@ -64,6 +64,7 @@ class PaymentView:
     pay_url: str
     qr_content: str
     error_code: str = ""  # the last thing the provider said against it (a decline, a timeout)
+    method: str = ""  # the buyer-facing method it was made for
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,8 @@ class Payment(ConcurrentTransitionMixin, models.Model):
     reference = models.CharField(_("reference"), max_length=40, db_index=True)
     account = models.ForeignKey(ChannelAccount, on_delete=models.PROTECT, related_name="payments")
     channel_code = models.CharField(_("channel"), max_length=32)
+    # The buyer-facing method it was made for (alipay, wxpay, card, bank, qqpay): what the pay page says.
+    method = models.CharField(_("payment method"), max_length=16, blank=True)
     amount_minor = models.BigIntegerField(_("amount (minor units)"))
     currency = models.CharField(_("currency"), max_length=3)
     status = FSMField(_("status"), default=S.CREATED, choices=S.choices, protected=True)

@@ -151,3 +151,15 @@ def order_payment_start(
             expires_at=order.expires_at,
         )
     )
+
+
+def order_payment_switch(*, order_no: str, client_ip: str, method: str) -> PaymentView:
+    """The buyer picks another method on the pay page. The old trade is closed at the provider first (the one
+    payable trade rule); only then is a new one started. Refused, changing nothing, while the old one may
+    still be paid: the buyer keeps paying it, or waits."""
+    if not payments.payments_close_for_switch(reference=order_no):
+        raise DomainError(
+            "switch_refused",
+            _("This payment can't be changed right now: pay it as shown, or wait until the order expires."),
+        )
+    return order_payment_start(order_no=order_no, client_ip=client_ip, method=method)

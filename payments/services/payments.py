@@ -65,6 +65,7 @@ def _view(p: Payment) -> PaymentView:
         status=PaymentStatus(p.status),
         amount=p.amount,
         error_code=p.error_code,
+        method=p.method,
         pay_url=p.pay_url,
         qr_content=p.qr_content,
     )
@@ -203,6 +204,7 @@ def _payment_try(
                 reference=request.reference,
                 account=account,
                 channel_code=account.code,
+                method=method,
                 amount_minor=request.amount.amount_minor,
                 currency=request.amount.currency,
                 next_query_at=schedule.next_query_at(attempts=0, created_at=now, now=now),
@@ -540,6 +542,33 @@ def payments_close_for_reference(*, reference: str) -> list[str]:
                 locked.error_code = "closed_on_expiry"
                 locked.save(update_fields=["status", "error_code", "next_query_at", "updated_at"])
     return paid
+
+
+def payments_close_for_switch(*, reference: str) -> bool:
+    """The buyer wants to pay another way: close the reference's open trade at the provider first (I/O; call
+    outside transactions). True once nothing of it is payable any more; False while it may still be paid: a
+    create in flight, a channel that cannot close (epay), a close not confirmed, or a provider that says paid
+    (the janitor, or the caller's sync, applies that payment)."""
+    if Payment.objects.filter(reference=reference, status=PaymentStatus.CREATED).exists():
+        return False
+    for p in Payment.objects.select_related("account").filter(
+        reference=reference, status__in=[PaymentStatus.PENDING, PaymentStatus.UNKNOWN]
+    ):
+        if not _closable(p.channel_code):
+            return False
+        try:
+            _adapter(p.account).close(p.out_trade_no, p.provider_trade_no or "")
+        except (Retryable, Unknown, Terminal) as exc:
+            log.warning("close of %s for a method switch not confirmed: %s", p.out_trade_no, exc.code)
+            return False
+        with transaction.atomic():
+            locked = payment_qs_locked().get(pk=p.pk)
+            if not can_proceed(locked.close):
+                return False  # a callback paid it meanwhile
+            locked.close()
+            locked.error_code = "switched_by_buyer"
+            locked.save(update_fields=["status", "error_code", "next_query_at", "updated_at"])
+    return True
 
 
 def payment_query(*, out_trade_no: str) -> Observation | None:
