@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 # Minor-unit exponent per currency; anything else is refused rather than guessed.
 CURRENCY_EXPONENTS: dict[str, int] = {"CNY": 2, "USD": 2, "EUR": 2, "HKD": 2, "JPY": 0}
+# How buyers read a price: the symbol, unambiguous where "$" or "¥" alone would not be (CLDR's narrow forms
+# for the shop's home currency, the international ones for the rest).
+CURRENCY_SYMBOLS: dict[str, str] = {"CNY": "¥", "USD": "US$", "EUR": "€", "HKD": "HK$", "JPY": "JP¥"}
 
 # ASCII digits only, matched whole: no sign, exponent, spaces or trailing newline ("9.99\n" passes a bare `$`).
 _DECIMAL_RE = re.compile(r"(0|[1-9][0-9]*)(?:\.([0-9]+))?")
@@ -91,6 +94,14 @@ class Money:
 
     def __str__(self) -> str:
         return f"{self.to_decimal_str()} {self.currency}"
+
+    def display(self) -> str:
+        """For buyers: the currency's symbol and the amount, e.g. Money(990, "CNY") -> "¥9.90"."""
+        sign = "-" if self.amount_minor < 0 else ""
+        return f"{sign}{CURRENCY_SYMBOLS.get(self.currency, self.currency + ' ')}{abs(self).to_decimal_str()}"
+
+    def __abs__(self) -> Money:
+        return Money(abs(self.amount_minor), self.currency)
 
 
 def allocate(total: Money, weights: list[int]) -> list[Money]:

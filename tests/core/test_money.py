@@ -39,3 +39,10 @@ def test_allocate_largest_remainder_sums_to_total():
     parts = allocate(Money(100, "CNY"), [1, 1, 1])
     assert [p.amount_minor for p in parts] == [34, 33, 33]
     assert sum(p.amount_minor for p in parts) == 100
+
+
+def test_buyers_read_prices_with_the_currency_symbol():
+    assert Money(990, "CNY").display() == "¥9.90"
+    assert Money(990, "USD").display() == "US$9.90"
+    assert Money(1500, "JPY").display() == "JP¥1500"
+    assert Money(-5, "EUR").display() == "-€0.05"
