@@ -16,7 +16,7 @@ from cardshop.forms import CheckoutForm, LookupForm
 from cardshop.models import DeliveryKind, OrderState
 from cardshop.services import checkout, delivery, orders
 from cardshop.services.notifications import order_link_token_check
-from cardshop.views.access import grant_order, order_for_session_or_404
+from cardshop.views.access import grant_order, granted_orders, order_for_session_or_404
 from core.client_ip import client_ip, ratelimit_key
 from core.errors import DomainError
 
@@ -36,6 +36,7 @@ def product_detail(request: HttpRequest, slug: str) -> HttpResponse:
     if product is None:
         raise Http404
     form = CheckoutForm(request.POST or None, initial={"quantity": product.min_quantity})
+    pending_order = None  # the buyer's own unpaid order, named when the email's pending cap refused them
     if request.method == "POST" and form.is_valid():
         custom = {f["name"]: request.POST.get(f"field_{f['name']}", "") for f in product.custom_fields}
         try:
@@ -48,6 +49,12 @@ def product_detail(request: HttpRequest, slug: str) -> HttpResponse:
                 custom_input=custom,
                 language=request.LANGUAGE_CODE,
             )
+        except checkout.TooManyPending as exc:
+            form.add_error(None, exc.message)
+            if exc.order_no:
+                # Pay and cancel links work in the browser that bought it; elsewhere the lookup (with the query
+                # password) opens it, so typing someone's email shows a number, never their order.
+                pending_order = {"order_no": exc.order_no, "granted": exc.order_no in granted_orders(request)}
         except DomainError as exc:
             form.add_error(None, exc.message)
         else:
@@ -57,6 +64,7 @@ def product_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "product": product,
         "stock": selectors.product_stock(product),  # annotated on GET, one count query after a failed POST
         "form": form,
+        "pending_order": pending_order,
         "custom_fields": product.custom_fields if product.delivery_kind == DeliveryKind.MANUAL else [],
     }
     return render(request, "cardshop/product.html", context, status=400 if form.errors else 200)
