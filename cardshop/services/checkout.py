@@ -27,6 +27,7 @@ from payments import facade as payments
 from payments.contracts import PaymentRequest, PaymentView
 
 QUERY_PASSWORD_MIN = 6
+QUERY_PASSWORD_MAX = 64
 
 
 def _validate(product: Product, quantity: int, email: str, query_password: str, custom_input: dict[str, str]) -> dict:
@@ -42,7 +43,7 @@ def _validate(product: Product, quantity: int, email: str, query_password: str, 
         validate_email(email)
     except ValidationError:
         raise DomainError("email", _("Enter a valid email address.")) from None
-    if len(query_password) < QUERY_PASSWORD_MIN or len(query_password) > 64:
+    if len(query_password) < QUERY_PASSWORD_MIN or len(query_password) > QUERY_PASSWORD_MAX:
         raise DomainError("query_password", _("The query password needs 6 to 64 characters."))
     cleaned: dict[str, str] = {}
     if product.delivery_kind == DeliveryKind.MANUAL:
