@@ -214,7 +214,13 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Shop rules (operators tune these by environment) ---
 CARDSHOP_ORDER_TTL_SECONDS = int(env("CARDSHOP_ORDER_TTL_SECONDS", "900"))
-CARDSHOP_MAX_PENDING_PER_BUYER = int(env("CARDSHOP_MAX_PENDING_PER_BUYER", "3"))
+# Unpaid orders held at once, counted per email and, separately, per network (an IPv4 address or IPv6 /64): a
+# shared NAT must not block strangers, so the IP cap is the larger. CARDSHOP_MAX_PENDING_PER_BUYER, the old single
+# cap, still sizes both when set (see cardshop.services.checkout.pending_caps).
+_pending_legacy = env("CARDSHOP_MAX_PENDING_PER_BUYER", "")
+CARDSHOP_MAX_PENDING_PER_BUYER = int(_pending_legacy) if _pending_legacy else None
+CARDSHOP_MAX_PENDING_PER_EMAIL = int(env("CARDSHOP_MAX_PENDING_PER_EMAIL", "3"))
+CARDSHOP_MAX_PENDING_PER_IP = int(env("CARDSHOP_MAX_PENDING_PER_IP", "10"))
 # Provider calls: (connect, read) seconds. Connect failures fail over; read timeouts leave a payment UNKNOWN.
 PAYMENTS_PROVIDER_TIMEOUTS = (
     float(env("PAYMENTS_CONNECT_TIMEOUT", "2")),

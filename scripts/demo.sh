@@ -8,9 +8,49 @@ PY=.venv/bin/python
 WEB="${WEB:-127.0.0.1:8000}"
 export CARDSHOP_PUBLIC_URL="${CARDSHOP_PUBLIC_URL:-http://$WEB}"
 SIM_DIR=var/sim
+# channel:port. Every port can be moved by its variable; each simulator keeps its merchant keys in
+# $SIM_DIR/<channel>.json across restarts.
+EPAY_PORT="${EPAY_PORT:-8001}"
+ALIPAY_PORT="${ALIPAY_PORT:-8002}"
+WECHATPAY_PORT="${WECHATPAY_PORT:-8003}"
+STRIPE_PORT="${STRIPE_PORT:-8004}"
+BANKGW_PORT="${BANKGW_PORT:-8005}"
+SIMULATORS="epay:$EPAY_PORT alipay:$ALIPAY_PORT wechatpay:$WECHATPAY_PORT stripe:$STRIPE_PORT bankgw:$BANKGW_PORT"
+
+# Check every port before starting or migrating anything: a port taken by another program would otherwise show
+# up later as a simulator that "did not start" or a runserver traceback.
+web_host=${WEB%:*}; web_port=${WEB##*:}
+[ "$web_host" = "$WEB" ] && web_host=127.0.0.1
+web_host=${web_host#[}; web_host=${web_host%]}
+port_busy() { # host port -> 0 if something already listens or the port cannot be bound
+  "$PY" - "$1" "$2" <<'PYCODE'
+import socket, sys
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: a TIME_WAIT left by the last run is free
+try:
+    s.bind((sys.argv[1], int(sys.argv[2])))
+except OSError:
+    sys.exit(0)
+sys.exit(1)
+PYCODE
+}
+taken=0
+for check in "WEB:$web_host:$web_port" "EPAY_PORT:127.0.0.1:$EPAY_PORT" "ALIPAY_PORT:127.0.0.1:$ALIPAY_PORT" \
+  "WECHATPAY_PORT:127.0.0.1:$WECHATPAY_PORT" "STRIPE_PORT:127.0.0.1:$STRIPE_PORT" "BANKGW_PORT:127.0.0.1:$BANKGW_PORT"; do
+  var=${check%%:*}; rest=${check#*:}; host=${rest%:*}; port=${rest##*:}
+  if port_busy "$host" "$port"; then
+    taken=1
+    who=$(ss -ltnpH "sport = :$port" 2>/dev/null | sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\1 (pid \2)/p' | head -1)
+    echo "Port $port ($var) on $host is already in use${who:+ by $who}." >&2
+    [ -n "$who" ] || echo "  (\`ss -ltnp\` run as root shows which program holds it)" >&2
+  fi
+done
+if [ "$taken" = 1 ]; then
+  echo "Stop the program holding it, or choose other ports, e.g.:" >&2
+  echo "  WEB=127.0.0.1:8100 EPAY_PORT=8101 ALIPAY_PORT=8102 WECHATPAY_PORT=8103 STRIPE_PORT=8104 BANKGW_PORT=8105 make run" >&2
+  exit 2
+fi
 mkdir -p "$SIM_DIR"
-# channel:port. Each simulator keeps its merchant keys in $SIM_DIR/<channel>.json across restarts.
-SIMULATORS="epay:8001 alipay:8002 wechatpay:8003 stripe:8004 bankgw:8005"
 
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -10,10 +10,10 @@ from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
-from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from cardshop.locks import buyer_lock
 from cardshop.models import DeliveryKind, Order, OrderState, Product
@@ -27,6 +27,7 @@ from payments import facade as payments
 from payments.contracts import PaymentRequest, PaymentView
 
 QUERY_PASSWORD_MIN = 6
+QUERY_PASSWORD_MAX = 64
 
 
 def _validate(product: Product, quantity: int, email: str, query_password: str, custom_input: dict[str, str]) -> dict:
@@ -42,7 +43,7 @@ def _validate(product: Product, quantity: int, email: str, query_password: str, 
         validate_email(email)
     except ValidationError:
         raise DomainError("email", _("Enter a valid email address.")) from None
-    if len(query_password) < QUERY_PASSWORD_MIN or len(query_password) > 64:
+    if len(query_password) < QUERY_PASSWORD_MIN or len(query_password) > QUERY_PASSWORD_MAX:
         raise DomainError("query_password", _("The query password needs 6 to 64 characters."))
     cleaned: dict[str, str] = {}
     if product.delivery_kind == DeliveryKind.MANUAL:
@@ -73,6 +74,55 @@ def product_currency_check(product: Product) -> None:
         )
 
 
+class TooManyPending(DomainError):
+    """The pending cap refused a checkout. `order_no` names the buyer's own unpaid order, and only when the cap
+    that refused is the email's: a cap reached through a shared IP never shows one buyer's order to another."""
+
+    def __init__(self, message: str, *, scope: str, order_no: str = ""):
+        super().__init__("too_many_pending", message)
+        self.scope = scope
+        self.order_no = order_no
+
+
+def pending_caps() -> tuple[int, int]:
+    """(per email, per IP group). CARDSHOP_MAX_PENDING_PER_BUYER is the old single cap: when set it still sizes
+    both, as before; unset it to size them separately (an IP is shared by a NAT, so its cap is the larger)."""
+    legacy = getattr(settings, "CARDSHOP_MAX_PENDING_PER_BUYER", None)
+    if legacy is not None:
+        return legacy, legacy
+    return settings.CARDSHOP_MAX_PENDING_PER_EMAIL, settings.CARDSHOP_MAX_PENDING_PER_IP
+
+
+def _pending_cap_check(*, email: str, ip_key: str, now: datetime) -> None:
+    """Runs under the buyer lock of both the email and the IP group, so the counts cannot race."""
+    per_email, per_ip = pending_caps()
+    unpaid = Order.objects.filter(state=OrderState.PENDING, expires_at__gt=now)
+    own = list(unpaid.filter(email=email).order_by("-created_at").values_list("order_no", flat=True)[:per_email])
+    if len(own) >= per_email:
+        raise TooManyPending(
+            ngettext(
+                "You already have an unpaid order: %(order_no)s. Pay or cancel it first.",
+                "You already have %(count)d unpaid orders, the latest %(order_no)s. Pay or cancel one first.",
+                len(own),
+            )
+            % {"count": len(own), "order_no": own[0]},
+            scope="email",
+            order_no=own[0],
+        )
+    if ip_key:
+        network = unpaid.filter(buyer_ip_group=ip_key).count()
+        if network >= per_ip:
+            raise TooManyPending(
+                ngettext(
+                    "Your network already has %(count)d unpaid order. Please try again in a few minutes.",
+                    "Your network already has %(count)d unpaid orders. Please try again in a few minutes.",
+                    network,
+                )
+                % {"count": network},
+                scope="ip",
+            )
+
+
 def order_create(
     *,
     product_id: int,
@@ -96,10 +146,7 @@ def order_create(
         # The cap counts a buyer's network (an IPv6 /64), not one address they can rotate within it.
         ip_key = ip_group(buyer_ip or "")
         buyer_lock(f"email:{email}", f"ip:{ip_key}" if ip_key else "")
-        holding = Q(email=email) | Q(buyer_ip_group=ip_key) if ip_key else Q(email=email)
-        pending = Order.objects.filter(holding, state=OrderState.PENDING, expires_at__gt=now).count()
-        if pending >= settings.CARDSHOP_MAX_PENDING_PER_BUYER:
-            raise DomainError("too_many_pending", _("You already have unpaid orders. Pay or cancel them first."))
+        _pending_cap_check(email=email, ip_key=ip_key, now=now)
         order = Order.objects.create(
             order_no=ids.order_no(),
             merchant_id=product.merchant_id,

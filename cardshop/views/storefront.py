@@ -7,16 +7,17 @@ from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_ratelimit.core import is_ratelimited
+from django_ratelimit.core import get_usage
 
 from cardshop import selectors
 from cardshop.forms import CheckoutForm, LookupForm
 from cardshop.models import DeliveryKind, OrderState
 from cardshop.services import checkout, delivery, orders
 from cardshop.services.notifications import order_link_token_check
-from cardshop.views.access import grant_order, order_for_session_or_404
+from cardshop.views.access import grant_order, granted_orders, order_for_session_or_404
 from core.client_ip import client_ip, ratelimit_key
 from core.errors import DomainError
 
@@ -35,7 +36,8 @@ def product_detail(request: HttpRequest, slug: str) -> HttpResponse:
         product = selectors.product_on_sale(slug=slug)
     if product is None:
         raise Http404
-    form = CheckoutForm(request.POST or None, initial={"quantity": product.min_quantity})
+    form = CheckoutForm(request.POST or None, product=product, initial={"quantity": product.min_quantity})
+    pending_order = None  # the buyer's own unpaid order, named when the email's pending cap refused them
     if request.method == "POST" and form.is_valid():
         custom = {f["name"]: request.POST.get(f"field_{f['name']}", "") for f in product.custom_fields}
         try:
@@ -48,15 +50,24 @@ def product_detail(request: HttpRequest, slug: str) -> HttpResponse:
                 custom_input=custom,
                 language=request.LANGUAGE_CODE,
             )
+        except checkout.TooManyPending as exc:
+            form.add_error(None, exc.message)
+            if exc.order_no:
+                # Pay and cancel links work in the browser that bought it; elsewhere the lookup (with the query
+                # password) opens it, so typing someone's email shows a number, never their order.
+                pending_order = {"order_no": exc.order_no, "granted": exc.order_no in granted_orders(request)}
         except DomainError as exc:
             form.add_error(None, exc.message)
         else:
             grant_order(request, order.order_no)
             return redirect("order_pay", order_no=order.order_no)
+    stock = selectors.product_stock(product)  # annotated on GET, one count query after a failed POST
+    form.show_stock(stock)
     context = {
         "product": product,
-        "stock": selectors.product_stock(product),  # annotated on GET, one count query after a failed POST
+        "stock": stock,
         "form": form,
+        "pending_order": pending_order,
         "custom_fields": product.custom_fields if product.delivery_kind == DeliveryKind.MANUAL else [],
     }
     return render(request, "cardshop/product.html", context, status=400 if form.errors else 200)
@@ -98,6 +109,21 @@ def order_cancel(request: HttpRequest, order_no: str) -> HttpResponse:
     return redirect("order_detail", order_no=order_no)
 
 
+def _lockout_message(seconds_left: int) -> str:
+    """Say how long until the fixed rate-limit window that refused the buyer ends (-1: the cache failed)."""
+    if seconds_left < 0:
+        return _("Too many attempts. Please wait a while and try again.")
+    if seconds_left < 60:
+        n = max(seconds_left, 1)
+        return ngettext(
+            "Too many attempts: try again in %(n)d second.", "Too many attempts: try again in %(n)d seconds.", n
+        ) % {"n": n}
+    n = -(-seconds_left // 60)  # round up: "in 1 minute" must not turn out to be too early
+    return ngettext(
+        "Too many attempts: try again in %(n)d minute.", "Too many attempts: try again in %(n)d minutes.", n
+    ) % {"n": n}
+
+
 @never_cache
 @require_http_methods(["GET", "POST"])
 def order_lookup(request: HttpRequest) -> HttpResponse:
@@ -107,18 +133,21 @@ def order_lookup(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         needle = form.cleaned_data["order_no_or_email"].strip().lower()
         # Count every attempt, per IP and per order/email, before checking the password.
-        limited_ip = is_ratelimited(
-            request, group="lookup-ip", key=ratelimit_key, rate=settings.CARDSHOP_LOOKUP_RATE_IP, increment=True
-        )
-        limited_order = is_ratelimited(
-            request,
-            group="lookup-order",
-            key=lambda _group, _request: needle,
-            rate=settings.CARDSHOP_LOOKUP_RATE_ORDER,
-            increment=True,
-        )
-        if limited_ip or limited_order:
-            form.add_error(None, _("Too many attempts. Please wait a while and try again."))
+        usages = [
+            get_usage(
+                request, group="lookup-ip", key=ratelimit_key, rate=settings.CARDSHOP_LOOKUP_RATE_IP, increment=True
+            ),
+            get_usage(
+                request,
+                group="lookup-order",
+                key=lambda _group, _request: needle,
+                rate=settings.CARDSHOP_LOOKUP_RATE_ORDER,
+                increment=True,
+            ),
+        ]
+        limited = [u for u in usages if u and u["should_limit"]]
+        if limited:
+            form.add_error(None, _lockout_message(max(u["time_left"] for u in limited)))
             status = 429
         else:
             found = selectors.orders_for_lookup(
