@@ -51,11 +51,19 @@ def product_detail(request: HttpRequest, slug: str) -> HttpResponse:
                 language=request.LANGUAGE_CODE,
             )
         except checkout.TooManyPending as exc:
-            form.add_error(None, exc.message)
-            if exc.order_no:
-                # Pay and cancel links work in the browser that bought it; elsewhere the lookup (with the query
-                # password) opens it, so typing someone's email shows a number, never their order.
-                pending_order = {"order_no": exc.order_no, "granted": exc.order_no in granted_orders(request)}
+            if exc.order_no and exc.order_no in granted_orders(request):
+                # The browser that bought it: the order is named, with pay and cancel links.
+                form.add_error(None, exc.message)
+                pending_order = {"order_no": exc.order_no, "granted": True}
+            elif exc.order_no:
+                # Anyone can type an email: elsewhere no order number is shown, only the way to find it.
+                form.add_error(
+                    None,
+                    _("This email already has unpaid orders. Pay or cancel them first: order lookup finds them."),
+                )
+                pending_order = {"order_no": "", "granted": False}
+            else:
+                form.add_error(None, exc.message)
         except DomainError as exc:
             form.add_error(None, exc.message)
         else:

@@ -89,12 +89,14 @@ def test_email_refusal_names_the_buyers_own_order_with_pay_and_cancel(client, st
     assert _post(client, stocked, email="me@example.com", ip="10.5.0.1").status_code == 302
 
 
-def test_email_refusal_in_another_browser_points_to_the_lookup_not_the_order(client, stocked, caps):
-    buy(stocked, email="me@example.com", ip="10.6.0.1")
+def test_email_refusal_in_another_browser_points_to_the_lookup_and_names_no_order(client, stocked, caps):
+    first = buy(stocked, email="me@example.com", ip="10.6.0.1")
     order = buy(stocked, email="me@example.com", ip="10.6.0.1")
     page = _post(client, stocked, email="me@example.com", ip="10.7.0.1")  # this session never bought it
     html = page.content.decode()
-    assert order.order_no in html
+    # Anyone can type an email: its unpaid orders are not named to them.
+    assert order.order_no not in html and first.order_no not in html
+    assert "This email already has unpaid orders" in html
     assert 'href="/orders/lookup/"' in html
     assert f"/orders/{order.order_no}/pay/" not in html
     assert client.get(f"/orders/{order.order_no}/pay/").status_code == 404  # no access granted by the message
