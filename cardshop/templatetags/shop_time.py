@@ -1,4 +1,4 @@
-"""Deadlines for buyers: an unambiguous UTC instant for the browser, and the time left as the page is rendered."""
+"""Buyer-facing template filters: deadlines (a UTC instant for the browser, the time left) and delivered links."""
 
 from __future__ import annotations
 
@@ -25,3 +25,10 @@ def mmss_left(value: dt.datetime | None) -> str:
         return ""
     left = max(0, int((value - timezone.now()).total_seconds()))
     return f"{left // 60:02d}:{left % 60:02d}"
+
+
+@register.filter
+def is_http_url(value: str) -> bool:
+    """A delivered text that is one http(s) URL (a reusable link): shown as a link, not as a code to copy."""
+    value = (value or "").strip()
+    return value.startswith(("https://", "http://")) and not any(c.isspace() for c in value)
