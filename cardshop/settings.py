@@ -86,6 +86,7 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "cardshop.views.errors.BuyerErrorPagesMiddleware",  # under DEBUG too, buyers get the shop's 404/500 pages
 ]
 
 ROOT_URLCONF = "cardshop.urls"

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from cardshop.views import health, notify, pay, storefront
+from cardshop.views import errors, health, notify, pay, storefront
 
 urlpatterns = [
     path("", storefront.catalog, name="catalog"),
@@ -10,11 +10,16 @@ urlpatterns = [
     path("orders/<str:order_no>/", storefront.order_detail, name="order_detail"),
     path("orders/<str:order_no>/pay/", pay.order_pay, name="order_pay"),
     path("orders/<str:order_no>/pay/qr.png", pay.order_pay_qr, name="order_pay_qr"),
+    path("orders/<str:order_no>/codes.txt", storefront.order_codes_txt, name="order_codes_txt"),
     path("orders/<str:order_no>/status/", storefront.order_status, name="order_status"),
     path("orders/<str:order_no>/cancel/", storefront.order_cancel, name="order_cancel"),
     path("notify/<slug:channel_code>/", notify.provider_notify, name="notify"),
+    path("favicon.ico", storefront.favicon, name="favicon"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
 ]
+
+handler404 = errors.page_not_found
+handler500 = errors.server_error

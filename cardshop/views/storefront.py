@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.staticfiles import finders
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
-from django.views.decorators.cache import never_cache
+from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_ratelimit.core import get_usage
 
@@ -20,6 +23,19 @@ from cardshop.services.notifications import order_link_token_check
 from cardshop.views.access import grant_order, granted_orders, order_for_session_or_404
 from core.client_ip import client_ip, ratelimit_key
 from core.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+
+@require_GET
+@cache_control(public=True, max_age=60 * 60 * 24)
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico whatever the page links; answer from the static file, not a 404."""
+    path = finders.find("cardshop/favicon.ico")
+    if path is None:
+        raise Http404
+    with open(path, "rb") as f:
+        return HttpResponse(f.read(), content_type="image/x-icon")
 
 
 @require_GET
@@ -98,6 +114,21 @@ def order_detail(request: HttpRequest, order_no: str) -> HttpResponse:
         "poll": order.state in (OrderState.PENDING, OrderState.PAID),
     }
     return render(request, "cardshop/order.html", context)
+
+
+@never_cache  # card secrets: no browser or proxy may keep a copy
+@require_GET
+def order_codes_txt(request: HttpRequest, order_no: str) -> HttpResponse:
+    """All delivered codes as a text file, one per line, for the session that may see the order."""
+    order = order_for_session_or_404(request, order_no)
+    codes = delivery.order_secrets_for_buyer(order=order)
+    if not codes:
+        raise Http404
+    # Only counts reach the log: the codes themselves are secrets.
+    log.info("order %s: %d delivered codes downloaded as text", order.order_no, len(codes))
+    response = HttpResponse("\n".join(codes) + "\n", content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="order-{order.order_no}.txt"'
+    return response
 
 
 @never_cache
