@@ -10,6 +10,7 @@ urlpatterns = [
     path("orders/<str:order_no>/", storefront.order_detail, name="order_detail"),
     path("orders/<str:order_no>/pay/", pay.order_pay, name="order_pay"),
     path("orders/<str:order_no>/pay/qr.png", pay.order_pay_qr, name="order_pay_qr"),
+    path("orders/<str:order_no>/pay/switch/", pay.order_pay_switch, name="order_pay_switch"),
     path("orders/<str:order_no>/codes.txt", storefront.order_codes_txt, name="order_codes_txt"),
     path("orders/<str:order_no>/status/", storefront.order_status, name="order_status"),
     path("orders/<str:order_no>/cancel/", storefront.order_cancel, name="order_cancel"),

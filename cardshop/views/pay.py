@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import cache_control, never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from cardshop.models import OrderState
 from cardshop.services import checkout
@@ -96,15 +96,48 @@ def order_pay(request: HttpRequest, order_no: str) -> HttpResponse:
         return render(request, "cardshop/pay.html", {"order": order, "error": exc.message}, status=409)
     return_url = request.build_absolute_uri(reverse("order_detail", args=[order.order_no]))
     confirming = payment.status in (PaymentStatus.CREATED, PaymentStatus.UNKNOWN)
-    context = {"order": order, "payment": payment, "return_url": return_url, "confirming": confirming}
+    context = {
+        "order": order,
+        "payment": payment,
+        "return_url": return_url,
+        "confirming": confirming,
+        "method_label": METHOD_LABELS.get(payment.method, ""),
+        # A decline the buyer can recover from (another card, another method): the trade is still open.
+        "declined": payment.status == PaymentStatus.PENDING and bool(payment.error_code),
+        "other_methods": [
+            (o.method, METHOD_LABELS.get(o.method, o.method)) for o in options if o.method != payment.method
+        ],
+    }
     return render(request, "cardshop/pay.html", context)
+
+
+@require_POST
+def order_pay_switch(request: HttpRequest, order_no: str) -> HttpResponse:
+    """The buyer picks another method: the old trade is closed at the provider first, then a new one made."""
+    order = order_for_session_or_404(request, order_no)
+    if order.state != OrderState.PENDING:
+        return redirect("order_detail", order_no=order_no)
+    method = request.POST.get("method", "")
+    if method not in METHOD_LABELS:
+        return render(
+            request, "cardshop/pay.html", {"order": order, "error": _("Choose a payment method.")}, status=400
+        )
+    try:
+        checkout.order_payment_switch(order_no=order.order_no, client_ip=client_ip(request), method=method)
+    except PaymentUnavailable as exc:
+        log.warning("payment switch for %s failed: %s %s", order.order_no, exc.code, exc.message)
+        message = _("The payment channel is not available right now. Please try again in a moment.")
+        return render(request, "cardshop/pay.html", {"order": order, "error": message}, status=503)
+    except DomainError as exc:
+        return render(request, "cardshop/pay.html", {"order": order, "error": exc.message}, status=409)
+    return redirect("order_pay", order_no=order.order_no)
 
 
 @require_GET
 @cache_control(private=True, max_age=QR_TTL)
 def order_pay_qr(request: HttpRequest, order_no: str) -> HttpResponse:
     order = order_for_session_or_404(request, order_no)
-    payment = payments.payment_for_reference(reference=order.order_no)
+    payment = payments.payment_live_for_reference(reference=order.order_no)
     if payment is None or not (payment.qr_content or payment.pay_url):
         raise Http404
     return HttpResponse(qr_png(payment.qr_content or payment.pay_url), content_type="image/png")

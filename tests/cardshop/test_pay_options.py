@@ -55,3 +55,22 @@ def _options(product):
         merchant_id=product.merchant_id,
         product_ref=product.slug,
     )
+
+
+def test_the_pay_page_names_the_method_shows_a_decline_and_a_refused_switch_changes_nothing(
+    client, product, epay_account
+):
+    from payments.models import Payment
+
+    pay_url = client.post(f"/p/{product.slug}/", {"quantity": 1, "email": "a@example.com", "query_password": "s3cret"})[
+        "Location"
+    ]
+    page = client.get(pay_url + "?method=alipay").content.decode()
+    assert "Paying with Alipay" in page and 'id="switch-to-wxpay"' in page  # epay takes WeChat Pay too
+    assert 'id="declined"' not in page
+    Payment.objects.update(error_code="PAYERROR")  # the provider reported the first attempt declined
+    assert 'id="declined"' in client.get(pay_url).content.decode()
+    # epay cannot close a trade: switching would leave two payable trades, so it is refused, nothing changes.
+    refused = client.post(pay_url + "switch/", {"method": "wxpay"})
+    assert refused.status_code == 409 and "be changed right now" in refused.content.decode()
+    assert list(Payment.objects.values_list("status", flat=True)) == ["pending"]

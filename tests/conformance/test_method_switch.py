@@ -3,14 +3,18 @@ made (the one-payable-trade rule of issue 9), on every channel; a channel that c
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from cardshop.models import Order, OrderState
 from cardshop.services.checkout import order_payment_switch
 from core.errors import DomainError
 from payments.channels import registry
 from payments.channels.base import Capability
-from payments.models import Payment, PaymentStatus
-from payments.simulators.catalog import SIMULATORS
+from payments.models import ChannelAccount, Payment, PaymentStatus
+from payments.services import channel_choice
+from payments.simulators.catalog import SIMULATORS, simulator_class
 from tests.conformance import test_channels
 from tests.conformance.test_channels import _delivered, _wait
 
@@ -48,3 +52,36 @@ def test_a_switch_while_the_create_is_in_flight_is_refused(shop):
     with pytest.raises(DomainError):
         order_payment_switch(order_no=order.order_no, client_ip="10.0.0.1", method="alipay")
     assert Payment.objects.count() == 1
+
+
+@pytest.mark.parametrize("shop", ["alipay"], indirect=True)
+def test_the_buyer_switches_from_alipay_to_wechat_pay_on_the_pay_page(shop, simulators, client):
+    """Through the pay page: it names the active method and offers the others; the switch closes the Alipay
+    trade first, then shows WeChat Pay's QR (a new image URL: never the old trade's cached QR)."""
+    wechat = simulators.get("wechatpay") or simulators.setdefault("wechatpay", simulator_class("wechatpay")().start())
+    acct = wechat.account(webhook_url=f"{shop.url}/notify/wechatpay/")
+    ChannelAccount.objects.create(
+        code="wechatpay",
+        name="wechatpay (simulator)",
+        merchant_no=acct.merchant_no,
+        base_url=acct.base_url,
+        currency=acct.currency,
+        credentials=json.dumps(acct.credentials),
+    )
+    channel_choice.cache_clear()
+    form = {"quantity": 1, "email": "a@example.com", "query_password": "secret1"}
+    pay_url = client.post(f"/p/{shop.product.slug}/", form)["Location"]
+    page = client.get(pay_url + "?method=alipay").content.decode()
+    first = Payment.objects.get()
+    assert first.channel_code == "alipay" and "Paying with Alipay" in page and 'id="switch-to-wxpay"' in page
+    assert f"qr.png?p={first.out_trade_no}" in page
+    switched = client.post(pay_url + "switch/", {"method": "wxpay"})
+    assert switched.status_code == 302 and switched["Location"] == pay_url
+    page = client.get(pay_url).content.decode()
+    second = Payment.objects.exclude(pk=first.pk).get()
+    assert Payment.objects.get(pk=first.pk).status == PaymentStatus.CLOSED
+    assert second.channel_code == "wechatpay" and "Paying with WeChat Pay" in page
+    assert f"qr.png?p={second.out_trade_no}" in page and 'id="switch-to-alipay"' in page
+    wechat.pay(second.out_trade_no)
+    order = second.reference
+    assert _wait(lambda: Order.objects.get(order_no=order).state == OrderState.DELIVERED)

@@ -113,7 +113,7 @@ def test_buyer_pays_with_alipay_qr_and_cashier(page, public_url, channels, alipa
     # A real, decoded QR image served by the shop, and the simulator's signed page.pay link.
     qr = page.locator("img#qr")
     expect(qr).to_be_visible()
-    assert qr.get_attribute("src") == f"/orders/{order.order_no}/pay/qr.png"
+    assert qr.get_attribute("src") == f"/orders/{order.order_no}/pay/qr.png?p={Payment.objects.get().out_trade_no}"
     page.wait_for_function(
         "() => { const i = document.querySelector('img#qr'); return i.complete && i.naturalWidth > 100; }"
     )

@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from cardshop.models import CardSecret, Order, OrderState
+from payments.models import Payment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -37,7 +38,8 @@ def test_buyer_buys_a_card_in_the_browser(page, public_url, epay_account, epay_s
     # The pay page shows a real, decoded QR image and the simulator's cashier link.
     qr = page.locator("img#qr")
     expect(qr).to_be_visible()
-    assert qr.get_attribute("src") == f"/orders/{order.order_no}/pay/qr.png"
+    payment = Payment.objects.get(reference=order.order_no)
+    assert qr.get_attribute("src") == f"/orders/{order.order_no}/pay/qr.png?p={payment.out_trade_no}"
     # The QR is its own request: wait until the browser has decoded it, then check it is a real image.
     page.wait_for_function(
         "() => { const i = document.querySelector('img#qr'); return i.complete && i.naturalWidth > 0; }"
