@@ -76,7 +76,7 @@ class Product(models.Model):
     def price_label(self) -> str:
         """The price for pages; a row with a currency the money module refuses still renders (legacy data)."""
         try:
-            return str(self.price)
+            return self.price.display()  # ¥9.90, US$9.90: how buyers read a price
         except MoneyError:
             return f"{self.price_minor} {self.currency} (minor units)"
 

@@ -97,7 +97,7 @@ class Order(ConcurrentTransitionMixin, models.Model):
     def amount_label(self) -> str:
         """The amount for pages; a row with a currency the money module refuses still renders (legacy data)."""
         try:
-            return str(self.amount)
+            return self.amount.display()
         except MoneyError:
             return f"{self.amount_minor} {self.currency} (minor units)"
 

@@ -68,7 +68,7 @@ def test_checkout_page_shows_price_and_live_stock(client, product):
     buy(product, qty=2)
     page = client.get(f"/p/{product.slug}/")
     assert page.status_code == 200
-    assert "9.90 CNY" in page.content.decode()
+    assert "¥9.90" in page.content.decode()
     assert "3 in stock" in page.content.decode()
 
 
