@@ -8,7 +8,7 @@ from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from cardshop.models import Order, OrderEvent
 from payments.contracts import PaymentView, RefundView
@@ -37,7 +37,7 @@ def state_badge(order: Order) -> SafeString:
 
 
 def _codes(n: int) -> str:
-    return _("%(n)d code") % {"n": n} if n == 1 else _("%(n)d codes") % {"n": n}
+    return ngettext("%(n)d code", "%(n)d codes", n) % {"n": n}
 
 
 def event_text(event: OrderEvent, order: Order, pays: dict[str, PaymentView], refunds: dict[str, RefundView]) -> str:

@@ -82,6 +82,15 @@ def test_every_change_list_and_change_page_renders_without_minor_units(op, demo)
     assert Payment.objects.exists() and CardSecret.objects.exists() and Order.objects.exists()
 
 
+def test_every_admin_page_renders_in_chinese_too(op, demo):
+    for name, url in _admin_urls():
+        resp = op.get(url, HTTP_ACCEPT_LANGUAGE="zh-hans")
+        assert resp.status_code == 200, (name, url, resp.status_code)
+        assert 'lang="zh-hans"' in resp.content.decode()
+    export = op.get(reverse("admin:cardshop_order_export"), HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert export.status_code == 200
+
+
 def _product_data(product: Product, price: str) -> dict:
     return {
         "merchant": product.merchant_id,
