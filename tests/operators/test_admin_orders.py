@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pytest
 from django.test import Client
@@ -136,8 +137,9 @@ def test_csv_export_lists_the_filtered_orders(op, paid_order, product):
 
     assert [r[0] for r in _csv(op, "?state__exact=pending")[1:]] == [pending.order_no]
     Order.objects.filter(pk=pending.pk).update(created_at=timezone.now() - timedelta(days=40))
-    since = (timezone.localdate() - timedelta(days=7)).isoformat()
-    week = _csv(op, f"?created_at__gte={since}")
+    # The query string the date filter's "Past 7 days" link carries (an aware local midnight).
+    midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    week = _csv(op, "?" + urlencode({"created_at__gte": str(midnight - timedelta(days=7))}))
     assert [r[0] for r in week[1:]] == [paid_order.order_no]
 
 
@@ -177,3 +179,24 @@ def test_card_secrets_are_labelled_by_id_and_their_own_last_characters(op, produ
     assert f"····{secret.secret[-4:]}" in listing and secret.secret not in listing
     short = CardSecret(pk=7, secret="AB12")
     assert str(short) == "#7 ····12"  # never more than half of a short secret
+
+
+def test_a_declined_try_stays_listed_on_the_order_page(op, paid_order, product):
+    order = buy(product, email="d@example.com")
+    declined = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1")
+    Payment.objects.filter(out_trade_no=declined.out_trade_no).update(status="failed", error_code="card_declined")
+    page = op.get(change_url(order)).content.decode()
+    assert declined.out_trade_no in page and "card_declined" in page and "failed" in page
+
+
+def test_the_export_needs_the_order_view_permission(paid_order, granted):
+    stranger = operator_login(Client(), staff_user("stranger", "payments.view_payment"))
+    assert stranger.get(reverse("admin:cardshop_order_export")).status_code == 403
+    assert granted().get(reverse("admin:cardshop_order_export")).status_code == 200
+
+
+def test_the_breaker_state_is_said_in_words(op, epay_account):
+    url = reverse("admin:payments_channel_health")
+    assert "in use (automatic)" in op.get(url).content.decode()
+    op.post(url, {"account": epay_account.pk, "action": "open"})
+    assert "not used (set by an operator)" in op.get(url).content.decode()
