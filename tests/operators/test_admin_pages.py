@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
@@ -160,3 +161,38 @@ def test_channel_account_limits_are_typed_in_major_units(op, epay_account):
     epay_account.refresh_from_db()
     assert (epay_account.fee_fixed_minor, epay_account.min_amount_minor) == (30, 100)
     assert (epay_account.max_amount_minor, epay_account.daily_cap_minor) == (None, 2000000)
+
+
+@pytest.fixture(scope="module")
+def sim_accounts(tmp_path_factory):
+    """Each simulator's account file, as `make run` has them written (same as tests/cardshop/test_seed_demo)."""
+    import json
+
+    from payments.simulators.catalog import SIMULATORS, simulator_class
+
+    folder = tmp_path_factory.mktemp("sim")
+    for code in SIMULATORS:
+        sim = simulator_class(code)().start()
+        try:
+            acct = sim.account(webhook_url=f"http://127.0.0.1:8000/notify/{code}/")
+            (folder / f"{code}.json").write_text(json.dumps(acct.__dict__))
+        finally:
+            sim.stop()
+    return folder
+
+
+def test_the_seeded_demo_renders_on_every_admin_page_in_both_languages(op, sim_accounts):
+    from django.core.management import call_command
+
+    call_command("seed_demo", sim_accounts=str(sim_accounts), stdout=io.StringIO())
+    products = list(Product.objects.all())
+    assert products
+    for lang in ("en", "zh-hans"):
+        for name, url in _admin_urls():
+            resp = op.get(url, HTTP_ACCEPT_LANGUAGE=lang)
+            assert resp.status_code == 200, (lang, name, url, resp.status_code)
+    listing = op.get(reverse("admin:cardshop_product_changelist")).content.decode()
+    for p in products:
+        assert p.price_label in listing
+        page = op.get(reverse("admin:cardshop_product_change", args=[p.pk])).content.decode()
+        assert f'name="price_minor" value="{p.price.to_decimal_str()}"' in page
