@@ -10,6 +10,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.response import TemplateResponse
@@ -19,7 +20,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from cardshop.admin_display import channel_name, masked_email, state_badge, timeline_html
-from cardshop.models import CardSecret, DeliveryKind, Order, OrderState, Product, SecretRevealLog
+from cardshop.models import CardSecret, DeliveryKind, Order, OrderState, Product, SecretRevealLog, SecretStatus
 from cardshop.services import delivery, orders, refunds, stock
 from core.admin_display import MajorUnitsFormMixin, major_str
 from core.errors import DomainError
@@ -67,21 +68,60 @@ class ProductAdminForm(MajorUnitsFormMixin, forms.ModelForm):
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
     form = ProductAdminForm
-    list_display = ["name", "merchant", "price_display", "delivery_kind", "is_active", "import_link"]
+    list_display = [
+        "name",
+        "merchant",
+        "price_display",
+        "delivery_kind",
+        "is_active",
+        "stock_free",
+        "stock_reserved",
+        "stock_sold",
+        "import_link",
+    ]
     list_filter = ["delivery_kind", "is_active", "merchant"]
     prepopulated_fields = {"slug": ["name"]}
     search_fields = ["name", "slug"]
 
-    @admin.display(description=_("price"))
+    def get_queryset(self, request: HttpRequest):
+        # The page's stock counts in the list query itself (one aggregate, no query per row).
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_free=Count("secrets", filter=Q(secrets__status=SecretStatus.AVAILABLE)),
+                n_reserved=Count("secrets", filter=Q(secrets__status=SecretStatus.RESERVED)),
+                n_sold=Count("secrets", filter=Q(secrets__status=SecretStatus.SOLD)),
+            )
+        )
+
+    @admin.display(description=_("price"), ordering="price_minor")
     def price_display(self, obj: Product) -> str:
         return obj.price_label
 
-    @admin.display(description=_("stock"))
+    def _stock(self, obj: Product, count: int) -> int | str:
+        return count if obj.delivery_kind == DeliveryKind.UNIQUE else "—"
+
+    @admin.display(description=_("free"), ordering="n_free")
+    def stock_free(self, obj: Product) -> int | str:
+        return self._stock(obj, obj.n_free)
+
+    @admin.display(description=_("reserved"), ordering="n_reserved")
+    def stock_reserved(self, obj: Product) -> int | str:
+        return self._stock(obj, obj.n_reserved)
+
+    @admin.display(description=_("sold"), ordering="n_sold")
+    def stock_sold(self, obj: Product) -> int | str:
+        return self._stock(obj, obj.n_sold)
+
+    @admin.display(description=_("import"))
     def import_link(self, obj: Product) -> str:
         if obj.delivery_kind != DeliveryKind.UNIQUE:
             return "—"
         return format_html(
-            '<a href="{}">{}</a>', reverse("admin:cardshop_product_import", args=[obj.pk]), _("Import secrets")
+            '<a class="button" href="{}">{}</a>',
+            reverse("admin:cardshop_product_import", args=[obj.pk]),
+            _("Import secrets"),
         )
 
     def get_urls(self):

@@ -200,3 +200,12 @@ def test_the_breaker_state_is_said_in_words(op, epay_account):
     assert "in use (automatic)" in op.get(url).content.decode()
     op.post(url, {"account": epay_account.pk, "action": "open"})
     assert "not used (set by an operator)" in op.get(url).content.decode()
+
+
+def test_the_product_list_counts_free_reserved_and_sold_codes(op, paid_order, product):
+    buy(product, qty=2, email="r@example.com")  # reserves two codes while it waits for payment
+    page = op.get(reverse("admin:cardshop_product_changelist")).content.decode()
+    assert '<td class="field-stock_free">2</td>' in page
+    assert '<td class="field-stock_reserved">2</td>' in page
+    assert '<td class="field-stock_sold">1</td>' in page
+    assert f'<a class="button" href="/admin/cardshop/product/{product.pk}/import/">Import secrets</a>' in page
