@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import re
 
 from django import forms
 from django.contrib import admin, messages
@@ -34,7 +36,60 @@ class ImportSecretsForm(forms.Form):
     file = forms.FileField(label=_("…or a text file"), required=False)
 
 
+class BuyerFieldsField(forms.Field):
+    """The buyer's input fields of a manual product as one row per line, "name | label | required", instead of
+    raw JSON (a JSON list pasted whole is still read)."""
+
+    widget = forms.Textarea(attrs={"rows": 4, "placeholder": "account | Game account | required"})
+    NAME_RE = re.compile(r"[A-Za-z0-9_]{1,40}")
+
+    def prepare_value(self, value):
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip().startswith("[") else value
+            except ValueError:
+                return value
+        if isinstance(value, list):
+            return "\n".join(
+                " | ".join([f.get("name", ""), f.get("label", ""), "required" if f.get("required") else ""]).rstrip(
+                    " |"
+                )
+                for f in value
+                if isinstance(f, dict)
+            )
+        return value
+
+    def to_python(self, value) -> list[dict]:
+        text = (value or "").strip()
+        if text.startswith("["):
+            try:
+                data = json.loads(text)
+            except ValueError:
+                raise forms.ValidationError(_("Write one field per line: name | label | required.")) from None
+            return data if isinstance(data, list) else []
+        rows: list[dict] = []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            parts = [p.strip() for p in line.split("|")]
+            name, label = parts[0], parts[1] if len(parts) > 1 else ""
+            flag = parts[2].lower() if len(parts) > 2 else ""
+            if not self.NAME_RE.fullmatch(name) or flag not in ("", "required", "optional") or len(parts) > 3:
+                raise forms.ValidationError(
+                    _("Line %(n)d: write name | label | required, the name in letters, digits or _.") % {"n": n}
+                )
+            if any(r["name"] == name for r in rows):
+                raise forms.ValidationError(_("Line %(n)d: the name %(name)s is used twice.") % {"n": n, "name": name})
+            rows.append({"name": name, "label": label or name, "required": flag == "required"})
+        return rows
+
+
 class ProductAdminForm(MajorUnitsFormMixin, forms.ModelForm):
+    custom_fields = BuyerFieldsField(
+        label=_("buyer fields (manual delivery)"),
+        required=False,
+        help_text=_('One field per line: name | label | required, e.g. "account | Game account | required".'),
+    )
     major_unit_fields = {"price_minor": "currency"}
     major_unit_required = ("price_minor",)
     major_unit_labels = {"price_minor": _("price")}

@@ -196,3 +196,28 @@ def test_the_seeded_demo_renders_on_every_admin_page_in_both_languages(op, sim_a
         assert p.price_label in listing
         page = op.get(reverse("admin:cardshop_product_change", args=[p.pk])).content.decode()
         assert f'name="price_minor" value="{p.price.to_decimal_str()}"' in page
+
+
+def test_buyer_fields_are_edited_as_rows(op, merchant, epay_account):
+    from tests.conftest import make_product
+
+    product = make_product(
+        merchant,
+        secrets_count=0,
+        kind="manual",
+        custom_fields=[{"name": "account", "label": "Game account", "required": True}],
+    )
+    url = reverse("admin:cardshop_product_change", args=[product.pk])
+    page = op.get(url).content.decode()
+    assert "account | Game account | required</textarea>" in page
+    data = {**_product_data(product, "9.90"), "custom_fields": "account | Game account | required\nserver | Server"}
+    assert op.post(url, data).status_code == 302
+    product.refresh_from_db()
+    assert product.custom_fields == [
+        {"name": "account", "label": "Game account", "required": True},
+        {"name": "server", "label": "Server", "required": False},
+    ]
+    data["custom_fields"] = "account\naccount"
+    assert "the name account is used twice" in op.post(url, data).content.decode()
+    data["custom_fields"] = "bad name | x"
+    assert "Line 1: write name | label | required" in op.post(url, data).content.decode()
