@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import re
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from cardshop.models import CardSecret, DeliveryKind, Order, OrderEvent, OrderState, Product, SecretRevealLog
+from cardshop.admin_display import channel_name, masked_email, state_badge, timeline_html
+from cardshop.models import CardSecret, DeliveryKind, Order, OrderState, Product, SecretRevealLog, SecretStatus
 from cardshop.services import delivery, orders, refunds, stock
+from core.admin_display import MajorUnitsFormMixin, major_str
 from core.errors import DomainError
 from core.forms import WriteOnlySecretField
 from payments import facade as payments
+from payments.contracts import REFUND_STATUS_LABELS
 
 
 class ImportSecretsForm(forms.Form):
@@ -25,7 +36,64 @@ class ImportSecretsForm(forms.Form):
     file = forms.FileField(label=_("…or a text file"), required=False)
 
 
-class ProductAdminForm(forms.ModelForm):
+class BuyerFieldsField(forms.Field):
+    """The buyer's input fields of a manual product as one row per line, "name | label | required", instead of
+    raw JSON (a JSON list pasted whole is still read)."""
+
+    widget = forms.Textarea(attrs={"rows": 4, "placeholder": "account | Game account | required"})
+    NAME_RE = re.compile(r"[A-Za-z0-9_]{1,40}")
+
+    def prepare_value(self, value):
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip().startswith("[") else value
+            except ValueError:
+                return value
+        if isinstance(value, list):
+            return "\n".join(
+                " | ".join([f.get("name", ""), f.get("label", ""), "required" if f.get("required") else ""]).rstrip(
+                    " |"
+                )
+                for f in value
+                if isinstance(f, dict)
+            )
+        return value
+
+    def to_python(self, value) -> list[dict]:
+        text = (value or "").strip()
+        if text.startswith("["):
+            try:
+                data = json.loads(text)
+            except ValueError:
+                raise forms.ValidationError(_("Write one field per line: name | label | required.")) from None
+            return data if isinstance(data, list) else []
+        rows: list[dict] = []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            parts = [p.strip() for p in line.split("|")]
+            name, label = parts[0], parts[1] if len(parts) > 1 else ""
+            flag = parts[2].lower() if len(parts) > 2 else ""
+            if not self.NAME_RE.fullmatch(name) or flag not in ("", "required", "optional") or len(parts) > 3:
+                raise forms.ValidationError(
+                    _("Line %(n)d: write name | label | required, the name in letters, digits or _.") % {"n": n}
+                )
+            if any(r["name"] == name for r in rows):
+                raise forms.ValidationError(_("Line %(n)d: the name %(name)s is used twice.") % {"n": n, "name": name})
+            rows.append({"name": name, "label": label or name, "required": flag == "required"})
+        return rows
+
+
+class ProductAdminForm(MajorUnitsFormMixin, forms.ModelForm):
+    custom_fields = BuyerFieldsField(
+        label=_("buyer fields (manual delivery)"),
+        required=False,
+        help_text=_('One field per line: name | label | required, e.g. "account | Game account | required".'),
+    )
+    major_unit_fields = {"price_minor": "currency"}
+    major_unit_required = ("price_minor",)
+    major_unit_labels = {"price_minor": _("price")}
+
     reusable_secret = WriteOnlySecretField(
         label=_("reusable secret"), help_text=_("Write-only: leave empty to keep the current value.")
     )
@@ -55,21 +123,60 @@ class ProductAdminForm(forms.ModelForm):
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
     form = ProductAdminForm
-    list_display = ["name", "merchant", "price_display", "delivery_kind", "is_active", "import_link"]
+    list_display = [
+        "name",
+        "merchant",
+        "price_display",
+        "delivery_kind",
+        "is_active",
+        "stock_free",
+        "stock_reserved",
+        "stock_sold",
+        "import_link",
+    ]
     list_filter = ["delivery_kind", "is_active", "merchant"]
     prepopulated_fields = {"slug": ["name"]}
     search_fields = ["name", "slug"]
 
-    @admin.display(description=_("price"))
+    def get_queryset(self, request: HttpRequest):
+        # The page's stock counts in the list query itself (one aggregate, no query per row).
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_free=Count("secrets", filter=Q(secrets__status=SecretStatus.AVAILABLE)),
+                n_reserved=Count("secrets", filter=Q(secrets__status=SecretStatus.RESERVED)),
+                n_sold=Count("secrets", filter=Q(secrets__status=SecretStatus.SOLD)),
+            )
+        )
+
+    @admin.display(description=_("price"), ordering="price_minor")
     def price_display(self, obj: Product) -> str:
         return obj.price_label
 
-    @admin.display(description=_("stock"))
+    def _stock(self, obj: Product, count: int) -> int | str:
+        return count if obj.delivery_kind == DeliveryKind.UNIQUE else "—"
+
+    @admin.display(description=_("free"), ordering="n_free")
+    def stock_free(self, obj: Product) -> int | str:
+        return self._stock(obj, obj.n_free)
+
+    @admin.display(description=_("reserved"), ordering="n_reserved")
+    def stock_reserved(self, obj: Product) -> int | str:
+        return self._stock(obj, obj.n_reserved)
+
+    @admin.display(description=_("sold"), ordering="n_sold")
+    def stock_sold(self, obj: Product) -> int | str:
+        return self._stock(obj, obj.n_sold)
+
+    @admin.display(description=_("import"))
     def import_link(self, obj: Product) -> str:
         if obj.delivery_kind != DeliveryKind.UNIQUE:
             return "—"
         return format_html(
-            '<a href="{}">{}</a>', reverse("admin:cardshop_product_import", args=[obj.pk]), _("Import secrets")
+            '<a class="button" href="{}">{}</a>',
+            reverse("admin:cardshop_product_import", args=[obj.pk]),
+            _("Import secrets"),
         )
 
     def get_urls(self):
@@ -124,7 +231,7 @@ class CardSecretAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("secret"))
     def masked(self, obj: CardSecret) -> str:
-        return "••••••••"
+        return obj.secret_tail()
 
     @admin.display(description=_("reveal"))
     def reveal(self, obj: CardSecret) -> str:
@@ -160,17 +267,6 @@ class CardSecretAdmin(admin.ModelAdmin):
         return render(request, "admin/cardshop/reveal_secret.html", context)
 
 
-class OrderEventInline(admin.TabularInline):
-    model = OrderEvent
-    extra = 0
-    can_delete = False
-    readonly_fields = ["created_at", "kind", "actor", "detail"]
-    fields = readonly_fields
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-
 class FulfilForm(forms.Form):
     note = forms.CharField(label=_("What the buyer receives"), widget=forms.Textarea(attrs={"rows": 6}))
 
@@ -198,13 +294,41 @@ class PaidMoreThanOnceFilter(admin.SimpleListFilter):
         return queryset
 
 
+class OrderChangeList(ChangeList):
+    """Fetches the payment method of the whole page's orders in one payments call (no query per row)."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        channels = payments.payment_channels_for_references(references=[o.order_no for o in self.result_list])
+        for order in self.result_list:
+            order.channel_code = channels.get(order.order_no, "")
+
+
+CSV_HEADER = ["order_no", "created", "state", "product", "quantity", "amount", "currency", "email", "channel"]
+
+
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
-    list_display = ["order_no", "product", "quantity", "amount_display", "state", "masked_email", "created_at"]
-    list_filter = ["state", PaidMoreThanOnceFilter, "product__delivery_kind", "merchant"]
+    list_display = [
+        "order_no",
+        "product",
+        "quantity",
+        "amount_display",
+        "state_display",
+        "channel_display",
+        "masked_email",
+        "created_at",
+    ]
+    list_filter = [
+        ("created_at", admin.DateFieldListFilter),
+        "state",
+        PaidMoreThanOnceFilter,
+        "product__delivery_kind",
+        "merchant",
+    ]
     search_fields = ["order_no", "email"]
     list_select_related = ["product"]
-    inlines = [OrderEventInline]
+    change_list_template = "admin/cardshop/order/change_list.html"
     readonly_fields = [
         "order_no",
         "merchant",
@@ -214,7 +338,7 @@ class OrderAdmin(admin.ModelAdmin):
         "masked_email",
         "buyer_ip",
         "custom_input",
-        "state",
+        "state_display",
         "expires_at",
         "paid_at",
         "delivered_at",
@@ -223,25 +347,53 @@ class OrderAdmin(admin.ModelAdmin):
         "created_at",
         "payments_display",
         "refund_display",
+        "timeline",
         "fulfil_link",
     ]
     fields = readonly_fields
     actions = ["retry_delivery", "refund"]
 
+    class Media:
+        css = {"all": ["admin/cardshop-orders.css"]}
+
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        # Orders change only through their use cases (actions, fulfil): the page is for reading, so it has no
+        # Save buttons and a forged POST to it is refused. Viewing rests on the view (or change) permission.
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False  # orders are never deleted: a payment may still arrive
 
-    @admin.display(description=_("amount"))
+    def get_changelist(self, request: HttpRequest, **kwargs):
+        return OrderChangeList
+
+    @admin.display(description=_("amount"), ordering="amount_minor")
     def amount_display(self, obj: Order) -> str:
         return obj.amount_label
 
+    @admin.display(description=_("state"), ordering="state")
+    def state_display(self, obj: Order) -> str:
+        return state_badge(obj)
+
+    @admin.display(description=_("payment method"))
+    def channel_display(self, obj: Order) -> str:
+        return channel_name(getattr(obj, "channel_code", ""))
+
     @admin.display(description=_("email"))
     def masked_email(self, obj: Order) -> str:
-        name, _sep, domain = obj.email.partition("@")
-        return f"{name[:2]}***@{domain}"
+        return masked_email(obj.email)
+
+    @admin.display(description=_("timeline"))
+    def timeline(self, obj: Order) -> str:
+        return timeline_html(
+            obj,
+            obj.events.order_by("created_at", "pk"),
+            payments.payments_for_reference(reference=obj.order_no),
+            payments.refunds_for_reference(reference=obj.order_no),
+        )
 
     @admin.display(description=_("payments"))
     def payments_display(self, obj: Order) -> str:
@@ -255,7 +407,7 @@ class OrderAdmin(admin.ModelAdmin):
             (
                 (
                     p.out_trade_no,
-                    p.channel_code,
+                    channel_name(p.channel_code),
                     p.status.label,
                     p.amount,
                     _("pays this order") if p.out_trade_no == obj.paid_by else "",
@@ -277,7 +429,49 @@ class OrderAdmin(admin.ModelAdmin):
     @admin.display(description=_("refund"))
     def refund_display(self, obj: Order) -> str:
         r = payments.refund_for_reference(reference=obj.order_no)
-        return f"{r.refund_no} {r.status} {r.amount}" if r else "—"
+        return f"{r.refund_no} {REFUND_STATUS_LABELS[r.status]} {r.amount}" if r else "—"
+
+    def export_csv_view(self, request: HttpRequest) -> HttpResponse:
+        """The change list as it is filtered and searched (same query string), every page, as CSV."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        try:
+            cl = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            return HttpResponseRedirect(reverse("admin:cardshop_order_changelist"))
+        queryset = cl.get_queryset(request).select_related("product")
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+        response["Content-Disposition"] = f'attachment; filename="orders-{stamp}.csv"'
+        response.write("\ufeff")  # Excel opens UTF-8 (Chinese product names) only with a BOM
+        writer = csv.writer(response)
+        writer.writerow(CSV_HEADER)
+        batch: list[Order] = []
+
+        def flush() -> None:
+            channels = payments.payment_channels_for_references(references=[o.order_no for o in batch])
+            for o in batch:
+                writer.writerow(
+                    [
+                        o.order_no,
+                        timezone.localtime(o.created_at).isoformat(timespec="seconds"),
+                        o.state,
+                        o.product.name,
+                        o.quantity,
+                        major_str(o.amount_minor, o.currency),
+                        o.currency,
+                        masked_email(o.email),
+                        channels.get(o.order_no, ""),
+                    ]
+                )
+            batch.clear()
+
+        for order in queryset.iterator(chunk_size=500):
+            batch.append(order)
+            if len(batch) == 500:
+                flush()
+        flush()
+        return response
 
     # Custom powers checked by the actions' `permissions=` (absent from the menu and refused if forged).
     def has_refund_permission(self, request: HttpRequest) -> bool:
@@ -312,7 +506,7 @@ class OrderAdmin(admin.ModelAdmin):
                 messages.success(
                     request,
                     _("%(no)s: refund %(refund)s %(status)s")
-                    % {"no": order.order_no, "refund": view.refund_no, "status": view.status},
+                    % {"no": order.order_no, "refund": view.refund_no, "status": REFUND_STATUS_LABELS[view.status]},
                 )
         return None
 
@@ -343,7 +537,8 @@ class OrderAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         return [
-            path("<int:pk>/fulfil/", self.admin_site.admin_view(self.fulfil_view), name="cardshop_order_fulfil")
+            path("<int:pk>/fulfil/", self.admin_site.admin_view(self.fulfil_view), name="cardshop_order_fulfil"),
+            path("export.csv", self.admin_site.admin_view(self.export_csv_view), name="cardshop_order_export"),
         ] + super().get_urls()
 
     def fulfil_view(self, request: HttpRequest, pk: int) -> HttpResponse:

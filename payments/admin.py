@@ -12,10 +12,15 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django.utils.translation import gettext_lazy as _
 
+from core.admin_display import MajorUnitsFormMixin, money_label
 from core.crypto import mask
 from core.forms import WriteOnlySecretField
+from payments.contracts import REFUND_STATUS_LABELS, RefundStatus
 from payments.models import ChannelAccount, Payment, ProviderNotification, Refund, RoutingRule, RoutingSettings
 from payments.services import accounts, channel_choice
+
+# The routing thresholds are plain minor units compared with any payment's amount; shown in the shop's currency.
+ROUTING_CURRENCY = "CNY"
 
 # What each channel's credentials JSON holds (keys only), shown as help to the operator.
 CREDENTIAL_KEYS = {
@@ -28,7 +33,19 @@ CREDENTIAL_KEYS = {
 }
 
 
-class ChannelAccountForm(forms.ModelForm):
+class ChannelAccountForm(MajorUnitsFormMixin, forms.ModelForm):
+    major_unit_fields = {
+        "fee_fixed_minor": "currency",
+        "min_amount_minor": "currency",
+        "max_amount_minor": "currency",
+        "daily_cap_minor": "currency",
+    }
+    major_unit_labels = {
+        "fee_fixed_minor": _("fixed fee"),
+        "min_amount_minor": _("minimum amount"),
+        "max_amount_minor": _("maximum amount"),
+        "daily_cap_minor": _("daily volume cap"),
+    }
     credentials = WriteOnlySecretField(
         label=_("credentials (JSON)"),
         help_text=_("Write-only JSON object. Leave empty to keep the stored credentials. Keys per channel: ")
@@ -69,6 +86,12 @@ class ChannelAccountForm(forms.ModelForm):
         if not isinstance(data, dict) or not all(isinstance(v, str) and v for v in data.values()):
             raise forms.ValidationError(_("Credentials must be a JSON object of non-empty strings."))
         return json.dumps(data)
+
+    def clean(self):
+        cleaned = super().clean()
+        if "fee_fixed_minor" in cleaned and cleaned["fee_fixed_minor"] is None:
+            cleaned["fee_fixed_minor"] = 0  # an empty fixed fee is no fixed fee (the column is not nullable)
+        return cleaned
 
 
 @admin.register(ChannelAccount)
@@ -123,10 +146,21 @@ class ChannelAccountAdmin(admin.ModelAdmin):
         "enabled",
         "priority",
         "fee_rate_bp",
-        "fee_fixed_minor",
+        "fee_fixed_display",
+        "limits_display",
         "credentials_masked",
     ]
     list_filter = ["code", "enabled"]
+
+    @admin.display(description=_("fixed fee"))
+    def fee_fixed_display(self, obj: ChannelAccount) -> str:
+        return money_label(obj.fee_fixed_minor, obj.currency)
+
+    @admin.display(description=_("amount limits / daily cap"))
+    def limits_display(self, obj: ChannelAccount) -> str:
+        return " / ".join(
+            money_label(v, obj.currency) for v in (obj.min_amount_minor, obj.max_amount_minor, obj.daily_cap_minor)
+        )
 
     @admin.display(description=_("credentials"))
     def credentials_masked(self, obj: ChannelAccount) -> str:
@@ -147,31 +181,65 @@ class PaymentAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status", "channel_code"]
     search_fields = ["out_trade_no", "reference", "provider_trade_no"]
-    readonly_fields = [f.name for f in Payment._meta.fields]
+    readonly_fields = [
+        "amount_display" if f.name == "amount_minor" else f.name for f in Payment._meta.fields if f.name != "currency"
+    ]
+    fields = readonly_fields
 
-    @admin.display(description=_("amount"))
+    @admin.display(description=_("amount"), ordering="amount_minor")
     def amount_display(self, obj: Payment) -> str:
-        return str(obj.amount)
+        return money_label(obj.amount_minor, obj.currency)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # a payment moves only through notifies, queries and the janitor: the page is for reading
+
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+
+class RefundStatusFilter(admin.SimpleListFilter):
+    title = _("refund status")
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [(status.value, REFUND_STATUS_LABELS[status]) for status in RefundStatus]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(status=self.value()) if self.value() else queryset
 
 
 @admin.register(Refund)
 class RefundAdmin(admin.ModelAdmin):
     """Read-only: refunds are started from the order (one action, one service) and settled by the channel."""
 
-    list_display = ["refund_no", "payment", "amount_display", "status", "requested_by", "created_at", "succeeded_at"]
-    list_filter = ["status", "payment__channel_code"]
+    list_display = [
+        "refund_no",
+        "payment",
+        "amount_display",
+        "status_display",
+        "requested_by",
+        "created_at",
+        "succeeded_at",
+    ]
+    list_filter = [RefundStatusFilter, "payment__channel_code"]
     search_fields = ["refund_no", "payment__out_trade_no", "payment__reference", "provider_refund_no"]
-    readonly_fields = [f.name for f in Refund._meta.fields]
+    readonly_fields = [
+        {"amount_minor": "amount_display", "status": "status_display"}.get(f.name, f.name)
+        for f in Refund._meta.fields
+        if f.name != "currency"
+    ]
+    fields = readonly_fields
 
-    @admin.display(description=_("amount"))
+    @admin.display(description=_("amount"), ordering="amount_minor")
     def amount_display(self, obj: Refund) -> str:
-        return str(obj.amount)
+        return money_label(obj.amount_minor, obj.currency)
+
+    @admin.display(description=_("refund status"), ordering="status")
+    def status_display(self, obj: Refund) -> str:
+        return str(REFUND_STATUS_LABELS.get(obj.status, obj.status))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -215,9 +283,33 @@ class RoutingRuleAdmin(admin.ModelAdmin):
         channel_choice.cache_clear()
 
 
+class RoutingSettingsForm(MajorUnitsFormMixin, forms.ModelForm):
+    # The thresholds compare with any order amount; the shop sells in CNY by default, so they are typed in it.
+    major_unit_fields = {"small_below_minor": "=" + ROUTING_CURRENCY, "large_above_minor": "=" + ROUTING_CURRENCY}
+    major_unit_labels = {
+        "small_below_minor": _("cheapest channel below"),
+        "large_above_minor": _("most reliable channel above"),
+    }
+
+    class Meta:
+        model = RoutingSettings
+        fields = [f.name for f in RoutingSettings._meta.fields if f.name != "id"]
+
+
 @admin.register(RoutingSettings)
 class RoutingSettingsAdmin(admin.ModelAdmin):
     """One row of knobs; decisions pick changes up within seconds."""
+
+    form = RoutingSettingsForm
+    list_display = ["__str__", "small_below_display", "large_above_display", "max_attempts"]
+
+    @admin.display(description=_("cheapest channel below"))
+    def small_below_display(self, obj: RoutingSettings) -> str:
+        return money_label(obj.small_below_minor, ROUTING_CURRENCY)
+
+    @admin.display(description=_("most reliable channel above"))
+    def large_above_display(self, obj: RoutingSettings) -> str:
+        return money_label(obj.large_above_minor, ROUTING_CURRENCY)
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)

@@ -31,6 +31,16 @@ class RefundStatus(models.TextChoices):
     FAILED = "failed", _("failed")
 
 
+# What operators read for a refund's status: "pending" alone reads like an unpaid order on the same page.
+REFUND_STATUS_LABELS = {
+    RefundStatus.REQUESTED: _("refund requested"),
+    RefundStatus.PENDING: _("refund pending at the provider"),
+    RefundStatus.UNKNOWN: _("refund outcome unknown"),
+    RefundStatus.SUCCEEDED: _("refunded"),
+    RefundStatus.FAILED: _("refund failed"),
+}
+
+
 @dataclass(frozen=True)
 class PaymentRequest:
     """One payment to start. `channel_code` empty: routing picks among every account taking `method`.
@@ -110,6 +120,8 @@ class RefundView:
     status: RefundStatus
     amount: Money
     newly_final: bool = False  # this call moved the refund to succeeded or failed
+    reason: str = ""
+    requested_by: str = ""
 
 
 class RefundRefused(DomainError):

@@ -6,6 +6,7 @@ from payments.services.accounts import (
 )
 from payments.services.payments import (
     notification_apply,
+    payment_channels_for_references,
     payment_for_reference,
     payment_live_for_reference,
     payment_options,
@@ -27,12 +28,14 @@ from payments.services.refunds import (
     refund_result_apply,
     refund_view,
     refunds_claim_due,
+    refunds_for_reference,
 )
 
 __all__ = [
     "channel_account_configure",
     "channel_notify_methods",
     "notification_apply",
+    "payment_channels_for_references",
     "payment_for_reference",
     "payment_live_for_reference",
     "payment_options",
@@ -49,6 +52,7 @@ __all__ = [
     "refund_execute",
     "refund_for_reference",
     "refund_request",
+    "refunds_for_reference",
     "refund_result_apply",
     "refund_view",
     "refunds_claim_due",

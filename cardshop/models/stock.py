@@ -6,7 +6,6 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from cardshop.models.catalog import Product
-from core.crypto import mask
 from core.fields import EncryptedTextField
 
 
@@ -53,5 +52,11 @@ class CardSecret(models.Model):
         ]
 
     def __str__(self) -> str:
-        # Never the plaintext: only the id and the hash's tail.
-        return f"#{self.pk} {mask(self.secret_hash)}"
+        # The id and the secret's own last characters (what the buyer reads off the card), never the whole.
+        return f"#{self.pk} {self.secret_tail()}"
+
+    def secret_tail(self) -> str:
+        """ "····4F2A": at most 4 last characters, and never more than half of a short secret."""
+        text = self.secret or ""
+        keep = min(4, len(text) // 2)
+        return "····" + (text[-keep:] if keep else "")

@@ -650,6 +650,25 @@ def payment_for_reference(*, reference: str) -> PaymentView | None:
     return _view(p) if p else None
 
 
+def payment_channels_for_references(*, references: list[str]) -> dict[str, str]:
+    """Reference -> channel code of the payment that paid it (the first paid one), else of its latest try.
+
+    One query for a whole admin page of orders.
+    """
+    paid: dict[str, str] = {}
+    latest: dict[str, str] = {}
+    rows = (
+        Payment.objects.filter(reference__in=references)
+        .order_by("pk")
+        .values_list("reference", "channel_code", "status")
+    )
+    for reference, channel_code, status in rows:
+        latest[reference] = channel_code
+        if status in PAID_STATES:
+            paid.setdefault(reference, channel_code)
+    return {**latest, **paid}
+
+
 def references_paid_more_than_once() -> QuerySet:
     """References (order numbers) that more than one payment paid: a subquery for the operators' filter."""
     return (

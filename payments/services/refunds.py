@@ -39,6 +39,8 @@ def _view(refund: Refund, payment: Payment, *, newly_final: bool = False) -> Ref
         status=refund.status,
         amount=refund.amount,
         newly_final=newly_final,
+        reason=refund.reason,
+        requested_by=refund.requested_by,
     )
 
 
@@ -199,6 +201,12 @@ def refunds_claim_due(*, limit: int = 100) -> list[str]:
 def refund_view(*, refund_no: str) -> RefundView:
     refund = Refund.objects.select_related("payment").get(refund_no=refund_no)
     return _view(refund, refund.payment)
+
+
+def refunds_for_reference(*, reference: str) -> list[RefundView]:
+    """Every refund of every payment of `reference`, oldest first (the operators' order timeline)."""
+    rows = Refund.objects.select_related("payment").filter(payment__reference=reference).order_by("pk")
+    return [_view(r, r.payment) for r in rows]
 
 
 def refund_for_reference(*, reference: str) -> RefundView | None:

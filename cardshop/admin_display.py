@@ -1,0 +1,139 @@
+"""What the order pages of the admin say in words: the timeline, the state badge, channel names."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.utils import formats, timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
+
+from cardshop.models import Order, OrderEvent
+from payments.contracts import PaymentView, RefundView
+
+CHANNEL_NAMES = {
+    "alipay": gettext_lazy("Alipay"),
+    "wechatpay": gettext_lazy("WeChat Pay"),
+    "epay": gettext_lazy("epay"),
+    "stripe": gettext_lazy("Stripe"),
+    "bankgw": gettext_lazy("bank gateway"),
+}
+
+
+def channel_name(code: str) -> str:
+    return str(CHANNEL_NAMES.get(code, code)) if code else "—"
+
+
+def masked_email(email: str) -> str:
+    name, _sep, domain = email.partition("@")
+    return f"{name[:2]}***@{domain}"
+
+
+def state_badge(order: Order) -> SafeString:
+    """The order state as a coloured badge; the CSS class is the state's code (cardshop/static/admin/)."""
+    return format_html('<span class="state-badge state-{}">{}</span>', order.state, order.get_state_display())
+
+
+def _codes(n: int) -> str:
+    return ngettext("%(n)d code", "%(n)d codes", n) % {"n": n}
+
+
+def event_text(event: OrderEvent, order: Order, pays: dict[str, PaymentView], refunds: dict[str, RefundView]) -> str:
+    """One timeline line in words; an event kind this does not know is shown by its code and detail."""
+    d = event.detail or {}
+    kind = event.kind
+    trade = d.get("out_trade_no", "")
+    pay = pays.get(trade)
+    refund = refunds.get(d.get("refund_no", ""))
+    if kind == "created":
+        return _("Order created: %(q)d × %(product)s, %(amount)s") % {
+            "q": d.get("quantity", order.quantity),
+            "product": order.product,
+            "amount": order.amount_label,
+        }
+    if kind == "paid":
+        text = _("Paid through %(channel)s, trade %(trade)s, %(amount)s") % {
+            "channel": channel_name(pay.channel_code if pay else ""),
+            "trade": trade,
+            "amount": pay.amount if pay else order.amount_label,
+        }
+        if d.get("late"):
+            text += " " + _("(after the order had expired or been cancelled: honoured)")
+        return text
+    if kind == "awaiting_manual_delivery":
+        return _("Waiting for manual delivery by an operator")
+    if kind == "undeliverable":
+        return _("Paid, but %(codes)s short in stock: restock and retry delivery") % {
+            "codes": _codes(d.get("missing", 0))
+        }
+    if kind == "delivered":
+        if d.get("manual"):
+            return _("Delivered by hand by %(actor)s") % {"actor": event.actor}
+        if d.get("secrets"):
+            return _("Delivered %(codes)s") % {"codes": _codes(d["secrets"])}
+        return _("Delivered")
+    if kind in ("expired", "cancelled"):
+        text = _("Expired unpaid") if kind == "expired" else _("Cancelled by %(actor)s") % {"actor": event.actor}
+        if d.get("released"):
+            text += "; " + _("%(codes)s released to stock") % {"codes": _codes(d["released"])}
+        return text
+    if kind == "extra_payment":
+        what = _("Second payment %(trade)s through %(channel)s, %(amount)s") % {
+            "trade": trade,
+            "channel": channel_name(pay.channel_code if pay else ""),
+            "amount": pay.amount if pay else "—",
+        }
+        if d.get("refund_no"):
+            return what + ": " + _("refund %(refund)s started automatically") % {"refund": d["refund_no"]}
+        if d.get("held") is True:
+            return what + ": " + _("held for an operator (automatic refunds are off)")
+        return what + ": " + _("held for an operator, the channel cannot refund it (%(code)s)") % {"code": d["held"]}
+    if kind.startswith("extra_payment_refund_"):
+        trade = refund.out_trade_no if refund else "—"
+        if kind == "extra_payment_refund_succeeded":
+            return _("Second payment %(trade)s refunded automatically (refund %(refund)s)") % {
+                "trade": trade,
+                "refund": d.get("refund_no", ""),
+            }
+        return _("Refund %(refund)s of the second payment %(trade)s failed: return it by hand") % {
+            "trade": trade,
+            "refund": d.get("refund_no", ""),
+        }
+    if kind == "refund_requested":
+        text = _("Refund %(refund)s of %(amount)s requested by %(actor)s") % {
+            "refund": d.get("refund_no", ""),
+            "amount": refund.amount if refund else order.amount_label,
+            "actor": event.actor,
+        }
+        if refund and refund.reason:
+            text += ": " + refund.reason
+        return text
+    if kind == "refunded":
+        return _("Refunded %(amount)s (refund %(refund)s)") % {
+            "amount": refund.amount if refund else order.amount_label,
+            "refund": d.get("refund_no", ""),
+        }
+    if kind == "refund_failed":
+        return _("Refund %(refund)s failed: the order is paid again") % {"refund": d.get("refund_no", "")}
+    return f"{kind} {d}" if d else kind
+
+
+def timeline_html(
+    order: Order, events: Iterable[OrderEvent], pays: Iterable[PaymentView], refunds: Iterable[RefundView]
+) -> SafeString:
+    by_trade = {p.out_trade_no: p for p in pays}
+    by_refund = {r.refund_no: r for r in refunds}
+    rows = [
+        (
+            formats.date_format(timezone.localtime(e.created_at), "DATETIME_FORMAT"),
+            event_text(e, order, by_trade, by_refund),
+            e.actor,
+        )
+        for e in events
+    ]
+    if not rows:
+        return format_html("{}", "—")
+    body = format_html_join("", '<li><time>{}</time> {} <span class="timeline-actor">({})</span></li>', rows)
+    return format_html('<ol class="order-timeline">{}</ol>', body)
