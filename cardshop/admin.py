@@ -24,7 +24,7 @@ from django.utils.translation import gettext_lazy as _
 from cardshop.admin_display import channel_name, masked_email, state_badge, timeline_html
 from cardshop.models import CardSecret, DeliveryKind, Order, OrderState, Product, SecretRevealLog, SecretStatus
 from cardshop.services import delivery, orders, refunds, stock
-from core.admin_display import MajorUnitsFormMixin, major_str
+from core.admin_display import MajorUnitsFormMixin, major_str, money_label
 from core.errors import DomainError
 from core.forms import WriteOnlySecretField
 from payments import facade as payments
@@ -152,7 +152,7 @@ class ProductAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("price"), ordering="price_minor")
     def price_display(self, obj: Product) -> str:
-        return obj.price_label
+        return money_label(obj.price_minor, obj.currency)
 
     def _stock(self, obj: Product, count: int) -> int | str:
         return count if obj.delivery_kind == DeliveryKind.UNIQUE else "—"
@@ -372,7 +372,7 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("amount"), ordering="amount_minor")
     def amount_display(self, obj: Order) -> str:
-        return obj.amount_label
+        return money_label(obj.amount_minor, obj.currency)
 
     @admin.display(description=_("state"), ordering="state")
     def state_display(self, obj: Order) -> str:

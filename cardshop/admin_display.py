@@ -11,6 +11,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from cardshop.models import Order, OrderEvent
+from core.admin_display import money_label
 from payments.contracts import PaymentView, RefundView
 
 CHANNEL_NAMES = {
@@ -51,13 +52,13 @@ def event_text(event: OrderEvent, order: Order, pays: dict[str, PaymentView], re
         return _("Order created: %(q)d × %(product)s, %(amount)s") % {
             "q": d.get("quantity", order.quantity),
             "product": order.product,
-            "amount": order.amount_label,
+            "amount": money_label(order.amount_minor, order.currency),
         }
     if kind == "paid":
         text = _("Paid through %(channel)s, trade %(trade)s, %(amount)s") % {
             "channel": channel_name(pay.channel_code if pay else ""),
             "trade": trade,
-            "amount": pay.amount if pay else order.amount_label,
+            "amount": pay.amount if pay else money_label(order.amount_minor, order.currency),
         }
         if d.get("late"):
             text += " " + _("(after the order had expired or been cancelled: honoured)")
@@ -104,7 +105,7 @@ def event_text(event: OrderEvent, order: Order, pays: dict[str, PaymentView], re
     if kind == "refund_requested":
         text = _("Refund %(refund)s of %(amount)s requested by %(actor)s") % {
             "refund": d.get("refund_no", ""),
-            "amount": refund.amount if refund else order.amount_label,
+            "amount": refund.amount if refund else money_label(order.amount_minor, order.currency),
             "actor": event.actor,
         }
         if refund and refund.reason:
@@ -112,7 +113,7 @@ def event_text(event: OrderEvent, order: Order, pays: dict[str, PaymentView], re
         return text
     if kind == "refunded":
         return _("Refunded %(amount)s (refund %(refund)s)") % {
-            "amount": refund.amount if refund else order.amount_label,
+            "amount": refund.amount if refund else money_label(order.amount_minor, order.currency),
             "refund": d.get("refund_no", ""),
         }
     if kind == "refund_failed":
