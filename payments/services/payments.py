@@ -509,6 +509,34 @@ def _verify_with_any_account(
     raise rejected or NotificationRejected("unknown_order", "no account of this channel")
 
 
+def _close_at_provider(p: Payment, reason: str) -> str:
+    """Close one open trade at its provider (I/O, no lock held), then record it CLOSED with `reason`.
+
+    "closed": done. "paid": the provider says it was paid meanwhile (the caller applies it like a late
+    payment). "open": the channel cannot close, the close was not confirmed, or a callback settled it first.
+    """
+    if not _closable(p.channel_code):
+        return "open"
+    try:
+        _adapter(p.account).close(p.out_trade_no, p.provider_trade_no or "")
+    except Terminal as exc:
+        if exc.code == "already_paid":
+            return "paid"
+        log.warning("close of %s (%s) refused: %s", p.out_trade_no, reason, exc.code)
+        return "open"
+    except (Retryable, Unknown) as exc:
+        log.warning("close of %s (%s) not confirmed (%s); the janitor asks again", p.out_trade_no, reason, exc.code)
+        return "open"
+    with transaction.atomic():
+        locked = payment_qs_locked().get(pk=p.pk)
+        if not can_proceed(locked.close):
+            return "open"  # a callback settled it meanwhile
+        locked.close()
+        locked.error_code = reason
+        locked.save(update_fields=["status", "error_code", "next_query_at", "updated_at"])
+    return "closed"
+
+
 def payments_close_for_reference(*, reference: str) -> list[str]:
     """Close at the provider every payment of `reference` still open (its order lapsed), so nobody can pay a
     QR that no longer has stock behind it. I/O: call outside transactions.
@@ -516,31 +544,11 @@ def payments_close_for_reference(*, reference: str) -> list[str]:
     Returns the payments the provider says were paid meanwhile: the caller applies them like any late payment.
     A close that fails or times out leaves the payment to the janitor, whose query settles it either way.
     """
-    paid: list[str] = []
     open_payments = Payment.objects.select_related("account").filter(
         reference=reference, status__in=[PaymentStatus.PENDING, PaymentStatus.UNKNOWN]
     )
-    for p in open_payments:
-        adapter_cls = registry.get(p.channel_code)
-        if adapter_cls is None or Capability.CLOSE not in adapter_cls.capabilities:
-            continue  # epay panels cannot close: the trade lapses there on its own
-        try:
-            _adapter(p.account).close(p.out_trade_no, p.provider_trade_no or "")
-        except Terminal as exc:
-            if exc.code == "already_paid":
-                paid.append(p.out_trade_no)
-            else:
-                log.warning("close of %s refused: %s", p.out_trade_no, exc.code)
-            continue
-        except (Retryable, Unknown) as exc:
-            log.warning("close of %s not confirmed (%s); the janitor asks again", p.out_trade_no, exc.code)
-            continue
-        with transaction.atomic():
-            locked = payment_qs_locked().get(pk=p.pk)
-            if can_proceed(locked.close):
-                locked.close()
-                locked.error_code = "closed_on_expiry"
-                locked.save(update_fields=["status", "error_code", "next_query_at", "updated_at"])
+    # epay panels cannot close: their trades lapse there on their own.
+    paid = [p.out_trade_no for p in open_payments if _close_at_provider(p, "closed_on_expiry") == "paid"]
     return paid
 
 
@@ -554,20 +562,8 @@ def payments_close_for_switch(*, reference: str) -> bool:
     for p in Payment.objects.select_related("account").filter(
         reference=reference, status__in=[PaymentStatus.PENDING, PaymentStatus.UNKNOWN]
     ):
-        if not _closable(p.channel_code):
+        if _close_at_provider(p, "switched_by_buyer") != "closed":
             return False
-        try:
-            _adapter(p.account).close(p.out_trade_no, p.provider_trade_no or "")
-        except (Retryable, Unknown, Terminal) as exc:
-            log.warning("close of %s for a method switch not confirmed: %s", p.out_trade_no, exc.code)
-            return False
-        with transaction.atomic():
-            locked = payment_qs_locked().get(pk=p.pk)
-            if not can_proceed(locked.close):
-                return False  # a callback paid it meanwhile
-            locked.close()
-            locked.error_code = "switched_by_buyer"
-            locked.save(update_fields=["status", "error_code", "next_query_at", "updated_at"])
     return True
 
 
@@ -599,21 +595,7 @@ def payment_query(*, out_trade_no: str) -> Observation | None:
 def _payment_close_in_doubt(payment_id: int) -> bool:
     """Close at the provider a trade whose create we never heard back from (I/O). True once it is CLOSED."""
     payment = Payment.objects.select_related("account").get(pk=payment_id)
-    if payment.status != PaymentStatus.UNKNOWN or not _closable(payment.channel_code):
-        return False
-    try:
-        _adapter(payment.account).close(payment.out_trade_no, payment.provider_trade_no or "")
-    except (Retryable, Unknown, Terminal) as exc:
-        log.warning("close of in-doubt %s not confirmed (%s); the janitor asks again", payment.out_trade_no, exc.code)
-        return False
-    with transaction.atomic():
-        locked = payment_qs_locked().get(pk=payment_id)
-        if not can_proceed(locked.close):
-            return False
-        locked.close()
-        locked.error_code = "closed_in_doubt"
-        locked.save(update_fields=["status", "error_code", "next_query_at", "updated_at"])
-    return True
+    return payment.status == PaymentStatus.UNKNOWN and _close_at_provider(payment, "closed_in_doubt") == "closed"
 
 
 def query_result_apply(*, out_trade_no: str, observation: Observation) -> QueryOutcome:

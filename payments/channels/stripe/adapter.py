@@ -373,17 +373,21 @@ class StripeAdapter:
         if amount is None:
             raise NotificationInvalid("bad_amount", "payment intent amount or currency not understood")
         intent_id = str(obj["id"])
-        if status != ObservedStatus.SUCCEEDED:
-            # A decline only leaves a note on the payment its signed metadata names: no trade identity is needed,
-            # so no lookup (this runs while the payment row is locked).
-            return Observation(
-                out_trade_no=out_trade_no,
-                provider_trade_no="",
-                status=status,
-                amount=amount,
-                event_key=event_id,
-                provider_status=event_type,
-            )
+        return Observation(
+            out_trade_no=out_trade_no,
+            provider_trade_no=self._intent_trade_no(intent_id, out_trade_no)
+            if status == ObservedStatus.SUCCEEDED
+            else "",
+            status=status,
+            amount=amount,
+            event_key=event_id,
+            provider_status=event_type,
+        )
+
+    def _intent_trade_no(self, intent_id: str, out_trade_no: str) -> str:
+        """The collection a succeeded intent paid: its session's id, or its own for an intent outside Checkout.
+        A decline needs none (it only notes the payment its signed metadata names), so it costs no lookup: this
+        runs while the payment row is locked."""
         try:
             session = self._session_of_intent(intent_id)
         except ChannelError as exc:  # not applied: Stripe retries the event
@@ -391,14 +395,7 @@ class StripeAdapter:
             raise NotificationInvalid("lookup_failed", message) from exc
         if session is not None and _session_reference(session) != out_trade_no:
             raise NotificationInvalid("wrong_order", "the intent's session belongs to another order")
-        return Observation(
-            out_trade_no=out_trade_no,
-            provider_trade_no=str(session["id"]) if session is not None else intent_id,
-            status=status,
-            amount=amount,
-            event_key=event_id,
-            provider_status=event_type,
-        )
+        return str(session["id"]) if session is not None else intent_id
 
     def _verifying_secret(self, payload: str, header: str) -> str | None:
         for secret in self._webhook_secrets:
