@@ -22,8 +22,18 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from cardshop.admin_display import channel_name, masked_email, state_badge, timeline_html
-from cardshop.models import CardSecret, DeliveryKind, Order, OrderState, Product, SecretRevealLog, SecretStatus
-from cardshop.services import delivery, orders, refunds, stock
+from cardshop.models import (
+    CardSecret,
+    Category,
+    DeliveryKind,
+    Order,
+    OrderState,
+    Product,
+    SecretRevealLog,
+    SecretStatus,
+    ShopAnnouncement,
+)
+from cardshop.services import delivery, images, orders, refunds, stock
 from core.admin_display import MajorUnitsFormMixin, major_str, money_label
 from core.errors import DomainError
 from core.forms import WriteOnlySecretField
@@ -97,6 +107,11 @@ class ProductAdminForm(MajorUnitsFormMixin, forms.ModelForm):
     reusable_secret = WriteOnlySecretField(
         label=_("reusable secret"), help_text=_("Write-only: leave empty to keep the current value.")
     )
+    # The upload is decoded and re-encoded in clean_image (errors shown on the form), stored after the product.
+    image = forms.FileField(
+        label=_("image"), required=False, widget=forms.ClearableFileInput(attrs={"accept": "image/*"})
+    )
+    image_remove = forms.BooleanField(label=_("remove the image"), required=False)
 
     class Meta:
         model = Product
@@ -104,6 +119,7 @@ class ProductAdminForm(MajorUnitsFormMixin, forms.ModelForm):
             "merchant",
             "name",
             "slug",
+            "category",
             "description",
             "price_minor",
             "currency",
@@ -118,6 +134,63 @@ class ProductAdminForm(MajorUnitsFormMixin, forms.ModelForm):
 
     def clean_reusable_secret(self) -> str:
         return self.cleaned_data["reusable_secret"] or (self.instance.reusable_secret if self.instance.pk else "")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._prepared_image: images.PreparedImage | None = None
+        picture = self.instance.picture if self.instance.pk else None
+        limits = _("JPEG, PNG, GIF or WebP up to %(mb)d MB; stored as a JPEG of at most %(px)d×%(px)d pixels.") % {
+            "mb": images.MAX_UPLOAD_BYTES // 1024 // 1024,
+            "px": images.FULL_MAX,
+        }
+        if picture is not None:
+            self.fields["image"].help_text = format_html(
+                '<img src="{}?v={}" width="{}" height="{}" alt="" style="display:block;margin:6px 0;max-width:160px;'
+                'height:auto"> {} {}',
+                reverse("product_thumb", args=[self.instance.slug]),
+                picture.version,
+                picture.thumb_size,
+                picture.thumb_size,
+                _("Current image, %(w)d×%(h)d.") % {"w": picture.width, "h": picture.height},
+                limits,
+            )
+        else:
+            self.fields["image"].help_text = limits
+
+    def clean_image(self):
+        upload = self.cleaned_data.get("image")
+        if not upload:
+            return None
+        if upload.size > images.MAX_UPLOAD_BYTES:  # refused before it is read into memory
+            raise forms.ValidationError(
+                _("The image is %(size).1f MB; the limit is %(max)d MB.")
+                % {"size": upload.size / 1024 / 1024, "max": images.MAX_UPLOAD_BYTES // 1024 // 1024}
+            )
+        try:
+            self._prepared_image = images.product_image_prepare(data=upload.read())
+        except DomainError as exc:
+            raise forms.ValidationError(exc.message, code=exc.code) from None
+        return upload
+
+    def _image_store(self, product: Product) -> None:
+        if self._prepared_image is not None:
+            images.product_image_set(product_id=product.pk, image=self._prepared_image)
+        elif self.cleaned_data.get("image_remove"):
+            images.product_image_remove(product_id=product.pk)
+
+    def save(self, commit: bool = True):
+        product = super().save(commit=commit)
+        if commit:
+            self._image_store(product)
+        else:  # the admin saves the product itself, then calls save_m2m(): the image follows it there
+            save_m2m = self.save_m2m
+
+            def save_m2m_and_image() -> None:
+                save_m2m()
+                self._image_store(product)
+
+            self.save_m2m = save_m2m_and_image
+        return product
 
 
 @admin.register(Product)
@@ -617,3 +690,43 @@ def card_secrets_withdraw(modeladmin: admin.ModelAdmin, request: HttpRequest, qu
 CardSecretAdmin.has_withdraw_permission = _has_withdraw_permission
 CardSecretAdmin.actions = [*CardSecretAdmin.actions, card_secrets_withdraw]
 CardSecretAdmin.fields = CardSecretAdmin.readonly_fields = [*CardSecretAdmin.fields, "withdrawn_at", "withdraw_reason"]
+
+
+# --- Storefront catalog: categories, the shop announcement (issue 10) --------------------------------------------
+# Kept together at the end of the file; the product image is edited on the product form above.
+
+
+@admin.register(Category)
+class CategoryAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "sort_order", "is_active", "products_count"]
+    list_editable = ["sort_order", "is_active"]
+    prepopulated_fields = {"slug": ["name"]}
+    search_fields = ["name", "slug"]
+
+    def get_queryset(self, request: HttpRequest):
+        return super().get_queryset(request).annotate(n_products=Count("products"))
+
+    @admin.display(description=_("products"), ordering="n_products")
+    def products_count(self, obj: Category) -> int:
+        return obj.n_products
+
+
+@admin.register(ShopAnnouncement)
+class ShopAnnouncementAdmin(admin.ModelAdmin):
+    """One announcement for the whole shop: added once, then edited and switched on or off, never deleted."""
+
+    list_display = ["__str__", "is_active", "text_start", "updated_at"]
+    fields = ["text", "is_active"]
+
+    @admin.display(description=_("text"))
+    def text_start(self, obj: ShopAnnouncement) -> str:
+        return obj.text if len(obj.text) <= 60 else obj.text[:60] + "…"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and not ShopAnnouncement.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # switched off instead: the row stays for the next notice
+
+
+ProductAdmin.list_filter = [*ProductAdmin.list_filter, "category"]

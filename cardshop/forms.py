@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django import forms
 from django.utils.translation import gettext as _g
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from cardshop.payment_methods import METHOD_LABELS, method_label
 from cardshop.services.checkout import QUERY_PASSWORD_MAX, QUERY_PASSWORD_MIN
+from core.money import Money, MoneyError
 
 _QUERY_PASSWORD_ERRORS = {
     "required": _("Choose a query password: you need it to find this order again."),
@@ -36,8 +40,26 @@ class CheckoutForm(forms.Form):
         error_messages=_QUERY_PASSWORD_ERRORS,
     )
 
-    def __init__(self, *args, product=None, **kwargs):
+    # Parsed against every known method; which of them this order may use is checked in clean() for its amount.
+    # Optional: without one the pay page asks (a single offered method is preselected in the page).
+    method = forms.ChoiceField(
+        label=_("Payment method"),
+        required=False,
+        choices=list(METHOD_LABELS.items()),
+        error_messages={"invalid_choice": _("Choose one of the payment methods shown.")},
+    )
+
+    def __init__(
+        self,
+        *args,
+        product=None,
+        methods_for: Callable[[int], list[tuple[str, str]]] | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
+        self._product = product
+        self._methods_for = methods_for
+        self._methods_cache: dict[int, list[tuple[str, str]]] = {}
         # Help texts are formatted here, in the request's language (a lazy string formatted at import is not).
         self.fields["query_password"].help_text = _g(
             "%(min)d to %(max)d characters. You need it with your order number or email to find this order again."
@@ -56,6 +78,51 @@ class CheckoutForm(forms.Form):
         if not (self._range[0] <= value <= self._range[1]):
             raise forms.ValidationError(self._range_message(), code="quantity_range")
         return value
+
+    def methods_for_quantity(self, quantity: int) -> list[tuple[str, str]]:
+        if self._methods_for is None:
+            return []
+        if quantity not in self._methods_cache:
+            self._methods_cache[quantity] = self._methods_for(quantity)
+        return self._methods_cache[quantity]
+
+    def shown_quantity(self) -> int:
+        """The quantity the page shows: the buyer's, if it is one the product allows, else the minimum."""
+        try:
+            value = int(self["quantity"].value())
+        except (TypeError, ValueError):
+            value = self._range[0]
+        return value if self._range[0] <= value <= self._range[1] else self._range[0]
+
+    def method_options(self) -> list[tuple[str, str]]:
+        """The methods offered as radio buttons: what routing would take for the quantity shown."""
+        return self.methods_for_quantity(self.shown_quantity())
+
+    def method_checked(self) -> str:
+        """The method checked in the page: the buyer's choice, else the only one offered."""
+        options = self.method_options()
+        chosen = self["method"].value() or ""
+        if chosen in dict(options):
+            return chosen
+        return options[0][0] if len(options) == 1 else ""
+
+    def clean(self) -> dict:
+        data = super().clean()
+        method, quantity = data.get("method"), data.get("quantity")
+        if method and quantity is not None and method not in dict(self.methods_for_quantity(quantity)):
+            try:
+                amount = Money(self._product.price_minor * quantity, self._product.currency).display()
+            except (AttributeError, MoneyError):
+                amount = ""
+            self.add_error(
+                "method",
+                forms.ValidationError(
+                    _g("%(method)s cannot take an order of %(amount)s right now; choose another payment method.")
+                    % {"method": method_label(method), "amount": amount},
+                    code="method_unavailable",
+                ),
+            )
+        return data
 
     def show_stock(self, stock: int | None) -> None:
         """Name the stock next to the quantity (None: not counted, e.g. a reusable code)."""

@@ -7,9 +7,23 @@ from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquer
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from cardshop.models import CardSecret, DeliveryKind, Order, Product, SecretStatus
+from cardshop.models import (
+    CardSecret,
+    Category,
+    DeliveryKind,
+    Order,
+    Product,
+    ProductImage,
+    SecretStatus,
+    ShopAnnouncement,
+)
+from cardshop.payment_methods import method_label
+from payments import facade as payments
 
 LOOKUP_MAX_ORDERS = 20
+SEARCH_MAX_LENGTH = 100
+# The image's bytes stay in the database until its own URL asks for them.
+_IMAGE_BYTES = ("image__full_jpeg", "image__thumb_jpeg")
 
 
 def _free_secret_count() -> Subquery:
@@ -29,8 +43,84 @@ def product_list_on_sale() -> QuerySet[Product]:
     return Product.objects.filter(is_active=True).annotate(free_secrets=_free_secret_count())
 
 
+def product_list_for_catalog(*, category: Category | None = None, query: str = "") -> QuerySet[Product]:
+    """What the catalog lists: on sale, not in a hidden category, optionally one category's and/or matching a
+    search (case-insensitive, in the name or the description)."""
+    products = (
+        product_list_on_sale()
+        .filter(Q(category__isnull=True) | Q(category__is_active=True))
+        .select_related("category", "image")
+        .defer(*_IMAGE_BYTES)
+    )
+    if category is not None:
+        products = products.filter(category=category)
+    query = query.strip()[:SEARCH_MAX_LENGTH]
+    if query:
+        products = products.filter(Q(name__icontains=query) | Q(description__icontains=query))
+    return products
+
+
+def category_list_for_catalog() -> list[Category]:
+    """The catalog's tabs: shown categories that list at least one product on sale."""
+    return list(
+        Category.objects.filter(
+            is_active=True,
+            products__is_active=True,
+        )
+        .distinct()
+        .order_by("sort_order", "pk")
+    )
+
+
+def category_for_catalog(*, slug: str) -> Category | None:
+    return Category.objects.filter(slug=slug, is_active=True).first()
+
+
 def product_on_sale(*, slug: str) -> Product | None:
-    return product_list_on_sale().filter(slug=slug).first()
+    return product_list_on_sale().filter(slug=slug).select_related("image").defer(*_IMAGE_BYTES).first()
+
+
+def product_image_version(*, slug: str) -> str | None:
+    """The digest of an on-sale product's image (its ETag), without loading the bytes; None: no image."""
+    return (
+        ProductImage.objects.filter(
+            product__slug=slug,
+            product__is_active=True,
+        )
+        .values_list("digest", flat=True)
+        .first()
+    )
+
+
+def product_image_bytes(*, slug: str, thumb: bool) -> tuple[bytes, str] | None:
+    """One of an on-sale product's JPEGs and its digest, or None."""
+    field = "thumb_jpeg" if thumb else "full_jpeg"
+    row = (
+        ProductImage.objects.filter(
+            product__slug=slug,
+            product__is_active=True,
+        )
+        .values_list(field, "digest")
+        .first()
+    )
+    return (bytes(row[0]), row[1]) if row else None
+
+
+def shop_announcement_text() -> str:
+    """The announcement buyers see, or "" when it is switched off or empty."""
+    row = ShopAnnouncement.objects.filter(is_active=True).values_list("text", flat=True).first()
+    return (row or "").strip()
+
+
+def payment_methods_for(*, product: Product, quantity: int) -> list[tuple[str, str]]:
+    """(method, label) the buyer may pick for this many of the product: what routing would take for the amount."""
+    options = payments.payment_options(
+        currency=product.currency,
+        amount_minor=product.price_minor * quantity,
+        merchant_id=product.merchant_id,
+        product_ref=product.slug,
+    )
+    return [(o.method, method_label(o.method)) for o in options]
 
 
 def product_for_checkout(*, slug: str) -> Product | None:

@@ -1,11 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from cardshop.views import errors, health, notify, pay, storefront
+from cardshop.views import errors, health, images, notify, pay, storefront
 
 urlpatterns = [
     path("", storefront.catalog, name="catalog"),
     path("p/<slug:slug>/", storefront.product_detail, name="product_detail"),
+    path("p/<slug:slug>/image.jpg", images.product_image, name="product_image"),
+    path("p/<slug:slug>/thumb.jpg", images.product_thumb, name="product_thumb"),
     path("orders/lookup/", storefront.order_lookup, name="order_lookup"),
     path("orders/<str:order_no>/", storefront.order_detail, name="order_detail"),
     path("orders/<str:order_no>/pay/", pay.order_pay, name="order_pay"),

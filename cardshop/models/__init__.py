@@ -1,14 +1,17 @@
-from cardshop.models.catalog import DeliveryKind, Product
+from cardshop.models.catalog import Category, DeliveryKind, Product, ProductImage, ShopAnnouncement
 from cardshop.models.orders import Order, OrderEvent, OrderState, SecretRevealLog
 from cardshop.models.stock import CardSecret, SecretStatus
 
 __all__ = [
     "CardSecret",
+    "Category",
     "DeliveryKind",
     "Order",
     "OrderEvent",
     "OrderState",
     "Product",
+    "ProductImage",
     "SecretRevealLog",
     "SecretStatus",
+    "ShopAnnouncement",
 ]

@@ -1,4 +1,5 @@
-"""Products a merchant sells and how each is delivered."""
+"""Products a merchant sells, how each is delivered, and how the storefront shows them (categories, images,
+the shop's announcement)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,39 @@ class DeliveryKind(models.TextChoices):
     MANUAL = "manual", _("manual delivery by the operator")
 
 
+class Category(models.Model):
+    """A tab of the catalog. Display only: orders and stock never depend on it."""
+
+    name = models.CharField(_("name"), max_length=60)
+    slug = models.SlugField(_("slug"), unique=True)
+    sort_order = models.IntegerField(_("sort order"), default=0)
+    is_active = models.BooleanField(
+        _("shown"),
+        default=True,
+        help_text=_("Off: the category and its products are not listed in the catalog (their pages still open)."),
+    )
+
+    class Meta:
+        verbose_name = _("category")
+        verbose_name_plural = _("categories")
+        ordering = ["sort_order", "pk"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Product(models.Model):
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+")
+    # SET_NULL: a category only groups the catalog; deleting one must neither be blocked by its products nor take
+    # them off sale; they are listed as uncategorised until the operator files them again.
+    category = models.ForeignKey(
+        Category,
+        verbose_name=_("category"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="products",
+    )
     name = models.CharField(_("name"), max_length=120)
     slug = models.SlugField(_("slug"), unique=True)
     description = models.TextField(_("description"), blank=True)
@@ -80,6 +112,14 @@ class Product(models.Model):
         except MoneyError:
             return f"{self.price_minor} {self.currency} (minor units)"
 
+    @property
+    def picture(self) -> ProductImage | None:
+        """The product's image, or None (pages then draw a placeholder)."""
+        try:
+            return self.image
+        except ProductImage.DoesNotExist:
+            return None
+
     def _going_on_sale(self) -> bool:
         """Whether this save puts the product on sale (new, re-activated, or its currency changed while on sale)."""
         if not self.is_active:
@@ -108,3 +148,56 @@ class Product(models.Model):
                     % {"currency": self.currency}
                 }
             )
+
+
+class ProductImage(models.Model):
+    """The product's picture as the shop re-encoded it (bounded JPEG plus a square catalog thumbnail).
+
+    The bytes live in the database, not under MEDIA_ROOT: every web process behind the same PostgreSQL serves
+    them without a shared disk or a web server for media, backups carry them, and a fresh clone needs no
+    folder. They are a few dozen KB each and sit in their own table so product queries never load them.
+    """
+
+    product = models.OneToOneField(Product, on_delete=models.CASCADE, related_name="image", primary_key=True)
+    full_jpeg = models.BinaryField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    thumb_jpeg = models.BinaryField()
+    thumb_size = models.PositiveIntegerField()  # the thumbnail is a square
+    digest = models.CharField(max_length=64)  # sha256 of full + thumb: the ETag and the URLs' cache buster
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("product image")
+        verbose_name_plural = _("product images")
+
+    def __str__(self) -> str:
+        return f"{self.product_id}: {self.width}x{self.height}"
+
+    @property
+    def version(self) -> str:
+        return self.digest[:12]
+
+
+class ShopAnnouncement(models.Model):
+    """The one notice shown on top of the catalog and product pages (a singleton: row 1)."""
+
+    SINGLETON_PK = 1
+
+    text = models.TextField(
+        _("text"), max_length=1000, blank=True, help_text=_("Plain text; line breaks are kept, HTML is shown as typed.")
+    )
+    is_active = models.BooleanField(_("shown"), default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("shop announcement")
+        verbose_name_plural = _("shop announcement")
+        constraints = [models.CheckConstraint(condition=models.Q(pk=1), name="shop_announcement_singleton")]
+
+    def __str__(self) -> str:
+        return str(_("Shop announcement"))
+
+    def save(self, *args, **kwargs) -> None:
+        self.pk = self.SINGLETON_PK
+        super().save(*args, **kwargs)

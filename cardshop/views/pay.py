@@ -12,11 +12,11 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from cardshop.models import OrderState
+from cardshop.payment_methods import METHOD_LABELS
 from cardshop.services import checkout
 from cardshop.views.access import order_for_session_or_404
 from core.client_ip import client_ip
@@ -27,14 +27,6 @@ from payments.contracts import PaymentStatus, PaymentUnavailable
 log = logging.getLogger(__name__)
 
 QR_TTL = 60 * 30
-
-METHOD_LABELS = {
-    "alipay": gettext_lazy("Alipay"),
-    "wxpay": gettext_lazy("WeChat Pay"),
-    "card": gettext_lazy("Card"),
-    "bank": gettext_lazy("Online banking"),
-    "qqpay": gettext_lazy("QQ Wallet"),
-}
 
 
 def qr_png(content: str) -> bytes:

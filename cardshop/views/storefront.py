@@ -9,6 +9,8 @@ from django.contrib import messages
 from django.contrib.staticfiles import finders
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.cache import cache_control, never_cache
@@ -23,6 +25,7 @@ from cardshop.services.notifications import order_link_token_check
 from cardshop.views.access import grant_order, granted_orders, order_for_session_or_404
 from core.client_ip import client_ip, ratelimit_key
 from core.errors import DomainError
+from core.money import CURRENCY_SYMBOLS, Money, MoneyError, exponent
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +43,32 @@ def favicon(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def catalog(request: HttpRequest) -> HttpResponse:
-    products = [(p, selectors.product_stock(p)) for p in selectors.product_list_on_sale()]
-    return render(request, "cardshop/catalog.html", {"products": products})
+    """The catalog: category tabs (?c=<slug>), a search by name (?q=), the two combinable. On the "all" tab the
+    products are grouped under their categories, the uncategorised ones last."""
+    query = request.GET.get("q", "").strip()[: selectors.SEARCH_MAX_LENGTH]
+    slug = request.GET.get("c", "").strip()
+    categories = selectors.category_list_for_catalog()
+    category = selectors.category_for_catalog(slug=slug) if slug else None
+    unknown_category = bool(slug) and category is None  # a stale link: nothing matches, the tabs still help
+    products = [] if unknown_category else list(selectors.product_list_for_catalog(category=category, query=query))
+    groups: dict[int | None, dict] = {}
+    for product in products:
+        group = groups.setdefault(product.category_id, {"category": product.category, "products": []})
+        group["products"].append((product, selectors.product_stock(product)))
+    order = {c.pk: i for i, c in enumerate(categories)}
+    sections = sorted(
+        groups.values(),
+        key=lambda g: (g["category"] is None, order.get(g["category"].pk, len(order)) if g["category"] else 0),
+    )
+    context = {
+        "sections": sections,
+        "categories": categories,
+        "category": category,
+        "query": query,
+        "filtered": bool(query or slug),
+        "announcement": selectors.shop_announcement_text(),
+    }
+    return render(request, "cardshop/catalog.html", context)
 
 
 @require_http_methods(["GET", "POST"])
@@ -52,7 +79,12 @@ def product_detail(request: HttpRequest, slug: str) -> HttpResponse:
         product = selectors.product_on_sale(slug=slug)
     if product is None:
         raise Http404
-    form = CheckoutForm(request.POST or None, product=product, initial={"quantity": product.min_quantity})
+    form = CheckoutForm(
+        request.POST or None,
+        product=product,
+        methods_for=lambda quantity: selectors.payment_methods_for(product=product, quantity=quantity),
+        initial={"quantity": product.min_quantity},
+    )
     pending_order = None  # the buyer's own unpaid order, named when the email's pending cap refused them
     if request.method == "POST" and form.is_valid():
         custom = {f["name"]: request.POST.get(f"field_{f['name']}", "") for f in product.custom_fields}
@@ -84,13 +116,29 @@ def product_detail(request: HttpRequest, slug: str) -> HttpResponse:
             form.add_error(None, exc.message)
         else:
             grant_order(request, order.order_no)
-            return redirect("order_pay", order_no=order.order_no)
+            pay_url = reverse("order_pay", args=[order.order_no])
+            method = form.cleaned_data["method"]
+            # The pay page starts the payment with the method picked here (and asks when none was).
+            return redirect(f"{pay_url}?{urlencode({'method': method})}" if method else pay_url)
     stock = selectors.product_stock(product)  # annotated on GET, one count query after a failed POST
     form.show_stock(stock)
+    try:
+        exp = exponent(product.currency)
+    except MoneyError:
+        exp = None  # legacy currency: no running total rather than a wrong one
     context = {
         "product": product,
         "stock": stock,
         "form": form,
+        "announcement": selectors.shop_announcement_text(),
+        "total": {
+            "label": Money(product.price_minor * form.shown_quantity(), product.currency).display(),
+            "price_minor": product.price_minor,
+            "exponent": exp,
+            "symbol": CURRENCY_SYMBOLS.get(product.currency, product.currency + " "),
+        }
+        if exp is not None
+        else None,
         "pending_order": pending_order,
         "custom_fields": product.custom_fields if product.delivery_kind == DeliveryKind.MANUAL else [],
     }

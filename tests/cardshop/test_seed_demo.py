@@ -67,3 +67,20 @@ def test_demo_products_are_named_in_both_languages(sim_accounts):
     for name, description in Product.objects.values_list("name", "description"):
         for text in (name, description):
             assert re.search(r"[\u4e00-\u9fff]", text) and re.search(r"[A-Za-z]{3}", text), text
+
+
+def test_demo_shop_has_categories_an_announcement_and_drawn_pictures(sim_accounts, client):
+    from cardshop.models import Category, ProductImage, ShopAnnouncement
+
+    seed(sim_accounts)
+    seed(sim_accounts)  # idempotent: nothing doubled
+    assert Category.objects.count() == 3
+    assert Product.objects.filter(category__isnull=True).count() == 1  # listed under "Other"
+    assert ProductImage.objects.count() == Product.objects.count() == 5
+    for image in ProductImage.objects.all():
+        assert (image.width, image.height, image.thumb_size) == (640, 640, 320)
+        assert bytes(image.full_jpeg[:3]) == b"\xff\xd8\xff"
+    announcement = ShopAnnouncement.objects.get()
+    assert announcement.is_active and "Welcome to the demo shop" in announcement.text
+    page = client.get("/").content.decode()
+    assert 'id="announcement"' in page and 'id="category-gift-cards"' in page

@@ -13,7 +13,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from cardshop.models import DeliveryKind, Product
+from cardshop.models import Category, DeliveryKind, Product, ProductImage, ShopAnnouncement
+from cardshop.services.images import product_image_prepare, product_image_set
 from cardshop.services.stock import card_secrets_import
 from core.models import Merchant
 from payments import facade as payments
@@ -37,6 +38,45 @@ PRODUCTS = [
     ("game-topup", "游戏代充（人工） · Game top-up (manual)", 5000, DeliveryKind.MANUAL, 0,
      "卖家为您填写的账号充值。The seller tops up the account you name."),
 ]  # fmt: skip
+
+
+# slug, name, sort order; and which products each holds (photo-kit stays uncategorised: "Other").
+CATEGORIES = [
+    ("gift-cards", "礼品卡 · Gift cards", 0, ("steam-10", "vpn-30d")),
+    ("software", "软件激活 · Software keys", 1, ("office-key",)),
+    ("top-ups", "游戏代充 · Game top-ups", 2, ("game-topup",)),
+]
+ANNOUNCEMENT = "欢迎光临演示商店：付款后自动发货。\nWelcome to the demo shop: codes are delivered as soon as you pay."
+# Two colours per product for its drawn picture.
+PICTURE_COLOURS = {
+    "steam-10": ((23, 42, 69), (102, 192, 244)),
+    "office-key": ((200, 60, 30), (250, 170, 60)),
+    "vpn-30d": ((20, 110, 80), (120, 220, 160)),
+    "photo-kit": ((90, 50, 140), (220, 140, 230)),
+    "game-topup": ((30, 60, 160), (240, 200, 60)),
+}
+
+
+def _picture(slug: str, label: str) -> bytes:
+    """A simple drawn product picture (gradient, a card shape, the product's short name): no binary in the repo."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    top, bottom = PICTURE_COLOURS.get(slug, ((60, 60, 60), (180, 180, 180)))
+    size = 640
+    img = Image.new("RGB", (size, size))
+    draw = ImageDraw.Draw(img)
+    for y in range(size):
+        t = y / (size - 1)
+        draw.line([(0, y), (size, y)], fill=tuple(round(a + (b - a) * t) for a, b in zip(top, bottom, strict=True)))
+    draw.rounded_rectangle([90, 170, 550, 470], radius=36, fill=(255, 255, 255))
+    draw.rectangle([90, 230, 550, 280], fill=top)
+    draw.rounded_rectangle([130, 380, 300, 420], radius=10, fill=bottom)
+    draw.text((130, 310), label, fill=top, font_size=44)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 # Name, then what routing weighs: fee rate (basis points), fixed fee and amount limits (minor units). The
@@ -100,6 +140,17 @@ class Command(BaseCommand):
             )
             if created and stock:
                 card_secrets_import(product_id=product.pk, text="\n".join(_code() for _ in range(stock)))
+            if not ProductImage.objects.filter(product=product).exists():
+                label = name.split("·")[-1].strip().split(" (")[0][:18]
+                product_image_set(product_id=product.pk, image=product_image_prepare(data=_picture(slug, label)))
+        for cslug, cname, order, members in CATEGORIES:
+            category, _created = Category.objects.get_or_create(
+                slug=cslug, defaults={"name": cname, "sort_order": order}
+            )
+            Product.objects.filter(slug__in=members, category__isnull=True).update(category=category)
+        ShopAnnouncement.objects.get_or_create(
+            pk=ShopAnnouncement.SINGLETON_PK, defaults={"text": ANNOUNCEMENT, "is_active": True}
+        )
         user_model = get_user_model()
         if not user_model.objects.filter(username="operator").exists():
             password = secrets.token_urlsafe(12)
