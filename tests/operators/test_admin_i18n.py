@@ -25,6 +25,8 @@ ALLOWED = {
     "txt",
     "TOTP",  # protocol names
     "UTC",
+    "URL",  # "URL 标识" (slug) is how Chinese admins say it
+    "JSON",
     "Django",  # "Django 管理" in the page title comes from Django's own catalog
 }
 WORD = re.compile(r"[A-Za-z]{3,}")
