@@ -1,0 +1,100 @@
+"""Every text the Chinese admin shows is Chinese: a page fails on visible English that is not a proper noun or
+a value the operator (here, the demo data) typed in."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+from django.apps import apps
+from django.db import models
+from django.urls import reverse
+
+from tests.operators.test_admin_pages import _admin_urls, demo, op  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.django_db
+
+# Words that are legitimately not translated in a Chinese admin.
+ALLOWED = {
+    "CardShop",  # the product's name
+    "Stripe",  # a brand; epay is 易支付
+    "CNY",  # ISO currency codes
+    "USD",
+    "CSV",  # file formats
+    "txt",
+    "TOTP",  # protocol names
+    "UTC",
+    "URL",  # "URL 标识" (slug) is how Chinese admins say it
+    "JSON",
+    "Django",  # "Django 管理" in the page title comes from Django's own catalog
+}
+WORD = re.compile(r"[A-Za-z]{3,}")
+ATTRS = {"title", "placeholder", "aria-label"}
+
+
+class _Texts(HTMLParser):
+    """Visible text nodes plus the attributes a reader sees (title, placeholder, aria-label, button values)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("script", "style"):
+            self._skip += 1
+        a = dict(attrs)
+        for name in ATTRS:
+            if a.get(name):
+                self.texts.append(a[name])
+        if tag == "input" and a.get("type") in ("submit", "button", "reset") and a.get("value"):
+            self.texts.append(a["value"])
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style") and self._skip:
+            self._skip -= 1
+
+    def handle_data(self, data):
+        if not self._skip and data.strip():
+            self.texts.append(data.strip())
+
+
+def _data_words() -> set[str]:
+    """Every word the demo data holds (names, emails, order numbers, slugs, channel codes, users): shown as typed."""
+    words: set[str] = set()
+    for model in apps.get_models():
+        fields = [
+            f.attname
+            for f in model._meta.concrete_fields
+            if isinstance(f, models.CharField | models.TextField | models.JSONField)
+        ]
+        if not fields:
+            continue
+        for row in model._default_manager.values_list(*fields):
+            for value in row:
+                words.update(WORD.findall(str(value or "")))
+    return words
+
+
+def _english(html: str, allowed: set[str]) -> list[str]:
+    parser = _Texts()
+    parser.feed(html)
+    return [t for t in parser.texts if any(w not in allowed for w in WORD.findall(t))]
+
+
+# Known gaps (issue 10, still open): Django 5.2's zh_Hans catalog lacks the admin index's hidden column headers
+# ("Model name", "Add link", "Change or view list link"); django-otp has no Chinese catalog (TOTP/static devices);
+# our app verbose_name "Core" and fields without a verbose_name ("Created at", "Sold at", "Reserved until", ...)
+# show their English defaults. strict: this starts failing (XPASS) the moment every page is Chinese.
+@pytest.mark.xfail(strict=True, reason="admin pages still show untranslated English; see the assertion's list")
+def test_every_admin_page_is_chinese(op, demo):  # noqa: F811
+    pages = [("admin index", reverse("admin:index"))] + _admin_urls()
+    allowed = ALLOWED | _data_words()
+    problems = []
+    for name, url in pages:
+        resp = op.get(url, HTTP_ACCEPT_LANGUAGE="zh-hans")
+        assert resp.status_code == 200, (name, url, resp.status_code)
+        for text in _english(resp.content.decode(), allowed):
+            problems.append(f"{name} ({url}): {text!r}")
+    assert not problems, "untranslated admin text:\n" + "\n".join(problems)
