@@ -529,8 +529,14 @@ def _close_at_provider(p: Payment, reason: str) -> str:
         return "open"
     with transaction.atomic():
         locked = payment_qs_locked().get(pk=p.pk)
+        if locked.status == PaymentStatus.CLOSED:
+            # The provider's own close callback (Stripe's session.expired) recorded it first; the why is ours.
+            if locked.error_code != reason:
+                locked.error_code = reason
+                locked.save(update_fields=["error_code", "updated_at"])
+            return "closed"
         if not can_proceed(locked.close):
-            return "open"  # a callback settled it meanwhile
+            return "open"  # a callback settled it otherwise meanwhile (paid): not ours to close
         locked.close()
         locked.error_code = reason
         locked.save(update_fields=["status", "error_code", "next_query_at", "updated_at"])

@@ -79,9 +79,38 @@ def test_the_buyer_switches_from_alipay_to_wechat_pay_on_the_pay_page(shop, simu
     assert switched.status_code == 302 and switched["Location"] == pay_url
     page = client.get(pay_url).content.decode()
     second = Payment.objects.exclude(pk=first.pk).get()
-    assert Payment.objects.get(pk=first.pk).status == PaymentStatus.CLOSED
+    assert Payment.objects.get(out_trade_no=first.out_trade_no).status == PaymentStatus.CLOSED
     assert second.channel_code == "wechatpay" and "Paying with WeChat Pay" in page
     assert f"qr.png?p={second.out_trade_no}" in page and 'id="switch-to-alipay"' in page
     wechat.pay(second.out_trade_no)
     order = second.reference
     assert _wait(lambda: Order.objects.get(order_no=order).state == OrderState.DELIVERED)
+
+
+@pytest.mark.parametrize("shop", ["stripe"], indirect=True)
+def test_a_close_callback_that_lands_first_still_counts_as_closed(shop, monkeypatch):
+    """Stripe answers an expire with 200 and also sends checkout.session.expired. When that callback records the
+    payment CLOSED before the close step takes its lock, the trade is closed all the same: the switch goes on."""
+    from payments.services import payments as payment_services
+
+    order, first = shop.start()
+    real = payment_services._adapter
+
+    class CallbackFirst:
+        """The real adapter; after its close, wait until the provider's own callback has recorded the close."""
+
+        def __init__(self, account):
+            self._inner = real(account)
+
+        def __getattr__(self, name):
+            return getattr(self._inner, name)
+
+        def close(self, out_trade_no, provider_trade_no=""):
+            self._inner.close(out_trade_no, provider_trade_no)
+            assert _wait(lambda: Payment.objects.get(out_trade_no=first.out_trade_no).status == PaymentStatus.CLOSED)
+
+    monkeypatch.setattr(payment_services, "_adapter", CallbackFirst)
+    second = order_payment_switch(order_no=order.order_no, client_ip="10.0.0.1", method="card")
+    old = Payment.objects.get(out_trade_no=first.out_trade_no)
+    assert (old.status, old.error_code) == (PaymentStatus.CLOSED, "switched_by_buyer")
+    assert second.out_trade_no != first.out_trade_no and second.status == PaymentStatus.PENDING
