@@ -49,3 +49,6 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+from core import admin_otp  # noqa: E402,F401 - replaces django-otp's device admins (registered before ours)

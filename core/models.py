@@ -2,6 +2,8 @@
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 
 class Merchant(models.Model):
@@ -9,7 +11,7 @@ class Merchant(models.Model):
     slug = models.SlugField(_("slug"), unique=True)
     email = models.EmailField(_("contact email"), blank=True)
     is_active = models.BooleanField(_("active"), default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
         verbose_name = _("merchant")
@@ -35,3 +37,21 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor} {self.action} {self.target}"
+
+
+class AuthenticatorDevice(TOTPDevice):
+    """An operator's authenticator app (django-otp's TOTP device), named for the admin in both languages."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("authenticator app")
+        verbose_name_plural = _("authenticator apps")
+
+
+class RecoveryCodes(StaticDevice):
+    """An operator's one-time recovery codes (django-otp's static device)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("recovery codes")
+        verbose_name_plural = _("recovery codes")

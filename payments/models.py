@@ -32,7 +32,7 @@ class ChannelAccount(models.Model):
     min_amount_minor = models.PositiveBigIntegerField(_("minimum amount (minor units)"), null=True, blank=True)
     max_amount_minor = models.PositiveBigIntegerField(_("maximum amount (minor units)"), null=True, blank=True)
     daily_cap_minor = models.PositiveBigIntegerField(_("daily volume cap (minor units)"), null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
         verbose_name = _("channel account")
@@ -73,7 +73,9 @@ class Payment(ConcurrentTransitionMixin, models.Model):
 
     out_trade_no = models.CharField(_("our trade no"), max_length=40, unique=True)
     reference = models.CharField(_("reference"), max_length=40, db_index=True)
-    account = models.ForeignKey(ChannelAccount, on_delete=models.PROTECT, related_name="payments")
+    account = models.ForeignKey(
+        ChannelAccount, on_delete=models.PROTECT, related_name="payments", verbose_name=_("channel account")
+    )
     channel_code = models.CharField(_("channel"), max_length=32)
     # The buyer-facing method it was made for (alipay, wxpay, card, bank, qqpay): what the pay page says.
     method = models.CharField(_("payment method"), max_length=16, blank=True)
@@ -91,9 +93,9 @@ class Payment(ConcurrentTransitionMixin, models.Model):
     # Why this account: the routing approach and the scores it saw (explainable later), and which try it was.
     routing = models.JSONField(_("routing decision"), default=dict, blank=True)
     attempt = models.PositiveSmallIntegerField(_("attempt"), default=1)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    succeeded_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    succeeded_at = models.DateTimeField(_("succeeded at"), null=True, blank=True)
     # Set on a separate collection: money the provider took on that payment's trade under another trade
     # number (a second intent, a provider retry). It is refunded or held for an operator, never dropped.
     collected_on = models.ForeignKey(
@@ -183,7 +185,7 @@ class Refund(ConcurrentTransitionMixin, models.Model):
     """A full refund of one payment. `refund_no` is our idempotency key at the provider."""
 
     refund_no = models.CharField(_("refund no"), max_length=40, unique=True)
-    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds", verbose_name=_("payment"))
     amount_minor = models.BigIntegerField(_("amount (minor units)"))
     currency = models.CharField(_("currency"), max_length=3)
     status = FSMField(_("status"), default=R.REQUESTED, choices=R.choices, protected=True)
@@ -193,9 +195,9 @@ class Refund(ConcurrentTransitionMixin, models.Model):
     error_code = models.CharField(_("last error"), max_length=64, blank=True)
     next_query_at = models.DateTimeField(_("next query at"), null=True, blank=True)
     query_attempts = models.PositiveIntegerField(_("queries made"), default=0)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    succeeded_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    succeeded_at = models.DateTimeField(_("succeeded at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("refund")
@@ -240,10 +242,12 @@ class ProviderNotification(models.Model):
 
     channel_code = models.CharField(_("channel"), max_length=32)
     event_key = models.CharField(_("provider event key"), max_length=128)
-    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="notifications")
+    payment = models.ForeignKey(
+        Payment, on_delete=models.PROTECT, related_name="notifications", verbose_name=_("payment")
+    )
     params = models.JSONField(_("parameters (signature removed)"))
     outcome = models.CharField(_("outcome"), max_length=32)
-    received_at = models.DateTimeField(auto_now_add=True)
+    received_at = models.DateTimeField(_("received at"), auto_now_add=True)
 
     class Meta:
         verbose_name = _("provider notification")
@@ -267,7 +271,9 @@ class RoutingRule(models.Model):
         EXCLUDE = "exclude", _("exclude")
 
     kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices)
-    account = models.ForeignKey(ChannelAccount, on_delete=models.CASCADE, related_name="routing_rules")
+    account = models.ForeignKey(
+        ChannelAccount, on_delete=models.CASCADE, related_name="routing_rules", verbose_name=_("channel account")
+    )
     merchant = models.ForeignKey(
         "core.Merchant", on_delete=models.CASCADE, null=True, blank=True, related_name="+", verbose_name=_("merchant")
     )

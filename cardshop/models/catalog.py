@@ -53,7 +53,7 @@ class Category(models.Model):
 
 
 class Product(models.Model):
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+")
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+", verbose_name=_("merchant"))
     # SET_NULL: a category only groups the catalog; deleting one must neither be blocked by its products nor take
     # them off sale; they are listed as uncategorised until the operator files them again.
     category = models.ForeignKey(
@@ -83,7 +83,7 @@ class Product(models.Model):
     max_quantity = models.PositiveIntegerField(_("maximum per order"), default=5)
     is_active = models.BooleanField(_("on sale"), default=True)
     sort_order = models.IntegerField(_("sort order"), default=0)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
         verbose_name = _("product")
@@ -158,14 +158,16 @@ class ProductImage(models.Model):
     folder. They are a few dozen KB each and sit in their own table so product queries never load them.
     """
 
-    product = models.OneToOneField(Product, on_delete=models.CASCADE, related_name="image", primary_key=True)
+    product = models.OneToOneField(
+        Product, on_delete=models.CASCADE, related_name="image", primary_key=True, verbose_name=_("product")
+    )
     full_jpeg = models.BinaryField()
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     thumb_jpeg = models.BinaryField()
     thumb_size = models.PositiveIntegerField()  # the thumbnail is a square
     digest = models.CharField(max_length=64)  # sha256 of full + thumb: the ETag and the URLs' cache buster
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         verbose_name = _("product image")
@@ -188,7 +190,7 @@ class ShopAnnouncement(models.Model):
         _("text"), max_length=1000, blank=True, help_text=_("Plain text; line breaks are kept, HTML is shown as typed.")
     )
     is_active = models.BooleanField(_("shown"), default=False)
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         verbose_name = _("shop announcement")

@@ -32,8 +32,8 @@ class Order(ConcurrentTransitionMixin, models.Model):
     DELIVERY_FIELDS = ("state", "delivered_at", "delivered_kind", "delivered_text")
 
     order_no = models.CharField(_("order no"), max_length=32, unique=True)
-    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+")
-    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="orders")
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+", verbose_name=_("merchant"))
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="orders", verbose_name=_("product"))
     quantity = models.PositiveIntegerField(_("quantity"))
     unit_price_minor = models.BigIntegerField(_("unit price (minor units)"))
     amount_minor = models.BigIntegerField(_("amount (minor units)"))
@@ -143,7 +143,7 @@ class Order(ConcurrentTransitionMixin, models.Model):
 class OrderEvent(models.Model):
     """Append-only timeline of what happened to an order and who did it."""
 
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events", verbose_name=_("order"))
     kind = models.CharField(_("event"), max_length=40)
     detail = models.JSONField(_("detail"), default=dict, blank=True)
     actor = models.CharField(_("actor"), max_length=80, default="system")
@@ -161,10 +161,14 @@ class OrderEvent(models.Model):
 class SecretRevealLog(models.Model):
     """Who saw which secret in the back office, and when."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    secret = models.ForeignKey("cardshop.CardSecret", on_delete=models.PROTECT, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("operator")
+    )
+    secret = models.ForeignKey(
+        "cardshop.CardSecret", on_delete=models.PROTECT, related_name="+", verbose_name=_("card secret")
+    )
     reason = models.CharField(_("reason"), max_length=200, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
         verbose_name = _("secret reveal")

@@ -17,18 +17,25 @@ class SecretStatus(models.TextChoices):
 
 
 class CardSecret(models.Model):
-    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="secrets")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="secrets", verbose_name=_("product"))
     secret = EncryptedTextField(_("secret"))
     secret_hash = models.CharField(max_length=64, editable=False)
     # Keyed hash scoped to the product's merchant: finds the same secret imported into any of their products.
     merchant_hash = models.CharField(max_length=64, editable=False, blank=True, default="", db_default="")
     status = models.CharField(_("status"), max_length=16, choices=SecretStatus.choices, default=SecretStatus.AVAILABLE)
-    order = models.ForeignKey("cardshop.Order", on_delete=models.PROTECT, null=True, blank=True, related_name="secrets")
-    reserved_until = models.DateTimeField(null=True, blank=True)
-    sold_at = models.DateTimeField(null=True, blank=True)
+    order = models.ForeignKey(
+        "cardshop.Order",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="secrets",
+        verbose_name=_("order"),
+    )
+    reserved_until = models.DateTimeField(_("reserved until"), null=True, blank=True)
+    sold_at = models.DateTimeField(_("sold at"), null=True, blank=True)
     withdrawn_at = models.DateTimeField(_("withdrawn at"), null=True, blank=True)
     withdraw_reason = models.CharField(_("withdrawal reason"), max_length=200, blank=True, default="", db_default="")
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
         verbose_name = _("card secret")
