@@ -10,7 +10,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -20,6 +19,14 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
+from unfold.admin import ModelAdmin
+from unfold.views import ChangeList  # unfold's change list, so the theme's list tools keep working
+from unfold.widgets import (
+    UnfoldAdminFileFieldWidget,
+    UnfoldAdminTextareaWidget,
+    UnfoldAdminTextInputWidget,
+    UnfoldBooleanWidget,
+)
 
 from cardshop.admin_display import channel_name, masked_email, state_badge, timeline_html
 from cardshop.models import (
@@ -42,15 +49,17 @@ from payments.contracts import REFUND_STATUS_LABELS
 
 
 class ImportSecretsForm(forms.Form):
-    text = forms.CharField(label=_("Secrets, one per line"), widget=forms.Textarea(attrs={"rows": 12}), required=False)
-    file = forms.FileField(label=_("…or a text file"), required=False)
+    text = forms.CharField(
+        label=_("Secrets, one per line"), widget=UnfoldAdminTextareaWidget(attrs={"rows": 12}), required=False
+    )
+    file = forms.FileField(label=_("…or a text file"), required=False, widget=UnfoldAdminFileFieldWidget)
 
 
 class BuyerFieldsField(forms.Field):
     """The buyer's input fields of a manual product as one row per line, "name | label | required", instead of
     raw JSON (a JSON list pasted whole is still read)."""
 
-    widget = forms.Textarea(attrs={"rows": 4, "placeholder": "account | Game account | required"})
+    widget = UnfoldAdminTextareaWidget(attrs={"rows": 4, "placeholder": "account | Game account | required"})
     NAME_RE = re.compile(r"[A-Za-z0-9_]{1,40}")
 
     def prepare_value(self, value):
@@ -109,9 +118,9 @@ class ProductAdminForm(MajorUnitsFormMixin, forms.ModelForm):
     )
     # The upload is decoded and re-encoded in clean_image (errors shown on the form), stored after the product.
     image = forms.FileField(
-        label=_("image"), required=False, widget=forms.ClearableFileInput(attrs={"accept": "image/*"})
+        label=_("image"), required=False, widget=UnfoldAdminFileFieldWidget(attrs={"accept": "image/*"})
     )
-    image_remove = forms.BooleanField(label=_("remove the image"), required=False)
+    image_remove = forms.BooleanField(label=_("remove the image"), required=False, widget=UnfoldBooleanWidget)
 
     class Meta:
         model = Product
@@ -194,7 +203,7 @@ class ProductAdminForm(MajorUnitsFormMixin, forms.ModelForm):
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(ModelAdmin):
     form = ProductAdminForm
     list_display = [
         "name",
@@ -295,7 +304,7 @@ class ProductAdmin(admin.ModelAdmin):
 
 
 @admin.register(CardSecret)
-class CardSecretAdmin(admin.ModelAdmin):
+class CardSecretAdmin(ModelAdmin):
     list_display = ["pk", "product", "masked", "status", "order", "reserved_until", "sold_at"]
     list_filter = ["status", "product"]
     fields = ["product", "masked", "status", "order", "reserved_until", "sold_at", "reveal"]
@@ -341,14 +350,14 @@ class CardSecretAdmin(admin.ModelAdmin):
 
 
 class FulfilForm(forms.Form):
-    note = forms.CharField(label=_("What the buyer receives"), widget=forms.Textarea(attrs={"rows": 6}))
+    note = forms.CharField(label=_("What the buyer receives"), widget=UnfoldAdminTextareaWidget(attrs={"rows": 6}))
 
 
 class RefundConfirmForm(forms.Form):
     reason = forms.CharField(
         label=_("Reason (kept in the audit trail and sent to the provider)"),
         max_length=200,
-        widget=forms.Textarea(attrs={"rows": 3}),
+        widget=UnfoldAdminTextareaWidget(attrs={"rows": 3}),
     )
 
 
@@ -381,7 +390,7 @@ CSV_HEADER = ["order_no", "created", "state", "product", "quantity", "amount", "
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(ModelAdmin):
     list_display = [
         "order_no",
         "product",
@@ -634,7 +643,7 @@ class OrderAdmin(admin.ModelAdmin):
 
 
 @admin.register(SecretRevealLog)
-class SecretRevealLogAdmin(admin.ModelAdmin):
+class SecretRevealLogAdmin(ModelAdmin):
     list_display = ["created_at", "user", "secret", "reason"]
     readonly_fields = ["created_at", "user", "secret", "reason"]
 
@@ -653,7 +662,9 @@ class SecretRevealLogAdmin(admin.ModelAdmin):
 
 
 class WithdrawSecretsForm(forms.Form):
-    reason = forms.CharField(label=_("Why are they withdrawn (leaked, bad, ...)?"), max_length=200)
+    reason = forms.CharField(
+        label=_("Why are they withdrawn (leaked, bad, ...)?"), max_length=200, widget=UnfoldAdminTextInputWidget
+    )
 
 
 def _has_withdraw_permission(self, request: HttpRequest) -> bool:
@@ -661,7 +672,7 @@ def _has_withdraw_permission(self, request: HttpRequest) -> bool:
 
 
 @admin.action(description=_("Withdraw selected unsold secrets (audited)"), permissions=["withdraw"])
-def card_secrets_withdraw(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset) -> HttpResponse | None:
+def card_secrets_withdraw(modeladmin: ModelAdmin, request: HttpRequest, queryset) -> HttpResponse | None:
     form = WithdrawSecretsForm(request.POST if "apply" in request.POST else None)
     if form.is_bound and form.is_valid():
         done = 0
@@ -697,7 +708,7 @@ CardSecretAdmin.fields = CardSecretAdmin.readonly_fields = [*CardSecretAdmin.fie
 
 
 @admin.register(Category)
-class CategoryAdmin(admin.ModelAdmin):
+class CategoryAdmin(ModelAdmin):
     list_display = ["name", "slug", "sort_order", "is_active", "products_count"]
     list_editable = ["sort_order", "is_active"]
     prepopulated_fields = {"slug": ["name"]}
@@ -712,7 +723,7 @@ class CategoryAdmin(admin.ModelAdmin):
 
 
 @admin.register(ShopAnnouncement)
-class ShopAnnouncementAdmin(admin.ModelAdmin):
+class ShopAnnouncementAdmin(ModelAdmin):
     """One announcement for the whole shop: added once, then edited and switched on or off, never deleted."""
 
     list_display = ["__str__", "is_active", "text_start", "updated_at"]

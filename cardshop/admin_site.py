@@ -11,13 +11,14 @@ import re
 
 from django import forms
 from django.conf import settings
-from django.contrib.admin import AdminSite
-from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.cache import cache
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from unfold.forms import AuthenticationForm as UnfoldAuthenticationForm
+from unfold.sites import UnfoldAdminSite
+from unfold.widgets import BASE_INPUT_CLASSES
 
 from core.client_ip import client_ip, ip_group
 
@@ -81,15 +82,17 @@ def _verify_second_factor(user, token: str):
     return None
 
 
-class OperatorLoginForm(AdminAuthenticationForm):
+class OperatorLoginForm(UnfoldAuthenticationForm):
     otp_token = forms.CharField(
         label=_("Code from your authenticator app (or a recovery code)"),
         required=False,
-        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+        widget=forms.TextInput(
+            attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "class": " ".join(BASE_INPUT_CLASSES)}
+        ),
     )
 
     error_messages = {
-        **AdminAuthenticationForm.error_messages,
+        **UnfoldAuthenticationForm.error_messages,
         "locked": _("Too many failed logins. Try again later."),
         "otp_invalid": _("Enter a valid code from your authenticator app, or an unused recovery code."),
     }
@@ -121,7 +124,7 @@ class OperatorLoginForm(AdminAuthenticationForm):
         return self.cleaned_data
 
 
-class CardShopAdminSite(AdminSite):
+class CardShopAdminSite(UnfoldAdminSite):
     site_header = _("CardShop back office")
     site_title = _("CardShop back office")
     login_form = OperatorLoginForm

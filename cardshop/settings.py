@@ -61,6 +61,7 @@ CSRF_TRUSTED_ORIGINS = [o for o in env("CSRF_TRUSTED_ORIGINS", "").split(",") if
 CARDSHOP_PUBLIC_URL = env("CARDSHOP_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
+    "unfold.apps.BasicAppConfig",  # the admin theme (templates before django.contrib.admin's); our site is cardshop.admin_site
     "cardshop.apps.CardShopAdminConfig",  # django.contrib.admin with the operators' site (cardshop/admin_site.py)
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -141,6 +142,34 @@ AUTH_PASSWORD_VALIDATORS = [
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+
+# The back office theme (django-unfold): names, the language switch, and the dashboard as the admin's home
+# (cardshop/admin_site.py renders it from cardshop/dashboard.py).
+UNFOLD = {
+    "SITE_TITLE": _("CardShop back office"),
+    "SITE_HEADER": _("CardShop back office"),
+    "SITE_SYMBOL": "storefront",  # a Material Symbols name
+    "SITE_URL": "/",
+    "SHOW_LANGUAGES": True,
+    "SHOW_HISTORY": True,
+    "SHOW_VIEW_ON_SITE": True,
+    "SIDEBAR": {"show_search": True, "show_all_applications": True},
+    "COLORS": {
+        "primary": {  # teal: calmer than the default purple, and distinct from the state badges
+            "50": "oklch(98.4% .014 180.72)",
+            "100": "oklch(95.3% .051 180.801)",
+            "200": "oklch(91% .096 180.426)",
+            "300": "oklch(85.5% .138 181.071)",
+            "400": "oklch(77.7% .152 181.912)",
+            "500": "oklch(70.4% .14 182.503)",
+            "600": "oklch(60% .118 184.704)",
+            "700": "oklch(51.1% .096 186.391)",
+            "800": "oklch(43.7% .078 188.216)",
+            "900": "oklch(38.6% .063 188.416)",
+            "950": "oklch(27.7% .046 192.524)",
+        },
+    },
+}
 TIME_ZONE = env("TIME_ZONE", "Asia/Shanghai")
 USE_I18N = True
 USE_TZ = True

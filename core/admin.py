@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
+from unfold.admin import ModelAdmin
 
 from core.admin_display import money_label
 from core.models import AuditEvent, Merchant
@@ -19,13 +20,13 @@ def detail_rows(detail: dict) -> list[tuple[str, str]]:
 
 
 @admin.register(Merchant)
-class MerchantAdmin(admin.ModelAdmin):
+class MerchantAdmin(ModelAdmin):
     list_display = ["name", "slug", "email", "is_active"]
     prepopulated_fields = {"slug": ["name"]}
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ModelAdmin):
     """Read-only for everyone: the trail is written by the use cases, never by hand."""
 
     list_display = ["created_at", "actor", "action", "target"]
@@ -51,4 +52,4 @@ class AuditEventAdmin(admin.ModelAdmin):
         return False
 
 
-from core import admin_otp  # noqa: E402,F401 - replaces django-otp's device admins (registered before ours)
+from core import admin_auth, admin_otp  # noqa: E402,F401 - replace the admins of auth and django-otp (registered before ours)

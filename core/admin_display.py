@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
+from unfold.widgets import UnfoldAdminTextInputWidget
 
 from core.money import Money, MoneyError
 
@@ -65,7 +66,7 @@ class MajorUnitsFormMixin:
                 label=label,
                 required=name in self.major_unit_required,
                 help_text=_("In major units, e.g. 9.90."),
-                widget=forms.TextInput(attrs={"inputmode": "decimal", "size": 12}),
+                widget=UnfoldAdminTextInputWidget(attrs={"inputmode": "decimal", "size": 12}),
             )
             minor = self.initial.get(name)
             if isinstance(minor, int) and currency:

@@ -9,6 +9,7 @@ from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from unfold.admin import ModelAdmin
 
 from core.models import AuthenticatorDevice, RecoveryCodes
 
@@ -17,7 +18,7 @@ for _model in (TOTPDevice, StaticDevice):
         admin.site.unregister(_model)
 
 
-class _DeviceAdmin(admin.ModelAdmin):
+class _DeviceAdmin(ModelAdmin):
     list_display = ["operator", "device_name", "is_confirmed", "created", "last_used"]
     list_filter = ["confirmed"]
     search_fields = ["user__username", "user__email", "name"]

@@ -1,6 +1,7 @@
 """Form fields shared by the back office."""
 
 from django import forms
+from unfold.widgets import UnfoldAdminPasswordWidget
 
 
 class WriteOnlySecretField(forms.CharField):
@@ -9,7 +10,7 @@ class WriteOnlySecretField(forms.CharField):
 
     def __init__(self, **kwargs):
         kwargs.setdefault("required", False)
-        kwargs.setdefault("widget", forms.PasswordInput(render_value=False))
+        kwargs.setdefault("widget", UnfoldAdminPasswordWidget(render_value=False))
         super().__init__(**kwargs)
 
     def has_changed(self, initial, data) -> bool:

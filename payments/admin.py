@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django.utils.translation import gettext_lazy as _
+from unfold.admin import ModelAdmin
 
 from core.admin_display import MajorUnitsFormMixin, money_label
 from core.crypto import mask
@@ -31,6 +32,20 @@ CREDENTIAL_KEYS = {
     "stripe": "secret_key, publishable_key, webhook_secret (comma-separated during rotation)",
     "bankgw": "username, password (WS-Security), notify_key (HMAC of the bank's callbacks)",
 }
+
+
+HEALTH_HEADERS = [
+    _("account"),
+    _("channel"),
+    _("enabled"),
+    _("success rate"),
+    _("samples"),
+    _("latency p50 / p95"),
+    _("volume today"),
+    _("fee"),
+    _("breaker"),
+    _("operator"),
+]
 
 
 class ChannelAccountForm(MajorUnitsFormMixin, forms.ModelForm):
@@ -95,7 +110,7 @@ class ChannelAccountForm(MajorUnitsFormMixin, forms.ModelForm):
 
 
 @admin.register(ChannelAccount)
-class ChannelAccountAdmin(admin.ModelAdmin):
+class ChannelAccountAdmin(ModelAdmin):
     form = ChannelAccountForm
     change_list_template = "admin/payments/channelaccount_change_list.html"
 
@@ -131,10 +146,17 @@ class ChannelAccountAdmin(admin.ModelAdmin):
             else:
                 messages.success(request, _("%(account)s: breaker set") % {"account": account})
             return redirect("admin:payments_channel_health")
+        health = channel_choice.health_dashboard(minutes=60)
         context = {
             **self.admin_site.each_context(request),
             "title": _("Channel health"),
-            **channel_choice.health_dashboard(minutes=60),
+            **health,
+            "help": _(
+                "Success rate and latency over each account's last %(n)s outcomes and provider calls, shared by every "
+                "process. A breaker opens after repeated failures and lets a few probes through once it cools down."
+            )
+            % {"n": health["window"]},
+            "headers": HEALTH_HEADERS,
         }
         return render(request, "admin/payments/channel_health.html", context)
 
@@ -169,7 +191,7 @@ class ChannelAccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(Payment)
-class PaymentAdmin(admin.ModelAdmin):
+class PaymentAdmin(ModelAdmin):
     list_display = [
         "out_trade_no",
         "reference",
@@ -212,7 +234,7 @@ class RefundStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(Refund)
-class RefundAdmin(admin.ModelAdmin):
+class RefundAdmin(ModelAdmin):
     """Read-only: refunds are started from the order (one action, one service) and settled by the channel."""
 
     list_display = [
@@ -252,7 +274,7 @@ class RefundAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProviderNotification)
-class ProviderNotificationAdmin(admin.ModelAdmin):
+class ProviderNotificationAdmin(ModelAdmin):
     list_display = ["received_at", "channel_code", "event_key", "payment", "outcome"]
     list_filter = ["channel_code", "outcome"]
     search_fields = ["event_key", "payment__out_trade_no"]
@@ -269,7 +291,7 @@ class ProviderNotificationAdmin(admin.ModelAdmin):
 
 
 @admin.register(RoutingRule)
-class RoutingRuleAdmin(admin.ModelAdmin):
+class RoutingRuleAdmin(ModelAdmin):
     list_display = ["kind", "account", "merchant", "product_ref", "note"]
     list_filter = ["kind", "account"]
     search_fields = ["product_ref", "note"]
@@ -297,7 +319,7 @@ class RoutingSettingsForm(MajorUnitsFormMixin, forms.ModelForm):
 
 
 @admin.register(RoutingSettings)
-class RoutingSettingsAdmin(admin.ModelAdmin):
+class RoutingSettingsAdmin(ModelAdmin):
     """One row of knobs; decisions pick changes up within seconds."""
 
     form = RoutingSettingsForm

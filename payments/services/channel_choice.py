@@ -12,6 +12,7 @@ from datetime import date
 
 import redis
 from django.db import transaction
+from django.utils import timezone
 
 from core.audit import audit_record
 from core.money import Money
@@ -272,7 +273,7 @@ def health_dashboard(*, minutes: int) -> dict:
     series = []
     for a in accounts:
         points = store.series(a.pk, minutes)
-        labels = labels or [p.minute.strftime("%H:%M") for p in points]
+        labels = labels or [timezone.localtime(p.minute).strftime("%H:%M") for p in points]  # the shop's time zone
         series.append(
             {
                 "name": a.name,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import timedelta
 from urllib.parse import urlencode
 
@@ -29,6 +30,12 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def op(db) -> Client:
     return operator_login(Client(), staff_user("op", superuser=True))
+
+
+def cell(page: str, field: str) -> list[str]:
+    """The texts of a change list's column, whatever classes the theme adds to its cells."""
+    found = re.findall(rf'<td class="field-{field}[ "][^>]*>(.*?)</td>', page, re.S)
+    return [re.sub(r"<[^>]+>", "", text).strip() for text in found]
 
 
 def change_url(order: Order) -> str:
@@ -102,7 +109,7 @@ def test_order_list_shows_badge_amount_method_and_created_without_a_query_per_ro
     url = reverse("admin:cardshop_order_changelist")
     page = op.get(url).content.decode()
     assert '<span class="state-badge state-delivered">delivered</span>' in page
-    assert "9.90 CNY" in page and '<td class="field-channel_display">epay</td>' in page
+    assert "9.90 CNY" in page and cell(page, "channel_display") == ["epay"]
     assert "admin/cardshop-orders.css" in page
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -166,9 +173,9 @@ def test_refund_states_are_named_as_refund_states(op, paid_order, django_capture
 
 def test_breaker_buttons_say_what_they_do(op, epay_account):
     page = op.get(reverse("admin:payments_channel_health")).content.decode()
-    for label in ("Stop using", ">Use<", "Automatic"):
-        assert label in page
-    assert ">Open<" not in page and ">Close<" not in page
+    buttons = [re.sub(r"\s+", " ", text).strip() for text in re.findall(r"<button[^>]*>(.*?)</button>", page, re.S)]
+    assert {"Stop using", "Use", "Automatic"} <= set(buttons)
+    assert "Open" not in buttons and "Close" not in buttons
 
 
 def test_card_secrets_are_labelled_by_id_and_their_own_last_characters(op, product):
@@ -205,7 +212,7 @@ def test_the_breaker_state_is_said_in_words(op, epay_account):
 def test_the_product_list_counts_free_reserved_and_sold_codes(op, paid_order, product):
     buy(product, qty=2, email="r@example.com")  # reserves two codes while it waits for payment
     page = op.get(reverse("admin:cardshop_product_changelist")).content.decode()
-    assert '<td class="field-stock_free">2</td>' in page
-    assert '<td class="field-stock_reserved">2</td>' in page
-    assert '<td class="field-stock_sold">1</td>' in page
+    assert cell(page, "stock_free") == ["2"]
+    assert cell(page, "stock_reserved") == ["2"]
+    assert cell(page, "stock_sold") == ["1"]
     assert f'<a class="button" href="/admin/cardshop/product/{product.pk}/import/">Import secrets</a>' in page
