@@ -54,6 +54,33 @@ def page(browser):
     assert not js_errors, f"uncaught JavaScript errors: {js_errors}"
 
 
+@pytest.fixture(scope="session")
+def alipay_sim():
+    from payments.simulators.alipay import AlipaySimulator
+
+    sim = AlipaySimulator().start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(scope="session")
+def stripe_sim():
+    from payments.simulators.stripe import StripeSimulator
+
+    sim = StripeSimulator().start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(scope="session")
+def wechatpay_sim():
+    from payments.simulators.wechatpay import WechatPaySimulator
+
+    sim = WechatPaySimulator().start()
+    yield sim
+    sim.stop()
+
+
 @pytest.fixture
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -12,17 +12,9 @@ from cardshop.models import Category, Order, OrderState, ShopAnnouncement
 from cardshop.services.images import product_image_prepare, product_image_set
 from payments.models import Payment
 from tests.conftest import make_product
+from tests.e2e.helpers import DESKTOP, PHONE, assert_no_horizontal_scroll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-DESKTOP = {"width": 1400, "height": 900}
-PHONE = {"width": 390, "height": 844}
-
-
-def assert_fits(page, name: str, artifacts_dir) -> None:
-    page.screenshot(path=str(artifacts_dir / f"{name}.png"), full_page=True)
-    scroll, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-    assert scroll <= inner, f"{name}: the page is {scroll} px wide on a {inner} px screen"
 
 
 def _picture() -> bytes:
@@ -61,7 +53,7 @@ def test_buyer_searches_picks_a_method_on_the_product_page_and_pays_with_it(
         page.goto(public_url + "/")
         assert page.evaluate("document.documentElement.lang") == lang
         expect(page.locator("#announcement")).to_contain_text("Codes arrive at once")
-        assert_fits(page, f"catalog-{lang}-{viewport['width']}", artifacts_dir)
+        assert_no_horizontal_scroll(page, f"catalog-{lang}-{viewport['width']}", artifacts_dir)
 
         # A category narrows the shelf; a search inside it narrows it to one product.
         page.click("#category-gift-cards")
@@ -84,7 +76,7 @@ def test_buyer_searches_picks_a_method_on_the_product_page_and_pays_with_it(
         expect(page.locator("#total-amount")).to_contain_text("19.80")
         page.fill("#id_email", "catalog@example.com")
         page.fill("#id_query_password", "hunter22")
-        assert_fits(page, f"product-{lang}-{viewport['width']}", artifacts_dir)
+        assert_no_horizontal_scroll(page, f"product-{lang}-{viewport['width']}", artifacts_dir)
         page.click("#buy")
 
         # The pay page opens straight on the chosen method: no second picker.
@@ -93,7 +85,7 @@ def test_buyer_searches_picks_a_method_on_the_product_page_and_pays_with_it(
         expect(page.locator("#active-method")).to_be_visible()
         payment = Payment.objects.get(reference=order.order_no)
         assert payment.method == "wxpay"
-        assert_fits(page, f"pay-{lang}-{viewport['width']}", artifacts_dir)
+        assert_no_horizontal_scroll(page, f"pay-{lang}-{viewport['width']}", artifacts_dir)
 
         page.locator("#cashier-link").click()
         page.click("#pay")
@@ -101,7 +93,7 @@ def test_buyer_searches_picks_a_method_on_the_product_page_and_pays_with_it(
         expect(page.locator("#secrets code")).to_have_count(2)
         order.refresh_from_db()
         assert order.state == OrderState.DELIVERED
-        assert_fits(page, f"delivered-{lang}-{viewport['width']}", artifacts_dir)
+        assert_no_horizontal_scroll(page, f"delivered-{lang}-{viewport['width']}", artifacts_dir)
     finally:
         context.close()
     assert not errors, errors

@@ -11,33 +11,18 @@ Two channel accounts (Alipay and Stripe, both CNY) are enabled, so the pay page 
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 from playwright.sync_api import expect
 
 from cardshop.models import CardSecret, Order, OrderState, SecretStatus
-from payments.models import ChannelAccount, Payment
-from payments.simulators.alipay import AlipaySimulator
-from payments.simulators.stripe import CARD_DECLINED, CARD_OK, StripeSimulator
+from payments.models import Payment
+from payments.simulators.stripe import CARD_DECLINED, CARD_OK
 from tests.conftest import make_product
+from tests.e2e.helpers import channel_account_create
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def alipay_sim():
-    sim = AlipaySimulator().start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture(scope="module")
-def stripe_sim():
-    sim = StripeSimulator().start()
-    yield sim
-    sim.stop()
 
 
 @pytest.fixture
@@ -47,18 +32,11 @@ def channels(public_url, alipay_sim, stripe_sim):
     stripe_sim.faults.reset()
     accounts = {
         "alipay": alipay_sim.account(),
-        # account() sets (or updates) the webhook URL, so a module-wide simulator follows the live server.
+        # account() sets (or updates) the webhook URL, so a session-wide simulator follows the live server.
         "stripe": stripe_sim.account(webhook_url=f"{public_url}/notify/stripe/"),
     }
     for code, acct in accounts.items():
-        ChannelAccount.objects.create(
-            code=code,
-            name=f"{code.title()} (simulator)",
-            merchant_no=acct.merchant_no,
-            base_url=acct.base_url,
-            currency=acct.currency,
-            credentials=json.dumps(acct.credentials),
-        )
+        channel_account_create(code, acct)
     assert {a.currency for a in accounts.values()} == {"CNY"}
     return accounts
 
