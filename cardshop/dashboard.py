@@ -349,6 +349,8 @@ class Dashboard:
 def dashboard_figures(*, now: datetime | None = None, merchant: Merchant | None = None) -> Dashboard:
     """The dashboard as of `now` (default: this moment), for the whole shop or one merchant. See the module
     docstring for what each figure counts and the query budget."""
+    if now is not None and timezone.is_naive(now):
+        raise ValueError("now must be an aware datetime")
     tz = shop_tz()
     now = (now or timezone.now()).astimezone(tz)
     today_start = now.replace(hour=0, minute=0, second=0, microsecond=0)

@@ -9,7 +9,7 @@ import time
 from datetime import datetime
 
 import redis
-from django.db.models import Count, Q, Sum, Window
+from django.db.models import Count, FilteredRelation, Q, Sum, Window
 
 from core.money import Money
 from payments import breaker
@@ -29,19 +29,24 @@ def payment_outcomes_by_channel(*, since: datetime, until: datetime) -> list[Cha
     A separate collection (money a provider took on another payment's trade) is not an attempt: it is left out.
     One query, plus one read of the breakers (Redis, or this process's memory without REDIS_URL).
     """
-    made = Q(
-        payments__created_at__gte=since,
-        payments__created_at__lte=until,
-        payments__collected_on__isnull=True,
+    # The window goes into the join: only the window's payments are joined and counted, not every one ever made.
+    made = FilteredRelation(
+        "payments",
+        condition=Q(
+            payments__created_at__gte=since,
+            payments__created_at__lte=until,
+            payments__collected_on__isnull=True,
+        ),
     )
     rows = list(
         ChannelAccount.objects.order_by("priority", "pk")
+        .annotate(made=made)
         .annotate(
-            attempts=Count("payments", filter=made),
-            succeeded=Count("payments", filter=made & Q(payments__status__in=PAID_STATES)),
-            failed=Count("payments", filter=made & Q(payments__status=PaymentStatus.FAILED)),
-            closed=Count("payments", filter=made & Q(payments__status=PaymentStatus.CLOSED)),
-            undecided=Count("payments", filter=made & Q(payments__status__in=_UNDECIDED)),
+            attempts=Count("made"),
+            succeeded=Count("made", filter=Q(made__status__in=PAID_STATES)),
+            failed=Count("made", filter=Q(made__status=PaymentStatus.FAILED)),
+            closed=Count("made", filter=Q(made__status=PaymentStatus.CLOSED)),
+            undecided=Count("made", filter=Q(made__status__in=_UNDECIDED)),
         )
         .values("pk", "code", "name", "enabled", "attempts", "succeeded", "failed", "closed", "undecided")
     )
