@@ -26,8 +26,9 @@ process, the routing knobs (a cached row).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Generic, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -44,7 +45,7 @@ from core.admin_display import major_str, money_label
 from core.models import Merchant
 from core.money import Money
 from payments import facade as payments
-from payments.contracts import REFUND_STATUS_LABELS
+from payments.contracts import REFUND_STATUS_LABELS, ChannelOutcomes
 
 LIST_LIMIT = 10
 CHART_DAYS = 14
@@ -330,7 +331,10 @@ class Dashboard:
                     {
                         "currency": c,
                         "data": [
-                            next((a.to_decimal_str() for a in m.amounts if a.currency == c), "0") for m in self.methods
+                            next(
+                                (a.to_decimal_str() for a in m.amounts if a.currency == c), Money(0, c).to_decimal_str()
+                            )
+                            for m in self.methods
                         ],
                     }
                     for c in currencies
@@ -405,7 +409,9 @@ def _between(name: str, since: datetime, until: datetime) -> Q:
     return Q(**{f"{name}__gte": since, f"{name}__lte": until})
 
 
-def _sales(orders: QuerySet[Order], *, today_start: datetime, week_start: datetime, now: datetime):
+def _sales(
+    orders: QuerySet[Order], *, today_start: datetime, week_start: datetime, now: datetime
+) -> tuple[SalesWindow, SalesWindow]:
     """Today's and this week's lines per currency, in one grouped query."""
     windows = {"today": today_start, "week": week_start}
     aggregates = {}
@@ -431,7 +437,7 @@ def _sales(orders: QuerySet[Order], *, today_start: datetime, week_start: dateti
         .order_by("currency")
     )
 
-    def window(w: str, label, since: datetime) -> SalesWindow:
+    def window(w: str, label: Promise, since: datetime) -> SalesWindow:
         lines = tuple(
             CurrencySales(
                 currency=r["currency"],
@@ -449,7 +455,15 @@ def _sales(orders: QuerySet[Order], *, today_start: datetime, week_start: dateti
     return window("today", _("Today"), today_start), window("week", _("This week"), week_start)
 
 
-def _series(orders: QuerySet[Order], *, starts, labels, key, trunc, now: datetime) -> TimeSeries:
+def _series(
+    orders: QuerySet[Order],
+    *,
+    starts: tuple[datetime, ...],
+    labels: tuple[str, ...],
+    key: Callable[[datetime | date], Hashable],
+    trunc: type[TruncHour] | type[TruncDate],
+    now: datetime,
+) -> TimeSeries:
     """Orders created and paid, and revenue per currency, per bucket; two grouped queries."""
     tz = shop_tz()
     since = starts[0]
@@ -486,7 +500,7 @@ def _series(orders: QuerySet[Order], *, starts, labels, key, trunc, now: datetim
     )
 
 
-def _bucket_key(bucket, key, tz: ZoneInfo):
+def _bucket_key(bucket: datetime | date, key: Callable[[datetime | date], Hashable], tz: ZoneInfo) -> Hashable:
     if isinstance(bucket, datetime):
         bucket = bucket.astimezone(tz) if timezone.is_aware(bucket) else bucket.replace(tzinfo=tz)
     return key(bucket)
@@ -513,7 +527,7 @@ def _channels(*, now: datetime) -> tuple[ChannelRow, ...]:
     day = {c.account_id: c for c in payments.payment_outcomes_by_channel(since=now - timedelta(hours=24), until=now)}
     week = payments.payment_outcomes_by_channel(since=now - timedelta(days=7), until=now)
 
-    def window(c) -> ChannelWindow:
+    def window(c: ChannelOutcomes | None) -> ChannelWindow:
         if c is None:  # an account added between the two reads
             return ChannelWindow(attempts=0, succeeded=0, failed=0, closed=0, open=0)
         return ChannelWindow(attempts=c.attempts, succeeded=c.succeeded, failed=c.failed, closed=c.closed, open=c.open)

@@ -244,8 +244,8 @@ def test_method_mix_and_channel_success(shop):
     charts = d.chart_data()
     assert charts["methods"]["payments"] == [6, 2, 1]
     assert charts["methods"]["amounts"] == [
-        {"currency": "CNY", "data": ["74.40", "19.80", "0"]},
-        {"currency": "USD", "data": ["0", "0", "5.00"]},
+        {"currency": "CNY", "data": ["74.40", "19.80", "0.00"]},
+        {"currency": "USD", "data": ["0.00", "0.00", "5.00"]},
     ]
     assert charts["channels"]["success_rate_24h"] == [75.0, 50.0]
 
