@@ -251,6 +251,8 @@ _pending_legacy = env("CARDSHOP_MAX_PENDING_PER_BUYER", "")
 CARDSHOP_MAX_PENDING_PER_BUYER = int(_pending_legacy) if _pending_legacy else None
 CARDSHOP_MAX_PENDING_PER_EMAIL = int(env("CARDSHOP_MAX_PENDING_PER_EMAIL", "3"))
 CARDSHOP_MAX_PENDING_PER_IP = int(env("CARDSHOP_MAX_PENDING_PER_IP", "10"))
+# The operators' dashboard lists products on sale with fewer free card secrets than this.
+CARDSHOP_LOW_STOCK_THRESHOLD = int(env("CARDSHOP_LOW_STOCK_THRESHOLD", "5"))
 # Provider calls: (connect, read) seconds. Connect failures fail over; read timeouts leave a payment UNKNOWN.
 PAYMENTS_PROVIDER_TIMEOUTS = (
     float(env("PAYMENTS_CONNECT_TIMEOUT", "2")),

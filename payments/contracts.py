@@ -143,3 +143,42 @@ class ChannelAccountView:
     merchant_no: str
     base_url: str
     enabled: bool
+
+
+@dataclass(frozen=True)
+class ChannelOutcomes:
+    """The payments one channel account was asked to make in a window, and how they stand now.
+
+    `succeeded` counts every attempt whose money the provider took (also if refunded since); `open` the ones not
+    decided yet (created, pending, unknown). `breaker_state` is a payments.breaker.BreakerState value, or ""
+    when the breaker store could not be read.
+    """
+
+    account_id: int
+    channel_code: str
+    account_name: str
+    enabled: bool
+    breaker_state: str
+    attempts: int
+    succeeded: int
+    failed: int
+    closed: int
+    open: int
+
+
+@dataclass(frozen=True)
+class MethodTotal:
+    """Payments that collected money through one buyer-facing method in one currency, in a window."""
+
+    method: str
+    payments: int
+    amount: Money
+
+
+@dataclass(frozen=True)
+class OpenRefunds:
+    """Refunds not final yet (requested, pending, unknown), oldest first, at most the limit asked; `total` is
+    how many there are in all."""
+
+    rows: tuple[RefundView, ...]
+    total: int

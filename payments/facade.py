@@ -30,6 +30,11 @@ from payments.services.refunds import (
     refunds_claim_due,
     refunds_for_reference,
 )
+from payments.services.stats import (
+    payment_outcomes_by_channel,
+    payment_totals_by_method,
+    refunds_open,
+)
 
 __all__ = [
     "channel_account_configure",
@@ -56,4 +61,7 @@ __all__ = [
     "refund_result_apply",
     "refund_view",
     "refunds_claim_due",
+    "payment_outcomes_by_channel",
+    "payment_totals_by_method",
+    "refunds_open",
 ]

@@ -1,6 +1,10 @@
-import factory
+from datetime import timedelta
 
-from cardshop.models import DeliveryKind, Product
+import factory
+from django.utils import timezone
+
+from cardshop.models import DeliveryKind, Order, OrderState, Product
+from core import ids
 from tests.factories.core import MerchantFactory
 
 
@@ -28,3 +32,32 @@ class ProductFactory(factory.django.DjangoModelFactory):
 
             codes = "\n".join(f"CODE-{i:04d}-{secrets.token_hex(4)}" for i in range(extracted))
             card_secrets_import(product_id=self.pk, text=codes)
+
+
+class OrderFactory(factory.django.DjangoModelFactory):
+    """An order in any state at any time: `state=` as the FSM would have left it, `created_at=` (auto_now_add
+    otherwise) and `paid_at=` / `refunded_at=` as the transitions would have stamped them."""
+
+    class Meta:
+        model = Order
+
+    product = factory.SubFactory(ProductFactory)
+    merchant = factory.SelfAttribute("product.merchant")
+    order_no = factory.LazyFunction(ids.order_no)
+    quantity = 1
+    unit_price_minor = factory.SelfAttribute("product.price_minor")
+    amount_minor = factory.LazyAttribute(lambda o: o.unit_price_minor * o.quantity)
+    currency = factory.SelfAttribute("product.currency")
+    email = "buyer@example.com"
+    query_password_hash = "!"  # unusable: lookups never match a factory order
+    expires_at = factory.LazyFunction(lambda: timezone.now() + timedelta(minutes=15))
+    state = OrderState.PENDING
+    created_at = None
+
+    @classmethod
+    def _create(cls, model_class, *args, created_at=None, **kwargs):
+        order = super()._create(model_class, *args, **kwargs)
+        if created_at is not None:
+            Order.objects.filter(pk=order.pk).update(created_at=created_at)
+            order.created_at = created_at
+        return order
