@@ -419,7 +419,7 @@ def test_the_seeded_demo_figures_agree_with_the_orders(sim_accounts):
     # Buckets worked out in Python from each order's shop-time hour and date.
     hourly_created, hourly_paid = [0] * 24, [0] * 24
     days = [(today - timedelta(days=13 - i)).date() for i in range(14)]
-    daily_created, daily_paid, daily_minor = [0] * 14, [0] * 14, [0] * 14
+    daily_created, daily_paid, daily_minor = [0] * 14, [0] * 14, {}
     for o in orders:
         if within(o.created_at, today):
             hourly_created[o.created_at.astimezone(tz).hour] += 1
@@ -430,22 +430,24 @@ def test_the_seeded_demo_figures_agree_with_the_orders(sim_accounts):
         if within(o.paid_at, today - timedelta(days=13)):
             i = days.index(o.paid_at.astimezone(tz).date())
             daily_paid[i] += 1
-            daily_minor[i] += o.amount_minor
+            daily_minor.setdefault(o.currency, [0] * 14)[i] += o.amount_minor
     assert (list(d.hourly.created_orders), list(d.hourly.paid_orders)) == (hourly_created, hourly_paid)
     assert (list(d.daily.created_orders), list(d.daily.paid_orders)) == (daily_created, daily_paid)
-    assert [r.currency for r in d.daily.revenue] == ["CNY"] and list(d.daily.revenue[0].minor) == daily_minor
+    assert {r.currency: list(r.minor) for r in d.daily.revenue} == daily_minor
     assert d.daily.labels == tuple(x.isoformat() for x in days)
     assert sum(daily_paid) > sum(hourly_paid) > 0
 
     week_ago = now - timedelta(days=7)
     mix = (
         Payment.objects.filter(status__in=PAID_STATES, succeeded_at__gte=week_ago, succeeded_at__lte=now)
-        .values("method")
+        .values("method", "currency")
         .annotate(n=Count("pk"), minor=Sum("amount_minor"))
     )
-    assert {m.method: (m.payments, m.amounts) for m in d.methods} == {
-        r["method"]: (r["n"], (Money(r["minor"], "CNY"),)) for r in mix
-    }
+    expected_mix = {}
+    for r in mix:
+        n, amounts = expected_mix.get(r["method"], (0, ()))
+        expected_mix[r["method"]] = (n + r["n"], tuple(sorted((*amounts, Money(r["minor"], r["currency"])), key=str)))
+    assert {m.method: (m.payments, tuple(sorted(m.amounts, key=str))) for m in d.methods} == expected_mix
     assert len(d.methods) >= 3
 
     assert [c.account_id for c in d.channels] == list(
@@ -484,3 +486,23 @@ def test_the_seeded_demo_figures_agree_with_the_orders(sim_accounts):
     assert {r.order_pk for r in d.open_refunds.rows} <= set(
         Order.objects.filter(state=OrderState.REFUNDING).values_list("pk", flat=True)
     )
+
+
+def test_a_template_renders_the_figures_in_either_language(shop):
+    from django.template import Context, Template
+    from django.utils import translation
+
+    page = Template(
+        "{% for line in d.today.lines %}{{ line.currency }}={{ line.paid_label }};{% endfor %}"
+        "{% for row in d.undeliverable.rows %}{{ row.order_no }}/{{ row.amount_label }}{% endfor %}"
+        "{{ d.chart_data|json_script:'dashboard-charts' }}"
+    )
+    d = dashboard_figures(now=NOW)
+    for lang in ("en", "zh-hans"):
+        with translation.override(lang):
+            html = page.render(Context({"d": d}))
+            assert "CNY=64.50 CNY;USD=5.00 USD;" in html
+            assert f"{shop['orders']['I'].order_no}/9.90 CNY" in html
+            assert '<script id="dashboard-charts" type="application/json">' in html
+            charts = json.loads(html.split('type="application/json">')[1].split("</script>")[0])
+            assert charts["hourly"]["labels"][13] == "13:00" and charts["methods"]["payments"] == [6, 2, 1]
