@@ -129,6 +129,14 @@ class CardShopAdminSite(UnfoldAdminSite):
     site_title = _("CardShop back office")
     login_form = OperatorLoginForm
     login_template = "admin/cardshop_login.html"
+    index_template = "admin/dashboard.html"
+    index_title = _("Dashboard")
+
+    def index(self, request: HttpRequest, extra_context: dict | None = None):
+        """The admin's home is the dashboard (cardshop/admin_dashboard.py), with the app list below it."""
+        from cardshop.admin_dashboard import dashboard_context  # the figures import the models: not at startup
+
+        return super().index(request, {**dashboard_context(request), **(extra_context or {})})
 
     def has_permission(self, request: HttpRequest) -> bool:
         """Staff who passed the password but not the second factor are treated as not staff."""
