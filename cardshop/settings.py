@@ -141,7 +141,7 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("zh-hans", _("Simplified Chinese"))]
-LOCALE_PATHS = [BASE_DIR / "locale"]
+LOCALE_PATHS = [BASE_DIR / "locale", BASE_DIR / "locale_vendor" / "unfold"]  # ours first; the theme ships no Chinese
 
 # The back office theme (django-unfold): names, the language switch, and the dashboard as the admin's home
 # (cardshop/admin_site.py renders it from cardshop/dashboard.py).
