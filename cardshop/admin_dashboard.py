@@ -56,7 +56,12 @@ def _methods_chart(methods: dict) -> str:
         {
             "labels": methods["labels"],
             "datasets": [
-                {"label": _("Payments"), "data": methods["payments"], "backgroundColor": ORDERS_PAID, "displayYAxis": True}
+                {
+                    "label": _("Payments"),
+                    "data": methods["payments"],
+                    "backgroundColor": ORDERS_PAID,
+                    "displayYAxis": True,
+                }
             ],
         }
     )
@@ -74,7 +79,11 @@ def _channels_chart(channels: dict) -> str:
                     "displayYAxis": True,
                     "suffixYAxis": "%",
                 },
-                {"label": _("Success rate, last 7 days (%)"), "data": channels["success_rate_7d"], "backgroundColor": ORDERS_CREATED},
+                {
+                    "label": _("Success rate, last 7 days (%)"),
+                    "data": channels["success_rate_7d"],
+                    "backgroundColor": ORDERS_CREATED,
+                },
             ],
         }
     )

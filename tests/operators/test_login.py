@@ -47,7 +47,7 @@ def _device(user) -> TOTPDevice:
 
 def _in_admin(client) -> bool:
     resp = client.get("/admin/")
-    return resp.status_code == 200 and "Site administration" in resp.content.decode()
+    return resp.status_code == 200 and 'id="dashboard"' in resp.content.decode()  # the home page, not the login
 
 
 # ---- second factor --------------------------------------------------------------------------------------
