@@ -59,8 +59,13 @@ class BuyerFieldsField(forms.Field):
     """The buyer's input fields of a manual product as one row per line, "name | label | required", instead of
     raw JSON (a JSON list pasted whole is still read)."""
 
-    widget = UnfoldAdminTextareaWidget(attrs={"rows": 4, "placeholder": "account | Game account | required"})
+    widget = UnfoldAdminTextareaWidget(attrs={"rows": 4, "placeholder": _("account | Game account | required")})
     NAME_RE = re.compile(r"[A-Za-z0-9_]{1,40}")
+
+    @staticmethod
+    def _flags() -> tuple[set[str], set[str]]:
+        """The words for "required" and "optional": English always, and the operator's language."""
+        return {"required", str(_("required")).lower()}, {"optional", str(_("optional")).lower()}
 
     def prepare_value(self, value):
         if isinstance(value, str):
@@ -70,9 +75,9 @@ class BuyerFieldsField(forms.Field):
                 return value
         if isinstance(value, list):
             return "\n".join(
-                " | ".join([f.get("name", ""), f.get("label", ""), "required" if f.get("required") else ""]).rstrip(
-                    " |"
-                )
+                " | ".join(
+                    [f.get("name", ""), f.get("label", ""), str(_("required")) if f.get("required") else ""]
+                ).rstrip(" |")
                 for f in value
                 if isinstance(f, dict)
             )
@@ -93,13 +98,14 @@ class BuyerFieldsField(forms.Field):
             parts = [p.strip() for p in line.split("|")]
             name, label = parts[0], parts[1] if len(parts) > 1 else ""
             flag = parts[2].lower() if len(parts) > 2 else ""
-            if not self.NAME_RE.fullmatch(name) or flag not in ("", "required", "optional") or len(parts) > 3:
+            required_words, optional_words = self._flags()
+            if not self.NAME_RE.fullmatch(name) or flag not in {"", *required_words, *optional_words} or len(parts) > 3:
                 raise forms.ValidationError(
                     _("Line %(n)d: write name | label | required, the name in letters, digits or _.") % {"n": n}
                 )
             if any(r["name"] == name for r in rows):
                 raise forms.ValidationError(_("Line %(n)d: the name %(name)s is used twice.") % {"n": n, "name": name})
-            rows.append({"name": name, "label": label or name, "required": flag == "required"})
+            rows.append({"name": name, "label": label or name, "required": flag in required_words})
         return rows
 
 

@@ -20,7 +20,6 @@ for _model in (TOTPDevice, StaticDevice):
 
 class _DeviceAdmin(ModelAdmin):
     list_display = ["operator", "device_name", "is_confirmed", "created", "last_used"]
-    list_filter = ["confirmed"]
     search_fields = ["user__username", "user__email", "name"]
     fields = readonly_fields = ["operator", "device_name", "is_confirmed", "created", "last_used"]
 

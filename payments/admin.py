@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
 
@@ -63,8 +64,6 @@ class ChannelAccountForm(MajorUnitsFormMixin, forms.ModelForm):
     }
     credentials = WriteOnlySecretField(
         label=_("credentials (JSON)"),
-        help_text=_("Write-only JSON object. Leave empty to keep the stored credentials. Keys per channel: ")
-        + "; ".join(f"{code}: {keys}" for code, keys in CREDENTIAL_KEYS.items()),
     )
 
     class Meta:
@@ -84,6 +83,15 @@ class ChannelAccountForm(MajorUnitsFormMixin, forms.ModelForm):
             "max_amount_minor",
             "daily_cap_minor",
         ]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Built per request: the sentence in the operator's language, the key names as code.
+        self.fields["credentials"].help_text = format_html(
+            "{} {}",
+            _("Write-only JSON object. Leave empty to keep the stored credentials. Keys per channel:"),
+            format_html_join("; ", "<code>{}: {}</code>", CREDENTIAL_KEYS.items()),
+        )
 
     def clean_credentials(self) -> str:
         raw = self.cleaned_data["credentials"]
