@@ -292,3 +292,28 @@ def test_a_returned_second_payment_is_shown_and_the_codes_stay(
     assert f"Refund requested on {_time_tag(order.events.get(kind='extra_payment').created_at)}." in html
     assert all(c in html for c in codes_of(order))  # what was bought stays the buyer's
     assert mail.outbox and all("refunded" not in m.subject for m in mail.outbox)  # the order was not refunded
+
+
+# ---- the deploy: orders refunded before the mail existed are not mailed months late -----------------------
+
+
+def test_the_migration_marks_orders_refunded_before_it_as_told(delivered):
+    import importlib
+
+    from django.apps import apps
+
+    view = order_refund_request(order_no=delivered.order_no, actor="op")
+    assert refund_submit_task.delay(view.refund_no).get() == RefundStatus.SUCCEEDED
+    other = buy(delivered.product, email="pending@example.com")  # not refunded: left alone
+    order = Order.objects.get(pk=delivered.pk)
+    assert order.refund_notified_at is None
+
+    migration = importlib.import_module("cardshop.migrations.0014_order_refund_mail")
+    migration.refunded_before_the_mail_existed(apps, None)
+
+    order.refresh_from_db()
+    assert order.refund_notified_at == order.refunded_at
+    assert Order.objects.get(pk=other.pk).refund_notified_at is None
+    with later(hours=1):
+        assert order_refund_emails_resend_missed_task.delay().get() == 0
+    assert mail.outbox == []

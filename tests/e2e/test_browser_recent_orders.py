@@ -144,3 +144,53 @@ def test_stored_entries_are_shown_as_text_and_junk_is_dropped(browser, public_ur
         assert items.nth(0).locator("a").get_attribute("href") == "/orders/2026120300000001/"
     finally:
         context.close()
+
+
+def test_the_list_keeps_the_ten_newest(browser, public_url, product):
+    context = browser.new_context(locale="en-US")
+    try:
+        page = context.new_page()
+        page.goto(f"{public_url}/orders/lookup/")
+        old = [
+            {"order_no": f"2026010100000{i:03d}", "product": "old", "created": f"2026-01-01T00:00:{i:02d}Z"}
+            for i in range(10)
+        ]
+        page.evaluate(f"s => window.localStorage.setItem({KEY!r}, s)", json.dumps(old))
+        order = _buy(page, public_url, product, "ten@example.com")
+        page.reload()  # seen twice: still one entry
+        entries = json.loads(_stored(page))
+        assert [e["order_no"] for e in entries] == [order.order_no] + [e["order_no"] for e in reversed(old)][:9]
+    finally:
+        context.close()
+
+
+def test_a_refunded_order_shows_its_dates_in_the_buyers_zone(browser, public_url, epay_sim, product, artifacts_dir):
+    """The refund block of the order page in a real browser far from the shop (New York): the local time with a
+    zone name the browser gives, on a 390 px screen."""
+    from cardshop.services.refunds import order_refund_request
+
+    context = browser.new_context(viewport=PHONE, locale="en-US", timezone_id="America/New_York")
+    page = context.new_page()
+    try:
+        order = _buy(page, public_url, product, "refund@example.com")
+        page.click("#pay-with-alipay")
+        page.locator("#cashier-link").click()
+        page.click("#pay")
+        expect(page).to_have_url(f"{public_url}/orders/{order.order_no}/")
+        order_refund_request(order_no=order.order_no, actor="op")  # its after-commit submit settles it at once
+        order.refresh_from_db()
+        assert order.state == OrderState.REFUNDED
+        page.reload()
+        expect(page.locator("#refund .refund-amount")).to_have_text("¥9.90")
+        done = page.locator("#refund .refund-done time")
+        expected = page.evaluate(
+            "iso => new Date(iso).toLocaleString(['en', 'en'], {year: 'numeric', month: '2-digit', day: '2-digit',"
+            " hour: '2-digit', minute: '2-digit', timeZoneName: 'short'})",
+            done.get_attribute("datetime"),
+        )
+        assert re.search(r"\b(EST|EDT)\b", expected)  # the buyer's own zone, as their browser names it
+        expect(done).to_have_text(expected)
+        expect(page.locator("#secrets")).to_have_count(0)
+        assert_no_horizontal_scroll(page, "phone-en-order-refunded", artifacts_dir)
+    finally:
+        context.close()
