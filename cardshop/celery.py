@@ -16,5 +16,6 @@ app.conf.beat_schedule = {
     "payments-sync-due": {"task": "cardshop.payments_sync_due", "schedule": 10.0},
     "refunds-sync-due": {"task": "cardshop.refunds_sync_due", "schedule": 10.0},
     "delivery-emails-resend-missed": {"task": "cardshop.order_delivery_emails_resend_missed", "schedule": 300.0},
+    "refund-emails-resend-missed": {"task": "cardshop.order_refund_emails_resend_missed", "schedule": 300.0},
     "staff-sessions-clear": {"task": "cardshop.staff_sessions_clear", "schedule": 24 * 3600.0},
 }

@@ -19,6 +19,10 @@ def order_delivery_notify(order_id: int) -> None:
     _after_commit("cardshop.order_delivery_notify", order_id)
 
 
+def order_refund_notify(order_id: int) -> None:
+    _after_commit("cardshop.order_refund_notify", order_id)
+
+
 def order_payments_close(order_no: str) -> None:
     _after_commit("cardshop.order_payments_close", order_no)
 

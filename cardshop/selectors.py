@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
+
 from django.contrib.auth.hashers import check_password
 from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
@@ -12,13 +15,16 @@ from cardshop.models import (
     Category,
     DeliveryKind,
     Order,
+    OrderState,
     Product,
     ProductImage,
     SecretStatus,
     ShopAnnouncement,
 )
 from cardshop.payment_methods import method_label
+from core.money import Money
 from payments import facade as payments
+from payments.contracts import RefundStatus
 
 LOOKUP_MAX_ORDERS = 20
 SEARCH_MAX_LENGTH = 100
@@ -154,3 +160,56 @@ def orders_for_lookup(*, order_no_or_email: str, query_password: str) -> list[Or
     else:
         candidates = Order.objects.filter(order_no=needle)
     return [o for o in candidates.select_related("product") if check_password(query_password, o.query_password_hash)]
+
+
+@dataclass(frozen=True)
+class RefundForBuyer:
+    """Money going back to the buyer, as their order page and mail tell it."""
+
+    amount: Money
+    requested_at: dt.datetime | None  # None only for a refund older than its timeline event
+    completed_at: dt.datetime | None  # None while the channel has not confirmed it
+    second_payment: bool = False  # the refund of a payment made after the order was already paid
+
+
+def order_refund_for_buyer(*, order: Order) -> RefundForBuyer | None:
+    """The order's own refund while it is refunding or refunded, else None (access checked by the caller).
+
+    The amount is the refund's as payments holds it; the dates are the order's (timeline and refunded_at).
+    """
+    if order.state not in (OrderState.REFUNDING, OrderState.REFUNDED):
+        return None
+    requested = order.events.filter(kind="refund_requested").order_by("-created_at", "-pk").first()
+    refund_no = requested.detail.get("refund_no") if requested else None
+    amount = payments.refund_view(refund_no=refund_no).amount if refund_no else order.amount
+    return RefundForBuyer(
+        amount=amount,
+        requested_at=requested.created_at if requested else None,
+        completed_at=order.refunded_at if order.state == OrderState.REFUNDED else None,
+    )
+
+
+def second_payment_refunds_for_buyer(*, order: Order) -> list[RefundForBuyer]:
+    """Refunds of second payments of the order (paid twice: the extra one is returned automatically), oldest
+    first. A refund the channel refused is left out: an operator returns that money by hand."""
+    if not order.paid_by:
+        return []  # never paid: no second payment either
+    events = list(
+        order.events.filter(kind__in=["extra_payment", "extra_payment_refund_succeeded"]).order_by("created_at", "pk")
+    )
+    done = {e.detail.get("refund_no"): e.created_at for e in events if e.kind == "extra_payment_refund_succeeded"}
+    refunds = []
+    for event in events:
+        refund_no = event.detail.get("refund_no")
+        if event.kind != "extra_payment" or not refund_no:
+            continue  # held for an operator: no refund to tell of yet
+        view = payments.refund_view(refund_no=refund_no)
+        if view.status == RefundStatus.FAILED:
+            continue
+        completed_at = done.get(refund_no) if view.status == RefundStatus.SUCCEEDED else None
+        refunds.append(
+            RefundForBuyer(
+                amount=view.amount, requested_at=event.created_at, completed_at=completed_at, second_payment=True
+            )
+        )
+    return refunds

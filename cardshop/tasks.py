@@ -56,6 +56,16 @@ def order_delivery_emails_resend_missed_task() -> int:
     return notifications.order_delivery_emails_resend_missed()
 
 
+@shared_task(name="cardshop.order_refund_notify", autoretry_for=(OSError,), retry_backoff=30, max_retries=8)
+def order_refund_notify_task(order_id: int) -> bool:
+    return notifications.order_refund_email_send(order_id=order_id)
+
+
+@shared_task(name="cardshop.order_refund_emails_resend_missed")
+def order_refund_emails_resend_missed_task() -> int:
+    return notifications.order_refund_emails_resend_missed()
+
+
 @shared_task(name="cardshop.staff_sessions_clear")
 def staff_sessions_clear_task() -> None:
     """Drop expired staff session rows (buyers' sessions are signed cookies and leave no row)."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
 
+import celery.result
 import pytest
 from django.db import connection
 
@@ -14,6 +16,25 @@ from payments.simulators.epay import EpaySimulator
 from tests.factories.cardshop import ProductFactory
 from tests.factories.core import MerchantFactory
 from tests.factories.payments import EpayAccountFactory
+
+# Celery's eager mode (the tests run tasks with CELERY_TASK_ALWAYS_EAGER) marks "inside a task" in one
+# process-wide flag, saved and restored around each eager run. With a live server, eager tasks run in two threads
+# at once (the test's own, and the server's for a provider's callback, e.g. a refund notify that now queues the
+# refund mail), and the interleaved save/restore can leave the flag set for good: every later `.delay().get()`
+# in the run then fails with "Never call result.get() within a task!". Kept per thread, as it means in a worker.
+_join_will_block = threading.local()
+
+
+def _task_join_will_block() -> bool:
+    return getattr(_join_will_block, "value", False)
+
+
+def _set_task_join_will_block(blocks: bool) -> None:
+    _join_will_block.value = blocks
+
+
+celery.result.task_join_will_block = _task_join_will_block
+celery.result._set_task_join_will_block = _set_task_join_will_block
 
 
 @pytest.fixture

@@ -62,6 +62,9 @@ class Order(ConcurrentTransitionMixin, models.Model):
     notify_claimed_at = models.DateTimeField(_("buyer mail claimed at"), null=True, blank=True, editable=False)
     refund_from = models.CharField(_("state before the refund"), max_length=16, blank=True, editable=False)
     refunded_at = models.DateTimeField(_("refunded at"), null=True, blank=True)
+    # The "your order was refunded" mail, at least once: a leased claim, then when the backend accepted it.
+    refund_notified_at = models.DateTimeField(_("buyer told of the refund at"), null=True, blank=True)
+    refund_notify_claimed_at = models.DateTimeField(_("refund mail claimed at"), null=True, blank=True, editable=False)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:

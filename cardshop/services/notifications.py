@@ -1,9 +1,11 @@
 """Buyer emails. Sent from tasks after commit, at least once: Order.notify_claimed_at is a leased claim,
-Order.notified_at records that the mail backend accepted the message."""
+Order.notified_at records that the mail backend accepted the message. The refund mail does the same with
+Order.refund_notify_claimed_at and Order.refund_notified_at."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -16,6 +18,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from cardshop.models import Order, OrderState
+from cardshop.selectors import order_refund_for_buyer
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +51,49 @@ def _claim_lease() -> timedelta:
     return timedelta(seconds=settings.CARDSHOP_MAIL_CLAIM_LEASE_SECONDS)
 
 
-def _claimable(now) -> Q:
-    return Q(notify_claimed_at__isnull=True) | Q(notify_claimed_at__lt=now - _claim_lease())
+def _claimable(now, claimed_field: str = "notify_claimed_at") -> Q:
+    return Q(**{f"{claimed_field}__isnull": True}) | Q(**{f"{claimed_field}__lt": now - _claim_lease()})
+
+
+def _order_mail_send_once(
+    *,
+    order_id: int,
+    claimed_field: str,
+    sent_field: str,
+    only: Q,
+    compose: Callable[[Order], tuple[str, str]],
+) -> bool:
+    """Claim, send, mark sent: one buyer mail at least once, and in practice once (see the delivery mail).
+
+    `compose` returns (subject, body) and runs in the language the buyer shopped in.
+    """
+    now = timezone.now()
+    unsent = {f"{sent_field}__isnull": True}
+    claimed = Order.objects.filter(_claimable(now, claimed_field), only, pk=order_id, **unsent).update(
+        **{claimed_field: now}
+    )
+    if not claimed:
+        return False
+    order = Order.objects.select_related("product").get(pk=order_id)
+    try:
+        with translation.override(order.language or settings.LANGUAGE_CODE):  # the language the buyer shopped in
+            subject, body = compose(order)
+            accepted = send_mail(subject=subject, message=body, from_email=None, recipient_list=[order.email])
+        if accepted != 1:
+            raise MailNotAccepted(f"mail backend accepted {accepted} messages for order {order.order_no}")
+    except Exception:
+        Order.objects.filter(pk=order_id, **{claimed_field: now}, **unsent).update(**{claimed_field: None})
+        raise
+    Order.objects.filter(pk=order_id, **unsent).update(**{sent_field: timezone.now()})
+    return True
+
+
+def _delivery_mail(order: Order) -> tuple[str, str]:
+    context = {"order": order, "link": order_link(order.order_no)}
+    return (
+        _("Your order %(no)s is ready") % {"no": order.order_no},
+        render_to_string("emails/order_delivered.txt", context),
+    )
 
 
 def order_delivery_email_send(*, order_id: int) -> bool:
@@ -60,29 +104,13 @@ def order_delivery_email_send(*, order_id: int) -> bool:
     only after the backend accepted the message; a failed send gives the claim back for a retry, and a
     sender that dies between claim and send leaves a claim the sweep takes over once its lease has run out.
     """
-    now = timezone.now()
-    claimed = Order.objects.filter(_claimable(now), pk=order_id, notified_at__isnull=True).update(notify_claimed_at=now)
-    if not claimed:
-        return False
-    order = Order.objects.select_related("product").get(pk=order_id)
-    try:
-        with translation.override(order.language or settings.LANGUAGE_CODE):  # the language the buyer shopped in
-            context = {"order": order, "link": order_link(order.order_no)}
-            accepted = send_mail(
-                subject=_("Your order %(no)s is ready") % {"no": order.order_no},
-                message=render_to_string("emails/order_delivered.txt", context),
-                from_email=None,
-                recipient_list=[order.email],
-            )
-        if accepted != 1:
-            raise MailNotAccepted(f"mail backend accepted {accepted} messages for order {order.order_no}")
-    except Exception:
-        Order.objects.filter(pk=order_id, notify_claimed_at=now, notified_at__isnull=True).update(
-            notify_claimed_at=None
-        )
-        raise
-    Order.objects.filter(pk=order_id, notified_at__isnull=True).update(notified_at=timezone.now())
-    return True
+    return _order_mail_send_once(
+        order_id=order_id,
+        claimed_field="notify_claimed_at",
+        sent_field="notified_at",
+        only=Q(),
+        compose=_delivery_mail,
+    )
 
 
 def order_delivery_emails_resend_missed(*, older_than_seconds: int = 300, limit: int = 200) -> int:
@@ -103,4 +131,49 @@ def order_delivery_emails_resend_missed(*, older_than_seconds: int = 300, limit:
             sent += order_delivery_email_send(order_id=pk)
         except Exception:  # one bad address or a backend hiccup must not stop the sweep; the next run retries
             log.exception("delivery mail for order %s failed", pk)
+    return sent
+
+
+def _refund_mail(order: Order) -> tuple[str, str]:
+    refund = order_refund_for_buyer(order=order)
+    context = {
+        "order": order,
+        "amount": refund.amount.display() if refund else order.amount_label,
+        "link": order_link(order.order_no),
+    }
+    return (
+        _("Your order %(no)s was refunded") % {"no": order.order_no},
+        render_to_string("emails/order_refunded.txt", context),
+    )
+
+
+def order_refund_email_send(*, order_id: int) -> bool:
+    """Tell the buyer their refund is complete, at least once and in practice once, like the delivery mail.
+
+    Only a REFUNDED order is claimed: a refund still in progress (or one the channel refused) mails nobody.
+    """
+    return _order_mail_send_once(
+        order_id=order_id,
+        claimed_field="refund_notify_claimed_at",
+        sent_field="refund_notified_at",
+        only=Q(state=OrderState.REFUNDED),
+        compose=_refund_mail,
+    )
+
+
+def order_refund_emails_resend_missed(*, older_than_seconds: int = 300, limit: int = 200) -> int:
+    """Send refund mails still unsent, for the reasons the delivery sweep exists (lost task, dead sender)."""
+    now = timezone.now()
+    missed = Order.objects.filter(
+        _claimable(now, "refund_notify_claimed_at"),
+        state=OrderState.REFUNDED,
+        refund_notified_at__isnull=True,
+        refunded_at__lt=now - timedelta(seconds=older_than_seconds),
+    ).order_by("refunded_at")
+    sent = 0
+    for pk in missed.values_list("pk", flat=True)[:limit]:
+        try:
+            sent += order_refund_email_send(order_id=pk)
+        except Exception:  # one bad address or a backend hiccup must not stop the sweep; the next run retries
+            log.exception("refund mail for order %s failed", pk)
     return sent

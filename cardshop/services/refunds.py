@@ -65,6 +65,7 @@ def order_refund_follow(*, view: RefundView, source: str) -> None:
         order.refund_complete()
         order.save(update_fields=["state", "refunded_at"])
         order_event_add(order=order, kind="refunded", source=source, refund_no=view.refund_no)
+        jobs.order_refund_notify(order.pk)
     elif view.status == RefundStatus.FAILED and can_proceed(order.refund_abort):
         order.refund_abort()
         order.save(update_fields=["state"])

@@ -160,6 +160,8 @@ def order_detail(request: HttpRequest, order_no: str) -> HttpResponse:
         "secrets": delivery.order_secrets_for_buyer(order=order),
         "is_pending": order.state == OrderState.PENDING,
         "poll": order.state in (OrderState.PENDING, OrderState.PAID),
+        "refund": selectors.order_refund_for_buyer(order=order),
+        "second_payment_refunds": selectors.second_payment_refunds_for_buyer(order=order),
     }
     return render(request, "cardshop/order.html", context)
 
