@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from cardshop.models import CardSecret, Order, OrderState
-from tests.e2e.test_browser_phone import PHONE, assert_no_horizontal_scroll
+from tests.e2e.helpers import PHONE, assert_no_horizontal_scroll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
