@@ -51,12 +51,13 @@ LIST_LIMIT = 10
 CHART_DAYS = 14
 METHOD_MIX_DAYS = 7
 
+# The words of the channel health page (payments/admin.py), so a breaker reads the same everywhere.
 BREAKER_LABELS = {
-    "closed": _("closed"),
-    "open": _("open"),
-    "half_open": _("half open (probing)"),
-    "forced_open": _("forced open"),
-    "forced_closed": _("forced closed"),
+    "closed": _("in use (automatic)"),
+    "open": _("not used: too many failures (automatic)"),
+    "half_open": _("probing with a few payments (automatic)"),
+    "forced_open": _("not used (set by an operator)"),
+    "forced_closed": _("in use whatever its health (set by an operator)"),
     "": _("unknown"),
 }
 

@@ -228,11 +228,15 @@ def test_method_mix_and_channel_success(shop):
         ("card", "Card", 1, (Money(500, "USD"),)),
     ]
     epay, stripe = d.channels
-    assert (epay.account_name, epay.breaker_state, str(epay.breaker_label)) == ("epay CNY", "closed", "closed")
+    assert (epay.account_name, epay.breaker_state, str(epay.breaker_label)) == (
+        "epay CNY",
+        "closed",
+        "in use (automatic)",
+    )
     assert (stripe.account_name, stripe.breaker_state, str(stripe.breaker_label)) == (
         "Stripe USD",
         "forced_open",
-        "forced open",
+        "not used (set by an operator)",
     )
     w = epay.last_24h  # A B D H I J paid; G's failure and pending; A's closed try
     assert (w.attempts, w.succeeded, w.failed, w.closed, w.open, w.success_rate) == (9, 6, 1, 1, 1, 75.0)
