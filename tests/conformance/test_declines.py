@@ -1,8 +1,11 @@
 """A decline is not the end of a payment (issue 9, point 1): the buyer's card is refused (WeChat Pay PAYERROR,
 the bank's DECLINED), the trade stays payable at the provider, the buyer retries with another card and the
-order is delivered once. Adapters report a decline as a FAILED observation; they never raise on it.
+order is delivered once. Adapters report a decline as a FAILED observation; they never raise on it. The
+observation carries the provider's decline code (issue 10): these protocols name no reason, so it is their
+decline word, and the payment keeps it as its decline_code for the pay page.
 
-Stripe's decline (`payment_intent.payment_failed`) is covered by its own suite.
+Stripe's decline (`payment_intent.payment_failed`, its reason in last_payment_error) is covered by its own suite
+(tests/payments/test_stripe_checkout_flow.py).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ def test_decline_is_a_failed_observation_and_the_trade_stays_payable(shop):
     shop.sim.decline(payment.out_trade_no)
     observed = adapter.query(payment.out_trade_no)
     assert (observed.status, observed.provider_status) == (ObservedStatus.FAILED, DECLINING[shop.code])
+    assert observed.decline_code == DECLINING[shop.code]
     assert shop.sim.trade_for(payment.out_trade_no)["status"] == "pending"  # still payable at the provider
     shop.sim.pay(payment.out_trade_no)  # the buyer's second card
     assert adapter.query(payment.out_trade_no).status == ObservedStatus.SUCCEEDED
@@ -59,7 +63,9 @@ def test_decline_callback_is_verified_and_acknowledged(shop):
     attempts = shop.sim.trade_for(payment.out_trade_no)["notify_attempts"]
     assert [(a["status_code"], a["acknowledged"]) for a in attempts] == [(200, True)]
     assert ProviderNotification.objects.get().event_key.endswith(f":{DECLINING[shop.code]}")
-    assert Payment.objects.get().status == PaymentStatus.PENDING  # the buyer may still pay it
+    payment = Payment.objects.get()
+    assert payment.status == PaymentStatus.PENDING  # the buyer may still pay it
+    assert payment.decline_code == payment.error_code == DECLINING[shop.code]
 
 
 @declining
@@ -67,6 +73,7 @@ def test_decline_then_pay_delivers_once(shop):
     order, payment = shop.start()
     shop.sim.decline(payment.out_trade_no)
     _janitor_runs()  # WeChat reports PAYERROR to the query only
+    assert Payment.objects.get().decline_code == DECLINING[shop.code]
     shop.sim.pay(payment.out_trade_no)
     assert _wait(lambda: _delivered(order))
     assert Payment.objects.get().status == PaymentStatus.SUCCEEDED
@@ -82,6 +89,7 @@ def test_a_decline_on_a_payment_we_hold_in_doubt_then_paid_delivers_once(shop):
     Payment.objects.filter(out_trade_no=payment.out_trade_no).update(status=PaymentStatus.UNKNOWN)
     shop.sim.decline(payment.out_trade_no)
     _janitor_runs()
+    assert Payment.objects.get().decline_code == DECLINING[shop.code]
     shop.sim.pay(payment.out_trade_no)
     assert _wait(lambda: _delivered(order), seconds=3)
     assert Payment.objects.get().status == PaymentStatus.SUCCEEDED

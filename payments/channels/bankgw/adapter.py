@@ -32,6 +32,7 @@ from payments.channels.base import (
     Inbound,
     NotificationInvalid,
     Observation,
+    ObservedStatus,
     RefundObservation,
     RefundRequest,
     Retryable,
@@ -205,6 +206,8 @@ class BankGatewayAdapter:
             amount=self._money(answer.amountMinor, answer.currency, "QueryPayment"),
             event_key=f"{bank_ref}:query:{bank_status}",
             provider_status=bank_status,
+            # The gateway names no reason: its decline word is the code.
+            decline_code=bank_status if status == ObservedStatus.FAILED else "",
         )
 
     def close(self, out_trade_no: str, provider_trade_no: str = "") -> None:
@@ -292,6 +295,8 @@ class BankGatewayAdapter:
             amount=amount,
             event_key=f"{params['bankRef']}:{bank_status}",
             provider_status=bank_status,
+            # The gateway names no reason: its decline word is the code.
+            decline_code=bank_status if status == ObservedStatus.FAILED else "",
         )
 
     @staticmethod
