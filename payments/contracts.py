@@ -75,6 +75,9 @@ class PaymentView:
     qr_content: str
     error_code: str = ""  # the last thing the provider said against it (a decline, a timeout)
     method: str = ""  # the buyer-facing method it was made for
+    # The provider's reason code for the buyer's last declined attempt ("" when none was declined); a timeout
+    # or any other error that is not a decline never sets it.
+    decline_code: str = ""
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,9 @@ class Payment(ConcurrentTransitionMixin, models.Model):
     pay_url = models.URLField(_("pay URL"), max_length=2000, blank=True)
     qr_content = models.CharField(_("QR content"), max_length=2000, blank=True)
     error_code = models.CharField(_("last error"), max_length=64, blank=True)
+    # The provider's reason for the buyer's last declined attempt (Stripe's insufficient_funds, WeChat's
+    # PAYERROR), kept apart from error_code: a later query timeout overwrites the last error, and is no decline.
+    decline_code = models.CharField(_("decline reason"), max_length=64, blank=True)
     # The janitor's schedule: when to ask the provider next, and how many times it already asked.
     next_query_at = models.DateTimeField(_("next query at"), null=True, blank=True)
     query_attempts = models.PositiveIntegerField(_("queries made"), default=0)
@@ -157,9 +160,15 @@ class Payment(ConcurrentTransitionMixin, models.Model):
         self.next_query_at = None
 
     @transition(field=status, source=[S.CREATED, S.UNKNOWN], target=S.FAILED)
-    def fail(self, *, error_code: str) -> None:
+    def fail(self, *, error_code: str, decline_code: str = "") -> None:
         self.error_code = error_code
+        self.decline_code = decline_code or self.decline_code
         self.next_query_at = None
+
+    def note_decline(self, *, decline_code: str) -> None:
+        """An attempt on a trade the buyer can still pay was declined: not a transition, the trade stays open."""
+        self.error_code = decline_code
+        self.decline_code = decline_code
 
     @transition(field=status, source=[S.PENDING, S.UNKNOWN], target=S.CLOSED)
     def close(self) -> None:

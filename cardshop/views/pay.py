@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from cardshop.decline_reasons import decline_message
 from cardshop.models import OrderState
 from cardshop.payment_methods import METHOD_LABELS
 from cardshop.services import checkout
@@ -94,8 +95,10 @@ def order_pay(request: HttpRequest, order_no: str) -> HttpResponse:
         "return_url": return_url,
         "confirming": confirming,
         "method_label": METHOD_LABELS.get(payment.method, ""),
-        # A decline the buyer can recover from (another card, another method): the trade is still open.
-        "declined": payment.status == PaymentStatus.PENDING and bool(payment.error_code),
+        # A decline the buyer can recover from (another card, another method): the trade is still open. Only a
+        # decline sets decline_code; a timeout or query error recorded against the payment is none and shows nothing.
+        "declined": payment.status == PaymentStatus.PENDING and bool(payment.decline_code),
+        "decline_reason": decline_message(payment.decline_code) if payment.decline_code else "",
         "other_methods": [
             (o.method, METHOD_LABELS.get(o.method, o.method)) for o in options if o.method != payment.method
         ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -124,6 +125,19 @@ class Observation:
     amount: Money
     event_key: str
     provider_status: str
+    # Set on a decline (a FAILED the buyer's card or bank caused) only: the provider's own reason code, e.g.
+    # Stripe's `insufficient_funds`; the provider's decline word (PAYERROR, DECLINED) when it gives no reason.
+    # A timeout or an unreadable answer is never a decline and never lands here.
+    decline_code: str = ""
+
+
+# What a decline code may look like: a provider's short machine word. Free text is not a code.
+_DECLINE_CODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+
+
+def decline_code_or_empty(value: object) -> str:
+    """The provider's decline reason if it is a short machine code (at most 64 characters), else ""."""
+    return value if isinstance(value, str) and _DECLINE_CODE_RE.fullmatch(value) else ""
 
 
 class RefundState(StrEnum):

@@ -65,6 +65,7 @@ def _view(p: Payment) -> PaymentView:
         status=PaymentStatus(p.status),
         amount=p.amount,
         error_code=p.error_code,
+        decline_code=p.decline_code,
         method=p.method,
         pay_url=p.pay_url,
         qr_content=p.qr_content,
@@ -294,11 +295,17 @@ def observation_apply(*, payment: Payment, observation: Observation) -> Payment 
         payment.save(update_fields=["status", "next_query_at", "updated_at"])
         channel_choice.final_outcome_record_on_commit(account_id=payment.account_id, ok=False, amount_minor=0)
     elif observation.status == ObservedStatus.FAILED and payment.status in PAYABLE_STATES:
-        payment.error_code = observation.provider_status[:64]
-        payment.save(update_fields=["error_code", "updated_at"])
+        if observation.decline_code:
+            payment.note_decline(decline_code=observation.decline_code)
+        else:
+            payment.error_code = observation.provider_status[:64]
+        payment.save(update_fields=["error_code", "decline_code", "updated_at"])
     elif observation.status == ObservedStatus.FAILED and can_proceed(payment.fail):
-        payment.fail(error_code=observation.provider_status[:64])
-        payment.save(update_fields=["status", "error_code", "next_query_at", "updated_at"])
+        payment.fail(
+            error_code=observation.decline_code or observation.provider_status[:64],
+            decline_code=observation.decline_code,
+        )
+        payment.save(update_fields=["status", "error_code", "decline_code", "next_query_at", "updated_at"])
         channel_choice.final_outcome_record_on_commit(account_id=payment.account_id, ok=False, amount_minor=0)
     return None
 

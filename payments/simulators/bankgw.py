@@ -75,7 +75,16 @@ PAYABLE_STATUSES = (*OPEN_STATUSES, "DECLINED")
 # Response element order, as the WSDL's sequences require.
 RESPONSE_FIELDS = {
     "CreatePayment": ("resultCode", "resultMessage", "bankRef", "cashierUrl"),
-    "QueryPayment": ("resultCode", "resultMessage", "orderId", "status", "bankRef", "amountMinor", "currency"),
+    "QueryPayment": (
+        "resultCode",
+        "resultMessage",
+        "orderId",
+        "status",
+        "bankRef",
+        "amountMinor",
+        "currency",
+        "declineReason",
+    ),
     "ClosePayment": ("resultCode", "resultMessage", "status"),
     "Refund": ("resultCode", "resultMessage", "refundId", "refundRef", "refundStatus", "amountMinor", "currency"),
     "QueryRefund": ("resultCode", "resultMessage", "refundId", "refundRef", "refundStatus", "amountMinor", "currency"),
@@ -235,16 +244,16 @@ class BankGatewaySimulator(LoopbackServer):
                 trade["bank_status"], trade["paid_at"] = "PAID", int(time.time())
         self._dispatch(trade, self._payment_params(trade, "PAID"))
 
-    def decline(self, out_trade_no: str) -> None:
-        """The buyer's card is refused: status DECLINED, signed callback sent; the payment stays payable, so a
-        retry with another card (`pay`) succeeds."""
+    def decline(self, out_trade_no: str, reason: str = "do_not_honor") -> None:
+        """The buyer's card is refused for the issuer's `reason` ("" for none): status DECLINED, signed callback
+        sent with its declineReason; the payment stays payable, so a retry with another card (`pay`) succeeds."""
         trade = self._trade_by_order(out_trade_no)
         if trade is None:
             raise KeyError(out_trade_no)
         with self._lock:
             if trade["bank_status"] not in PAYABLE_STATUSES:
                 raise ValueError(f"trade {out_trade_no} is {trade['bank_status']}: nothing to decline")
-            trade["bank_status"] = "DECLINED"
+            trade["bank_status"], trade["decline_reason"] = "DECLINED", reason
         self._dispatch(trade, self._payment_params(trade, "DECLINED"))
 
     # ---- callbacks ---------------------------------------------------------
@@ -276,6 +285,8 @@ class BankGatewaySimulator(LoopbackServer):
             "timestamp": str(int(time.time())),
             "nonce": secrets.token_hex(16),
         }
+        if status == "DECLINED" and trade.get("decline_reason"):
+            params["declineReason"] = trade["decline_reason"]
         if variant == WRONG_AMOUNT:
             params["amountMinor"] = str(trade["amount_minor"] + 1)
         elif variant == WRONG_CURRENCY:
@@ -411,6 +422,7 @@ class BankGatewaySimulator(LoopbackServer):
                 "bankRef": trade["bank_ref"],
                 "amountMinor": trade["amount_minor"],
                 "currency": trade["currency"],
+                "declineReason": trade.get("decline_reason", "") if trade["bank_status"] == "DECLINED" else "",
             }
 
     def _op_close(self, m: Merchant, req: dict[str, str], host_url: str) -> dict[str, Any]:

@@ -66,9 +66,19 @@ OPEN_STATES = ("requires_payment_method", "requires_confirmation", "requires_act
 CANCELABLE = (*OPEN_STATES, "requires_capture")
 CONFIRMABLE = ("requires_payment_method", "requires_confirmation")
 REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
-# Stripe's test cards: one that pays, one generic decline.
+# Stripe's test cards: one that pays, and declines as Stripe's docs list them (docs.stripe.com/testing#declined-
+# payments): the error `code`, and the issuer's `decline_code` for a card_declined.
 CARD_OK = "4242424242424242"
 CARD_DECLINED = "4000000000000002"
+CARD_INSUFFICIENT_FUNDS = "4000000000009995"
+CARD_EXPIRED = "4000000000000069"
+CARD_INCORRECT_CVC = "4000000000000127"
+DECLINING_CARDS: dict[str, tuple[str, str, str]] = {
+    CARD_DECLINED: ("card_declined", "generic_decline", "Your card was declined."),
+    CARD_INSUFFICIENT_FUNDS: ("card_declined", "insufficient_funds", "Your card has insufficient funds."),
+    CARD_EXPIRED: ("expired_card", "", "Your card has expired."),
+    CARD_INCORRECT_CVC: ("incorrect_cvc", "", "Your card's security code is incorrect."),
+}
 TEST_PAYMENT_METHODS = {"pm_card_visa": CARD_OK, "pm_card_chargeDeclined": CARD_DECLINED}
 # Checkout's bounds for expires_at, counted from the session's creation.
 SESSION_MIN_SECONDS = 30 * 60
@@ -197,7 +207,8 @@ def _luhn_ok(number: str) -> bool:
 
 
 def _card_problem(card: Any) -> tuple[str, str] | None:
-    """(code, message) when the card cannot pay; None for the test card that pays."""
+    """(code, message) when the card cannot pay; None for the test card that pays. The issuer's decline_code
+    of a card_declined is _card_error's."""
     if not isinstance(card, dict):
         return "incorrect_number", "Your card number is incorrect."
     number = str(card.get("number", "")).replace(" ", "")
@@ -216,8 +227,9 @@ def _card_problem(card: Any) -> tuple[str, str] | None:
         return "invalid_cvc", "Your card's security code is invalid."
     if number == CARD_OK:
         return None
-    if number == CARD_DECLINED:
-        return "card_declined", "Your card was declined."
+    if number in DECLINING_CARDS:
+        code, _, message = DECLINING_CARDS[number]
+        return code, message
     return "card_declined", "Your card was declined. Your request was in test mode, but used a non test card."
 
 
@@ -403,10 +415,11 @@ class StripeSimulator(LoopbackServer):
             return
         self._attempt(cs["id"], _test_card(CARD_OK))
 
-    def decline(self, out_trade_no: str) -> None:
-        """The buyer's card is declined on the hosted page: payment_intent.payment_failed, the session stays open."""
+    def decline(self, out_trade_no: str, card: str = CARD_DECLINED) -> None:
+        """The buyer's card (one of DECLINING_CARDS) is declined on the hosted page: payment_intent.payment_failed
+        with the card's last_payment_error; the session stays open."""
         cs = self._session_for(out_trade_no)
-        problem = self._attempt(cs["id"], _test_card(CARD_DECLINED))
+        problem = self._attempt(cs["id"], _test_card(card))
         assert problem is not None
 
     def _attempt(self, session_id: str, card: Any) -> tuple[str, str] | None:
@@ -431,9 +444,7 @@ class StripeSimulator(LoopbackServer):
                 events.append(self._final_event(pi, "payment_intent.succeeded"))
                 events.append(self._final_event(cs, "checkout.session.completed"))
             else:
-                error = {"type": "card_error", "code": problem[0], "message": problem[1]}
-                if problem[0] == "card_declined":
-                    error["decline_code"] = "generic_decline"
+                error = _card_error(card, problem)
                 pi.update(status="requires_payment_method", last_payment_error=error)
                 events.append(self._new_event("payment_intent.payment_failed", pi))
         self._deliver_all(events)
@@ -963,9 +974,7 @@ class StripeSimulator(LoopbackServer):
                 self._succeed(pi)
                 event = self._final_event(pi, "payment_intent.succeeded")
             else:
-                error = {"type": "card_error", "code": problem[0], "message": problem[1]}
-                if problem[0] == "card_declined":
-                    error["decline_code"] = "generic_decline"
+                error = _card_error(card, problem)
                 pi.update(status="requires_payment_method", last_payment_error=error)
                 event = self._new_event("payment_intent.payment_failed", pi)
             answer = _public(pi)
@@ -1055,6 +1064,23 @@ def _unexpected_state(pi: dict[str, Any], action: str) -> ApiError:
     )
 
 
+def _card_error(card: Any, problem: tuple[str, str]) -> dict[str, Any]:
+    """A PaymentIntent's last_payment_error as Stripe writes it: type, code, message and doc_url; a card_declined
+    also names the issuer's reason (decline_code)."""
+    code, message = problem
+    error: dict[str, Any] = {
+        "type": "card_error",
+        "code": code,
+        "message": message,
+        "doc_url": f"https://stripe.com/docs/error-codes/{code.replace('_', '-')}",
+    }
+    if code == "card_declined":
+        number = str(card.get("number", "")).replace(" ", "") if isinstance(card, dict) else ""
+        # A real card number in test mode is refused with its own decline code, as on Stripe.
+        error["decline_code"] = DECLINING_CARDS[number][1] if number in DECLINING_CARDS else "test_mode_live_card"
+    return error
+
+
 def _test_card(number: str) -> dict[str, str]:
     return {"number": number, "exp_month": "12", "exp_year": "2099", "cvc": "123"}
 
@@ -1121,7 +1147,7 @@ CHECKOUT_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>Check
 <label>CVC <input name="cardCvc" id="cardCvc" autocomplete="cc-csc" size="4"></label>
 <button id="submit" type="submit">Pay</button></form>
 <p><a id="cancel" href="{cancel_url}">Back to the shop</a></p>
-<p>{ok} pays, {declined} is declined.</p></body></html>"""
+<p>{ok} pays, {declined} is declined, {insufficient} has insufficient funds, {expired} has expired.</p></body></html>"""
 
 CHECKOUT_CLOSED_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>Checkout (Stripe simulator)</title>
 </head><body><h1 id="session-closed">This Checkout Session is no longer available</h1>
@@ -1216,6 +1242,8 @@ class _Handler(BaseHTTPRequestHandler):
             "cancel_url": cs["cancel_url"] or "",
             "ok": CARD_OK,
             "declined": CARD_DECLINED,
+            "insufficient": CARD_INSUFFICIENT_FUNDS,
+            "expired": CARD_EXPIRED,
         }
         template = CHECKOUT_HTML if cs["status"] == "open" else CHECKOUT_CLOSED_HTML
         page = template.format(**{k: html.escape(str(v)) for k, v in fields.items()})

@@ -68,7 +68,7 @@ def test_the_pay_page_names_the_method_shows_a_decline_and_a_refused_switch_chan
     page = client.get(pay_url + "?method=alipay").content.decode()
     assert "Paying with Alipay" in page and 'id="switch-to-wxpay"' in page  # epay takes WeChat Pay too
     assert 'id="declined"' not in page
-    Payment.objects.update(error_code="PAYERROR")  # the provider reported the first attempt declined
+    Payment.objects.update(error_code="PAYERROR", decline_code="PAYERROR")  # the first attempt was declined
     assert 'id="declined"' in client.get(pay_url).content.decode()
     # epay cannot close a trade: switching would leave two payable trades, so it is refused, nothing changes.
     refused = client.post(pay_url + "switch/", {"method": "wxpay"})

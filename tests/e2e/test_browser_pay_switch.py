@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 
 from cardshop.models import CardSecret, Order, OrderState, SecretStatus
 from payments.models import Payment, PaymentStatus
-from payments.simulators.stripe import CARD_DECLINED
+from payments.simulators.stripe import CARD_INSUFFICIENT_FUNDS
 from tests.conftest import make_product
 from tests.e2e.helpers import SCREEN_IDS, SCREENS, assert_no_horizontal_scroll, channel_account_create, screen_name
 
@@ -155,23 +155,31 @@ def test_a_declined_card_then_alipay_delivers(
     # Stripe's hosted page, on the provider's origin: the card is declined there (payment_intent.payment_failed).
     page.click("#cashier-link")
     expect(page).to_have_url(card.pay_url)
-    page.fill("#cardNumber", CARD_DECLINED)
+    page.fill("#cardNumber", CARD_INSUFFICIENT_FUNDS)
     page.fill("#cardExpiry", "12 / 34")
     page.fill("#cardCvc", "123")
     page.click("#submit")
-    expect(page.locator("#error")).to_have_text("Your card was declined.")
+    expect(page.locator("#error")).to_have_text("Your card has insufficient funds.")
     page.screenshot(path=str(artifacts_dir / f"decline-{screen_name(viewport, lang)}-stripe.png"), full_page=True)
     card.refresh_from_db()
-    assert (card.status, card.error_code) == (PaymentStatus.PENDING, "payment_intent.payment_failed")
+    assert (card.status, card.error_code, card.decline_code) == (
+        PaymentStatus.PENDING,
+        "insufficient_funds",
+        "insufficient_funds",
+    )
 
     # Back to the shop: the order page, still pending, then its pay page, which says the card was declined and
-    # offers the same payment page (another card) or another method.
+    # why, and offers the same payment page (another card) or another method.
     page.click("#cancel")
     expect(page).to_have_url(f"{base}/orders/{order.order_no}/")
     expect(page.locator("#order-state")).to_have_class(re.compile(r"\bstate-pending\b"))
     _step(page, viewport, lang, artifacts_dir, "decline", "order-pending")
     page.locator(f"a[href='/orders/{order.order_no}/pay/']").click()
     expect(page.locator("#declined")).to_contain_text(words["declined"])
+    expect(page.locator("#decline-reason")).to_be_visible()
+    expect(page.locator("#declined")).not_to_contain_text("insufficient_funds")  # never the provider's word
+    if lang == "en":  # the Chinese words for the reason come with the lead's translation pass
+        expect(page.locator("#decline-reason")).to_have_text("Your card has insufficient funds.")
     _assert_paying_with(page, lang, "card", ["alipay", "wxpay"])
     expect(page.locator("#cashier-link")).to_have_attribute("href", card.pay_url)
     _step(page, viewport, lang, artifacts_dir, "decline", "pay-declined")

@@ -17,7 +17,14 @@ from cardshop.models import CardSecret, Order, OrderState, SecretStatus
 from cardshop.services.checkout import order_payment_start
 from cardshop.services.orders import orders_expire_due
 from payments.models import ChannelAccount, Payment, PaymentStatus, ProviderNotification
-from payments.simulators.stripe import CARD_DECLINED, CARD_OK, StripeSimulator
+from payments.simulators.stripe import (
+    CARD_DECLINED,
+    CARD_EXPIRED,
+    CARD_INCORRECT_CVC,
+    CARD_INSUFFICIENT_FUNDS,
+    CARD_OK,
+    StripeSimulator,
+)
 from tests.cardshop.helpers import buy
 from tests.conformance.test_channels import _wait
 from tests.conftest import make_product
@@ -110,7 +117,9 @@ def test_stripe_decline_then_pay_delivers_once(stripe_shop, stripe_sim):
     failed = [d for d in stripe_sim.deliveries[sent_before:] if d["type"] == "payment_intent.payment_failed"]
     assert [d.get("status") for d in failed] == [200]
     assert Order.objects.get(pk=order.pk).state == OrderState.PENDING
-    assert Payment.objects.get().status == PaymentStatus.PENDING  # a decline on an open session is not the end
+    declined = Payment.objects.get()
+    assert declined.status == PaymentStatus.PENDING  # a decline on an open session is not the end
+    assert declined.decline_code == declined.error_code == "generic_decline"  # the issuer's reason, not the event
     # The buyer tries another card on the same (still open) session: paid and delivered once.
     stripe_sim.pay(view.out_trade_no)
     assert _wait(lambda: Order.objects.get(pk=order.pk).state == OrderState.DELIVERED)
@@ -134,3 +143,33 @@ def test_a_declined_card_leaves_the_session_payable_at_the_provider(stripe_shop,
     assert notification.event_key == failed[0]["event_id"]
     assert stripe_sim.trade_for(view.out_trade_no)["status"] == "pending"
     assert Order.objects.get(pk=order.pk).state == OrderState.PENDING
+
+
+@pytest.mark.parametrize(
+    "card_number,error_code,decline_code",
+    [
+        (CARD_DECLINED, "card_declined", "generic_decline"),
+        (CARD_INSUFFICIENT_FUNDS, "card_declined", "insufficient_funds"),
+        (CARD_EXPIRED, "expired_card", None),
+        (CARD_INCORRECT_CVC, "incorrect_cvc", None),
+    ],
+)
+def test_the_decline_reason_travels_in_last_payment_error_to_the_payment(
+    stripe_shop, stripe_sim, card_number, error_code, decline_code
+):
+    """As on Stripe: the failed intent's last_payment_error has the error code and, for an issuer decline, its
+    decline_code; the adapter reads decline_code first, then code, and the payment records it."""
+    _, view = _start(stripe_shop)
+    sent_before = len(stripe_sim.deliveries)
+    page = requests.post(view.pay_url, data=_card(card_number), allow_redirects=False, timeout=5)
+    assert page.status_code == 200
+    failed = [d for d in stripe_sim.deliveries[sent_before:] if d["type"] == "payment_intent.payment_failed"]
+    assert [d.get("status") for d in failed] == [200]
+    session_id = Payment.objects.get().provider_trade_no
+    intent = stripe_sim.intent(stripe_sim.session(session_id)["payment_intent"])
+    error = intent["last_payment_error"]
+    assert (intent["status"], error["type"], error["code"]) == ("requires_payment_method", "card_error", error_code)
+    assert error.get("decline_code") == decline_code
+    payment = Payment.objects.get()
+    assert payment.status == PaymentStatus.PENDING
+    assert payment.decline_code == payment.error_code == (decline_code or error_code)

@@ -32,11 +32,13 @@ from payments.channels.base import (
     Inbound,
     NotificationInvalid,
     Observation,
+    ObservedStatus,
     RefundObservation,
     RefundRequest,
     Retryable,
     Terminal,
     Unknown,
+    decline_code_or_empty,
 )
 
 # One pool for every account: zeep's Transport only forwards our timeouts to it.
@@ -205,6 +207,7 @@ class BankGatewayAdapter:
             amount=self._money(answer.amountMinor, answer.currency, "QueryPayment"),
             event_key=f"{bank_ref}:query:{bank_status}",
             provider_status=bank_status,
+            decline_code=_decline_code(status, bank_status, answer.declineReason),
         )
 
     def close(self, out_trade_no: str, provider_trade_no: str = "") -> None:
@@ -292,6 +295,7 @@ class BankGatewayAdapter:
             amount=amount,
             event_key=f"{params['bankRef']}:{bank_status}",
             provider_status=bank_status,
+            decline_code=_decline_code(status, bank_status, params.get("declineReason")),
         )
 
     @staticmethod
@@ -324,3 +328,10 @@ class BankGatewayAdapter:
             return Money(wire.parse_minor(params["amountMinor"]), params["currency"])
         except (ValueError, MoneyError) as exc:  # MoneyError is a ValueError; named for the reader
             raise NotificationInvalid("bad_amount", "amountMinor/currency not understood") from exc
+
+
+def _decline_code(status: ObservedStatus, bank_status: str, reason: object) -> str:
+    """A DECLINED's reason: the issuer's declineReason when the bank gives a code, else its word DECLINED."""
+    if status != ObservedStatus.FAILED:
+        return ""
+    return decline_code_or_empty(reason) or bank_status

@@ -54,6 +54,7 @@ from payments.channels.base import (
     Retryable,
     Terminal,
     Unknown,
+    decline_code_or_empty,
 )
 from payments.channels.stripe import wire
 
@@ -382,6 +383,7 @@ class StripeAdapter:
             amount=amount,
             event_key=event_id,
             provider_status=event_type,
+            decline_code=_decline_code(obj) if status == ObservedStatus.FAILED else "",
         )
 
     def _intent_trade_no(self, intent_id: str, out_trade_no: str) -> str:
@@ -429,6 +431,18 @@ def _session_event(event_id: str, event_type: str, obj: Any) -> Observation:
         amount=amount,
         event_key=event_id,
         provider_status=event_type,
+    )
+
+
+def _decline_code(intent: dict[str, Any]) -> str:
+    """Why the card was refused, from the intent's last_payment_error: the issuer's decline_code (insufficient_funds,
+    generic_decline, ...) when there is one, else the error's code (expired_card, incorrect_cvc, card_declined);
+    card_declined when Stripe said neither in a form we can read: a payment_failed event is a decline either way."""
+    error = intent.get("last_payment_error")
+    if not isinstance(error, dict):
+        return "card_declined"
+    return (
+        decline_code_or_empty(error.get("decline_code")) or decline_code_or_empty(error.get("code")) or "card_declined"
     )
 
 

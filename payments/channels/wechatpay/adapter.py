@@ -30,6 +30,7 @@ from payments.channels.base import (
     Inbound,
     NotificationInvalid,
     Observation,
+    ObservedStatus,
     RefundObservation,
     RefundRequest,
     Retryable,
@@ -251,6 +252,8 @@ class WechatPayAdapter:
             amount=amount,
             event_key=f"{trade_no or out_trade_no}:query:{state}",
             provider_status=state,
+            # WeChat Pay gives no reason code (trade_state_desc is free text): its decline word is the code.
+            decline_code=state if observed == ObservedStatus.FAILED else "",
         )
 
     def close(self, out_trade_no: str, provider_trade_no: str = "") -> None:
@@ -358,6 +361,8 @@ class WechatPayAdapter:
             amount=amount,
             event_key=f"{trade_no or out_trade_no}:{state}:{digest}",
             provider_status=state,
+            # WeChat Pay gives no reason code (trade_state_desc is free text): its decline word is the code.
+            decline_code=state if observed == ObservedStatus.FAILED else "",
         )
 
     def _refund_notification(self, resource: dict, digest: str) -> RefundObservation:
