@@ -122,6 +122,7 @@ def test_the_demo_gets_two_weeks_of_orders_made_through_the_services(running_sim
         events = list(OrderEvent.objects.filter(order=o).order_by("pk").values_list("created_at", flat=True))
         assert events == sorted(events) and events[0] == o.created_at
     assert len({o.created_at.date() for o in orders}) >= 7
+    assert any(o.refunded_at and o.refunded_at > now - timedelta(days=3) for o in orders)  # in the recent figures
 
     figures = dashboard_figures(now=now)
     assert figures.week.paid_orders > 0

@@ -13,6 +13,7 @@ Used by `seed_demo` only; nothing else may import it.
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import secrets
@@ -45,7 +46,7 @@ PAY_CHOICES = (
     (("epay", "alipay"), 2),
     (("epay", "wxpay"), 2),
     (("stripe", "card"), 2),
-    (("bankgw", "bank"), 1),
+    (("bankgw", "bank"), 2),
 )
 # The products buyers pick for codes (the manual top-up has its own two orders), and how often.
 PRODUCT_WEIGHTS = {"steam-10": 8, "office-key": 4, "photo-kit": 3, "vpn-30d": 2}
@@ -97,12 +98,12 @@ def _fates(count: int, rng: random.Random) -> list[str]:
     return fates
 
 
-def _when(rng: random.Random, *, now: datetime, today: datetime, fate: str, is_today: bool) -> datetime:
+def _when(rng: random.Random, *, now: datetime, today: datetime, days_ago: int) -> datetime:
     """A creation time in shop time: today (before now, leaving the payment time to land) or on a past day."""
-    if is_today and fate in ("delivered", "manual_waiting"):
+    if days_ago == 0:
         window = max(60, int((now - today).total_seconds()) - 15 * 60)
         return min(today + timedelta(seconds=rng.randrange(window)), now - timedelta(minutes=10))
-    day = today - timedelta(days=rng.randint(1, HISTORY_DAYS - 1))
+    day = today - timedelta(days=days_ago)
     # Shoppers buy from morning to late evening, shop time.
     return day + timedelta(hours=rng.randint(8, 23), minutes=rng.randrange(60), seconds=rng.randrange(60))
 
@@ -122,13 +123,19 @@ def plan(*, count: int, seed: int, channels: dict[str, dict[str, int]], now: dat
     slugs, slug_weights = zip(*PRODUCT_WEIGHTS.items(), strict=True)
     prices = dict(Product.objects.filter(slug__in=[*slugs, "game-topup"]).values_list("slug", "price_minor"))
     today_left = max(4, count // 7)  # so the hourly chart has bars
+    recent_refund = True  # and one refund lands in this week's figures
     planned = []
     for fate in _fates(count, rng):
         slug = "game-topup" if fate.startswith("manual") else rng.choices(slugs, slug_weights)[0]
         quantity = 1 if slug == "game-topup" else rng.choices((1, 2, 3), (7, 2, 1))[0]
-        is_today = today_left > 0 and fate in ("delivered", "manual_waiting")
-        today_left -= is_today
-        created = _when(rng, now=local_now, today=today, fate=fate, is_today=is_today)
+        # Only orders settled at once may be today's: the others' later steps must lie in the past.
+        if today_left > 0 and fate in ("delivered", "manual_waiting"):
+            today_left, days_ago = today_left - 1, 0
+        elif recent_refund and fate == "refunded":
+            recent_refund, days_ago = False, rng.randint(1, 2)
+        else:
+            days_ago = rng.randint(1, HISTORY_DAYS - 1)
+        created = _when(rng, now=local_now, today=today, days_ago=days_ago)
         amount = prices.get(slug, 0) * quantity
         # E.g. the bank takes 10.00 and up, the aggregator up to 500.00 (seed_demo's CHANNELS).
         allowed = [(p, w) for p, w in zip(pairs, pair_weights, strict=True) if _takes(channels[p[0]], amount)]
@@ -281,6 +288,17 @@ def history_make(
     planned = plan(count=count, seed=seed, channels=channels, now=now)
     if not planned:
         return []
+    # The Stripe SDK logs every request at INFO: the seed's output stays what the operator needs to read.
+    stripe_log = logging.getLogger("stripe")
+    level = stripe_log.level
+    stripe_log.setLevel(logging.WARNING)
+    try:
+        return _history_make(planned, say=say)
+    finally:
+        stripe_log.setLevel(level)
+
+
+def _history_make(planned: list[Planned], *, say: Callable[[str], None]) -> list[Order]:
     # Top up first, by exactly what the history sells, so the storefront's stock afterwards is what it was.
     for slug, units in stock_for(planned).items():
         product = Product.objects.get(slug=slug)
