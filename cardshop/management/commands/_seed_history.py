@@ -36,6 +36,7 @@ from cardshop.services.checkout import order_create, order_payment_start
 from cardshop.services.orders import order_cancel, order_fulfil_manual, orders_expire_due, payment_sync
 from cardshop.services.refunds import order_refund_request, refund_sync
 from cardshop.services.stock import card_secrets_import
+from payments.contracts import RefundStatus
 
 HISTORY_DAYS = 14
 DEFAULT_ORDERS = 60
@@ -233,7 +234,7 @@ def _place(p: Planned, index: int) -> Order:
         refund = order_refund_request(order_no=order.order_no, actor="operator", reason="buyer changed their mind")
         # The worker would run this after commit; the seed does it now, as the tests do.
         for _ in range(5):
-            if refund_sync(refund_no=refund.refund_no, source="seed") == "succeeded":
+            if refund_sync(refund_no=refund.refund_no, source="seed") == RefundStatus.SUCCEEDED:
                 break
         else:
             raise HistoryError(f"order {order.order_no}: the refund did not complete")
