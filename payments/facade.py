@@ -4,6 +4,7 @@ from payments.channels.registry import notify_methods as channel_notify_methods
 from payments.services.accounts import (
     channel_account_configure,
 )
+from payments.services.demo import demo_payments_backdate
 from payments.services.payments import (
     notification_apply,
     payment_channels_for_references,
@@ -37,6 +38,7 @@ from payments.services.stats import (
 )
 
 __all__ = [
+    "demo_payments_backdate",
     "channel_account_configure",
     "channel_notify_methods",
     "notification_apply",

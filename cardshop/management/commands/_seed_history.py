@@ -26,9 +26,7 @@ from urllib.parse import urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
 import requests
-from django.apps import apps
 from django.conf import settings
-from django.db.models import F
 from django.utils import timezone
 
 from cardshop.models import CardSecret, DeliveryKind, Order, OrderEvent, OrderState, Product
@@ -36,6 +34,7 @@ from cardshop.services.checkout import order_create, order_payment_start
 from cardshop.services.orders import order_cancel, order_fulfil_manual, orders_expire_due, payment_sync
 from cardshop.services.refunds import order_refund_request, refund_sync
 from cardshop.services.stock import card_secrets_import
+from payments import facade as payments
 from payments.contracts import RefundStatus
 
 HISTORY_DAYS = 14
@@ -247,12 +246,9 @@ def _history_backdate(order: Order, p: Planned) -> None:
     This is the only direct write of the demo history, and it is never used outside seed_demo: demo data
     moved back in time after going through the real services. It shifts timestamps only (queryset .update(),
     no state, amount or stock changes): the order's own times, its timeline events, the sold codes' sale time,
-    and its payments' and refunds' times. Payments and refunds are payments' tables: the seed reaches them
-    through the app registry because the payments facade has, on purpose, no way to rewrite history. The audit
+    and its payments' and refunds' times (through payments.facade.demo_payments_backdate, demo-only too). The audit
     trail (core.AuditEvent) is never changed: it keeps saying when the seed ran.
     """
-    Payment = apps.get_model("payments", "Payment")  # noqa: N806
-    Refund = apps.get_model("payments", "Refund")  # noqa: N806
     created, paid, done = p.created, p.paid, p.done
     expires = created + timedelta(seconds=settings.CARDSHOP_ORDER_TTL_SECONDS)
     delivered = done if p.fate == "manual_fulfilled" else paid
@@ -274,15 +270,14 @@ def _history_backdate(order: Order, p: Planned) -> None:
         if at is not None:
             events.filter(kind__in=kinds).update(created_at=at)
     CardSecret.objects.filter(order_id=order.pk, sold_at__isnull=False).update(sold_at=paid)
-    payments = Payment.objects.filter(reference=order.order_no)
-    last = done or paid or expires
-    payments.update(created_at=created + timedelta(seconds=4), updated_at=last)
-    payments.filter(succeeded_at__isnull=False).update(succeeded_at=paid)
-    payments.filter(next_query_at__isnull=False).update(next_query_at=F("created_at") + timedelta(seconds=15))
-    if asked is not None:
-        Refund.objects.filter(payment__reference=order.order_no).update(
-            created_at=asked, updated_at=done, succeeded_at=done
-        )
+    payments.demo_payments_backdate(
+        reference=order.order_no,
+        created=created + timedelta(seconds=4),
+        succeeded=paid,
+        last=done or paid or expires,
+        refund_asked=asked,
+        refund_done=done,
+    )
 
 
 def history_make(

@@ -62,6 +62,17 @@ PICTURE_COLOURS = {
 }
 
 
+def _picture_label(name: str) -> str:
+    """The English half of a demo name, whole words up to 16 characters. Pillow's built-in font has no "¥"."""
+    words = name.split("·")[-1].strip().split(" (")[0].replace("¥", "").split()
+    label = words[0]
+    for word in words[1:]:
+        if len(label) + 1 + len(word) > 16:
+            break
+        label += " " + word
+    return label
+
+
 def _picture(slug: str, label: str) -> bytes:
     """A simple drawn product picture (gradient, a card shape, the product's short name): no binary in the repo."""
     import io
@@ -162,7 +173,7 @@ class Command(BaseCommand):
             if created and stock:
                 card_secrets_import(product_id=product.pk, text="\n".join(_code() for _ in range(stock)))
             if not ProductImage.objects.filter(product=product).exists():
-                label = name.split("·")[-1].strip().split(" (")[0][:18]
+                label = _picture_label(name)
                 product_image_set(product_id=product.pk, image=product_image_prepare(data=_picture(slug, label)))
         for cslug, cname, order, members in CATEGORIES:
             category, _created = Category.objects.get_or_create(
