@@ -125,12 +125,17 @@ def order_delivery_emails_resend_missed(*, older_than_seconds: int = 300, limit:
         notified_at__isnull=True,
         delivered_at__lt=now - timedelta(seconds=older_than_seconds),
     ).order_by("delivered_at")
+    return _send_each(missed.values_list("pk", flat=True)[:limit], order_delivery_email_send, "delivery")
+
+
+def _send_each(order_ids, send, what: str) -> int:
+    """A sweep's sends, one order at a time: how many mails went out."""
     sent = 0
-    for pk in missed.values_list("pk", flat=True)[:limit]:
+    for pk in order_ids:
         try:
-            sent += order_delivery_email_send(order_id=pk)
+            sent += send(order_id=pk)
         except Exception:  # one bad address or a backend hiccup must not stop the sweep; the next run retries
-            log.exception("delivery mail for order %s failed", pk)
+            log.exception("%s mail for order %s failed", what, pk)
     return sent
 
 
@@ -170,10 +175,4 @@ def order_refund_emails_resend_missed(*, older_than_seconds: int = 300, limit: i
         refund_notified_at__isnull=True,
         refunded_at__lt=now - timedelta(seconds=older_than_seconds),
     ).order_by("refunded_at")
-    sent = 0
-    for pk in missed.values_list("pk", flat=True)[:limit]:
-        try:
-            sent += order_refund_email_send(order_id=pk)
-        except Exception:  # one bad address or a backend hiccup must not stop the sweep; the next run retries
-            log.exception("refund mail for order %s failed", pk)
-    return sent
+    return _send_each(missed.values_list("pk", flat=True)[:limit], order_refund_email_send, "refund")
