@@ -53,7 +53,18 @@ fi
 mkdir -p "$SIM_DIR"
 
 pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+# Stop what we started: TERM, then up to 10 s for Celery's warm shutdown, then QUIT (its cold shutdown) and KILL,
+# so a worker stuck in a warm shutdown never outlives the demo and keeps polling in the background.
+cleanup() {
+  trap - EXIT INT TERM
+  kill "${pids[@]}" 2>/dev/null || true
+  for _ in $(seq 50); do
+    alive=0; for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break; sleep 0.2
+  done
+  kill -QUIT "${pids[@]}" 2>/dev/null || true; sleep 0.5; kill -KILL "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
 trap cleanup EXIT INT TERM
 
 $PY manage.py migrate --noinput -v0
