@@ -185,3 +185,17 @@ class OpenRefunds:
 
     rows: tuple[RefundView, ...]
     total: int
+
+
+@dataclass(frozen=True)
+class PaymentFeeFacts:
+    """What the ledger books for one collected payment: which channel account holds the money and what that
+    channel keeps. `fee` is the account's rate at the moment of asking (settlement asks in the paid
+    transaction), rounded half up like routing's estimate."""
+
+    out_trade_no: str
+    reference: str
+    account_id: int
+    channel_code: str
+    amount: Money
+    fee: Money

@@ -5,6 +5,7 @@ from payments.services.accounts import (
     channel_account_configure,
 )
 from payments.services.demo import demo_payments_backdate
+from payments.services.fees import payment_fee_facts
 from payments.services.payments import (
     notification_apply,
     payment_channels_for_references,
@@ -42,6 +43,7 @@ __all__ = [
     "channel_account_configure",
     "channel_notify_methods",
     "notification_apply",
+    "payment_fee_facts",
     "payment_channels_for_references",
     "payment_for_reference",
     "payment_live_for_reference",

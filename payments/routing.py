@@ -221,11 +221,16 @@ class Decision:
         }
 
 
-def fee_minor(candidate: Candidate, amount_minor: int) -> int:
-    """The account's fee on `amount_minor`: fixed part plus the rate, rounded half up, in exact integers."""
+def channel_fee_minor(amount_minor: int, *, rate_bp: int, fixed_minor: int) -> int:
+    """A channel's fee on `amount_minor`: fixed part plus the rate, rounded half up, in exact integers."""
     if amount_minor < 0:
         raise ValueError("amount_minor must not be negative")
-    return candidate.fee_fixed_minor + (amount_minor * candidate.fee_rate_bp + BP // 2) // BP
+    return fixed_minor + (amount_minor * rate_bp + BP // 2) // BP
+
+
+def fee_minor(candidate: Candidate, amount_minor: int) -> int:
+    """The account's fee on `amount_minor` (see channel_fee_minor)."""
+    return channel_fee_minor(amount_minor, rate_bp=candidate.fee_rate_bp, fixed_minor=candidate.fee_fixed_minor)
 
 
 def decide(

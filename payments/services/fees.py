@@ -1,0 +1,24 @@
+"""What a channel keeps of a payment it collected, for the ledger's sale posting."""
+
+from __future__ import annotations
+
+from core.money import Money
+from payments.contracts import PaymentFeeFacts
+from payments.models import Payment
+from payments.routing import channel_fee_minor
+
+
+def payment_fee_facts(*, out_trade_no: str) -> PaymentFeeFacts:
+    """The channel account and fee of one payment (routing's formula, routing.channel_fee_minor), never more
+    than the amount: a fixed fee larger than a tiny sale takes the whole sale."""
+    payment = Payment.objects.select_related("account").get(out_trade_no=out_trade_no)
+    account = payment.account
+    fee = channel_fee_minor(payment.amount_minor, rate_bp=account.fee_rate_bp, fixed_minor=account.fee_fixed_minor)
+    return PaymentFeeFacts(
+        out_trade_no=payment.out_trade_no,
+        reference=payment.reference,
+        account_id=account.pk,
+        channel_code=account.code,
+        amount=Money(payment.amount_minor, payment.currency),
+        fee=Money(min(fee, payment.amount_minor), payment.currency),
+    )
