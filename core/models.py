@@ -70,10 +70,8 @@ class Agent(models.Model):
         depth = 1 if parent is None else parent.depth + 1
         limit = agent_max_depth()
         if depth > limit:
-            raise ValidationError(
-                {"parent": _("Agent chains are at most %(limit)d levels deep.") % {"limit": limit}},
-                code="agent_too_deep",
-            )
+            message = _("Agent chains are at most %(limit)d levels deep.") % {"limit": limit}
+            raise ValidationError({"parent": ValidationError(message, code="agent_too_deep")})
         return depth
 
 

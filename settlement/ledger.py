@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 
-from core.money import Money, currency_validate
+from core.money import Money, MoneyError, currency_validate
 from settlement.contracts import SettlementError
 from settlement.locks import ledger_accounts_locked
 from settlement.models import (
@@ -111,7 +111,10 @@ def _validate(kind: str, lines: Sequence[Line]) -> dict[int, LedgerAccount]:
             raise LedgerError("posting_invalid", "amounts are whole minor units (int)")
         if line.amount_minor == 0:
             raise LedgerError("posting_invalid", "a line cannot be zero")
-        currency_validate(line.currency)
+        try:
+            currency_validate(line.currency)
+        except MoneyError as exc:
+            raise LedgerError("posting_invalid", str(exc)) from exc
         sums[line.currency] += line.amount_minor
     unbalanced = {c: s for c, s in sums.items() if s != 0}
     if unbalanced:

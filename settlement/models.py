@@ -12,6 +12,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from core.models import agent_max_depth
+
 PLATFORM_PARTY_ID = 0  # the platform is one party: its accounts carry party kind "platform" and this id
 
 
@@ -127,37 +129,28 @@ class FeePlan(models.Model):
 
     def clean(self) -> None:
         super().clean()
-        from core.models import agent_max_depth
-
         levels = self.agent_commission_bp
         if not isinstance(levels, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in levels):
-            raise ValidationError(
-                {"agent_commission_bp": _("Give a list of whole basis points, e.g. [200, 100].")}, code="invalid"
-            )
+            raise ValidationError({"agent_commission_bp": _("Give a list of whole basis points, e.g. [200, 100].")})
         if any(v < 0 for v in levels):
-            raise ValidationError({"agent_commission_bp": _("Commissions cannot be negative.")}, code="invalid")
+            raise ValidationError({"agent_commission_bp": _("Commissions cannot be negative.")})
         if len(levels) > agent_max_depth():
-            raise ValidationError(
-                {"agent_commission_bp": _("At most %(n)d agent levels.") % {"n": agent_max_depth()}}, code="invalid"
-            )
+            raise ValidationError({"agent_commission_bp": _("At most %(n)d agent levels.") % {"n": agent_max_depth()}})
         # Commissions are basis points of the sale paid out of the platform fee; the fee is at least its rate
         # part, so they can exceed it on some sale exactly when their sum exceeds the platform rate.
-        if sum(levels) > self.platform_rate_bp:
+        rate, reserve = self.platform_rate_bp or 0, self.reserve_bp or 0
+        if sum(levels) > rate:
+            message = _("Agent commissions (%(sum)d bp) could exceed the platform fee (%(rate)d bp of each sale).") % {
+                "sum": sum(levels),
+                "rate": rate,
+            }
+            raise ValidationError({"agent_commission_bp": ValidationError(message, code="commission_above_fee")})
+        if rate + reserve > 10000:
             raise ValidationError(
-                {
-                    "agent_commission_bp": _(
-                        "Agent commissions (%(sum)d bp) could exceed the platform fee (%(rate)d bp of each sale)."
-                    )
-                    % {"sum": sum(levels), "rate": self.platform_rate_bp}
-                },
-                code="commission_above_fee",
-            )
-        if self.platform_rate_bp + self.reserve_bp > 10000:
-            raise ValidationError(
-                {"reserve_bp": _("The platform rate and the reserve together cannot exceed the sale.")}, code="invalid"
+                {"reserve_bp": _("The platform rate and the reserve together cannot exceed the sale.")}
             )
         if self.cycle != Cycle.DN and self.n_days:
-            raise ValidationError({"n_days": _("Days apply to the D+N cycle only.")}, code="invalid")
+            raise ValidationError({"n_days": _("Days apply to the D+N cycle only.")})
 
 
 class LedgerAccount(models.Model):
