@@ -34,12 +34,16 @@ def _has_code(exc: ValidationError, code: str) -> bool:
 def agent_chain_for_merchant(*, merchant_id: int) -> list[int]:
     """The ids of the merchant's agent, its parent, ... (level 1 first); empty for a merchant under no agent.
 
-    Reads at most SETTLEMENT_AGENT_MAX_DEPTH rows: depth is checked on save, and the walk stops there even if a
-    chain was made deeper before the setting was lowered.
+    One query: depth is bounded by SETTLEMENT_AGENT_MAX_DEPTH (checked on save), so the chain is joined in. The
+    walk stops at the setting even if a chain was made deeper before the setting was lowered.
     """
-    agent_id = Merchant.objects.filter(pk=merchant_id).values_list("agent_id", flat=True).first()
+    depth = agent_max_depth()
+    merchant = Merchant.objects.select_related("agent" + "__parent" * (depth - 1)).filter(pk=merchant_id).first()
     chain: list[int] = []
-    while agent_id is not None and len(chain) < agent_max_depth():
-        chain.append(agent_id)
-        agent_id = Agent.objects.filter(pk=agent_id).values_list("parent_id", flat=True).first()
+    agent = merchant.agent if merchant is not None else None
+    while agent is not None:
+        chain.append(agent.pk)
+        if len(chain) == depth:
+            break
+        agent = agent.parent
     return chain

@@ -37,7 +37,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import F, Q, Sum
 
 from core.money import Money, MoneyError, currency_validate
 from settlement.contracts import SettlementError
@@ -92,6 +92,26 @@ def ledger_account(*, party_kind: str, party_id: int, kind: str, currency: str) 
         defaults={"no_overdraft": keeps_balance, "balance_minor": 0 if keeps_balance else None},
     )
     return account
+
+
+AccountSpec = tuple[str, int, str]  # (party kind, party id, account kind)
+
+
+def ledger_accounts(*, currency: str, specs: Iterable[AccountSpec]) -> dict[AccountSpec, LedgerAccount]:
+    """Several accounts of one currency in one read; any missing one is created as `ledger_account` does."""
+    specs = list(dict.fromkeys(specs))
+    query = Q()
+    for party_kind, party_id, kind in specs:
+        query |= Q(party_kind=party_kind, party_id=party_id, kind=kind)
+    found = (
+        {(a.party_kind, a.party_id, a.kind): a for a in LedgerAccount.objects.filter(query, currency=currency)}
+        if specs
+        else {}
+    )
+    for spec in specs:
+        if spec not in found:
+            found[spec] = ledger_account(party_kind=spec[0], party_id=spec[1], kind=spec[2], currency=currency)
+    return found
 
 
 def _digest(kind: str, reference: str, lines: Iterable[Line]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from core.parties import agent_chain_for_merchant
 from settlement.contracts import SettlementError
-from settlement.ledger import IdempotencyConflict, Line, ledger_account, ledger_post, require_atomic
+from settlement.ledger import IdempotencyConflict, Line, ledger_accounts, ledger_post, require_atomic
 from settlement.models import (
     PLATFORM_PARTY_ID,
     AccountKind,
@@ -26,25 +26,21 @@ def sale_lines(*, split: Split, merchant_id: int, channel_account_id: int, to_av
 
     Zero parts are left out (a line is never zero).
     """
-    currency = split.currency
-
-    def line(party_kind: str, party_id: int, kind: str, amount: int) -> Line:
-        account = ledger_account(party_kind=party_kind, party_id=party_id, kind=kind, currency=currency)
-        return Line(account_id=account.pk, amount_minor=amount, currency=currency)
-
     merchant_kind = AccountKind.MERCHANT_AVAILABLE if to_available else AccountKind.MERCHANT_PENDING
     parts = [
-        (PartyKind.CHANNEL_ACCOUNT, channel_account_id, AccountKind.CHANNEL_CLEARING, split.channel_net_minor),
-        (PartyKind.CHANNEL_ACCOUNT, channel_account_id, AccountKind.CHANNEL_FEE_EXPENSE, split.channel_fee_minor),
-        (PartyKind.MERCHANT, merchant_id, merchant_kind, -split.merchant_net_minor),
-        (PartyKind.MERCHANT, merchant_id, AccountKind.MERCHANT_RESERVE, -split.reserve_minor),
+        ((PartyKind.CHANNEL_ACCOUNT, channel_account_id, AccountKind.CHANNEL_CLEARING), split.channel_net_minor),
+        ((PartyKind.CHANNEL_ACCOUNT, channel_account_id, AccountKind.CHANNEL_FEE_EXPENSE), split.channel_fee_minor),
+        ((PartyKind.MERCHANT, merchant_id, merchant_kind), -split.merchant_net_minor),
+        ((PartyKind.MERCHANT, merchant_id, AccountKind.MERCHANT_RESERVE), -split.reserve_minor),
         *[
-            (PartyKind.AGENT, share.agent_id, AccountKind.AGENT_COMMISSION_PAYABLE, -share.amount_minor)
+            ((PartyKind.AGENT, share.agent_id, AccountKind.AGENT_COMMISSION_PAYABLE), -share.amount_minor)
             for share in split.agents
         ],
-        (PartyKind.PLATFORM, PLATFORM_PARTY_ID, AccountKind.PLATFORM_REVENUE, -split.platform_net_minor),
+        ((PartyKind.PLATFORM, PLATFORM_PARTY_ID, AccountKind.PLATFORM_REVENUE), -split.platform_net_minor),
     ]
-    return [line(*part) for part in parts if part[3]]
+    parts = [(spec, amount) for spec, amount in parts if amount]
+    accounts = ledger_accounts(currency=split.currency, specs=[spec for spec, _ in parts])
+    return [Line(account_id=accounts[spec].pk, amount_minor=amount, currency=split.currency) for spec, amount in parts]
 
 
 def _same_sale(existing: LedgerTransaction, *, order_no: str, debits: set[tuple[int, int]]) -> bool:
@@ -68,19 +64,15 @@ def sale_post(
     key = sale_key(out_trade_no)
     existing = LedgerTransaction.objects.filter(idempotency_key=key).first()
     if existing is not None:
-        debits = {
+        specs = [
             (
-                ledger_account(
-                    party_kind=PartyKind.CHANNEL_ACCOUNT, party_id=channel_account_id, kind=kind, currency=currency
-                ).pk,
-                amount,
-            )
-            for kind, amount in (
-                (AccountKind.CHANNEL_CLEARING, gross_minor - channel_fee_minor),
-                (AccountKind.CHANNEL_FEE_EXPENSE, channel_fee_minor),
-            )
-            if amount
-        }
+                (PartyKind.CHANNEL_ACCOUNT, channel_account_id, AccountKind.CHANNEL_CLEARING),
+                gross_minor - channel_fee_minor,
+            ),
+            ((PartyKind.CHANNEL_ACCOUNT, channel_account_id, AccountKind.CHANNEL_FEE_EXPENSE), channel_fee_minor),
+        ]
+        accounts = ledger_accounts(currency=currency, specs=[spec for spec, _ in specs])
+        debits = {(accounts[spec].pk, amount) for spec, amount in specs if amount}
         if not _same_sale(existing, order_no=order_no, debits=debits):
             raise IdempotencyConflict("idempotency_conflict", f"{key} was already posted for another sale")
         existing.replayed = True

@@ -11,7 +11,7 @@ from django.db import connection, connections, transaction
 from core.parties import agent_create
 from settlement import facade
 from settlement.contracts import PostingView
-from settlement.ledger import Line, ledger_account, ledger_post
+from settlement.ledger import Line, account_balance, account_entries_sum, ledger_account, ledger_post
 from settlement.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from tests.concurrency.test_races import race
 from tests.factories.core import MerchantFactory
@@ -107,3 +107,41 @@ def test_a_post_that_waits_on_the_key_of_an_uncommitted_post_returns_it_once_com
 
     assert out[1] == (out[0], True)
     assert LedgerTransaction.objects.count() == 1 and LedgerEntry.objects.count() == 2
+
+
+def test_fifty_concurrent_sales_of_one_merchant_through_one_channel_account_give_exact_balances(require_postgres):
+    merchant = MerchantFactory(agent=agent_create(name="City", parent_id=agent_create(name="Regional").pk))
+    FeePlanFactory(merchant=merchant, cycle="T+0")  # T+0: every sale also takes the merchant's balance row lock
+
+    def post(i: int) -> PostingView:
+        with transaction.atomic(durable=True):
+            return facade.sale_post(
+                out_trade_no=f"P{i}",
+                order_no=f"O{i}",
+                merchant_id=merchant.pk,
+                gross_minor=999,
+                currency="CNY",
+                channel_account_id=77,
+                channel_fee_minor=6,
+            )
+
+    results = race(50, post)
+
+    assert [r for r in results if not isinstance(r, PostingView)] == []
+    assert LedgerTransaction.objects.count() == 50
+    available = LedgerAccount.objects.get(kind="merchant_available")
+    assert available.balance_minor == 50 * 839 == account_balance(available).amount_minor
+    assert -account_entries_sum(available) == 50 * 839
+    for kind, party_kind, normal_balance in [
+        ("platform_revenue", "platform", 50 * 30),
+        ("channel_clearing", "channel_account", 50 * 993),
+        ("channel_fee_expense", "channel_account", 50 * 6),
+        ("merchant_reserve", "merchant", 50 * 100),
+    ]:
+        assert (
+            account_balance(LedgerAccount.objects.get(kind=kind, party_kind=party_kind)).amount_minor == normal_balance
+        )
+    assert sorted(
+        account_balance(a).amount_minor for a in LedgerAccount.objects.filter(kind="agent_commission_payable")
+    ) == [50 * 10, 50 * 20]
+    assert sum(LedgerEntry.objects.values_list("amount_minor", flat=True)) == 0

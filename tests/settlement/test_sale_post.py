@@ -146,3 +146,16 @@ def test_posting_outside_a_transaction_is_a_programming_error(example):
             channel_fee_minor=6,
         )
     assert not LedgerTransaction.objects.exists()
+
+
+# The test's own savepoint (2); key, plan, chain (joined), accounts; the posting's account and key reads, its
+# savepoint around the insert (3) and the entries (one statement); the view's read. T+0 adds the lock and update.
+@pytest.mark.parametrize(("cycle", "queries"), [("T+1", 13), ("T+0", 15)])
+def test_a_sale_on_known_accounts_costs_a_fixed_number_of_queries(example, django_assert_num_queries, cycle, queries):
+    merchant, _, _, plan = example
+    plan.cycle = cycle
+    plan.save(update_fields=["cycle"])
+    post(merchant)  # the accounts exist from here on
+
+    with django_assert_num_queries(queries):
+        post(merchant, out_trade_no="P2", order_no="O2")
