@@ -80,14 +80,16 @@ class Merchant(models.Model):
     slug = models.SlugField(_("slug"), unique=True)
     email = models.EmailField(_("contact email"), blank=True)
     is_active = models.BooleanField(_("active"), default=True)
+    # The agent this merchant signed up under: its chain earns commissions on the sales. Not in admin forms yet
+    # (editable=False): the settlement admin slice adds it with its translations.
     agent = models.ForeignKey(
         Agent,
         verbose_name=_("agent"),
         null=True,
         blank=True,
+        editable=False,
         on_delete=models.PROTECT,
         related_name="merchants",
-        help_text=_("the agent this merchant signed up under; its chain earns commissions on the sales"),
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 

@@ -108,7 +108,8 @@ def ledger_accounts(*, currency: str, specs: Iterable[AccountSpec]) -> dict[Acco
         if specs
         else {}
     )
-    for spec in specs:
+    # Created in one global order, so two first sales creating overlapping accounts wait, never deadlock.
+    for spec in sorted(specs):
         if spec not in found:
             found[spec] = ledger_account(party_kind=spec[0], party_id=spec[1], kind=spec[2], currency=currency)
     return found

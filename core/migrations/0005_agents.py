@@ -30,7 +30,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='merchant',
             name='agent',
-            field=models.ForeignKey(blank=True, help_text='the agent this merchant signed up under; its chain earns commissions on the sales', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='merchants', to='core.agent', verbose_name='agent'),
+            field=models.ForeignKey(blank=True, editable=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='merchants', to='core.agent', verbose_name='agent'),
         ),
         migrations.AddConstraint(
             model_name='agent',

@@ -43,11 +43,18 @@ def sale_lines(*, split: Split, merchant_id: int, channel_account_id: int, to_av
     return [Line(account_id=accounts[spec].pk, amount_minor=amount, currency=split.currency) for spec, amount in parts]
 
 
-def _same_sale(existing: LedgerTransaction, *, order_no: str, debits: set[tuple[int, int]]) -> bool:
-    """A replay is the same sale when its reference and its debit side (what the channel took) agree; the credit
-    side depends on the plan and chain at posting time, which may have changed since."""
-    posted = {(e.account_id, e.amount_minor) for e in existing.entries.all() if e.amount_minor > 0}
-    return existing.kind == TransactionKind.SALE and existing.reference == order_no and posted == debits
+def _same_sale(existing: LedgerTransaction, *, order_no: str, merchant_id: int, debits: set[tuple[int, int]]) -> bool:
+    """A replay is the same sale when its reference, its merchant and its debit side (what the channel took)
+    agree; the credit amounts depend on the plan and chain at posting time, which may have changed since."""
+    entries = list(existing.entries.select_related("account"))
+    posted = {(e.account_id, e.amount_minor) for e in entries if e.amount_minor > 0}
+    merchants = {e.account.party_id for e in entries if e.account.party_kind == PartyKind.MERCHANT}
+    return (
+        existing.kind == TransactionKind.SALE
+        and existing.reference == order_no
+        and merchants == {merchant_id}
+        and posted == debits
+    )
 
 
 def sale_post(
@@ -73,7 +80,7 @@ def sale_post(
         ]
         accounts = ledger_accounts(currency=currency, specs=[spec for spec, _ in specs])
         debits = {(accounts[spec].pk, amount) for spec, amount in specs if amount}
-        if not _same_sale(existing, order_no=order_no, debits=debits):
+        if not _same_sale(existing, order_no=order_no, merchant_id=merchant_id, debits=debits):
             raise IdempotencyConflict("idempotency_conflict", f"{key} was already posted for another sale")
         existing.replayed = True
         return existing

@@ -113,12 +113,18 @@ def test_a_replay_after_the_plan_changed_still_returns_the_first_posting(example
     assert again.replayed and again.lines == first.lines
 
 
-def test_the_same_key_for_another_sale_is_refused_and_changes_nothing(example):
+@pytest.mark.parametrize(
+    "other",
+    [{"gross": 1999}, {"fee": 7}, {"order_no": "O2"}, {"channel_account_id": 78}, {"merchant": "another"}],
+)
+def test_the_same_key_for_another_sale_is_refused_and_changes_nothing(example, other):
     merchant, *_ = example
     post(merchant)
+    if other.pop("merchant", None):
+        merchant = FeePlanFactory().merchant
 
     with pytest.raises(SettlementError) as refused:
-        post(merchant, gross=1999)
+        post(merchant, **other)
 
     assert refused.value.code == "idempotency_conflict"
     assert LedgerTransaction.objects.count() == 1 and LedgerEntry.objects.count() == 7
