@@ -7,7 +7,8 @@ basis points) and f the fixed fee:
 
   1. G is split by weights (r, s, 10000 - r - s) into the platform's rate part R, the reserve and the merchant's
      part: each exact share G*w/10000 is floored, and the minor units left over go one each to the largest
-     remainders (ties to the earlier part): `core.money.allocate`. So R = round(G*r/10000).
+     remainders (ties to the earlier part): `core.money.allocate`. So R is G*r/10000 rounded up or down,
+     whichever largest remainder decides (not always the nearest: 0.4 rounds up when the others hold 0.3).
   2. R is split among the agents and the platform with the same rule, aiming at each agent's exact share of the
      *sale* (G*a_i/10000) and the platform's G*(r - sum a_i)/10000: floors first, then R minus their sum goes
      one unit each to the largest remainders. Every commission is within one unit of a_i bp of the sale.
@@ -17,6 +18,15 @@ basis points) and f the fixed fee:
     platform_fee = R + f                                (what the merchant is charged)
     merchant_net = G - platform_fee - reserve           (credited to pending, or available on T+0)
     platform_net = platform_fee - sum(agents)           (credited to platform revenue)
+
+Worked example (tests/settlement/test_splits.py, test_sale_post.py): 9.99 CNY, platform 500 bp + 0.10, agents
+200 bp (level 1) and 100 bp (level 2), reserve 1000 bp, channel 60 bp (5.994 fen, charged as 6).
+  1. 999 by (500, 1000, 8500): exact 49.95 / 99.9 / 849.15, floors 49 + 99 + 849 = 997, the 2 left go to .95
+     and .9: R = 50, reserve = 100, merchant 849.
+  2. 50 aimed at 19.98 / 9.99 / 19.98: floors 19 + 9 + 19 = 47, the 3 left go one each: 20 / 10 / 20.
+  3. fixed 10: platform_fee = 60, merchant_net = 839, platform_net = 30.
+  Postings: channel clearing +993, channel fee expense +6; merchant pending -839, merchant reserve -100,
+  agent 1 -20, agent 2 -10, platform revenue -30 (sum 0).
 
 The reserve is basis points of the sale (the gross), as the issue words it ("basis points of each sale"), taken
 from the merchant's share. Agent commissions are basis points of the sale, paid out of the platform fee; a plan
