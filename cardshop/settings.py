@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_static",
     "core.apps.CoreConfig",
     "payments.apps.PaymentsConfig",
+    "settlement.apps.SettlementConfig",
     "cardshop.apps.CardshopConfig",
 ]
 
@@ -253,6 +254,8 @@ CARDSHOP_MAX_PENDING_PER_EMAIL = int(env("CARDSHOP_MAX_PENDING_PER_EMAIL", "3"))
 CARDSHOP_MAX_PENDING_PER_IP = int(env("CARDSHOP_MAX_PENDING_PER_IP", "10"))
 # The operators' dashboard lists products on sale with fewer free card secrets than this.
 CARDSHOP_LOW_STOCK_THRESHOLD = int(env("CARDSHOP_LOW_STOCK_THRESHOLD", "5"))
+# Settlement: how many levels an agent tree may have (a merchant's agent, its parent, ...); deeper is refused.
+SETTLEMENT_AGENT_MAX_DEPTH = int(env("SETTLEMENT_AGENT_MAX_DEPTH", "3"))
 # Provider calls: (connect, read) seconds. Connect failures fail over; read timeouts leave a payment UNKNOWN.
 PAYMENTS_PROVIDER_TIMEOUTS = (
     float(env("PAYMENTS_CONNECT_TIMEOUT", "2")),

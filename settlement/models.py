@@ -1,0 +1,255 @@
+"""The ledger's rows: fee plans, accounts, transactions and their entries. Must not import cardshop.
+
+Sign convention: one signed column, `LedgerEntry.amount_minor`, debit positive and credit negative, so the
+entries of a transaction sum to zero per currency and every account's entries sum to its raw (debit-normal)
+balance. Operators read balances on each account's normal side (`AccountKind.credit_normal`): what the platform
+owes a merchant is a positive "merchant available", not a negative number.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from core.models import agent_max_depth
+
+PLATFORM_PARTY_ID = 0  # the platform is one party: its accounts carry party kind "platform" and this id
+
+
+class PartyKind(models.TextChoices):
+    PLATFORM = "platform", _("platform")
+    AGENT = "agent", _("agent")
+    MERCHANT = "merchant", _("merchant")
+    CHANNEL_ACCOUNT = "channel_account", _("channel account")
+
+
+class AccountKind(models.TextChoices):
+    CHANNEL_CLEARING = "channel_clearing", _("channel clearing")
+    CHANNEL_FEE_EXPENSE = "channel_fee_expense", _("channel fee expense")
+    PLATFORM_REVENUE = "platform_revenue", _("platform fee revenue")
+    AGENT_COMMISSION_PAYABLE = "agent_commission_payable", _("agent commission payable")
+    MERCHANT_PENDING = "merchant_pending", _("merchant pending")
+    MERCHANT_AVAILABLE = "merchant_available", _("merchant available")
+    MERCHANT_RESERVE = "merchant_reserve", _("merchant reserve")
+    PAYOUTS_IN_TRANSIT = "payouts_in_transit", _("payouts in transit")
+    REFUNDS_PAYABLE = "refunds_payable", _("refunds payable")
+    SUSPENSE = "suspense", _("suspense")
+
+    @property
+    def credit_normal(self) -> bool:
+        """Liabilities and revenue grow by credits; the channel's receivable and the fee expense by debits."""
+        return self not in (AccountKind.CHANNEL_CLEARING, AccountKind.CHANNEL_FEE_EXPENSE)
+
+
+# Which party owns each kind of account. Channel fees are the platform's expense, kept per channel account so a
+# statement's fees can be matched (and so the busiest expense account is not one row for the whole shop).
+ACCOUNT_PARTIES: dict[str, tuple[str, ...]] = {
+    AccountKind.CHANNEL_CLEARING: (PartyKind.CHANNEL_ACCOUNT,),
+    AccountKind.CHANNEL_FEE_EXPENSE: (PartyKind.CHANNEL_ACCOUNT,),
+    AccountKind.PLATFORM_REVENUE: (PartyKind.PLATFORM,),
+    AccountKind.AGENT_COMMISSION_PAYABLE: (PartyKind.AGENT,),
+    AccountKind.MERCHANT_PENDING: (PartyKind.MERCHANT,),
+    AccountKind.MERCHANT_AVAILABLE: (PartyKind.MERCHANT,),
+    AccountKind.MERCHANT_RESERVE: (PartyKind.MERCHANT,),
+    AccountKind.PAYOUTS_IN_TRANSIT: (PartyKind.MERCHANT, PartyKind.AGENT),
+    AccountKind.REFUNDS_PAYABLE: (PartyKind.PLATFORM,),
+    AccountKind.SUSPENSE: (PartyKind.PLATFORM,),
+}
+
+# Accounts a decision reads (a payout may only spend what is available): their balance is kept on the account
+# row, locked and updated with each posting. Every other balance is the sum of the account's entries.
+BALANCE_ROW_KINDS: frozenset[str] = frozenset({AccountKind.MERCHANT_AVAILABLE})
+
+
+def _party_kinds_match() -> models.Q:
+    """The CHECK that an account's kind belongs to its party's kind (ACCOUNT_PARTIES)."""
+    q = models.Q()
+    for kind, parties in ACCOUNT_PARTIES.items():
+        q |= models.Q(kind=kind, party_kind__in=list(parties))
+    return q
+
+
+class Cycle(models.TextChoices):
+    T0 = "T+0", _("T+0: available at once")
+    T1 = "T+1", _("T+1: next working day")
+    DN = "D+N", _("D+N: after N calendar days")
+
+
+class FeePlan(models.Model):
+    """What the platform charges one merchant in one currency, and who shares it. One active plan per pair.
+
+    `agent_commission_bp` is a JSON list of basis points, level 1 (the merchant's own agent) first: the number of
+    levels is a setting, not a schema, and a plan is read whole for every sale, so one row with a short list
+    beats a child table (no join, no formset, one `full_clean`). Its shape is checked in clean() and the service.
+    """
+
+    merchant = models.ForeignKey(
+        "core.Merchant", verbose_name=_("merchant"), on_delete=models.PROTECT, related_name="fee_plans"
+    )
+    currency = models.CharField(_("currency"), max_length=3, default="CNY")
+    platform_rate_bp = models.PositiveIntegerField(_("platform rate (basis points)"), default=0)
+    platform_fixed_minor = models.PositiveBigIntegerField(_("platform fixed fee per order (minor units)"), default=0)
+    cycle = models.CharField(_("settlement cycle"), max_length=3, choices=Cycle.choices, default=Cycle.T1)
+    n_days = models.PositiveSmallIntegerField(_("days (D+N)"), default=0)
+    reserve_bp = models.PositiveIntegerField(_("rolling reserve (basis points of each sale)"), default=0)
+    reserve_days = models.PositiveSmallIntegerField(_("reserve held (days)"), default=0)
+    agent_commission_bp = models.JSONField(
+        _("agent commissions (basis points per level)"),
+        default=list,
+        blank=True,
+        help_text=_("level 1 is the merchant's own agent, level 2 its parent, ...; paid out of the platform fee"),
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("fee plan")
+        verbose_name_plural = _("fee plans")
+        ordering = ["merchant_id", "currency", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["merchant", "currency"],
+                condition=models.Q(is_active=True),
+                name="settlement_feeplan_one_active",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(platform_rate_bp__lte=10000)
+                & models.Q(reserve_bp__lte=10000 - models.F("platform_rate_bp")),
+                name="settlement_feeplan_rates_within_sale",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(cycle="D+N") | models.Q(n_days=0),
+                name="settlement_feeplan_n_days_only_for_dn",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.merchant_id}/{self.currency}: {self.platform_rate_bp} bp + {self.platform_fixed_minor}"
+
+    def clean(self) -> None:
+        super().clean()
+        levels = self.agent_commission_bp
+        if not isinstance(levels, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in levels):
+            raise ValidationError({"agent_commission_bp": _("Give a list of whole basis points, e.g. [200, 100].")})
+        if any(v < 0 for v in levels):
+            raise ValidationError({"agent_commission_bp": _("Commissions cannot be negative.")})
+        if len(levels) > agent_max_depth():
+            raise ValidationError({"agent_commission_bp": _("At most %(n)d agent levels.") % {"n": agent_max_depth()}})
+        # Commissions are basis points of the sale paid out of the platform fee; the fee is at least its rate
+        # part, so they can exceed it on some sale exactly when their sum exceeds the platform rate.
+        rate, reserve = self.platform_rate_bp or 0, self.reserve_bp or 0
+        if sum(levels) > rate:
+            message = _("Agent commissions (%(sum)d bp) could exceed the platform fee (%(rate)d bp of each sale).") % {
+                "sum": sum(levels),
+                "rate": rate,
+            }
+            raise ValidationError({"agent_commission_bp": ValidationError(message, code="commission_above_fee")})
+        if rate + reserve > 10000:
+            raise ValidationError(
+                {"reserve_bp": _("The platform rate and the reserve together cannot exceed the sale.")}
+            )
+        if self.cycle != Cycle.DN and self.n_days:
+            raise ValidationError({"n_days": _("Days apply to the D+N cycle only.")})
+
+
+class LedgerAccount(models.Model):
+    """One party's account of one kind in one currency. Accounts are never deleted.
+
+    `balance_minor` (normal side) is kept only for BALANCE_ROW_KINDS and is NULL elsewhere; `no_overdraft`
+    accounts need such a row, and the database refuses a negative one.
+    """
+
+    party_kind = models.CharField(_("party kind"), max_length=16, choices=PartyKind.choices)
+    party_id = models.PositiveBigIntegerField(_("party id"))
+    kind = models.CharField(_("account kind"), max_length=32, choices=AccountKind.choices)
+    currency = models.CharField(_("currency"), max_length=3)
+    no_overdraft = models.BooleanField(_("no overdraft"), default=False)
+    balance_minor = models.BigIntegerField(_("balance (minor units)"), null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("ledger account")
+        verbose_name_plural = _("ledger accounts")
+        ordering = ["party_kind", "party_id", "kind", "currency"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["party_kind", "party_id", "kind", "currency"], name="settlement_ledgeraccount_unique"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(no_overdraft=False) | models.Q(balance_minor__isnull=False, balance_minor__gte=0),
+                name="settlement_ledgeraccount_no_overdraft",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=sorted(BALANCE_ROW_KINDS), balance_minor__isnull=False)
+                | (~models.Q(kind__in=sorted(BALANCE_ROW_KINDS)) & models.Q(balance_minor__isnull=True)),
+                name="settlement_ledgeraccount_balance_row_kinds",
+            ),
+            models.CheckConstraint(
+                condition=_party_kinds_match(),
+                name="settlement_ledgeraccount_party_kind_matches",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.party_kind}:{self.party_id}:{self.kind}:{self.currency}"
+
+    @property
+    def credit_normal(self) -> bool:
+        return AccountKind(self.kind).credit_normal
+
+
+class TransactionKind(models.TextChoices):
+    SALE = "sale", _("sale")
+    SUSPENSE = "suspense", _("suspense")
+    REFUND = "refund", _("refund")
+    RELEASE = "release", _("release")
+    ADJUSTMENT = "adjustment", _("adjustment")
+    PAYOUT = "payout", _("payout")
+
+
+class LedgerTransaction(models.Model):
+    """One balanced, immutable posting. `idempotency_key` is the natural key of what caused it (`sale:<out_trade_no>`).
+
+    `lines_digest` is a hash of the kind, reference and lines, so a replay with the same key is compared in one
+    read. On PostgreSQL a trigger refuses UPDATE and DELETE (migration 0001).
+    """
+
+    idempotency_key = models.CharField(_("idempotency key"), max_length=200, unique=True)
+    kind = models.CharField(_("kind"), max_length=16, choices=TransactionKind.choices)
+    reference = models.CharField(_("reference"), max_length=64, blank=True, db_index=True)
+    memo = models.CharField(_("memo or reason"), max_length=255, blank=True)
+    lines_digest = models.CharField(_("lines digest"), max_length=64, editable=False)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("ledger transaction")
+        verbose_name_plural = _("ledger transactions")
+        ordering = ["-pk"]
+
+    def __str__(self) -> str:
+        return self.idempotency_key
+
+
+class LedgerEntry(models.Model):
+    """One line of a transaction: `amount_minor` is signed, debit positive and credit negative, never zero."""
+
+    transaction = models.ForeignKey(
+        LedgerTransaction, verbose_name=_("transaction"), on_delete=models.PROTECT, related_name="entries"
+    )
+    account = models.ForeignKey(
+        LedgerAccount, verbose_name=_("account"), on_delete=models.PROTECT, related_name="entries"
+    )
+    amount_minor = models.BigIntegerField(_("amount (minor units, debit +, credit -)"))
+    currency = models.CharField(_("currency"), max_length=3)
+
+    class Meta:
+        verbose_name = _("ledger entry")
+        verbose_name_plural = _("ledger entries")
+        ordering = ["transaction_id", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=~models.Q(amount_minor=0), name="settlement_ledgerentry_not_zero"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account} {self.amount_minor:+d} {self.currency}"
