@@ -57,3 +57,6 @@ def sale_post(
         channel_fee_minor=channel_fee_minor,
     )
     return _view(txn)
+
+
+from settlement.reads import ledger_check_nightly, postings_for_reference  # noqa: E402,F401 - admin, beat (issue 11)
