@@ -59,4 +59,4 @@ def sale_post(
     return _view(txn)
 
 
-from settlement.reads import ledger_check_nightly, postings_for_reference  # noqa: E402,F401 - admin, beat (issue 11)
+from settlement.reads import *  # noqa: E402,F403 - reads for the admin and the nightly check (settlement/reads.py)
