@@ -531,6 +531,7 @@ class OrderAdmin(ModelAdmin):
             for i, line in enumerate(p.lines):
                 rows.append(
                     (
+                        "ledger-first" if i == 0 else "",
                         p.key if i == 0 else "",
                         settlement.transaction_kind_label(p.kind) if i == 0 else "",
                         parties[(line.party_kind, line.party_id)],
@@ -546,7 +547,7 @@ class OrderAdmin(ModelAdmin):
             _("account"),
             _("amount (debit +, credit −)"),
         )
-        body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows)
+        body = format_html_join("", '<tr class="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>', rows)
         return format_html('<table class="order-ledger">{}{}</table>', head, body)
 
     @admin.display(description=_("refund"))

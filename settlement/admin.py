@@ -16,7 +16,7 @@ from datetime import date, datetime, time, timedelta
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models import Count, Max, Min, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -47,6 +47,15 @@ from settlement.services.plans import fee_plan_set
 def normal_side(kind: str, raw: int) -> int:
     """A raw (debit +) amount on the account's normal side: credits to a credit-normal account read positive."""
     return -raw if AccountKind(kind).credit_normal else raw
+
+
+def party_label(party_kind: str, party_id: int, *, merchant: str | None, agent: str | None) -> str:
+    """ "merchant Demo Shop" from names the query already read (see settlement.reads.party_labels)."""
+    kind_label = PartyKind(party_kind).label if party_kind in PartyKind.values else party_kind
+    if party_kind == PartyKind.PLATFORM:
+        return str(kind_label)
+    name = merchant if party_kind == PartyKind.MERCHANT else agent if party_kind == PartyKind.AGENT else None
+    return f"{kind_label} {name or f'#{party_id}'}"
 
 
 def check_summary(run: LedgerCheckRun | None) -> dict:
@@ -195,10 +204,16 @@ class LedgerAccountAdmin(ModelAdmin):
     change_list_template = "admin/settlement/ledgeraccount/change_list.html"
 
     def get_queryset(self, request):
+        # The balance and the party's name come with each row: one query per page, none per row.
         return (
             super()
             .get_queryset(request)
-            .annotate(raw_sum=Coalesce(Sum("entries__amount_minor"), 0), entries_n=Count("entries"))
+            .annotate(
+                raw_sum=Coalesce(Sum("entries__amount_minor"), 0),
+                entries_n=Count("entries"),
+                merchant_name=Subquery(Merchant.objects.filter(pk=OuterRef("party_id")).values("name")[:1]),
+                agent_name=Subquery(Agent.objects.filter(pk=OuterRef("party_id")).values("name")[:1]),
+            )
         )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -210,17 +225,9 @@ class LedgerAccountAdmin(ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
-    def get_changelist_instance(self, request):
-        cl = super().get_changelist_instance(request)
-        # One query for the page's party names (not one per row).
-        self._labels = party_labels((a.party_kind, a.party_id) for a in cl.result_list)
-        return cl
-
     @admin.display(description=_("party"), ordering="party_kind")
     def party_display(self, obj: LedgerAccount) -> str:
-        labels = getattr(self, "_labels", None) or {}
-        key = (obj.party_kind, obj.party_id)
-        return labels.get(key) or party_labels([key])[key]
+        return party_label(obj.party_kind, obj.party_id, merchant=obj.merchant_name, agent=obj.agent_name)
 
     @admin.display(description=_("balance"))
     def balance_display(self, obj: LedgerAccount) -> str:
@@ -544,6 +551,11 @@ class LedgerEntryInline(TabularInline):
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("account")
 
+    def get_formset(self, request, obj=None, **kwargs):
+        # An inline instance lives for one request: the transaction's party names are read once, not per line.
+        self._labels = party_labels(obj.entries.values_list("account__party_kind", "account__party_id")) if obj else {}
+        return super().get_formset(request, obj, **kwargs)
+
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
@@ -556,7 +568,8 @@ class LedgerEntryInline(TabularInline):
     @admin.display(description=_("party"))
     def party_display(self, obj: LedgerEntry) -> str:
         key = (obj.account.party_kind, obj.account.party_id)
-        return party_labels([key])[key]
+        labels = getattr(self, "_labels", {})
+        return labels[key] if key in labels else party_labels([key])[key]
 
     @admin.display(description=_("account"))
     def account_kind_display(self, obj: LedgerEntry) -> str:

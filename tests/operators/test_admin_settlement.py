@@ -108,7 +108,7 @@ def test_the_order_page_shows_its_ledger_lines(op, booked):
     order, merchant, agent, top = booked
     page = op.get(reverse("admin:cardshop_order_change", args=[order.pk])).content.decode()
     ledger = re.search(r'<table class="order-ledger">(.*?)</table>', page, re.S).group(1)
-    rows = [re.findall(r"<t[dh]>(.*?)</t[dh]>", r) for r in re.findall(r"<tr>(.*?)</tr>", ledger, re.S)]
+    rows = [re.findall(r"<t[dh]>(.*?)</t[dh]>", r) for r in re.findall(r"<tr[^>]*>(.*?)</tr>", ledger, re.S)]
     lines = {(r[2], r[3]): r[4] for r in rows[1:]}
     txn = LedgerTransaction.objects.get(reference=order.order_no)
     assert rows[1][0] == txn.idempotency_key and rows[1][1] == "sale"
