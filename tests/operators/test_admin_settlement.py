@@ -291,3 +291,28 @@ def test_the_last_check_run_is_shown_with_its_problems(op, booked):
     assert "1 problem(s)" in accounts
     page = op.get(reverse("admin:settlement_ledgercheckrun_change", args=[run.pk])).content.decode()
     assert "kept balance differs from its entries" in page and "9.00 CNY" in page and "8.31 CNY" in page
+
+
+def test_accounts_are_searched_by_party_id(op, booked):
+    _order, merchant, _agent, _top = booked
+    url = reverse("admin:settlement_ledgeraccount_changelist")
+    found = op.get(url, {"q": str(merchant.pk)}).content.decode()
+    assert "8.31 CNY" in found and "0.99 CNY" in found and "0.30 CNY" not in found
+    assert op.get(url, {"q": "not a number"}).status_code == 200
+
+
+def test_a_statement_opens_with_what_came_before_the_period(op, booked):
+    _order, merchant, _agent, _top = booked
+    tomorrow = (timezone.localdate() + timezone.timedelta(days=1)).isoformat()
+    url = (
+        f"{reverse('admin:settlement_statement')}?party={merchant.pk}&currency=CNY"
+        f"&date_from={tomorrow}&date_to={tomorrow}"
+    )
+    page = op.get(url).content.decode()
+    totals = re.search(r'<table id="statement-totals".*?</table>', page, re.S).group(0)
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in re.findall(r"<tr[^>]*>(.*?)</tr>", totals, re.S)[1:]]
+    assert rows == [
+        ["merchant available", "8.31 CNY", "0.00 CNY", "8.31 CNY"],
+        ["merchant reserve", "0.99 CNY", "0.00 CNY", "0.99 CNY"],
+    ]
+    assert "No entries in this period." in page
