@@ -46,6 +46,7 @@ from core.errors import DomainError
 from core.forms import WriteOnlySecretField
 from payments import facade as payments
 from payments.contracts import REFUND_STATUS_LABELS
+from settlement import facade as settlement
 
 
 class ImportSecretsForm(forms.Form):
@@ -436,9 +437,13 @@ class OrderAdmin(ModelAdmin):
         "payments_display",
         "refund_display",
         "timeline",
+        "ledger_display",
         "fulfil_link",
     ]
-    fields = readonly_fields
+    fieldsets = [
+        (None, {"fields": [f for f in readonly_fields if f != "ledger_display"]}),
+        (_("Ledger"), {"fields": ["ledger_display"]}),
+    ]
     actions = ["retry_delivery", "refund"]
 
     class Media:
@@ -513,6 +518,37 @@ class OrderAdmin(ModelAdmin):
             _("last provider note"),
         )
         return format_html('<table class="order-payments">{}{}</table>', head, body)
+
+    @admin.display(description=_("transactions and lines"))
+    def ledger_display(self, obj: Order) -> str:
+        """Every ledger transaction booked for the order and each of its lines (party, account, amount)."""
+        postings = settlement.postings_for_reference(reference=obj.order_no)
+        if not postings:
+            return "—"
+        parties = settlement.party_labels((line.party_kind, line.party_id) for p in postings for line in p.lines)
+        rows = []
+        for p in postings:
+            for i, line in enumerate(p.lines):
+                rows.append(
+                    (
+                        "ledger-first" if i == 0 else "",
+                        p.key if i == 0 else "",
+                        settlement.transaction_kind_label(p.kind) if i == 0 else "",
+                        parties[(line.party_kind, line.party_id)],
+                        settlement.account_kind_label(line.account_kind),
+                        money_label(line.amount_minor, line.currency),
+                    )
+                )
+        head = format_html(
+            "<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+            _("transaction"),
+            _("kind"),
+            _("party"),
+            _("account"),
+            _("amount (debit +, credit −)"),
+        )
+        body = format_html_join("", '<tr class="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>', rows)
+        return format_html('<table class="order-ledger">{}{}</table>', head, body)
 
     @admin.display(description=_("refund"))
     def refund_display(self, obj: Order) -> str:

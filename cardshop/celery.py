@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cardshop.settings")
 
@@ -18,4 +19,6 @@ app.conf.beat_schedule = {
     "delivery-emails-resend-missed": {"task": "cardshop.order_delivery_emails_resend_missed", "schedule": 300.0},
     "refund-emails-resend-missed": {"task": "cardshop.order_refund_emails_resend_missed", "schedule": 300.0},
     "staff-sessions-clear": {"task": "cardshop.staff_sessions_clear", "schedule": 24 * 3600.0},
+    # Nightly at a quiet hour (Celery's time zone: UTC unless CELERY_TIMEZONE is set); each run is stored.
+    "ledger-check": {"task": "cardshop.ledger_check", "schedule": crontab(hour=3, minute=30)},
 }

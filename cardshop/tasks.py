@@ -9,6 +9,7 @@ from django.core.management import call_command
 
 from cardshop.services import notifications, orders, refunds
 from payments import facade as payments
+from settlement import facade as settlement
 
 log = logging.getLogger(__name__)
 
@@ -70,3 +71,12 @@ def order_refund_emails_resend_missed_task() -> int:
 def staff_sessions_clear_task() -> None:
     """Drop expired staff session rows (buyers' sessions are signed cookies and leave no row)."""
     call_command("clearsessions")
+
+
+@shared_task(name="cardshop.ledger_check")
+def ledger_check_task() -> int:
+    """The nightly ledger invariant check; each run is stored (the admin shows the last). Returns the problems."""
+    problems = settlement.ledger_check_nightly()
+    if problems:
+        log.error("ledger check found %d problem(s): see the last ledger check run in the admin", problems)
+    return problems

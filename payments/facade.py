@@ -6,6 +6,7 @@ from payments.services.accounts import (
 )
 from payments.services.demo import demo_payments_backdate
 from payments.services.fees import payment_fee_facts
+from payments.services.ledger_facts import payments_succeeded_out_trade_nos, refunds_succeeded
 from payments.services.payments import (
     notification_apply,
     payment_channels_for_references,
@@ -68,4 +69,6 @@ __all__ = [
     "payment_outcomes_by_channel",
     "payment_totals_by_method",
     "refunds_open",
+    "payments_succeeded_out_trade_nos",
+    "refunds_succeeded",
 ]

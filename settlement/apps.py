@@ -1,3 +1,5 @@
+from importlib import import_module
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
@@ -6,3 +8,7 @@ class SettlementConfig(AppConfig):
     name = "settlement"
     verbose_name = _("Settlement")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def import_models(self) -> None:
+        super().import_models()
+        import_module("settlement.checks")  # LedgerCheckRun lives beside the check it records

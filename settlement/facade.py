@@ -57,3 +57,6 @@ def sale_post(
         channel_fee_minor=channel_fee_minor,
     )
     return _view(txn)
+
+
+from settlement.reads import *  # noqa: E402,F403 - reads for the admin and the nightly check (settlement/reads.py)
