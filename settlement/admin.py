@@ -17,7 +17,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Max, Min, OuterRef, Q, Subquery, Sum
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -39,7 +39,6 @@ from settlement.models import (
     LedgerEntry,
     LedgerTransaction,
     PartyKind,
-    TransactionKind,
 )
 from settlement.reads import account_kind_label, party_labels
 from settlement.services.plans import fee_plan_set
@@ -254,7 +253,6 @@ class LedgerAccountAdmin(ModelAdmin):
         return [
             path("balances/", view(self.balances_view), name="settlement_party_balances"),
             path("statement/", view(self.statement_view), name="settlement_statement"),
-            path("dashboard/", view(self.dashboard_view), name="settlement_dashboard"),
         ] + super().get_urls()
 
     def balances_view(self, request: HttpRequest) -> HttpResponse:
@@ -269,23 +267,6 @@ class LedgerAccountAdmin(ModelAdmin):
             "ledger_check": check_summary(ledger_check_last()),
         }
         return TemplateResponse(request, "admin/settlement/party_balances.html", context)
-
-    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        currencies = sorted(set(LedgerAccount.objects.values_list("currency", flat=True).distinct()) | {"CNY"})
-        currency = request.GET.get("currency") if request.GET.get("currency") in currencies else "CNY"
-        context = {
-            **self.admin_site.each_context(request),
-            "title": _("Settlement dashboard"),
-            "opts": self.model._meta,
-            "series": daily_settlement_series(currency=currency, days=DASHBOARD_DAYS),
-            "currency": currency,
-            "currencies": currencies,
-            "days": DASHBOARD_DAYS,
-            "ledger_check": check_summary(ledger_check_last()),
-        }
-        return TemplateResponse(request, "admin/settlement/dashboard.html", context)
 
     def statement_view(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_permission(request):
@@ -376,59 +357,6 @@ def party_balances() -> list[PartyBalance]:
     for (k, pk, _c), row in rows.items():
         row.label = labels[(k, pk)]
     return sorted(rows.values(), key=lambda r: (r.party_kind != PartyKind.MERCHANT, r.label, r.currency))
-
-
-# --- the dashboard --------------------------------------------------------------------------------------------
-
-DASHBOARD_DAYS = 30
-
-# Each chart line: the account kinds whose sale lines it adds up (on their normal side).
-DASHBOARD_LINES = {
-    "gross": (AccountKind.CHANNEL_CLEARING, AccountKind.CHANNEL_FEE_EXPENSE),
-    "channel_fees": (AccountKind.CHANNEL_FEE_EXPENSE,),
-    "platform_revenue": (AccountKind.PLATFORM_REVENUE,),
-    "agent_commissions": (AccountKind.AGENT_COMMISSION_PAYABLE,),
-    "merchant_net": (AccountKind.MERCHANT_PENDING, AccountKind.MERCHANT_AVAILABLE, AccountKind.MERCHANT_RESERVE),
-}
-
-
-def daily_settlement_series(*, currency: str, days: int, today: date | None = None) -> dict:
-    """Per shop-time day, the last `days` days: what sales booked as gross volume, channel fees, platform revenue,
-    agent commissions and merchant net (reserve included), in major units for the chart. One grouped query."""
-    tz = timezone.get_current_timezone()
-    today = today or timezone.localdate()
-    first = today - timedelta(days=days - 1)
-    rows = (
-        LedgerEntry.objects.filter(
-            transaction__kind=TransactionKind.SALE,
-            transaction__created_at__gte=_day_start(first),
-            transaction__created_at__lt=_day_start(today + timedelta(days=1)),
-            currency=currency,
-        )
-        .annotate(day=TruncDate("transaction__created_at", tzinfo=tz))
-        .order_by()
-        .values("day", "account__kind")
-        .annotate(s=Sum("amount_minor"))
-    )
-    minor = {name: [0] * days for name in DASHBOARD_LINES}
-    for row in rows:
-        day = row["day"].date() if isinstance(row["day"], datetime) else row["day"]
-        i = (day - first).days
-        for name, kinds in DASHBOARD_LINES.items():
-            if row["account__kind"] in kinds:
-                minor[name][i] += normal_side(row["account__kind"], row["s"])
-    return {
-        "labels": [(first + timedelta(days=i)).strftime("%m-%d") for i in range(days)],
-        "currency": currency,
-        "names": {
-            "gross": str(_("gross volume")),
-            "channel_fees": str(_("channel fees")),
-            "platform_revenue": str(_("platform revenue")),
-            "agent_commissions": str(_("agent commissions")),
-            "merchant_net": str(_("merchant net")),
-        },
-        "major": {name: [float(major_str(v, currency)) for v in values] for name, values in minor.items()},
-    }
 
 
 # --- statements ------------------------------------------------------------------------------------------------

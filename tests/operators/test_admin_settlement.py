@@ -83,7 +83,6 @@ def settlement_urls(merchant, agent) -> dict[str, str]:
         "check runs": reverse("admin:settlement_ledgercheckrun_changelist"),
         "check run": reverse("admin:settlement_ledgercheckrun_change", args=[LedgerCheckRun.objects.get().pk]),
         "balances": reverse("admin:settlement_party_balances"),
-        "dashboard": reverse("admin:settlement_dashboard"),
         "statement form": statement,
         "merchant statement": f"{statement}?party={merchant.pk}&currency=CNY&date_from={today}&date_to={today}",
         "agent statement": f"{statement}?party_kind=agent&party={agent.pk}&currency=CNY"
@@ -317,24 +316,3 @@ def test_a_statement_opens_with_what_came_before_the_period(op, booked):
         ["merchant reserve", "0.99 CNY", "0.00 CNY", "0.99 CNY"],
     ]
     assert "No entries in this period." in page
-
-
-def test_the_dashboard_charts_the_days_sales_in_major_units(op, booked):
-    import json
-
-    page = op.get(reverse("admin:settlement_dashboard")).content.decode()
-    series = json.loads(
-        re.search(r'<script id="settlement-series" type="application/json">(.*?)</script>', page, re.S).group(1)
-    )
-    assert len(series["labels"]) == 30 and series["labels"][-1] == timezone.localdate().strftime("%m-%d")
-    today = {name: values[-1] for name, values in series["major"].items()}
-    # 9.90 CNY: channel 0.06, agents 0.20 + 0.10, platform 0.30, merchant 8.31 + reserve 0.99.
-    assert today == {
-        "gross": 9.9,
-        "channel_fees": 0.06,
-        "platform_revenue": 0.3,
-        "agent_commissions": 0.3,
-        "merchant_net": 9.3,
-    }
-    assert all(v == 0 for values in series["major"].values() for v in values[:-1])
-    assert "Last ledger check" in page
