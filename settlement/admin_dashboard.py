@@ -10,10 +10,11 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from settlement.dashboard import DEFAULT_DAYS, FIGURE_LABELS, SettlementDashboard, settlement_figures
+from settlement.dashboard import DEFAULT_DAYS, FIGURE_LABELS, CheckRun, SettlementDashboard, settlement_figures
 
 PERMISSION = "settlement.view_ledgertransaction"
 
@@ -75,10 +76,21 @@ def _split_chart(labels: list[str], currency: dict) -> str:
 LEGEND = _json({"plugins": {"legend": {"display": True}}})
 
 
+def _check_url(run: CheckRun | None) -> str | None:
+    """The run's admin page, when the check runs' admin is installed."""
+    if run is None:
+        return None
+    try:
+        return reverse("admin:settlement_ledgercheckrun_change", args=[run.pk])
+    except NoReverseMatch:
+        return None
+
+
 def settlement_dashboard_context(figures: SettlementDashboard) -> dict[str, Any]:
     charts = figures.chart_data()
     return {
         "figures": figures,
+        "last_check_url": _check_url(figures.last_check),
         "chart_options": LEGEND,
         "gross_chart": _gross_chart(charts),
         "split_charts": [

@@ -9,13 +9,15 @@ postings of the day; releases, payouts, suspense and adjustments move money betw
 are not sales, so they are left out):
 - gross sales: what sale postings booked, the sum of their debits (channel clearing + channel fee expense, or
   suspense for a sale out of suspense), which is the sale's gross;
-- refunded: what refund postings gave back on the channel side (the credits to channel clearing and fee expense,
-  less a suspense debit: a refund of money held in suspense was never a sale and counts zero);
-- gross volume: gross sales minus refunded (net of refunds);
+- refunded: what refund postings took back on the channel side (the credits to channel clearing and fee expense,
+  less a suspense debit: a refund of money held in suspense was never a sale and counts zero). That is the
+  refunded gross, plus the channel's fee when the channel keeps it and the plan makes the merchant bear it (the
+  merchant is debited that fee too, and the platform's fee expense recovers it);
+- gross volume: gross sales minus refunded (net of refunds). Since every posting balances, for any day
+  gross volume = platform revenue + agent commissions + merchant net + reserve;
 - channel fees (channel fee expense), platform revenue, agent commissions (every agent, every level), merchant
   net (merchant pending + available, and owed when a refund or a T+0 sale settles it) and reserve: net of
   refunds, since a refund posting reverses its sale's lines on the same accounts.
-  For sale postings, gross = platform revenue + agent commissions + merchant net + reserve.
 - Every amount stays in its currency: one line per currency, never a sum across.
 - Days are shop days (settings.TIME_ZONE), cut by the database (TruncDate with the shop's tzinfo) on the
   posting's `created_at`; the window is the last `days` days, today (up to `now`, inclusive) included; empty

@@ -6,16 +6,19 @@ from __future__ import annotations
 import html
 import json
 import re
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import pytest
 from django.db import transaction
-from django.test import Client
+from django.template.loader import render_to_string
+from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from core.parties import agent_create
 from settlement import facade
-from settlement.dashboard import settlement_figures
+from settlement.admin_dashboard import settlement_dashboard_context
+from settlement.dashboard import CheckRun, settlement_figures
 from settlement.ledger import Line, ledger_post
 from settlement.models import LedgerEntry, LedgerTransaction
 from tests.factories.core import MerchantFactory
@@ -133,8 +136,9 @@ def test_every_daily_figure_and_total_in_shop_days(ledger, django_assert_max_num
         2529,
         300,
     )
-    # What a sale's gross is shared into.
-    assert t.gross == t.platform_revenue + t.agent_commissions + t.merchant_net + t.reserve
+    # Every posting balances: each day's gross volume is what the parties got, net.
+    for day in (*cny.days, t, *usd.days):
+        assert day.gross == day.platform_revenue + day.agent_commissions + day.merchant_net + day.reserve
     assert daily(usd, "gross") == [0, 0, 1000]
     assert daily(usd, "merchant_net") == [0, 0, 840]
     u = usd.total
@@ -240,3 +244,27 @@ def test_staff_without_the_ledger_permission_get_403(ledger):
 def test_anonymous_visitors_are_sent_to_the_login(db):
     response = Client().get(reverse("admin:settlement_dashboard"))
     assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+@pytest.mark.parametrize(
+    ("ok", "problems", "shown"),
+    [(True, 0, "ok"), (False, 1, "1 problem"), (False, 3, "3 problems")],
+)
+def test_the_last_check_card_says_ok_or_how_many_problems_and_when(ledger, ok, problems, shown):
+    run = CheckRun(
+        started_at=datetime(2026, 12, 1, 18, 30, tzinfo=UTC),  # 02:30 on 2 December in Shanghai
+        finished_at=datetime(2026, 12, 1, 18, 31, tzinfo=UTC),
+        ok=ok,
+        problem_count=problems,
+        pk=1,
+    )
+    figures = replace(settlement_figures(now=NOW, days=3), last_check=run)
+    request = RequestFactory().get("/admin/settlement/dashboard/")
+    request.user = staff_user("boss", superuser=True)
+    page = render_to_string(
+        "admin/settlement/dashboard.html", {**settlement_dashboard_context(figures), "days": 3}, request=request
+    )
+    card = re.search(r'id="settlement-last-check">(.*?)</div>', page, re.S).group(1)
+    assert re.search(rf">\s*{shown}\s*<", card)
+    assert "run at 2026-12-02 02:30" in card
+    assert "No check has run yet." not in card
