@@ -54,26 +54,44 @@ def _gross_chart(charts: dict) -> str:
 
 
 def _split_chart(labels: list[str], currency: dict) -> str:
-    """One currency's channel fees, platform revenue, agent commissions and merchant net, one line each."""
+    """One currency's channel fees, platform revenue, agent commissions and merchant net, one line each. The
+    merchant's net is most of every sale: it has its own axis (right), so the fees stay readable on the left."""
+
+    def label(name: str) -> str:
+        if name == "merchant_net":
+            return _("%(figure)s (right axis)") % {"figure": FIGURE_LABELS[name]}
+        return str(FIGURE_LABELS[name])
+
     return _json(
         {
             "labels": labels,
             "datasets": [
                 {
-                    "label": str(FIGURE_LABELS[name]),
+                    "label": label(name),
                     "figure": name,
                     "data": currency[name],
                     "borderColor": colour,
                     "backgroundColor": colour,
-                    "displayYAxis": i == 0,
+                    "yAxisID": MERCHANT_AXIS if name == "merchant_net" else "y",
+                    "displayYAxis": True,
                 }
-                for i, (name, colour) in enumerate(SPLIT.items())
+                for name, colour in SPLIT.items()
             ],
         }
     )
 
 
+MERCHANT_AXIS = "merchant"
 LEGEND = _json({"plugins": {"legend": {"display": True}}})
+SPLIT_OPTIONS = _json(
+    {
+        "plugins": {"legend": {"display": True}},
+        "scales": {
+            "y": {"position": "left"},
+            MERCHANT_AXIS: {"position": "right", "grid": {"drawOnChartArea": False}},
+        },
+    }
+)
 
 
 def _check_url(run: CheckRun | None) -> str | None:
@@ -92,6 +110,7 @@ def settlement_dashboard_context(figures: SettlementDashboard) -> dict[str, Any]
         "figures": figures,
         "last_check_url": _check_url(figures.last_check),
         "chart_options": LEGEND,
+        "split_chart_options": SPLIT_OPTIONS,
         "gross_chart": _gross_chart(charts),
         "split_charts": [
             (series, _split_chart(charts["labels"], data))

@@ -222,8 +222,9 @@ def test_the_page_shows_totals_charts_and_the_last_check(ledger):
         "Channel fees",
         "Platform revenue",
         "Agent commissions",
-        "Merchant net",
+        "Merchant net (right axis)",
     ]
+    assert [d["yAxisID"] for d in split["datasets"]] == ["y", "y", "y", "merchant"]
     assert split["datasets"][3]["data"][-3:] == ["8.39", "25.29", "-8.39"]
     assert split["datasets"][1]["data"][-3:] == ["0.30", "0.80", "-0.30"]
 
