@@ -138,6 +138,18 @@ class CardShopAdminSite(UnfoldAdminSite):
 
         return super().index(request, {**dashboard_context(request), **(extra_context or {})})
 
+    def get_urls(self):
+        """The admin's own URLs plus the settlement dashboard (settlement/admin_dashboard.py)."""
+        from django.urls import path
+
+        from settlement.admin_dashboard import settlement_dashboard_view
+
+        def dashboard(request: HttpRequest):
+            return settlement_dashboard_view(request, site=self)
+
+        extra = [path("settlement/dashboard/", self.admin_view(dashboard), name="settlement_dashboard")]
+        return extra + super().get_urls()
+
     def has_permission(self, request: HttpRequest) -> bool:
         """Staff who passed the password but not the second factor are treated as not staff."""
         if not super().has_permission(request):
