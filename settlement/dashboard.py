@@ -33,7 +33,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.apps import apps
 from django.conf import settings
 from django.db.models import Sum
 from django.db.models.functions import TruncDate
@@ -41,6 +40,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from core.admin_display import major_str, money_label
+from settlement.checks import LedgerCheckRun
 from settlement.models import AccountKind, LedgerEntry, TransactionKind
 
 DEFAULT_DAYS = 30
@@ -182,12 +182,8 @@ def _total(currency: str, days: tuple[Figures, ...]) -> Figures:
 
 
 def last_check_run() -> CheckRun | None:
-    """The latest ledger check run, or None when none has run (or the check's model is not installed)."""
-    try:
-        model = apps.get_model("settlement", "LedgerCheckRun")
-    except LookupError:
-        return None
-    run = model.objects.order_by("-started_at", "-pk").first()
+    """The latest ledger check run, or None when none has run."""
+    run = LedgerCheckRun.objects.order_by("-started_at", "-pk").first()
     if run is None:
         return None
     return CheckRun(

@@ -1,5 +1,6 @@
-"""Proof 7 (first half): an operator opens an order in the admin, in a real browser, and reads its ledger lines;
-the party balances page shows what the sale left each party. Screenshots saved as artifacts."""
+"""Proof 7: an operator opens an order in the admin, in a real browser, and reads its ledger lines; the party
+balances page shows what the sale left each party; the settlement dashboard draws its charts. Screenshots saved
+as artifacts."""
 
 from __future__ import annotations
 
@@ -72,6 +73,13 @@ def test_an_operator_sees_the_orders_ledger_lines(browser, live_server, booked_o
         merchant_row = page.locator(f"#party-merchant-{booked_order.merchant_id}-CNY")
         assert "8.31 CNY" in merchant_row.inner_text() and "0.99 CNY" in merchant_row.inner_text()
         page.screenshot(path=str(artifacts_dir / "admin-party-balances.png"), full_page=True)
+
+        page.goto(f"{live_server.url}/admin/settlement/dashboard/")
+        page.wait_for_function(  # the daily gross volume and the CNY split, drawn by the theme's Chart.js
+            "[...document.querySelectorAll('#settlement-dashboard canvas.chart')].filter(c => Chart.getChart(c))"
+            ".length === 2"
+        )
+        page.screenshot(path=str(artifacts_dir / "admin-settlement-dashboard.png"), full_page=True)
         assert not errors, errors
     finally:
         context.close()
