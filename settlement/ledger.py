@@ -121,7 +121,9 @@ def _digest(kind: str, reference: str, lines: Iterable[Line]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _validate(kind: str, lines: Sequence[Line]) -> dict[int, LedgerAccount]:
+def _validate(
+    kind: str, lines: Sequence[Line], known: dict[int, LedgerAccount] | None = None
+) -> dict[int, LedgerAccount]:
     if kind not in TransactionKind.values:
         raise LedgerError("posting_invalid", f"unknown transaction kind {kind!r}")
     if len(lines) < 2:
@@ -140,7 +142,11 @@ def _validate(kind: str, lines: Sequence[Line]) -> dict[int, LedgerAccount]:
     unbalanced = {c: s for c, s in sums.items() if s != 0}
     if unbalanced:
         raise UnbalancedPosting("posting_unbalanced", f"debits and credits differ per currency: {unbalanced}")
-    accounts = LedgerAccount.objects.in_bulk({line.account_id for line in lines})
+    ids = {line.account_id for line in lines}
+    if known is not None and ids <= known.keys():
+        accounts = known  # the caller read (or created) them in this transaction: no second read
+    else:
+        accounts = LedgerAccount.objects.in_bulk(ids)
     for line in lines:
         account = accounts.get(line.account_id)
         if account is None:
@@ -164,15 +170,29 @@ def require_atomic() -> None:
         raise RuntimeError("ledger postings must run inside the caller's transaction.atomic block")
 
 
-def ledger_post(*, key: str, kind: str, reference: str, lines: Sequence[Line], memo: str = "") -> LedgerTransaction:
-    """Post one balanced transaction (see the module docstring); `.replayed` says whether it already existed."""
+def ledger_post(
+    *,
+    key: str,
+    kind: str,
+    reference: str,
+    lines: Sequence[Line],
+    memo: str = "",
+    accounts: dict[int, LedgerAccount] | None = None,
+    key_checked: bool = False,
+    locked: Iterable[LedgerAccount] = (),
+) -> LedgerTransaction:
+    """Post one balanced transaction (see the module docstring); `.replayed` says whether it already existed.
+
+    `accounts` (by pk) saves re-reading accounts the caller already holds; `key_checked` says the caller looked
+    the key up in this transaction and found nothing (a concurrent post of it is still caught by the index).
+    """
     require_atomic()
     if not key:
         raise LedgerError("posting_invalid", "a posting needs an idempotency key")
     lines = list(lines)
-    accounts = _validate(kind, lines)
+    accounts = _validate(kind, lines, accounts)
     digest = _digest(kind, reference, lines)
-    existing = LedgerTransaction.objects.filter(idempotency_key=key).first()
+    existing = None if key_checked else LedgerTransaction.objects.filter(idempotency_key=key).first()
     if existing is not None:
         return _replay(existing, digest)
 
@@ -183,7 +203,11 @@ def ledger_post(*, key: str, kind: str, reference: str, lines: Sequence[Line], m
             sign = -1 if AccountKind(accounts[line.account_id].kind).credit_normal else 1
             deltas[line.account_id] += sign * line.amount_minor
     if deltas:
-        for account in ledger_accounts_locked(sorted(deltas)):
+        held = {a.pk: a for a in locked}
+        missing = sorted(pk for pk in deltas if pk not in held)
+        for account in [*held.values(), *(ledger_accounts_locked(missing) if missing else [])]:
+            if account.pk not in deltas:
+                continue
             if account.no_overdraft and account.balance_minor + deltas[account.pk] < 0:
                 raise InsufficientFunds(
                     "insufficient_funds",
@@ -215,6 +239,8 @@ def ledger_post(*, key: str, kind: str, reference: str, lines: Sequence[Line], m
         ]
     )
     txn.replayed = False
+    # What was just written, so a caller's view needs no read back (settlement.facade._view).
+    txn.posted = [(accounts[line.account_id], line.amount_minor, line.currency) for line in lines]
     return txn
 
 
