@@ -29,6 +29,7 @@ from settlement.models import (
     LedgerTransaction,
     PartyKind,
     ReleaseState,
+    SaleRelease,
     TransactionKind,
 )
 from settlement.services.merchant_money import debit_parts, merchant_money_locked
@@ -57,7 +58,7 @@ def _channel_parts(
 
 def _sale_reversal_lines(
     sale: LedgerTransaction, *, key: str, returns_fee: bool
-) -> tuple[list[Line], tuple[LedgerAccount, ...]]:
+) -> tuple[list[Line], tuple[LedgerAccount, ...], SaleRelease]:
     release = sale_release_locked(sale_id=sale.pk)
     if release is None:
         raise SettlementError("release_missing", f"sale {sale.idempotency_key} has no release row")
@@ -101,8 +102,7 @@ def _sale_reversal_lines(
         )
         lines += [Line(account_id=a.pk, amount_minor=amount, currency=currency) for a, amount in taken]
     release.refund_key = key
-    release.save(update_fields=["pending_state", "reserve_state", "refund_key"])
-    return lines, locked
+    return lines, locked, release
 
 
 def _suspense_reversal_lines(held: LedgerTransaction, *, returns_fee: bool) -> list[Line]:
@@ -142,11 +142,12 @@ def refund_post(
             "refund_mismatch", f"refund {refund_no} of {amount_minor} {currency} is not the whole of {booked}"
         )
     locked: tuple[LedgerAccount, ...] = ()
+    release = None
     if sale is not None:
-        lines, locked = _sale_reversal_lines(sale, key=key, returns_fee=channel_returns_fee)
+        lines, locked, release = _sale_reversal_lines(sale, key=key, returns_fee=channel_returns_fee)
     else:
         lines = _suspense_reversal_lines(held, returns_fee=channel_returns_fee)
-    return ledger_post(
+    txn = ledger_post(
         key=key,
         kind=TransactionKind.REFUND,
         reference=booked.reference,
@@ -155,3 +156,6 @@ def refund_post(
         key_checked=True,
         locked=locked,
     )
+    if release is not None:  # written only once the posting is: a refused posting changes nothing
+        release.save(update_fields=["pending_state", "reserve_state", "refund_key"])
+    return txn
