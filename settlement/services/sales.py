@@ -159,6 +159,12 @@ def _book(
         credit_specs = [(spec, amount) for spec, amount in credit_specs if spec[2] != AccountKind.MERCHANT_PENDING]
         if split.merchant_net_minor:
             available, owed = locked = merchant_money_locked(merchant_id=merchant_id, currency=currency)
+            # A concurrent post of this key held these locks until it committed: its lines were netted against
+            # the owed balance as it was then, so ours would differ. Return it instead.
+            winner = LedgerTransaction.objects.filter(idempotency_key=key).first()
+            if winner is not None:
+                winner.replayed = True
+                return winner
             merchant_lines = credit_parts(available=available, owed=owed, amount_minor=split.merchant_net_minor)
     parts = debit_specs + credit_specs
     accounts = ledger_accounts(currency=currency, specs=[spec for spec, _ in parts])

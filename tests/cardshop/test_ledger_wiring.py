@@ -168,8 +168,11 @@ def test_a_second_payment_goes_to_suspense_and_out_by_its_refund(
     assert refund.reference == order.order_no
 
 
-def test_a_final_refund_reverses_the_sale_exactly(shop, epay_sim):
+@pytest.mark.parametrize("returns_fee", [True, False], ids=["fee-returned", "fee-kept"])
+def test_a_final_refund_reverses_the_sale_exactly(shop, epay_sim, returns_fee):
     merchant, agent, top, account = shop
+    account.refund_returns_fee = returns_fee
+    account.save(update_fields=["refund_returns_fee"])
     product = make_product(merchant, secrets_count=2, price_minor=999)
     order = buy(product)
     payment = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1")
@@ -183,6 +186,9 @@ def test_a_final_refund_reverses_the_sale_exactly(shop, epay_sim):
 
     assert Order.objects.get(pk=order.pk).state == OrderState.REFUNDED
     reversal = {spec: -amount for spec, amount in _sale_lines(merchant, agent, top, account).items()}
+    if not returns_fee:  # the channel keeps its 0.06 and takes the whole 9.99 back; the platform bears the fee
+        del reversal[("channel_account", account.pk, "channel_fee_expense")]
+        reversal[("channel_account", account.pk, "channel_clearing")] = -999
     assert _lines(f"refund:{view.refund_no}") == reversal
     release = SaleRelease.objects.get()
     assert (release.pending_state, release.reserve_state, release.refund_key) == (
