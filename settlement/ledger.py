@@ -4,8 +4,8 @@
 line's currency is its account's, each currency sums to zero, at least two lines, whole minor units. Its
 idempotency key is unique in the database: the same key with the same kind, reference and lines returns the
 first transaction and writes nothing; the same key with anything different raises IdempotencyConflict. Two
-concurrent posts of one key end in one transaction: the loser's insert waits on the unique index, fails inside
-a savepoint when the winner commits, and re-reads the winner's row.
+concurrent posts of one key end in one transaction: the loser's `INSERT ... ON CONFLICT DO NOTHING` waits on
+the unique index, inserts nothing when the winner commits, and the loser re-reads the winner's row.
 
 Balances: hot accounts don't serialize the shop. Every sale credits the one platform revenue account of its
 currency and debits a channel clearing account; if each kept a balance row, every paid callback would queue on
@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Sum
+from django.utils import timezone
 
 from core.money import Money, MoneyError, currency_validate
 from settlement.contracts import SettlementError
@@ -170,6 +171,26 @@ def require_atomic() -> None:
         raise RuntimeError("ledger postings must run inside the caller's transaction.atomic block")
 
 
+def _transaction_insert(*, key: str, kind: str, reference: str, memo: str, digest: str) -> LedgerTransaction | None:
+    """Insert the transaction row unless its key exists: one statement, no savepoint (PostgreSQL and SQLite both
+    have INSERT ... ON CONFLICT DO NOTHING RETURNING). None when the key is taken; a concurrent insert of the
+    same key makes this one wait until it commits (then None) or rolls back (then ours is inserted)."""
+    connection = transaction.get_connection()
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO settlement_ledgertransaction (idempotency_key, kind, reference, memo, lines_digest, created_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+            [key, kind, reference, memo, digest, connection.ops.adapt_datetimefield_value(now)],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return LedgerTransaction(
+        pk=row[0], idempotency_key=key, kind=kind, reference=reference, memo=memo, lines_digest=digest, created_at=now
+    )
+
+
 def ledger_post(
     *,
     key: str,
@@ -215,16 +236,12 @@ def ledger_post(
                     f"the posting needs {Money(-deltas[account.pk], account.currency)}",
                 )
 
-    try:
-        with transaction.atomic():
-            txn = LedgerTransaction.objects.create(
-                idempotency_key=key, kind=kind, reference=reference, memo=memo, lines_digest=digest
-            )
-    except IntegrityError:
+    txn = _transaction_insert(key=key, kind=kind, reference=reference, memo=memo, digest=digest)
+    if txn is None:
         # A concurrent post of the same key committed first (its insert held ours until then).
         winner = LedgerTransaction.objects.filter(idempotency_key=key).first()
         if winner is None:
-            raise
+            raise IntegrityError(f"ledger key {key!r} conflicted but no transaction holds it")
         return _replay(winner, digest)
 
     for account_id, delta in deltas.items():
