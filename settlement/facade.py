@@ -1,7 +1,9 @@
 """What other apps may call in settlement. Frozen dataclasses in and out (settlement.contracts); no ORM objects.
 
-Every function here posts inside the caller's `transaction.atomic` block: the ledger books what the caller's
-transaction decides, and commits or rolls back with it.
+The postings caused by something the caller decides (sale, suspense, sale out of suspense, refund) run inside
+the caller's `transaction.atomic` block: the ledger books what the caller's transaction decides, and commits or
+rolls back with it. `releases_due` opens one transaction per sale itself (a beat job); `adjustment_post` opens
+its own block (or joins the caller's) so the posting and its audit row land together.
 """
 
 from __future__ import annotations
