@@ -256,6 +256,10 @@ CARDSHOP_MAX_PENDING_PER_IP = int(env("CARDSHOP_MAX_PENDING_PER_IP", "10"))
 CARDSHOP_LOW_STOCK_THRESHOLD = int(env("CARDSHOP_LOW_STOCK_THRESHOLD", "5"))
 # Settlement: how many levels an agent tree may have (a merchant's agent, its parent, ...); deeper is refused.
 SETTLEMENT_AGENT_MAX_DEPTH = int(env("SETTLEMENT_AGENT_MAX_DEPTH", "3"))
+# A merchant with no active fee plan in a currency still gets its sales booked, on this plan: the platform's rate
+# in basis points (no fixed fee, no reserve, no agent commission) and the cycle (T+0, T+1 or D+N with N days).
+SETTLEMENT_DEFAULT_PLATFORM_RATE_BP = int(env("SETTLEMENT_DEFAULT_PLATFORM_RATE_BP", "0"))
+SETTLEMENT_DEFAULT_CYCLE = env("SETTLEMENT_DEFAULT_CYCLE", "T+1")
 # Provider calls: (connect, read) seconds. Connect failures fail over; read timeouts leave a payment UNKNOWN.
 PAYMENTS_PROVIDER_TIMEOUTS = (
     float(env("PAYMENTS_CONNECT_TIMEOUT", "2")),

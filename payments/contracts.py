@@ -199,3 +199,4 @@ class PaymentFeeFacts:
     channel_code: str
     amount: Money
     fee: Money
+    refund_returns_fee: bool = True  # the channel gives its fee back when this payment is refunded

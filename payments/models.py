@@ -14,6 +14,14 @@ from core.money import Money
 from payments import gateways
 from payments.contracts import PaymentStatus, RefundStatus
 
+# Providers known to keep their fee when a payment is refunded: a new account of theirs starts with
+# refund_returns_fee off (an operator can change it).
+FEE_KEPT_ON_REFUND = frozenset({"stripe"})
+
+
+def refund_returns_fee_default(code: str) -> bool:
+    return code not in FEE_KEPT_ON_REFUND
+
 
 class ChannelAccount(models.Model):
     """One set of credentials at one provider. Credentials are encrypted and never shown back."""
@@ -32,6 +40,12 @@ class ChannelAccount(models.Model):
     min_amount_minor = models.PositiveBigIntegerField(_("minimum amount (minor units)"), null=True, blank=True)
     max_amount_minor = models.PositiveBigIntegerField(_("maximum amount (minor units)"), null=True, blank=True)
     daily_cap_minor = models.PositiveBigIntegerField(_("daily volume cap (minor units)"), null=True, blank=True)
+    # Alipay and WeChat Pay give their fee back on a refund (pro rata); Stripe keeps it. The ledger books which.
+    refund_returns_fee = models.BooleanField(
+        _("returns its fee on refund"),
+        default=True,
+        help_text=_("the provider gives back its fee (pro rata) when a payment is refunded"),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:

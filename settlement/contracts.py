@@ -32,3 +32,27 @@ class PostingView:
     created_at: datetime
     lines: tuple[PostingLineView, ...]
     replayed: bool  # True when the key was already posted and nothing new was written
+
+
+@dataclass(frozen=True)
+class AdjustmentLine:
+    """One line of an operator's adjustment: the account by party and kind, debit positive, credit negative."""
+
+    party_kind: str
+    party_id: int
+    account_kind: str
+    amount_minor: int
+
+
+@dataclass(frozen=True)
+class MerchantBalances:
+    """A merchant's money in one currency, each on its normal side: pending (waiting for its cycle), available
+    (what a payout may spend), reserve (held back), owed (refunds its available could not cover; netted against
+    the next money that reaches available)."""
+
+    merchant_id: int
+    currency: str
+    pending_minor: int
+    available_minor: int
+    reserve_minor: int
+    owed_minor: int

@@ -1,17 +1,44 @@
 """What other apps may call in settlement. Frozen dataclasses in and out (settlement.contracts); no ORM objects.
 
-Every function here posts inside the caller's `transaction.atomic` block: the ledger books what the caller's
-transaction decides, and commits or rolls back with it.
+The postings caused by something the caller decides (sale, suspense, sale out of suspense, refund) run inside
+the caller's `transaction.atomic` block: the ledger books what the caller's transaction decides, and commits or
+rolls back with it. `releases_due` opens one transaction per sale itself (a beat job); `adjustment_post` opens
+its own block (or joins the caller's) so the posting and its audit row land together.
 """
 
 from __future__ import annotations
 
-from settlement.contracts import PostingLineView, PostingView
+from collections.abc import Sequence
+from datetime import datetime
+
+from settlement import selectors
+from settlement.contracts import AdjustmentLine, MerchantBalances, PostingLineView, PostingView
 from settlement.models import LedgerTransaction
-from settlement.services import sales
+from settlement.services import adjustments, refunds, releases, sales, suspense
 
 
 def _view(txn: LedgerTransaction) -> PostingView:
+    posted = getattr(txn, "posted", None)  # lines ledger_post just wrote, in entry order
+    if posted is not None:
+        lines = tuple(
+            PostingLineView(
+                party_kind=account.party_kind,
+                party_id=account.party_id,
+                account_kind=account.kind,
+                amount_minor=amount,
+                currency=currency,
+            )
+            for account, amount, currency in posted
+        )
+        return PostingView(
+            transaction_id=txn.pk,
+            key=txn.idempotency_key,
+            kind=txn.kind,
+            reference=txn.reference,
+            created_at=txn.created_at,
+            lines=lines,
+            replayed=False,
+        )
     entries = txn.entries.select_related("account").order_by("pk")
     return PostingView(
         transaction_id=txn.pk,
@@ -42,10 +69,13 @@ def sale_post(
     currency: str,
     channel_account_id: int,
     channel_fee_minor: int,
+    paid_at: datetime | None = None,
 ) -> PostingView:
     """Book a paid sale (key `sale:<out_trade_no>`): channel clearing and fee expense debited; merchant pending
     (available on T+0), reserve, each agent level and platform revenue credited. A replay returns the first
     posting with `replayed=True`; the same key for a different sale raises SettlementError `idempotency_conflict`.
+    The merchant's pending money and reserve are released later by `releases_due` (cycle counted from `paid_at`,
+    default now). A merchant without a fee plan is booked on the default plan (settings).
     """
     txn = sales.sale_post(
         out_trade_no=out_trade_no,
@@ -55,8 +85,85 @@ def sale_post(
         currency=currency,
         channel_account_id=channel_account_id,
         channel_fee_minor=channel_fee_minor,
+        paid_at=paid_at,
     )
     return _view(txn)
+
+
+def suspense_post(
+    *,
+    out_trade_no: str,
+    order_no: str,
+    gross_minor: int,
+    currency: str,
+    channel_account_id: int,
+    channel_fee_minor: int,
+    reason: str,
+) -> PostingView:
+    """Book money that belongs to no sale yet (key `suspense:<out_trade_no>`): paid but undeliverable, or a
+    second payment of an order already paid. Clearing and fee expense debited as for a sale, suspense credited
+    the gross. `reason`: undeliverable, second_payment or sale_refused."""
+    return _view(
+        suspense.suspense_post(
+            out_trade_no=out_trade_no,
+            order_no=order_no,
+            gross_minor=gross_minor,
+            currency=currency,
+            channel_account_id=channel_account_id,
+            channel_fee_minor=channel_fee_minor,
+            reason=reason,
+        )
+    )
+
+
+def sale_from_suspense_post(*, out_trade_no: str, order_no: str, merchant_id: int) -> PostingView | None:
+    """The order whose payment waits in suspense was delivered: book its sale out of suspense (key
+    `sale:<out_trade_no>`). None if that payment has no suspense posting."""
+    txn = sales.sale_from_suspense_post(out_trade_no=out_trade_no, order_no=order_no, merchant_id=merchant_id)
+    return None if txn is None else _view(txn)
+
+
+def refund_post(
+    *, refund_no: str, out_trade_no: str, amount_minor: int, currency: str, channel_returns_fee: bool
+) -> PostingView | None:
+    """A refund of the payment `out_trade_no` is final (succeeded): reverse its sale exactly, or take it out of
+    suspense (key `refund:<refund_no>`). None if the payment booked nothing. See settlement.services.refunds."""
+    txn = refunds.refund_post(
+        refund_no=refund_no,
+        out_trade_no=out_trade_no,
+        amount_minor=amount_minor,
+        currency=currency,
+        channel_returns_fee=channel_returns_fee,
+    )
+    return None if txn is None else _view(txn)
+
+
+def releases_due(*, now: datetime) -> int:
+    """Release every sale's pending money and reserve that is due at `now` (each in its own transaction; not
+    inside the caller's). Returns how many release postings were written."""
+    return releases.releases_due(now=now)
+
+
+def adjustment_post(
+    *,
+    currency: str,
+    lines: Sequence[AdjustmentLine],
+    reason: str,
+    actor: str,
+    key: str = "",
+    reference: str = "",
+) -> PostingView:
+    """An operator's correction: one balanced posting with a reason, audited (core.audit). Never an edit."""
+    return _view(
+        adjustments.adjustment_post(
+            currency=currency, lines=lines, reason=reason, actor=actor, key=key, reference=reference
+        )
+    )
+
+
+def merchant_balances(*, merchant_id: int, currency: str) -> MerchantBalances:
+    """Pending, available, reserve and owed of one merchant in one currency."""
+    return selectors.merchant_balances(merchant_id=merchant_id, currency=currency)
 
 
 from settlement.reads import *  # noqa: E402,F403 - reads for the admin and the nightly check (settlement/reads.py)

@@ -4,8 +4,8 @@
 line's currency is its account's, each currency sums to zero, at least two lines, whole minor units. Its
 idempotency key is unique in the database: the same key with the same kind, reference and lines returns the
 first transaction and writes nothing; the same key with anything different raises IdempotencyConflict. Two
-concurrent posts of one key end in one transaction: the loser's insert waits on the unique index, fails inside
-a savepoint when the winner commits, and re-reads the winner's row.
+concurrent posts of one key end in one transaction: the loser's `INSERT ... ON CONFLICT DO NOTHING` waits on
+the unique index, inserts nothing when the winner commits, and the loser re-reads the winner's row.
 
 Balances: hot accounts don't serialize the shop. Every sale credits the one platform revenue account of its
 currency and debits a channel clearing account; if each kept a balance row, every paid callback would queue on
@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Sum
+from django.utils import timezone
 
 from core.money import Money, MoneyError, currency_validate
 from settlement.contracts import SettlementError
@@ -121,7 +122,9 @@ def _digest(kind: str, reference: str, lines: Iterable[Line]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _validate(kind: str, lines: Sequence[Line]) -> dict[int, LedgerAccount]:
+def _validate(
+    kind: str, lines: Sequence[Line], known: dict[int, LedgerAccount] | None = None
+) -> dict[int, LedgerAccount]:
     if kind not in TransactionKind.values:
         raise LedgerError("posting_invalid", f"unknown transaction kind {kind!r}")
     if len(lines) < 2:
@@ -140,7 +143,11 @@ def _validate(kind: str, lines: Sequence[Line]) -> dict[int, LedgerAccount]:
     unbalanced = {c: s for c, s in sums.items() if s != 0}
     if unbalanced:
         raise UnbalancedPosting("posting_unbalanced", f"debits and credits differ per currency: {unbalanced}")
-    accounts = LedgerAccount.objects.in_bulk({line.account_id for line in lines})
+    ids = {line.account_id for line in lines}
+    if known is not None and ids <= known.keys():
+        accounts = known  # the caller read (or created) them in this transaction: no second read
+    else:
+        accounts = LedgerAccount.objects.in_bulk(ids)
     for line in lines:
         account = accounts.get(line.account_id)
         if account is None:
@@ -164,15 +171,49 @@ def require_atomic() -> None:
         raise RuntimeError("ledger postings must run inside the caller's transaction.atomic block")
 
 
-def ledger_post(*, key: str, kind: str, reference: str, lines: Sequence[Line], memo: str = "") -> LedgerTransaction:
-    """Post one balanced transaction (see the module docstring); `.replayed` says whether it already existed."""
+def _transaction_insert(*, key: str, kind: str, reference: str, memo: str, digest: str) -> LedgerTransaction | None:
+    """Insert the transaction row unless its key exists: one statement, no savepoint (PostgreSQL and SQLite both
+    have INSERT ... ON CONFLICT DO NOTHING RETURNING). None when the key is taken; a concurrent insert of the
+    same key makes this one wait until it commits (then None) or rolls back (then ours is inserted)."""
+    connection = transaction.get_connection()
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO settlement_ledgertransaction (idempotency_key, kind, reference, memo, lines_digest, created_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+            [key, kind, reference, memo, digest, connection.ops.adapt_datetimefield_value(now)],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return LedgerTransaction(
+        pk=row[0], idempotency_key=key, kind=kind, reference=reference, memo=memo, lines_digest=digest, created_at=now
+    )
+
+
+def ledger_post(
+    *,
+    key: str,
+    kind: str,
+    reference: str,
+    lines: Sequence[Line],
+    memo: str = "",
+    accounts: dict[int, LedgerAccount] | None = None,
+    key_checked: bool = False,
+    locked: Iterable[LedgerAccount] = (),
+) -> LedgerTransaction:
+    """Post one balanced transaction (see the module docstring); `.replayed` says whether it already existed.
+
+    `accounts` (by pk) saves re-reading accounts the caller already holds; `key_checked` says the caller looked
+    the key up in this transaction and found nothing (a concurrent post of it is still caught by the index).
+    """
     require_atomic()
     if not key:
         raise LedgerError("posting_invalid", "a posting needs an idempotency key")
     lines = list(lines)
-    accounts = _validate(kind, lines)
+    accounts = _validate(kind, lines, accounts)
     digest = _digest(kind, reference, lines)
-    existing = LedgerTransaction.objects.filter(idempotency_key=key).first()
+    existing = None if key_checked else LedgerTransaction.objects.filter(idempotency_key=key).first()
     if existing is not None:
         return _replay(existing, digest)
 
@@ -183,7 +224,11 @@ def ledger_post(*, key: str, kind: str, reference: str, lines: Sequence[Line], m
             sign = -1 if AccountKind(accounts[line.account_id].kind).credit_normal else 1
             deltas[line.account_id] += sign * line.amount_minor
     if deltas:
-        for account in ledger_accounts_locked(sorted(deltas)):
+        held = {a.pk: a for a in locked}
+        missing = sorted(pk for pk in deltas if pk not in held)
+        for account in [*held.values(), *(ledger_accounts_locked(missing) if missing else [])]:
+            if account.pk not in deltas:
+                continue
             if account.no_overdraft and account.balance_minor + deltas[account.pk] < 0:
                 raise InsufficientFunds(
                     "insufficient_funds",
@@ -191,16 +236,12 @@ def ledger_post(*, key: str, kind: str, reference: str, lines: Sequence[Line], m
                     f"the posting needs {Money(-deltas[account.pk], account.currency)}",
                 )
 
-    try:
-        with transaction.atomic():
-            txn = LedgerTransaction.objects.create(
-                idempotency_key=key, kind=kind, reference=reference, memo=memo, lines_digest=digest
-            )
-    except IntegrityError:
+    txn = _transaction_insert(key=key, kind=kind, reference=reference, memo=memo, digest=digest)
+    if txn is None:
         # A concurrent post of the same key committed first (its insert held ours until then).
         winner = LedgerTransaction.objects.filter(idempotency_key=key).first()
         if winner is None:
-            raise
+            raise IntegrityError(f"ledger key {key!r} conflicted but no transaction holds it")
         return _replay(winner, digest)
 
     for account_id, delta in deltas.items():
@@ -215,6 +256,8 @@ def ledger_post(*, key: str, kind: str, reference: str, lines: Sequence[Line], m
         ]
     )
     txn.replayed = False
+    # What was just written, so a caller's view needs no read back (settlement.facade._view).
+    txn.posted = [(accounts[line.account_id], line.amount_minor, line.currency) for line in lines]
     return txn
 
 

@@ -35,11 +35,13 @@ class AccountKind(models.TextChoices):
     PAYOUTS_IN_TRANSIT = "payouts_in_transit", _("payouts in transit")
     REFUNDS_PAYABLE = "refunds_payable", _("refunds payable")
     SUSPENSE = "suspense", _("suspense")
+    MERCHANT_OWED = "merchant_owed", _("merchant owed")
 
     @property
     def credit_normal(self) -> bool:
-        """Liabilities and revenue grow by credits; the channel's receivable and the fee expense by debits."""
-        return self not in (AccountKind.CHANNEL_CLEARING, AccountKind.CHANNEL_FEE_EXPENSE)
+        """Liabilities and revenue grow by credits; the channel's receivable, the fee expense and what a merchant
+        owes the platform (a refund after its money was released) by debits."""
+        return self not in (AccountKind.CHANNEL_CLEARING, AccountKind.CHANNEL_FEE_EXPENSE, AccountKind.MERCHANT_OWED)
 
 
 # Which party owns each kind of account. Channel fees are the platform's expense, kept per channel account so a
@@ -55,11 +57,13 @@ ACCOUNT_PARTIES: dict[str, tuple[str, ...]] = {
     AccountKind.PAYOUTS_IN_TRANSIT: (PartyKind.MERCHANT, PartyKind.AGENT),
     AccountKind.REFUNDS_PAYABLE: (PartyKind.PLATFORM,),
     AccountKind.SUSPENSE: (PartyKind.PLATFORM,),
+    AccountKind.MERCHANT_OWED: (PartyKind.MERCHANT,),
 }
 
-# Accounts a decision reads (a payout may only spend what is available): their balance is kept on the account
-# row, locked and updated with each posting. Every other balance is the sum of the account's entries.
-BALANCE_ROW_KINDS: frozenset[str] = frozenset({AccountKind.MERCHANT_AVAILABLE})
+# Accounts a decision reads (a payout may only spend what is available; money reaching available first pays
+# what the merchant owes): their balance is kept on the account row, locked and updated with each posting, and
+# neither may go below zero. Every other balance is the sum of the account's entries.
+BALANCE_ROW_KINDS: frozenset[str] = frozenset({AccountKind.MERCHANT_AVAILABLE, AccountKind.MERCHANT_OWED})
 
 
 def _party_kinds_match() -> models.Q:
@@ -68,6 +72,11 @@ def _party_kinds_match() -> models.Q:
     for kind, parties in ACCOUNT_PARTIES.items():
         q |= models.Q(kind=kind, party_kind__in=list(parties))
     return q
+
+
+class FeeBearer(models.TextChoices):
+    PLATFORM = "platform", _("the platform")
+    MERCHANT = "merchant", _("the merchant")
 
 
 class Cycle(models.TextChoices):
@@ -99,6 +108,13 @@ class FeePlan(models.Model):
         default=list,
         blank=True,
         help_text=_("level 1 is the merchant's own agent, level 2 its parent, ...; paid out of the platform fee"),
+    )
+    refund_fee_borne_by = models.CharField(
+        _("channel fee kept on a refund is borne by"),
+        max_length=8,
+        choices=FeeBearer.choices,
+        default=FeeBearer.PLATFORM,
+        help_text=_("some channels (Stripe) keep their fee when a payment is refunded; someone pays it"),
     )
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
@@ -253,3 +269,60 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account} {self.amount_minor:+d} {self.currency}"
+
+
+class ReleaseState(models.TextChoices):
+    HELD = "held", _("held")
+    RELEASED = "released", _("released")
+    REVERSED = "reversed", _("reversed by a refund")
+
+
+class SaleRelease(models.Model):
+    """When one sale's pending money and its reserve become available, and whether they did.
+
+    Written with the sale posting; `releases_due` moves what is due (one release posting each, keyed by the
+    sale's key), a refund marks what it took back as reversed. The row is locked (settlement.locks) by both, so
+    a sale's money is released or refunded, never both. Not a ledger row: its states change, its postings don't.
+    """
+
+    sale = models.OneToOneField(
+        LedgerTransaction, verbose_name=_("sale"), on_delete=models.PROTECT, related_name="release"
+    )
+    merchant_id = models.PositiveBigIntegerField(_("merchant id"), db_index=True)
+    currency = models.CharField(_("currency"), max_length=3)
+    channel_account_id = models.PositiveBigIntegerField(_("channel account id"))
+    gross_minor = models.BigIntegerField(_("gross (minor units)"))
+    channel_fee_minor = models.BigIntegerField(_("channel fee (minor units)"))
+    sold_at = models.DateTimeField(
+        _("sold at"), help_text=_("when the sale was booked: paid, or delivered out of suspense")
+    )
+    pending_minor = models.BigIntegerField(_("merchant net (minor units)"))
+    pending_due_at = models.DateTimeField(_("pending available at"))
+    pending_state = models.CharField(_("pending"), max_length=8, choices=ReleaseState.choices)
+    reserve_minor = models.BigIntegerField(_("reserve (minor units)"))
+    reserve_due_at = models.DateTimeField(_("reserve available at"))
+    reserve_state = models.CharField(_("reserve"), max_length=8, choices=ReleaseState.choices)
+    refund_fee_borne_by = models.CharField(_("kept refund fee borne by"), max_length=8, choices=FeeBearer.choices)
+    refund_key = models.CharField(_("reversed by"), max_length=200, blank=True)
+
+    class Meta:
+        verbose_name = _("sale release")
+        verbose_name_plural = _("sale releases")
+        ordering = ["pk"]
+        indexes = [
+            models.Index(
+                fields=["pending_due_at"], condition=models.Q(pending_state="held"), name="settlement_pending_due"
+            ),
+            models.Index(
+                fields=["reserve_due_at"], condition=models.Q(reserve_state="held"), name="settlement_reserve_due"
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(pending_minor__gte=0, reserve_minor__gte=0, channel_fee_minor__gte=0),
+                name="settlement_salerelease_amounts_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sale_id}: pending {self.pending_state}, reserve {self.reserve_state}"

@@ -20,6 +20,8 @@ from core.errors import DomainError
 from core.money import Money
 from payments import facade as payments
 from payments.contracts import NotificationOutcome, RefundRefused
+from settlement import facade as settlement
+from settlement.contracts import SettlementError
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +46,48 @@ def order_paid_apply(*, order_no: str, amount: Money, source: str, out_trade_no:
     write.changed("state", "paid_at", "paid_by")
     delivered = order_deliver_paid(write=write)
     write.flush()
+    _ledger_book_payment(order, out_trade_no=out_trade_no)
     if delivered:
         jobs.order_delivery_notify(order.pk)
     return order
 
 
+def _ledger_book_payment(order: Order, *, out_trade_no: str, second: bool = False) -> None:
+    """Book what this payment brought, in the paid transaction: a sale when the order is delivered or paid and
+    awaiting manual delivery (the merchant's money pending until its cycle releases it), suspense when it is
+    undeliverable or a second payment. The ledger never fails the paid path: a sale it refuses is booked to
+    suspense (an operator moves it), and if even that is refused the payment is left unbooked, logged and
+    marked on the order, where the invariant check finds it."""
+    facts = payments.payment_fee_facts(out_trade_no=out_trade_no)
+    money = {
+        "out_trade_no": out_trade_no,
+        "order_no": order.order_no,
+        "gross_minor": facts.amount.amount_minor,
+        "currency": facts.amount.currency,
+        "channel_account_id": facts.account_id,
+        "channel_fee_minor": facts.fee.amount_minor,
+    }
+    reason = "second_payment" if second else "undeliverable"
+    if not second and order.state != OrderState.UNDELIVERABLE:
+        try:
+            settlement.sale_post(merchant_id=order.merchant_id, paid_at=order.paid_at, **money)
+            return
+        except SettlementError as exc:
+            log.error(
+                "order %s: the ledger refused sale %s (%s); booked to suspense", order.order_no, out_trade_no, exc
+            )
+            reason = "sale_refused"
+    try:
+        settlement.suspense_post(reason=reason, **money)
+    except SettlementError as exc:
+        log.exception("order %s: payment %s could not be booked to the ledger", order.order_no, out_trade_no)
+        order_event_add(order=order, kind="ledger_unbooked", out_trade_no=out_trade_no, code=exc.code)
+
+
 def _extra_payment_apply(order: Order, *, source: str, out_trade_no: str) -> None:
     """A second payment for an order already paid (two QRs, two channels, a provider's retry)."""
     log.error("order %s received another payment %s while %s", order.order_no, out_trade_no, order.state)
+    _ledger_book_payment(order, out_trade_no=out_trade_no, second=True)
     if not payments.extra_payments_refund_automatically():
         order_event_add(order=order, kind="extra_payment", source=source, out_trade_no=out_trade_no, held=True)
         return
@@ -171,6 +207,10 @@ def order_delivery_retry(*, order_no: str, actor: str) -> bool:
         write = OrderWrite(order)
         delivered = order_deliver_paid(write=write, actor=actor)
         write.flush()
+        if delivered and order.paid_by:  # its payment waited in suspense: now it is a sale
+            settlement.sale_from_suspense_post(
+                out_trade_no=order.paid_by, order_no=order.order_no, merchant_id=order.merchant_id
+            )
         audit_record(
             actor=actor,
             action="order.delivery_retry",

@@ -17,6 +17,8 @@ from core.audit import audit_record
 from core.errors import DomainError
 from payments import facade as payments
 from payments.contracts import RefundStatus, RefundView
+from settlement import facade as settlement
+from settlement.contracts import SettlementError
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,11 @@ def order_refund_request(*, order_no: str, actor: str, reason: str = "") -> Refu
 
 def order_refund_follow(*, view: RefundView, source: str) -> None:
     """The refund became final: the order follows, inside the caller's transaction. A refund of a second
-    payment (the order was paid by another) only leaves a trace on the order."""
+    payment (the order was paid by another) only leaves a trace on the order. A succeeded refund reverses what
+    its payment booked in the ledger (the sale, or its suspense), whatever state the order is in."""
     order = order_qs_locked().get(order_no=view.reference)
+    if view.status == RefundStatus.SUCCEEDED:
+        _ledger_reverse(order, view=view)
     if order.paid_by and view.out_trade_no != order.paid_by:
         order_event_add(
             order=order, kind=f"extra_payment_refund_{view.status}", source=source, refund_no=view.refund_no
@@ -72,6 +77,22 @@ def order_refund_follow(*, view: RefundView, source: str) -> None:
         order_event_add(order=order, kind="refund_failed", source=source, refund_no=view.refund_no)
     else:
         log.error("refund %s is %s but order %s is %s", view.refund_no, view.status, order.order_no, order.state)
+
+
+def _ledger_reverse(order: Order, *, view: RefundView) -> None:
+    """The money went back: reverse what the payment booked. Like the paid path, the refund is never held up by
+    the ledger: a reversal it refuses is logged and marked on the order, where the invariant check finds it."""
+    try:
+        settlement.refund_post(
+            refund_no=view.refund_no,
+            out_trade_no=view.out_trade_no,
+            amount_minor=view.amount.amount_minor,
+            currency=view.amount.currency,
+            channel_returns_fee=payments.payment_fee_facts(out_trade_no=view.out_trade_no).refund_returns_fee,
+        )
+    except SettlementError as exc:
+        log.exception("refund %s of order %s could not be reversed in the ledger", view.refund_no, order.order_no)
+        order_event_add(order=order, kind="ledger_unbooked", refund_no=view.refund_no, code=exc.code)
 
 
 def refund_sync(*, refund_no: str, source: str = "task") -> str:

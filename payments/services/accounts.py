@@ -10,7 +10,7 @@ from django.db import transaction
 from core.audit import audit_record
 from payments import gateways
 from payments.contracts import ChannelAccountView
-from payments.models import ChannelAccount
+from payments.models import ChannelAccount, refund_returns_fee_default
 from payments.services import channel_choice
 
 
@@ -36,6 +36,7 @@ def channel_account_ensure(
                 base_url=base_url,
                 currency=currency,
                 credentials=json.dumps(credentials),
+                refund_returns_fee=refund_returns_fee_default(code),
             )
         elif account.base_url != base_url:
             account.base_url = base_url
@@ -64,7 +65,7 @@ def channel_account_configure(
     with transaction.atomic():
         account = ChannelAccount.objects.select_for_update().filter(code=code).order_by("pk").first()
         if account is None:
-            account = ChannelAccount(code=code)
+            account = ChannelAccount(code=code, refund_returns_fee=refund_returns_fee_default(code))
         created = account.pk is None
         account.name, account.merchant_no, account.base_url, account.currency = name, merchant_no, base_url, currency
         account.priority = priority

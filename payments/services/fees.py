@@ -21,4 +21,5 @@ def payment_fee_facts(*, out_trade_no: str) -> PaymentFeeFacts:
         channel_code=account.code,
         amount=Money(payment.amount_minor, payment.currency),
         fee=Money(min(fee, payment.amount_minor), payment.currency),
+        refund_returns_fee=account.refund_returns_fee,
     )

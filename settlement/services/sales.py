@@ -1,18 +1,44 @@
-"""The sale posting: what one paid order owes each party, booked as one ledger transaction."""
+"""The sale posting: what one paid order owes each party, booked as one ledger transaction, and its release row.
+
+A sale is booked from the channel (`sale_post`: the channel's clearing and fee expense are debited) or, when an
+order paid while undeliverable is delivered later, from suspense (`sale_from_suspense_post`: suspense is
+debited the gross it held). Either way the key is `sale:<out_trade_no>` and the credit side is the same split.
+A merchant with no active fee plan in the currency is booked on the default plan from the settings
+(SETTLEMENT_DEFAULT_PLATFORM_RATE_BP, SETTLEMENT_DEFAULT_CYCLE): a sale never fails for a missing plan.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
 from core.parties import agent_chain_for_merchant
+from settlement.calendar import release_at
 from settlement.contracts import SettlementError
-from settlement.ledger import IdempotencyConflict, Line, ledger_accounts, ledger_post, require_atomic
+from settlement.ledger import (
+    AccountSpec,
+    IdempotencyConflict,
+    Line,
+    ledger_accounts,
+    ledger_post,
+    require_atomic,
+)
 from settlement.models import (
     PLATFORM_PARTY_ID,
     AccountKind,
     Cycle,
+    FeeBearer,
+    LedgerAccount,
     LedgerTransaction,
     PartyKind,
+    ReleaseState,
+    SaleRelease,
     TransactionKind,
 )
+from settlement.services.merchant_money import credit_parts, merchant_money_locked
 from settlement.services.plans import fee_plan_active
 from settlement.splits import Split, sale_split
 
@@ -21,15 +47,48 @@ def sale_key(out_trade_no: str) -> str:
     return f"sale:{out_trade_no}"
 
 
-def sale_lines(*, split: Split, merchant_id: int, channel_account_id: int, to_available: bool) -> list[Line]:
-    """Debit the channel's clearing (gross - fee) and the fee expense; credit merchant, reserve, agents, platform.
+def suspense_key(out_trade_no: str) -> str:
+    return f"suspense:{out_trade_no}"
 
-    Zero parts are left out (a line is never zero).
-    """
-    merchant_kind = AccountKind.MERCHANT_AVAILABLE if to_available else AccountKind.MERCHANT_PENDING
+
+@dataclass(frozen=True)
+class DefaultPlan:
+    """The plan of a merchant without one (settings); the fields a sale reads from a FeePlan."""
+
+    platform_rate_bp: int
+    cycle: str
+    n_days: int = 0
+    platform_fixed_minor: int = 0
+    reserve_bp: int = 0
+    reserve_days: int = 0
+    agent_commission_bp: tuple[int, ...] = ()
+    refund_fee_borne_by: str = FeeBearer.PLATFORM
+
+
+def default_plan() -> DefaultPlan:
+    cycle = str(getattr(settings, "SETTLEMENT_DEFAULT_CYCLE", Cycle.T1)).strip().upper()
+    n_days = 0
+    if cycle.startswith("D+"):
+        n_days, cycle = int(cycle[2:]), Cycle.DN
+    if cycle not in Cycle.values:
+        raise SettlementError("fee_plan_invalid", f"SETTLEMENT_DEFAULT_CYCLE {cycle!r} is not T+0, T+1 or D+N")
+    return DefaultPlan(
+        platform_rate_bp=int(getattr(settings, "SETTLEMENT_DEFAULT_PLATFORM_RATE_BP", 0)), cycle=cycle, n_days=n_days
+    )
+
+
+def plan_for_sale(*, merchant_id: int, currency: str):
+    """The merchant's active plan in `currency`, else the default plan."""
+    return fee_plan_active(merchant_id=merchant_id, currency=currency) or default_plan()
+
+
+def cycle_code(plan) -> str:
+    """The plan's cycle as settlement.calendar.release_at reads it: T+0, T+1 or D+<n_days>."""
+    return f"D+{plan.n_days}" if plan.cycle == Cycle.DN else plan.cycle
+
+
+def _credit_specs(split: Split, merchant_id: int, merchant_kind: str) -> list[tuple[AccountSpec, int]]:
     parts = [
-        ((PartyKind.CHANNEL_ACCOUNT, channel_account_id, AccountKind.CHANNEL_CLEARING), split.channel_net_minor),
-        ((PartyKind.CHANNEL_ACCOUNT, channel_account_id, AccountKind.CHANNEL_FEE_EXPENSE), split.channel_fee_minor),
         ((PartyKind.MERCHANT, merchant_id, merchant_kind), -split.merchant_net_minor),
         ((PartyKind.MERCHANT, merchant_id, AccountKind.MERCHANT_RESERVE), -split.reserve_minor),
         *[
@@ -38,7 +97,24 @@ def sale_lines(*, split: Split, merchant_id: int, channel_account_id: int, to_av
         ],
         ((PartyKind.PLATFORM, PLATFORM_PARTY_ID, AccountKind.PLATFORM_REVENUE), -split.platform_net_minor),
     ]
-    parts = [(spec, amount) for spec, amount in parts if amount]
+    return [(spec, amount) for spec, amount in parts if amount]
+
+
+def _channel_specs(split: Split, channel_account_id: int) -> list[tuple[AccountSpec, int]]:
+    parts = [
+        ((PartyKind.CHANNEL_ACCOUNT, channel_account_id, AccountKind.CHANNEL_CLEARING), split.channel_net_minor),
+        ((PartyKind.CHANNEL_ACCOUNT, channel_account_id, AccountKind.CHANNEL_FEE_EXPENSE), split.channel_fee_minor),
+    ]
+    return [(spec, amount) for spec, amount in parts if amount]
+
+
+def sale_lines(*, split: Split, merchant_id: int, channel_account_id: int, to_available: bool) -> list[Line]:
+    """Debit the channel's clearing (gross - fee) and the fee expense; credit merchant, reserve, agents, platform.
+
+    Zero parts are left out (a line is never zero). Without netting: see `_book` for what the posting does.
+    """
+    merchant_kind = AccountKind.MERCHANT_AVAILABLE if to_available else AccountKind.MERCHANT_PENDING
+    parts = _channel_specs(split, channel_account_id) + _credit_specs(split, merchant_id, merchant_kind)
     accounts = ledger_accounts(currency=split.currency, specs=[spec for spec, _ in parts])
     return [Line(account_id=accounts[spec].pk, amount_minor=amount, currency=split.currency) for spec, amount in parts]
 
@@ -57,6 +133,76 @@ def _same_sale(existing: LedgerTransaction, *, order_no: str, merchant_id: int, 
     )
 
 
+def _book(
+    *,
+    key: str,
+    order_no: str,
+    merchant_id: int,
+    currency: str,
+    split: Split,
+    plan,
+    debit_specs: list[tuple[AccountSpec, int]],
+    channel_account_id: int,
+    paid_at: datetime,
+    memo: str = "",
+) -> LedgerTransaction:
+    """Post the sale (debits as given, credits by the split) and write its release row.
+
+    On T+0 the merchant's net goes to available at once, paying what the merchant owes first; otherwise it
+    waits in pending until the cycle's release time. The reserve waits `reserve_days` calendar days either way.
+    """
+    t0 = plan.cycle == Cycle.T0
+    credit_specs = _credit_specs(split, merchant_id, AccountKind.MERCHANT_PENDING)
+    merchant_lines: list[tuple[LedgerAccount, int]] = []
+    locked: tuple[LedgerAccount, ...] = ()
+    if t0:
+        credit_specs = [(spec, amount) for spec, amount in credit_specs if spec[2] != AccountKind.MERCHANT_PENDING]
+        if split.merchant_net_minor:
+            available, owed = locked = merchant_money_locked(merchant_id=merchant_id, currency=currency)
+            # A concurrent post of this key held these locks until it committed: its lines were netted against
+            # the owed balance as it was then, so ours would differ. Return it instead.
+            winner = LedgerTransaction.objects.filter(idempotency_key=key).first()
+            if winner is not None:
+                winner.replayed = True
+                return winner
+            merchant_lines = credit_parts(available=available, owed=owed, amount_minor=split.merchant_net_minor)
+    parts = debit_specs + credit_specs
+    accounts = ledger_accounts(currency=currency, specs=[spec for spec, _ in parts])
+    lines = [Line(account_id=accounts[spec].pk, amount_minor=amount, currency=currency) for spec, amount in parts]
+    lines += [Line(account_id=a.pk, amount_minor=amount, currency=currency) for a, amount in merchant_lines]
+    known = {a.pk: a for a in accounts.values()} | {a.pk: a for a, _ in merchant_lines}
+    txn = ledger_post(
+        key=key,
+        kind=TransactionKind.SALE,
+        reference=order_no,
+        lines=lines,
+        memo=memo,
+        accounts=known,
+        key_checked=True,
+        locked=locked,
+    )
+    if txn.replayed:  # a concurrent post of the key won: its release row is already written
+        return txn
+    pending_due = paid_at if t0 else release_at(paid_at, cycle_code(plan))
+    SaleRelease.objects.create(
+        sale=txn,
+        merchant_id=merchant_id,
+        currency=currency,
+        channel_account_id=channel_account_id,
+        gross_minor=split.gross_minor,
+        channel_fee_minor=split.channel_fee_minor,
+        sold_at=paid_at,
+        pending_minor=split.merchant_net_minor,
+        pending_due_at=pending_due,
+        pending_state=ReleaseState.RELEASED if t0 or not split.merchant_net_minor else ReleaseState.HELD,
+        reserve_minor=split.reserve_minor,
+        reserve_due_at=paid_at + timedelta(days=plan.reserve_days),
+        reserve_state=ReleaseState.HELD if split.reserve_minor else ReleaseState.RELEASED,
+        refund_fee_borne_by=plan.refund_fee_borne_by,
+    )
+    return txn
+
+
 def sale_post(
     *,
     out_trade_no: str,
@@ -66,6 +212,7 @@ def sale_post(
     currency: str,
     channel_account_id: int,
     channel_fee_minor: int,
+    paid_at: datetime | None = None,
 ) -> LedgerTransaction:
     require_atomic()
     key = sale_key(out_trade_no)
@@ -85,16 +232,83 @@ def sale_post(
         existing.replayed = True
         return existing
 
-    plan = fee_plan_active(merchant_id=merchant_id, currency=currency)
-    if plan is None:
-        raise SettlementError("fee_plan_missing", f"merchant {merchant_id} has no active fee plan in {currency}")
+    plan = plan_for_sale(merchant_id=merchant_id, currency=currency)
     split = sale_split(
         gross_minor, currency, plan, agent_chain_for_merchant(merchant_id=merchant_id), channel_fee_minor
     )
-    lines = sale_lines(
-        split=split,
+    return _book(
+        key=key,
+        order_no=order_no,
         merchant_id=merchant_id,
+        currency=currency,
+        split=split,
+        plan=plan,
+        debit_specs=_channel_specs(split, channel_account_id),
         channel_account_id=channel_account_id,
-        to_available=plan.cycle == Cycle.T0,
+        paid_at=paid_at or timezone.now(),
     )
-    return ledger_post(key=key, kind=TransactionKind.SALE, reference=order_no, lines=lines)
+
+
+@dataclass(frozen=True)
+class SuspenseFacts:
+    """What a suspense posting holds: the gross, and the channel account and fee it came through."""
+
+    gross_minor: int
+    currency: str
+    channel_account_id: int
+    channel_fee_minor: int
+
+
+def suspense_facts(txn: LedgerTransaction) -> SuspenseFacts:
+    gross = channel_account_id = fee = 0
+    currency = ""
+    for entry in txn.entries.select_related("account"):
+        kind = entry.account.kind
+        if kind == AccountKind.SUSPENSE:
+            gross, currency = -entry.amount_minor, entry.currency
+        elif kind == AccountKind.CHANNEL_FEE_EXPENSE:
+            fee = entry.amount_minor
+            channel_account_id = entry.account.party_id
+        elif kind == AccountKind.CHANNEL_CLEARING:
+            channel_account_id = entry.account.party_id
+    return SuspenseFacts(
+        gross_minor=gross, currency=currency, channel_account_id=channel_account_id, channel_fee_minor=fee
+    )
+
+
+def sale_from_suspense_post(*, out_trade_no: str, order_no: str, merchant_id: int) -> LedgerTransaction | None:
+    """The order paid while undeliverable is delivered now: its gross moves from suspense to a sale (key
+    `sale:<out_trade_no>`, suspense debited, the split credited; the cycle counts from now, when the sale is
+    made). None when the payment has no suspense posting (it was never booked, or already is a sale)."""
+    require_atomic()
+    key = sale_key(out_trade_no)
+    existing = LedgerTransaction.objects.filter(idempotency_key=key).first()
+    if existing is not None:
+        if existing.reference != order_no:
+            raise IdempotencyConflict("idempotency_conflict", f"{key} was already posted for another sale")
+        existing.replayed = True
+        return existing
+    held = LedgerTransaction.objects.filter(idempotency_key=suspense_key(out_trade_no)).first()
+    if held is None:
+        return None
+    facts = suspense_facts(held)
+    plan = plan_for_sale(merchant_id=merchant_id, currency=facts.currency)
+    split = sale_split(
+        facts.gross_minor,
+        facts.currency,
+        plan,
+        agent_chain_for_merchant(merchant_id=merchant_id),
+        facts.channel_fee_minor,
+    )
+    return _book(
+        key=key,
+        order_no=order_no,
+        merchant_id=merchant_id,
+        currency=facts.currency,
+        split=split,
+        plan=plan,
+        debit_specs=[((PartyKind.PLATFORM, PLATFORM_PARTY_ID, AccountKind.SUSPENSE), facts.gross_minor)],
+        channel_account_id=facts.channel_account_id,
+        paid_at=timezone.now(),
+        memo=f"from {suspense_key(out_trade_no)}",
+    )

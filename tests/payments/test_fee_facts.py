@@ -29,3 +29,29 @@ def test_the_fee_is_the_accounts_rate_and_fixed_part_rounded_half_up(amount, rat
     facts = facade.payment_fee_facts(out_trade_no=payment.out_trade_no)
     assert (facts.account_id, facts.channel_code, facts.reference) == (account.pk, account.code, payment.reference)
     assert facts.amount == Money(amount, "CNY") and facts.fee == Money(fee, "CNY")
+
+
+def test_whether_the_channel_returns_its_fee_on_refund_is_per_account_and_stripe_keeps_it():
+    import importlib
+
+    from django.apps import apps
+
+    from payments.models import ChannelAccount
+    from payments.services.accounts import channel_account_configure
+
+    for code in ("stripe", "epay"):
+        channel_account_configure(
+            code=code, name=code, merchant_no="m", base_url="http://127.0.0.1:9", currency="CNY", credentials={}
+        )
+    assert dict(ChannelAccount.objects.values_list("code", "refund_returns_fee")) == {"stripe": False, "epay": True}
+    epay = ChannelAccount.objects.get(code="epay")
+    payment = PaymentFactory(account=epay, amount_minor=999, currency="CNY", status=PaymentStatus.SUCCEEDED)
+    assert facade.payment_fee_facts(out_trade_no=payment.out_trade_no).refund_returns_fee is True
+    ChannelAccount.objects.filter(pk=epay.pk).update(refund_returns_fee=False)  # an operator's setting
+    assert facade.payment_fee_facts(out_trade_no=payment.out_trade_no).refund_returns_fee is False
+
+    # Accounts that existed before the setting: the migration turns it off for Stripe only.
+    ChannelAccount.objects.update(refund_returns_fee=True)
+    migration = importlib.import_module("payments.migrations.0013_channelaccount_refund_returns_fee")
+    migration.stripe_keeps_its_fee(apps, None)
+    assert dict(ChannelAccount.objects.values_list("code", "refund_returns_fee")) == {"stripe": False, "epay": True}

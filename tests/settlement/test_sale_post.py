@@ -9,7 +9,7 @@ from core.parties import agent_create
 from settlement import facade
 from settlement.contracts import SettlementError
 from settlement.ledger import account_balance
-from settlement.models import LedgerAccount, LedgerEntry, LedgerTransaction
+from settlement.models import FeePlan, LedgerAccount, LedgerEntry, LedgerTransaction
 from settlement.services.plans import fee_plan_set
 from tests.factories.core import MerchantFactory
 from tests.factories.settlement import FeePlanFactory
@@ -130,11 +130,29 @@ def test_the_same_key_for_another_sale_is_refused_and_changes_nothing(example, o
     assert LedgerTransaction.objects.count() == 1 and LedgerEntry.objects.count() == 7
 
 
-def test_a_merchant_without_a_plan_is_refused_and_nothing_is_written():
+def test_a_merchant_without_a_plan_is_booked_on_the_default_plan(settings):
+    settings.SETTLEMENT_DEFAULT_PLATFORM_RATE_BP = 300
+    settings.SETTLEMENT_DEFAULT_CYCLE = "T+1"
+    merchant = MerchantFactory()
+
+    view = post(merchant)
+
+    lines = {(line.party_kind, line.party_id, line.account_kind): line.amount_minor for line in view.lines}
+    assert lines == {
+        ("channel_account", 77, "channel_clearing"): 993,
+        ("channel_account", 77, "channel_fee_expense"): 6,
+        ("merchant", merchant.pk, "merchant_pending"): -969,  # 999 - 300 bp (29.97 -> 30)
+        ("platform", 0, "platform_revenue"): -30,
+    }
+    assert not FeePlan.objects.exists()  # the default is not written as a plan
+
+
+def test_a_default_cycle_that_is_not_a_cycle_is_refused_and_nothing_is_written(settings):
+    settings.SETTLEMENT_DEFAULT_CYCLE = "weekly"
     merchant = MerchantFactory()
     with pytest.raises(SettlementError) as refused:
         post(merchant)
-    assert refused.value.code == "fee_plan_missing"
+    assert refused.value.code == "fee_plan_invalid"
     assert not LedgerTransaction.objects.exists() and not LedgerEntry.objects.exists()
 
 
@@ -154,9 +172,11 @@ def test_posting_outside_a_transaction_is_a_programming_error(example):
     assert not LedgerTransaction.objects.exists()
 
 
-# The test's own savepoint (2); key, plan, chain (joined), accounts; the posting's account and key reads, its
-# savepoint around the insert (3) and the entries (one statement); the view's read. T+0 adds the lock and update.
-@pytest.mark.parametrize(("cycle", "queries"), [("T+1", 13), ("T+0", 15)])
+# The test's own savepoint (2); key, plan, chain (joined), accounts; the posting's insert (one statement, no
+# savepoint: ON CONFLICT DO NOTHING), the entries (one statement) and the release row. The posting reuses the
+# accounts and the key lookup the sale already made. T+0 adds the merchant's available/owed read, their lock, the
+# key again under that lock, and the update.
+@pytest.mark.parametrize(("cycle", "queries"), [("T+1", 9), ("T+0", 13)])
 def test_a_sale_on_known_accounts_costs_a_fixed_number_of_queries(example, django_assert_num_queries, cycle, queries):
     merchant, _, _, plan = example
     plan.cycle = cycle
