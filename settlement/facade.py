@@ -14,7 +14,7 @@ from datetime import datetime
 from settlement import selectors
 from settlement.contracts import AdjustmentLine, MerchantBalances, PostingLineView, PostingView
 from settlement.models import LedgerTransaction
-from settlement.services import adjustments, refunds, releases, sales, suspense
+from settlement.services import adjustments, plans, refunds, releases, sales, suspense
 
 
 def _view(txn: LedgerTransaction) -> PostingView:
@@ -159,6 +159,36 @@ def adjustment_post(
             currency=currency, lines=lines, reason=reason, actor=actor, key=key, reference=reference
         )
     )
+
+
+def fee_plan_set(
+    *,
+    merchant_id: int,
+    currency: str,
+    platform_rate_bp: int,
+    platform_fixed_minor: int = 0,
+    cycle: str = "T+1",
+    n_days: int = 0,
+    reserve_bp: int = 0,
+    reserve_days: int = 0,
+    agent_commission_bp: Sequence[int] = (),
+) -> None:
+    """Make the merchant's active plan in `currency` (the old one is kept as history); DomainError when refused."""
+    plans.fee_plan_set(
+        merchant_id=merchant_id,
+        currency=currency,
+        platform_rate_bp=platform_rate_bp,
+        platform_fixed_minor=platform_fixed_minor,
+        cycle=cycle,
+        n_days=n_days,
+        reserve_bp=reserve_bp,
+        reserve_days=reserve_days,
+        agent_commission_bp=list(agent_commission_bp),
+    )
+
+
+def fee_plan_exists(*, merchant_id: int, currency: str) -> bool:
+    return plans.fee_plan_active(merchant_id=merchant_id, currency=currency) is not None
 
 
 def merchant_balances(*, merchant_id: int, currency: str) -> MerchantBalances:

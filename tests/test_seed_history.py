@@ -163,3 +163,24 @@ def test_the_plan_is_deterministic(running_sims, shop_offline):
     assert first == history.plan(count=60, seed=10, channels=channels, now=now)
     assert first != history.plan(count=60, seed=11, channels=channels, now=now)
     assert len(first) == 60 and [p.created for p in first] == sorted(p.created for p in first)
+
+
+def test_the_demo_ledger_books_every_sale_with_its_agents(running_sims, shop_offline):
+    """Two merchants, the demo shop under a two-level agent chain: every paid trade of the history is booked, the
+    agents earn on the demo shop's sales, and the nightly check finds nothing wrong."""
+    from core.models import Agent, Merchant
+    from settlement.checks import ledger_check
+    from settlement.models import AccountKind, LedgerEntry
+
+    out, err = seed(running_sims, history_orders=HISTORY_ORDERS)
+    assert err == "" and "ledger: Demo Shop under" in out
+    demo, studio = Merchant.objects.get(slug="demo"), Merchant.objects.get(slug="pixel-presets")
+    assert demo.agent.depth == 2 and demo.agent.parent.parent is None and studio.agent is None
+    commissions = LedgerEntry.objects.filter(account__kind=AccountKind.AGENT_COMMISSION_PAYABLE)
+    assert set(commissions.values_list("account__party_id", flat=True)) == {demo.agent_id, demo.agent.parent_id}
+    studio_sales = Order.objects.filter(merchant=studio, paid_at__isnull=False)
+    assert studio_sales.exists()  # the photo pack is the studio's: a T+0 merchant with no agent
+    result = ledger_check()
+    assert result.problems == (), result.problems
+    again, _ = seed(running_sims, history_orders=HISTORY_ORDERS)
+    assert Agent.objects.count() == 2 and Merchant.objects.count() == 2

@@ -9,7 +9,7 @@ import io
 import re
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -17,7 +17,6 @@ from django.utils import timezone
 
 from core.models import Agent
 from core.parties import agent_create
-from payments import facade as payments
 from payments.models import ChannelAccount
 from settlement import facade as settlement
 from settlement.checks import LedgerCheckRun, ledger_check_run
@@ -35,9 +34,10 @@ def op(db) -> Client:
 
 
 @pytest.fixture
-def chain(merchant):
+def chain(merchant, epay_account):
     """The merchant of the shop's product under a two-level agent chain, on the worked-example plan (T+0, so
-    the sale lands in the kept "available" balance)."""
+    the sale lands in the kept "available" balance); the epay account keeps 60 bp (0.06 of 9.90)."""
+    ChannelAccount.objects.filter(pk=epay_account.pk).update(fee_rate_bp=60)
     top = agent_create(name="Regional agent")
     agent = agent_create(name="City agent", parent_id=top.pk)
     merchant.agent = agent
@@ -48,21 +48,9 @@ def chain(merchant):
 
 @pytest.fixture
 def booked(chain, paid_order):
-    """The paid 9.90 CNY order booked in the ledger (posted here unless the paid path already did)."""
+    """The paid 9.90 CNY order, booked in the ledger by the paid path itself."""
     merchant, agent, top = chain
-    if not settlement.postings_for_reference(reference=paid_order.order_no):
-        payment = payments.payments_for_reference(reference=paid_order.order_no)[0]
-        account = ChannelAccount.objects.get(code=payment.channel_code)
-        with transaction.atomic():
-            settlement.sale_post(
-                out_trade_no=payment.out_trade_no,
-                order_no=paid_order.order_no,
-                merchant_id=merchant.pk,
-                gross_minor=990,
-                currency="CNY",
-                channel_account_id=account.pk,
-                channel_fee_minor=6,
-            )
+    assert settlement.postings_for_reference(reference=paid_order.order_no)
     ledger_check_run()
     return paid_order, merchant, agent, top
 
@@ -313,6 +301,7 @@ def test_a_statement_opens_with_what_came_before_the_period(op, booked):
     rows = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in re.findall(r"<tr[^>]*>(.*?)</tr>", totals, re.S)[1:]]
     assert rows == [
         ["merchant available", "8.31 CNY", "0.00 CNY", "8.31 CNY"],
+        ["merchant owed", "0.00 CNY", "0.00 CNY", "0.00 CNY"],  # a T+0 sale nets what is owed first: none here
         ["merchant reserve", "0.99 CNY", "0.00 CNY", "0.99 CNY"],
     ]
     assert "No entries in this period." in page

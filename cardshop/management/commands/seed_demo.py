@@ -20,9 +20,11 @@ from cardshop.management.commands import _seed_history as history
 from cardshop.models import Category, DeliveryKind, Order, Product, ProductImage, ShopAnnouncement
 from cardshop.services.images import product_image_prepare, product_image_set
 from cardshop.services.stock import card_secrets_import
+from core import parties
 from core.errors import DomainError
-from core.models import Merchant
+from core.models import Agent, Merchant
 from payments import facade as payments
+from settlement import facade as settlement
 
 
 def _code(groups: int = 4, size: int = 4) -> str:
@@ -106,6 +108,20 @@ CHANNELS = {
 }
 
 
+# The ledger's parties: a two-level agent chain (the top agency first) and each merchant's fee plan in CNY.
+AGENTS = ("华东总代 East China agency", "上海代理 Shanghai agent")
+DEMO_PLAN = {
+    "platform_rate_bp": 500,
+    "platform_fixed_minor": 10,
+    "cycle": "T+1",
+    "reserve_bp": 1000,
+    "reserve_days": 7,
+    "agent_commission_bp": [200, 100],  # level 1 (Shanghai agent), level 2 (East China agency)
+}
+SECOND_PLAN = {"platform_rate_bp": 300, "cycle": "T+0"}
+SECOND_MERCHANT_PRODUCTS = {"photo-kit"}
+
+
 class Command(BaseCommand):
     help = "Create the demo shop (idempotent). Prints the generated operator password the first time."
 
@@ -132,7 +148,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, sim_accounts: str, **options):
         base_urls: dict[str, str] = {}
-        merchant, _ = Merchant.objects.get_or_create(slug="demo", defaults={"name": "Demo Shop"})
+        merchant, second = self._parties()
         for priority, (code, (name, routing)) in enumerate(CHANNELS.items()):
             path = Path(sim_accounts) / f"{code}.json"
             if not path.exists():
@@ -154,7 +170,7 @@ class Command(BaseCommand):
             product, created = Product.objects.get_or_create(
                 slug=slug,
                 defaults={
-                    "merchant": merchant,
+                    "merchant": second if slug in SECOND_MERCHANT_PRODUCTS else merchant,
                     "name": name,
                     "price_minor": price,
                     "currency": "CNY",
@@ -192,6 +208,23 @@ class Command(BaseCommand):
             self.stdout.write("Operator login: operator (password was printed when first seeded)")
         if not options["no_history"] and options["history_orders"] > 0:
             self._history(base_urls, count=options["history_orders"], seed=options["history_seed"])
+
+    def _parties(self):
+        """Two merchants so the ledger shows a real split: the demo shop under a two-level agent chain (its sales
+        pay both agents out of the platform fee), and a small studio with no agent, paid T+0."""
+        top = Agent.objects.filter(name=AGENTS[0]).first() or parties.agent_create(name=AGENTS[0])
+        local = Agent.objects.filter(name=AGENTS[1]).first() or parties.agent_create(name=AGENTS[1], parent_id=top.pk)
+        merchant, _ = Merchant.objects.get_or_create(slug="demo", defaults={"name": "Demo Shop", "agent": local})
+        if merchant.agent_id is None:  # a demo seeded before agents existed
+            Merchant.objects.filter(pk=merchant.pk).update(agent=local)
+        second, _ = Merchant.objects.get_or_create(slug="pixel-presets", defaults={"name": "Pixel Presets 像素预设"})
+        for shop, plan in ((merchant, DEMO_PLAN), (second, SECOND_PLAN)):
+            if not settlement.fee_plan_exists(merchant_id=shop.pk, currency="CNY"):
+                settlement.fee_plan_set(merchant_id=shop.pk, currency="CNY", **plan)
+        self.stdout.write(
+            f"ledger: {merchant.name} under {AGENTS[1]} < {AGENTS[0]} (plan {DEMO_PLAN}); {second.name} (plan {SECOND_PLAN})"
+        )
+        return merchant, second
 
     def _history(self, base_urls: dict[str, str], *, count: int, seed: int) -> None:
         """Two weeks of orders, once: a shop that already has orders (a second run, a real one) gets none."""
