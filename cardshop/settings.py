@@ -260,7 +260,8 @@ SETTLEMENT_AGENT_MAX_DEPTH = int(env("SETTLEMENT_AGENT_MAX_DEPTH", "3"))
 # in basis points (no fixed fee, no reserve, no agent commission) and the cycle (T+0, T+1 or D+N with N days).
 SETTLEMENT_DEFAULT_PLATFORM_RATE_BP = int(env("SETTLEMENT_DEFAULT_PLATFORM_RATE_BP", "0"))
 SETTLEMENT_DEFAULT_CYCLE = env("SETTLEMENT_DEFAULT_CYCLE", "T+1")
-SETTLEMENT_SUSPENSE_MAX_DAYS = int(env("SETTLEMENT_SUSPENSE_MAX_DAYS", "7"))  # ledger_check lists suspense older than this
+# ledger_check lists money in suspense for longer than this many days.
+SETTLEMENT_SUSPENSE_MAX_DAYS = int(env("SETTLEMENT_SUSPENSE_MAX_DAYS", "7"))
 # Provider calls: (connect, read) seconds. Connect failures fail over; read timeouts leave a payment UNKNOWN.
 PAYMENTS_PROVIDER_TIMEOUTS = (
     float(env("PAYMENTS_CONNECT_TIMEOUT", "2")),
