@@ -14,7 +14,9 @@ Target: p99 with the ledger at most 1.2x p99 without it, per channel.
 Concurrent: ``--threads`` threads (16) pay different orders of one merchant through one channel account
 (``--concurrent-channel``, epay by default), each thread handling the callbacks of its own orders on its own
 database connection; rounds alternate with / without again. Throughput = callbacks / wall time of the round,
-summed per side. Target: throughput with the ledger at least 80 % of throughput without it.
+summed per side. Target: throughput with the ledger at least 80 % of throughput without it. The threads share
+one interpreter (and its GIL), so this measures contention in PostgreSQL plus the Python work per callback,
+not the parallelism of several server processes.
 
 Every order must end DELIVERED with one secret sold; with the ledger every payment must have its sale posted,
 without it none may (so the patch really was in place). Absolute times move 2-3x day to day: the targets are
