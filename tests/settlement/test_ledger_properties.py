@@ -35,6 +35,7 @@ from cardshop.services.orders import order_delivery_retry, orders_expire_due
 from cardshop.services.refunds import order_refund_request, refund_sync
 from cardshop.services.stock import card_secrets_import
 from core.parties import agent_create
+from payments import facade as payments
 from payments.contracts import RefundStatus
 from payments.models import Payment, PaymentStatus, Refund
 from settlement import facade
@@ -49,8 +50,8 @@ pytestmark = pytest.mark.django_db
 
 PRICE = 999  # the worked example: 9.99 CNY
 MACHINE_SETTINGS = settings(
-    max_examples=20,
-    stateful_step_count=10,
+    max_examples=25,
+    stateful_step_count=12,
     deadline=None,
     database=None,  # no .hypothesis directory written in CI
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
@@ -223,6 +224,23 @@ def test_random_interleavings_keep_every_ledger_invariant(shop, epay_sim, client
         def every_currency_sums_to_zero(self):
             sums = LedgerEntry.objects.values("currency").annotate(s=Sum("amount_minor"))
             assert {row["currency"]: row["s"] for row in sums if row["s"]} == {}
+
+        @invariant()
+        def every_payment_is_booked_as_its_order_stands(self):
+            """A delivered order's payment is a sale, an undeliverable one's waits in suspense, a second payment
+            is never a sale; a refunded order's payment was refunded."""
+            keys = set(LedgerTransaction.objects.values_list("idempotency_key", flat=True))
+            paid_by = dict(Order.objects.exclude(paid_by="").values_list("paid_by", "state"))
+            for out_trade_no in payments.payments_succeeded_out_trade_nos():  # every payment that took money
+                state = paid_by.get(out_trade_no)
+                if state == OrderState.DELIVERED:
+                    assert f"sale:{out_trade_no}" in keys
+                elif state == OrderState.UNDELIVERABLE or state is None:
+                    assert f"suspense:{out_trade_no}" in keys and f"sale:{out_trade_no}" not in keys
+            refunded = set(
+                Refund.objects.filter(status=RefundStatus.SUCCEEDED).values_list("payment__out_trade_no", flat=True)
+            )
+            assert {o for o, state in paid_by.items() if state == OrderState.REFUNDED} <= refunded
 
         @invariant()
         def no_merchant_balance_is_negative(self):
