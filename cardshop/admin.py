@@ -41,7 +41,7 @@ from cardshop.models import (
     ShopAnnouncement,
 )
 from cardshop.services import delivery, images, orders, refunds, stock
-from core.admin_display import MajorUnitsFormMixin, major_str, money_label
+from core.admin_display import MajorUnitsFormMixin, ReadOnlyAdminMixin, major_str, money_label
 from core.errors import DomainError
 from core.forms import WriteOnlySecretField
 from payments import facade as payments
@@ -685,18 +685,9 @@ class OrderAdmin(ModelAdmin):
 
 
 @admin.register(SecretRevealLog)
-class SecretRevealLogAdmin(ModelAdmin):
+class SecretRevealLogAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["created_at", "user", "secret", "reason"]
     readonly_fields = ["created_at", "user", "secret", "reason"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 # --- Stock withdrawal (issue 9 point 14) -----------------------------------------------------------------------

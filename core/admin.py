@@ -6,7 +6,7 @@ from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
 from unfold.widgets import UnfoldAdminSelectWidget
 
-from core.admin_display import money_label
+from core.admin_display import ReadOnlyAdminMixin, money_label
 from core.models import Agent, AuditEvent, Merchant
 
 
@@ -79,7 +79,7 @@ class AgentAdmin(ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdminMixin, ModelAdmin):
     """Read-only for everyone: the trail is written by the use cases, never by hand."""
 
     list_display = ["created_at", "actor", "action", "target"]
@@ -94,15 +94,6 @@ class AuditEventAdmin(ModelAdmin):
         if not rows:
             return "—"
         return format_html("<dl>{}</dl>", format_html_join("", "<dt>{}</dt><dd>{}</dd>", rows))
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 from core import admin_auth, admin_otp  # noqa: E402,F401 - replace the admins of auth and django-otp (registered before ours)

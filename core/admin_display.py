@@ -101,3 +101,18 @@ class MajorUnitsFormMixin:
                     % {"currency": currency},
                 )
         return cleaned
+
+
+class ReadOnlyAdminMixin:
+    """An admin (or inline) for reading only: its rows change through their services or never (ledger lines,
+    audit events, provider notifications), so the admin offers no add, change or delete, and a forged POST
+    gets 403. Put it before the ModelAdmin base."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -14,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
 
-from core.admin_display import MajorUnitsFormMixin, money_label
+from core.admin_display import MajorUnitsFormMixin, ReadOnlyAdminMixin, money_label
 from core.crypto import mask
 from core.forms import WriteOnlySecretField
 from payments.contracts import REFUND_STATUS_LABELS, RefundStatus
@@ -198,8 +198,9 @@ class ChannelAccountAdmin(ModelAdmin):
         return ", ".join(f"{k}={mask(v)}" for k, v in creds.items()) or _("none: every notify is refused")
 
 
+# A payment moves only through notifies, queries and the janitor: its page is for reading.
 @admin.register(Payment)
-class PaymentAdmin(ModelAdmin):
+class PaymentAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = [
         "out_trade_no",
         "reference",
@@ -220,15 +221,6 @@ class PaymentAdmin(ModelAdmin):
     def amount_display(self, obj: Payment) -> str:
         return money_label(obj.amount_minor, obj.currency)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False  # a payment moves only through notifies, queries and the janitor: the page is for reading
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
 
 class RefundStatusFilter(admin.SimpleListFilter):
     title = _("refund status")
@@ -242,7 +234,7 @@ class RefundStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(Refund)
-class RefundAdmin(ModelAdmin):
+class RefundAdmin(ReadOnlyAdminMixin, ModelAdmin):
     """Read-only: refunds are started from the order (one action, one service) and settled by the channel."""
 
     list_display = [
@@ -271,31 +263,13 @@ class RefundAdmin(ModelAdmin):
     def status_display(self, obj: Refund) -> str:
         return str(REFUND_STATUS_LABELS.get(obj.status, obj.status))
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
 
 @admin.register(ProviderNotification)
-class ProviderNotificationAdmin(ModelAdmin):
+class ProviderNotificationAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["received_at", "channel_code", "event_key", "payment", "outcome"]
     list_filter = ["channel_code", "outcome"]
     search_fields = ["event_key", "payment__out_trade_no"]
     readonly_fields = ["received_at", "channel_code", "event_key", "payment", "outcome", "params"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 @admin.register(RoutingRule)

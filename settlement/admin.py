@@ -27,7 +27,7 @@ from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminSingleDateWidget
 
-from core.admin_display import MajorUnitsFormMixin, major_str, money_label
+from core.admin_display import MajorUnitsFormMixin, ReadOnlyAdminMixin, major_str, money_label
 from core.errors import DomainError
 from core.models import Agent, Merchant
 from settlement.checks import LedgerCheckRun, ledger_check_last
@@ -182,7 +182,7 @@ class FeePlanAdmin(ModelAdmin):
 
 
 @admin.register(LedgerAccount)
-class LedgerAccountAdmin(ModelAdmin):
+class LedgerAccountAdmin(ReadOnlyAdminMixin, ModelAdmin):
     """Accounts with their balance, read in the list's own query (no query per row). Accounts are made by
     postings and never edited."""
 
@@ -215,15 +215,6 @@ class LedgerAccountAdmin(ModelAdmin):
                 agent_name=Subquery(Agent.objects.filter(pk=OuterRef("party_id")).values("name")[:1]),
             )
         )
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     @admin.display(description=_("party"), ordering="party_kind")
     def party_display(self, obj: LedgerAccount) -> str:
@@ -540,7 +531,7 @@ def statement_csv(statement: Statement, *, party_name: str) -> HttpResponse:
 # --- the ledger itself -----------------------------------------------------------------------------------------
 
 
-class LedgerEntryInline(TabularInline):
+class LedgerEntryInline(ReadOnlyAdminMixin, TabularInline):
     model = LedgerEntry
     fields = ["party_display", "account_kind_display", "amount_display"]
     readonly_fields = fields
@@ -555,15 +546,6 @@ class LedgerEntryInline(TabularInline):
         # An inline instance lives for one request: the transaction's party names are read once, not per line.
         self._labels = party_labels(obj.entries.values_list("account__party_kind", "account__party_id")) if obj else {}
         return super().get_formset(request, obj, **kwargs)
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     @admin.display(description=_("party"))
     def party_display(self, obj: LedgerEntry) -> str:
@@ -581,7 +563,7 @@ class LedgerEntryInline(TabularInline):
 
 
 @admin.register(LedgerTransaction)
-class LedgerTransactionAdmin(ModelAdmin):
+class LedgerTransactionAdmin(ReadOnlyAdminMixin, ModelAdmin):
     """Append-only: read, never added, changed or deleted here (a correction is an adjustment posting)."""
 
     list_display = ["created_at", "idempotency_key", "kind", "reference", "total_display", "line_count"]
@@ -603,15 +585,6 @@ class LedgerTransactionAdmin(ModelAdmin):
             )
         )
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
     @admin.display(description=_("amount moved"), ordering="debits")
     def total_display(self, obj: LedgerTransaction) -> str:
         if obj.first_currency is None:
@@ -626,7 +599,7 @@ class LedgerTransactionAdmin(ModelAdmin):
 
 
 @admin.register(LedgerCheckRun)
-class LedgerCheckRunAdmin(ModelAdmin):
+class LedgerCheckRunAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["started_at", "ok", "problem_count", "stale_suspense_count", "duration"]
     list_filter = ["ok"]
     readonly_fields = [
@@ -640,15 +613,6 @@ class LedgerCheckRunAdmin(ModelAdmin):
         "counts_display",
     ]
     fields = readonly_fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     @admin.display(description=_("duration"))
     def duration(self, obj: LedgerCheckRun) -> str:
