@@ -124,6 +124,13 @@ elif _flag("DATABASE_POOL", True):
         "max_size": int(env("DATABASE_POOL_MAX", "8")),
     }
 
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Lets settlement.prepared prepare the ledger's two statements of every paid callback, from their first run;
+    # Django's own queries bind on the client and are never prepared. 0: off (a pooler that drops them).
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        0 if _flag("DATABASE_PREPARED", True) else None
+    )
+
 REDIS_URL = env("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}

@@ -103,6 +103,7 @@ class NotificationOutcome:
     refund_no: str = ""  # set when the callback was about a refund
     refund_status: str = ""
     refund_newly_final: bool = False  # the refund just succeeded or failed: the order follows
+    fee_facts: PaymentFeeFacts | None = None  # set when newly succeeded: what the ledger books for it
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class QueryOutcome:
     amount: Money
     newly_succeeded: bool
     status: str
+    fee_facts: PaymentFeeFacts | None = None  # set when newly succeeded
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
@@ -52,6 +52,7 @@ from settlement.models import (
     LedgerTransaction,
     TransactionKind,
 )
+from settlement.writes import Companion, posting_insert
 
 
 class LedgerError(SettlementError):
@@ -171,26 +172,6 @@ def require_atomic() -> None:
         raise RuntimeError("ledger postings must run inside the caller's transaction.atomic block")
 
 
-def _transaction_insert(*, key: str, kind: str, reference: str, memo: str, digest: str) -> LedgerTransaction | None:
-    """Insert the transaction row unless its key exists: one statement, no savepoint (PostgreSQL and SQLite both
-    have INSERT ... ON CONFLICT DO NOTHING RETURNING). None when the key is taken; a concurrent insert of the
-    same key makes this one wait until it commits (then None) or rolls back (then ours is inserted)."""
-    connection = transaction.get_connection()
-    now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO settlement_ledgertransaction (idempotency_key, kind, reference, memo, lines_digest, created_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-            [key, kind, reference, memo, digest, connection.ops.adapt_datetimefield_value(now)],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    return LedgerTransaction(
-        pk=row[0], idempotency_key=key, kind=kind, reference=reference, memo=memo, lines_digest=digest, created_at=now
-    )
-
-
 def ledger_post(
     *,
     key: str,
@@ -201,11 +182,17 @@ def ledger_post(
     accounts: dict[int, LedgerAccount] | None = None,
     key_checked: bool = False,
     locked: Iterable[LedgerAccount] = (),
+    replay_same: Callable[[LedgerTransaction], bool] | None = None,
+    companion: Companion | None = None,
 ) -> LedgerTransaction:
     """Post one balanced transaction (see the module docstring); `.replayed` says whether it already existed.
 
     `accounts` (by pk) saves re-reading accounts the caller already holds; `key_checked` says the caller looked
     the key up in this transaction and found nothing (a concurrent post of it is still caught by the index).
+    `replay_same` skips the lookup too, for a caller whose replay may differ in its lines (a sale's credits
+    follow the plan at posting time): when the key is taken, the existing transaction is returned if
+    `replay_same(existing)` says it is the same posting, else IdempotencyConflict. Nothing is written either way.
+    `companion` is a row written with the posting (settlement.writes), only when the posting is new.
     """
     require_atomic()
     if not key:
@@ -213,7 +200,8 @@ def ledger_post(
     lines = list(lines)
     accounts = _validate(kind, lines, accounts)
     digest = _digest(kind, reference, lines)
-    existing = None if key_checked else LedgerTransaction.objects.filter(idempotency_key=key).first()
+    skip_lookup = key_checked or replay_same is not None
+    existing = None if skip_lookup else LedgerTransaction.objects.filter(idempotency_key=key).first()
     if existing is not None:
         return _replay(existing, digest)
 
@@ -236,24 +224,34 @@ def ledger_post(
                     f"the posting needs {Money(-deltas[account.pk], account.currency)}",
                 )
 
-    txn = _transaction_insert(key=key, kind=kind, reference=reference, memo=memo, digest=digest)
-    if txn is None:
+    now = timezone.now()
+    txn_id = posting_insert(
+        key=key,
+        kind=kind,
+        reference=reference,
+        memo=memo,
+        digest=digest,
+        created_at=now,
+        lines=[(line.account_id, line.amount_minor, line.currency) for line in lines],
+        companion=companion,
+    )
+    if txn_id is None:
         # A concurrent post of the same key committed first (its insert held ours until then).
         winner = LedgerTransaction.objects.filter(idempotency_key=key).first()
         if winner is None:
             raise IntegrityError(f"ledger key {key!r} conflicted but no transaction holds it")
-        return _replay(winner, digest)
+        if replay_same is None:
+            return _replay(winner, digest)
+        if not replay_same(winner):
+            raise IdempotencyConflict("idempotency_conflict", f"key {key!r} was already posted for something else")
+        winner.replayed = True
+        return winner
 
     for account_id, delta in deltas.items():
         if delta:
             LedgerAccount.objects.filter(pk=account_id).update(balance_minor=F("balance_minor") + delta)
-    LedgerEntry.objects.bulk_create(
-        [
-            LedgerEntry(
-                transaction=txn, account_id=line.account_id, amount_minor=line.amount_minor, currency=line.currency
-            )
-            for line in lines
-        ]
+    txn = LedgerTransaction(
+        pk=txn_id, idempotency_key=key, kind=kind, reference=reference, memo=memo, lines_digest=digest, created_at=now
     )
     txn.replayed = False
     # What was just written, so a caller's view needs no read back (settlement.facade._view).

@@ -19,25 +19,28 @@ from core.audit import audit_record
 from core.errors import DomainError
 from core.money import Money
 from payments import facade as payments
-from payments.contracts import NotificationOutcome, RefundRefused
+from payments.contracts import NotificationOutcome, PaymentFeeFacts, RefundRefused
 from settlement import facade as settlement
 from settlement.contracts import SettlementError
 
 log = logging.getLogger(__name__)
 
 
-def order_paid_apply(*, order_no: str, amount: Money, source: str, out_trade_no: str) -> Order:
+def order_paid_apply(
+    *, order_no: str, amount: Money, source: str, out_trade_no: str, fee_facts: PaymentFeeFacts | None = None
+) -> Order:
     """A payment for `order_no` newly succeeded: mark the order paid and deliver, inside the caller's transaction.
 
     Late payments (order expired or cancelled) are honoured; a second payment for an order that is
     already paid is never delivered twice: it is refunded through its own channel, or held for an operator.
+    `fee_facts` (the payment's channel account and fee, from the outcome) saves the ledger reading them again.
     """
     order = order_qs_locked().select_related("product").get(order_no=order_no)
     if amount != order.amount:
         # payments checked the amount against the payment it created from this order: this is a bug, not input.
         raise DomainError("amount_mismatch", "payment amount differs from the order amount")
     if not can_proceed(order.mark_paid):
-        _extra_payment_apply(order, source=source, out_trade_no=out_trade_no)
+        _extra_payment_apply(order, source=source, out_trade_no=out_trade_no, fee_facts=fee_facts)
         return order
     write = OrderWrite(order)
     write.event("paid", source=source, out_trade_no=out_trade_no, late=order.state != OrderState.PENDING)
@@ -46,19 +49,22 @@ def order_paid_apply(*, order_no: str, amount: Money, source: str, out_trade_no:
     write.changed("state", "paid_at", "paid_by")
     delivered = order_deliver_paid(write=write)
     write.flush()
-    _ledger_book_payment(order, out_trade_no=out_trade_no)
+    _ledger_book_payment(order, out_trade_no=out_trade_no, facts=fee_facts)
     if delivered:
         jobs.order_delivery_notify(order.pk)
     return order
 
 
-def _ledger_book_payment(order: Order, *, out_trade_no: str, second: bool = False) -> None:
+def _ledger_book_payment(
+    order: Order, *, out_trade_no: str, second: bool = False, facts: PaymentFeeFacts | None = None
+) -> None:
     """Book what this payment brought, in the paid transaction: a sale when the order is delivered or paid and
     awaiting manual delivery (the merchant's money pending until its cycle releases it), suspense when it is
     undeliverable or a second payment. The ledger never fails the paid path: a sale it refuses is booked to
     suspense (an operator moves it), and if even that is refused the payment is left unbooked, logged and
     marked on the order, where the invariant check finds it."""
-    facts = payments.payment_fee_facts(out_trade_no=out_trade_no)
+    if facts is None or facts.out_trade_no != out_trade_no:
+        facts = payments.payment_fee_facts(out_trade_no=out_trade_no)
     money = {
         "out_trade_no": out_trade_no,
         "order_no": order.order_no,
@@ -84,10 +90,12 @@ def _ledger_book_payment(order: Order, *, out_trade_no: str, second: bool = Fals
         order_event_add(order=order, kind="ledger_unbooked", out_trade_no=out_trade_no, code=exc.code)
 
 
-def _extra_payment_apply(order: Order, *, source: str, out_trade_no: str) -> None:
+def _extra_payment_apply(
+    order: Order, *, source: str, out_trade_no: str, fee_facts: PaymentFeeFacts | None = None
+) -> None:
     """A second payment for an order already paid (two QRs, two channels, a provider's retry)."""
     log.error("order %s received another payment %s while %s", order.order_no, out_trade_no, order.state)
-    _ledger_book_payment(order, out_trade_no=out_trade_no, second=True)
+    _ledger_book_payment(order, out_trade_no=out_trade_no, second=True, facts=fee_facts)
     if not payments.extra_payments_refund_automatically():
         order_event_add(order=order, kind="extra_payment", source=source, out_trade_no=out_trade_no, held=True)
         return
@@ -115,7 +123,11 @@ def payment_notification_handle(
         outcome = payments.notification_apply(channel_code=channel_code, params=params, body=body, headers=headers)
         if outcome.newly_succeeded:
             order_paid_apply(
-                order_no=outcome.reference, amount=outcome.amount, source="notify", out_trade_no=outcome.out_trade_no
+                order_no=outcome.reference,
+                amount=outcome.amount,
+                source="notify",
+                out_trade_no=outcome.out_trade_no,
+                fee_facts=outcome.fee_facts,
             )
         elif outcome.refund_newly_final:
             from cardshop.services.refunds import order_refund_follow
@@ -133,7 +145,11 @@ def payment_sync(*, out_trade_no: str) -> bool:
         outcome = payments.query_result_apply(out_trade_no=out_trade_no, observation=observation)
         if outcome.newly_succeeded:
             order_paid_apply(
-                order_no=outcome.reference, amount=outcome.amount, source="query", out_trade_no=out_trade_no
+                order_no=outcome.reference,
+                amount=outcome.amount,
+                source="query",
+                out_trade_no=out_trade_no,
+                fee_facts=outcome.fee_facts,
             )
     return outcome.newly_succeeded
 

@@ -9,9 +9,14 @@ from payments.routing import channel_fee_minor
 
 
 def payment_fee_facts(*, out_trade_no: str) -> PaymentFeeFacts:
-    """The channel account and fee of one payment (routing's formula, routing.channel_fee_minor), never more
-    than the amount: a fixed fee larger than a tiny sale takes the whole sale."""
-    payment = Payment.objects.select_related("account").get(out_trade_no=out_trade_no)
+    """The channel account and fee of one payment (see `fee_facts_of`)."""
+    return fee_facts_of(Payment.objects.select_related("account").get(out_trade_no=out_trade_no))
+
+
+def fee_facts_of(payment: Payment) -> PaymentFeeFacts:
+    """The channel account and fee of a payment already read (routing's formula, routing.channel_fee_minor),
+    never more than the amount: a fixed fee larger than a tiny sale takes the whole sale. The paid path hands
+    these to the ledger with its outcome, so the sale posting does not read the payment again."""
     account = payment.account
     fee = channel_fee_minor(payment.amount_minor, rate_bp=account.fee_rate_bp, fixed_minor=account.fee_fixed_minor)
     return PaymentFeeFacts(

@@ -52,6 +52,7 @@ from payments.models import (
 from payments.routing import RoutingRequest
 from payments.services import channel_choice
 from payments.services.adapters import adapter_for as _adapter
+from payments.services.fees import fee_facts_of
 from payments.services.refunds import refund_observation_apply
 
 log = logging.getLogger(__name__)
@@ -459,6 +460,7 @@ def notification_apply(
         refund_no=refund.refund_no if refund else "",
         refund_status=refund.status if refund else "",
         refund_newly_final=refund_final,
+        fee_facts=fee_facts_of(newly) if newly is not None else None,
         **common,
     )
 
@@ -626,6 +628,7 @@ def query_result_apply(*, out_trade_no: str, observation: Observation) -> QueryO
         amount=paid.amount,
         newly_succeeded=newly is not None,
         status=paid.status,
+        fee_facts=fee_facts_of(newly) if newly is not None else None,
     )
 
 

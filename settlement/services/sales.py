@@ -27,6 +27,7 @@ from settlement.ledger import (
     require_atomic,
 )
 from settlement.models import (
+    BALANCE_ROW_KINDS,
     PLATFORM_PARTY_ID,
     AccountKind,
     Cycle,
@@ -41,6 +42,8 @@ from settlement.models import (
 from settlement.services.merchant_money import credit_parts, merchant_money_locked
 from settlement.services.plans import fee_plan_active
 from settlement.splits import Split, sale_split
+from settlement.terms import SalePlan, sale_terms_read
+from settlement.writes import Companion
 
 
 def sale_key(out_trade_no: str) -> str:
@@ -51,29 +54,22 @@ def suspense_key(out_trade_no: str) -> str:
     return f"suspense:{out_trade_no}"
 
 
-@dataclass(frozen=True)
-class DefaultPlan:
-    """The plan of a merchant without one (settings); the fields a sale reads from a FeePlan."""
-
-    platform_rate_bp: int
-    cycle: str
-    n_days: int = 0
-    platform_fixed_minor: int = 0
-    reserve_bp: int = 0
-    reserve_days: int = 0
-    agent_commission_bp: tuple[int, ...] = ()
-    refund_fee_borne_by: str = FeeBearer.PLATFORM
-
-
-def default_plan() -> DefaultPlan:
+def default_plan() -> SalePlan:
+    """The plan of a merchant without one (settings)."""
     cycle = str(getattr(settings, "SETTLEMENT_DEFAULT_CYCLE", Cycle.T1)).strip().upper()
     n_days = 0
     if cycle.startswith("D+"):
         n_days, cycle = int(cycle[2:]), Cycle.DN
     if cycle not in Cycle.values:
         raise SettlementError("fee_plan_invalid", f"SETTLEMENT_DEFAULT_CYCLE {cycle!r} is not T+0, T+1 or D+N")
-    return DefaultPlan(
-        platform_rate_bp=int(getattr(settings, "SETTLEMENT_DEFAULT_PLATFORM_RATE_BP", 0)), cycle=cycle, n_days=n_days
+    return SalePlan(
+        platform_rate_bp=int(getattr(settings, "SETTLEMENT_DEFAULT_PLATFORM_RATE_BP", 0)),
+        platform_fixed_minor=0,
+        reserve_bp=0,
+        agent_commission_bp=(),
+        cycle=cycle,
+        n_days=n_days,
+        refund_fee_borne_by=FeeBearer.PLATFORM,
     )
 
 
@@ -119,6 +115,20 @@ def sale_lines(*, split: Split, merchant_id: int, channel_account_id: int, to_av
     return [Line(account_id=accounts[spec].pk, amount_minor=amount, currency=split.currency) for spec, amount in parts]
 
 
+def _accounts_known(
+    currency: str, specs: list[AccountSpec], account_ids: dict[AccountSpec, int | None]
+) -> dict[AccountSpec, LedgerAccount]:
+    """The accounts of `specs`: those whose id the caller read stand in as unsaved-looking instances (every
+    field a posting reads is in the spec, and these kinds keep no balance row), the rest are read or created."""
+    known = {
+        spec: LedgerAccount(pk=account_ids[spec], party_kind=spec[0], party_id=spec[1], kind=spec[2], currency=currency)
+        for spec in specs
+        if account_ids.get(spec) is not None and spec[2] not in BALANCE_ROW_KINDS
+    }
+    missing = [spec for spec in specs if spec not in known]
+    return known | (ledger_accounts(currency=currency, specs=missing) if missing else {})
+
+
 def _same_sale(existing: LedgerTransaction, *, order_no: str, merchant_id: int, debits: set[tuple[int, int]]) -> bool:
     """A replay is the same sale when its reference, its merchant and its debit side (what the channel took)
     agree; the credit amounts depend on the plan and chain at posting time, which may have changed since."""
@@ -145,11 +155,16 @@ def _book(
     channel_account_id: int,
     paid_at: datetime,
     memo: str = "",
+    account_ids: dict[AccountSpec, int | None] | None = None,
 ) -> LedgerTransaction:
     """Post the sale (debits as given, credits by the split) and write its release row.
 
     On T+0 the merchant's net goes to available at once, paying what the merchant owes first; otherwise it
     waits in pending until the cycle's release time. The reserve waits `reserve_days` calendar days either way.
+    `account_ids` are the accounts the caller already read (settlement.terms); the others are read or created.
+    The key is not looked up first: if it is taken (a replay, or a concurrent post that committed first, whose
+    T+0 lines were netted against the owed balance as it was then) ledger_post returns that transaction when
+    it is the same sale (`_same_sale`) and raises IdempotencyConflict otherwise.
     """
     t0 = plan.cycle == Cycle.T0
     credit_specs = _credit_specs(split, merchant_id, AccountKind.MERCHANT_PENDING)
@@ -159,48 +174,41 @@ def _book(
         credit_specs = [(spec, amount) for spec, amount in credit_specs if spec[2] != AccountKind.MERCHANT_PENDING]
         if split.merchant_net_minor:
             available, owed = locked = merchant_money_locked(merchant_id=merchant_id, currency=currency)
-            # A concurrent post of this key held these locks until it committed: its lines were netted against
-            # the owed balance as it was then, so ours would differ. Return it instead.
-            winner = LedgerTransaction.objects.filter(idempotency_key=key).first()
-            if winner is not None:
-                winner.replayed = True
-                return winner
             merchant_lines = credit_parts(available=available, owed=owed, amount_minor=split.merchant_net_minor)
     parts = debit_specs + credit_specs
-    accounts = ledger_accounts(currency=currency, specs=[spec for spec, _ in parts])
-    lines = [Line(account_id=accounts[spec].pk, amount_minor=amount, currency=currency) for spec, amount in parts]
+    known = _accounts_known(currency, [spec for spec, _ in parts], account_ids or {})
+    lines = [Line(account_id=known[spec].pk, amount_minor=amount, currency=currency) for spec, amount in parts]
     lines += [Line(account_id=a.pk, amount_minor=amount, currency=currency) for a, amount in merchant_lines]
-    known = {a.pk: a for a in accounts.values()} | {a.pk: a for a, _ in merchant_lines}
-    txn = ledger_post(
+    debits = {(line.account_id, line.amount_minor) for line in lines if line.amount_minor > 0}
+    release = {
+        "merchant_id": merchant_id,
+        "currency": currency,
+        "channel_account_id": channel_account_id,
+        "gross_minor": split.gross_minor,
+        "channel_fee_minor": split.channel_fee_minor,
+        "sold_at": paid_at,
+        "pending_minor": split.merchant_net_minor,
+        "pending_due_at": paid_at if t0 else release_at(paid_at, cycle_code(plan)),
+        "pending_state": ReleaseState.RELEASED if t0 or not split.merchant_net_minor else ReleaseState.HELD,
+        "reserve_minor": split.reserve_minor,
+        "reserve_due_at": paid_at + timedelta(days=plan.reserve_days),
+        "reserve_state": ReleaseState.HELD if split.reserve_minor else ReleaseState.RELEASED,
+        "refund_fee_borne_by": plan.refund_fee_borne_by,
+        "refund_key": "",
+    }
+    # The release row is written by the posting's own statement, only if the posting is new (a replay, or a
+    # concurrent post that committed first, already wrote it).
+    return ledger_post(
         key=key,
         kind=TransactionKind.SALE,
         reference=order_no,
         lines=lines,
         memo=memo,
-        accounts=known,
-        key_checked=True,
+        accounts={a.pk: a for a in known.values()} | {a.pk: a for a, _ in merchant_lines},
         locked=locked,
+        replay_same=lambda existing: _same_sale(existing, order_no=order_no, merchant_id=merchant_id, debits=debits),
+        companion=Companion(model=SaleRelease, link="sale", values=release),
     )
-    if txn.replayed:  # a concurrent post of the key won: its release row is already written
-        return txn
-    pending_due = paid_at if t0 else release_at(paid_at, cycle_code(plan))
-    SaleRelease.objects.create(
-        sale=txn,
-        merchant_id=merchant_id,
-        currency=currency,
-        channel_account_id=channel_account_id,
-        gross_minor=split.gross_minor,
-        channel_fee_minor=split.channel_fee_minor,
-        sold_at=paid_at,
-        pending_minor=split.merchant_net_minor,
-        pending_due_at=pending_due,
-        pending_state=ReleaseState.RELEASED if t0 or not split.merchant_net_minor else ReleaseState.HELD,
-        reserve_minor=split.reserve_minor,
-        reserve_due_at=paid_at + timedelta(days=plan.reserve_days),
-        reserve_state=ReleaseState.HELD if split.reserve_minor else ReleaseState.RELEASED,
-        refund_fee_borne_by=plan.refund_fee_borne_by,
-    )
-    return txn
 
 
 def sale_post(
@@ -214,30 +222,15 @@ def sale_post(
     channel_fee_minor: int,
     paid_at: datetime | None = None,
 ) -> LedgerTransaction:
+    """The paid callback's posting: one read (settlement.terms), the split, then the writes of `_book`."""
     require_atomic()
-    key = sale_key(out_trade_no)
-    existing = LedgerTransaction.objects.filter(idempotency_key=key).first()
-    if existing is not None:
-        specs = [
-            (
-                (PartyKind.CHANNEL_ACCOUNT, channel_account_id, AccountKind.CHANNEL_CLEARING),
-                gross_minor - channel_fee_minor,
-            ),
-            ((PartyKind.CHANNEL_ACCOUNT, channel_account_id, AccountKind.CHANNEL_FEE_EXPENSE), channel_fee_minor),
-        ]
-        accounts = ledger_accounts(currency=currency, specs=[spec for spec, _ in specs])
-        debits = {(accounts[spec].pk, amount) for spec, amount in specs if amount}
-        if not _same_sale(existing, order_no=order_no, merchant_id=merchant_id, debits=debits):
-            raise IdempotencyConflict("idempotency_conflict", f"{key} was already posted for another sale")
-        existing.replayed = True
-        return existing
-
-    plan = plan_for_sale(merchant_id=merchant_id, currency=currency)
-    split = sale_split(
-        gross_minor, currency, plan, agent_chain_for_merchant(merchant_id=merchant_id), channel_fee_minor
-    )
+    terms = sale_terms_read(merchant_id=merchant_id, currency=currency, channel_account_id=channel_account_id)
+    if not terms.merchant_found:
+        raise SettlementError("merchant_unknown", f"no merchant {merchant_id}")
+    plan = terms.plan or default_plan()
+    split = sale_split(gross_minor, currency, plan, terms.agent_chain, channel_fee_minor)
     return _book(
-        key=key,
+        key=sale_key(out_trade_no),
         order_no=order_no,
         merchant_id=merchant_id,
         currency=currency,
@@ -246,6 +239,7 @@ def sale_post(
         debit_specs=_channel_specs(split, channel_account_id),
         channel_account_id=channel_account_id,
         paid_at=paid_at or timezone.now(),
+        account_ids=terms.account_ids,
     )
 
 
