@@ -62,16 +62,17 @@ def check_summary(run: LedgerCheckRun | None) -> dict:
     """What the pages show of the last invariant check run."""
     if run is None:
         return {"run": None, "message": _("The ledger check has not run yet.")}
-    return {
-        "run": run,
-        "message": _("Last ledger check %(when)s: %(n)d problem(s), %(s)d suspense past its time.")
-        % {
-            "when": timezone.localtime(run.started_at).strftime("%Y-%m-%d %H:%M"),
-            "n": run.problem_count,
-            "s": run.stale_suspense_count,
-        },
-        "url": reverse("admin:settlement_ledgercheckrun_change", args=[run.pk]),
+    message = _("Last ledger check %(when)s: %(n)d problem(s), %(s)d suspense past its time.") % {
+        "when": timezone.localtime(run.started_at).strftime("%Y-%m-%d %H:%M"),
+        "n": run.problem_count,
+        "s": run.stale_suspense_count,
     }
+    years = [str(n["year"]) for n in run.notices or () if n.get("code") == "calendar_uncovered"]
+    if years:
+        message += " " + _("The holiday file does not declare %(years)s: add them before releases fall due.") % {
+            "years": ", ".join(years)
+        }
+    return {"run": run, "message": message, "url": reverse("admin:settlement_ledgercheckrun_change", args=[run.pk])}
 
 
 # --- fee plans -------------------------------------------------------------------------------------------------
@@ -610,6 +611,7 @@ class LedgerCheckRunAdmin(ReadOnlyAdminMixin, ModelAdmin):
         "stale_suspense_count",
         "problems_display",
         "stale_display",
+        "notices_display",
         "counts_display",
     ]
     fields = readonly_fields
@@ -625,6 +627,10 @@ class LedgerCheckRunAdmin(ReadOnlyAdminMixin, ModelAdmin):
     @admin.display(description=_("suspense past its time"))
     def stale_display(self, obj: LedgerCheckRun) -> str:
         return _finding_table(obj.stale_suspense)
+
+    @admin.display(description=_("notices"))
+    def notices_display(self, obj: LedgerCheckRun) -> str:
+        return _finding_table(obj.notices)
 
     @admin.display(description=_("what was checked"))
     def counts_display(self, obj: LedgerCheckRun) -> str:
@@ -650,6 +656,7 @@ FINDING_LABELS = {
     "posting_kind_mismatch": _("posting key and kind disagree"),
     "refund_unposted": _("final refund without its reversal"),
     "suspense_stale": _("in suspense for too long"),
+    "calendar_uncovered": _("the holiday file does not declare this year: add its holidays and make-up days"),
 }
 
 

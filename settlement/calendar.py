@@ -84,10 +84,14 @@ _lock = threading.Lock()
 _cached: tuple[Path, float, WorkCalendar] | None = None
 
 
+def holiday_file() -> Path:
+    return Path(getattr(settings, "SETTLEMENT_HOLIDAY_FILE", "") or DEFAULT_FILE)
+
+
 def work_calendar() -> WorkCalendar:
     """The operator's calendar, re-read when the file changes."""
     global _cached
-    path = Path(getattr(settings, "SETTLEMENT_HOLIDAY_FILE", "") or DEFAULT_FILE)
+    path = holiday_file()
     mtime = path.stat().st_mtime
     with _lock:
         if _cached is None or _cached[0] != path or _cached[1] != mtime:

@@ -8,7 +8,10 @@
       suspense posting whose trade never took money;
   (e) a final (succeeded) refund with no `refund:<refund_no>` posting, and a refund posting with no such refund;
 and lists (f) suspense postings older than N days that nothing has moved out yet (a sale or a refund of the same
-trade). (f) is a to-do list for operators, not drift: it does not make a run fail.
+trade), and (g) years the holiday file does not declare although money is held until then, or the year is this
+one (or next, from December): T+N releases in such a year count Monday to Friday only, so a public holiday
+there would pay out as a working day. (f) and (g) are to-do lists for operators, not drift: they do not make a
+run fail.
 
 Postings are matched by idempotency key (`<kind>:<natural key>`), the one convention every posting service
 shares, so the check holds whichever service wrote them. Payments are read through payments.facade. Each
@@ -21,23 +24,26 @@ check and its record change together.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Count, Q, Sum
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, ExtractYear
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from payments import facade as payments
+from settlement.calendar import holiday_file, work_calendar
 from settlement.models import (
     BALANCE_ROW_KINDS,
     AccountKind,
     LedgerAccount,
     LedgerEntry,
     LedgerTransaction,
+    ReleaseState,
+    SaleRelease,
     TransactionKind,
 )
 
@@ -141,12 +147,23 @@ class StaleSuspense(Finding):
 
 
 @dataclass(frozen=True)
+class CalendarUncovered(Finding):
+    """(g) The holiday file declares no `year` line for this year: its public holidays are unknown."""
+
+    code: ClassVar[str] = "calendar_uncovered"
+    year: int
+    held_releases: int  # sales whose pending money is due in that year
+    file: str
+
+
+@dataclass(frozen=True)
 class CheckResult:
-    """`problems` are drift (a run with any is not ok); `stale_suspense` is listed for operators."""
+    """`problems` are drift (a run with any is not ok); `stale_suspense` and `notices` are listed for operators."""
 
     problems: tuple[Finding, ...]
     stale_suspense: tuple[StaleSuspense, ...]
     counts: dict[str, int] = field(default_factory=dict)
+    notices: tuple[Finding, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -299,6 +316,24 @@ def _stale_suspense(
     return listed
 
 
+def _calendar_notices(now: datetime) -> list[CalendarUncovered]:
+    """(g): the years held releases fall due in, this year, and from December the next, less the declared ones."""
+    calendar = work_calendar()
+    today = timezone.localtime(now).date()
+    due = {
+        row["year"]: row["n"]
+        for row in SaleRelease.objects.filter(pending_state=ReleaseState.HELD)
+        .annotate(year=ExtractYear("pending_due_at"))  # in the shop's time zone (USE_TZ, TIME_ZONE)
+        .values("year")
+        .annotate(n=Count("pk"))
+    }
+    years = {today.year, *due, *([today.year + 1] if today.month == 12 else [])}
+    return [
+        CalendarUncovered(year=year, held_releases=due.get(year, 0), file=str(holiday_file()))
+        for year in calendar.uncovered_years(*(date(y, 1, 1) for y in years))
+    ]
+
+
 def suspense_max_days() -> int:
     return int(getattr(settings, "SETTLEMENT_SUSPENSE_MAX_DAYS", 7))
 
@@ -323,7 +358,8 @@ def ledger_check(*, suspense_days: int | None = None, now: datetime | None = Non
         "payments": len(paid),
         "refunds": len(refunds),
     }
-    return CheckResult(problems=tuple(problems), stale_suspense=tuple(stale), counts=counts)
+    notices = _calendar_notices(now)
+    return CheckResult(problems=tuple(problems), stale_suspense=tuple(stale), counts=counts, notices=tuple(notices))
 
 
 # --- the record of each run --------------------------------------------------------------------------------------
@@ -340,6 +376,7 @@ class LedgerCheckRun(models.Model):
     problems = models.JSONField(_("problems found"), default=list, blank=True)
     stale_suspense = models.JSONField(_("suspense past its time (list)"), default=list, blank=True)
     counts = models.JSONField(_("what was checked"), default=dict, blank=True)
+    notices = models.JSONField(_("notices"), default=list, blank=True)
 
     class Meta:
         app_label = "settlement"
@@ -364,6 +401,7 @@ def ledger_check_run(*, suspense_days: int | None = None) -> LedgerCheckRun:
         problems=[p.as_dict() for p in result.problems],
         stale_suspense=[s.as_dict() for s in result.stale_suspense],
         counts=result.counts,
+        notices=[n.as_dict() for n in result.notices],
     )
 
 

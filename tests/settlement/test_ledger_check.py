@@ -4,7 +4,7 @@ drift introduced behind the posting service's back, and reports 0 problems on a 
 from __future__ import annotations
 
 import io
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.core.management import call_command
@@ -19,6 +19,7 @@ from payments.models import PaymentStatus, RefundStatus
 from settlement import facade
 from settlement.checks import (
     BalanceRowDrift,
+    CalendarUncovered,
     CurrencyUnbalanced,
     LedgerCheckRun,
     PaymentUnposted,
@@ -285,7 +286,7 @@ def test_suspense_older_than_the_setting_is_listed_until_it_is_sold_or_refunded(
 def test_the_check_is_a_few_queries_whatever_the_ledger_size(merchant, django_assert_max_num_queries):
     for _ in range(5):
         paid_and_posted(merchant)
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(9):  # 8, and one for the years held releases fall due in (the calendar)
         result = ledger_check()
     assert result.problems == () and result.counts["transactions"] == 5
 
@@ -302,3 +303,47 @@ def test_the_beat_runs_the_check_nightly_and_stores_each_run(merchant):
     run = LedgerCheckRun.objects.get()
     assert (run.ok, run.problem_count, run.problems[0]["code"]) == (False, 1, "payment_unposted")
     assert run.finished_at >= run.started_at
+
+
+def test_a_year_the_holiday_file_does_not_declare_is_a_notice_not_drift(tmp_path, settings):
+    settings.SETTLEMENT_HOLIDAY_FILE = str(tmp_path / "holidays.txt")
+    (tmp_path / "holidays.txt").write_text("year 2026\n2026-10-01 off National Day\n")
+    merchant = MerchantFactory()
+    FeePlanFactory(merchant=merchant, cycle="T+1")
+    new_years_eve = timezone.make_aware(datetime(2026, 12, 31, 15, 0))
+    payment = PaymentFactory(status=PaymentStatus.SUCCEEDED, succeeded_at=new_years_eve, amount_minor=999)
+    with transaction.atomic():  # a T+1 sale on 31 December falls due in 2027
+        facade.sale_post(
+            out_trade_no=payment.out_trade_no,
+            order_no=payment.reference,
+            merchant_id=merchant.pk,
+            gross_minor=999,
+            currency="CNY",
+            channel_account_id=payment.account_id,
+            channel_fee_minor=6,
+            paid_at=new_years_eve,
+        )
+
+    in_june = ledger_check(now=timezone.make_aware(datetime(2026, 6, 1)))
+    in_december = ledger_check(now=new_years_eve)
+
+    # Money is held into 2027, which the file does not declare; in December the coming year is named anyway.
+    notice = CalendarUncovered(year=2027, held_releases=1, file=str(tmp_path / "holidays.txt"))
+    assert in_june.notices == (notice,) and in_december.notices == (notice,)
+    assert in_december.ok and in_december.problems == ()
+    out = io.StringIO()
+    call_command("ledger_check", stdout=out)
+    assert "NOTICE the holiday file" in out.getvalue() and "does not declare 2027" in out.getvalue()
+    assert LedgerCheckRun.objects.get().notices[0]["year"] == 2027
+
+    (tmp_path / "holidays.txt").write_text("year 2026\nyear 2027\n2027-01-01 off New Year\n")
+    assert ledger_check(now=new_years_eve).notices == ()
+
+
+def test_from_december_the_coming_year_must_be_declared(tmp_path, settings):
+    settings.SETTLEMENT_HOLIDAY_FILE = str(tmp_path / "holidays.txt")
+    (tmp_path / "holidays.txt").write_text("year 2026\n")
+
+    assert ledger_check(now=timezone.make_aware(datetime(2026, 11, 30))).notices == ()
+    assert [n.year for n in ledger_check(now=timezone.make_aware(datetime(2026, 12, 1))).notices] == [2027]
+    assert [n.year for n in ledger_check(now=timezone.make_aware(datetime(2027, 3, 1))).notices] == [2027]

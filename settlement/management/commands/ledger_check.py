@@ -30,6 +30,12 @@ class Command(BaseCommand):
                 f"  suspense {item['key']} {item['amount_minor']} {item['currency']} (minor units), "
                 f"{item['age_days']} days old"
             )
+        for notice in run.notices:
+            if notice["code"] == "calendar_uncovered":
+                self.stdout.write(
+                    f"  NOTICE the holiday file {notice['file']} does not declare {notice['year']} "
+                    f"({notice['held_releases']} held release(s) due then): add `year {notice['year']}` and its days"
+                )
         if not run.ok:
             raise CommandError(f"{run.problem_count} problem(s) found", returncode=1)
         self.stdout.write(f"ok: 0 problems, {run.stale_suspense_count} suspense past its time")
