@@ -13,6 +13,7 @@ Every order must end DELIVERED with one secret; the run fails otherwise. Target:
 
     .venv/bin/python bench/notify.py                          # all channels, 300 callbacks each
     .venv/bin/python bench/notify.py --count 100 --channels alipay stripe
+    .venv/bin/python bench/notify.py --with-without [...]     # with and without the ledger: bench/notify_ledger.py
 
 Writes ``bench/results/notify.json``.
 """
@@ -196,4 +197,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if "--with-without" in sys.argv:  # issue 11's comparison lives in its own module; the same run, by this name
+        sys.argv.remove("--with-without")
+        import notify_ledger
+
+        notify_ledger.main()
+    else:
+        main()

@@ -444,7 +444,7 @@ class OrderAdmin(ModelAdmin):
         (None, {"fields": [f for f in readonly_fields if f != "ledger_display"]}),
         (_("Ledger"), {"fields": ["ledger_display"]}),
     ]
-    actions = ["retry_delivery", "refund"]
+    actions = ["retry_delivery", "book_sale", "refund"]
 
     class Media:
         css = {"all": ["admin/cardshop-orders.css"]}
@@ -657,6 +657,24 @@ class OrderAdmin(ModelAdmin):
                     _("%(no)s: delivered") % {"no": order.order_no}
                     if done
                     else _("%(no)s: still short of stock") % {"no": order.order_no},
+                )
+
+    @admin.action(
+        description=_("Book the sale held in suspense (after fixing the plan)"), permissions=["retry_delivery"]
+    )
+    def book_sale(self, request: HttpRequest, queryset) -> None:
+        for order in queryset:
+            try:
+                booked = orders.order_sale_book(order_no=order.order_no, actor=request.user.get_username())
+            except DomainError as exc:
+                messages.error(request, f"{order.order_no}: {exc.message}")
+            else:
+                messages.add_message(
+                    request,
+                    messages.SUCCESS if booked else messages.WARNING,
+                    _("%(no)s: sale booked") % {"no": order.order_no}
+                    if booked
+                    else _("%(no)s: the sale was already booked") % {"no": order.order_no},
                 )
 
     def get_urls(self):

@@ -118,6 +118,18 @@ def event_text(event: OrderEvent, order: Order, pays: dict[str, PaymentView], re
         }
     if kind == "refund_failed":
         return _("Refund %(refund)s failed: the order is paid again") % {"refund": d.get("refund_no", "")}
+    if kind == "ledger_sale_refused":
+        return _("The ledger refused the sale of trade %(trade)s (%(code)s): its money waits in suspense") % {
+            "trade": trade,
+            "code": d.get("code", ""),
+        }
+    if kind == "ledger_booked":
+        return _("Sale of trade %(trade)s booked out of suspense by %(actor)s") % {"trade": trade, "actor": event.actor}
+    if kind == "ledger_unbooked":
+        return _("The ledger could not book trade %(trade)s (%(code)s): see the ledger check") % {
+            "trade": trade or d.get("refund_no", ""),
+            "code": d.get("code", ""),
+        }
     return f"{kind} {d}" if d else kind
 
 

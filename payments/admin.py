@@ -82,6 +82,7 @@ class ChannelAccountForm(MajorUnitsFormMixin, forms.ModelForm):
             "min_amount_minor",
             "max_amount_minor",
             "daily_cap_minor",
+            "refund_returns_fee",
         ]
 
     def __init__(self, *args, **kwargs) -> None:

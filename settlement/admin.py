@@ -94,6 +94,7 @@ class FeePlanForm(MajorUnitsFormMixin, forms.ModelForm):
             "reserve_bp",
             "reserve_days",
             "agent_commission_bp",
+            "refund_fee_borne_by",
         ]
 
     def __init__(self, *args, **kwargs) -> None:
@@ -171,6 +172,7 @@ class FeePlanAdmin(ModelAdmin):
                 reserve_bp=obj.reserve_bp,
                 reserve_days=obj.reserve_days,
                 agent_commission_bp=obj.agent_commission_bp,
+                refund_fee_borne_by=obj.refund_fee_borne_by,
             )
         except DomainError as exc:  # the form ran the same checks: only a race with another save lands here
             messages.error(request, exc.message)

@@ -172,8 +172,10 @@ def fee_plan_set(
     reserve_bp: int = 0,
     reserve_days: int = 0,
     agent_commission_bp: Sequence[int] = (),
+    refund_fee_borne_by: str = "platform",
 ) -> None:
-    """Make the merchant's active plan in `currency` (the old one is kept as history); DomainError when refused."""
+    """Make the merchant's active plan in `currency` (the old one is kept as history); DomainError when refused.
+    `refund_fee_borne_by` (platform or merchant): who pays a channel fee the channel keeps on a refund."""
     plans.fee_plan_set(
         merchant_id=merchant_id,
         currency=currency,
@@ -184,6 +186,7 @@ def fee_plan_set(
         reserve_bp=reserve_bp,
         reserve_days=reserve_days,
         agent_commission_bp=list(agent_commission_bp),
+        refund_fee_borne_by=refund_fee_borne_by,
     )
 
 

@@ -82,6 +82,7 @@ def _ledger_book_payment(
             log.error(
                 "order %s: the ledger refused sale %s (%s); booked to suspense", order.order_no, out_trade_no, exc
             )
+            order_event_add(order=order, kind="ledger_sale_refused", out_trade_no=out_trade_no, code=exc.code)
             reason = "sale_refused"
     try:
         settlement.suspense_post(reason=reason, **money)
@@ -212,6 +213,30 @@ def order_fulfil_manual(*, order_no: str, note: str, actor: str) -> Order:
         audit_record(actor=actor, action="order.fulfil_manual", target=f"order:{order.pk}", order_no=order_no)
         jobs.order_delivery_notify(order.pk)
     return order
+
+
+def order_sale_book(*, order_no: str, actor: str) -> bool:
+    """Book the sale of a sold order whose payment waits in suspense because the ledger refused its sale when it
+    was paid (a fee plan or holiday file the operator has since fixed): the gross moves from suspense to the
+    sale's split. True when booked now, False when it already was; DomainError when there is nothing to book
+    or the ledger refuses again (nothing changes)."""
+    with transaction.atomic(durable=True):
+        order = order_qs_locked().get(order_no=order_no)
+        if order.state not in (OrderState.PAID, OrderState.DELIVERED) or not order.paid_by:
+            raise DomainError("not_sold", _("Only paid or delivered orders have a sale to book."))
+        try:
+            view = settlement.sale_from_suspense_post(
+                out_trade_no=order.paid_by, order_no=order.order_no, merchant_id=order.merchant_id
+            )
+        except SettlementError as exc:
+            raise DomainError(exc.code, _("The ledger refused the sale again: %(why)s") % {"why": exc.message}) from exc
+        if view is None:
+            raise DomainError("not_in_suspense", _("This order's payment is not held in suspense."))
+        if view.replayed:
+            return False
+        order_event_add(order=order, kind="ledger_booked", actor=actor, out_trade_no=order.paid_by)
+        audit_record(actor=actor, action="order.sale_book", target=f"order:{order.pk}", order_no=order_no)
+    return True
 
 
 def order_delivery_retry(*, order_no: str, actor: str) -> bool:

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from core.errors import DomainError
-from settlement.models import Cycle, FeePlan
+from settlement.models import Cycle, FeeBearer, FeePlan
 
 
 def fee_plan_set(
@@ -20,6 +20,7 @@ def fee_plan_set(
     reserve_bp: int = 0,
     reserve_days: int = 0,
     agent_commission_bp: list[int] | tuple[int, ...] = (),
+    refund_fee_borne_by: str = FeeBearer.PLATFORM,
 ) -> FeePlan:
     """Make a new active plan for the merchant in `currency`; DomainError (code `commission_above_fee`, ...)
     and nothing changed when the plan is refused."""
@@ -33,6 +34,7 @@ def fee_plan_set(
         reserve_bp=reserve_bp,
         reserve_days=reserve_days,
         agent_commission_bp=list(agent_commission_bp),
+        refund_fee_borne_by=refund_fee_borne_by,
         is_active=True,
     )
     try:

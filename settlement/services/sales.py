@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from core.parties import agent_chain_for_merchant
-from settlement.calendar import release_at
+from settlement.calendar import CalendarError, release_at
 from settlement.contracts import SettlementError
 from settlement.ledger import (
     AccountSpec,
@@ -180,6 +180,10 @@ def _book(
     lines = [Line(account_id=known[spec].pk, amount_minor=amount, currency=currency) for spec, amount in parts]
     lines += [Line(account_id=a.pk, amount_minor=amount, currency=currency) for a, amount in merchant_lines]
     debits = {(line.account_id, line.amount_minor) for line in lines if line.amount_minor > 0}
+    try:
+        pending_due_at = paid_at if t0 else release_at(paid_at, cycle_code(plan))
+    except CalendarError as exc:  # the operator's holiday file does not parse: refused like any bad term
+        raise SettlementError("calendar_invalid", str(exc)) from exc
     release = {
         "merchant_id": merchant_id,
         "currency": currency,
@@ -188,7 +192,7 @@ def _book(
         "channel_fee_minor": split.channel_fee_minor,
         "sold_at": paid_at,
         "pending_minor": split.merchant_net_minor,
-        "pending_due_at": paid_at if t0 else release_at(paid_at, cycle_code(plan)),
+        "pending_due_at": pending_due_at,
         "pending_state": ReleaseState.RELEASED if t0 or not split.merchant_net_minor else ReleaseState.HELD,
         "reserve_minor": split.reserve_minor,
         "reserve_due_at": paid_at + timedelta(days=plan.reserve_days),

@@ -2,6 +2,7 @@
 waiting for manual delivery), suspense when it is undeliverable or a second payment, the sale out of suspense
 when it is delivered later, and the reversal when a refund is final."""
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -13,12 +14,15 @@ from cardshop.services.checkout import order_payment_start
 from cardshop.services.orders import (
     order_delivery_retry,
     order_fulfil_manual,
+    order_sale_book,
     orders_expire_due,
     payment_notification_handle,
 )
 from cardshop.services.refunds import order_refund_request, refund_sync
 from cardshop.services.stock import card_secrets_import
+from core.errors import DomainError
 from core.parties import agent_create
+from settlement.checks import ledger_check
 from settlement.models import LedgerTransaction, SaleRelease
 from tests.cardshop.helpers import as_lists, buy, signed_notify
 from tests.conftest import make_product
@@ -226,3 +230,58 @@ def test_a_sale_the_ledger_refuses_is_booked_to_suspense_and_the_order_still_pai
     assert Order.objects.get(pk=order.pk).state == OrderState.DELIVERED
     held = LedgerTransaction.objects.get()
     assert held.idempotency_key == f"suspense:{payment.out_trade_no}" and held.memo == "sale_refused"
+    assert list(order.events.filter(kind="ledger_sale_refused").values_list("detail", flat=True)) == [
+        {"out_trade_no": payment.out_trade_no, "code": "fee_plan_invalid"}
+    ]
+
+
+def test_a_holiday_file_that_does_not_parse_never_blocks_a_payment_and_the_sale_is_booked_once_fixed(
+    shop, epay_sim, settings, tmp_path
+):
+    merchant, agent, top, account = shop
+    holidays = tmp_path / "holidays.txt"
+    holidays.write_text("year 2026\n2026-10-01 of National Day\n")  # `of`: the operator's typo
+    settings.SETTLEMENT_HOLIDAY_FILE = str(holidays)
+    product = make_product(merchant, secrets_count=1, price_minor=999)
+    order = buy(product)
+    payment = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1")
+
+    assert _notify(epay_sim, payment.out_trade_no).newly_succeeded
+
+    assert Order.objects.get(pk=order.pk).state == OrderState.DELIVERED
+    assert LedgerTransaction.objects.get().memo == "sale_refused"
+    assert order.events.get(kind="ledger_sale_refused").detail["code"] == "calendar_invalid"
+    with pytest.raises(DomainError) as refused:  # still broken: refused again, nothing changes
+        order_sale_book(order_no=order.order_no, actor="ops")
+    assert refused.value.code == "calendar_invalid" and LedgerTransaction.objects.count() == 1
+
+    holidays.write_text("year 2026\n2026-10-01 off National Day\n")
+    os.utime(holidays, (holidays.stat().st_mtime + 5,) * 2)  # the calendar is re-read when the file changes
+    assert order_sale_book(order_no=order.order_no, actor="ops") is True
+
+    sale = _lines(f"sale:{payment.out_trade_no}")
+    expected = _sale_lines(merchant, agent, top, account)
+    del expected[("channel_account", account.pk, "channel_clearing")]
+    del expected[("channel_account", account.pk, "channel_fee_expense")]
+    assert sale == {**expected, ("platform", 0, "suspense"): 999}  # suspense gives the gross to the split
+    assert order.events.filter(kind="ledger_booked").count() == 1
+    assert order_sale_book(order_no=order.order_no, actor="ops") is False  # once only
+    assert ledger_check().ok
+
+
+def test_booking_a_sale_needs_a_sold_order_whose_payment_is_in_suspense(shop, epay_sim):
+    merchant, *_ = shop
+    product = make_product(merchant, secrets_count=2, price_minor=999)
+    unpaid = buy(product)
+    with pytest.raises(DomainError) as refused:
+        order_sale_book(order_no=unpaid.order_no, actor="ops")
+    assert refused.value.code == "not_sold"
+
+    paid = buy(product)
+    payment = order_payment_start(order_no=paid.order_no, client_ip="10.0.0.1")
+    _notify(epay_sim, payment.out_trade_no)  # booked as a sale at once: nothing to do
+    assert order_sale_book(order_no=paid.order_no, actor="ops") is False
+    Order.objects.filter(pk=paid.pk).update(paid_by="P-BEFORE-THE-LEDGER")  # a payment that booked nothing
+    with pytest.raises(DomainError) as refused:
+        order_sale_book(order_no=paid.order_no, actor="ops")
+    assert refused.value.code == "not_in_suspense"

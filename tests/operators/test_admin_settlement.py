@@ -202,11 +202,13 @@ def test_a_fee_plan_is_typed_in_major_units_and_replaces_the_active_one(op, chai
         "reserve_bp": 500,
         "reserve_days": 14,
         "agent_commission_bp": "[300, 100]",
+        "refund_fee_borne_by": "merchant",
     }
     resp = op.post(reverse("admin:settlement_feeplan_add"), data)
     assert resp.status_code == 302, re.findall(r"errorlist.{0,300}", resp.content.decode())
     new = FeePlan.objects.get(is_active=True)
     assert (new.platform_fixed_minor, new.platform_rate_bp, new.agent_commission_bp) == (25, 600, [300, 100])
+    assert new.refund_fee_borne_by == "merchant"  # who pays a fee the channel keeps on a refund
     old.refresh_from_db()
     assert old.is_active is False
     listing = op.get(reverse("admin:settlement_feeplan_changelist")).content.decode()
@@ -225,6 +227,7 @@ def test_a_fee_plan_whose_commissions_exceed_the_fee_is_refused(op, chain):
         "reserve_bp": 0,
         "reserve_days": 0,
         "agent_commission_bp": "[200, 100]",
+        "refund_fee_borne_by": "platform",
     }
     resp = op.post(reverse("admin:settlement_feeplan_add"), data)
     assert resp.status_code == 200
