@@ -220,6 +220,7 @@ def _account_form(account: ChannelAccount, **changes) -> dict:
         "priority": account.priority,
         "fee_rate_bp": account.fee_rate_bp,
         "fee_fixed_minor": account.fee_fixed_minor,
+        **({"refund_returns_fee": "on"} if account.refund_returns_fee else {}),  # a checkbox posts only when on
     }
     data.update(changes)
     return data
