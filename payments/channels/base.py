@@ -18,6 +18,7 @@ class Capability(StrEnum):
     QUERY = "query"  # payment_query: the janitor asks the provider
     CLOSE = "close"  # expiry, cancel and a create in doubt close the trade at the provider
     REFUND = "refund"  # refund_request refuses a channel that cannot refund
+    PAYOUT = "payout"  # settlement pays merchants and agents out through it (payout + payout_query)
 
 
 class ObservedStatus(StrEnum):
@@ -172,6 +173,38 @@ class RefundObservation:
     event_key: str = ""
 
 
+class PayoutState(StrEnum):
+    PENDING = "pending"  # accepted, not final yet (the provider's processing states)
+    SUCCEEDED = "succeeded"  # the money reached the payee
+    FAILED = "failed"  # final refusal: nothing left our balance (or it came back)
+
+
+@dataclass(frozen=True)
+class PayoutRequest:
+    """One transfer from the platform's balance at the provider to a payee. `payout_no` is our idempotency key
+    (Alipay out_biz_no, WeChat out_bill_no, Stripe's Idempotency-Key and transfer_group, the bank's transfer
+    reference): sending the same request twice pays once."""
+
+    payout_no: str
+    amount: Money
+    payee: str  # the provider's id of the payee: Alipay login or user id, WeChat openid, Stripe acct_, bank account
+    payee_name: str  # the real name the provider checks (Alipay, WeChat above its threshold, the bank)
+    remark: str
+    provider_payout_no: str = ""  # known once the provider answered; lets a query name it directly
+
+
+@dataclass(frozen=True)
+class PayoutObservation:
+    """One verified statement by the provider about one payout (response or query)."""
+
+    payout_no: str
+    provider_payout_no: str
+    status: PayoutState
+    amount: Money
+    provider_status: str  # the provider's own word (SUCCESS, WAIT_USER_CONFIRM, paid, ...), for operators
+    failure_reason: str = ""  # the provider's reason when FAILED
+
+
 # Buyer-facing payment methods. One method may be served by several channels (Alipay directly or through
 # an epay aggregator), which is what routing chooses between.
 METHODS = ("alipay", "wxpay", "card", "bank", "qqpay")
@@ -248,3 +281,14 @@ class ChannelAdapter(Protocol):
 
     @staticmethod
     def ack(ok: bool) -> Ack: ...
+
+    def payout(self, request: PayoutRequest) -> PayoutObservation:
+        """Submit a transfer carrying request.payout_no as the provider's idempotency key (capability PAYOUT).
+        Raises Retryable (nothing was sent), Terminal (refused for good: nothing moved) or Unknown (timeout, 5xx:
+        resolve by payout_query, never by a new payout number)."""
+        ...
+
+    def payout_query(self, request: PayoutRequest) -> PayoutObservation | None:
+        """What the provider says about request.payout_no; None when it does not know it (it was never received,
+        and may be sent again under the same number)."""
+        ...
