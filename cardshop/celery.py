@@ -20,6 +20,8 @@ app.conf.beat_schedule = {
     "refund-emails-resend-missed": {"task": "cardshop.order_refund_emails_resend_missed", "schedule": 300.0},
     # Pending money and reserves reach merchant available when due (release times are whole days: a minute is plenty).
     "settlement-releases-due": {"task": "settlement.releases_due", "schedule": 60.0},
+    "settlement-payouts-create-due": {"task": "settlement.payouts_create_due", "schedule": 300.0},
+    "settlement-payouts-resolve-due": {"task": "settlement.payouts_resolve_due", "schedule": 60.0},
     "staff-sessions-clear": {"task": "cardshop.staff_sessions_clear", "schedule": 24 * 3600.0},
     # Nightly at a quiet hour (Celery's time zone: UTC unless CELERY_TIMEZONE is set); each run is stored.
     "ledger-check": {"task": "cardshop.ledger_check", "schedule": crontab(hour=3, minute=30)},

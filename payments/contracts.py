@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -202,3 +203,22 @@ class PaymentFeeFacts:
     amount: Money
     fee: Money
     refund_returns_fee: bool = True  # the channel gives its fee back when this payment is refunded
+
+
+class PayoutResult(StrEnum):
+    """What one attempt to pay out learned. Only PAID and FAILED are final; NOT_SENT means nothing reached the
+    provider (send again, same number); UNKNOWN means it may have (query first, never a new number)."""
+
+    PAID = "paid"
+    FAILED = "failed"
+    PENDING = "pending"
+    UNKNOWN = "unknown"
+    NOT_SENT = "not_sent"
+
+
+@dataclass(frozen=True)
+class PayoutOutcome:
+    result: PayoutResult
+    provider_payout_no: str = ""
+    provider_status: str = ""
+    failure_reason: str = ""

@@ -22,6 +22,7 @@ from payments.services.payments import (
     query_result_apply,
     references_paid_more_than_once,
 )
+from payments.services.payouts import channel_accounts_that_pay_out, payout_execute
 from payments.services.refunds import (
     extra_payments_refund_automatically,
     payment_refund_request,
@@ -40,6 +41,8 @@ from payments.services.stats import (
 )
 
 __all__ = [
+    "channel_accounts_that_pay_out",
+    "payout_execute",
     "demo_payments_backdate",
     "channel_account_configure",
     "channel_notify_methods",

@@ -8,11 +8,15 @@ owes a merchant is a positive "merchant available", not a negative number.
 
 from __future__ import annotations
 
+from datetime import time
+
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from core.models import agent_max_depth
+from core.money import Money
 
 PLATFORM_PARTY_ID = 0  # the platform is one party: its accounts carry party kind "platform" and this id
 
@@ -326,3 +330,164 @@ class SaleRelease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sale_id}: pending {self.pending_state}, reserve {self.reserve_state}"
+
+
+# --- payouts (issue 12) ------------------------------------------------------------------------------------------
+
+
+class PayoutState(models.TextChoices):
+    CREATED = "created", _("created")  # held in the ledger, not sent yet
+    SUBMITTED = "submitted", _("submitted")  # sent; the provider is processing it
+    UNKNOWN = "unknown", _("unknown")  # the answer was lost (timeout, 5xx): resolved by query, never resent anew
+    PAID = "paid", _("paid")
+    FAILED = "failed", _("failed")  # nothing moved: the hold went back to available
+
+
+OPEN_PAYOUT_STATES = (PayoutState.CREATED, PayoutState.SUBMITTED, PayoutState.UNKNOWN)
+
+
+class PayoutDestination(models.Model):
+    """Where one party's payouts in one currency go: a channel account that can pay out, and the payee there."""
+
+    party_kind = models.CharField(_("party kind"), max_length=16, choices=PartyKind.choices)
+    party_id = models.PositiveBigIntegerField(_("party id"))
+    currency = models.CharField(_("currency"), max_length=3, default="CNY")
+    channel_account = models.ForeignKey(
+        "payments.ChannelAccount", verbose_name=_("paid through"), on_delete=models.PROTECT, related_name="+"
+    )
+    payee = models.CharField(
+        _("payee at the provider"),
+        max_length=64,
+        help_text=_("Alipay login or user id, WeChat openid, Stripe connected account, bank account number"),
+    )
+    payee_name = models.CharField(_("payee's real name"), max_length=64)
+    frozen = models.BooleanField(_("frozen"), default=False, help_text=_("no payout is made while frozen"))
+    frozen_reason = models.CharField(_("why frozen"), max_length=200, blank=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("payout destination")
+        verbose_name_plural = _("payout destinations")
+        ordering = ["party_kind", "party_id", "currency"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["party_kind", "party_id", "currency"], name="settlement_payoutdestination_one_per_party"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(party_kind__in=["merchant", "agent"]), name="settlement_payoutdestination_party"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.party_kind}:{self.party_id} {self.currency} -> {self.payee}"
+
+
+class PayoutSchedule(models.Model):
+    """When payouts of one currency run (the cut-off window, shop time) and the smallest amount worth paying."""
+
+    currency = models.CharField(_("currency"), max_length=3, unique=True, default="CNY")
+    enabled = models.BooleanField(_("enabled"), default=True)
+    minimum_minor = models.PositiveBigIntegerField(_("minimum payout (minor units)"), default=100)
+    window_start = models.TimeField(_("payouts start at"), default=time(0, 0))
+    window_end = models.TimeField(
+        _("cut-off"), default=time(23, 59), help_text=_("no payout is created after this time of the shop's day")
+    )
+
+    class Meta:
+        verbose_name = _("payout schedule")
+        verbose_name_plural = _("payout schedules")
+        ordering = ["currency"]
+
+    def __str__(self) -> str:
+        return f"{self.currency} {self.window_start:%H:%M}-{self.window_end:%H:%M} >= {self.minimum_minor}"
+
+
+class Payout(ConcurrentTransitionMixin, models.Model):
+    """One transfer of a party's available money to its destination. `payout_no` is the provider's idempotency key:
+    a payout is never sent under another number; a FAILED one is retried as a new payout (`retry_of`)."""
+
+    payout_no = models.CharField(_("payout no"), max_length=40, unique=True)
+    party_kind = models.CharField(_("party kind"), max_length=16, choices=PartyKind.choices)
+    party_id = models.PositiveBigIntegerField(_("party id"))
+    currency = models.CharField(_("currency"), max_length=3)
+    amount_minor = models.PositiveBigIntegerField(_("amount (minor units)"))
+    destination = models.ForeignKey(
+        PayoutDestination, verbose_name=_("destination"), on_delete=models.PROTECT, related_name="payouts"
+    )
+    # Copied when created, so editing the destination never redirects a payout already on its way.
+    channel_account_id = models.PositiveBigIntegerField(_("channel account id"))
+    payee = models.CharField(_("payee at the provider"), max_length=64)
+    payee_name = models.CharField(_("payee's real name"), max_length=64)
+    state = FSMField(_("state"), default=PayoutState.CREATED, choices=PayoutState.choices, protected=True)
+    provider_payout_no = models.CharField(_("provider's payout no"), max_length=64, blank=True)
+    provider_status = models.CharField(_("provider's status"), max_length=32, blank=True)
+    failure_reason = models.CharField(_("failure reason"), max_length=200, blank=True)
+    submit_attempts = models.PositiveSmallIntegerField(_("times sent"), default=0)
+    next_query_at = models.DateTimeField(_("next query"), null=True, blank=True)
+    retry_of = models.ForeignKey(
+        "self", verbose_name=_("retry of"), null=True, blank=True, on_delete=models.PROTECT, related_name="retries"
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("payout")
+        verbose_name_plural = _("payouts")
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="settlement_payout_amount_positive"),
+            # At most one payout on its way per party and currency: two payout runs racing cannot both hold.
+            models.UniqueConstraint(
+                fields=["party_kind", "party_id", "currency"],
+                condition=models.Q(state__in=["created", "submitted", "unknown"]),
+                name="settlement_payout_one_open_per_party",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_query_at"],
+                condition=models.Q(state__in=["submitted", "unknown"]),
+                name="settlement_payout_query_due",
+            ),
+        ]
+        permissions = [("manage_payouts", _("Can freeze parties and retry failed payouts"))]
+
+    def __str__(self) -> str:
+        return self.payout_no
+
+    @property
+    def amount(self) -> Money:
+        return Money(self.amount_minor, self.currency)
+
+    @transition(
+        field=state,
+        source=[PayoutState.CREATED, PayoutState.SUBMITTED, PayoutState.UNKNOWN],
+        target=PayoutState.SUBMITTED,
+    )
+    def mark_submitted(self, *, provider_payout_no: str, provider_status: str) -> None:
+        self.provider_payout_no = provider_payout_no or self.provider_payout_no
+        self.provider_status = provider_status
+
+    @transition(
+        field=state,
+        source=[PayoutState.CREATED, PayoutState.SUBMITTED, PayoutState.UNKNOWN],
+        target=PayoutState.UNKNOWN,
+    )
+    def mark_unknown(self) -> None:
+        """The answer was lost: only a query (or a resend under the same number) resolves it."""
+
+    @transition(
+        field=state, source=[PayoutState.CREATED, PayoutState.SUBMITTED, PayoutState.UNKNOWN], target=PayoutState.PAID
+    )
+    def mark_paid(self, *, provider_payout_no: str, provider_status: str) -> None:
+        self.provider_payout_no = provider_payout_no or self.provider_payout_no
+        self.provider_status = provider_status
+        self.next_query_at = None
+
+    @transition(
+        field=state, source=[PayoutState.CREATED, PayoutState.SUBMITTED, PayoutState.UNKNOWN], target=PayoutState.FAILED
+    )
+    def mark_failed(self, *, reason: str, provider_status: str = "") -> None:
+        self.failure_reason = reason[:200]
+        self.provider_status = provider_status
+        self.next_query_at = None

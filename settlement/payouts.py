@@ -1,0 +1,282 @@
+"""T+0 payouts: a merchant's available money paid out through a channel account, never twice, never below zero.
+
+The road of one payout:
+1. `payouts_create_due` (beat): per destination that is not frozen, inside the currency's window and with at
+   least the schedule's minimum available, one transaction locks the merchant's available and owed rows, creates
+   the `Payout` (CREATED) and posts `payout:<payout_no>`: available debited, payouts in transit credited. The
+   no-overdraft CHECK on available and the one-open-payout-per-party constraint back the lock.
+2. After commit, `payout_submit` sends it (no lock held during the I/O) with payout_no as the provider's
+   idempotency key. Before sending, the attempt is counted and the next look scheduled, in its own commit, so a
+   worker killed mid-send leaves a payout the janitor knows may have reached the provider.
+3. The answer is applied under the payout's lock: PAID posts `payout_paid:<payout_no>` (in transit debited, the
+   channel account's clearing credited: the money left the provider's balance); FAILED posts
+   `payout_release:<payout_no>` (the hold back to available, what the merchant owes paid first); PENDING
+   (SUBMITTED) and UNKNOWN wait for the janitor; NOT_SENT is sent again later, same number.
+4. `payouts_resolve_due` (beat): every open payout whose next look is due is queried first (in doubt) and sent
+   again under the same number only when the provider does not know it.
+
+Lock order: LedgerAccount (merchant available, owed), then Payout.
+Agents are paid out by the next slice: their commission payable keeps no locked balance row yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import datetime, timedelta
+
+from celery import current_app
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from core.audit import audit_record
+from payments import facade as payments
+from payments.contracts import PayoutOutcome, PayoutResult
+from settlement.contracts import SettlementError
+from settlement.ledger import Line, ledger_accounts, ledger_post
+from settlement.models import (
+    OPEN_PAYOUT_STATES,
+    AccountKind,
+    LedgerAccount,
+    PartyKind,
+    Payout,
+    PayoutDestination,
+    PayoutSchedule,
+    PayoutState,
+    TransactionKind,
+)
+from settlement.services.merchant_money import credit_parts, merchant_money_locked
+
+log = logging.getLogger(__name__)
+
+QUERY_BACKOFF = (30, 60, 120, 300, 600, 1800, 3600)  # seconds until the next look, by attempts so far
+
+
+def payout_no_new() -> str:
+    return "PO" + timezone.localtime().strftime("%Y%m%d%H%M%S") + f"{secrets.randbelow(10**8):08d}"
+
+
+def _next_look(attempts: int, now: datetime) -> datetime:
+    return now + timedelta(seconds=QUERY_BACKOFF[min(attempts, len(QUERY_BACKOFF) - 1)])
+
+
+def _schedule(currency: str) -> PayoutSchedule:
+    return PayoutSchedule.objects.filter(currency=currency).first() or PayoutSchedule(currency=currency)
+
+
+def _in_window(schedule: PayoutSchedule, now: datetime) -> bool:
+    clock = timezone.localtime(now).time()
+    return schedule.enabled and schedule.window_start <= clock <= schedule.window_end
+
+
+def _after_commit(task_name: str, *args: object) -> None:
+    # robust: a broker that is down must not fail the caller after its commit; the janitor sends the payout.
+    transaction.on_commit(lambda: current_app.tasks[task_name].delay(*args), robust=True)
+
+
+def _payout_lock(payout_no: str) -> Payout:
+    return Payout.objects.select_for_update(of=("self",)).get(payout_no=payout_no)
+
+
+def payout_create(*, destination_id: int, now: datetime | None = None, retry_of: Payout | None = None) -> Payout | None:
+    """Hold the party's whole available balance for one payout, or None (frozen, below the minimum, outside the
+    window, a payout already on its way, or the last one failed and waits for an operator's retry). One
+    transaction; submitted after commit."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        destination = PayoutDestination.objects.get(pk=destination_id)
+        schedule = _schedule(destination.currency)
+        if destination.frozen or destination.party_kind != PartyKind.MERCHANT:
+            return None
+        if retry_of is None and not _in_window(schedule, now):
+            return None
+        available, owed = merchant_money_locked(merchant_id=destination.party_id, currency=destination.currency)
+        mine = Payout.objects.filter(
+            party_kind=destination.party_kind, party_id=destination.party_id, currency=destination.currency
+        )
+        if (
+            available.balance_minor < max(schedule.minimum_minor, 1)
+            or mine.filter(state__in=OPEN_PAYOUT_STATES).exists()
+        ):
+            return None
+        last = mine.order_by("-created_at", "-pk").first()
+        if retry_of is None and last is not None and last.state == PayoutState.FAILED:
+            # A refused payout (payee unknown, name mismatch) would be refused again every run: an operator
+            # fixes the destination and retries it (a new payout, a new number).
+            return None
+        payout = Payout.objects.create(
+            retry_of=retry_of,
+            payout_no=payout_no_new(),
+            party_kind=destination.party_kind,
+            party_id=destination.party_id,
+            currency=destination.currency,
+            amount_minor=available.balance_minor,
+            destination=destination,
+            channel_account_id=destination.channel_account_id,
+            payee=destination.payee,
+            payee_name=destination.payee_name,
+        )
+        in_transit = ledger_accounts(
+            currency=payout.currency,
+            specs=[(PartyKind.MERCHANT, payout.party_id, AccountKind.PAYOUTS_IN_TRANSIT)],
+        )
+        ledger_post(
+            key=f"payout:{payout.payout_no}",
+            kind=TransactionKind.PAYOUT,
+            reference=payout.payout_no,
+            lines=[
+                Line(account_id=available.pk, amount_minor=payout.amount_minor, currency=payout.currency),
+                Line(
+                    account_id=next(iter(in_transit.values())).pk,
+                    amount_minor=-payout.amount_minor,
+                    currency=payout.currency,
+                ),
+            ],
+            memo="held for payout",
+            accounts={available.pk: available, **{a.pk: a for a in in_transit.values()}},
+            locked=(available, owed),
+        )
+        _after_commit("settlement.payout_submit", payout.payout_no)
+    return payout
+
+
+def payout_retry(*, payout_no: str, actor: str) -> Payout:
+    """An operator retries a FAILED payout: a new payout (new number) of what is available now."""
+    failed = Payout.objects.get(payout_no=payout_no)
+    if failed.state != PayoutState.FAILED:
+        raise SettlementError("payout_not_failed", "Only a failed payout can be retried.")
+    if failed.retries.exists():
+        raise SettlementError("payout_retried", "This payout was retried already.")
+    with transaction.atomic():
+        payout = payout_create(destination_id=failed.destination_id, retry_of=failed)
+        if payout is None:
+            raise SettlementError(
+                "payout_not_possible", "Nothing to pay out now (frozen, below the minimum, or one is on its way)."
+            )
+        audit_record(actor=actor, action="payout.retry", target=f"payout:{payout.pk}", retry_of=payout_no)
+    return payout
+
+
+def payouts_create_due(*, now: datetime | None = None) -> list[str]:
+    """The beat job: one payout per destination that has one due. Runs racing each other create each once."""
+    made = []
+    for destination_id in PayoutDestination.objects.filter(frozen=False).values_list("pk", flat=True):
+        try:
+            payout = payout_create(destination_id=destination_id, now=now)
+        except IntegrityError:  # another run created this party's payout between our check and insert
+            continue
+        if payout is not None:
+            made.append(payout.payout_no)
+    return made
+
+
+def payout_submit(*, payout_no: str, now: datetime | None = None) -> str:
+    """Send one payout (or, when an earlier attempt may have reached the provider, ask about it first) and apply
+    the answer. Idempotent: a final payout is left alone. Returns the payout's state."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        payout = _payout_lock(payout_no)
+        if payout.state not in OPEN_PAYOUT_STATES:
+            return payout.state
+        in_doubt = payout.state != PayoutState.CREATED or payout.submit_attempts > 0
+        payout.submit_attempts += 1
+        payout.next_query_at = _next_look(payout.submit_attempts, now)
+        payout.save(update_fields=["submit_attempts", "next_query_at", "updated_at"])
+    outcome = payments.payout_execute(
+        channel_account_id=payout.channel_account_id,
+        payout_no=payout.payout_no,
+        amount=payout.amount,
+        payee=payout.payee,
+        payee_name=payout.payee_name,
+        remark=f"payout {payout.payout_no}",
+        provider_payout_no=payout.provider_payout_no,
+        in_doubt=in_doubt,
+    )
+    return payout_outcome_apply(payout_no=payout_no, outcome=outcome)
+
+
+def payout_outcome_apply(*, payout_no: str, outcome: PayoutOutcome) -> str:
+    """Move the payout by what the provider said, with its posting, in one transaction. Monotonic: a paid or
+    failed payout never changes again, whatever arrives late."""
+    with transaction.atomic():
+        money = None
+        if outcome.result == PayoutResult.FAILED:  # the hold goes back: balance rows first (lock order)
+            party_id, currency = Payout.objects.values_list("party_id", "currency").get(payout_no=payout_no)
+            money = merchant_money_locked(merchant_id=party_id, currency=currency)
+        payout = _payout_lock(payout_no)
+        if payout.state not in OPEN_PAYOUT_STATES:
+            return payout.state
+        if outcome.result == PayoutResult.PAID:
+            payout.mark_paid(provider_payout_no=outcome.provider_payout_no, provider_status=outcome.provider_status)
+            _post_paid(payout)
+        elif outcome.result == PayoutResult.FAILED:
+            _release_hold(payout, *money)
+            payout.mark_failed(
+                reason=outcome.failure_reason or outcome.provider_status, provider_status=outcome.provider_status
+            )
+        elif outcome.result == PayoutResult.PENDING:
+            payout.mark_submitted(
+                provider_payout_no=outcome.provider_payout_no, provider_status=outcome.provider_status
+            )
+        elif outcome.result == PayoutResult.UNKNOWN:
+            payout.mark_unknown()
+        payout.save()
+        return payout.state
+
+
+def _post_paid(payout: Payout) -> None:
+    in_transit_spec = (PartyKind.MERCHANT, payout.party_id, AccountKind.PAYOUTS_IN_TRANSIT)
+    clearing_spec = (PartyKind.CHANNEL_ACCOUNT, payout.channel_account_id, AccountKind.CHANNEL_CLEARING)
+    accounts = ledger_accounts(currency=payout.currency, specs=[in_transit_spec, clearing_spec])
+    in_transit, clearing = accounts[in_transit_spec], accounts[clearing_spec]
+    ledger_post(
+        key=f"payout_paid:{payout.payout_no}",
+        kind=TransactionKind.PAYOUT,
+        reference=payout.payout_no,
+        lines=[
+            Line(account_id=in_transit.pk, amount_minor=payout.amount_minor, currency=payout.currency),
+            Line(account_id=clearing.pk, amount_minor=-payout.amount_minor, currency=payout.currency),
+        ],
+        memo="paid out",
+        accounts={a.pk: a for a in accounts.values()},
+    )
+
+
+def _release_hold(payout: Payout, available: LedgerAccount, owed: LedgerAccount) -> None:
+    """The hold goes back (to available and owed, locked by the caller): what the merchant owes first (a refund
+    may have landed meanwhile), then available."""
+    in_transit = next(
+        iter(
+            ledger_accounts(
+                currency=payout.currency,
+                specs=[(PartyKind.MERCHANT, payout.party_id, AccountKind.PAYOUTS_IN_TRANSIT)],
+            ).values()
+        )
+    )
+    parts = credit_parts(available=available, owed=owed, amount_minor=payout.amount_minor)
+    ledger_post(
+        key=f"payout_release:{payout.payout_no}",
+        kind=TransactionKind.PAYOUT,
+        reference=payout.payout_no,
+        lines=[
+            Line(account_id=in_transit.pk, amount_minor=payout.amount_minor, currency=payout.currency),
+            *[Line(account_id=a.pk, amount_minor=amount, currency=payout.currency) for a, amount in parts],
+        ],
+        memo="payout failed: hold released",
+        accounts={in_transit.pk: in_transit, available.pk: available, owed.pk: owed},
+        locked=(available, owed),
+    )
+
+
+def payouts_resolve_due(*, now: datetime | None = None, limit: int = 200) -> int:
+    """The janitor: every open payout whose next look is due is asked about (and resent, same number, only if
+    the provider does not know it). Returns how many were looked at."""
+    now = now or timezone.now()
+    due = list(
+        Payout.objects.filter(state__in=OPEN_PAYOUT_STATES, next_query_at__lte=now)
+        .order_by("next_query_at")
+        .values_list("payout_no", flat=True)[:limit]
+    )
+    for payout_no in due:
+        payout_submit(payout_no=payout_no, now=now)
+    return len(due)
