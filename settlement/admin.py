@@ -687,3 +687,6 @@ def _finding_table(findings: list[dict]) -> str:
             ((FINDING_LABELS.get(item.get("code"), item.get("code")), cells(item)) for item in findings),
         ),
     )
+
+
+from settlement import admin_payouts  # noqa: E402, F401  (registers the payouts admins)

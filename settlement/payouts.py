@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from celery import current_app
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.audit import audit_record
 from payments import facade as payments
@@ -144,14 +145,14 @@ def payout_retry(*, payout_no: str, actor: str) -> Payout:
     """An operator retries a FAILED payout: a new payout (new number) of what is available now."""
     failed = Payout.objects.get(payout_no=payout_no)
     if failed.state != PayoutState.FAILED:
-        raise SettlementError("payout_not_failed", "Only a failed payout can be retried.")
+        raise SettlementError("payout_not_failed", _("Only a failed payout can be retried."))
     if failed.retries.exists():
-        raise SettlementError("payout_retried", "This payout was retried already.")
+        raise SettlementError("payout_retried", _("This payout was retried already."))
     with transaction.atomic():
         payout = payout_create(destination_id=failed.destination_id, retry_of=failed)
         if payout is None:
             raise SettlementError(
-                "payout_not_possible", "Nothing to pay out now (frozen, below the minimum, or one is on its way)."
+                "payout_not_possible", _("Nothing to pay out now (frozen, below the minimum, or one is on its way).")
             )
         audit_record(actor=actor, action="payout.retry", target=f"payout:{payout.pk}", retry_of=payout_no)
     return payout

@@ -1,0 +1,177 @@
+"""The payouts back office: where each party is paid (with a freeze), when payouts run, and every payout with its
+postings. Payouts themselves are made by the beat job and the provider's answers; operators only retry a failed
+one (a new payout, a new number) or freeze a party. Registered from settlement.admin."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
+from unfold.admin import ModelAdmin
+
+from core.admin_display import MajorUnitsFormMixin, ReadOnlyAdminMixin, money_label
+from core.audit import audit_record
+from core.errors import DomainError
+from payments import facade as payments
+from settlement.models import LedgerTransaction, Payout, PayoutDestination, PayoutSchedule
+from settlement.payouts import payout_retry
+from settlement.reads import party_labels
+
+
+class PayoutDestinationForm(forms.ModelForm):
+    class Meta:
+        model = PayoutDestination
+        fields = [
+            "party_kind",
+            "party_id",
+            "currency",
+            "channel_account",
+            "payee",
+            "payee_name",
+            "frozen",
+            "frozen_reason",
+        ]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Only accounts whose channel can pay out (Capability.PAYOUT) are offered.
+        capable = [pk for pk, _label in payments.channel_accounts_that_pay_out()]
+        field = self.fields["channel_account"]
+        field.queryset = field.queryset.filter(pk__in=capable)
+        self.fields["party_kind"].choices = [
+            c for c in self.fields["party_kind"].choices if c[0] in ("merchant", "agent")
+        ]
+
+
+@admin.register(PayoutDestination)
+class PayoutDestinationAdmin(ModelAdmin):
+    form = PayoutDestinationForm
+    list_display = ["party_display", "currency", "channel_account", "payee", "frozen"]
+    list_filter = ["frozen", "currency", "party_kind"]
+    search_fields = ["payee", "=party_id"]
+    actions = ["freeze", "unfreeze"]
+
+    @admin.display(description=_("party"))
+    def party_display(self, obj: PayoutDestination) -> str:
+        return party_labels([(obj.party_kind, obj.party_id)]).get((obj.party_kind, obj.party_id), f"#{obj.party_id}")
+
+    def save_model(self, request, obj: PayoutDestination, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        audit_record(
+            actor=request.user.get_username(),
+            action="payout_destination.edit" if change else "payout_destination.add",
+            target=f"payoutdestination:{obj.pk}",
+            changed=sorted(form.changed_data),
+        )
+
+    def has_freeze_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("settlement.manage_payouts")
+
+    has_unfreeze_permission = has_freeze_permission
+
+    @admin.action(description=_("Freeze: no payouts until unfrozen"), permissions=["freeze"])
+    def freeze(self, request: HttpRequest, queryset) -> None:
+        self._set_frozen(request, queryset, frozen=True)
+
+    @admin.action(description=_("Unfreeze"), permissions=["unfreeze"])
+    def unfreeze(self, request: HttpRequest, queryset) -> None:
+        self._set_frozen(request, queryset, frozen=False)
+
+    def _set_frozen(self, request: HttpRequest, queryset, *, frozen: bool) -> None:
+        for destination in queryset:
+            PayoutDestination.objects.filter(pk=destination.pk).update(frozen=frozen, updated_at=timezone.now())
+            audit_record(
+                actor=request.user.get_username(),
+                action="payout_destination.freeze" if frozen else "payout_destination.unfreeze",
+                target=f"payoutdestination:{destination.pk}",
+            )
+        messages.success(request, _("%(n)d destination(s) updated.") % {"n": queryset.count()})
+
+
+class PayoutScheduleForm(MajorUnitsFormMixin, forms.ModelForm):
+    major_unit_fields = {"minimum_minor": "currency"}
+    major_unit_required = ("minimum_minor",)
+    major_unit_labels = {"minimum_minor": _("minimum payout")}
+
+    class Meta:
+        model = PayoutSchedule
+        fields = ["currency", "enabled", "minimum_minor", "window_start", "window_end"]
+
+
+@admin.register(PayoutSchedule)
+class PayoutScheduleAdmin(ModelAdmin):
+    form = PayoutScheduleForm
+    list_display = ["currency", "enabled", "minimum_display", "window_start", "window_end"]
+
+    @admin.display(description=_("minimum payout"))
+    def minimum_display(self, obj: PayoutSchedule) -> str:
+        return money_label(obj.minimum_minor, obj.currency)
+
+
+@admin.register(Payout)
+class PayoutAdmin(ReadOnlyAdminMixin, ModelAdmin):
+    list_display = ["payout_no", "party_display", "amount_display", "state", "provider_status", "created_at"]
+    list_filter = ["state", "currency", "party_kind"]
+    search_fields = ["payout_no", "provider_payout_no", "payee"]
+    readonly_fields = [
+        "payout_no",
+        "party_display",
+        "amount_display",
+        "state",
+        "payee",
+        "payee_name",
+        "channel_account_id",
+        "provider_payout_no",
+        "provider_status",
+        "failure_reason",
+        "submit_attempts",
+        "next_query_at",
+        "retry_of",
+        "created_at",
+        "updated_at",
+        "timeline",
+    ]
+    fields = readonly_fields
+    actions = ["retry"]
+
+    @admin.display(description=_("party"))
+    def party_display(self, obj: Payout) -> str:
+        return party_labels([(obj.party_kind, obj.party_id)]).get((obj.party_kind, obj.party_id), f"#{obj.party_id}")
+
+    @admin.display(description=_("amount"), ordering="amount_minor")
+    def amount_display(self, obj: Payout) -> str:
+        return money_label(obj.amount_minor, obj.currency)
+
+    @admin.display(description=_("timeline"))
+    def timeline(self, obj: Payout) -> str:
+        """When it was held, and each posting since (the paid or released money), oldest first."""
+        labels = {
+            f"payout:{obj.payout_no}": _("held from available"),
+            f"payout_paid:{obj.payout_no}": _("paid out: left the provider's balance"),
+            f"payout_release:{obj.payout_no}": _("failed: the hold went back to available"),
+        }
+        rows = [
+            (timezone.localtime(t.created_at).strftime("%Y-%m-%d %H:%M:%S"), labels.get(t.idempotency_key, t.memo))
+            for t in LedgerTransaction.objects.filter(reference=obj.payout_no).order_by("pk")
+        ]
+        if obj.submit_attempts:
+            rows.append(("", _("sent %(n)d time(s) under %(no)s") % {"n": obj.submit_attempts, "no": obj.payout_no}))
+        return format_html("<ol>{}</ol>", format_html_join("", "<li>{} {}</li>", rows)) if rows else "—"
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("settlement.manage_payouts")
+
+    @admin.action(description=_("Retry failed payouts (a new payout, a new number)"), permissions=["retry"])
+    def retry(self, request: HttpRequest, queryset) -> None:
+        for payout in queryset:
+            try:
+                again = payout_retry(payout_no=payout.payout_no, actor=request.user.get_username())
+            except DomainError as exc:
+                messages.error(request, f"{payout.payout_no}: {exc.message}")
+            else:
+                messages.success(
+                    request, _("%(old)s retried as %(new)s") % {"old": payout.payout_no, "new": again.payout_no}
+                )
