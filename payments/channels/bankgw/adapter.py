@@ -4,7 +4,7 @@ every call, HMAC-SHA256-signed form callbacks.
 Payouts (Transfer / TransferQuery) also carry a body `signature` both ways: HMAC-SHA256 with the notify key over
 the message's other fields (bank.wsdl's header comment, the same string as the callbacks, signing.py). An answer
 whose signature does not verify is Unknown, never a state: a forged REJECTED would let the shop pay again.
-zeep.helpers.serialize_object (zeep 4.3 docs, "Helpers") turns the parsed answer into the field dict we verify.
+zeep.helpers.serialize_object (zeep 4.3.3, zeep/helpers.py) turns the parsed answer into the field dict we verify.
 
 The WSDL ships with this package and is parsed once per process; each account gets its own ServiceProxy bound
 to `account.base_url + "/soap"`, so nothing is ever fetched from the bank to describe the service.
