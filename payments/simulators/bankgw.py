@@ -1,10 +1,12 @@
 """Loopback simulator of the *bank side* of the CardShop bank gateway (SOAP 1.1 document/literal).
 
 It plays the bank a merchant integrates with: ``POST /soap`` answers CreatePayment, QueryPayment,
-ClosePayment, Refund and QueryRefund after checking the WS-Security UsernameToken (PasswordDigest, Created
+ClosePayment, Refund, QueryRefund, Transfer and TransferQuery after checking the WS-Security UsernameToken (PasswordDigest, Created
 window, nonce replay) and validating the body against the schema in the WSDL; ``GET /soap?wsdl`` publishes
 that WSDL; ``/cashier/<bankRef>`` is a one-button cashier; paying sends the HMAC-SHA256-signed form callback
-to the trade's notifyUrl. SOAP handling is plain lxml on WSGI (no SOAP library), so it checks our zeep client
+to the trade's notifyUrl. Transfers pay out of each merchant's balance here (debited when the bank accepts,
+given back if it later rejects), are idempotent on transferRef and carry the body signature both ways; the
+transfers that moved money are listed by ``executed_transfers``. SOAP handling is plain lxml on WSGI (no SOAP library), so it checks our zeep client
 against a second implementation.
 
 The WSDL is the one contract both sides share: it is read as a file, nothing of ``payments.channels`` is
@@ -71,7 +73,24 @@ PAID_STATUSES = ("PAID", "SETTLED")
 OPEN_STATUSES = ("PENDING", "REVIEW")
 # DECLINED is the last attempt's outcome, not the payment's: the buyer may still pay it with another card.
 PAYABLE_STATUSES = (*OPEN_STATUSES, "DECLINED")
+TRANSFER_OPEN = ("ACCEPTED", "PROCESSING")
+REJECT_REASONS = ("INSUFFICIENT_FUNDS", "ACCOUNT_CLOSED", "NAME_MISMATCH")
+HOLD = "HOLD"  # scripted_transfer word: accept the transfer and keep it open until settle_transfer
+# Ways to spoil a signed answer (forge_answers), to prove the adapter refuses them.
+FORGERIES = ("tampered", "bad_key", "unsigned")
+DEFAULT_BALANCE_MINOR = 1_000_000
 
+TRANSFER_FIELDS = (
+    "resultCode",
+    "resultMessage",
+    "transferRef",
+    "bankTransferId",
+    "status",
+    "amountMinor",
+    "currency",
+    "rejectReason",
+    "signature",
+)
 # Response element order, as the WSDL's sequences require.
 RESPONSE_FIELDS = {
     "CreatePayment": ("resultCode", "resultMessage", "bankRef", "cashierUrl"),
@@ -88,7 +107,11 @@ RESPONSE_FIELDS = {
     "ClosePayment": ("resultCode", "resultMessage", "status"),
     "Refund": ("resultCode", "resultMessage", "refundId", "refundRef", "refundStatus", "amountMinor", "currency"),
     "QueryRefund": ("resultCode", "resultMessage", "refundId", "refundRef", "refundStatus", "amountMinor", "currency"),
+    "Transfer": TRANSFER_FIELDS,
+    "TransferQuery": TRANSFER_FIELDS,
 }
+# Operations whose request and answer carry the body signature.
+SIGNED = frozenset({"Transfer", "TransferQuery"})
 
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, remove_blank_text=True)
 
@@ -109,6 +132,7 @@ class Merchant:
     password: str
     notify_key: str
     currency: str = "CNY"
+    balance_minor: int = DEFAULT_BALANCE_MINOR  # what transfers may pay out; changed under the simulator's lock
 
 
 def _load_wsdl() -> etree._ElementTree:
@@ -157,6 +181,14 @@ class BankGatewaySimulator(LoopbackServer):
         self._trades: dict[str, dict[str, Any]] = {}  # bankRef -> trade
         self._by_order: dict[tuple[str, str], str] = {}  # (merchantId, orderId) -> bankRef
         self._refunds: dict[tuple[str, str], dict[str, Any]] = {}  # (merchantId, refundId) -> refund
+        self._transfers: dict[tuple[str, str], dict[str, Any]] = {}  # (merchantId, transferRef) -> transfer
+        # Transfer outcomes to force next: HOLD or a reject reason (ACCOUNT_CLOSED, NAME_MISMATCH, ...).
+        self.scripted_transfer: deque[str] = deque()
+        # Payee accounts the bank knows: closed ones, and the holder name of others (checked when listed).
+        self.closed_accounts: set[str] = set()
+        self.payee_names: dict[str, str] = {}
+        # Forgeries (FORGERIES) applied to the next signed answers, one each.
+        self.forge_answers: deque[str] = deque()
         self._nonces: set[str] = set()
         self._nonce_expiry: deque[tuple[float, str]] = deque()
         # CreatePayment result codes to answer next (REVIEW, DECLINED, SYSTEM_ERROR), for tests and the demo.
@@ -177,7 +209,7 @@ class BankGatewaySimulator(LoopbackServer):
             self._by_username[merchant.username] = merchant.merchant_id
         return merchant
 
-    def new_merchant(self) -> Merchant:
+    def new_merchant(self, balance_minor: int = DEFAULT_BALANCE_MINOR) -> Merchant:
         return self.add_merchant(
             Merchant(
                 merchant_id=f"BG{secrets.randbelow(9 * 10**9) + 10**9}",
@@ -185,6 +217,7 @@ class BankGatewaySimulator(LoopbackServer):
                 password=secrets.token_urlsafe(24),
                 notify_key=secrets.token_hex(32),
                 currency=self.currency,
+                balance_minor=balance_minor,
             )
         )
 
@@ -200,6 +233,10 @@ class BankGatewaySimulator(LoopbackServer):
             Merchant(data["merchant_no"], creds["username"], creds["password"], creds["notify_key"], data["currency"])
         )
         return self._sim_account(self._default)
+
+    def account_for(self, merchant: Merchant) -> SimAccount:
+        """The account form values of `merchant` (tests give each payout test its own balance)."""
+        return self._sim_account(merchant)
 
     def _sim_account(self, m: Merchant) -> SimAccount:
         creds = {"username": m.username, "password": m.password, "notify_key": m.notify_key}
@@ -231,6 +268,40 @@ class BankGatewaySimulator(LoopbackServer):
         with self._lock:
             found = next((r for (_, rid), r in self._refunds.items() if rid == refund_no), None)
             return copy.deepcopy(found) if found else None
+
+    # ---- transfers ---------------------------------------------------------
+    def balance(self, merchant_id: str) -> int:
+        with self._lock:
+            return self._merchants[merchant_id].balance_minor
+
+    def transfer_for(self, transfer_ref: str) -> dict | None:
+        with self._lock:
+            found = next((t for (_, ref), t in self._transfers.items() if ref == transfer_ref), None)
+            return copy.deepcopy(found) if found else None
+
+    def executed_transfers(self, merchant_id: str | None = None) -> dict[str, dict]:
+        """transferRef -> transfer, for every transfer that took money from a balance (not REJECTED)."""
+        with self._lock:
+            return {
+                ref: copy.deepcopy(t)
+                for (mid, ref), t in self._transfers.items()
+                if t["status"] != "REJECTED" and merchant_id in (None, mid)
+            }
+
+    def settle_transfer(self, transfer_ref: str, status: str = "SETTLED", reason: str = "") -> None:
+        """The bank moves a held transfer on: PROCESSING, SETTLED, or REJECTED for `reason` (money given back)."""
+        if status not in ("PROCESSING", "SETTLED", "REJECTED") or (status == "REJECTED") != bool(reason):
+            raise ValueError(f"cannot settle to {status!r} with reason {reason!r}")
+        with self._lock:
+            key = next((k for k in self._transfers if k[1] == transfer_ref), None)
+            if key is None:
+                raise KeyError(transfer_ref)
+            transfer = self._transfers[key]
+            if transfer["status"] not in TRANSFER_OPEN:
+                raise ValueError(f"transfer {transfer_ref} is {transfer['status']}: it is final")
+            transfer["status"], transfer["reject_reason"] = status, reason
+            if status == "REJECTED":
+                self._merchants[key[0]].balance_minor += transfer["amount_minor"]
 
     def pay(self, out_trade_no: str) -> None:
         trade = self._trade_by_order(out_trade_no)
@@ -481,12 +552,70 @@ class BankGatewaySimulator(LoopbackServer):
             refund = self._refunds.get((m.merchant_id, req["refundId"]))
             return _refund_answer(refund) if refund else {"resultCode": "NOT_FOUND", "resultMessage": "no refund"}
 
+    def _check_signature(self, m: Merchant, req: dict[str, str]) -> None:
+        given = req.get("signature", "")
+        if not hmac.compare_digest(sign(req, m.notify_key).encode(), given.encode()):
+            raise SoapFault("Client.Signature", "signature does not verify")
+
+    def _op_transfer(self, m: Merchant, req: dict[str, str], host_url: str) -> dict[str, Any]:
+        self._check_signature(m, req)
+        amount = int(req["amountMinor"])
+        if amount <= 0:
+            raise SoapFault("Client.Parameter", "amountMinor must be positive")
+        if req["currency"] != m.currency:
+            raise SoapFault("Client.Parameter", f"the account holds {m.currency}, not {req['currency']}")
+        key = (m.merchant_id, req["transferRef"])
+        with self._lock:
+            if transfer := self._transfers.get(key):  # idempotent on transferRef: the first transfer, as it is now
+                return _transfer_answer(transfer)
+            scripted = self.scripted_transfer.popleft() if self.scripted_transfer else ""
+            account = req["payeeAccount"]
+            holder = self.payee_names.get(account)
+            if scripted in REJECT_REASONS:
+                reason = scripted
+            elif account in self.closed_accounts:
+                reason = "ACCOUNT_CLOSED"
+            elif holder is not None and holder != req["payeeName"]:
+                reason = "NAME_MISMATCH"
+            elif amount > m.balance_minor:
+                reason = "INSUFFICIENT_FUNDS"
+            else:
+                reason = ""
+            self._counter += 1
+            transfer = {
+                "bank_transfer_id": f"TR{time.strftime('%Y%m%d')}{self._counter}",
+                "transfer_ref": req["transferRef"],
+                "merchant_id": m.merchant_id,
+                "amount_minor": amount,
+                "currency": req["currency"],
+                "payee_account": account,
+                "payee_name": req["payeeName"],
+                "remark": req.get("remark", ""),
+                "status": "REJECTED" if reason else ("ACCEPTED" if scripted == HOLD else "SETTLED"),
+                "reject_reason": reason,
+                "created_at": int(time.time()),
+            }
+            if not reason:
+                m.balance_minor -= amount
+            self._transfers[key] = transfer
+            return _transfer_answer(transfer)
+
+    def _op_transfer_query(self, m: Merchant, req: dict[str, str], host_url: str) -> dict[str, Any]:
+        self._check_signature(m, req)
+        with self._lock:
+            transfer = self._transfers.get((m.merchant_id, req["transferRef"]))
+            if transfer is None:
+                return {"resultCode": "NOT_FOUND", "resultMessage": "no such transfer"}
+            return _transfer_answer(transfer)
+
     OPERATIONS = {
         "CreatePaymentRequest": ("CreatePayment", _op_create),
         "QueryPaymentRequest": ("QueryPayment", _op_query),
         "ClosePaymentRequest": ("ClosePayment", _op_close),
         "RefundRequest": ("Refund", _op_refund),
         "QueryRefundRequest": ("QueryRefund", _op_query_refund),
+        "TransferRequest": ("Transfer", _op_transfer),
+        "TransferQueryRequest": ("TransferQuery", _op_transfer_query),
     }
 
     # ---- SOAP plumbing -----------------------------------------------------
@@ -560,7 +689,26 @@ class BankGatewaySimulator(LoopbackServer):
             return 500, _fault(fault.code, fault.message)
         if self.faults.take("timeout"):
             time.sleep(self.faults.hang_seconds)  # acted already: the caller cannot know the outcome
+        if name in SIGNED:
+            answer = self._sign_answer(merchant, answer)
         return 200, self._response(name, answer)
+
+    def _sign_answer(self, m: Merchant, answer: dict[str, Any]) -> dict[str, Any]:
+        """Sign the answer's fields as written; then spoil it if a forgery is queued."""
+        written = {k: str(v) for k, v in answer.items() if v not in (None, "")}
+        written["signature"] = sign(written, m.notify_key)
+        forgery = self.forge_answers.popleft() if self.forge_answers else ""
+        if forgery == "tampered":  # edited after signing: a rejected transfer reported as settled
+            if written.get("status") == "SETTLED":
+                written.update(status="REJECTED", rejectReason="ACCOUNT_CLOSED")
+            else:
+                written.pop("rejectReason", None)
+                written["status"] = "SETTLED"
+        elif forgery == "bad_key":
+            written["signature"] = sign(written, secrets.token_hex(32))
+        elif forgery == "unsigned":
+            del written["signature"]
+        return written
 
     def _response(self, name: str, answer: dict[str, Any]) -> bytes:
         env = etree.Element(f"{{{SOAP_ENV}}}Envelope", nsmap={"soap": SOAP_ENV, "b": BANK})
@@ -657,6 +805,18 @@ def _refund_answer(refund: dict[str, Any]) -> dict[str, Any]:
         "refundStatus": refund["refund_status"],
         "amountMinor": refund["amount_minor"],
         "currency": refund["currency"],
+    }
+
+
+def _transfer_answer(transfer: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "resultCode": "ACCEPTED",
+        "transferRef": transfer["transfer_ref"],
+        "bankTransferId": transfer["bank_transfer_id"],
+        "status": transfer["status"],
+        "amountMinor": transfer["amount_minor"],
+        "currency": transfer["currency"],
+        "rejectReason": transfer["reject_reason"],
     }
 
 

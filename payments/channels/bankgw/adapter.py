@@ -1,6 +1,11 @@
 """Bank gateway adapter: SOAP 1.1 document/literal through zeep, WS-Security UsernameToken (PasswordDigest) on
 every call, HMAC-SHA256-signed form callbacks.
 
+Payouts (Transfer / TransferQuery) also carry a body `signature` both ways: HMAC-SHA256 with the notify key over
+the message's other fields (bank.wsdl's header comment, the same string as the callbacks, signing.py). An answer
+whose signature does not verify is Unknown, never a state: a forged REJECTED would let the shop pay again.
+zeep.helpers.serialize_object (zeep 4.3.3, zeep/helpers.py) turns the parsed answer into the field dict we verify.
+
 The WSDL ships with this package and is parsed once per process; each account gets its own ServiceProxy bound
 to `account.base_url + "/soap"`, so nothing is ever fetched from the bank to describe the service.
 """
@@ -15,6 +20,7 @@ from typing import Any, ClassVar
 import requests
 import zeep
 import zeep.exceptions
+import zeep.helpers
 from lxml import etree
 from urllib3.exceptions import ConnectTimeoutError
 from zeep.wsdl import Document
@@ -33,6 +39,9 @@ from payments.channels.base import (
     NotificationInvalid,
     Observation,
     ObservedStatus,
+    PayoutObservation,
+    PayoutRequest,
+    PayoutState,
     RefundObservation,
     RefundRequest,
     Retryable,
@@ -70,6 +79,7 @@ class BankGatewayAdapter:
             Capability.QUERY,
             Capability.CLOSE,
             Capability.REFUND,
+            Capability.PAYOUT,
         }
     )
 
@@ -262,6 +272,69 @@ class BankGatewayAdapter:
             amount=self._money(answer.amountMinor, answer.currency, operation),
             provider_status=bank_status,
             event_key=f"{refund_ref}:{bank_status}",
+        )
+
+    # ---- payouts -----------------------------------------------------------
+    def payout(self, request: PayoutRequest) -> PayoutObservation:
+        answer = self._signed_call(
+            "Transfer",
+            transferRef=request.payout_no,
+            amountMinor=request.amount.amount_minor,
+            currency=request.amount.currency,
+            payeeAccount=request.payee,
+            payeeName=request.payee_name,
+            remark=request.remark[: wire.TRANSFER_REMARK_MAX] or None,
+        )
+        code = self._result_code(answer)
+        if code != wire.ACCEPTED:  # NOT_FOUND has no meaning here: _refused makes it Unknown
+            raise self._refused("Transfer", answer)
+        return self._payout_observation(answer, request, "Transfer")
+
+    def payout_query(self, request: PayoutRequest) -> PayoutObservation | None:
+        answer = self._signed_call("TransferQuery", transferRef=request.payout_no)
+        code = self._result_code(answer)
+        if code == wire.NOT_FOUND:
+            return None
+        if code != wire.ACCEPTED:
+            raise self._refused("TransferQuery", answer)
+        return self._payout_observation(answer, request, "TransferQuery")
+
+    def _signed_call(self, operation: str, **params: Any) -> Any:
+        """`_call` with the body signature added to the request and checked on the answer."""
+        if not self._notify_key:
+            raise Terminal("bank gateway account has no notify_key to sign transfers", code="no_credentials")
+        fields = {"merchantId": self.account.merchant_no, **params}
+        signature = signing.sign({k: str(v) for k, v in fields.items() if v is not None}, self._notify_key)
+        answer = self._call(operation, **params, signature=signature)
+        values = zeep.helpers.serialize_object(answer, dict)
+        if not isinstance(values, dict):
+            raise Unknown(f"bank gateway {operation} answer not understood", code="bad_response")
+        signed = {k: str(v) for k, v in values.items() if v is not None}
+        if not signing.verify(signed, self._notify_key):
+            raise Unknown(f"bank gateway {operation} answer signature does not verify", code="bad_signature")
+        return answer
+
+    def _payout_observation(self, answer: Any, request: PayoutRequest, operation: str) -> PayoutObservation:
+        if str(answer.transferRef or "") != request.payout_no:
+            raise Unknown(f"bank gateway {operation} answered for another transfer", code="bad_response")
+        bank_status = str(answer.status or "")
+        state = wire.TRANSFER_STATUS.get(bank_status)
+        if state is None:
+            raise Unknown(f"bank gateway transfer status {bank_status[:32]!r} not understood", code="bad_response")
+        amount = self._money(answer.amountMinor, answer.currency, operation)
+        # Another amount means transferRef was first used for another transfer: what it paid is not this payout.
+        if amount != request.amount:
+            raise Unknown(f"bank gateway {operation} answered for another amount", code="amount_mismatch")
+        reason = ""
+        if state is PayoutState.FAILED:
+            reason = decline_code_or_empty(answer.rejectReason) or wire.TRANSFER_REJECTED
+        return PayoutObservation(
+            payout_no=request.payout_no,
+            provider_payout_no=str(answer.bankTransferId or ""),
+            status=state,
+            amount=amount,
+            provider_status=bank_status,
+            failure_reason=reason,
         )
 
     # ---- callbacks ---------------------------------------------------------

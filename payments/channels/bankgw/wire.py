@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from payments.channels.base import ChannelError, ObservedStatus, RefundState, Terminal, Unknown
+from payments.channels.base import ChannelError, ObservedStatus, PayoutState, RefundState, Terminal, Unknown
 
 WSDL_PATH = Path(__file__).with_name("bank.wsdl")
 NAMESPACE = "urn:cardshop:bankgw"
@@ -62,6 +62,19 @@ REFUND_STATUS: dict[str, RefundState] = {
     "PENDING": RefundState.PENDING,
     "FAILED": RefundState.FAILED,
 }
+
+# Transfer `status` (Transfer / TransferQuery answers) -> our payout state. ACCEPTED and PROCESSING are the
+# bank's steps before the payee is credited; REJECTED is final and comes with a rejectReason.
+TRANSFER_STATUS: dict[str, PayoutState] = {
+    "SETTLED": PayoutState.SUCCEEDED,
+    "ACCEPTED": PayoutState.PENDING,
+    "PROCESSING": PayoutState.PENDING,
+    "REJECTED": PayoutState.FAILED,
+}
+TRANSFER_REJECTED = "REJECTED"
+# rejectReason words the bank documents; another short code is passed on as the bank wrote it.
+TRANSFER_REJECT_REASONS = frozenset({"INSUFFICIENT_FUNDS", "ACCOUNT_CLOSED", "NAME_MISMATCH"})
+TRANSFER_REMARK_MAX = 120
 
 # refundStatus in a refund callback: only final words are applied.
 REFUND_NOTIFY_STATUS: dict[str, RefundState] = {
