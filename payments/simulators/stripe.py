@@ -288,6 +288,10 @@ class StripeSimulator(LoopbackServer):
         self.transfers: dict[str, list[dict[str, Any]]] = {}
         # Fields overwritten in every transfer the API answers with (the stored transfer stays as it is).
         self.tamper_transfers: dict[str, Any] = {}
+        # Cleared, a transfer create waits here once its Idempotency-Key is taken: the request is in flight at
+        # Stripe (a retry under the key is answered 409, the list does not show it yet) until the test sets it.
+        self.transfer_gate = threading.Event()
+        self.transfer_gate.set()
         self._events: dict[str, dict[str, Any]] = {}
         # The one succeeded / canceled event of an intent: a replay re-sends it with the same id.
         self._final_events: dict[tuple[str, str], str] = {}
@@ -761,7 +765,7 @@ class StripeSimulator(LoopbackServer):
                 return 200, self._list_transfers(params), {}
             case "GET", ["transfers", transfer_id]:
                 with self._lock:
-                    return 200, self._answer_transfer(self._transfer(transfer_id)), {}
+                    return 200, _public(self._transfer(transfer_id)), {}
             case "POST", ["transfers", transfer_id, "reversals"]:
                 return 200, self._create_reversal(transfer_id, params), {}
             case "GET", ["balance"]:
@@ -1117,8 +1121,16 @@ class StripeSimulator(LoopbackServer):
             raise _missing("transfer", transfer_id, "id")
         return transfer
 
-    def _answer_transfer(self, transfer: dict[str, Any]) -> dict[str, Any]:
-        return {**_public(transfer), **copy.deepcopy(self.tamper_transfers)}
+    def tampered(self, payload: Any) -> Any:
+        """An API answer as it leaves: the transfers in it rewritten by `tamper_transfers` (saved idempotent
+        answers stay faithful, as a man in the middle changes only what travels)."""
+        if not self.tamper_transfers or not isinstance(payload, dict):
+            return payload
+        if payload.get("object") == "transfer":
+            return {**payload, **copy.deepcopy(self.tamper_transfers)}
+        if payload.get("object") == "list" and isinstance(payload.get("data"), list):
+            return {**payload, "data": [self.tampered(item) for item in payload["data"]]}
+        return payload
 
     def _create_transfer(self, params: dict[str, Any]) -> dict[str, Any]:
         allowed = {"amount", "currency", "destination", "description", "metadata", "transfer_group"}
@@ -1137,6 +1149,7 @@ class StripeSimulator(LoopbackServer):
             if value is not None and not isinstance(value, str):
                 raise ApiError(400, f"Invalid {name}: must be a string.", param=name)
         metadata = _metadata(params)
+        self.transfer_gate.wait(timeout=30)
         with self._lock:
             account = self._connected.get(destination)
             if account is None:
@@ -1182,7 +1195,7 @@ class StripeSimulator(LoopbackServer):
             }
             self._transfers[transfer_id] = transfer
             self.transfers.setdefault(metadata.get("payout_no") or group or "", []).append(transfer)
-            return self._answer_transfer(transfer)
+            return _public(transfer)
 
     def _list_transfers(self, params: dict[str, Any]) -> dict[str, Any]:
         _unknown_params(params, {"destination", "transfer_group", "limit", "created", "expand"})
@@ -1194,7 +1207,7 @@ class StripeSimulator(LoopbackServer):
                 if params.get("destination") in (None, t["destination"])
                 and params.get("transfer_group") in (None, t["transfer_group"])
             ]
-            data = [self._answer_transfer(t) for t in found[:limit]]
+            data = [_public(t) for t in found[:limit]]
         return {"object": "list", "data": data, "has_more": len(found) > limit, "url": "/v1/transfers"}
 
     def _create_reversal(self, transfer_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -1380,7 +1393,7 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(faults.hang_seconds)  # acted already; the client gave up before this answer
         if payload is None:
             return self._send(status, b"", "text/plain", extra)
-        self._send_json(status, payload, extra)
+        self._send_json(status, self.sim.tampered(payload), extra)
 
     def _send_json(self, status: int, payload: Any, extra: dict[str, str]) -> None:
         data = json.dumps(payload, indent=2).encode()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -245,6 +247,8 @@ def test_an_answer_that_is_not_our_transfer_is_unknown_never_a_success(adapter, 
 
     sim.tamper_transfers = {}
     assert adapter.payout_query(_payout("P-tampered", payee)).status == PayoutState.SUCCEEDED
+    assert adapter.payout(_payout("P-tampered", payee)).status == PayoutState.SUCCEEDED  # the faithful replay
+    assert len(sim.transfers_for("P-tampered")) == 1
 
 
 def test_a_forged_request_is_refused_by_the_provider_and_is_terminal(account, sim, payee):
@@ -297,3 +301,28 @@ def test_the_simulator_serves_stripes_balance_and_idempotency_error(sim, account
     assert replay.json() == first.json()
     assert (other.status_code, other.json()["error"]["type"]) == (400, "idempotency_error")
     assert balance["available"] == [{"amount": FUNDED - 100, "currency": "cny", "source_types": {"card": FUNDED - 100}}]
+
+
+def test_a_payout_still_in_flight_is_unknown_to_a_retry_and_settles_once(adapter, sim, payee):
+    sim.transfer_gate.clear()  # Stripe holds the first request
+    answers: list[PayoutObservation] = []
+    first = threading.Thread(target=lambda: answers.append(adapter.payout(_payout("P-slow", payee))))
+    first.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not any(key == "payout-P-slow" for _, key in sim._idempotency) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+        assert adapter.payout_query(_payout("P-slow", payee)) is None  # not made yet: the list is empty
+        with pytest.raises(Unknown) as exc:  # 409 idempotency_key_in_use: never read as a refusal
+            adapter.payout(_payout("P-slow", payee))
+        assert exc.value.code == "conflict"
+    finally:
+        sim.transfer_gate.set()  # the test settles it
+        first.join(timeout=5)
+
+    [settled] = answers
+    assert settled.status == PayoutState.SUCCEEDED
+    assert adapter.payout_query(_payout("P-slow", payee)) == settled
+    assert len(sim.transfers_for("P-slow")) == 1
+    assert sim.available() == FUNDED - 2_500

@@ -147,7 +147,7 @@ class StripeAdapter:
         except stripe.StripeError as exc:
             # APIError: 5xx, 409 (a concurrent request on the same key) or an unreadable answer after sending.
             status = exc.http_status or 0
-            code = "http_5xx" if status >= 500 else "bad_response"
+            code = "http_5xx" if status >= 500 else "conflict" if status == 409 else "bad_response"
             raise Unknown(f"stripe {what} answered {status}: {_reason(exc)}", code=code) from exc
         if not isinstance(answer, stripe.StripeObject):
             raise Unknown(f"stripe {what} answered an unexpected shape", code="bad_response")
