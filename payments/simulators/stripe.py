@@ -15,6 +15,16 @@ active secret during a rotation). Like a real endpoint, it only receives the eve
 (``checkout.session.completed``) and sends the buyer to the session's success_url. An expired session
 (``/expire`` or past ``expires_at``) takes no payment.
 
+Payouts are Connect transfers: the platform account keeps an available balance per currency (``fund()``), a
+``POST /v1/transfers`` to a connected account (``connected_account()``) debits it at once and the transfer is
+final (Stripe transfers have no pending state); a transfer the balance cannot cover is refused with
+``balance_insufficient``, an unknown destination with resource_missing on ``destination``, one without the
+transfers capability with ``insufficient_capabilities_for_transfer``. ``GET /v1/transfers`` lists by
+``transfer_group``; ``POST /v1/transfers/{id}/reversals`` (or ``reverse()``) gives money back, ``reversed`` once in
+full. Every executed transfer is kept under its payout_no (metadata, else transfer_group) in ``transfers``.
+Stripe's API answers are not signed (TLS is the proof); ``tamper_transfers`` rewrites transfer answers on the way
+out, as a broken proxy or a man in the middle would.
+
 Signing is implemented here with hmac/hashlib on purpose: this module imports neither our adapter nor the
 Stripe SDK, so tests exercise the adapter against a second implementation.
 Runnable as ``python -m payments.simulators.stripe --port 8002 --account-file var/stripe-account.json``.
@@ -270,6 +280,18 @@ class StripeSimulator(LoopbackServer):
         # The endpoint's subscription; {"*"} takes every event type.
         self.enabled_events: set[str] = set(DEFAULT_ENABLED_EVENTS)
         self._refunds: dict[str, dict[str, Any]] = {}
+        # Payouts: the platform's available balance per (lower-case) currency, its connected accounts (id ->
+        # {"transfers": capability active}), transfers by id, and every executed transfer under its payout_no.
+        self._balance: dict[str, int] = {}
+        self._connected: dict[str, dict[str, Any]] = {}
+        self._transfers: dict[str, dict[str, Any]] = {}
+        self.transfers: dict[str, list[dict[str, Any]]] = {}
+        # Fields overwritten in every transfer the API answers with (the stored transfer stays as it is).
+        self.tamper_transfers: dict[str, Any] = {}
+        # Cleared, a transfer create waits here once its Idempotency-Key is taken: the request is in flight at
+        # Stripe (a retry under the key is answered 409, the list does not show it yet) until the test sets it.
+        self.transfer_gate = threading.Event()
+        self.transfer_gate.set()
         self._events: dict[str, dict[str, Any]] = {}
         # The one succeeded / canceled event of an intent: a replay re-sends it with the same id.
         self._final_events: dict[tuple[str, str], str] = {}
@@ -737,6 +759,17 @@ class StripeSimulator(LoopbackServer):
                 return 200, self._create_refund(params), {}
             case "GET", ["refunds"]:
                 return 200, self._list_refunds(params), {}
+            case "POST", ["transfers"]:
+                return 200, self._create_transfer(params), {}
+            case "GET", ["transfers"]:
+                return 200, self._list_transfers(params), {}
+            case "GET", ["transfers", transfer_id]:
+                with self._lock:
+                    return 200, _public(self._transfer(transfer_id)), {}
+            case "POST", ["transfers", transfer_id, "reversals"]:
+                return 200, self._create_reversal(transfer_id, params), {}
+            case "GET", ["balance"]:
+                return 200, self._balance_object(), {}
             case "GET", ["refunds", refund_id]:
                 with self._lock:
                     refund = self._refunds.get(refund_id)
@@ -1049,6 +1082,174 @@ class StripeSimulator(LoopbackServer):
             data = [_public(r) for r in found[:limit]]
         return {"object": "list", "data": data, "has_more": len(found) > limit, "url": "/v1/refunds"}
 
+    # ---- payouts: Connect transfers -------------------------------------------
+    def fund(self, amount_minor: int, currency: str | None = None) -> int:
+        """Add to the platform's available balance (as charges with Stripe's 4000000000000077 test card do);
+        returns the new balance."""
+        code = (currency or self.currency).lower()
+        with self._lock:
+            self._balance[code] = self._balance.get(code, 0) + amount_minor
+            return self._balance[code]
+
+    def available(self, currency: str | None = None) -> int:
+        with self._lock:
+            return self._balance.get((currency or self.currency).lower(), 0)
+
+    def connected_account(self, account_id: str = "", *, transfers: bool = True) -> str:
+        """A connected account of the platform (the payee); `transfers=False` leaves its transfers capability
+        inactive (onboarding unfinished), so transfers to it are refused."""
+        with self._lock:
+            account_id = account_id or _id("acct", 16)
+            self._connected[account_id] = {"id": account_id, "transfers": transfers}
+            return account_id
+
+    def transfers_for(self, payout_no: str) -> list[dict[str, Any]]:
+        """The transfers executed for our payout_no, oldest first, as they are now."""
+        with self._lock:
+            return [_public(t) for t in self.transfers.get(payout_no, [])]
+
+    def reverse(self, payout_no: str, amount_minor: int | None = None) -> dict[str, Any]:
+        """The platform takes (part of) the newest transfer of payout_no back, as POST .../reversals does."""
+        with self._lock:
+            transfer = self.transfers[payout_no][-1]
+        params = {} if amount_minor is None else {"amount": str(amount_minor)}
+        return self._create_reversal(transfer["id"], params)
+
+    def _transfer(self, transfer_id: str) -> dict[str, Any]:
+        transfer = self._transfers.get(transfer_id)
+        if transfer is None:
+            raise _missing("transfer", transfer_id, "id")
+        return transfer
+
+    def tampered(self, payload: Any) -> Any:
+        """An API answer as it leaves: the transfers in it rewritten by `tamper_transfers` (saved idempotent
+        answers stay faithful, as a man in the middle changes only what travels)."""
+        if not self.tamper_transfers or not isinstance(payload, dict):
+            return payload
+        if payload.get("object") == "transfer":
+            return {**payload, **copy.deepcopy(self.tamper_transfers)}
+        if payload.get("object") == "list" and isinstance(payload.get("data"), list):
+            return {**payload, "data": [self.tampered(item) for item in payload["data"]]}
+        return payload
+
+    def _create_transfer(self, params: dict[str, Any]) -> dict[str, Any]:
+        allowed = {"amount", "currency", "destination", "description", "metadata", "transfer_group"}
+        _unknown_params(params, allowed | {"source_transaction", "source_type", "expand"})
+        amount = _int_param(params, "amount", required=True)
+        assert amount is not None
+        currency = params.get("currency")
+        if not isinstance(currency, str) or not re.fullmatch(r"[a-z]{3}", currency):
+            raise ApiError(400, "Invalid currency: must be a lowercase ISO code.", param="currency")
+        destination = params.get("destination")
+        if not isinstance(destination, str) or not destination:
+            raise ApiError(400, "Missing required param: destination.", code="parameter_missing",
+                           param="destination")  # fmt: skip
+        description, group = params.get("description"), params.get("transfer_group")
+        for name, value in (("description", description), ("transfer_group", group)):
+            if value is not None and not isinstance(value, str):
+                raise ApiError(400, f"Invalid {name}: must be a string.", param=name)
+        metadata = _metadata(params)
+        self.transfer_gate.wait(timeout=30)
+        with self._lock:
+            account = self._connected.get(destination)
+            if account is None:
+                raise ApiError(400, f"No such destination: '{destination[:64]}'", code="resource_missing",
+                               param="destination")  # fmt: skip
+            if not account["transfers"]:
+                raise ApiError(400, "Your destination account needs to have at least one of the following "
+                               "capabilities enabled: transfers, crypto_transfers, legacy_payments",
+                               code="insufficient_capabilities_for_transfer", replayable=True)  # fmt: skip
+            if self._balance.get(currency, 0) < amount:
+                # The endpoint ran and refused: an idempotent retry replays this refusal.
+                raise ApiError(400, "You have insufficient available funds in your Stripe account. Try adding "
+                               "funds directly to your available balance by creating Charges using the "
+                               "4000000000000077 test card.", code="balance_insufficient",
+                               replayable=True)  # fmt: skip
+            self._balance[currency] -= amount
+            transfer_id = _id("tr")
+            transfer = {
+                "id": transfer_id,
+                "object": "transfer",
+                "amount": amount,
+                "amount_reversed": 0,
+                "balance_transaction": _id("txn"),
+                "created": int(time.time()),
+                "currency": currency,
+                "description": description or None,
+                "destination": destination,
+                "destination_payment": _id("py"),
+                "livemode": False,
+                "metadata": metadata,
+                "reversals": {
+                    "object": "list",
+                    "data": [],
+                    "has_more": False,
+                    "total_count": 0,
+                    "url": f"/v1/transfers/{transfer_id}/reversals",
+                },
+                "reversed": False,
+                "source_transaction": None,
+                "source_type": "card",
+                "transfer_group": group or None,
+                "_seq": len(self._transfers),
+            }
+            self._transfers[transfer_id] = transfer
+            self.transfers.setdefault(metadata.get("payout_no") or group or "", []).append(transfer)
+            return _public(transfer)
+
+    def _list_transfers(self, params: dict[str, Any]) -> dict[str, Any]:
+        _unknown_params(params, {"destination", "transfer_group", "limit", "created", "expand"})
+        limit = min(_int_param(params, "limit", required=False) or 10, 100)
+        with self._lock:
+            found = [
+                t
+                for t in sorted(self._transfers.values(), key=lambda t: t["_seq"], reverse=True)
+                if params.get("destination") in (None, t["destination"])
+                and params.get("transfer_group") in (None, t["transfer_group"])
+            ]
+            data = [_public(t) for t in found[:limit]]
+        return {"object": "list", "data": data, "has_more": len(found) > limit, "url": "/v1/transfers"}
+
+    def _create_reversal(self, transfer_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        _unknown_params(params, {"amount", "description", "metadata", "refund_application_fee", "expand"})
+        amount = _int_param(params, "amount", required=False)
+        metadata = _metadata(params)
+        with self._lock:
+            transfer = self._transfer(transfer_id)
+            left = transfer["amount"] - transfer["amount_reversed"]
+            if left <= 0:
+                raise ApiError(400, f"Transfer {transfer_id} has already been reversed.",
+                               code="transfer_already_reversed", replayable=True)  # fmt: skip
+            if amount is not None and amount > left:
+                raise ApiError(400, f"Reversal amount ({amount}) is greater than the amount left on the transfer "
+                               f"({left}).", param="amount", replayable=True)  # fmt: skip
+            amount = amount or left
+            reversal = {
+                "id": _id("trr"),
+                "object": "transfer_reversal",
+                "amount": amount,
+                "balance_transaction": _id("txn"),
+                "created": int(time.time()),
+                "currency": transfer["currency"],
+                "metadata": metadata,
+                "transfer": transfer_id,
+            }
+            transfer["amount_reversed"] += amount
+            transfer["reversed"] = transfer["amount_reversed"] >= transfer["amount"]
+            listing = transfer["reversals"]
+            listing["data"].insert(0, reversal)
+            listing["total_count"] += 1
+            self._balance[transfer["currency"]] = self._balance.get(transfer["currency"], 0) + amount
+            return copy.deepcopy(reversal)
+
+    def _balance_object(self) -> dict[str, Any]:
+        with self._lock:
+            available = [
+                {"amount": amount, "currency": currency, "source_types": {"card": amount}}
+                for currency, amount in sorted(self._balance.items())
+            ]
+        return {"object": "balance", "available": available, "pending": [], "livemode": False}
+
 
 def _public(obj: dict[str, Any]) -> dict[str, Any]:
     return copy.deepcopy({k: v for k, v in obj.items() if not k.startswith("_")})
@@ -1192,7 +1393,7 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(faults.hang_seconds)  # acted already; the client gave up before this answer
         if payload is None:
             return self._send(status, b"", "text/plain", extra)
-        self._send_json(status, payload, extra)
+        self._send_json(status, self.sim.tampered(payload), extra)
 
     def _send_json(self, status: int, payload: Any, extra: dict[str, str]) -> None:
         data = json.dumps(payload, indent=2).encode()

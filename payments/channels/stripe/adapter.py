@@ -1,5 +1,5 @@
-"""Stripe adapter through the `stripe` SDK: Checkout Sessions (the provider-hosted payment page), Refunds and
-signed webhook events.
+"""Stripe adapter through the `stripe` SDK: Checkout Sessions (the provider-hosted payment page), Refunds, Connect
+transfers (payouts) and signed webhook events.
 
 Card data never reaches the shop: create() makes a Checkout Session and the buyer is sent to its `url`, on
 Stripe's own origin, where the card is typed; Stripe sends them back to our order page.
@@ -19,6 +19,18 @@ The webhook endpoint subscribes to checkout.session.completed / .expired / .asyn
 .async_payment_failed, payment_intent.payment_failed (Checkout has no session event for a decline) and the
 refund events. payment_intent.succeeded repeats checkout.session.completed and costs a session lookup: it is
 understood, but need not be subscribed.
+
+Payouts are Connect transfers from the platform balance to the payee's connected account (acct_...): POST
+/v1/transfers with amount, currency, destination, transfer_group = metadata[payout_no] = our payout_no and
+`Idempotency-Key: payout-<payout_no>`; queried by GET /v1/transfers?transfer_group= (or /v1/transfers/{tr_id}).
+A transfer has no pending state: it exists (paid) or the create was refused; `reversed` is true only once it was
+reversed in full. Relied on: stripe-python 16 `TransferService.create/list/retrieve` and its Transfer params
+(transfer_group, destination filters), the API reference "Create a transfer" (returns the transfer unless an
+initial error such as insufficient funds) and "Idempotent requests" (same key + same parameters replays the
+first answer, other parameters are an idempotency_error; keys are kept 24 hours). Refusal codes:
+`balance_insufficient` (Stripe's error code list), `insufficient_capabilities_for_transfer` (as Stripe answers a
+destination without the transfers capability, arlyon/async-stripe#636), `account_invalid`, and
+resource_missing on param=destination ("No such destination").
 
 `import stripe` below is the SDK, not this package: imports are absolute, and payments/channels/stripe/ never
 runs as a script, so its directory is never put on sys.path where it would shadow the SDK.
@@ -49,6 +61,9 @@ from payments.channels.base import (
     NotificationInvalid,
     Observation,
     ObservedStatus,
+    PayoutObservation,
+    PayoutRequest,
+    PayoutState,
     RefundObservation,
     RefundRequest,
     Retryable,
@@ -69,7 +84,9 @@ class StripeAdapter:
     code: ClassVar[str] = "stripe"
     # The buyer-facing payment methods this channel can take (routing matches the buyer's choice).
     methods: ClassVar[frozenset[str]] = frozenset({"card"})
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.QUERY, Capability.CLOSE, Capability.REFUND})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.QUERY, Capability.CLOSE, Capability.REFUND, Capability.PAYOUT}
+    )
     # Stripe delivers every webhook event as a POST with a JSON body.
     notify_methods: ClassVar[frozenset[str]] = frozenset({"POST"})
 
@@ -130,7 +147,7 @@ class StripeAdapter:
         except stripe.StripeError as exc:
             # APIError: 5xx, 409 (a concurrent request on the same key) or an unreadable answer after sending.
             status = exc.http_status or 0
-            code = "http_5xx" if status >= 500 else "bad_response"
+            code = "http_5xx" if status >= 500 else "conflict" if status == 409 else "bad_response"
             raise Unknown(f"stripe {what} answered {status}: {_reason(exc)}", code=code) from exc
         if not isinstance(answer, stripe.StripeObject):
             raise Unknown(f"stripe {what} answered an unexpected shape", code="bad_response")
@@ -320,6 +337,56 @@ class StripeAdapter:
             if isinstance(refund, dict) and _meta(refund, wire.META_REFUND_NO) == request.refund_no:
                 return _refund_observation(refund, request.refund_no)
         return None
+
+    # ---- payouts (Connect transfers) ------------------------------------------
+    def payout(self, request: PayoutRequest) -> PayoutObservation:
+        payout_no = request.payout_no
+        params: dict[str, Any] = {
+            "amount": request.amount.amount_minor,
+            "currency": wire.currency_out(request.amount.currency),
+            "destination": request.payee,
+            # Both carry our number: transfer_group is what the transfer list filters on, metadata is for people.
+            "transfer_group": payout_no,
+            "metadata": {wire.META_PAYOUT_NO: payout_no},
+        }
+        if request.remark:
+            params["description"] = request.remark[: wire.DESCRIPTION_MAX]
+        # Same payout_no -> same key -> Stripe replays the first answer instead of transferring twice.
+        options = {"idempotency_key": wire.payout_idempotency_key(payout_no)}
+        try:
+            transfer = self._call("payout", lambda: self._client.v1.transfers.create(params=params, options=options))
+        except Terminal as exc:
+            refusal = _payout_refusal(exc)
+            if refusal is None:
+                raise
+            code, reason = refusal
+            return PayoutObservation(
+                payout_no=payout_no,
+                provider_payout_no="",
+                status=PayoutState.FAILED,
+                amount=request.amount,
+                provider_status=code,
+                failure_reason=reason,
+            )
+        return _payout_observation(transfer or {}, request)
+
+    def payout_query(self, request: PayoutRequest) -> PayoutObservation | None:
+        if request.provider_payout_no:
+            transfer_id = request.provider_payout_no
+            transfer = self._call(
+                "payout query", lambda: self._client.v1.transfers.retrieve(transfer_id), missing_ok=True
+            )
+            return None if transfer is None else _payout_observation(transfer, request)
+        params = {"transfer_group": request.payout_no, "limit": 10}
+        listed = self._call("payout list", lambda: self._client.v1.transfers.list(params=params)) or {}
+        found = [t for t in listed.get("data") or [] if isinstance(t, dict)]
+        if not found:
+            return None  # never received: the same payout_no may be sent again
+        if len(found) > 1:
+            # The Idempotency-Key only protects 24 hours: a resend after that made a second transfer. Nobody may
+            # read that as one payout.
+            raise Unknown(f"stripe holds {len(found)} transfers for one payout_no", code="several_transfers")
+        return _payout_observation(found[0], request)
 
     # ---- webhooks ----------------------------------------------------------
     def verify_notification(self, inbound: Inbound) -> Observation | RefundObservation:
@@ -520,6 +587,58 @@ def _refund_observation(refund: dict[str, Any], refund_no: str) -> RefundObserva
         amount=amount,
         provider_status=provider_status,
         event_key=f"{refund['id']}:{provider_status}",
+    )
+
+
+def _payout_refusal(exc: Terminal) -> tuple[str, str] | None:
+    """(code, reason) when Stripe refused the transfer for a business reason (nothing moved), else None."""
+    cause = exc.__cause__
+    if not isinstance(cause, stripe.InvalidRequestError):
+        return None
+    code = str(cause.code or "")
+    if code in wire.PAYOUT_FAILED_CODES or (code == wire.RESOURCE_MISSING and cause.param == wire.PAYOUT_MISSING_PARAM):
+        return code, _reason(cause)
+    return None
+
+
+def _payout_observation(transfer: dict[str, Any], request: PayoutRequest) -> PayoutObservation:
+    """An API answer about a transfer; anything that is not the transfer we asked for is Unknown (an answer we
+    cannot trust says nothing about what moved)."""
+    transfer_id = transfer.get("id")
+    if transfer.get("object") != "transfer" or not isinstance(transfer_id, str) or not transfer_id.startswith("tr_"):
+        raise Unknown("stripe answered without a transfer", code="bad_response")
+    payout_no = request.payout_no
+    if transfer.get("transfer_group") != payout_no or _meta(transfer, wire.META_PAYOUT_NO) != payout_no:
+        raise Unknown("stripe answered about another payout", code="bad_response")
+    destination = transfer.get("destination")
+    if isinstance(destination, dict):  # expanded
+        destination = destination.get("id")
+    if destination != request.payee:
+        raise Unknown("stripe answered a transfer to another payee", code="bad_response")
+    amount = _money(transfer.get("amount"), transfer.get("currency"))
+    if amount != request.amount:
+        raise Unknown("stripe answered a transfer of another amount", code="bad_response")
+    reversed_minor = transfer.get("amount_reversed", 0)
+    if type(reversed_minor) is not int or not 0 <= reversed_minor <= amount.amount_minor:
+        raise Unknown("stripe transfer amount_reversed not understood", code="bad_response")
+    if transfer.get("reversed") is True:
+        return PayoutObservation(
+            payout_no=payout_no,
+            provider_payout_no=transfer_id,
+            status=PayoutState.FAILED,
+            amount=amount,
+            provider_status=wire.TRANSFER_REVERSED_STATUS,
+            failure_reason="transfer reversed in full: the money came back to the platform balance",
+        )
+    if transfer.get("reversed") is not False:
+        raise Unknown("stripe transfer reversed flag not understood", code="bad_response")
+    # A partial reversal leaves the transfer standing (reversed stays false): it paid, and some came back later.
+    return PayoutObservation(
+        payout_no=payout_no,
+        provider_payout_no=transfer_id,
+        status=PayoutState.SUCCEEDED,
+        amount=amount,
+        provider_status=wire.TRANSFER_PROVIDER_STATUS if not reversed_minor else "partially_reversed",
     )
 
 

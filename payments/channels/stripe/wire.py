@@ -124,3 +124,21 @@ def search_query(out_trade_no: str) -> str:
     """Stripe search-language query for one out_trade_no; quotes and backslashes are escaped."""
     escaped = out_trade_no.replace("\\", "\\\\").replace("'", "\\'")
     return f"metadata['{META_OUT_TRADE_NO}']:'{escaped}'"
+
+
+# ---- payouts: Connect transfers from the platform balance to a connected account -------------------------------
+META_PAYOUT_NO = "payout_no"
+# A transfer is made whole or not at all (there is no pending state); one reversed in full gave the money back.
+TRANSFER_PROVIDER_STATUS = "created"
+TRANSFER_REVERSED_STATUS = "reversed"
+# invalid_request_error codes that are a business refusal of this transfer, nothing moved: our balance cannot
+# cover it, or the payee account cannot take it (its transfers capability is off). "No such destination" comes as
+# resource_missing with param=destination (see PAYOUT_MISSING_PARAM). Any other invalid request is Terminal.
+PAYOUT_FAILED_CODES = frozenset({"balance_insufficient", "account_invalid", "insufficient_capabilities_for_transfer"})
+PAYOUT_MISSING_PARAM = "destination"
+# Stripe's limits: a transfer_group is at most 255 characters, a description 1000 (metadata values 500).
+DESCRIPTION_MAX = 1000
+
+
+def payout_idempotency_key(payout_no: str) -> str:
+    return f"payout-{payout_no}"
