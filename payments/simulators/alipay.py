@@ -13,7 +13,8 @@ Payouts debit the app's balance at Alipay (``set_balance``) and reach payees the
 real name checked as Alipay checks it); every transfer that moved money is in ``executed_transfers()``. One
 out_biz_no transfers once: a resend answers the first transfer, a resend with another payee or amount is refused.
 Besides ``faults`` (a timeout executes then hangs, a 5xx executes nothing), ``hold_transfers`` keeps the next
-transfers DEALING until ``settle_transfer`` and ``tamper_answers`` changes the next answers after signing.
+transfers DEALING until ``settle_transfer``, ``transfer_system_errors`` answers SYSTEM_ERROR without executing, and
+``tamper_answers`` changes the next answers after signing.
 
 Signing is implemented here with ``cryptography``, independently of our adapter and of the Alipay SDK, so
 tests exercise the adapter against a second implementation. Must not import ``payments.channels``, the SDK
@@ -196,6 +197,7 @@ class AlipaySimulator(LoopbackServer):
         self._executed: list[dict[str, Any]] = []
         self.hold_transfers = 0  # the next N accepted transfers answer DEALING until settle_transfer()
         self.tamper_answers = 0  # the next N signed answers are changed after signing (a forgery in transit)
+        self.transfer_system_errors = 0  # the next N transfers answer 40004 SYSTEM_ERROR, executing nothing
 
     # ---- account & keys --------------------------------------------------------------------------------
     def account(self, *, webhook_url: str = "") -> SimAccount:
@@ -511,6 +513,8 @@ class AlipaySimulator(LoopbackServer):
         else:
             raise _business("INVALID_PARAMETER", "identity_type 不合法")
         app_id = params["app_id"]
+        if self._take("transfer_system_errors"):
+            raise _business("SYSTEM_ERROR", "系统繁忙，请使用相同的参数稍后重试")
         with self._lock:
             key = (app_id, out_biz_no)
             if (existing := self._transfers.get(key)) is not None:

@@ -44,7 +44,7 @@ def _fresh(sim):
     sim.set_balance(BALANCE)
     yield
     sim.faults.reset()
-    sim.hold_transfers = sim.tamper_answers = 0
+    sim.hold_transfers = sim.tamper_answers = sim.transfer_system_errors = 0
 
 
 def _config(sim: AlipaySimulator, *, base_url: str = "", timeouts=(2.0, 8.0), **credentials: str) -> AccountConfig:
@@ -228,6 +228,19 @@ def test_5xx_is_unknown_nothing_executed_and_the_same_number_then_pays_once(adap
     assert adapter.payout_query(request) is None
     assert adapter.payout(request).status == PayoutState.SUCCEEDED
     assert len(sim.executed_transfers(request.payout_no)) == 1
+
+
+def test_system_error_is_unknown_and_resolved_by_query_then_the_same_number(adapter, sim):
+    sim.transfer_system_errors = 1
+    request = _payout(12_34)
+
+    with pytest.raises(Unknown) as exc:
+        adapter.payout(request)  # Alipay's "try again with the same parameters": never a failed payout
+
+    assert exc.value.code == "provider_busy"
+    assert adapter.payout_query(request) is None
+    assert adapter.payout(request).status == PayoutState.SUCCEEDED
+    assert len(sim.executed_transfers(request.payout_no)) == 1 and sim.balance() == BALANCE - 12_34
 
 
 def test_connection_refused_is_retryable_and_nothing_is_sent(sim):

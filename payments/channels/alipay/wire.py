@@ -59,8 +59,7 @@ TRANSFER_QUERY_RESPONSE = "alipay_fund_trans_common_query_response"
 # 单笔无密转账到支付宝账户; the query needs both to find a transfer by out_biz_no.
 TRANSFER_PRODUCT = "TRANS_ACCOUNT_NO_PWD"
 TRANSFER_SCENE = "DIRECT_TRANSFER"
-# Alipay's limits on trans_amount and the texts it shows the payee.
-TRANSFER_MIN_MINOR = 10  # 0.10 yuan
+# The lengths Alipay takes for the texts it shows the payee.
 ORDER_TITLE_MAX, REMARK_MAX = 128, 200
 
 IDENTITY_USER_ID = "ALIPAY_USER_ID"  # 2088 + 12 digits
