@@ -1,12 +1,20 @@
 """Loopback simulator of the *provider side* of the Alipay open platform (支付宝开放平台) gateway.
 
 It plays Alipay for one app: ``/gateway.do`` takes RSA2-signed requests (GET query or POST form) for
-``alipay.trade.precreate``, ``.query``, ``.close``, ``.refund`` and ``.fastpay.refund.query``, verifies them
+``alipay.trade.precreate``, ``.query``, ``.close``, ``.refund`` and ``.fastpay.refund.query``, and the payout pair
+``alipay.fund.trans.uni.transfer`` / ``alipay.fund.trans.common.query``, verifies them
 with the app's public key and answers ``{"<method_with_underscores>_response": {...}, "sign": "..."}``, signed
 with its own Alipay key over the inner JSON exactly as serialised. A browser sent to a signed
 ``alipay.trade.page.pay`` URL lands on ``/cashier/<trade_no>`` (also what precreate's qr_code encodes); paying
 there sends the RSA2-signed async notify (form POST) to the trade's notify_url, and a refund sends the trade
 notify with refund fields (out_biz_no, refund_fee, gmt_refund).
+
+Payouts debit the app's balance at Alipay (``set_balance``) and reach payees the simulator knows (``add_payee``,
+real name checked as Alipay checks it); every transfer that moved money is in ``executed_transfers()``. One
+out_biz_no transfers once: a resend answers the first transfer, a resend with another payee or amount is refused.
+Besides ``faults`` (a timeout executes then hangs, a 5xx executes nothing), ``hold_transfers`` keeps the next
+transfers DEALING until ``settle_transfer``, ``transfer_system_errors`` answers SYSTEM_ERROR without executing, and
+``tamper_answers`` changes the next answers after signing.
 
 Signing is implemented here with ``cryptography``, independently of our adapter and of the Alipay SDK, so
 tests exercise the adapter against a second implementation. Must not import ``payments.channels``, the SDK
@@ -70,6 +78,12 @@ PAGE_PAY = "alipay.trade.page.pay"
 PAGE_PAY_PRODUCT = "FAST_INSTANT_TRADE_PAY"
 BEIJING = ZoneInfo("Asia/Shanghai")  # time_expire is Beijing wall-clock time
 TIME_EXPIRE_FORMAT = "%Y-%m-%d %H:%M:%S"
+TRANSFER_PRODUCT, TRANSFER_SCENE = "TRANS_ACCOUNT_NO_PWD", "DIRECT_TRANSFER"
+TRANSFER_MIN_MINOR = 10  # trans_amount takes [0.1, 100000000] yuan
+USER_ID_RE = re.compile(r"^2088\d{12}$")
+DEFAULT_BALANCE_MINOR = 1_000_000_00  # what a new app holds at Alipay to pay out of: one million yuan
+# Payees every simulator knows (the demo pays them); tests add their own.
+DEMO_PAYEES = {"payee@example.com": "张三", "2088102146225135": "李四"}
 
 # Our record's status -> Alipay trade_status. A fully refunded trade reads TRADE_CLOSED, as on Alipay.
 TRADE_STATUS = {
@@ -174,6 +188,16 @@ class AlipaySimulator(LoopbackServer):
         self._by_out: dict[tuple[str, str], str] = {}
         # Random start keeps trade_nos distinct across restarts (demo databases persist).
         self._counter = random.randint(10**15, 9 * 10**15)
+        # Payouts: the app's balance at Alipay (minor units), payees by identity -> real name, transfers by
+        # (app_id, out_biz_no), and those that moved money in the order they did.
+        self._balances: dict[str, int] = {}
+        self._payees: dict[str, str] = dict(DEMO_PAYEES)
+        self._transfers: dict[tuple[str, str], dict[str, Any]] = {}
+        self._transfer_by_order: dict[str, tuple[str, str]] = {}
+        self._executed: list[dict[str, Any]] = []
+        self.hold_transfers = 0  # the next N accepted transfers answer DEALING until settle_transfer()
+        self.tamper_answers = 0  # the next N signed answers are changed after signing (a forgery in transit)
+        self.transfer_system_errors = 0  # the next N transfers answer 40004 SYSTEM_ERROR, executing nothing
 
     # ---- account & keys --------------------------------------------------------------------------------
     def account(self, *, webhook_url: str = "") -> SimAccount:
@@ -193,6 +217,7 @@ class AlipaySimulator(LoopbackServer):
         with self._lock:
             self._app_id, self._app_private_pem, self._alipay_key = app_id, app_private_pem, alipay_key
             self._apps[app_id] = _load_private(app_private_pem).public_key()
+            self._balances.setdefault(app_id, DEFAULT_BALANCE_MINOR)
 
     def alipay_private_pem(self) -> str:
         if self._alipay_key is None:
@@ -253,6 +278,8 @@ class AlipaySimulator(LoopbackServer):
             "alipay.trade.close": self._close,
             "alipay.trade.refund": self._refund,
             "alipay.trade.fastpay.refund.query": self._refund_query,
+            "alipay.fund.trans.uni.transfer": self._transfer,
+            "alipay.fund.trans.common.query": self._transfer_query,
         }
         handler = handlers.get(method)
         key = method.replace(".", "_") + "_response" if handler else "error_response"
@@ -268,7 +295,19 @@ class AlipaySimulator(LoopbackServer):
         inner = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         if not signed:
             return f'{{"{key}":{inner}}}'
-        return f'{{"{key}":{inner},"sign":"{self._sign(inner)}"}}'
+        sign = self._sign(inner)
+        if self._take("tamper_answers"):
+            # What a man in the middle would do: turn "still processing" into "paid", or add a field.
+            forged = inner.replace('"status":"DEALING"', '"status":"SUCCESS"')
+            inner = forged if forged != inner else inner[:-1] + ',"tampered":"Y"}'
+        return f'{{"{key}":{inner},"sign":"{sign}"}}'
+
+    def _take(self, counter: str) -> bool:
+        with self._lock:
+            left = getattr(self, counter)
+            if left > 0:
+                setattr(self, counter, left - 1)
+            return left > 0
 
     def page_pay(self, params: dict[str, str]) -> dict[str, Any]:
         """A browser arriving with a signed alipay.trade.page.pay URL: the trade it opens (or re-opens)."""
@@ -448,6 +487,151 @@ class AlipaySimulator(LoopbackServer):
                 gmt_refund_pay=refund["gmt_refund_pay"],
             )
             return answer
+
+    # ---- payouts (单笔转账) -----------------------------------------------------------------------------
+    def _transfer(self, params: dict[str, str], biz: dict[str, Any], host_url: str) -> dict[str, Any]:
+        """alipay.fund.trans.uni.transfer: debit the app, credit the payee; once per out_biz_no."""
+        out_biz_no = str(biz.get("out_biz_no") or "")
+        if not out_biz_no:
+            raise _business("INVALID_PARAMETER", "out_biz_no 必填")
+        if biz.get("product_code") != TRANSFER_PRODUCT or biz.get("biz_scene") != TRANSFER_SCENE:
+            raise _business("INVALID_PARAMETER", f"product_code/biz_scene 须为 {TRANSFER_PRODUCT}/{TRANSFER_SCENE}")
+        minor = _minor(str(biz.get("trans_amount") or ""))
+        if minor is None or not TRANSFER_MIN_MINOR <= minor <= MAX_AMOUNT_MINOR:
+            raise _business("INVALID_PARAMETER", "trans_amount 取值范围[0.1,100000000]")
+        payee = biz.get("payee_info")
+        if not isinstance(payee, dict):
+            raise _business("INVALID_PARAMETER", "payee_info 必填")
+        identity, identity_type = str(payee.get("identity") or ""), payee.get("identity_type")
+        name = str(payee.get("name") or "")
+        if identity_type == "ALIPAY_USER_ID":
+            if not USER_ID_RE.match(identity):
+                raise _business("INVALID_PARAMETER", "identity 不是合法的支付宝会员ID")
+        elif identity_type == "ALIPAY_LOGON_ID":
+            if not identity or not name:
+                raise _business("INVALID_PARAMETER", "identity_type=ALIPAY_LOGON_ID 时 identity 与 name 必填")
+        else:
+            raise _business("INVALID_PARAMETER", "identity_type 不合法")
+        app_id = params["app_id"]
+        if self._take("transfer_system_errors"):
+            raise _business("SYSTEM_ERROR", "系统繁忙，请使用相同的参数稍后重试")
+        with self._lock:
+            key = (app_id, out_biz_no)
+            if (existing := self._transfers.get(key)) is not None:
+                if (existing["amount_minor"], existing["identity"]) != (minor, identity):
+                    raise _business("PAYMENT_INFO_INCONSISTENCY", "两次请求商户单号一样，但是收款人或金额不一致")
+                return self._transfer_answer(existing)
+            real_name = self._payees.get(identity)
+            if real_name is None:
+                raise _business("PAYEE_NOT_EXIST", "收款账号不存在")
+            if name and name != real_name:
+                raise _business("PAYEE_USER_INFO_ERROR", "支付宝账号和姓名不匹配，请确认姓名是否正确")
+            balance = self._balances.get(app_id, 0)
+            if minor > balance:
+                raise _business("PAYER_BALANCE_NOT_ENOUGH", "付款方余额不足")
+            self._balances[app_id] = balance - minor
+            self._counter += 1
+            order_id = time.strftime("%Y%m%d") + f"11007{self._counter:019d}"
+            record: dict[str, Any] = {
+                "app_id": app_id,
+                "out_biz_no": out_biz_no,
+                "order_id": order_id,
+                "pay_fund_order_id": "",
+                "amount_minor": minor,
+                "identity": identity,
+                "identity_type": identity_type,
+                "name": name,
+                "order_title": str(biz.get("order_title") or ""),
+                "remark": str(biz.get("remark") or ""),
+                "status": "DEALING" if self._take("hold_transfers") else "SUCCESS",
+                "pay_date": "",
+                "error_code": "",
+                "fail_reason": "",
+            }
+            if record["status"] == "SUCCESS":
+                self._transfer_paid(record)
+            self._transfers[key] = record
+            self._transfer_by_order[order_id] = key
+            self._executed.append(record)
+            return self._transfer_answer(record)
+
+    def _transfer_paid(self, record: dict[str, Any]) -> None:
+        self._counter += 1
+        record.update(
+            status="SUCCESS", pay_date=_now(), pay_fund_order_id=time.strftime("%Y%m%d") + f"11007{self._counter:019d}"
+        )
+
+    @staticmethod
+    def _transfer_answer(record: dict[str, Any]) -> dict[str, Any]:
+        answer = {"out_biz_no": record["out_biz_no"], "order_id": record["order_id"], "status": record["status"]}
+        if record["pay_fund_order_id"]:
+            answer.update(pay_fund_order_id=record["pay_fund_order_id"], trans_date=record["pay_date"])
+        return answer
+
+    def _transfer_query(self, params: dict[str, str], biz: dict[str, Any], host_url: str) -> dict[str, Any]:
+        """alipay.fund.trans.common.query by order_id, else by out_biz_no (with product_code and biz_scene)."""
+        app_id, order_id = params["app_id"], str(biz.get("order_id") or "")
+        out_biz_no = str(biz.get("out_biz_no") or "")
+        if not order_id:
+            if not out_biz_no:
+                raise _business("INVALID_PARAMETER", "out_biz_no 和 order_id 不能同时为空")
+            if biz.get("product_code") != TRANSFER_PRODUCT or biz.get("biz_scene") != TRANSFER_SCENE:
+                raise _business("INVALID_PARAMETER", "传 out_biz_no 时 product_code 与 biz_scene 必填")
+        with self._lock:
+            key = self._transfer_by_order.get(order_id) if order_id else (app_id, out_biz_no)
+            record = self._transfers.get(key) if key and key[0] == app_id else None
+            if record is None:
+                raise _business("ORDER_NOT_EXIST", "转账订单不存在")
+            answer = {
+                "order_id": record["order_id"],
+                "out_biz_no": record["out_biz_no"],
+                "status": record["status"],
+                "trans_amount": _yuan(record["amount_minor"]),
+            }
+            if record["pay_fund_order_id"]:
+                answer.update(pay_fund_order_id=record["pay_fund_order_id"], pay_date=record["pay_date"])
+            if record["status"] == "FAIL":
+                answer.update(error_code=record["error_code"], fail_reason=record["fail_reason"])
+            return answer
+
+    # ---- payouts seen from the test side ---------------------------------------------------------------
+    def set_balance(self, minor: int, app_id: str = "") -> None:
+        """What the app (the demo app by default) holds at Alipay to pay out of."""
+        with self._lock:
+            self._balances[app_id or self._app_id] = minor
+
+    def balance(self, app_id: str = "") -> int:
+        with self._lock:
+            return self._balances.get(app_id or self._app_id, 0)
+
+    def add_payee(self, identity: str, name: str) -> None:
+        """An Alipay account a transfer can reach: its user id or login, and the real name it is registered to."""
+        with self._lock:
+            self._payees[identity] = name
+
+    def transfer_for(self, out_biz_no: str) -> dict | None:
+        with self._lock:
+            record = next((r for (_, o), r in self._transfers.items() if o == out_biz_no), None)
+            return copy.deepcopy(record)
+
+    def executed_transfers(self, out_biz_no: str = "") -> list[dict]:
+        """Every transfer that moved money (a DEALING one too: its amount left the balance), oldest first."""
+        with self._lock:
+            return [copy.deepcopy(r) for r in self._executed if not out_biz_no or r["out_biz_no"] == out_biz_no]
+
+    def settle_transfer(
+        self, out_biz_no: str, *, succeed: bool = True, error_code: str = "PAYEE_ACCOUNT_STATUS_ERROR", reason: str = ""
+    ) -> None:
+        """A DEALING transfer ends: SUCCESS, or FAIL with the money back on the app's balance."""
+        with self._lock:
+            record = next((r for (_, o), r in self._transfers.items() if o == out_biz_no), None)
+            if record is None or record["status"] != "DEALING":
+                raise ValueError(f"transfer {out_biz_no} is not DEALING")
+            if succeed:
+                self._transfer_paid(record)
+                return
+            record.update(status="FAIL", error_code=error_code, fail_reason=reason or "收款方账户状态异常")
+            self._balances[record["app_id"]] = self._balances.get(record["app_id"], 0) + record["amount_minor"]
 
     # ---- trades seen from the test side ----------------------------------------------------------------
     def trade_for(self, out_trade_no: str) -> dict | None:

@@ -1,5 +1,13 @@
 """支付宝 (Alipay open platform) adapter through python-alipay-sdk: precreate QR plus a signed page.pay redirect,
-RSA2 (SHA256withRSA) request signing, signed synchronous answers, RSA2-verified async notify."""
+RSA2 (SHA256withRSA) request signing, signed synchronous answers, RSA2-verified async notify, and payouts by
+单笔转账 (alipay.fund.trans.uni.transfer, resolved by alipay.fund.trans.common.query).
+
+Payouts: the request and answer fields are those of Alipay's API reference (opendocs.alipay.com/apis/api_28/
+alipay.fund.trans.uni.transfer and .../alipay.fund.trans.common.query), cross-checked with python-alipay-sdk 3.4
+`DCAliPay.api_alipay_fund_trans_uni_transfer` and Alipay's SDK response classes; see wire.py. Real Alipay serves
+the fund APIs to apps in public-key-certificate mode only (app_cert_sn / alipay_root_cert_sn beside the same
+RSA2 signature); this adapter signs them in the plain public-key mode of the trade APIs, which the simulator
+speaks. Certificate mode is the one addition a production account needs."""
 
 from __future__ import annotations
 
@@ -28,6 +36,9 @@ from payments.channels.base import (
     NotificationInvalid,
     Observation,
     ObservedStatus,
+    PayoutObservation,
+    PayoutRequest,
+    PayoutState,
     RefundObservation,
     RefundRequest,
     RefundState,
@@ -72,6 +83,7 @@ class AlipayAdapter:
             Capability.QUERY,
             Capability.CLOSE,
             Capability.REFUND,
+            Capability.PAYOUT,
         }
     )
 
@@ -327,6 +339,115 @@ class AlipayAdapter:
             amount=_answer_money(answer.get("refund_amount")),
             provider_status=refund_status,
         )
+
+    # ---- payouts ---------------------------------------------------------------------------------------
+    def _fund_call(self, method: str, response_type: str, biz_content: dict[str, Any]) -> dict[str, Any]:
+        """One signed fund API call. The SDK's transfer helper lives on its certificate-mode client and it has
+        none for common.query, so the body is built and verified by the same SDK path its trade helpers use."""
+        client = self._require_client()
+        data = client.build_body(method, biz_content)
+        return self._call(client.verified_sync_response, data=data, response_type=response_type)
+
+    def payout(self, request: PayoutRequest) -> PayoutObservation:
+        """out_biz_no = payout_no: Alipay executes one transfer per out_biz_no and answers a resent one with it."""
+        self._require_client()
+        if request.amount.currency != wire.SUPPORTED_CURRENCY:
+            raise Terminal(f"alipay pays out {wire.SUPPORTED_CURRENCY} only", code="currency")
+        identity_type = wire.payee_identity_type(request.payee)
+        if identity_type == wire.IDENTITY_LOGON_ID and not request.payee_name:
+            # Alipay requires the real name with a login id (and checks it against the account).
+            raise Terminal("alipay needs the payee's real name with a login id", code="bad_payee")
+        payee_info = {"identity": request.payee, "identity_type": identity_type}
+        if request.payee_name:
+            payee_info["name"] = request.payee_name
+        biz: dict[str, Any] = {
+            "out_biz_no": request.payout_no,
+            "trans_amount": request.amount.to_decimal_str(),
+            "product_code": wire.TRANSFER_PRODUCT,
+            "biz_scene": wire.TRANSFER_SCENE,
+            "order_title": (request.remark or "CardShop payout")[: wire.ORDER_TITLE_MAX],
+            "payee_info": payee_info,
+        }
+        if request.remark:
+            biz["remark"] = request.remark[: wire.REMARK_MAX]
+        answer = self._fund_call(wire.TRANSFER, wire.TRANSFER_RESPONSE, biz)
+        if answer.get("code") != wire.CODE_SUCCESS:
+            return self._transfer_refused(answer, request)
+        if answer.get("out_biz_no") != request.payout_no:
+            raise Unknown("alipay transfer answered for another out_biz_no", code="bad_response")
+        word = str(answer.get("status") or "")
+        status = wire.TRANSFER_STATUS.get(word)
+        if status is None:
+            raise Unknown(f"alipay transfer status {word[:32]!r} not understood", code="bad_response")
+        return PayoutObservation(
+            payout_no=request.payout_no,
+            provider_payout_no=str(answer.get("order_id") or ""),
+            status=status,
+            # The answer carries no amount: Alipay transfers exactly trans_amount or refuses.
+            amount=request.amount,
+            provider_status=word,
+            failure_reason=word if status == PayoutState.FAILED else "",
+        )
+
+    def payout_query(self, request: PayoutRequest) -> PayoutObservation | None:
+        # order_id names the transfer itself; out_biz_no is only unique together with product_code and biz_scene.
+        if request.provider_payout_no:
+            biz: dict[str, Any] = {"order_id": request.provider_payout_no}
+        else:
+            biz = {
+                "product_code": wire.TRANSFER_PRODUCT,
+                "biz_scene": wire.TRANSFER_SCENE,
+                "out_biz_no": request.payout_no,
+            }
+        answer = self._fund_call(wire.TRANSFER_QUERY, wire.TRANSFER_QUERY_RESPONSE, biz)
+        if answer.get("code") != wire.CODE_SUCCESS:
+            if answer.get("sub_code") == wire.SUB_ORDER_NOT_EXIST:
+                return None  # never accepted: the same payout_no may be sent again
+            raise _transfer_error(answer, "transfer query")
+        if answer.get("out_biz_no") != request.payout_no:
+            raise Unknown("alipay transfer query answered for another out_biz_no", code="bad_response")
+        word = str(answer.get("status") or "")
+        status = wire.TRANSFER_STATUS.get(word)
+        if status is None:
+            raise Unknown(f"alipay transfer status {word[:32]!r} not understood", code="bad_response")
+        reason = ""
+        if status == PayoutState.FAILED:
+            parts = (str(answer.get("error_code") or ""), str(answer.get("fail_reason") or ""))
+            reason = ": ".join(p for p in parts if p)[:200] or word
+        amount = answer.get("trans_amount")
+        return PayoutObservation(
+            payout_no=request.payout_no,
+            provider_payout_no=str(answer.get("order_id") or ""),
+            status=status,
+            amount=request.amount if amount is None else _answer_money(amount),
+            provider_status=word,
+            failure_reason=reason,
+        )
+
+    @staticmethod
+    def _transfer_refused(answer: dict[str, Any], request: PayoutRequest) -> PayoutObservation:
+        """A signed non-10000 transfer answer: a business refusal is a failed payout (nothing moved); a
+        malformed request is Terminal, SYSTEM_ERROR and 20000 are Unknown."""
+        code, sub_code = str(answer.get("code", "")), str(answer.get("sub_code", ""))
+        if code != wire.CODE_BUSINESS_FAILED or sub_code in wire.TRANSFER_SUB_MALFORMED | wire.TRANSFER_SUB_UNKNOWN:
+            raise _transfer_error(answer, "transfer")
+        return PayoutObservation(
+            payout_no=request.payout_no,
+            provider_payout_no="",
+            status=PayoutState.FAILED,
+            amount=request.amount,
+            provider_status=sub_code,
+            failure_reason=f"{sub_code}: {answer.get('sub_msg', '')}"[:200],
+        )
+
+
+def _transfer_error(answer: dict[str, Any], action: str) -> ChannelError:
+    """A signed fund-API refusal that is no failed transfer: SYSTEM_ERROR and 20000 leave it open."""
+    code, sub_code = str(answer.get("code", "")), str(answer.get("sub_code", ""))
+    message = f"alipay refused {action}: {code} {sub_code} {answer.get('sub_msg', '')}"[:200]
+    if code in wire.CODES_UNKNOWN or sub_code in wire.TRANSFER_SUB_UNKNOWN:
+        return Unknown(message, code="provider_busy")
+    return Terminal(message, code=(sub_code or f"alipay_{code}").lower())
 
 
 def _unsigned_refusal(exc: AliPayException) -> ChannelError:

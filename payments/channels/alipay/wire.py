@@ -1,11 +1,19 @@
-"""Alipay open-platform wire shapes: method names, result codes, the money string, provider status tables."""
+"""Alipay open-platform wire shapes: method names, result codes, the money string, provider status tables.
+
+Payouts (单笔转账到支付宝账户) follow Alipay's API reference for alipay.fund.trans.uni.transfer and
+alipay.fund.trans.common.query (opendocs.alipay.com/apis/api_28/...), as also encoded by python-alipay-sdk 3.4
+(`DCAliPay.api_alipay_fund_trans_uni_transfer`: payee_info {identity, identity_type, name}, product_code
+TRANS_ACCOUNT_NO_PWD, biz_scene DIRECT_TRANSFER), Alipay's own SDKs' AlipayFundTransCommonQueryResponse
+(order_id, out_biz_no, status, fail_reason, error_code, pay_date) and go-pay's FundTransCommonQuery (trans_amount).
+"""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from payments.channels.base import ObservedStatus, RefundState, Terminal
+from payments.channels.base import ObservedStatus, PayoutState, RefundState, Terminal
 
 # Alipay's domestic acquiring settles CNY only and sends no currency field: amounts are yuan strings ("9.90").
 SUPPORTED_CURRENCY = "CNY"
@@ -42,6 +50,60 @@ REFUND_STATUS: dict[str, RefundState] = {"REFUND_SUCCESS": RefundState.SUCCEEDED
 
 # alipay.trade.refund `fund_change`: "Y" only on the call that moved money; a replayed out_request_no says "N".
 FUND_CHANGED = "Y"
+
+# ---- payouts ------------------------------------------------------------------------------------------------
+TRANSFER = "alipay.fund.trans.uni.transfer"
+TRANSFER_RESPONSE = "alipay_fund_trans_uni_transfer_response"
+TRANSFER_QUERY = "alipay.fund.trans.common.query"
+TRANSFER_QUERY_RESPONSE = "alipay_fund_trans_common_query_response"
+# 单笔无密转账到支付宝账户; the query needs both to find a transfer by out_biz_no.
+TRANSFER_PRODUCT = "TRANS_ACCOUNT_NO_PWD"
+TRANSFER_SCENE = "DIRECT_TRANSFER"
+# The lengths Alipay takes for the texts it shows the payee.
+ORDER_TITLE_MAX, REMARK_MAX = 128, 200
+
+IDENTITY_USER_ID = "ALIPAY_USER_ID"  # 2088 + 12 digits
+IDENTITY_LOGON_ID = "ALIPAY_LOGON_ID"  # the login: an e-mail address or a mobile number; needs the real name
+_USER_ID_RE = re.compile(r"2088\d{12}")
+_LOGON_ID_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+|1\d{10}|\+\d{6,15}")
+
+# The transfer's / query's `status` -> ours. REFUND (退票) is a transfer whose money came back: failed. INIT and
+# DEALING are still in progress; anything not listed (UNKNOWN included) is not guessed.
+TRANSFER_STATUS: dict[str, PayoutState] = {
+    "SUCCESS": PayoutState.SUCCEEDED,
+    "INIT": PayoutState.PENDING,
+    "DEALING": PayoutState.PENDING,
+    "FAIL": PayoutState.FAILED,
+    "REFUND": PayoutState.FAILED,
+}
+
+# 40004 sub_codes of a transfer. Most are a final business refusal (payee unknown or its name wrong, our balance
+# short, limits): nothing moved, the payout failed. These mean something else:
+SUB_TRANSFER_SYSTEM_ERROR = "SYSTEM_ERROR"  # "query, or retry the same out_biz_no": the outcome is not known
+SUB_ORDER_NOT_EXIST = "ORDER_NOT_EXIST"  # common.query: Alipay never accepted this out_biz_no
+TRANSFER_SUB_UNKNOWN = frozenset({SUB_TRANSFER_SYSTEM_ERROR, "ACQ.SYSTEM_ERROR"})
+TRANSFER_SUB_MALFORMED = frozenset(
+    {
+        "INVALID_PARAMETER",
+        "MISSING_PARAMETER",
+        "ILLEGAL_ARGUMENT",
+        "NO_ACCOUNT_RECEIVE_PERMISSION",
+        "PERMIT_CHECK_PERM_LIMITED",
+        # The same out_biz_no was sent before with another payee or amount: the first one may well have paid,
+        # so this is no failed payout but a bug of ours.
+        "PAYMENT_INFO_INCONSISTENCY",
+    }
+)
+
+
+def payee_identity_type(payee: str) -> str:
+    """ALIPAY_USER_ID for a 2088 user id, ALIPAY_LOGON_ID for an e-mail or phone login; Terminal otherwise."""
+    if _USER_ID_RE.fullmatch(payee):
+        return IDENTITY_USER_ID
+    if _LOGON_ID_RE.fullmatch(payee):
+        return IDENTITY_LOGON_ID
+    raise Terminal("alipay payee is neither a 2088 user id nor a login (e-mail or phone)", code="bad_payee")
+
 
 NOTIFY_REQUIRED = ("app_id", "trade_no", "out_trade_no", "trade_status", "total_amount", "sign")
 # A trade notify carrying these is about a refund (out_biz_no is our refund number).
