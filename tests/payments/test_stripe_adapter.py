@@ -163,6 +163,7 @@ def test_capabilities_ack_and_notify_methods():
         Capability.QUERY,
         Capability.CLOSE,
         Capability.REFUND,
+        Capability.PAYOUT,
     }
     assert StripeAdapter.notify_methods == frozenset({"POST"})
     assert (StripeAdapter.ack(True).status, json.loads(StripeAdapter.ack(True).body)) == (200, {"received": True})
