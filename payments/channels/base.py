@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import ClassVar, Protocol
 
@@ -19,6 +19,7 @@ class Capability(StrEnum):
     CLOSE = "close"  # expiry, cancel and a create in doubt close the trade at the provider
     REFUND = "refund"  # refund_request refuses a channel that cannot refund
     PAYOUT = "payout"  # settlement pays merchants and agents out through it (payout + payout_query)
+    STATEMENT = "statement"  # reconciliation downloads the account's daily statement (statement)
 
 
 class ObservedStatus(StrEnum):
@@ -205,6 +206,50 @@ class PayoutObservation:
     failure_reason: str = ""  # the provider's reason when FAILED
 
 
+class StatementKind(StrEnum):
+    PAYMENT = "payment"  # money collected from a buyer
+    REFUND = "refund"  # money given back to a buyer
+    PAYOUT = "payout"  # money the platform transferred out (to a merchant or agent)
+    OTHER = "other"  # anything else the provider books on the account (fees billed apart, adjustments)
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    """One normalised line of a provider's daily statement of one account. Amounts are positive; `fee` is what
+    the provider kept on this line (a refund's fee is what it gave back, also positive)."""
+
+    kind: StatementKind
+    provider_ref: str  # the provider's id of the trade / refund / transfer (trade_no, transaction_id, ch_..., ...)
+    our_ref: str  # our out_trade_no, refund_no or payout_no as the provider echoes it ("" when absent)
+    amount: Money
+    fee: Money
+    status: str  # the provider's own word, for operators (TRADE_SUCCESS, SUCCESS, REFUND, available, ...)
+    occurred_at: datetime
+    trade_ref: str = ""  # for a refund: the provider's id of the refunded trade
+    line_no: int = 0  # position in the file, so an exception points at the line
+
+
+@dataclass(frozen=True)
+class StatementTotals:
+    """The statement's own control totals (its summary rows or header), to check the lines against."""
+
+    count: int
+    amount: Money  # payments minus refunds, as the provider sums them
+    fee: Money
+
+
+@dataclass
+class Statement:
+    """A day's statement: `lines` is a one-pass iterator (the file is streamed, never held whole in memory);
+    `totals` is filled when the provider's summary has been read (for some formats only at the end, so read
+    it after the lines); None when the format has no control totals."""
+
+    day: date
+    lines: Iterator[StatementLine]
+    totals: StatementTotals | None = None
+    source_hash: str = ""  # sha256 of the raw file as downloaded, kept with the run
+
+
 # Buyer-facing payment methods. One method may be served by several channels (Alipay directly or through
 # an epay aggregator), which is what routing chooses between.
 METHODS = ("alipay", "wxpay", "card", "bank", "qqpay")
@@ -291,4 +336,10 @@ class ChannelAdapter(Protocol):
     def payout_query(self, request: PayoutRequest) -> PayoutObservation | None:
         """What the provider says about request.payout_no; None when it does not know it (it was never received,
         and may be sent again under the same number)."""
+        ...
+
+    def statement(self, day: date) -> Statement:
+        """The account's statement for `day` (the provider's day), downloaded and parsed as it streams
+        (capability STATEMENT). Raises Retryable when the provider has not produced it yet or cannot be reached,
+        Terminal when it refuses, Unknown on a corrupt or tampered file (hash or signature wrong)."""
         ...
