@@ -5,10 +5,11 @@ verified and decrypted in `signing` so that every check is explicit and none of 
 
 Payouts use 商家转账 "发起转账" (POST /v3/fund-app/mch-transfer/transfer-bills) and "商户单号查询转账单"
 (GET .../transfer-bills/out-bill-no/{out_bill_no}). Field names, states and error codes from the WeChat Pay
-merchant docs (pay.weixin.qq.com/doc/v3/merchant/4012716434 transfer-to-user, 4012716457 query; error table:
-403 NOT_ENOUGH "充值后可以原单号发起重试", 429 FREQUENCY_LIMITED, 500 SYSTEM_ERROR "请勿更换商户单号") and from
-wechatpayv3 2.0.4 `mchtransfer.mch_transfer_bills` (user_name RSA-OAEP encrypted with the WeChat Pay public key and
-Wechatpay-Serial set). They are signed with the SDK's own `build_authorization` but sent here rather than through
+merchant docs (pay.weixin.qq.com/doc/v3/merchant/4012716434 发起转账; 4012716457 微信单号查询转账单, whose answer
+the out-bill-no query shares: mch_id, out_bill_no, transfer_bill_no, appid, state, transfer_amount, fail_reason;
+errors: 403 NOT_ENOUGH "充值后可以原单号发起重试", 429 FREQUENCY_LIMITED, 500 SYSTEM_ERROR "请勿更换商户单号") and
+from wechatpayv3 2.0.4 `mchtransfer.mch_transfer_bills` (user_name RSA-OAEP encrypted with the WeChat Pay public
+key, Wechatpay-Serial set). They are signed with the SDK's own `build_authorization` but sent here rather than through
 `mch_transfer_bills`: the SDK verifies only 2xx answers (a forged 403 NOT_ENOUGH would read as a refusal), drops
 user_name under 30 fen, and raises bare Exception for a missing field, which would look like a bad signature.
 """
@@ -411,8 +412,12 @@ class WechatPayAdapter:
             raise Terminal(f"wechatpay refused payout query: {status} {code}", code="refused")
         if not verified:
             raise Unknown("wechatpay payout query answer did not verify", code="bad_signature")
-        if data.get("appid") not in (None, self._creds.get("appid")):
-            raise Unknown("wechatpay payout query answered for another app", code="bad_response")
+        # The query names the merchant `mch_id` (not `mchid` as the payment APIs do).
+        if data.get("appid") not in (None, self._creds.get("appid")) or data.get("mch_id") not in (
+            None,
+            self.account.merchant_no,
+        ):
+            raise Unknown("wechatpay payout query answered for another app or merchant", code="bad_response")
         return self._payout_observation(data, request, stated_amount=True)
 
     @staticmethod
