@@ -358,6 +358,19 @@ def test_a_request_the_provider_finds_malformed_is_terminal(config, sim):
     assert sim.transfer_for(request.payout_no) is None
 
 
+def test_a_payout_signed_with_another_merchant_key_is_terminal_and_pays_nothing(config, sim):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    request = _payout(100)
+    before = sim.balance()
+    with pytest.raises(Terminal):
+        WechatPayAdapter(replace(config, credentials={**config.credentials, "mch_private_key": pem})).payout(request)
+    assert sim.transfer_for(request.payout_no) is None
+    assert sim.balance() == before
+
+
 # ---- forged and tampered answers ---------------------------------------------------------------------------
 
 
