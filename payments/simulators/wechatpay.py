@@ -7,7 +7,14 @@ merchant's APIv3 key. `code_url` points at its own /scan/<code> page so a person
 
 Routes: POST /v3/pay/transactions/native, GET /v3/pay/transactions/out-trade-no/{no}?mchid=,
 GET /v3/pay/transactions/id/{id}?mchid=, POST /v3/pay/transactions/out-trade-no/{no}/close,
-POST /v3/refund/domestic/refunds, GET /v3/refund/domestic/refunds/{out_refund_no}, GET/POST /scan/{code}[/pay].
+POST /v3/refund/domestic/refunds, GET /v3/refund/domestic/refunds/{out_refund_no}, GET/POST /scan/{code}[/pay],
+POST /v3/fund-app/mch-transfer/transfer-bills, GET /v3/fund-app/mch-transfer/transfer-bills/out-bill-no/{no}.
+
+Transfers (商家转账, user-confirm mode) debit the merchant's operating balance when the bill is accepted; a bill
+then waits in WAIT_USER_CONFIRM for the payee to confirm in WeChat (`auto_confirm` does it at once, else
+`confirm_transfer()` / `fail_transfer()`); FAIL gives the money back. Too little balance is 403 NOT_ENOUGH and no
+bill; a payee WeChat refuses (`refuse_payee()`, a name that does not match `register_payee()`) is a FAIL bill.
+`transfer_log` lists every execution (debit), so tests can count them per out_bill_no.
 
 Runnable as ``python -m payments.simulators.wechatpay --port 8002 --account-file var/wechatpay.json``.
 Written from the protocol, not from our adapter: it must not import ``payments.channels``, the wechatpayv3 SDK
@@ -40,9 +47,9 @@ import requests
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+from cryptography.hazmat.primitives.asymmetric.padding import MGF1, OAEP, PKCS1v15
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.hashes import SHA1, SHA256
 
 from payments.simulators.base import (
     BAD_SIGNATURE,
@@ -69,6 +76,10 @@ CST = timezone(timedelta(hours=8))  # WeChat writes times in Beijing time, RFC 3
 OUT_TRADE_NO_RE = re.compile(r"^[0-9A-Za-z_\-|*]{6,32}$")
 OUT_REFUND_NO_RE = re.compile(r"^[0-9A-Za-z_\-|*@]{1,64}$")
 AUTH_PARAM_RE = re.compile(r'(\w+)="([^"]*)"')
+OUT_BILL_NO_RE = re.compile(r"^[0-9A-Za-z]{1,32}$")
+TRANSFER_PATH = "/v3/fund-app/mch-transfer/transfer-bills"
+USER_NAME_REQUIRED_FROM_FEN = 200_000  # 2,000 CNY
+DEFAULT_BALANCE_FEN = 10_000_000  # each merchant's operating account starts with 100,000 CNY
 # time_expire: RFC 3339 with an explicit offset ("yyyy-MM-DDTHH:mm:ss+TIMEZONE").
 TIME_EXPIRE_RE = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([+-][0-9]{2}:[0-9]{2}|Z)"
@@ -149,11 +160,15 @@ class WechatPaySimulator(LoopbackServer):
         platform_private_key: str | None = None,
         platform_public_key_id: str | None = None,
         refund_delay: float | None = 0.0,
+        auto_confirm: bool = True,
     ) -> None:
         """`refund_delay`: 0 settles refunds at once (answer SUCCESS), > 0 answers PROCESSING and settles
-        after that many seconds, None leaves them PROCESSING until `complete_refund()`."""
+        after that many seconds, None leaves them PROCESSING until `complete_refund()`. `auto_confirm`: the
+        payee confirms each transfer right after it is answered (WAIT_USER_CONFIRM), so a query reads SUCCESS;
+        False leaves it waiting until `confirm_transfer()` or `fail_transfer()`."""
         self.faults = Faults()
         self.refund_delay = refund_delay
+        self.auto_confirm = auto_confirm
         self._address = (host, port)
         self.handler_class = _Handler
         if platform_private_key:
@@ -171,6 +186,11 @@ class WechatPaySimulator(LoopbackServer):
         self._trades: dict[tuple[str, str], dict[str, Any]] = {}  # (mchid, out_trade_no) -> trade
         self._by_code: dict[str, tuple[str, str]] = {}  # scan-page code -> trade key
         self._refunds: dict[tuple[str, str], dict[str, Any]] = {}  # (mchid, out_refund_no) -> refund
+        self._bills: dict[tuple[str, str], dict[str, Any]] = {}  # (mchid, out_bill_no) -> transfer bill
+        self._balances: dict[str, int] = {}  # mchid -> operating account, fen
+        self._payee_names: dict[str, str] = {}  # openid -> the real name WeChat checks user_name against
+        self._refused_payees: dict[str, str] = {}  # openid -> fail_reason
+        self.transfer_log: list[dict[str, Any]] = []  # one entry per executed (debited) transfer
 
     @property
     def platform_private_key_pem(self) -> str:
@@ -218,6 +238,7 @@ class WechatPaySimulator(LoopbackServer):
         )
         with self._lock:
             self._merchants[mchid] = merchant
+            self._balances.setdefault(mchid, DEFAULT_BALANCE_FEN)
             if self._account is None:
                 self._account = SimAccount(mchid, "", "CNY", dict(credentials))
 
@@ -727,6 +748,194 @@ class WechatPaySimulator(LoopbackServer):
             view["success_time"] = refund["success_time"]
         return view
 
+    # ---- transfers (商家转账) -----------------------------------------------------------------------
+    def _mchid(self, mchid: str | None) -> str:
+        if mchid is not None:
+            return mchid
+        if self._account is None:
+            self.account()
+        assert self._account is not None
+        return self._account.merchant_no
+
+    def balance(self, mchid: str | None = None) -> int:
+        """The merchant's operating account in fen (the demo merchant's when `mchid` is None)."""
+        key = self._mchid(mchid)
+        with self._lock:
+            return self._balances[key]
+
+    def set_balance(self, fen: int, mchid: str | None = None) -> None:
+        key = self._mchid(mchid)
+        with self._lock:
+            self._balances[key] = fen
+
+    def register_payee(self, openid: str, real_name: str) -> None:
+        """The payee's real name: a transfer naming another user_name fails NAME_NOT_CORRECT."""
+        with self._lock:
+            self._payee_names[openid] = real_name
+
+    def refuse_payee(self, openid: str, reason: str = "OPENID_INVALID") -> None:
+        """WeChat refuses transfers to this payee: the bill is created and answered FAIL with `reason`."""
+        with self._lock:
+            self._refused_payees[openid] = reason
+
+    def transfers(self) -> dict[str, dict[str, Any]]:
+        """Executed transfers (the balance was debited), keyed by out_bill_no."""
+        with self._lock:
+            return {b["out_bill_no"]: copy.deepcopy(b) for b in self._bills.values() if b["executed"]}
+
+    def transfer_for(self, out_bill_no: str) -> dict[str, Any] | None:
+        """The bill under that number (any state, executed or not), or None."""
+        with self._lock:
+            bill = next((b for b in self._bills.values() if b["out_bill_no"] == out_bill_no), None)
+            return copy.deepcopy(bill)
+
+    def _decrypt_sensitive(self, value: object, serial: str) -> str:
+        if serial != self.platform_public_key_id:
+            raise WxError(400, "PARAM_ERROR", "Wechatpay-Serial 与加密使用的微信支付公钥不一致")
+        try:
+            sealed = base64.b64decode(str(value), validate=True)
+            oaep = OAEP(mgf=MGF1(algorithm=SHA1()), algorithm=SHA1(), label=None)  # noqa: S303 (the protocol's)
+            return self._platform_key.decrypt(sealed, oaep).decode()
+        except ValueError:
+            raise WxError(400, "PARAM_ERROR", "user_name 解密失败，请使用微信支付公钥加密") from None
+
+    def transfer_bill(self, merchant: _Merchant, data: dict, serial: str) -> dict[str, Any]:
+        """发起转账: validate, then answer the existing bill under that out_bill_no, or refuse, or debit."""
+        if data.get("appid") != merchant.appid:
+            raise WxError(400, "PARAM_ERROR", "appid和mch_id不匹配")
+        out_bill_no = data.get("out_bill_no")
+        if not isinstance(out_bill_no, str) or not OUT_BILL_NO_RE.match(out_bill_no):
+            raise WxError(400, "PARAM_ERROR", "out_bill_no 只能由数字、大小写字母组成，最长32位")
+        scene = data.get("transfer_scene_id")
+        if not isinstance(scene, str) or not 1 <= len(scene) <= 36:
+            raise WxError(400, "PARAM_ERROR", "缺少参数 transfer_scene_id")
+        openid = data.get("openid")
+        if not isinstance(openid, str) or not 1 <= len(openid) <= 64:
+            raise WxError(400, "PARAM_ERROR", "缺少参数 openid")
+        amount = data.get("transfer_amount")
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+            raise WxError(400, "PARAM_ERROR", "transfer_amount 须为正整数（单位：分）")
+        remark = data.get("transfer_remark")
+        if not isinstance(remark, str) or not 1 <= len(remark) <= 32:
+            raise WxError(400, "PARAM_ERROR", "transfer_remark 最多允许32个字符")
+        infos = data.get("transfer_scene_report_infos")
+        if (
+            not isinstance(infos, list)
+            or not infos
+            or not all(
+                isinstance(i, dict) and isinstance(i.get("info_type"), str) and isinstance(i.get("info_content"), str)
+                for i in infos
+            )
+        ):
+            raise WxError(400, "PARAM_ERROR", "transfer_scene_report_infos 须按转账场景报备")
+        user_name = self._decrypt_sensitive(data["user_name"], serial) if "user_name" in data else ""
+        if amount >= USER_NAME_REQUIRED_FROM_FEN and not user_name:
+            raise WxError(400, "PARAM_ERROR", "转账金额 >= 2,000元时，收款用户姓名必填")
+        fingerprint = {"openid": openid, "transfer_amount": amount, "transfer_scene_id": scene}
+        key = (merchant.mchid, out_bill_no)
+        with self._lock:
+            if (bill := self._bills.get(key)) is not None:
+                # The same out_bill_no is the same transfer: answered again, never executed twice.
+                if bill["fingerprint"] != fingerprint:
+                    raise WxError(400, "INVALID_REQUEST", "商户单号重复，且请求参数与原单不一致")
+                return self._bill_answer(bill)
+            reason = self._refused_payees.get(openid, "")
+            known_name = self._payee_names.get(openid)
+            if not reason and user_name and known_name is not None and known_name != user_name:
+                reason = "NAME_NOT_CORRECT"
+            if not reason and self._balances[merchant.mchid] < amount:
+                # No bill: WeChat asks for the same out_bill_no again once the account is topped up.
+                raise WxError(403, "NOT_ENOUGH", "商户运营账户资金不足,充值后可以原单号发起重试,请勿更换商户单号")
+            now = _now_text()
+            bill = {
+                "mchid": merchant.mchid,
+                "appid": merchant.appid,
+                "out_bill_no": out_bill_no,
+                "transfer_bill_no": "1330" + _digits(36),
+                "transfer_scene_id": scene,
+                "openid": openid,
+                "user_name": user_name,
+                "transfer_amount": amount,
+                "transfer_remark": remark,
+                "notify_url": str(data.get("notify_url") or ""),
+                "state": "FAIL" if reason else "WAIT_USER_CONFIRM",
+                "fail_reason": reason,
+                "package_info": "" if reason else secrets.token_urlsafe(48),
+                "create_time": now,
+                "update_time": now,
+                "executed": not reason,
+                "fingerprint": fingerprint,
+            }
+            self._bills[key] = bill
+            if not reason:
+                self._balances[merchant.mchid] -= amount
+                self.transfer_log.append({"mchid": merchant.mchid, "out_bill_no": out_bill_no, "amount": amount})
+            answer = self._bill_answer(bill)
+            if self.auto_confirm and not reason:
+                self._settle(bill, "SUCCESS")
+        return answer
+
+    def confirm_transfer(self, out_bill_no: str) -> None:
+        """The payee confirms in WeChat: the waiting bill becomes SUCCESS."""
+        with self._lock:
+            self._settle(self._waiting_bill(out_bill_no), "SUCCESS")
+
+    def fail_transfer(self, out_bill_no: str, reason: str = "ACCOUNT_FROZEN") -> None:
+        """The waiting bill fails (payee frozen, confirm window over...): FAIL, the money goes back."""
+        with self._lock:
+            self._settle(self._waiting_bill(out_bill_no), "FAIL", reason)
+
+    def _waiting_bill(self, out_bill_no: str) -> dict[str, Any]:
+        bill = next((b for b in self._bills.values() if b["out_bill_no"] == out_bill_no), None)
+        if bill is None:
+            raise KeyError(out_bill_no)
+        if bill["state"] != "WAIT_USER_CONFIRM":
+            raise ValueError(f"bill {out_bill_no} is {bill['state']}: nothing to settle")
+        return bill
+
+    def _settle(self, bill: dict[str, Any], state: str, reason: str = "") -> None:
+        """Callers hold the lock."""
+        bill.update(state=state, fail_reason=reason, update_time=_now_text(), package_info="")
+        if state == "FAIL":
+            self._balances[bill["mchid"]] += bill["transfer_amount"]
+
+    @staticmethod
+    def _bill_answer(bill: dict[str, Any]) -> dict[str, Any]:
+        """The create answer: out_bill_no, transfer_bill_no, create_time, state, package_info (to confirm)."""
+        answer = {
+            "out_bill_no": bill["out_bill_no"],
+            "transfer_bill_no": bill["transfer_bill_no"],
+            "create_time": bill["create_time"],
+            "state": bill["state"],
+        }
+        if bill["state"] == "WAIT_USER_CONFIRM":
+            answer["package_info"] = bill["package_info"]
+        if bill["fail_reason"]:
+            answer["fail_reason"] = bill["fail_reason"]
+        return answer
+
+    def transfer_query(self, merchant: _Merchant, out_bill_no: str) -> dict[str, Any]:
+        """商户单号查询转账单."""
+        with self._lock:
+            bill = self._bills.get((merchant.mchid, out_bill_no))
+            if bill is None:
+                raise WxError(404, "NOT_FOUND", "记录不存在")
+            view = {
+                "mch_id": bill["mchid"],
+                "out_bill_no": bill["out_bill_no"],
+                "transfer_bill_no": bill["transfer_bill_no"],
+                "appid": bill["appid"],
+                "state": bill["state"],
+                "transfer_amount": bill["transfer_amount"],
+                "transfer_remark": bill["transfer_remark"],
+                "openid": bill["openid"],
+                "create_time": bill["create_time"],
+                "update_time": bill["update_time"],
+            }
+            if bill["fail_reason"]:
+                view["fail_reason"] = bill["fail_reason"]
+            return view
+
     # ---- the scan page ---------------------------------------------------------------------------
     def trade_by_code(self, code: str) -> dict | None:
         with self._lock:
@@ -829,6 +1038,12 @@ class _Handler(BaseHTTPRequestHandler):
                     raise WxError(400, "PARAM_ERROR", "mchid 与请求签名的商户号不一致")
                 self.sim.close(merchant, parts[4])
                 return 204, None
+        if path == TRANSFER_PATH and post:
+            serial = self.headers.get("Wechatpay-Serial", "")
+            return 200, self.sim.transfer_bill(merchant, self._json(body), serial)
+        if parts[:5] == ["v3", "fund-app", "mch-transfer", "transfer-bills", "out-bill-no"] and len(parts) == 6:
+            if get:
+                return 200, self.sim.transfer_query(merchant, parts[5])
         if path == "/v3/refund/domestic/refunds" and post:
             return 200, self.sim.refund(merchant, self._json(body))
         if parts[:4] == ["v3", "refund", "domestic", "refunds"] and len(parts) == 5 and get:

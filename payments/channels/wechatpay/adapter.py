@@ -2,6 +2,16 @@
 
 Requests go through the SDK (it signs the Authorization header and verifies the signed answers); callbacks are
 verified and decrypted in `signing` so that every check is explicit and none of them does network I/O.
+
+Payouts use 商家转账 "发起转账" (POST /v3/fund-app/mch-transfer/transfer-bills) and "商户单号查询转账单"
+(GET .../transfer-bills/out-bill-no/{out_bill_no}). Field names, states and error codes from the WeChat Pay
+merchant docs (pay.weixin.qq.com/doc/v3/merchant/4012716434 发起转账; 4012716457 微信单号查询转账单, whose answer
+the out-bill-no query shares: mch_id, out_bill_no, transfer_bill_no, appid, state, transfer_amount, fail_reason;
+errors: 403 NOT_ENOUGH "充值后可以原单号发起重试", 429 FREQUENCY_LIMITED, 500 SYSTEM_ERROR "请勿更换商户单号") and
+from wechatpayv3 2.0.4 `mchtransfer.mch_transfer_bills` (user_name RSA-OAEP encrypted with the WeChat Pay public
+key, Wechatpay-Serial set). They are signed with the SDK's own `build_authorization` but sent here rather than through
+`mch_transfer_bills`: the SDK verifies only 2xx answers (a forged 403 NOT_ENOUGH would read as a refusal), drops
+user_name under 30 fen, and raises bare Exception for a missing field, which would look like a bad signature.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 from wechatpayv3 import WeChatPay, WeChatPayType
+from wechatpayv3.utils import build_authorization
 
 from core.crypto import constant_time_equals
 from core.money import Money, MoneyError
@@ -31,11 +42,15 @@ from payments.channels.base import (
     NotificationInvalid,
     Observation,
     ObservedStatus,
+    PayoutObservation,
+    PayoutRequest,
+    PayoutState,
     RefundObservation,
     RefundRequest,
     Retryable,
     Terminal,
     Unknown,
+    decline_code_or_empty,
 )
 from payments.channels.wechatpay import signing, wire
 
@@ -120,7 +135,9 @@ class WechatPayAdapter:
     methods: ClassVar[frozenset[str]] = frozenset({"wxpay"})
     # API v3 callbacks are JSON POSTs.
     notify_methods: ClassVar[frozenset[str]] = frozenset({"POST"})
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.QUERY, Capability.CLOSE, Capability.REFUND})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.QUERY, Capability.CLOSE, Capability.REFUND, Capability.PAYOUT}
+    )
 
     def __init__(self, account: AccountConfig) -> None:
         self.account = account
@@ -329,6 +346,184 @@ class WechatPayAdapter:
             provider_status=state,
             event_key=f"{refund_id or refund_no}:answer:{state}",
         )
+
+    # ---- payouts (商家转账) -------------------------------------------------------------------------
+    def payout(self, request: PayoutRequest) -> PayoutObservation:
+        self._check_payout(request)
+        amount = request.amount
+        if amount.currency != wire.SUPPORTED_CURRENCY:
+            raise Terminal(f"wechatpay pays out {wire.SUPPORTED_CURRENCY} only", code="currency")
+        if amount.amount_minor <= 0:
+            raise Terminal("wechatpay payout amount must be positive", code="bad_amount")
+        if not request.payee:
+            raise Terminal("wechatpay payout needs the payee's openid", code="no_payee")
+        if amount.amount_minor >= wire.USER_NAME_REQUIRED_FROM_FEN and not request.payee_name:
+            raise Terminal("wechatpay requires the payee's name from 2000 CNY", code="no_payee_name")
+        remark = wire.transfer_remark(request.remark)
+        payload: dict[str, Any] = {
+            "appid": self._creds.get("appid", ""),
+            "out_bill_no": request.payout_no,
+            "transfer_scene_id": self._creds.get("transfer_scene_id") or wire.DEFAULT_TRANSFER_SCENE_ID,
+            "openid": request.payee,
+            "transfer_amount": amount.amount_minor,
+            "transfer_remark": remark,
+            "transfer_scene_report_infos": self._scene_report_infos(remark),
+        }
+        if request.payee_name:
+            payload["user_name"] = signing.encrypt_sensitive(self._payout_key(), request.payee_name)
+        if notify_url := self._creds.get("transfer_notify_url"):
+            payload["notify_url"] = notify_url
+        status, data, verified = self._v3("payout", "POST", wire.TRANSFER_PATH, payload)
+        code = str(data.get("code", ""))
+        if status == 200:
+            if not verified:
+                raise Unknown("wechatpay payout answer did not verify", code="bad_signature")
+            return self._payout_observation(data, request, stated_amount=False)
+        if code in wire.TRANSFER_REFUSED_CODES:
+            # Nothing moved, so a refusal must be WeChat's own word: an unsigned one could hide a real transfer.
+            if not verified:
+                raise Unknown(f"wechatpay payout refusal {code} did not verify", code="bad_signature")
+            return PayoutObservation(
+                payout_no=request.payout_no,
+                provider_payout_no="",
+                status=PayoutState.FAILED,
+                amount=amount,
+                provider_status=code,
+                failure_reason=code,
+            )
+        if status == 429 or code in wire.TRANSFER_UNKNOWN_CODES:
+            raise Unknown(f"wechatpay payout answered {status} {code}: query before anything else", code="busy")
+        raise Terminal(
+            f"wechatpay refused payout: {status} {code} {str(data.get('message', ''))[:120]}", code="refused"
+        )
+
+    def payout_query(self, request: PayoutRequest) -> PayoutObservation | None:
+        if not wire.OUT_BILL_NO_RE.match(request.payout_no):
+            return None  # payout refuses such numbers, so WeChat cannot know one
+        path = wire.TRANSFER_QUERY_PATH.format(out_bill_no=request.payout_no)
+        status, data, verified = self._v3("payout query", "GET", path)
+        code = str(data.get("code", ""))
+        # An unsigned 404 is safe to believe: the caller may only resend under the same out_bill_no.
+        if status == 404 or code in wire.TRANSFER_NOT_FOUND_CODES:
+            return None
+        if status != 200:
+            if status == 429 or code in wire.TRANSFER_UNKNOWN_CODES:
+                raise Retryable(f"wechatpay payout query answered {status} {code}", code="busy")
+            raise Terminal(f"wechatpay refused payout query: {status} {code}", code="refused")
+        if not verified:
+            raise Unknown("wechatpay payout query answer did not verify", code="bad_signature")
+        # The query names the merchant `mch_id` (not `mchid` as the payment APIs do).
+        if data.get("appid") not in (None, self._creds.get("appid")) or data.get("mch_id") not in (
+            None,
+            self.account.merchant_no,
+        ):
+            raise Unknown("wechatpay payout query answered for another app or merchant", code="bad_response")
+        return self._payout_observation(data, request, stated_amount=True)
+
+    @staticmethod
+    def _check_payout(request: PayoutRequest) -> None:
+        if not wire.OUT_BILL_NO_RE.match(request.payout_no):
+            raise Terminal("payout_no must be 1-32 of [0-9A-Za-z]", code="bad_payout_no")
+
+    def _scene_report_infos(self, remark: str) -> list[dict[str, str]]:
+        configured = self._creds.get("transfer_scene_report_infos")
+        if not configured:
+            return [{"info_type": t, "info_content": remark} for t in wire.DEFAULT_SCENE_REPORT_TYPES]
+        try:
+            infos = json.loads(configured)
+        except ValueError as exc:
+            raise Terminal("transfer_scene_report_infos is not JSON", code="bad_credentials") from exc
+        if not isinstance(infos, list) or not all(
+            isinstance(i, dict) and isinstance(i.get("info_type"), str) and isinstance(i.get("info_content"), str)
+            for i in infos
+        ):
+            raise Terminal("transfer_scene_report_infos must be [{info_type, info_content}]", code="bad_credentials")
+        return infos
+
+    @staticmethod
+    def _payout_observation(data: dict, request: PayoutRequest, *, stated_amount: bool) -> PayoutObservation:
+        """The bill as the create answer (no amount: it is what we sent) or the query (transfer_amount) states it."""
+        if data.get("out_bill_no") != request.payout_no:
+            raise Unknown("wechatpay answered for another transfer bill", code="bad_response")
+        state = str(data.get("state", ""))
+        observed = wire.TRANSFER_STATE.get(state)
+        if observed is None:
+            raise Unknown(f"wechatpay transfer state {state[:32]!r} not understood", code="bad_response")
+        amount = request.amount
+        if stated_amount:
+            value = data.get("transfer_amount")
+            if not _fen(value) or not value:
+                raise Unknown("wechatpay transfer_amount not understood", code="bad_response")
+            amount = Money(value, wire.SUPPORTED_CURRENCY)  # transfers are CNY only
+        reason = ""
+        if observed == PayoutState.FAILED:
+            reason = decline_code_or_empty(data.get("fail_reason")) or state
+        return PayoutObservation(
+            payout_no=request.payout_no,
+            provider_payout_no=str(data.get("transfer_bill_no") or ""),
+            status=observed,
+            amount=amount,
+            provider_status=state,
+            failure_reason=reason,
+        )
+
+    def _v3(self, what: str, method: str, path: str, payload: dict | None = None) -> tuple[int, dict, bool]:
+        """One signed v3 call -> (status, JSON body, whether the answer carries a valid WeChat Pay signature).
+        Every status is checked, not only 2xx: refusals decide money too."""
+        core = self._sdk()._core  # the client's loaded merchant key and gateway
+        body = json.dumps(payload) if payload is not None else ""
+        answer: dict[str, Any] = {}
+
+        def send() -> tuple[int, bytes]:
+            headers = {
+                # The same string is signed and sent: build_authorization signs a str body as given.
+                "Authorization": build_authorization(
+                    path,
+                    method,
+                    self.account.merchant_no,
+                    self._creds["mch_serial_no"],
+                    core._private_key,
+                    data=body or None,
+                ),
+                "Accept": "application/json",
+                "Content-Type": "application/json",
+                # Names the key user_name is encrypted with (and, in public-key mode, the one we verify with).
+                "Wechatpay-Serial": self._creds["platform_public_key_id"],
+            }
+            resp = requests.request(
+                method,
+                core._gate_way + path,
+                data=body.encode() if body else None,
+                headers=headers,
+                timeout=tuple(self.account.timeouts),
+            )
+            answer["headers"], answer["body"] = resp.headers, resp.content
+            return resp.status_code, resp.content
+
+        status, data = self._call(what, send)
+        return status, data, self._answer_verified(answer.get("headers") or {}, answer.get("body", b""))
+
+    def _answer_verified(self, headers: Mapping[str, str], body: bytes) -> bool:
+        signature, timestamp = headers.get("Wechatpay-Signature", ""), headers.get("Wechatpay-Timestamp", "")
+        nonce, serial = headers.get("Wechatpay-Nonce", ""), headers.get("Wechatpay-Serial", "")
+        if not (signature and timestamp and nonce and serial):
+            return False
+        if headers.get("Wechatpay-Signature-Type", wire.SIGNATURE_TYPE) != wire.SIGNATURE_TYPE:
+            return False
+        if not constant_time_equals(serial, self._creds.get("platform_public_key_id", "")):
+            return False
+        if (
+            not wire.UNIX_SECONDS_RE.fullmatch(timestamp)
+            or abs(time.time() - int(timestamp)) > wire.TIMESTAMP_WINDOW_SECONDS
+        ):
+            return False
+        return signing.verify(self._payout_key(), timestamp, nonce, body, signature)
+
+    def _payout_key(self) -> RSAPublicKey:
+        try:
+            return self._platform_public_key()
+        except NotificationInvalid as exc:
+            raise Terminal("platform_public_key does not load", code="bad_credentials") from exc
 
     # ---- callbacks ------------------------------------------------------------------------------
     def verify_notification(self, inbound: Inbound) -> Observation | RefundObservation:

@@ -1,4 +1,5 @@
-"""WeChat Pay v3 callback checks: SHA256-RSA2048 over `ts\\nnonce\\nbody\\n` and AEAD_AES_256_GCM resource decryption.
+"""WeChat Pay v3 callback checks: SHA256-RSA2048 over `ts\\nnonce\\nbody\\n` and AEAD_AES_256_GCM resource decryption;
+RSA-OAEP encryption of the sensitive request fields (a transfer's user_name) with the WeChat Pay public key.
 
 Done here with `cryptography` rather than through the SDK's callback(): the SDK answers a serial it does not
 know by downloading certificates from the gateway (network I/O inside a verification), and it returns the same
@@ -11,10 +12,10 @@ import base64
 import binascii
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+from cryptography.hazmat.primitives.asymmetric.padding import MGF1, OAEP, PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.hashes import SHA1, SHA256
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 
@@ -57,3 +58,12 @@ def decrypt_resource(apiv3_key: str, *, nonce: str, ciphertext_b64: str, associa
         return AESGCM(apiv3_key.encode()).decrypt(nonce.encode(), data, associated_data.encode())
     except (InvalidTag, binascii.Error, ValueError) as exc:
         raise DecryptError("resource does not decrypt") from exc
+
+
+def encrypt_sensitive(public_key: RSAPublicKey, text: str) -> str:
+    """A sensitive field as WeChat Pay takes it ("敏感信息加密"): RSAES-OAEP with SHA-1 and MGF1-SHA-1, base64.
+    The request must then name the key in Wechatpay-Serial."""
+    # SHA-1 is what the protocol fixes for OAEP (as a mask/label hash, not a signature): WeChat decrypts nothing else.
+    oaep = OAEP(mgf=MGF1(algorithm=SHA1()), algorithm=SHA1(), label=None)  # noqa: S303
+    sealed = public_key.encrypt(text.encode(), oaep)
+    return base64.b64encode(sealed).decode()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
-from payments.channels.base import ObservedStatus, RefundState, Terminal
+from payments.channels.base import ObservedStatus, PayoutState, RefundState, Terminal
 
 SUPPORTED_CURRENCY = "CNY"
 # WeChat Pay writes and reads times as RFC 3339 in Beijing time.
@@ -61,6 +61,58 @@ RETRYABLE_CODES = frozenset({"FREQUENCY_LIMITED", "NOT_ENOUGH", "SYSTEM_ERROR", 
 # The trade was already paid: close must not pretend it closed it.
 ALREADY_PAID_CODES = frozenset({"ORDERPAID"})
 NOT_FOUND_CODES = frozenset({"ORDER_NOT_EXIST", "ORDERNOTEXIST", "RESOURCE_NOT_EXISTS"})
+
+
+# ---- 商家转账 (merchant transfer to a WeChat user's balance), the transfer-bills API -----------------------
+TRANSFER_PATH = "/v3/fund-app/mch-transfer/transfer-bills"
+TRANSFER_QUERY_PATH = TRANSFER_PATH + "/out-bill-no/{out_bill_no}"
+# out_bill_no: "只能由数字、大小写字母组成", string(32). It goes into the query path, so nothing else may pass.
+OUT_BILL_NO_RE = re.compile(r"^[0-9A-Za-z]{1,32}$")
+TRANSFER_REMARK_MAX_CHARS = 32  # "最多允许32个字符", shown to the payee
+# From 2,000 CNY on, user_name (encrypted) is required; we send it whenever we have it (WeChat then checks it).
+USER_NAME_REQUIRED_FROM_FEN = 200_000
+# The scene the merchant platform granted (1000 现金营销, 1006 企业报销, ...): an account credential, this default
+# when the account names none. Each scene requires its own report infos; 1000 asks for 活动名称 and 奖励说明.
+DEFAULT_TRANSFER_SCENE_ID = "1000"
+DEFAULT_SCENE_REPORT_TYPES = ("活动名称", "奖励说明")
+
+# Bill `state` (create answer and query) -> our payout state. Anything not listed is refused, never guessed.
+TRANSFER_STATE: dict[str, PayoutState] = {
+    "ACCEPTED": PayoutState.PENDING,
+    "PROCESSING": PayoutState.PENDING,  # "如一直处于此状态,建议检查账户余额是否足够"
+    "WAIT_USER_CONFIRM": PayoutState.PENDING,  # the payee must confirm in WeChat (package_info)
+    "TRANSFERING": PayoutState.PENDING,
+    "SUCCESS": PayoutState.SUCCEEDED,
+    "FAIL": PayoutState.FAILED,  # fail_reason says why; the money is back in the operating account
+    "CANCELING": PayoutState.FAILED,  # our cancel was accepted: it ends CANCELLED, never paid
+    "CANCELLED": PayoutState.FAILED,
+}
+# Error codes of the create call that are a business refusal: no bill was created and nothing left the operating
+# account. NOT_ENOUGH (403): WeChat says to top up and retry under the SAME out_bill_no, which a query (None)
+# allows. The payee codes are the fail_reason values WeChat documents for transfers to a user.
+TRANSFER_REFUSED_CODES = frozenset(
+    {
+        "NOT_ENOUGH",
+        "OPENID_INVALID",
+        "NAME_NOT_CORRECT",
+        "ACCOUNT_FROZEN",
+        "ACCOUNT_NOT_EXIST",
+        "REAL_NAME_CHECK_FAIL",
+        "TRANSFER_QUOTA_EXCEED",
+        "DAY_RECEIVED_QUOTA_EXCEED",
+        "MONTH_RECEIVED_QUOTA_EXCEED",
+        "DAY_RECEIVED_COUNT_EXCEED",
+    }
+)
+# "请勿更换商户单号,请使用相同参数再次调用": the outcome is open, a query decides (Unknown, never Retryable, so
+# nobody sends it elsewhere under another number).
+TRANSFER_UNKNOWN_CODES = frozenset({"SYSTEM_ERROR", "FREQUENCY_LIMITED"})
+TRANSFER_NOT_FOUND_CODES = frozenset({"NOT_FOUND", "RESOURCE_NOT_EXISTS"})
+
+
+def transfer_remark(remark: str) -> str:
+    """The remark the payee sees, cut to 32 characters (never empty: the field is required)."""
+    return (remark.strip() or "payout")[:TRANSFER_REMARK_MAX_CHARS]
 
 
 def description(subject: str) -> str:
