@@ -463,4 +463,5 @@ def test_capabilities():
         Capability.QUERY,
         Capability.CLOSE,
         Capability.REFUND,
+        Capability.PAYOUT,
     }
