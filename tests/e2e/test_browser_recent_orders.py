@@ -24,6 +24,7 @@ def _buy(page, public_url, product, email: str) -> Order:
     page.fill("#id_query_password", "hunter22")
     page.click("#buy")
     expect(page).to_have_url(re.compile(r"/orders/[^/]+/pay/$"))
+    page.wait_for_load_state("load")  # the URL changes before the page's script has stored the order
     return Order.objects.get(email=email)
 
 
