@@ -149,6 +149,7 @@ class ChannelAccountView:
     merchant_no: str
     base_url: str
     enabled: bool
+    account_id: int = 0
 
 
 @dataclass(frozen=True)

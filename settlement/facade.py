@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from settlement import selectors
+from settlement import payouts, selectors
 from settlement.contracts import AdjustmentLine, MerchantBalances, PostingLineView, PostingView
 from settlement.models import LedgerTransaction
 from settlement.services import adjustments, plans, refunds, releases, sales, suspense
@@ -187,6 +187,20 @@ def fee_plan_set(
         reserve_days=reserve_days,
         agent_commission_bp=list(agent_commission_bp),
         refund_fee_borne_by=refund_fee_borne_by,
+    )
+
+
+def payout_destination_set(
+    *, party_kind: str, party_id: int, currency: str, channel_account_id: int, payee: str, payee_name: str
+) -> None:
+    """Pay the party's available money in `currency` out through that channel account to `payee`."""
+    payouts.payout_destination_set(
+        party_kind=party_kind,
+        party_id=party_id,
+        currency=currency,
+        channel_account_id=channel_account_id,
+        payee=payee,
+        payee_name=payee_name,
     )
 
 

@@ -79,6 +79,21 @@ def _payout_lock(payout_no: str) -> Payout:
     return Payout.objects.select_for_update(of=("self",)).get(payout_no=payout_no)
 
 
+def payout_destination_set(
+    *, party_kind: str, party_id: int, currency: str, channel_account_id: int, payee: str, payee_name: str
+) -> PayoutDestination:
+    """Where the party's payouts in `currency` go (created, or changed for the next payout: a payout already on
+    its way keeps the payee it was made with)."""
+    with transaction.atomic():
+        destination, _created = PayoutDestination.objects.update_or_create(
+            party_kind=party_kind,
+            party_id=party_id,
+            currency=currency,
+            defaults={"channel_account_id": channel_account_id, "payee": payee, "payee_name": payee_name},
+        )
+    return destination
+
+
 def payout_create(*, destination_id: int, now: datetime | None = None, retry_of: Payout | None = None) -> Payout | None:
     """Hold the party's whole available balance for one payout, or None (frozen, below the minimum, outside the
     window, a payout already on its way, or the last one failed and waits for an operator's retry). One

@@ -184,3 +184,22 @@ def test_the_demo_ledger_books_every_sale_with_its_agents(running_sims, shop_off
     assert result.problems == (), result.problems
     again, _ = seed(running_sims, history_orders=HISTORY_ORDERS)
     assert Agent.objects.count() == 2 and Merchant.objects.count() == 2
+
+
+def test_the_demo_pays_the_studio_out_through_alipay(running_sims, shop_offline):
+    """The T+0 studio's available money is paid out by the first payout run, once, at the Alipay simulator."""
+    from core.models import Merchant
+    from settlement.checks import ledger_check
+    from settlement.models import Payout, PayoutDestination
+    from settlement.payouts import payout_submit, payouts_create_due
+
+    out, err = seed(running_sims, history_orders=HISTORY_ORDERS)
+    assert err == "" and "payouts: Demo Shop and Pixel Presets" in out
+    studio = Merchant.objects.get(slug="pixel-presets")
+    assert PayoutDestination.objects.filter(party_id__in=Merchant.objects.values("pk")).count() == 2
+
+    made = payouts_create_due()
+    studio_payout = Payout.objects.get(party_id=studio.pk)  # the T+1 demo shop may have nothing released yet
+    assert studio_payout.payout_no in made
+    assert payout_submit(payout_no=studio_payout.payout_no) == "paid"
+    assert ledger_check().problems == ()

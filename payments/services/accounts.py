@@ -16,7 +16,7 @@ from payments.services import channel_choice
 
 def _view(a: ChannelAccount) -> ChannelAccountView:
     return ChannelAccountView(
-        code=a.code, name=a.name, merchant_no=a.merchant_no, base_url=a.base_url, enabled=a.enabled
+        code=a.code, name=a.name, merchant_no=a.merchant_no, base_url=a.base_url, enabled=a.enabled, account_id=a.pk
     )
 
 

@@ -119,6 +119,8 @@ DEMO_PLAN = {
     "agent_commission_bp": [200, 100],  # level 1 (Shanghai agent), level 2 (East China agency)
 }
 SECOND_PLAN = {"platform_rate_bp": 300, "cycle": "T+0"}
+# Payees the Alipay simulator knows (payments.simulators.alipay.DEMO_PAYEES): the demo pays its merchants there.
+DEMO_PAYEES = (("payee@example.com", "张三"), ("2088102146225135", "李四"))
 SECOND_MERCHANT_PRODUCTS = {"photo-kit"}
 
 
@@ -148,6 +150,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, sim_accounts: str, **options):
         base_urls: dict[str, str] = {}
+        account_ids: dict[str, int] = {}
         merchant, second = self._parties()
         for priority, (code, (name, routing)) in enumerate(CHANNELS.items()):
             path = Path(sim_accounts) / f"{code}.json"
@@ -165,7 +168,19 @@ class Command(BaseCommand):
                 **routing,
             )
             base_urls[code] = account.base_url
+            account_ids[code] = account.account_id
             self.stdout.write(f"channel {code}: merchant {account.merchant_no} -> {account.base_url}")
+        if "alipay" in account_ids:  # T+0 payouts through Alipay's transfer API, to payees its simulator knows
+            for shop, (payee, name) in ((merchant, DEMO_PAYEES[0]), (second, DEMO_PAYEES[1])):
+                settlement.payout_destination_set(
+                    party_kind="merchant",
+                    party_id=shop.pk,
+                    currency="CNY",
+                    channel_account_id=account_ids["alipay"],
+                    payee=payee,
+                    payee_name=name,
+                )
+            self.stdout.write(f"payouts: {merchant.name} and {second.name} through Alipay")
         for i, (slug, name, price, kind, stock, desc) in enumerate(PRODUCTS):
             product, created = Product.objects.get_or_create(
                 slug=slug,
