@@ -131,6 +131,8 @@ def payout_create(*, destination_id: int, now: datetime | None = None, retry_of:
             channel_account_id=destination.channel_account_id,
             payee=destination.payee,
             payee_name=destination.payee_name,
+            # If the dispatch after commit is lost (broker down, process killed), the janitor sends it then.
+            next_query_at=_next_look(0, now),
         )
         in_transit = ledger_accounts(
             currency=payout.currency,

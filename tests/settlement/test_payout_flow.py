@@ -146,3 +146,21 @@ def test_a_worker_killed_between_the_send_and_the_answer_is_resolved_by_the_jani
     assert Payout.objects.get(pk=payout.pk).state == "paid"
     assert len(sim.executed_transfers(at_bank.merchant_id)) == 1  # queried first: exactly one transfer
     assert ledger_check().ok
+
+
+def test_a_payout_whose_dispatch_was_lost_is_sent_by_the_janitor(bank):
+    sim, at_bank, _, _, destination = bank
+    payout = payout_create(destination_id=destination.pk)  # its after-commit task never ran (broker down)
+
+    assert payouts_resolve_due(now=later()) == 1
+
+    assert Payout.objects.get(pk=payout.pk).state == "paid"
+    assert list(sim.executed_transfers(at_bank.merchant_id)) == [payout.payout_no]
+
+
+def test_the_payout_tasks_are_registered_in_every_process():
+    from celery import current_app
+
+    assert {"settlement.payout_submit", "settlement.payouts_create_due", "settlement.payouts_resolve_due"} <= set(
+        current_app.tasks
+    )
