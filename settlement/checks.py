@@ -385,7 +385,7 @@ class LedgerCheckRun(models.Model):
         ordering = ["-started_at", "-pk"]
 
     def __str__(self) -> str:
-        return f"{self.started_at:%Y-%m-%d %H:%M} {'ok' if self.ok else self.problem_count}"
+        return f"{timezone.localtime(self.started_at):%Y-%m-%d %H:%M} {'ok' if self.ok else self.problem_count}"
 
 
 def ledger_check_run(*, suspense_days: int | None = None) -> LedgerCheckRun:
