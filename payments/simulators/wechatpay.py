@@ -238,7 +238,7 @@ class WechatPaySimulator(LoopbackServer):
         self.statement_extra: list[dict[str, Any]] = []
         self.statement_corrupt = False
         self.statement_bad_signature = False
-        self._synthetic: dict[tuple[str, date], int] = {}
+        self._synthetic: dict[tuple[str, date], dict[str, Any]] = {}  # pre-written rows: {path, count, amount, fee}
         self._bill_dir = tempfile.mkdtemp(prefix="wechatpay-sim-bills-")
         self._bill_links: dict[str, dict[str, Any]] = {}  # token -> {mchid, path, expires, gzip}
 
@@ -997,16 +997,44 @@ class WechatPaySimulator(LoopbackServer):
         self.statement_extra = []
         self.statement_corrupt = self.statement_bad_signature = False
         with self._lock:
+            for made in self._synthetic.values():
+                os.unlink(made["path"])
             self._synthetic.clear()
 
     def statement_synthetic(self, day: date, n: int, mchid: str | None = None) -> dict[str, int]:
-        """Add n generated payment rows to `day`'s bill (no trades are created); returns their control totals
-        {"count", "amount", "fee"} in fen."""
+        """Add n generated payment rows to `day`'s bill (no trade is created). Like WeChat, which produces its
+        bills ahead of the request, the rows are written to disk now and copied into every bill of that day.
+        Returns their control totals {"count", "amount", "fee"} in fen."""
         key = (self._mchid(mchid), day)
+        merchant = self._merchants[key[0]]
+        fd, path = tempfile.mkstemp(dir=self._bill_dir, suffix=".rows")
+        amount = fee = 0
+        stamp = datetime.combine(day, datetime.min.time(), CST) + timedelta(hours=12)
+        with os.fdopen(fd, "wb") as raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+            writer = csv.writer(text, lineterminator="\r\n")
+            for i in range(n):
+                row = {
+                    "kind": "payment",
+                    "time": (stamp + timedelta(seconds=i % 43_200)).isoformat(),
+                    "appid": merchant.appid,
+                    "provider_ref": f"4200{day:%Y%m%d}{i:016d}",
+                    "our_ref": f"SYN{day:%Y%m%d}{i:010d}",
+                    "openid": "oSynthetic",
+                    "status": "SUCCESS",
+                    "amount": self._synthetic_amount(i),
+                    "fee": self._fee(self._synthetic_amount(i)),
+                    "description": "synthetic",
+                }
+                writer.writerow(self._bill_fields(merchant.mchid, row))
+                amount += row["amount"]
+                fee += row["fee"]
+            text.flush()
+            text.detach()
         with self._lock:
-            self._synthetic[key] = n
-        amount = sum(self._synthetic_amount(i) for i in range(n))
-        fee = sum(self._fee(self._synthetic_amount(i)) for i in range(n))
+            if (old := self._synthetic.pop(key, None)) is not None:
+                os.unlink(old["path"])
+            self._synthetic[key] = {"path": path, "count": n, "amount": amount, "fee": fee}
         return {"count": n, "amount": amount, "fee": fee}
 
     @staticmethod
@@ -1035,7 +1063,9 @@ class WechatPaySimulator(LoopbackServer):
         if day > datetime.now(CST).date() or day in self.statements_pending:
             raise WxError(400, "STATEMENT_CREATING", "账单生成中")
         rows = self._bill_rows(merchant, day, bill_type)
-        path, sha1 = self._write_bill(rows, mchid=merchant.mchid, gzipped=tar_type == "GZIP")
+        with self._lock:
+            synthetic = dict(self._synthetic.get((merchant.mchid, day)) or {}) if bill_type != "REFUND" else {}
+        path, sha1 = self._write_bill(rows, synthetic, mchid=merchant.mchid, gzipped=tar_type == "GZIP")
         if path is None:
             raise WxError(400, "NO_STATEMENT_EXIST", "请求的账单文件不存在")
         token = secrets.token_urlsafe(36)
@@ -1071,11 +1101,10 @@ class WechatPaySimulator(LoopbackServer):
             pass
 
     def _bill_rows(self, merchant: _Merchant, day: date, bill_type: str) -> Any:
-        """The day's rows as written: recorded trades and refunds, then injected and synthetic ones."""
+        """The day's rows as written: recorded trades and refunds, then the injected ones."""
         with self._lock:
             trades = [copy.deepcopy(t) for t in self._trades.values() if t["mchid"] == merchant.mchid]
             refunds = [copy.deepcopy(r) for r in self._refunds.values() if r["mchid"] == merchant.mchid]
-            synthetic = self._synthetic.get((merchant.mchid, day), 0)
         by_key = {(t["mchid"], t["out_trade_no"]): t for t in trades}
 
         def on_day(stamp: str) -> bool:
@@ -1145,22 +1174,6 @@ class WechatPaySimulator(LoopbackServer):
             yield row
             if row["our_ref"] in self.statement_duplicate:
                 yield row
-        if synthetic:
-            stamp = datetime.combine(day, datetime.min.time(), CST) + timedelta(hours=12)
-            for i in range(synthetic):
-                amount = self._synthetic_amount(i)
-                yield {
-                    "kind": "payment",
-                    "time": (stamp + timedelta(seconds=i % 43_200)).isoformat(),
-                    "appid": merchant.appid,
-                    "provider_ref": f"4200{day:%Y%m%d}{i:016d}",
-                    "our_ref": f"SYN{day:%Y%m%d}{i:010d}",
-                    "openid": "oSynthetic",
-                    "status": "SUCCESS",
-                    "amount": amount,
-                    "fee": self._fee(amount),
-                    "description": "synthetic",
-                }
 
     def _bill_fields(self, mchid: str, row: dict[str, Any]) -> list[str]:
         when = datetime.fromisoformat(row["time"]).astimezone(CST).strftime("%Y-%m-%d %H:%M:%S")
@@ -1178,11 +1191,11 @@ class WechatPaySimulator(LoopbackServer):
                       row["description"], "", _yuan(row["fee"]), rate, amount, "0.00", ""]  # fmt: skip
         return ["`" + f for f in fields]
 
-    def _write_bill(self, rows: Any, *, mchid: str, gzipped: bool) -> tuple[str | None, str]:
+    def _write_bill(self, rows: Any, synthetic: dict[str, Any], *, mchid: str, gzipped: bool) -> tuple[str | None, str]:
         """Write the bill (UTF-8 CSV, back-ticked fields, summary last) to disk as it is generated; hash it; GZIP
         it when asked. (None, "") when there is no row at all."""
         first = next(rows, None)
-        if first is None:
+        if first is None and not synthetic.get("count"):
             return None, ""
         fd, plain_path = tempfile.mkstemp(dir=self._bill_dir, suffix=".csv")
         count = paid = refunded = fee = ordered = asked = 0
@@ -1190,7 +1203,7 @@ class WechatPaySimulator(LoopbackServer):
             text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
             writer = csv.writer(text, lineterminator="\r\n")
             writer.writerow(BILL_COLUMNS)
-            for row in _chain(first, rows):
+            for row in _chain(first, rows) if first is not None else ():
                 writer.writerow(self._bill_fields(mchid, row))
                 count += 1
                 if row["kind"] == "refund":
@@ -1201,6 +1214,14 @@ class WechatPaySimulator(LoopbackServer):
                     paid += row["amount"]
                     ordered += row["amount"]
                     fee += row["fee"]
+            if synthetic:
+                text.flush()
+                with open(synthetic["path"], "rb") as made:
+                    shutil.copyfileobj(made, raw, 65536)
+                count += synthetic["count"]
+                paid += synthetic["amount"]
+                ordered += synthetic["amount"]
+                fee += synthetic["fee"]
             writer.writerow(BILL_SUMMARY_COLUMNS)
             totals = [str(count), _yuan(paid), _yuan(refunded), "0.00", _signed_yuan(fee), _yuan(ordered), _yuan(asked)]
             writer.writerow(["`" + t for t in totals])

@@ -178,7 +178,7 @@ BILL_SUMMARY_COLUMNS = (
 BILL_PAYMENT_STATE = "SUCCESS"  # 交易状态 of a payment row
 BILL_REFUND_STATE = "REFUND"  # 交易状态 of a refund row (微信退款单号 / 商户退款单号 filled)
 BILL_FIELD_MARK = "`"
-BILL_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+_BILL_TIME_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})")
 _BILL_YUAN_RE = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")
 
 
@@ -201,7 +201,12 @@ def bill_fen(text: str) -> int | None:
 
 
 def bill_time(text: str) -> datetime | None:
+    """ "2026-12-03 10:00:00", Beijing time (the bill states no offset). Parsed by hand: strptime costs several
+    times more, and a bill may have 100,000 rows."""
+    m = _BILL_TIME_RE.fullmatch(text.strip())
+    if m is None:
+        return None
     try:
-        return datetime.strptime(text.strip(), BILL_TIME_FORMAT).replace(tzinfo=BEIJING)
+        return datetime(*(int(g) for g in m.groups()), tzinfo=BEIJING)  # type: ignore[misc]
     except ValueError:
         return None
