@@ -19,6 +19,7 @@ from payments.channels.base import (
     Retryable,
     StatementKind,
     StatementLine,
+    Terminal,
     Unknown,
 )
 from payments.channels.wechatpay import wire
@@ -257,3 +258,26 @@ def test_synthetic_20000_lines_stream_in_bounded_memory(adapter, sim):
     assert statement.totals.amount == Money(expected["amount"], CNY) == Money(amount, CNY)
     assert statement.totals.fee == Money(expected["fee"], CNY) == Money(fee, CNY)
     assert peak < 30 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
+
+
+def test_refused_request_is_terminal(config, sim):
+    wrong = replace(config, credentials={**config.credentials, "mch_serial_no": "0" * 40})
+    with pytest.raises(Terminal) as exc:
+        WechatPayAdapter(wrong).statement(_today())
+    assert exc.value.code == "refused"
+
+
+def test_timeout_on_a_bill_is_retryable(config, sim, day_trades):
+    sim.faults.timeout = 1
+    sim.faults.hang_seconds = 0.6
+    with pytest.raises(Retryable) as exc:
+        WechatPayAdapter(replace(config, timeouts=(1.0, 0.3))).statement(_today())
+    assert exc.value.code == "timeout"
+
+
+@pytest.mark.parametrize(
+    ("text", "fen"),
+    [("12.34", 1234), ("-0.01", -1), ("0.00000", 0), ("7", 700), ("1.5", 150), ("1.005", None), ("1,00", None)],
+)
+def test_bill_amounts_are_exact_fen(text, fen):
+    assert wire.bill_fen(text) == fen

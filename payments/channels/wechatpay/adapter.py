@@ -12,6 +12,12 @@ from wechatpayv3 2.0.4 `mchtransfer.mch_transfer_bills` (user_name RSA-OAEP encr
 key, Wechatpay-Serial set). They are signed with the SDK's own `build_authorization` but sent here rather than through
 `mch_transfer_bills`: the SDK verifies only 2xx answers (a forged 403 NOT_ENOUGH would read as a refusal), drops
 user_name under 30 fen, and raises bare Exception for a missing field, which would look like a bad signature.
+
+The daily statement is the trade bill (申请交易账单 GET /v3/bill/tradebill, pay.weixin.qq.com/doc/v3/merchant/
+4012556654; its FAQ 4013071254: STATEMENT_CREATING / NO_STATEMENT_EXIST, and "下载账单微信不返回签名头信息", so
+the download is checked by the signed SHA1 hash_value only). Sent through `_v3` and a streamed download rather
+than the SDK's `trade_bill` / `download_bill`, which read the whole file into memory as text. Bills, transfers
+excepted (they are on the fund flow bill), are cut by Beijing day; `statement` parses them in `statement.py`.
 """
 
 from __future__ import annotations
