@@ -30,7 +30,8 @@ Discrepancies tests set as plain attributes (our_ref = out_trade_no, or out_refu
 - `statement_extra`: list of rows for trades we never heard of: {"our_ref", "provider_ref", "amount", "fee",
   "status" (default SUCCESS), "kind" ("payment" or "refund"), "trade_ref" (refunds), "day" (default: any day)};
 - `statement_corrupt`: the served file has one byte changed after its hash was taken (hash check fails);
-- `statement_bad_signature`: the tradebill answer's signature does not verify.
+- `statement_bad_signature`: the tradebill answer's signature does not verify;
+- `bill_link_seconds`: how long a download_url lives (300; a negative value: expired at once).
 The summary always adds up the rows as written. `statement_synthetic(day, n)` adds n generated payment rows to
 that day's bill without creating trades (written straight to disk, for 100,000-line benchmarks).
 
@@ -231,6 +232,7 @@ class WechatPaySimulator(LoopbackServer):
         self.transfer_log: list[dict[str, Any]] = []  # one entry per executed (debited) transfer
         # The daily bill and what tests inject into it (see the module docstring).
         self.fee_rate_bp = DEFAULT_FEE_RATE_BP
+        self.bill_link_seconds: float = BILL_LINK_SECONDS
         self.statements_pending: set[date] = set()
         self.statement_omit: set[str] = set()
         self.statement_override: dict[str, dict[str, Any]] = {}
@@ -990,6 +992,7 @@ class WechatPaySimulator(LoopbackServer):
     def statement_reset(self) -> None:
         """Forget every injected discrepancy and synthetic bill (tests call it between cases)."""
         self.fee_rate_bp = DEFAULT_FEE_RATE_BP
+        self.bill_link_seconds = BILL_LINK_SECONDS
         self.statements_pending = set()
         self.statement_omit = set()
         self.statement_override = {}
@@ -1073,7 +1076,7 @@ class WechatPaySimulator(LoopbackServer):
             now = time.time()
             for old in [t for t, link in self._bill_links.items() if link["expires"] < now]:
                 self._drop_link(old)
-            self._bill_links[token] = {"mchid": merchant.mchid, "path": path, "expires": now + BILL_LINK_SECONDS}
+            self._bill_links[token] = {"mchid": merchant.mchid, "path": path, "expires": now + self.bill_link_seconds}
         query_text = urlencode({"token": token, **({"tartype": "gzip"} if tar_type else {})})
         return {
             "hash_type": "SHA1",

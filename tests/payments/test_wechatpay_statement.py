@@ -281,3 +281,10 @@ def test_timeout_on_a_bill_is_retryable(config, sim, day_trades):
 )
 def test_bill_amounts_are_exact_fen(text, fen):
     assert wire.bill_fen(text) == fen
+
+
+def test_expired_download_link_is_retryable(adapter, sim, day_trades):
+    sim.bill_link_seconds = -1
+    with pytest.raises(Retryable) as exc:
+        adapter.statement(_today())
+    assert exc.value.code == "download_refused"

@@ -560,7 +560,7 @@ class WechatPayAdapter:
         code = str(data.get("code", ""))
         # A download link lives 5 minutes (older docs: 30 s): an expired one is asked for again from the start.
         if status in (400, 404, 429) or code in wire.RETRYABLE_CODES:
-            raise Retryable(f"wechatpay bill download answered {status} {code}", code="busy")
+            raise Retryable(f"wechatpay bill download answered {status} {code}", code="download_refused")
         raise self._refused("statement download", status, data)
 
     def _fetch(self, url: str, headers: Mapping[str, str], raw: IO[bytes]) -> tuple[int, bytes]:
