@@ -16,6 +16,25 @@ then waits in WAIT_USER_CONFIRM for the payee to confirm in WeChat (`auto_confir
 bill; a payee WeChat refuses (`refuse_payee()`, a name that does not match `register_payee()`) is a FAIL bill.
 `transfer_log` lists every execution (debit), so tests can count them per out_bill_no.
 
+Daily trade bill (交易账单, ALL): GET /v3/bill/tradebill?bill_date=&bill_type=&tar_type= answers (signed)
+{hash_type: SHA1, hash_value, download_url}; GET /v3/billdownload/file?token= (signed request, unsigned answer)
+serves the file, GZIP when asked, whose SHA1 over the uncompressed bytes is hash_value. The bill lists the day's
+(Beijing day) paid trades by success_time and refunds by create_time, fee `fee_rate_bp` (0.60 %) rounded half up,
+refund rows with the fee given back as a negative amount; transfers are not on it (WeChat lists them on the fund
+flow bill). A future day, or a day in `statements_pending`, answers 400 STATEMENT_CREATING; a day with no row
+400 NO_STATEMENT_EXIST; the current day is served as it stands (the real bill comes after 10:00 the next day).
+Discrepancies tests set as plain attributes (our_ref = out_trade_no, or out_refund_no for a refund row):
+- `statement_omit`: set of our_refs left out of the bill;
+- `statement_override`: {our_ref: {"amount": fen, "fee": fen, "status": word}} (any of the three keys);
+- `statement_duplicate`: set of our_refs whose row is written twice;
+- `statement_extra`: list of rows for trades we never heard of: {"our_ref", "provider_ref", "amount", "fee",
+  "status" (default SUCCESS), "kind" ("payment" or "refund"), "trade_ref" (refunds), "day" (default: any day)};
+- `statement_corrupt`: the served file has one byte changed after its hash was taken (hash check fails);
+- `statement_bad_signature`: the tradebill answer's signature does not verify;
+- `bill_link_seconds`: how long a download_url lives (300; a negative value: expired at once).
+The summary always adds up the rows as written. `statement_synthetic(day, n)` adds n generated payment rows to
+that day's bill without creating trades (written straight to disk, for 100,000-line benchmarks).
+
 Runnable as ``python -m payments.simulators.wechatpay --port 8002 --account-file var/wechatpay.json``.
 Written from the protocol, not from our adapter: it must not import ``payments.channels``, the wechatpayv3 SDK
 or anything Django.
@@ -26,22 +45,29 @@ from __future__ import annotations
 import argparse
 import base64
 import copy
+import csv
+import gzip
+import hashlib
 import html
+import io
 import json
 import logging
+import os
 import re
 import secrets
+import shutil
 import string
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 from cryptography.exceptions import InvalidSignature
@@ -84,6 +110,19 @@ DEFAULT_BALANCE_FEN = 10_000_000  # each merchant's operating account starts wit
 TIME_EXPIRE_RE = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([+-][0-9]{2}:[0-9]{2}|Z)"
 )
+BILL_PATH = "/v3/bill/tradebill"
+BILL_DOWNLOAD_PATH = "/v3/billdownload/file"
+BILL_LINK_SECONDS = 300  # "该地址5min内有效"
+BILL_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+BILL_COLUMNS = (
+    "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,"
+    "应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,"
+    "手续费,费率,订单金额,申请退款金额,费率备注"
+).split(",")
+BILL_SUMMARY_COLUMNS = (
+    "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额".split(",")
+)
+DEFAULT_FEE_RATE_BP = 60  # 0.60 %, WeChat's usual rate for online goods
 TRADE_STATE_DESC = {
     "NOTPAY": "订单未支付",
     "SUCCESS": "支付成功",
@@ -191,6 +230,19 @@ class WechatPaySimulator(LoopbackServer):
         self._payee_names: dict[str, str] = {}  # openid -> the real name WeChat checks user_name against
         self._refused_payees: dict[str, str] = {}  # openid -> fail_reason
         self.transfer_log: list[dict[str, Any]] = []  # one entry per executed (debited) transfer
+        # The daily bill and what tests inject into it (see the module docstring).
+        self.fee_rate_bp = DEFAULT_FEE_RATE_BP
+        self.bill_link_seconds: float = BILL_LINK_SECONDS
+        self.statements_pending: set[date] = set()
+        self.statement_omit: set[str] = set()
+        self.statement_override: dict[str, dict[str, Any]] = {}
+        self.statement_duplicate: set[str] = set()
+        self.statement_extra: list[dict[str, Any]] = []
+        self.statement_corrupt = False
+        self.statement_bad_signature = False
+        self._synthetic: dict[tuple[str, date], dict[str, Any]] = {}  # pre-written rows: {path, count, amount, fee}
+        self._bill_dir = tempfile.mkdtemp(prefix="wechatpay-sim-bills-")
+        self._bill_links: dict[str, dict[str, Any]] = {}  # token -> {mchid, path, expires, gzip}
 
     @property
     def platform_private_key_pem(self) -> str:
@@ -936,6 +988,270 @@ class WechatPaySimulator(LoopbackServer):
                 view["fail_reason"] = bill["fail_reason"]
             return view
 
+    # ---- the daily trade bill (交易账单) ------------------------------------------------------------------
+    def statement_reset(self) -> None:
+        """Forget every injected discrepancy and synthetic bill (tests call it between cases)."""
+        self.fee_rate_bp = DEFAULT_FEE_RATE_BP
+        self.bill_link_seconds = BILL_LINK_SECONDS
+        self.statements_pending = set()
+        self.statement_omit = set()
+        self.statement_override = {}
+        self.statement_duplicate = set()
+        self.statement_extra = []
+        self.statement_corrupt = self.statement_bad_signature = False
+        with self._lock:
+            for made in self._synthetic.values():
+                os.unlink(made["path"])
+            self._synthetic.clear()
+
+    def statement_synthetic(self, day: date, n: int, mchid: str | None = None) -> dict[str, int]:
+        """Add n generated payment rows to `day`'s bill (no trade is created). Like WeChat, which produces its
+        bills ahead of the request, the rows are written to disk now and copied into every bill of that day.
+        Returns their control totals {"count", "amount", "fee"} in fen."""
+        key = (self._mchid(mchid), day)
+        merchant = self._merchants[key[0]]
+        fd, path = tempfile.mkstemp(dir=self._bill_dir, suffix=".rows")
+        amount = fee = 0
+        stamp = datetime.combine(day, datetime.min.time(), CST) + timedelta(hours=12)
+        with os.fdopen(fd, "wb") as raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+            writer = csv.writer(text, lineterminator="\r\n")
+            for i in range(n):
+                row = {
+                    "kind": "payment",
+                    "time": (stamp + timedelta(seconds=i % 43_200)).isoformat(),
+                    "appid": merchant.appid,
+                    "provider_ref": f"4200{day:%Y%m%d}{i:016d}",
+                    "our_ref": f"SYN{day:%Y%m%d}{i:010d}",
+                    "openid": "oSynthetic",
+                    "status": "SUCCESS",
+                    "amount": self._synthetic_amount(i),
+                    "fee": self._fee(self._synthetic_amount(i)),
+                    "description": "synthetic",
+                }
+                writer.writerow(self._bill_fields(merchant.mchid, row))
+                amount += row["amount"]
+                fee += row["fee"]
+            text.flush()
+            text.detach()
+        with self._lock:
+            if (old := self._synthetic.pop(key, None)) is not None:
+                os.unlink(old["path"])
+            self._synthetic[key] = {"path": path, "count": n, "amount": amount, "fee": fee}
+        return {"count": n, "amount": amount, "fee": fee}
+
+    @staticmethod
+    def _synthetic_amount(i: int) -> int:
+        return 100 + (i * 7919) % 99_900  # 1.00 to 999.99 CNY, deterministic
+
+    def _fee(self, fen: int) -> int:
+        """The fee WeChat keeps on an amount: the rate applied and rounded half up to the fen."""
+        return (fen * self.fee_rate_bp + 5_000) // 10_000
+
+    def tradebill(self, merchant: _Merchant, query: dict[str, str], host_base: str) -> dict[str, Any]:
+        """申请交易账单: write the day's bill to disk and answer its SHA1 and a 5-minute download link."""
+        text = query.get("bill_date", "")
+        try:
+            day = date.fromisoformat(text) if BILL_DATE_RE.fullmatch(text) else None
+        except ValueError:
+            day = None
+        if day is None:
+            raise WxError(400, "PARAM_ERROR", "bill_date 格式须为 yyyy-MM-DD")
+        bill_type = query.get("bill_type", "ALL")
+        if bill_type not in ("ALL", "SUCCESS", "REFUND"):
+            raise WxError(400, "PARAM_ERROR", "bill_type 取值错误")
+        tar_type = query.get("tar_type", "")
+        if tar_type not in ("", "GZIP"):
+            raise WxError(400, "PARAM_ERROR", "tar_type 取值错误")
+        if day > datetime.now(CST).date() or day in self.statements_pending:
+            raise WxError(400, "STATEMENT_CREATING", "账单生成中")
+        rows = self._bill_rows(merchant, day, bill_type)
+        with self._lock:
+            synthetic = dict(self._synthetic.get((merchant.mchid, day)) or {}) if bill_type != "REFUND" else {}
+        path, sha1 = self._write_bill(rows, synthetic, mchid=merchant.mchid, gzipped=tar_type == "GZIP")
+        if path is None:
+            raise WxError(400, "NO_STATEMENT_EXIST", "请求的账单文件不存在")
+        token = secrets.token_urlsafe(36)
+        with self._lock:
+            now = time.time()
+            for old in [t for t, link in self._bill_links.items() if link["expires"] < now]:
+                self._drop_link(old)
+            self._bill_links[token] = {"mchid": merchant.mchid, "path": path, "expires": now + self.bill_link_seconds}
+        query_text = urlencode({"token": token, **({"tartype": "gzip"} if tar_type else {})})
+        return {
+            "hash_type": "SHA1",
+            "hash_value": sha1,
+            "download_url": f"{host_base}{BILL_DOWNLOAD_PATH}?{query_text}",
+        }
+
+    def bill_file(self, merchant: _Merchant, token: str) -> str:
+        """下载账单: the path of the file behind a live link of this merchant."""
+        with self._lock:
+            link = self._bill_links.get(token)
+            if link is None or link["mchid"] != merchant.mchid:
+                raise WxError(400, "INVALID_REQUEST", "下载链接无效")
+            if link["expires"] < time.time():
+                self._drop_link(token)
+                raise WxError(400, "INVALID_REQUEST", "下载链接过期,请重新请求文件下载")
+            return link["path"]
+
+    def _drop_link(self, token: str) -> None:
+        """Callers hold the lock."""
+        link = self._bill_links.pop(token)
+        try:
+            os.unlink(link["path"])
+        except FileNotFoundError:
+            pass
+
+    def _bill_rows(self, merchant: _Merchant, day: date, bill_type: str) -> Any:
+        """The day's rows as written: recorded trades and refunds, then the injected ones."""
+        with self._lock:
+            trades = [copy.deepcopy(t) for t in self._trades.values() if t["mchid"] == merchant.mchid]
+            refunds = [copy.deepcopy(r) for r in self._refunds.values() if r["mchid"] == merchant.mchid]
+        by_key = {(t["mchid"], t["out_trade_no"]): t for t in trades}
+
+        def on_day(stamp: str) -> bool:
+            return bool(stamp) and datetime.fromisoformat(stamp).astimezone(CST).date() == day
+
+        def payment(trade: dict[str, Any]) -> dict[str, Any]:
+            amount = trade["amount_minor"]
+            return {
+                "kind": "payment",
+                "time": trade["success_time"],
+                "appid": trade["appid"],
+                "provider_ref": trade["provider_trade_no"],
+                "our_ref": trade["out_trade_no"],
+                "openid": trade["openid"],
+                "status": "SUCCESS",
+                "amount": amount,
+                "fee": self._fee(amount),
+                "description": trade["description"],
+            }
+
+        def refund(ref: dict[str, Any]) -> dict[str, Any]:
+            trade = by_key.get(ref["trade_key"], {})
+            return {
+                "kind": "refund",
+                "time": ref["create_time"],
+                "appid": trade.get("appid", merchant.appid),
+                "provider_ref": ref["refund_id"],
+                "our_ref": ref["out_refund_no"],
+                "trade_ref": ref["transaction_id"],
+                "trade_our_ref": ref["out_trade_no"],
+                "openid": trade.get("openid", ""),
+                "status": ref["status"],
+                "amount": ref["refund"],
+                "fee": self._fee(ref["refund"]),
+                "description": trade.get("description", ""),
+            }
+
+        recorded: list[dict[str, Any]] = []
+        if bill_type in ("ALL", "SUCCESS"):
+            recorded += [payment(t) for t in trades if t["status"] == "paid" and on_day(t["success_time"])]
+        if bill_type in ("ALL", "REFUND"):
+            recorded += [refund(r) for r in refunds if r["status"] != "CLOSED" and on_day(r["create_time"])]
+        for extra in self.statement_extra:
+            if extra.get("day") not in (None, day):
+                continue
+            kind = extra.get("kind", "payment")
+            recorded.append(
+                {
+                    "kind": kind,
+                    "time": extra.get("time") or datetime.combine(day, datetime.min.time(), CST).isoformat(),
+                    "appid": merchant.appid,
+                    "provider_ref": extra["provider_ref"],
+                    "our_ref": extra["our_ref"],
+                    "trade_ref": extra.get("trade_ref", ""),
+                    "trade_our_ref": extra.get("trade_our_ref", ""),
+                    "openid": "o" + secrets.token_urlsafe(20),
+                    "status": extra.get("status", "SUCCESS"),
+                    "amount": extra["amount"],
+                    "fee": extra.get("fee", self._fee(extra["amount"])),
+                    "description": extra.get("description", "unknown"),
+                }
+            )
+        for row in recorded:
+            if row["our_ref"] in self.statement_omit:
+                continue
+            row.update(self.statement_override.get(row["our_ref"], {}))
+            yield row
+            if row["our_ref"] in self.statement_duplicate:
+                yield row
+
+    def _bill_fields(self, mchid: str, row: dict[str, Any]) -> list[str]:
+        when = datetime.fromisoformat(row["time"]).astimezone(CST).strftime("%Y-%m-%d %H:%M:%S")
+        rate = f"{self.fee_rate_bp / 100:.2f}%"
+        if row["kind"] == "refund":
+            amount = _yuan(row["amount"])
+            fields = [when, row["appid"], mchid, "0", "", row["trade_ref"], row.get("trade_our_ref", ""),
+                      row["openid"], "NATIVE", "REFUND", "OTHERS", "CNY", "0.00", "0.00", row["provider_ref"],
+                      row["our_ref"], amount, "0.00", "ORIGINAL", row["status"], row["description"], "",
+                      "-" + _yuan(row["fee"]), rate, "0.00", amount, ""]  # fmt: skip
+        else:
+            amount = _yuan(row["amount"])
+            fields = [when, row["appid"], mchid, "0", "", row["provider_ref"], row["our_ref"], row["openid"],
+                      "NATIVE", row["status"], "OTHERS", "CNY", amount, "0.00", "0", "0", "0.00", "0.00", "", "",
+                      row["description"], "", _yuan(row["fee"]), rate, amount, "0.00", ""]  # fmt: skip
+        return ["`" + f for f in fields]
+
+    def _write_bill(self, rows: Any, synthetic: dict[str, Any], *, mchid: str, gzipped: bool) -> tuple[str | None, str]:
+        """Write the bill (UTF-8 CSV, back-ticked fields, summary last) to disk as it is generated; hash it; GZIP
+        it when asked. (None, "") when there is no row at all."""
+        first = next(rows, None)
+        if first is None and not synthetic.get("count"):
+            return None, ""
+        fd, plain_path = tempfile.mkstemp(dir=self._bill_dir, suffix=".csv")
+        count = paid = refunded = fee = ordered = asked = 0
+        with os.fdopen(fd, "wb") as raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+            writer = csv.writer(text, lineterminator="\r\n")
+            writer.writerow(BILL_COLUMNS)
+            for row in _chain(first, rows) if first is not None else ():
+                writer.writerow(self._bill_fields(mchid, row))
+                count += 1
+                if row["kind"] == "refund":
+                    refunded += row["amount"]
+                    asked += row["amount"]
+                    fee -= row["fee"]
+                else:
+                    paid += row["amount"]
+                    ordered += row["amount"]
+                    fee += row["fee"]
+            if synthetic:
+                text.flush()
+                with open(synthetic["path"], "rb") as made:
+                    shutil.copyfileobj(made, raw, 65536)
+                count += synthetic["count"]
+                paid += synthetic["amount"]
+                ordered += synthetic["amount"]
+                fee += synthetic["fee"]
+            writer.writerow(BILL_SUMMARY_COLUMNS)
+            totals = [str(count), _yuan(paid), _yuan(refunded), "0.00", _signed_yuan(fee), _yuan(ordered), _yuan(asked)]
+            writer.writerow(["`" + t for t in totals])
+            text.flush()
+            text.detach()
+        sha1 = hashlib.sha1()  # noqa: S324 (the protocol's file hash)
+        with open(plain_path, "rb") as f:
+            while chunk := f.read(65536):
+                sha1.update(chunk)
+        if self.statement_corrupt:
+            with open(plain_path, "r+b") as f:  # one digit of the summary changes after the hash was taken
+                f.seek(-3, os.SEEK_END)
+                last = f.read(1)
+                f.seek(-3, os.SEEK_END)
+                f.write(bytes([last[0] ^ 0x01]))
+        if not gzipped:
+            return plain_path, sha1.hexdigest()
+        gz_path = plain_path + ".gz"
+        with open(plain_path, "rb") as src, gzip.open(gz_path, "wb") as dst:
+            shutil.copyfileobj(src, dst, 65536)
+        os.unlink(plain_path)
+        return gz_path, sha1.hexdigest()
+
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(self._bill_dir, ignore_errors=True)
+
     # ---- the scan page ---------------------------------------------------------------------------
     def trade_by_code(self, code: str) -> dict | None:
         with self._lock:
@@ -961,6 +1277,15 @@ PAID_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>Paid</tit
 
 def _yuan(fen: int) -> str:
     return f"{fen // 100}.{fen % 100:02d}"
+
+
+def _signed_yuan(fen: int) -> str:
+    return ("-" if fen < 0 else "") + _yuan(abs(fen))
+
+
+def _chain(first: Any, rest: Any) -> Any:
+    yield first
+    yield from rest
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -1011,12 +1336,32 @@ class _Handler(BaseHTTPRequestHandler):
         faults.before_answer()
         try:
             merchant = self.sim.authenticate(self.command, self.path, body, self.headers.get("Authorization", ""))
+            if path == BILL_DOWNLOAD_PATH and self.command == "GET":
+                self._send_bill(merchant)
+                return
             status, payload = self._dispatch_api(merchant, path, body)
         except WxError as exc:
             status, payload = exc.status, {"code": exc.code, "message": exc.message}
         if faults.take("timeout"):
             time.sleep(faults.hang_seconds)  # acted, but the caller has given up by now
-        self._answer(status, payload)
+        forge = path == BILL_PATH and status == 200 and self.sim.statement_bad_signature
+        self._answer(status, payload, forge=forge)
+
+    def _send_bill(self, merchant: _Merchant) -> None:
+        """The file itself, streamed from disk and unsigned (WeChat sends no Wechatpay-Signature on downloads)."""
+        token = parse_qs(urlsplit(self.path).query).get("token", [""])[-1]
+        file_path = self.sim.bill_file(merchant, token)
+        gzipped = file_path.endswith(".gz")
+        try:
+            size = os.path.getsize(file_path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-gzip" if gzipped else "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            with open(file_path, "rb") as f:
+                shutil.copyfileobj(f, self.wfile, 65536)
+        except OSError:  # the client gave up, or the link expired under us
+            pass
 
     def _dispatch_api(self, merchant: _Merchant, path: str, body: bytes) -> tuple[int, dict | None]:
         query = {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
@@ -1044,6 +1389,8 @@ class _Handler(BaseHTTPRequestHandler):
         if parts[:5] == ["v3", "fund-app", "mch-transfer", "transfer-bills", "out-bill-no"] and len(parts) == 6:
             if get:
                 return 200, self.sim.transfer_query(merchant, parts[5])
+        if path == BILL_PATH and get:
+            return 200, self.sim.tradebill(merchant, query, self._host_base())
         if path == "/v3/refund/domestic/refunds" and post:
             return 200, self.sim.refund(merchant, self._json(body))
         if parts[:4] == ["v3", "refund", "domestic", "refunds"] and len(parts) == 5 and get:
@@ -1060,10 +1407,16 @@ class _Handler(BaseHTTPRequestHandler):
             raise WxError(400, "PARAM_ERROR", "请求体须为 JSON 对象")
         return data
 
-    def _answer(self, status: int, payload: dict | None) -> None:
-        """Every /v3 answer is signed by the platform key, errors and 204s included."""
+    def _answer(self, status: int, payload: dict | None, *, forge: bool = False) -> None:
+        """Every /v3 answer is signed by the platform key, errors and 204s included (`forge`: signed over
+        another body, so the signature does not verify)."""
         body = b"" if payload is None else _dumps(payload)
-        self._send(status, body, extra=self.sim.signed_headers(body))
+        headers = self.sim.signed_headers(body)
+        if forge:
+            headers["Wechatpay-Signature"] = self.sim.sign(
+                headers["Wechatpay-Timestamp"], headers["Wechatpay-Nonce"], b"{}"
+            )
+        self._send(status, body, extra=headers)
 
     def _send(self, status: int, body: bytes, ctype: str = "", extra: dict[str, str] | None = None) -> None:
         try:

@@ -126,3 +126,87 @@ def time_expire(at: datetime) -> str:
     if at.tzinfo is None:
         raise Terminal("expires_at must carry a time zone", code="bad_expiry")
     return at.astimezone(BEIJING).isoformat(timespec="seconds")
+
+
+# ---- 交易账单 (the daily trade bill): 申请交易账单 GET /v3/bill/tradebill, then the file at download_url ---------
+TRADEBILL_PATH = "/v3/bill/tradebill"
+BILL_TYPE = "ALL"  # payments and refunds of the day ("不含充值退款订单")
+BILL_TAR_TYPE = "GZIP"
+BILL_HASH_TYPE = "SHA1"  # "原始账单(gzip需要解压缩)的摘要值": the hash is over the uncompressed file
+# "账单生成中": try again later. "请求的账单文件不存在": not produced (yet), or no trade nor refund that day.
+BILL_NOT_READY_CODES = frozenset({"STATEMENT_CREATING", "NO_STATEMENT_EXIST"})
+# The ALL bill's detail header and its summary header. Every data field starts with a back-tick (so that Excel
+# keeps long numbers as text); amounts are in yuan with two decimals; times are Beijing time without offset.
+BILL_COLUMNS = (
+    "交易时间",
+    "公众账号ID",
+    "商户号",
+    "特约商户号",
+    "设备号",
+    "微信订单号",
+    "商户订单号",
+    "用户标识",
+    "交易类型",
+    "交易状态",
+    "付款银行",
+    "货币种类",
+    "应结订单金额",
+    "代金券金额",
+    "微信退款单号",
+    "商户退款单号",
+    "退款金额",
+    "充值券退款金额",
+    "退款类型",
+    "退款状态",
+    "商品名称",
+    "商户数据包",
+    "手续费",
+    "费率",
+    "订单金额",
+    "申请退款金额",
+    "费率备注",
+)
+BILL_SUMMARY_COLUMNS = (
+    "总交易单数",
+    "应结订单总金额",
+    "退款总金额",
+    "充值券退款总金额",
+    "手续费总金额",
+    "订单总金额",
+    "申请退款总金额",
+)
+BILL_PAYMENT_STATE = "SUCCESS"  # 交易状态 of a payment row
+BILL_REFUND_STATE = "REFUND"  # 交易状态 of a refund row (微信退款单号 / 商户退款单号 filled)
+BILL_FIELD_MARK = "`"
+_BILL_TIME_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})")
+_BILL_YUAN_RE = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")
+
+
+def bill_field(raw: str) -> str:
+    """A bill field without its leading back-tick (header rows may carry one too)."""
+    return raw[1:] if raw.startswith(BILL_FIELD_MARK) else raw
+
+
+def bill_fen(text: str) -> int | None:
+    """A bill amount in yuan ("12.34", "-0.01", old bills "0.00000") as signed integer fen, exactly; None when it
+    is not a number or would lose a fraction of a fen."""
+    m = _BILL_YUAN_RE.fullmatch(text.strip())
+    if m is None:
+        return None
+    sign, whole, frac = m.group(1), m.group(2), m.group(3) or ""
+    if frac[2:].strip("0"):
+        return None
+    fen = int(whole) * 100 + int(frac[:2].ljust(2, "0"))
+    return -fen if sign else fen
+
+
+def bill_time(text: str) -> datetime | None:
+    """ "2026-12-03 10:00:00", Beijing time (the bill states no offset). Parsed by hand: strptime costs several
+    times more, and a bill may have 100,000 rows."""
+    m = _BILL_TIME_RE.fullmatch(text.strip())
+    if m is None:
+        return None
+    try:
+        return datetime(*(int(g) for g in m.groups()), tzinfo=BEIJING)  # type: ignore[misc]
+    except ValueError:
+        return None
