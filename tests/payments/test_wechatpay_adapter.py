@@ -464,4 +464,5 @@ def test_capabilities():
         Capability.CLOSE,
         Capability.REFUND,
         Capability.PAYOUT,
+        Capability.STATEMENT,
     }
