@@ -121,6 +121,7 @@ def time_expire(at: datetime) -> str:
         raise Terminal("expires_at must carry a time zone", code="bad_expiry")
     return at.astimezone(TIME_ZONE).strftime("%Y-%m-%d %H:%M:%S")
 
+
 # ---- daily statement (对账单, bill_type=trade) ------------------------------------------------------------
 # alipay.data.dataservice.bill.downloadurl.query answers a short-lived (30 s) URL of a ZIP of GBK CSV files.
 BILL_URL_QUERY = "alipay.data.dataservice.bill.downloadurl.query"
