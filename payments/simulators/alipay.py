@@ -16,6 +16,26 @@ Besides ``faults`` (a timeout executes then hangs, a 5xx executes nothing), ``ho
 transfers DEALING until ``settle_transfer``, ``transfer_system_errors`` answers SYSTEM_ERROR without executing, and
 ``tamper_answers`` changes the next answers after signing.
 
+Daily bills (对账单): ``alipay.data.dataservice.bill.downloadurl.query`` (bill_type ``trade``) answers a signed
+``bill_download_url`` on ``/downloadBillFile.resource`` that works ``bill_url_ttl`` seconds (30, as on Alipay; after
+that the link answers a "下载超时" page). It serves a ZIP, member names in GBK, of the GBK detail CSV (comment
+lines, the 25-column header, a 交易 row per trade paid that Beijing day and a 退款 row per refund made that day, with
+a 0.6% 服务费, then the 交易合计/退款合计 lines) and the summary CSV (its 合计 row holds the fee total). A day's bill
+exists from the next Beijing day (T+1) or once ``publish_statement(day)``; before that the query answers 40004
+``isp.bill_not_exist``. Transfers are not on the trade bill. ``statement_synthetic(day, n)`` makes that day's bill N
+generated payment lines (no trades), for benchmarks. Discrepancies for the next bills, plain attributes
+(``reset_statement_faults()`` clears them); ``our_ref`` is the out_trade_no of a 交易 row, the out_request_no of a
+退款 row:
+- ``statement_omit``: set of our_refs left out;
+- ``statement_overrides``: our_ref -> {"amount_minor": int, "fee_minor": int, "status": 业务类型 word}, any of them;
+- ``statement_duplicates``: set of our_refs written twice;
+- ``statement_extra``: list of {"our_ref", "provider_ref", "amount_minor", "fee_minor" (default 0.6%), "status"
+  (default 交易)}: lines for trades we never heard of;
+- ``statement_corrupt``: "bytes" flips a byte of the detail file's compressed data (its CRC-32 fails); "totals"
+  changes a line's amount after the totals were summed (the file no longer adds up).
+The file's totals are always summed from the rows as written, so an injected discrepancy is a consistent file that
+disagrees with us, as Alipay's own would.
+
 Signing is implemented here with ``cryptography``, independently of our adapter and of the Alipay SDK, so
 tests exercise the adapter against a second implementation. Must not import ``payments.channels``, the SDK
 or anything Django: it is the other side.

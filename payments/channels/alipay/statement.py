@@ -123,7 +123,7 @@ def _lines(
 ) -> Iterator[StatementLine]:
     counts = {StatementKind.PAYMENT: 0, StatementKind.REFUND: 0}
     sums = {StatementKind.PAYMENT: 0, StatementKind.REFUND: 0}
-    fee_net = 0  # fees kept on payments minus fees given back on refunds
+    fee_net = 0  # the 服务费 column summed as written: fees kept on payments net of those refunds gave back
     stated: dict[StatementKind, tuple[int, int]] = {}
     try:
         with archive, raw, archive.open(detail) as member:
@@ -149,7 +149,7 @@ def _lines(
                 if line.kind in counts:
                     counts[line.kind] += 1
                     sums[line.kind] += line.amount.amount_minor
-                    fee_net += signed_fee
+                fee_net += signed_fee  # the summary sums the column over every row
                 yield line
             if not ended or len(stated) != 2:
                 raise Unknown("alipay bill ends before its totals (truncated?)", code="corrupt_file")
@@ -178,7 +178,7 @@ def _columns(header: list[str]) -> dict[str, int]:
 
 
 def _line(row: list[str], columns: dict[str, int], line_no: int, currency: str) -> tuple[StatementLine, int]:
-    """One detail row; also the fee as signed in the direction of the money (negative on a refund)."""
+    """One detail row, and its fee as signed in the file (the summary's fee total is their sum)."""
     if len(row) < len(columns):
         raise Unknown(f"alipay bill line {line_no} is short", code="bad_format")
 
@@ -188,26 +188,27 @@ def _line(row: list[str], columns: dict[str, int], line_no: int, currency: str) 
     word = cell(COL_KIND)
     kind = KIND_BY_WORD.get(word, StatementKind.OTHER)
     received = _minor(cell(COL_RECEIVED), line_no)
-    fee = abs(_minor(cell(COL_FEE), line_no))
+    signed_fee = _minor(cell(COL_FEE), line_no)
     trade_no, out_trade_no = cell(COL_TRADE_NO), cell(COL_OUT_TRADE_NO)
     try:
         occurred = datetime.strptime(cell(COL_FINISHED), TIME_FORMAT).replace(tzinfo=wire.TIME_ZONE)
     except ValueError:
         raise Unknown(f"alipay bill line {line_no} has no valid 完成时间", code="bad_format") from None
-    refund = kind == StatementKind.REFUND
+    # A row about a refund (退款, or a word this parser does not know) names it by our out_request_no; Alipay has no
+    # id of its own for a refund, only the trade's. A refund sent without out_request_no took our out_trade_no.
+    refund_no = cell(COL_REFUND_NO) or (out_trade_no if kind == StatementKind.REFUND else "")
     line = StatementLine(
         kind=kind,
-        # Alipay has no id of its own for a refund: it names one by the trade and our out_request_no.
         provider_ref=trade_no,
-        our_ref=(cell(COL_REFUND_NO) or out_trade_no) if refund else out_trade_no,
+        our_ref=refund_no or out_trade_no,
         amount=Money(abs(received), currency),
-        fee=Money(fee, currency),
+        fee=Money(abs(signed_fee), currency),
         status=word,
         occurred_at=occurred,
-        trade_ref=trade_no if refund else "",
+        trade_ref=trade_no if refund_no else "",
         line_no=line_no,
     )
-    return line, -fee if refund else fee
+    return line, signed_fee
 
 
 def _read_total(comment: str, stated: dict[StatementKind, tuple[int, int]]) -> None:
