@@ -7,7 +7,11 @@ alipay.fund.trans.uni.transfer and .../alipay.fund.trans.common.query), cross-ch
 `DCAliPay.api_alipay_fund_trans_uni_transfer` and Alipay's SDK response classes; see wire.py. Real Alipay serves
 the fund APIs to apps in public-key-certificate mode only (app_cert_sn / alipay_root_cert_sn beside the same
 RSA2 signature); this adapter signs them in the plain public-key mode of the trade APIs, which the simulator
-speaks. Certificate mode is the one addition a production account needs."""
+speaks. Certificate mode is the one addition a production account needs.
+
+Daily statement: alipay.data.dataservice.bill.downloadurl.query (opendocs.alipay.com/apis/api_15/...; request
+{bill_type, bill_date}, answer bill_download_url; no SDK helper, so it goes through the SDK's signed body and verified
+answer like the fund APIs), then the file behind the URL: see statement.py for the format and what it relies on."""
 
 from __future__ import annotations
 
