@@ -50,6 +50,7 @@ import base64
 import binascii
 import copy
 import csv
+import hashlib
 import html
 import io
 import json
@@ -235,6 +236,7 @@ class AlipaySimulator(LoopbackServer):
         self.statement_duplicates: set[str] = set()
         self.statement_extra: list[dict[str, Any]] = []
         self.statement_corrupt = ""
+        self.served_bills: list[str] = []  # sha256 of every bill file served, oldest first
 
     # ---- account & keys --------------------------------------------------------------------------------
     def account(self, *, webhook_url: str = "") -> SimAccount:
@@ -751,6 +753,12 @@ class AlipaySimulator(LoopbackServer):
         if faults["corrupt"] == "bytes":
             _flip_member_byte(out)
         out.seek(0)
+        digest = hashlib.sha256()
+        while chunk := out.read(64 * 1024):
+            digest.update(chunk)
+        out.seek(0)
+        with self._lock:
+            self.served_bills.append(digest.hexdigest())
         return out
 
     def _bill_rows(self, app_id: str, day: date) -> list[dict[str, Any]]:
