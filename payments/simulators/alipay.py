@@ -16,6 +16,26 @@ Besides ``faults`` (a timeout executes then hangs, a 5xx executes nothing), ``ho
 transfers DEALING until ``settle_transfer``, ``transfer_system_errors`` answers SYSTEM_ERROR without executing, and
 ``tamper_answers`` changes the next answers after signing.
 
+Daily bills (对账单): ``alipay.data.dataservice.bill.downloadurl.query`` (bill_type ``trade``) answers a signed
+``bill_download_url`` on ``/downloadBillFile.resource`` that works ``bill_url_ttl`` seconds (30, as on Alipay; after
+that the link answers a "下载超时" page). It serves a ZIP, member names in GBK, of the GBK detail CSV (comment
+lines, the 25-column header, a 交易 row per trade paid that Beijing day and a 退款 row per refund made that day, with
+a 0.6% 服务费, then the 交易合计/退款合计 lines) and the summary CSV (its 合计 row holds the fee total). A day's bill
+exists from the next Beijing day (T+1) or once ``publish_statement(day)``; before that the query answers 40004
+``isp.bill_not_exist``. Transfers are not on the trade bill. ``statement_synthetic(day, n)`` makes that day's bill N
+generated payment lines (no trades), for benchmarks. Discrepancies for the next bills, plain attributes
+(``reset_statement_faults()`` clears them); ``our_ref`` is the out_trade_no of a 交易 row, the out_request_no of a
+退款 row:
+- ``statement_omit``: set of our_refs left out;
+- ``statement_overrides``: our_ref -> {"amount_minor": int, "fee_minor": int, "status": 业务类型 word}, any of them;
+- ``statement_duplicates``: set of our_refs written twice;
+- ``statement_extra``: list of {"our_ref", "provider_ref", "amount_minor", "fee_minor" (default 0.6%), "status"
+  (default 交易)}: lines for trades we never heard of;
+- ``statement_corrupt``: "bytes" flips a byte of the detail file's compressed data (its CRC-32 fails); "totals"
+  changes a line's amount after the totals were summed (the file no longer adds up).
+The file's totals are always summed from the rows as written, so an injected discrepancy is a consistent file that
+disagrees with us, as Alipay's own would.
+
 Signing is implemented here with ``cryptography``, independently of our adapter and of the Alipay SDK, so
 tests exercise the adapter against a second implementation. Must not import ``payments.channels``, the SDK
 or anything Django: it is the other side.
@@ -29,20 +49,26 @@ import argparse
 import base64
 import binascii
 import copy
+import csv
+import hashlib
 import html
+import io
 import json
 import logging
 import os
 import random
 import re
+import tempfile
 import threading
 import time
 import uuid
+import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -118,7 +144,8 @@ def _business(sub_code: str, sub_msg: str) -> AlipayError:
 
 
 def _now() -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S")
+    # Alipay writes every time in Beijing time; the statement cuts days by it.
+    return datetime.now(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _yuan(minor: int) -> str:
@@ -198,6 +225,18 @@ class AlipaySimulator(LoopbackServer):
         self.hold_transfers = 0  # the next N accepted transfers answer DEALING until settle_transfer()
         self.tamper_answers = 0  # the next N signed answers are changed after signing (a forgery in transit)
         self.transfer_system_errors = 0  # the next N transfers answer 40004 SYSTEM_ERROR, executing nothing
+        # Daily bills: days published before their T+1 morning, synthetic days, live download tokens, and the
+        # discrepancies the next bills carry (see the module docstring).
+        self._published: set[date] = set()
+        self._synthetic: dict[date, int] = {}
+        self._bill_tokens: dict[str, tuple[str, date, float]] = {}
+        self.bill_url_ttl = BILL_URL_TTL
+        self.statement_omit: set[str] = set()
+        self.statement_overrides: dict[str, dict[str, Any]] = {}
+        self.statement_duplicates: set[str] = set()
+        self.statement_extra: list[dict[str, Any]] = []
+        self.statement_corrupt = ""
+        self.served_bills: list[str] = []  # sha256 of every bill file served, oldest first
 
     # ---- account & keys --------------------------------------------------------------------------------
     def account(self, *, webhook_url: str = "") -> SimAccount:
@@ -280,6 +319,7 @@ class AlipaySimulator(LoopbackServer):
             "alipay.trade.fastpay.refund.query": self._refund_query,
             "alipay.fund.trans.uni.transfer": self._transfer,
             "alipay.fund.trans.common.query": self._transfer_query,
+            BILL_URL_QUERY: self._bill_url,
         }
         handler = handlers.get(method)
         key = method.replace(".", "_") + "_response" if handler else "error_response"
@@ -633,6 +673,136 @@ class AlipaySimulator(LoopbackServer):
             record.update(status="FAIL", error_code=error_code, fail_reason=reason or "收款方账户状态异常")
             self._balances[record["app_id"]] = self._balances.get(record["app_id"], 0) + record["amount_minor"]
 
+    # ---- daily bill (对账单) -----------------------------------------------------------------------------
+    def publish_statement(self, day: date) -> None:
+        """Make `day`'s bill downloadable now; otherwise it exists only from the next Beijing day (T+1)."""
+        with self._lock:
+            self._published.add(day)
+
+    def statement_synthetic(self, day: date, n: int) -> None:
+        """`day`'s bill becomes N generated payment lines (no trades behind them) with consistent totals, built
+        as it is written: for benchmarks. Publishes the day."""
+        with self._lock:
+            self._synthetic[day] = n
+            self._published.add(day)
+
+    def reset_statement_faults(self) -> None:
+        with self._lock:
+            self.statement_omit, self.statement_overrides, self.statement_duplicates = set(), {}, set()
+            self.statement_extra, self.statement_corrupt = [], ""
+            self.bill_url_ttl = BILL_URL_TTL
+
+    def _bill_url(self, params: dict[str, str], biz: dict[str, Any], host_url: str) -> dict[str, Any]:
+        """alipay.data.dataservice.bill.downloadurl.query: a tokenised URL valid `bill_url_ttl` seconds."""
+        if str(biz.get("bill_type") or "") != BILL_TYPE_TRADE:
+            raise _invalid("isv.invalid-arguments", "bill_type 只支持 trade")
+        text = str(biz.get("bill_date") or "")
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            raise _invalid("isv.invalid-arguments", "bill_date 格式须为 yyyy-MM-dd") from None
+        if day.isoformat() != text:
+            raise _invalid("isv.invalid-arguments", "bill_date 格式须为 yyyy-MM-dd")
+        with self._lock:
+            if day >= datetime.now(BEIJING).date() and day not in self._published:
+                raise _business("isp.bill_not_exist", "账单不存在")
+            token = uuid.uuid4().hex
+            self._bill_tokens[token] = (params["app_id"], day, time.monotonic() + self.bill_url_ttl)
+        user_id, stamp = self._bill_user_id(params["app_id"]), day.strftime("%Y%m%d")
+        query = urlencode(
+            {
+                "bizType": BILL_TYPE_TRADE,
+                "userId": user_id,
+                "fileType": "csv.zip",
+                "bizDates": stamp,
+                "downloadFileName": f"{user_id}_{stamp}.zip",
+                "fileId": f"/trade/{user_id}/{stamp}.zip",
+                "timestamp": str(int(time.time())),
+                "token": token,
+            }
+        )
+        return {"bill_download_url": f"{host_url}/downloadBillFile.resource?{query}"}
+
+    @staticmethod
+    def _bill_user_id(app_id: str) -> str:
+        # The merchant's pid (2088...) followed by 0156, as in Alipay's URLs and file names.
+        return "2088" + app_id[-12:] + "0156"
+
+    def bill_file(self, token: str) -> IO[bytes] | None:
+        """The ZIP for a live token, in a rewound temporary file; None when the link is unknown or expired."""
+        with self._lock:
+            found = self._bill_tokens.get(token)
+            if found is None or time.monotonic() > found[2]:
+                return None
+            app_id, day, _ = found
+            synthetic = self._synthetic.get(day)
+            rows = self._bill_rows(app_id, day) if synthetic is None else None
+            faults = {
+                "omit": set(self.statement_omit),
+                "overrides": copy.deepcopy(self.statement_overrides),
+                "duplicates": set(self.statement_duplicates),
+                "extra": copy.deepcopy(self.statement_extra),
+                "corrupt": self.statement_corrupt,
+            }
+        if rows is None:
+            rows = _synthetic_rows(day, synthetic or 0)
+        else:
+            rows = _with_discrepancies(rows, faults)
+        out = tempfile.TemporaryFile()
+        _write_bill(out, self._bill_user_id(app_id), day, rows, corrupt_totals=faults["corrupt"] == "totals")
+        if faults["corrupt"] == "bytes":
+            _flip_member_byte(out)
+        out.seek(0)
+        digest = hashlib.sha256()
+        while chunk := out.read(64 * 1024):
+            digest.update(chunk)
+        out.seek(0)
+        with self._lock:
+            self.served_bills.append(digest.hexdigest())
+        return out
+
+    def _bill_rows(self, app_id: str, day: date) -> list[dict[str, Any]]:
+        """What Alipay recorded for the app that Beijing day: a 交易 row per trade paid, a 退款 row per refund."""
+        prefix, rows = day.isoformat(), []
+        for trade in self._trades.values():
+            if trade["app_id"] != app_id:
+                continue
+            base = {
+                "trade_no": trade["trade_no"],
+                "out_trade_no": trade["out_trade_no"],
+                "subject": trade["subject"],
+                "created": trade["gmt_create"],
+            }
+            if trade["gmt_payment"].startswith(prefix):
+                amount = trade["amount_minor"]
+                rows.append(
+                    {
+                        **base,
+                        "word": "交易",
+                        "finished": trade["gmt_payment"],
+                        "amount": amount,
+                        "fee": _fee(amount),
+                        "refund_no": "",
+                        "our_ref": trade["out_trade_no"],
+                    }
+                )
+            for refund in trade["refunds"].values():
+                if refund["gmt_refund_pay"].startswith(prefix):
+                    amount = refund["amount_minor"]
+                    rows.append(
+                        {
+                            **base,
+                            "word": "退款",
+                            "finished": refund["gmt_refund_pay"],
+                            "amount": -amount,
+                            "fee": -_fee(amount),  # the share of the fee the refund gives back
+                            "refund_no": refund["out_request_no"],
+                            "our_ref": refund["out_request_no"],
+                        }
+                    )
+        rows.sort(key=lambda r: r["finished"])
+        return rows
+
     # ---- trades seen from the test side ----------------------------------------------------------------
     def trade_for(self, out_trade_no: str) -> dict | None:
         with self._lock:
@@ -822,6 +992,177 @@ def _write_private(path: Path, text: str) -> None:
         fh.write(text)
 
 
+# ---- the bill file ------------------------------------------------------------------------------------------
+BILL_URL_QUERY = "alipay.data.dataservice.bill.downloadurl.query"
+BILL_TYPE_TRADE = "trade"
+BILL_URL_TTL = 30.0  # seconds a bill_download_url works, as on Alipay
+FEE_RATE_BP = 60  # 0.6%, Alipay's standard acquiring rate, rounded half up to the fen
+BILL_ENCODING = "gbk"
+BILL_HEADER = (
+    "支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,操作员,终端号,对方账户,订单金额（元）,"
+    "商家实收（元）,支付宝红包（元）,集分宝（元）,支付宝优惠（元）,商家优惠（元）,券核销金额（元）,券名称,商家红包消费金额（元）,"
+    "卡消费金额（元）,退款批次号/请求号,服务费（元）,分润（元）,备注"
+).split(",")
+# Columns Alipay pads with a tab so spreadsheets keep them as text.
+BILL_TAB_PADDED = frozenset({0, 1, 2, 6, 7, 8, 9, 10, 19, 21})
+BILL_SUMMARY_HEADER = (
+    "门店编号,门店名称,交易订单总笔数,退款订单总笔数,订单金额（元）,商家实收（元）,支付宝优惠（元）,商家优惠（元）,"
+    "卡消费金额（元）,服务费（元）,分润（元）,实收净额（元）"
+).split(",")
+BILL_RULE = "#-----------------------------------------业务明细列表{}------------------------------------"
+COUNTERPARTY = "*模拟(sim***@example.com)"
+
+
+def _fee(minor: int) -> int:
+    return (minor * FEE_RATE_BP + 5_000) // 10_000
+
+
+def _signed_yuan(minor: int) -> str:
+    return ("-" if minor < 0 else "") + _yuan(abs(minor))
+
+
+def _with_discrepancies(rows: list[dict[str, Any]], faults: dict[str, Any]) -> list[dict[str, Any]]:
+    """The recorded rows as the test wants them misreported: omitted, overridden, doubled, plus strangers."""
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        if row["our_ref"] in faults["omit"]:
+            continue
+        if (override := faults["overrides"].get(row["our_ref"])) is not None:
+            row = dict(row)
+            sign = -1 if row["amount"] < 0 else 1
+            if "amount_minor" in override:
+                row["amount"] = sign * override["amount_minor"]
+            if "fee_minor" in override:
+                row["fee"] = sign * override["fee_minor"]
+            if "status" in override:
+                row["word"] = override["status"]
+        out.append(row)
+        if row["our_ref"] in faults["duplicates"]:
+            out.append(dict(row))
+    for extra in faults["extra"]:
+        word = extra.get("status", "交易")
+        sign = -1 if word == "退款" else 1
+        now = _now()
+        out.append(
+            {
+                "trade_no": extra["provider_ref"],
+                "out_trade_no": extra["our_ref"],
+                "subject": "未知交易",
+                "created": now,
+                "finished": now,
+                "word": word,
+                "amount": sign * extra["amount_minor"],
+                "fee": sign * extra.get("fee_minor", _fee(extra["amount_minor"])),
+                "refund_no": extra["our_ref"] if word == "退款" else "",
+                "our_ref": extra["our_ref"],
+            }
+        )
+    return out
+
+
+def _synthetic_rows(day: date, n: int) -> Iterator[dict[str, Any]]:
+    """N paid trades of that day, generated as they are written (no list, no trade records)."""
+    stamp, start = day.strftime("%Y%m%d"), datetime.combine(day, datetime.min.time())
+    for i in range(n):
+        at = (start + timedelta(seconds=i * 86_399 // max(n, 1))).strftime(TIME_EXPIRE_FORMAT)
+        amount = 100 + i % 9_900
+        yield {
+            "trade_no": f"{stamp}22{i:018d}",
+            "out_trade_no": f"SYN{stamp}{i:010d}",
+            "subject": "合成商品",
+            "created": at,
+            "finished": at,
+            "word": "交易",
+            "amount": amount,
+            "fee": _fee(amount),
+            "refund_no": "",
+            "our_ref": f"SYN{stamp}{i:010d}",
+        }
+
+
+class _GbkZipInfo(zipfile.ZipInfo):
+    """Alipay's archives name their members in GBK without the UTF-8 flag (Java unzips them with GBK)."""
+
+    def _encodeFilenameFlags(self) -> tuple[bytes, int]:  # noqa: N802 - zipfile's own hook
+        return self.filename.encode(BILL_ENCODING), self.flag_bits
+
+
+def _write_bill(
+    out: IO[bytes], user_id: str, day: date, rows: Iterable[dict[str, Any]], *, corrupt_totals: bool = False
+) -> None:
+    """The ZIP of the detail and summary CSVs, written row by row into `out` (GBK, as Alipay writes them)."""
+    stamp, start = day.strftime("%Y%m%d"), day.strftime("%Y年%m月%d日")
+    end = (day + timedelta(days=1)).strftime("%Y年%m月%d日")
+    sums = {"交易": [0, 0], "退款": [0, 0]}  # count, 商家实收
+    fees = 0
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        detail = _GbkZipInfo(f"{user_id}_{stamp}_业务明细.csv", date_time=time.localtime()[:6])
+        detail.compress_type = zipfile.ZIP_DEFLATED
+        with archive.open(detail, "w") as member:
+            text = io.TextIOWrapper(member, encoding=BILL_ENCODING, newline="")
+            writer = csv.writer(text, lineterminator="\r\n")
+            for comment in (
+                "#支付宝业务明细查询",
+                f"#账号：[{user_id}]",
+                f"#起始日期：[{start} 00:00:00]   终止日期：[{end} 00:00:00]",
+                BILL_RULE.format(""),
+            ):
+                writer.writerow([comment])
+            writer.writerow(BILL_HEADER)
+            first = True
+            for row in rows:
+                if row["word"] in sums:
+                    sums[row["word"]][0] += 1
+                    sums[row["word"]][1] += row["amount"]
+                fees += row["fee"]
+                amount = row["amount"] + (100 if corrupt_totals and first else 0)  # changed after being summed
+                first = False
+                cells = [""] * len(BILL_HEADER)
+                cells[0], cells[1], cells[2] = row["trade_no"], row["out_trade_no"], row["word"]
+                cells[3], cells[4], cells[5] = row["subject"], row["created"], row["finished"]
+                cells[10], cells[11], cells[12] = COUNTERPARTY, _signed_yuan(amount), _signed_yuan(amount)
+                for i in (13, 14, 15, 16, 17, 19, 20, 23):
+                    cells[i] = "0.00"
+                cells[21], cells[22] = row["refund_no"], _signed_yuan(row["fee"])
+                writer.writerow([c + "\t" if i in BILL_TAB_PADDED else c for i, c in enumerate(cells)])
+            writer.writerow([BILL_RULE.format("结束")])
+            (trades, received), (refunds, refunded) = sums["交易"], sums["退款"]
+            writer.writerow([f"#交易合计：{trades}笔，商家实收共{_signed_yuan(received)}元，商家优惠共0.00元"])
+            writer.writerow([f"#退款合计：{refunds}笔，商家实收退款共{_signed_yuan(refunded)}元，商家优惠退款共0.00元"])
+            writer.writerow([f"#导出时间：[{datetime.now(BEIJING).strftime('%Y年%m月%d日 %H:%M:%S')}]"])
+            text.flush()
+            text.detach()
+        summary = _GbkZipInfo(f"{user_id}_{stamp}_业务明细(汇总).csv", date_time=time.localtime()[:6])
+        summary.compress_type = zipfile.ZIP_DEFLATED
+        net = received + refunded
+        lines = [
+            "#支付宝业务汇总查询",
+            f"#账号：[{user_id}]",
+            f"#起始日期：[{start} 00:00:00]   终止日期：[{end} 00:00:00]",
+            "#-----------------------------------------业务汇总列表----------------------------------------",
+            ",".join(BILL_SUMMARY_HEADER),
+            f"合计,,{trades},{refunds},{_signed_yuan(net)},{_signed_yuan(net)},0.00,0.00,0.00,"
+            f"{_signed_yuan(fees)},0.00,{_signed_yuan(net - fees)}",
+            "#-----------------------------------------业务汇总列表结束------------------------------------",
+            f"#导出时间：[{datetime.now(BEIJING).strftime('%Y年%m月%d日 %H:%M:%S')}]",
+        ]
+        archive.writestr(summary, "\r\n".join(lines).encode(BILL_ENCODING) + b"\r\n")
+
+
+def _flip_member_byte(out: IO[bytes]) -> None:
+    """Damage the detail member's compressed bytes in place, as a broken transfer or a tamperer would."""
+    out.seek(0)
+    with zipfile.ZipFile(out) as archive:
+        info = archive.infolist()[0]
+    out.seek(info.header_offset + 26)
+    name_len, extra_len = int.from_bytes(out.read(2), "little"), int.from_bytes(out.read(2), "little")
+    at = info.header_offset + 30 + name_len + extra_len + info.compress_size // 2
+    out.seek(at)
+    byte = out.read(1)
+    out.seek(at)
+    out.write(bytes([byte[0] ^ 0xFF]))
+
+
 CASHIER_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>支付宝 cashier (simulator)</title>
 </head><body><h1>支付宝 cashier (simulator)</h1>
 <p>商品: <span id="subject">{subject}</span></p><p>金额: ¥<span id="amount">{amount}</span></p>
@@ -879,6 +1220,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/gateway.do":
             params = self._params()
             return self._page_pay(params) if params.get("method") == PAGE_PAY else self._api(params)
+        if path == "/downloadBillFile.resource" and self.command == "GET":
+            return self._bill_download()
         if len(parts) == 2 and parts[0] == "cashier" and self.command == "GET":
             return self._cashier(parts[1])
         if len(parts) == 3 and parts[::2] == ["cashier", "pay"] and self.command == "POST":
@@ -895,6 +1238,24 @@ class _Handler(BaseHTTPRequestHandler):
         if hang:
             time.sleep(faults.hang_seconds)
         self._send(200, body, "application/json")
+
+    def _bill_download(self) -> None:
+        token = {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}.get("token", "")
+        bill = self.sim.bill_file(token)
+        if bill is None:  # Alipay's answer to a link used after its 30 s: a page, not the file
+            return self._send(200, "<h1>下载超时，请重新下载</h1>", "text/html")
+        with bill:
+            size = bill.seek(0, os.SEEK_END)
+            bill.seek(0)
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/zip")
+                self.send_header("Content-Length", str(size))
+                self.end_headers()
+                while chunk := bill.read(64 * 1024):
+                    self.wfile.write(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
 
     def _page_pay(self, params: dict[str, str]) -> None:
         try:

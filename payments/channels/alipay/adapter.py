@@ -7,7 +7,11 @@ alipay.fund.trans.uni.transfer and .../alipay.fund.trans.common.query), cross-ch
 `DCAliPay.api_alipay_fund_trans_uni_transfer` and Alipay's SDK response classes; see wire.py. Real Alipay serves
 the fund APIs to apps in public-key-certificate mode only (app_cert_sn / alipay_root_cert_sn beside the same
 RSA2 signature); this adapter signs them in the plain public-key mode of the trade APIs, which the simulator
-speaks. Certificate mode is the one addition a production account needs."""
+speaks. Certificate mode is the one addition a production account needs.
+
+Daily statement: alipay.data.dataservice.bill.downloadurl.query (opendocs.alipay.com/apis/api_15/...; request
+{bill_type, bill_date}, answer bill_download_url; no SDK helper, so it goes through the SDK's signed body and verified
+answer like the fund APIs), then the file behind the URL: see statement.py for the format and what it relies on."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import http.client
 import json
 import urllib.error
 from collections.abc import Callable
+from datetime import date
 from typing import Any, ClassVar
 
 from alipay import AliPay, AliPayConfig
@@ -24,6 +29,7 @@ from alipay.exceptions import AliPayException, AliPayValidationError
 
 from core.crypto import constant_time_equals
 from core.money import Money, MoneyError
+from payments.channels.alipay import statement as bill
 from payments.channels.alipay import wire
 from payments.channels.base import (
     AccountConfig,
@@ -43,6 +49,7 @@ from payments.channels.base import (
     RefundRequest,
     RefundState,
     Retryable,
+    Statement,
     Terminal,
     Unknown,
 )
@@ -84,6 +91,7 @@ class AlipayAdapter:
             Capability.CLOSE,
             Capability.REFUND,
             Capability.PAYOUT,
+            Capability.STATEMENT,
         }
     )
 
@@ -424,6 +432,33 @@ class AlipayAdapter:
             failure_reason=reason,
         )
 
+    # ---- daily statement -------------------------------------------------------------------------------
+    def statement(self, day: date) -> Statement:
+        """The trade bill of `day`, a Beijing (Asia/Shanghai) day as Alipay cuts them: ask for its short-lived URL,
+        download the ZIP to a temporary file, stream the detail CSV. Transfers are not on this bill (they are on
+        the signcustomer one), so it has payment and refund lines only."""
+        biz = {"bill_type": wire.BILL_TYPE_TRADE, "bill_date": day.isoformat()}
+        try:
+            answer = self._fund_call(wire.BILL_URL_QUERY, wire.BILL_URL_QUERY_RESPONSE, biz)
+        except Unknown as exc:
+            # A read: a timeout or 5xx changed nothing, so asking again is the resolution. A forged or
+            # unsigned answer stays Unknown.
+            if exc.code in _READ_RETRYABLE:
+                raise Retryable(str(exc), code=exc.code) from exc
+            raise
+        if answer.get("code") != wire.CODE_SUCCESS:
+            if str(answer.get("sub_code", "")).lower() in wire.BILL_NOT_READY:
+                raise Retryable(f"alipay has no bill for {day} yet", code="not_ready")
+            error = self._business_error(answer, "bill download url")
+            if isinstance(error, Unknown):
+                raise Retryable(str(error), code=error.code)
+            raise error
+        url = answer.get("bill_download_url")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise Unknown("alipay answered no bill_download_url", code="bad_response")
+        raw, source_hash = bill.download(url, self.account.timeouts)
+        return bill.open_statement(raw, source_hash, day, wire.SUPPORTED_CURRENCY)
+
     @staticmethod
     def _transfer_refused(answer: dict[str, Any], request: PayoutRequest) -> PayoutObservation:
         """A signed non-10000 transfer answer: a business refusal is a failed payout (nothing moved); a
@@ -439,6 +474,10 @@ class AlipayAdapter:
             provider_status=sub_code,
             failure_reason=f"{sub_code}: {answer.get('sub_msg', '')}"[:200],
         )
+
+
+# Unknown codes of `_call` that mean "no answer" (nothing is decided by a read), not "a suspicious answer".
+_READ_RETRYABLE = frozenset({"http_5xx", "timeout", "connection_lost"})
 
 
 def _transfer_error(answer: dict[str, Any], action: str) -> ChannelError:

@@ -120,3 +120,12 @@ def time_expire(at: datetime) -> str:
     if at.tzinfo is None:
         raise Terminal("expires_at must carry a time zone", code="bad_expiry")
     return at.astimezone(TIME_ZONE).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# ---- daily statement (对账单, bill_type=trade) ------------------------------------------------------------
+# alipay.data.dataservice.bill.downloadurl.query answers a short-lived (30 s) URL of a ZIP of GBK CSV files.
+BILL_URL_QUERY = "alipay.data.dataservice.bill.downloadurl.query"
+BILL_URL_QUERY_RESPONSE = "alipay_data_dataservice_bill_downloadurl_query_response"
+BILL_TYPE_TRADE = "trade"  # 业务账单: the acquiring trades and refunds (transfers are on signcustomer, not here)
+# sub_codes of "this day's bill does not exist (yet)": Alipay produces a day's bill the next morning (T+1).
+BILL_NOT_READY = frozenset({"isp.bill_not_exist", "bill_not_exist"})
