@@ -39,13 +39,16 @@ memory at a time. Balance transactions carry no metadata (Stripe support, "How m
 objects": a balance transaction does not inherit its payment's metadata; a confirmed PaymentIntent's metadata is
 copied onto its Charge), so our number comes from the expanded source: the charge's metadata out_trade_no (copied
 from payment_intent_data.metadata), the refund's refund_no, the transfer's payout_no. Stripe publishes no control
-totals for this list (totals stay None) and no hash: source_hash is the sha256 of the pages' bodies as received,
-and each transaction is checked for itself (net = amount - fee, fee = the sum of fee_details, created in the day,
-amount signed as its type says); one that does not add up is Unknown. A day that has not ended yet is Retryable.
+totals for this list (totals stay None) and no hash: source_hash is the sha256 of the pages' bodies as received
+(set once the last page was read), and each transaction is checked for itself (net = amount - fee, fee = the sum
+of fee_details, created in the day, amount signed as its type says); one that does not add up is Unknown. A day
+that has not ended yet is Retryable.
 Relied on: stripe-python 16 `BalanceTransactionService.list` and its BalanceTransactionListParams (created
 gte/lt, limit 1..100, starting_after, expand), the API reference "The Balance Transaction object" (amount signed
 by direction, fee, fee_details, net, type, reporting_category, source expandable, status available/pending) and
-"Pagination" (has_more, starting_after).
+"Pagination" (has_more, starting_after); pages are read with StripeClient.raw_request (same request, the JSON
+left as sent). A refusal or an unreachable Stripe is raised by statement() itself (the first page is read there);
+a later page that is corrupt raises Unknown from the line iterator, a later timeout or 5xx Retryable.
 
 `import stripe` below is the SDK, not this package: imports are absolute, and payments/channels/stripe/ never
 runs as a script, so its directory is never put on sys.path where it would shadow the SDK.
