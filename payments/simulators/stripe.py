@@ -25,6 +25,30 @@ full. Every executed transfer is kept under its payout_no (metadata, else transf
 Stripe's API answers are not signed (TLS is the proof); ``tamper_transfers`` rewrites transfer answers on the way
 out, as a broken proxy or a man in the middle would.
 
+Statement: every charge, refund, transfer and transfer reversal books a balance transaction (txn_...) on the platform
+balance, as on Stripe: a charge +amount with Stripe's processing fee (``fee_schedule``: basis points + a fixed
+part per currency, as Stripe's standard card pricing is "2.9% + 30 cents"), pending until ``available_on`` (two
+days later, at UTC midnight); a refund -amount with no fee (Stripe keeps the original payment's fee); a transfer
+-amount with no fee, available at once. ``GET /v1/balance_transactions`` lists them newest first, filtered by
+``created[gte|gt|lt|lte]``, ``limit`` 1..100 and cursor-paged by ``starting_after`` (``has_more``);
+``expand[]=data.source`` expands each source (charge with the PaymentIntent's metadata copied onto it, refund,
+transfer, reversal). ``GET /v1/balance_transactions/{id}`` and ``GET /v1/charges/{id}`` read one.
+
+Statement discrepancies, plain attributes a test sets (our_ref is the out_trade_no of a charge, the refund_no of a
+refund, the payout_no of a transfer):
+
+- ``statement_omit``: set of our_refs whose balance transactions are left out of the list;
+- ``statement_override``: our_ref -> {"amount": minor, "fee": minor, "status": str} (any of them; amounts as
+  positive magnitudes, signed as the transaction is; net follows, so the transaction still adds up);
+- ``statement_duplicate``: set of our_refs listed twice (a second txn_ id on the same source);
+- ``statement_extra``: list of {"our_ref", "provider_ref" (ch_...), "amount", "fee", "status", optional "created"}:
+  a charge we never made, listed in the day it was created (default: noon of the day asked for);
+- ``statement_corrupt``: "truncate" cuts every list page in half (not JSON), "net" makes the first transaction of
+  every page not add up (net != amount - fee).
+
+``statement_synthetic(day, n)`` makes the list of that UTC day ``n`` generated charges (nothing else), built page by
+page as they are asked for, without creating trades; it returns their count and sums.
+
 Signing is implemented here with hmac/hashlib on purpose: this module imports neither our adapter nor the
 Stripe SDK, so tests exercise the adapter against a second implementation.
 Runnable as ``python -m payments.simulators.stripe --port 8002 --account-file var/stripe-account.json``.
@@ -45,6 +69,7 @@ import string
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -108,6 +133,18 @@ DEFAULT_ENABLED_EVENTS = frozenset(
         "charge.refunded",
     }
 )
+
+# Stripe's processing fee per (lower-case) currency: (basis points, fixed minor units); "*" for any other currency.
+# Refunds and transfers book no fee.
+DEFAULT_FEE_SCHEDULE: dict[str, tuple[int, int]] = {
+    "*": (290, 30),
+    "usd": (290, 30),
+    "eur": (150, 25),
+    "gbp": (150, 20),
+}
+AVAILABLE_AFTER_DAYS = 2
+DAY_SECONDS = 86_400
+BALANCE_TXN_PARAMS = {"created", "limit", "starting_after", "expand"}
 
 _ALNUM = string.ascii_letters + string.digits
 _KEY_RE = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
@@ -298,6 +335,18 @@ class StripeSimulator(LoopbackServer):
         self._idempotency: dict[tuple[str, str], _Saved] = {}
         # Every webhook attempt: event id, type, url, HTTP status or error. Tests read it.
         self.deliveries: list[dict[str, Any]] = []
+        # The platform balance's ledger (balance transactions, oldest first) and the charges they come from.
+        self.fee_schedule: dict[str, tuple[int, int]] = dict(DEFAULT_FEE_SCHEDULE)
+        self._balance_txns: list[dict[str, Any]] = []
+        self._balance_txn_index: dict[str, dict[str, Any]] = {}
+        self._charges: dict[str, dict[str, Any]] = {}
+        self._synthetic: dict[int, int] = {}  # UTC day start -> number of generated charges
+        # Statement discrepancies (see the module docstring).
+        self.statement_omit: set[str] = set()
+        self.statement_override: dict[str, dict[str, Any]] = {}
+        self.statement_duplicate: set[str] = set()
+        self.statement_extra: list[dict[str, Any]] = []
+        self.statement_corrupt = ""
 
     # ---- the merchant account -------------------------------------------
     def account(self, *, webhook_url: str = "") -> SimAccount:
@@ -515,6 +564,214 @@ class StripeSimulator(LoopbackServer):
             payment_method=_id("pm"),
             last_payment_error=None,
         )
+        # The charge the intent made; Stripe copies the intent's metadata and description onto it once.
+        now = int(time.time())
+        fee = self.fee_for(pi["amount"], pi["currency"])
+        txn = self._book("charge", "charge", pi["amount"], pi["currency"], pi["latest_charge"], now,
+                         pi["description"], pi["metadata"].get("out_trade_no", ""), fee=fee,
+                         available_on=(now // DAY_SECONDS + AVAILABLE_AFTER_DAYS) * DAY_SECONDS)  # fmt: skip
+        self._charges[pi["latest_charge"]] = {
+            "id": pi["latest_charge"],
+            "object": "charge",
+            "amount": pi["amount"],
+            "amount_captured": pi["amount"],
+            "balance_transaction": txn["id"],
+            "captured": True,
+            "created": now,
+            "currency": pi["currency"],
+            "description": pi["description"],
+            "livemode": False,
+            "metadata": dict(pi["metadata"]),
+            "paid": True,
+            "payment_intent": pi["id"],
+            "status": "succeeded",
+        }
+
+    # ---- the balance ledger (the statement) ---------------------------------------
+    def fee_for(self, amount: int, currency: str | None = None) -> int:
+        """Stripe's processing fee on a charge of `amount` minor units: basis points rounded half up, plus the fixed
+        part, never more than the charge (exact integer arithmetic)."""
+        code = (currency or self.currency).lower()
+        bp, fixed = self.fee_schedule.get(code, self.fee_schedule["*"])
+        return min(amount, (amount * bp + 5_000) // 10_000 + fixed)
+
+    def _book(
+        self,
+        type_: str,
+        category: str,
+        amount: int,
+        currency: str,
+        source: str,
+        created: int,
+        description: Any,
+        our_ref: str,
+        *,
+        fee: int = 0,
+        available_on: int | None = None,
+    ) -> dict[str, Any]:
+        """One balance transaction on the platform balance (caller holds the lock)."""
+        txn = {
+            "id": _id("txn"),
+            "type": type_,
+            "reporting_category": category,
+            "amount": amount,
+            "fee": fee,
+            "currency": currency.lower(),
+            "created": created,
+            "available_on": created if available_on is None else available_on,
+            "description": description if isinstance(description, str) else None,
+            "source": source,
+            "_our_ref": our_ref,
+            "_seq": len(self._balance_txns),
+        }
+        self._balance_txns.append(txn)
+        self._balance_txn_index[txn["id"]] = txn
+        return txn
+
+    def balance_transactions(self) -> list[dict[str, Any]]:
+        """Every balance transaction booked, oldest first, as the API shows it (source not expanded)."""
+        with self._lock:
+            return [self._render_txn(t, expand=False) for t in self._balance_txns]
+
+    def statement_synthetic(self, day: date, n: int) -> dict[str, int]:
+        """The list of UTC `day` becomes `n` generated charges (generated per page, no trades are made); returns
+        their count, amount and fee sums."""
+        start = _day_start(day)
+        with self._lock:
+            self._synthetic[start] = n
+        amount = sum(_synthetic_amount(i) for i in range(n))
+        fee = sum(self.fee_for(_synthetic_amount(i)) for i in range(n))
+        return {"count": n, "amount": amount, "fee": fee}
+
+    def _source_object(self, source: str) -> Any:
+        if source.startswith("ch_") and source in self._charges:
+            charge = dict(self._charges[source])
+            pi = self._intents.get(charge["payment_intent"])
+            refunded = self._refunded(pi["id"]) if pi else 0
+            return _public({**charge, "amount_refunded": refunded, "refunded": refunded >= charge["amount"]})
+        if source in self._refunds:
+            return _public(self._refunds[source])
+        if source in self._transfers:
+            return _public(self._transfers[source])
+        for transfer in self._transfers.values():
+            for reversal in transfer["reversals"]["data"]:
+                if reversal["id"] == source:
+                    return copy.deepcopy(reversal)
+        return source
+
+    def _render_txn(
+        self, txn: dict[str, Any], *, expand: bool, override: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        sign = -1 if txn["amount"] < 0 else 1
+        amount, fee, status = txn["amount"], txn["fee"], None
+        if override:
+            amount = sign * int(override.get("amount", abs(amount)))
+            fee = int(override.get("fee", fee))
+            status = override.get("status")
+        fee_details = []
+        if fee:
+            fee_details = [{"amount": fee, "application": None, "currency": txn["currency"],
+                            "description": "Stripe processing fees", "type": "stripe_fee"}]  # fmt: skip
+        source = txn["source"]
+        return {
+            "id": txn["id"],
+            "object": "balance_transaction",
+            "amount": amount,
+            "available_on": txn["available_on"],
+            "created": txn["created"],
+            "currency": txn["currency"],
+            "description": txn["description"],
+            "exchange_rate": None,
+            "fee": fee,
+            "fee_details": fee_details,
+            "net": amount - fee,
+            "reporting_category": txn["reporting_category"],
+            "source": self._source_object(source) if expand else source,
+            "status": status or ("available" if time.time() >= txn["available_on"] else "pending"),
+            "type": txn["type"],
+        }
+
+    def _day_listing(self, gte: int, lt: int, expand: bool) -> list[dict[str, Any]]:
+        """The recorded transactions created in [gte, lt), newest first, with the discrepancies applied."""
+        listed: list[dict[str, Any]] = []
+        for txn in self._balance_txns:
+            if not gte <= txn["created"] < lt or txn["_our_ref"] in self.statement_omit and txn["_our_ref"]:
+                continue
+            override = self.statement_override.get(txn["_our_ref"]) if txn["_our_ref"] else None
+            listed.append(self._render_txn(txn, expand=expand, override=override))
+            if txn["_our_ref"] and txn["_our_ref"] in self.statement_duplicate:
+                twin = txn.setdefault("_twin", _id("txn"))
+                listed.append({**self._render_txn(txn, expand=expand, override=override), "id": twin})
+        for extra in self.statement_extra:
+            created = int(extra.get("created") or gte + DAY_SECONDS // 2)
+            if not gte <= created < lt:
+                continue
+            digest = hashlib.sha256(json.dumps(extra, sort_keys=True, default=str).encode()).hexdigest()[:24]
+            charge = {"id": extra["provider_ref"], "object": "charge", "amount": extra["amount"],
+                      "currency": self.currency.lower(), "metadata": {"out_trade_no": extra["our_ref"]},
+                      "paid": True, "status": "succeeded", "created": created}  # fmt: skip
+            fake = {"id": f"txn_{digest}", "type": "charge", "reporting_category": "charge", "amount": extra["amount"],
+                    "fee": extra["fee"], "currency": self.currency.lower(), "created": created,
+                    "available_on": created, "description": None, "source": extra["provider_ref"]}  # fmt: skip
+            line = self._render_txn(fake, expand=False, override={"status": extra.get("status", "available")})
+            listed.append({**line, "source": charge if expand else extra["provider_ref"]})
+        listed.sort(key=lambda t: t["created"], reverse=True)  # a stable sort: same-second lines keep their order
+        return listed
+
+    def _synthetic_page(self, start: int, n: int, after: str, limit: int, expand: bool) -> tuple[list[Any], bool]:
+        top = n - 1  # newest first
+        if after:
+            m = re.fullmatch(rf"txn_syn{start}x(\d{{8}})", after)
+            if not m or int(m[1]) >= n:
+                raise _missing("balance transaction", after, "starting_after")
+            top = int(m[1]) - 1
+        day = datetime.fromtimestamp(start, UTC).strftime("%Y%m%d")
+        page = []
+        for i in range(top, max(top - limit, -1), -1):
+            amount, created, charge_id = _synthetic_amount(i), start + i * DAY_SECONDS // n, f"ch_syn{start}x{i:08d}"
+            fee = self.fee_for(amount)
+            txn = {"id": f"txn_syn{start}x{i:08d}", "type": "charge", "reporting_category": "charge", "amount": amount,
+                   "fee": fee, "currency": self.currency.lower(), "created": created,
+                   "available_on": (created // DAY_SECONDS + AVAILABLE_AFTER_DAYS) * DAY_SECONDS,
+                   "description": None, "source": charge_id}  # fmt: skip
+            line = self._render_txn(txn, expand=False)
+            if expand:
+                line["source"] = {"id": charge_id, "object": "charge", "amount": amount, "created": created,
+                                  "currency": self.currency.lower(), "balance_transaction": txn["id"],
+                                  "metadata": {"out_trade_no": f"SYN{day}{i:07d}"}, "paid": True,
+                                  "status": "succeeded"}  # fmt: skip
+            page.append(line)
+        return page, top - limit >= 0
+
+    def _list_balance_transactions(self, params: dict[str, Any]) -> Any:
+        _unknown_params(params, BALANCE_TXN_PARAMS)
+        limit = min(_int_param(params, "limit", required=False) or 10, 100)
+        expand = params.get("expand") or []
+        if not isinstance(expand, list) or any(e != "data.source" for e in expand):
+            raise ApiError(400, "This property cannot be expanded (only data.source here).", param="expand")
+        gte, lt = _created_range(params.get("created"))
+        after = params.get("starting_after") or ""
+        if not isinstance(after, str):
+            raise ApiError(400, "Invalid starting_after: must be a string.", param="starting_after")
+        with self._lock:
+            synthetic = self._synthetic.get(gte) if lt - gte == DAY_SECONDS else None
+            if synthetic is not None:
+                data, more = self._synthetic_page(gte, synthetic, after, limit, bool(expand))
+            else:
+                listed = self._day_listing(gte, lt, bool(expand))
+                pos = 0
+                if after:
+                    pos = next((i + 1 for i, t in enumerate(listed) if t["id"] == after), -1)
+                    if pos < 0:
+                        raise _missing("balance transaction", after, "starting_after")
+                data, more = listed[pos : pos + limit], pos + limit < len(listed)
+        if self.statement_corrupt == "net" and data:
+            data[0]["net"] += 1
+        answer = {"object": "list", "data": data, "has_more": more, "url": "/v1/balance_transactions"}
+        if self.statement_corrupt == "truncate":
+            raw = json.dumps(answer, indent=2).encode()
+            return raw[: len(raw) // 2]
+        return answer
 
     # ---- events ----------------------------------------------------------
     def _new_event(self, event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
@@ -770,6 +1027,19 @@ class StripeSimulator(LoopbackServer):
                 return 200, self._create_reversal(transfer_id, params), {}
             case "GET", ["balance"]:
                 return 200, self._balance_object(), {}
+            case "GET", ["balance_transactions"]:
+                return 200, self._list_balance_transactions(params), {}
+            case "GET", ["balance_transactions", txn_id]:
+                with self._lock:
+                    txn = self._balance_txn_index.get(txn_id)
+                    if txn is None:
+                        raise _missing("balance transaction", txn_id, "id")
+                    return 200, self._render_txn(txn, expand="data.source" in (params.get("expand") or [])), {}
+            case "GET", ["charges", charge_id]:
+                with self._lock:
+                    if charge_id not in self._charges:
+                        raise _missing("charge", charge_id, "id")
+                    return 200, self._source_object(charge_id), {}
             case "GET", ["refunds", refund_id]:
                 with self._lock:
                     refund = self._refunds.get(refund_id)
@@ -1061,6 +1331,10 @@ class StripeSimulator(LoopbackServer):
                 "status": "succeeded",
                 "_seq": len(self._refunds),
             }
+            txn = self._book("refund", "refund", -refund["amount"], refund["currency"], refund["id"],
+                             refund["created"], f"REFUND FOR CHARGE ({pi['description'] or pi['id']})",
+                             metadata.get("refund_no", ""))  # fmt: skip
+            refund["balance_transaction"] = txn["id"]
             self._refunds[refund["id"]] = refund
             event = self._new_event("refund.created", refund)
             answer = _public(refund)
@@ -1194,6 +1468,9 @@ class StripeSimulator(LoopbackServer):
                 "_seq": len(self._transfers),
             }
             self._transfers[transfer_id] = transfer
+            txn = self._book("transfer", "transfer", -amount, currency, transfer_id, transfer["created"],
+                             description, metadata.get("payout_no") or group or "")  # fmt: skip
+            transfer["balance_transaction"] = txn["id"]
             self.transfers.setdefault(metadata.get("payout_no") or group or "", []).append(transfer)
             return _public(transfer)
 
@@ -1239,6 +1516,9 @@ class StripeSimulator(LoopbackServer):
             listing = transfer["reversals"]
             listing["data"].insert(0, reversal)
             listing["total_count"] += 1
+            txn = self._book("transfer_refund", "transfer_reversal", amount, transfer["currency"], reversal["id"],
+                             reversal["created"], None, "")  # fmt: skip
+            reversal["balance_transaction"] = txn["id"]
             self._balance[transfer["currency"]] = self._balance.get(transfer["currency"], 0) + amount
             return copy.deepcopy(reversal)
 
@@ -1249,6 +1529,34 @@ class StripeSimulator(LoopbackServer):
                 for currency, amount in sorted(self._balance.items())
             ]
         return {"object": "balance", "available": available, "pending": [], "livemode": False}
+
+
+def _day_start(day: date) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+
+
+def _synthetic_amount(i: int) -> int:
+    return 100 + (i * 7_919) % 99_900
+
+
+def _created_range(created: Any) -> tuple[int, int]:
+    """created[gte|gt|lt|lte] (or one exact created) as a half-open [gte, lt) range of Unix seconds."""
+    if created is None:
+        return 0, 2**62
+    if isinstance(created, str):
+        if not created.isdigit():
+            raise ApiError(400, "Invalid integer: created", param="created")
+        return int(created), int(created) + 1
+    if not isinstance(created, dict) or not created or any(k not in ("gt", "gte", "lt", "lte") for k in created):
+        raise ApiError(400, "Invalid created: use gt, gte, lt or lte.", param="created")
+    bounds = {}
+    for key, raw in created.items():
+        if not isinstance(raw, str) or not raw.isdigit():
+            raise ApiError(400, f"Invalid integer: created[{key}]", param=f"created[{key}]")
+        bounds[key] = int(raw)
+    gte = max(bounds.get("gte", 0), bounds.get("gt", -1) + 1)
+    lt = min(bounds.get("lt", 2**62), bounds.get("lte", 2**62 - 1) + 1)
+    return gte, lt
 
 
 def _public(obj: dict[str, Any]) -> dict[str, Any]:
@@ -1393,6 +1701,8 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(faults.hang_seconds)  # acted already; the client gave up before this answer
         if payload is None:
             return self._send(status, b"", "text/plain", extra)
+        if isinstance(payload, bytes):  # an answer broken on purpose (statement_corrupt)
+            return self._send(status, payload, "application/json", {"Request-Id": _id("req", 14), **extra})
         self._send_json(status, self.sim.tampered(payload), extra)
 
     def _send_json(self, status: int, payload: Any, extra: dict[str, str]) -> None:

@@ -32,16 +32,36 @@ first answer, other parameters are an idempotency_error; keys are kept 24 hours)
 destination without the transfers capability, arlyon/async-stripe#636), `account_invalid`, and
 resource_missing on param=destination ("No such destination").
 
+The day's statement (capability STATEMENT) is the list of balance transactions created in that UTC day (Stripe's
+day is UTC: `created` is a Unix time and the list filters on it): GET /v1/balance_transactions with created[gte] /
+created[lt], limit=100 and expand[]=data.source, paged by starting_after=<last id> while has_more, one page in
+memory at a time. Balance transactions carry no metadata (Stripe support, "How metadata works with related
+objects": a balance transaction does not inherit its payment's metadata; a confirmed PaymentIntent's metadata is
+copied onto its Charge), so our number comes from the expanded source: the charge's metadata out_trade_no (copied
+from payment_intent_data.metadata), the refund's refund_no, the transfer's payout_no. Stripe publishes no control
+totals for this list (totals stay None) and no hash: source_hash is the sha256 of the pages' bodies as received
+(set once the last page was read), and each transaction is checked for itself (net = amount - fee, fee = the sum
+of fee_details, created in the day, amount signed as its type says); one that does not add up is Unknown. A day
+that has not ended yet is Retryable.
+Relied on: stripe-python 16 `BalanceTransactionService.list` and its BalanceTransactionListParams (created
+gte/lt, limit 1..100, starting_after, expand), the API reference "The Balance Transaction object" (amount signed
+by direction, fee, fee_details, net, type, reporting_category, source expandable, status available/pending) and
+"Pagination" (has_more, starting_after); pages are read with StripeClient.raw_request (same request, the JSON
+left as sent). A refusal or an unreachable Stripe is raised by statement() itself (the first page is read there);
+a later page that is corrupt raises Unknown from the line iterator, a later timeout or 5xx Retryable.
+
 `import stripe` below is the SDK, not this package: imports are absolute, and payments/channels/stripe/ never
 runs as a script, so its directory is never put on sys.path where it would shadow the SDK.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
 
 import requests
@@ -67,6 +87,9 @@ from payments.channels.base import (
     RefundObservation,
     RefundRequest,
     Retryable,
+    Statement,
+    StatementKind,
+    StatementLine,
     Terminal,
     Unknown,
     decline_code_or_empty,
@@ -85,7 +108,7 @@ class StripeAdapter:
     # The buyer-facing payment methods this channel can take (routing matches the buyer's choice).
     methods: ClassVar[frozenset[str]] = frozenset({"card"})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.QUERY, Capability.CLOSE, Capability.REFUND, Capability.PAYOUT}
+        {Capability.QUERY, Capability.CLOSE, Capability.REFUND, Capability.PAYOUT, Capability.STATEMENT}
     )
     # Stripe delivers every webhook event as a POST with a JSON body.
     notify_methods: ClassVar[frozenset[str]] = frozenset({"POST"})
@@ -126,8 +149,12 @@ class StripeAdapter:
         return Ack(400, '{"received": false}', "application/json")
 
     # ---- API calls ---------------------------------------------------------
-    def _call(self, what: str, request: Callable[[], Any], *, missing_ok: bool = False) -> dict[str, Any] | None:
-        """Run one SDK call and map every SDK failure to our typed errors; returns the answer as a plain dict."""
+    def _call(
+        self, what: str, request: Callable[[], Any], *, missing_ok: bool = False, raw: bool = False
+    ) -> dict[str, Any] | None:
+        """Run one SDK call and map every SDK failure to our typed errors; returns the answer as a plain dict.
+
+        `raw`: the call is a `raw_request`, whose answer is the parsed JSON as sent (no StripeObject is built)."""
         if not self._secret_key:
             raise Terminal("stripe account has no secret_key", code="no_credentials")
         try:
@@ -149,7 +176,9 @@ class StripeAdapter:
             status = exc.http_status or 0
             code = "http_5xx" if status >= 500 else "conflict" if status == 409 else "bad_response"
             raise Unknown(f"stripe {what} answered {status}: {_reason(exc)}", code=code) from exc
-        if not isinstance(answer, stripe.StripeObject):
+        if raw and isinstance(answer, stripe.StripeResponse) and isinstance(answer.data, dict):
+            return answer.data
+        if raw or not isinstance(answer, stripe.StripeObject):
             raise Unknown(f"stripe {what} answered an unexpected shape", code="bad_response")
         return answer.to_dict()
 
@@ -387,6 +416,59 @@ class StripeAdapter:
             # read that as one payout.
             raise Unknown(f"stripe holds {len(found)} transfers for one payout_no", code="several_transfers")
         return _payout_observation(found[0], request)
+
+    # ---- statement: the day's balance transactions ----------------------------------------
+    def statement(self, day: date) -> Statement:
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        end = start + timedelta(days=1)
+        if end.timestamp() > time.time():
+            # Stripe's list grows until the UTC day is over: read before then, it would be incomplete.
+            raise Retryable(f"stripe statement of {day.isoformat()} is incomplete until the day ends", code="not_ready")
+        created = {"gte": int(start.timestamp()), "lt": int(end.timestamp())}
+        params = {"created": created, "limit": wire.STATEMENT_PAGE_LIMIT, "expand": wire.STATEMENT_EXPAND}
+        digest = hashlib.sha256()
+        # The first page is read here, so that a refusal or an unreachable Stripe is raised by this call.
+        first = self._statement_page(params, digest)
+        statement = Statement(day=day, lines=iter(()), totals=None)
+
+        def lines() -> Iterator[StatementLine]:
+            page, line_no = first, 0
+            while True:
+                data = page.get("data")
+                if page.get("object") != "list" or not isinstance(data, list) or type(page.get("has_more")) is not bool:
+                    raise Unknown("stripe balance transaction list not understood", code="bad_response")
+                for txn in data:
+                    line_no += 1
+                    yield _statement_line(txn, created["gte"], created["lt"], line_no)
+                if not page["has_more"]:
+                    break
+                last = data[-1].get("id") if data and isinstance(data[-1], dict) else None
+                if not isinstance(last, str) or last == params.get("starting_after"):
+                    # has_more with nothing to continue from would page forever.
+                    raise Unknown("stripe balance transaction list has more but no cursor", code="bad_response")
+                params["starting_after"] = last
+                page = self._statement_page(params, digest)
+            statement.source_hash = digest.hexdigest()  # complete once the last page was read
+
+        statement.lines = lines()
+        return statement
+
+    def _statement_page(self, params: dict[str, Any], digest: Any) -> dict[str, Any]:
+        def request() -> Any:
+            # What BalanceTransactionService.list sends, read as plain JSON: building a StripeObject for every
+            # transaction of a large day costs more than the rest of the parse.
+            response = self._client.raw_request("get", "/v1/balance_transactions", **params)
+            digest.update(response.body.encode("utf-8"))
+            return response
+
+        try:
+            return self._call("statement", request, raw=True) or {}
+        except Unknown as exc:
+            # A read changes nothing at Stripe: a timeout or 5xx may simply be asked again. An answer that cannot be
+            # read (bad_response) stays Unknown.
+            if exc.code in ("timeout", "http_5xx", "conflict"):
+                raise Retryable(f"stripe statement page not read: {exc}", code=exc.code) from exc
+            raise
 
     # ---- webhooks ----------------------------------------------------------
     def verify_notification(self, inbound: Inbound) -> Observation | RefundObservation:
@@ -640,6 +722,61 @@ def _payout_observation(transfer: dict[str, Any], request: PayoutRequest) -> Pay
         amount=amount,
         provider_status=wire.TRANSFER_PROVIDER_STATUS if not reversed_minor else "partially_reversed",
     )
+
+
+def _statement_line(txn: Any, start: int, end: int, line_no: int) -> StatementLine:
+    """One balance transaction as a normalised line; one that does not add up is Unknown (a corrupt answer)."""
+    where = f"stripe statement line {line_no}"
+    if not isinstance(txn, dict) or txn.get("object") != "balance_transaction":
+        raise Unknown(f"{where} is not a balance transaction", code="bad_statement")
+    txn_id, amount, fee, net = txn.get("id"), txn.get("amount"), txn.get("fee"), txn.get("net")
+    created, status, currency = txn.get("created"), txn.get("status"), wire.currency_in(txn.get("currency"))
+    if not isinstance(txn_id, str) or not txn_id.startswith("txn_") or not isinstance(status, str) or not currency:
+        raise Unknown(f"{where}: id, status or currency not understood", code="bad_statement")
+    if any(type(v) is not int for v in (amount, fee, net, created)) or net != amount - fee:
+        raise Unknown(f"{where} ({txn_id}): net is not amount minus fee", code="bad_statement")
+    details = txn.get("fee_details")
+    if not isinstance(details, list) or sum(_fee_detail(d, where) for d in details) != fee:
+        raise Unknown(f"{where} ({txn_id}): fee is not the sum of its fee_details", code="bad_statement")
+    if not start <= created < end:
+        raise Unknown(f"{where} ({txn_id}) was created outside the day asked for", code="bad_statement")
+    kind = wire.STATEMENT_TYPE_KIND.get(str(txn.get("type"))) or wire.STATEMENT_CATEGORY_KIND.get(
+        str(txn.get("reporting_category")), StatementKind.OTHER
+    )
+    sign = wire.STATEMENT_SIGN.get(kind)
+    if sign is not None and amount * sign < 0:
+        raise Unknown(f"{where} ({txn_id}): a {kind} in the wrong direction", code="bad_statement")
+    source = txn.get("source")
+    source_id = source.get("id") if isinstance(source, dict) else source
+    key = wire.STATEMENT_OUR_REF_KEY.get(kind, "")
+    our_ref = _meta(source, key) if key else ""
+    if kind is StatementKind.PAYOUT and not our_ref and isinstance(source, dict):
+        group = source.get("transfer_group")  # our payouts set both; transfer_group is what the list filters on
+        our_ref = group if isinstance(group, str) else ""
+    trade_ref = _dig(source, "charge") if kind is StatementKind.REFUND else ""
+    if isinstance(trade_ref, dict):  # expanded
+        trade_ref = trade_ref.get("id")
+    try:
+        return StatementLine(
+            kind=kind,
+            provider_ref=source_id if isinstance(source_id, str) else txn_id,
+            our_ref=our_ref,
+            amount=Money(abs(amount), currency),
+            fee=Money(abs(fee), currency),  # a refund that gives fees back books a negative fee
+            status=status,
+            occurred_at=datetime.fromtimestamp(created, UTC),
+            trade_ref=trade_ref if isinstance(trade_ref, str) else "",
+            line_no=line_no,
+        )
+    except MoneyError as exc:
+        raise Unknown(f"{where} ({txn_id}): amount not understood", code="bad_statement") from exc
+
+
+def _fee_detail(detail: Any, where: str) -> int:
+    amount = detail.get("amount") if isinstance(detail, dict) else None
+    if type(amount) is not int:
+        raise Unknown(f"{where}: a fee_details amount not understood", code="bad_statement")
+    return amount
 
 
 def _intent_amount(intent: dict[str, Any], status: ObservedStatus) -> Money | None:

@@ -1,5 +1,5 @@
-"""Stripe wire shapes: currency case, metadata keys, idempotency keys, the search query, status tables and the
-Checkout Session's expiry window."""
+"""Stripe wire shapes: currency case, metadata keys, idempotency keys, the search query, status tables, the
+Checkout Session's expiry window and the balance-transaction list that is the day's statement."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import re
 from datetime import datetime
 
-from payments.channels.base import ObservedStatus, RefundState
+from payments.channels.base import ObservedStatus, RefundState, StatementKind
 
 # Our numbers travel in metadata: Stripe has no merchant order number field.
 META_OUT_TRADE_NO = "out_trade_no"
@@ -142,3 +142,36 @@ DESCRIPTION_MAX = 1000
 
 def payout_idempotency_key(payout_no: str) -> str:
     return f"payout-{payout_no}"
+
+
+# ---- statement: the balance transactions created in one UTC day ------------------------------------------------
+# GET /v1/balance_transactions?created[gte]=..&created[lt]=..&limit=100&expand[]=data.source, cursor-paged by
+# starting_after=<last id> while has_more. Balance transactions carry no metadata of their own (Stripe copies none
+# onto them), so the source object (charge / refund / transfer) comes expanded and its metadata names our number.
+STATEMENT_PAGE_LIMIT = 100  # Stripe's maximum page size
+STATEMENT_EXPAND = ["data.source"]
+# BalanceTransaction.type -> kind; a type not listed falls back on reporting_category, then OTHER.
+STATEMENT_TYPE_KIND: dict[str, StatementKind] = {
+    "charge": StatementKind.PAYMENT,
+    "payment": StatementKind.PAYMENT,
+    "refund": StatementKind.REFUND,
+    "payment_refund": StatementKind.REFUND,
+    "transfer": StatementKind.PAYOUT,
+}
+STATEMENT_CATEGORY_KIND: dict[str, StatementKind] = {
+    "charge": StatementKind.PAYMENT,
+    "refund": StatementKind.REFUND,
+    "transfer": StatementKind.PAYOUT,
+}
+# Which metadata key of the (expanded) source holds our number, per kind.
+STATEMENT_OUR_REF_KEY: dict[StatementKind, str] = {
+    StatementKind.PAYMENT: META_OUT_TRADE_NO,
+    StatementKind.REFUND: META_REFUND_NO,
+    StatementKind.PAYOUT: META_PAYOUT_NO,
+}
+# A money-in kind books a positive amount, a money-out kind a negative one (Stripe signs amount by direction).
+STATEMENT_SIGN: dict[StatementKind, int] = {
+    StatementKind.PAYMENT: 1,
+    StatementKind.REFUND: -1,
+    StatementKind.PAYOUT: -1,
+}
