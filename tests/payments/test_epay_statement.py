@@ -196,6 +196,21 @@ def test_a_row_of_another_merchant_is_unknown(epay_sim, day_of_trades):
         list(statement.lines)
 
 
+@pytest.mark.parametrize("field, value", [("money", "9.9.9"), ("endtime", "2026/11/20 12:01"), ("getmoney", "99.00")])
+def test_a_row_the_adapter_cannot_read_is_unknown(epay_sim, day_of_trades, field, value):
+    epay_sim.orders_full_rows = True
+    epay_sim.statement_override = {"NOON": {field: value}}  # getmoney above money: keeps more than was paid
+    statement = _adapter(epay_sim).statement(DAY)
+    with pytest.raises(Unknown) as exc:
+        list(statement.lines)
+    assert exc.value.code == "bad_statement"
+
+
+def test_an_empty_list_is_an_empty_statement(epay_sim):
+    statement = _adapter(epay_sim).statement(DAY)  # the panel answers "data": null
+    assert list(statement.lines) == [] and len(statement.source_hash) == 64
+
+
 def test_a_day_not_over_in_shanghai_is_retryable(epay_sim):
     today = datetime.now(SHANGHAI).date()
     with pytest.raises(Retryable) as exc:
@@ -210,6 +225,9 @@ def test_a_wrong_key_is_terminal_and_a_dead_panel_retryable(epay_sim):
     wrong = EpayAdapter(AccountConfig(1, "epay", PID, epay_sim.base_url, "CNY", {"key": "nope"}))
     with pytest.raises(Terminal):
         wrong.statement(DAY)
+    missing = EpayAdapter(AccountConfig(1, "epay", PID, epay_sim.base_url + "/gone", "CNY", {"key": KEY}))
+    with pytest.raises(Terminal):  # no api.php there: the site's 404
+        missing.statement(DAY)
     dead = EpayAdapter(AccountConfig(1, "epay", PID, "http://127.0.0.1:9", "CNY", dict(cfg.credentials)))
     with pytest.raises(Retryable):
         dead.statement(DAY)

@@ -214,7 +214,7 @@ class EpayAdapter:
         totals (None); `source_hash` covers every page read and is set once the lines are exhausted."""
         if not self._key:
             raise Terminal("epay account has no key", code="no_credentials")
-        return order_list.statement(self, day, _session)
+        return order_list.statement(self, day, _session, url=self._url("api.php"), key=self._key)
 
     def refund(self, request: RefundRequest) -> RefundObservation:
         """api.php?act=refund, keyed by out_refund_no so a repeated request refunds once."""

@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 import requests
 
 from core.money import Money, MoneyError
-from payments.channels.base import Retryable, Statement, StatementKind, StatementLine, Terminal, Unknown
+from payments.channels.base import AccountConfig, Retryable, Statement, StatementKind, StatementLine, Terminal, Unknown
 from payments.channels.epay import wire
 
 if TYPE_CHECKING:
@@ -46,7 +46,8 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 _MAX_STEP_BACKS = 20
 
 
-def statement(adapter: EpayAdapter, day: date, session: requests.Session) -> Statement:
+def statement(adapter: EpayAdapter, day: date, session: requests.Session, *, url: str, key: str) -> Statement:
+    """`url` is the panel's api.php, `key` the merchant key (it rides in the query, as the protocol has it)."""
     start = datetime.combine(day, time(), SHANGHAI)
     end = start + timedelta(days=1)
     if datetime.now(SHANGHAI) < end:
@@ -59,7 +60,9 @@ def statement(adapter: EpayAdapter, day: date, session: requests.Session) -> Sta
         size = min(int(creds.get("orders_page_size", str(wire.ORDERS_PAGE_MAX))), wire.ORDERS_PAGE_MAX)
     except ValueError as exc:
         raise Terminal("epay statement settings are not numbers", code="bad_config") from exc
-    walk = _OrderWalk(adapter, session, size=max(size, 2), by_page=creds.get("orders_paging") == "page")
+    walk = _OrderWalk(
+        session, adapter.account, url, key, size=max(size, 2), by_page=creds.get("orders_paging") == "page"
+    )
     first = walk.fetch()  # eagerly: a refused key or a dead panel raises from statement(), not mid-iteration
     result = Statement(day=day, lines=iter(()))
     result.lines = _lines(adapter, walk, first, start, end, start - lookback, result)
@@ -145,23 +148,29 @@ def _key(row: dict) -> tuple[int, str]:
 class _OrderWalk:
     """The order list page by page, each row once, the pages' raw bytes hashed as they arrive."""
 
-    def __init__(self, adapter: EpayAdapter, session: requests.Session, *, size: int, by_page: bool) -> None:
-        self.adapter, self.session, self.size, self.by_page = adapter, session, size, by_page
+    def __init__(
+        self, session: requests.Session, account: AccountConfig, url: str, key: str, *, size: int, by_page: bool
+    ) -> None:
+        self.session, self.account, self.url, self.key = session, account, url, key
+        self.size, self.by_page = size, by_page
         self.hasher = hashlib.sha256()
         self.offset = 0  # of the page last fetched (offset paging)
         self.page = 1  # of the page last fetched (page paging)
 
     def fetch(self) -> list[dict]:
-        account = self.adapter.account
-        params = {"act": "orders", "pid": account.merchant_no, "key": self.adapter._key, "limit": str(self.size)}
+        account = self.account
+        params = {"act": "orders", "pid": account.merchant_no, "key": self.key, "limit": str(self.size)}
         params.update({"page": str(self.page)} if self.by_page else {"offset": str(self.offset)})
         try:
-            resp = self.session.get(self.adapter._url("api.php"), params=params, timeout=account.timeouts)
+            resp = self.session.get(self.url, params=params, timeout=account.timeouts)
         except (requests.ConnectionError, requests.Timeout) as exc:
             # A read changes nothing at the panel: a timeout is as safe to repeat as a refused connection.
             raise Retryable(f"epay order list unreachable: {type(exc).__name__}", code="connect") from exc
         if resp.status_code >= 500:
             raise Retryable(f"epay order list answered {resp.status_code}", code="http_5xx")
+        if resp.status_code >= 400:
+            # The panel answers its own refusals as code -3 / -5 with HTTP 200: a 4xx is the site refusing.
+            raise Terminal(f"epay order list answered {resp.status_code}", code="refused")
         self.hasher.update(resp.content)
         try:
             data = json.loads(resp.content)
@@ -179,7 +188,7 @@ class _OrderWalk:
     def rows(self, first: list[dict]) -> Iterator[dict]:
         page, floor, floor_seen, step_backs = first, None, 0, 0
         while page:
-            if floor is not None and self.by_page is False and self.offset and max(map(_key, page)) < floor:
+            if floor is not None and not self.by_page and self.offset and max(map(_key, page)) < floor:
                 # The page starts below what was read: rows moved up (deleted above). Read further back.
                 step_backs += 1
                 if step_backs > _MAX_STEP_BACKS:
