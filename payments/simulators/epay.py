@@ -35,6 +35,7 @@ Statement discrepancies a test injects, plain attributes read on every act=order
 - ``statement_corrupt``: act=orders answers a truncated (malformed) JSON body.
 - ``statement_synthetic(day, n)``: the list becomes n generated paid orders completed
   on ``day`` (made row by row on request, nothing stored), for benchmarks.
+- ``statement_reset()`` puts all of these back (the recorded trades, listed as they are).
 
 Used by tests, benchmarks and the demo; runnable as
 ``python -m payments.simulators.epay --port 8001 --merchant PID:KEY``.
@@ -78,9 +79,9 @@ MONEY_RE = re.compile(r"^\d+(\.\d{1,2})?$")
 NOTIFY_TIMEOUT = 5.0
 SHANGHAI = timezone(timedelta(hours=8))  # no DST in China: a fixed offset is the zone
 STAMP = "%Y-%m-%d %H:%M:%S"
-# act=orders: the real panel's columns (api.php of 彩虹易支付) and the extra ones of forks answering the whole row.
+# act=orders: the real panel's columns (api.php of 彩虹易支付); full rows add api_trade_no, realmoney, getmoney,
+# refundmoney, as the forks answering the whole pre_order row do.
 ORDER_ROW_FIELDS = ("trade_no", "out_trade_no", "type", "pid", "addtime", "endtime", "name", "money", "param")
-ORDER_FULL_FIELDS = ("api_trade_no", "realmoney", "getmoney", "refundmoney")
 ORDERS_LIMIT_MAX = 50
 
 
@@ -513,6 +514,11 @@ class EpaySimulator(LoopbackServer):
         with self._lock:
             self._synthetic = (day, n)
         return {"count": n, "amount_minor": amount, "fee_minor": fee}
+
+    def statement_reset(self) -> None:
+        with self._lock:
+            self.statement_omit, self.statement_override, self.statement_duplicate = set(), {}, set()
+            self.statement_extra, self.statement_corrupt, self._synthetic = [], False, None
 
     @staticmethod
     def _synthetic_cents(j: int) -> int:

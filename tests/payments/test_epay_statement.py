@@ -187,6 +187,8 @@ def test_a_corrupt_answer_is_unknown(epay_sim, day_of_trades):
     with pytest.raises(Unknown) as exc:
         _adapter(epay_sim).statement(DAY)
     assert exc.value.code == "bad_statement"
+    epay_sim.statement_reset()
+    assert [line.our_ref for line in _adapter(epay_sim).statement(DAY).lines] == ["LAST", "REFUNDED", "", "NOON", "EVE"]
 
 
 def test_a_row_of_another_merchant_is_unknown(epay_sim, day_of_trades):
