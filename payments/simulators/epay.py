@@ -2,9 +2,40 @@
 
 It plays the payment panel a merchant integrates with: ``/mapi.php`` and
 ``/submit.php`` create trades, ``/cashier/<trade_no>`` is a one-button cashier,
-paying sends the signed async notify to the merchant, and ``/api.php?act=order``
-answers order queries. Signing is implemented here on purpose, independently of
-our own adapter, so tests exercise the adapter against a second implementation.
+paying sends the signed async notify to the merchant, ``/api.php?act=order``
+answers order queries and ``/api.php?act=orders`` pages through the merchant's
+order list (newest trade_no first, ``limit`` at most 50, ``offset`` or ``page``),
+which is all the statement these panels have. Signing is implemented here on
+purpose, independently of our own adapter, so tests exercise the adapter against a
+second implementation.
+
+The panel's clock is Asia/Shanghai (彩虹易支付 sets PHP's date.timezone so):
+``addtime`` / ``endtime`` and the ``YmdHis`` prefix of trade_no are Shanghai time.
+Tests move it with the plain attribute ``clock`` (a callable returning an aware
+datetime; None = now).
+
+Order list (``act=orders``) answers, as the real panel writes them::
+
+    {"code": 1, "msg": "查询订单记录成功！", "count": n, "data": [row, ...]}   (data is null when empty)
+
+Rows carry trade_no, out_trade_no, type, pid, addtime, endtime, name, money, param,
+buyer, status (0 unpaid, 1 paid, 2 refunded). With ``orders_full_rows = True`` the
+panel answers like the forks that list the whole ``pre_order`` row: also
+api_trade_no, realmoney, getmoney (what the merchant keeps: money minus the fee at
+``fee_rate_bp``) and refundmoney.
+
+Statement discrepancies a test injects, plain attributes read on every act=orders:
+
+- ``statement_omit``: set of out_trade_no left off the list.
+- ``statement_override``: {out_trade_no: {field: value}} written over the row
+  (``money`` = the amount, ``getmoney`` = amount minus fee, ``status``, ``endtime``...).
+- ``statement_duplicate``: set of out_trade_no listed twice (adjacent).
+- ``statement_extra``: rows for trades the merchant never created
+  (``statement_add_unknown`` builds one).
+- ``statement_corrupt``: act=orders answers a truncated (malformed) JSON body.
+- ``statement_synthetic(day, n)``: the list becomes n generated paid orders completed
+  on ``day`` (made row by row on request, nothing stored), for benchmarks.
+- ``statement_reset()`` puts all of these back (the recorded trades, listed as they are).
 
 Used by tests, benchmarks and the demo; runnable as
 ``python -m payments.simulators.epay --port 8001 --merchant PID:KEY``.
@@ -24,6 +55,8 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -44,14 +77,41 @@ NOTIFY_FIELDS = ("pid", "trade_no", "out_trade_no", "type", "name", "money", "pa
 QUERY_FIELDS = NOTIFY_FIELDS + ("addtime", "endtime", "status")
 MONEY_RE = re.compile(r"^\d+(\.\d{1,2})?$")
 NOTIFY_TIMEOUT = 5.0
+SHANGHAI = timezone(timedelta(hours=8))  # no DST in China: a fixed offset is the zone
+STAMP = "%Y-%m-%d %H:%M:%S"
+# act=orders: the real panel's columns (api.php of 彩虹易支付); full rows add api_trade_no, realmoney, getmoney,
+# refundmoney, as the forks answering the whole pre_order row do.
+ORDER_ROW_FIELDS = ("trade_no", "out_trade_no", "type", "pid", "addtime", "endtime", "name", "money", "param")
+ORDERS_LIMIT_MAX = 50
 
 
 class EpayError(Exception):
     """A request the panel rejects; the message goes back to the merchant verbatim."""
 
+    def __init__(self, msg: str, code: int = -1) -> None:
+        super().__init__(msg)
+        self.code = code
+
+
+def _int(value: str | None, default: int) -> int:
+    """PHP's intval: leading digits, else 0; absent -> the default."""
+    if value is None:
+        return default
+    m = re.match(r"\s*[-+]?\d+", value)
+    return int(m.group()) if m else 0
+
 
 def _now() -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.now(SHANGHAI).strftime(STAMP)
+
+
+def _cents(money: str) -> int:
+    whole, _, frac = money.partition(".")
+    return int(whole) * 100 + int(frac.ljust(2, "0") or 0)
+
+
+def _yuan(cents: int) -> str:
+    return f"{cents // 100}.{cents % 100:02d}"
 
 
 def _unsigned(params: dict) -> dict[str, str]:
@@ -91,7 +151,21 @@ class EpaySimulator(LoopbackServer):
         self.faults = Faults()
         self._refunds: dict[tuple[str, str], dict[str, Any]] = {}
         self._account: SimAccount | None = None
+        self.clock: Callable[[], datetime] | None = None
+        # The account's fee rate, in basis points, behind getmoney on full rows.
+        self.fee_rate_bp = 0
+        self.orders_full_rows = False
+        self.statement_omit: set[str] = set()
+        self.statement_override: dict[str, dict[str, Any]] = {}
+        self.statement_duplicate: set[str] = set()
+        self.statement_extra: list[dict[str, Any]] = []
+        self.statement_corrupt = False
+        self._synthetic: tuple[date, int] | None = None
         self._reload_merchants()
+
+    def now(self) -> datetime:
+        """The panel's clock, in Shanghai time."""
+        return (self.clock() if self.clock else datetime.now()).astimezone(SHANGHAI)
 
     # ---- merchants & signing --------------------------------------------
     def add_merchant(self, pid: str, key: str) -> None:
@@ -155,10 +229,12 @@ class EpaySimulator(LoopbackServer):
                     raise EpayError("订单号已存在")
                 return copy.deepcopy(self._trades[existing])
             self._counter += 1
-            trade_no = time.strftime("%Y%m%d") + str(self._counter)
+            # The panel's own recipe: date("YmdHis") and five digits, so the list's trade_no order is time order.
+            now = self.now()
+            trade_no = now.strftime("%Y%m%d%H%M%S") + f"{self._counter % 100000:05d}"
             trade = {"trade_no": trade_no}
             trade.update({f: params.get(f, "") for f in TRADE_FIELDS})
-            trade.update(status=0, addtime=_now(), endtime=None, notify_attempts=[])
+            trade.update(status=0, addtime=now.strftime(STAMP), endtime=None, notify_attempts=[])
             self._trades[trade_no] = trade
             self._by_out[out_key] = trade_no
             self._fingerprints[trade_no] = fingerprint
@@ -268,6 +344,7 @@ class EpaySimulator(LoopbackServer):
             }
             self._refunds[(pid, out_refund_no)] = record
             trade["status"] = 2  # refunded
+            trade["refundmoney"] = params["money"]
             return {"code": 1, "msg": "退款成功", **record}
 
     def refund_query(self, params: dict[str, str]) -> dict[str, Any]:
@@ -321,7 +398,7 @@ class EpaySimulator(LoopbackServer):
         with self._lock:
             trade = self._trades[trade_no]
             if trade["status"] == 0:
-                trade["status"], trade["endtime"] = 1, _now()
+                trade["status"], trade["endtime"] = 1, self.now().strftime(STAMP)
 
     def pay_trade(self, trade_no: str) -> requests.Response:
         """Pay by the panel's trade_no and send one notify, raising if the merchant cannot be reached."""
@@ -343,6 +420,124 @@ class EpaySimulator(LoopbackServer):
             raise EpayError("订单号不存在")
         answer = {"code": 1, "msg": "查询订单号成功！"}
         return {**answer, **{f: found[f] for f in QUERY_FIELDS}, "buyer": ""}
+
+    # ---- order list (the statement) ---------------------------------------
+    def orders(self, params: dict[str, str]) -> dict[str, Any]:
+        """``api.php?act=orders``: one page of the merchant's orders, newest trade_no first, as the panel
+        answers it (its SQL is ``ORDER BY trade_no DESC LIMIT offset,limit``; forks take ``page`` instead)."""
+        pid = params.get("pid", "")
+        key = self._key_for(pid)
+        if key is None:
+            raise EpayError("商户ID不存在", -3)
+        if not hmac.compare_digest(params.get("key", "").encode(), key.encode()):
+            raise EpayError("商户密钥错误", -3)
+        limit = _int(params.get("limit"), 10)
+        limit = 10 if limit < 1 else min(limit, ORDERS_LIMIT_MAX)
+        if "offset" in params:
+            offset = max(_int(params["offset"], 0), 0)
+        else:
+            offset = (max(_int(params.get("page"), 1), 1) - 1) * limit
+        status = params.get("status")
+        if self._synthetic is not None:
+            page = self._synthetic_rows(pid, offset, limit)
+        else:
+            rows = self._order_rows(pid)
+            if status is not None:
+                rows = [r for r in rows if str(r["status"]) == str(_int(status, 0))]
+            page = rows[offset : offset + limit]
+        # PHP leaves $data unset on an empty page: json_encode writes null.
+        return {"code": 1, "msg": "查询订单记录成功！", "count": len(page), "data": page or None}
+
+    def _order_rows(self, pid: str) -> list[dict[str, Any]]:
+        with self._lock:
+            trades = [copy.deepcopy(t) for t in self._trades.values() if t["pid"] == pid]
+            extra = [{**row, "pid": row.get("pid", pid)} for row in self.statement_extra]
+            omit, override, twice = (
+                set(self.statement_omit),
+                dict(self.statement_override),
+                set(self.statement_duplicate),
+            )
+        rows = [self._order_row(t) for t in trades] + [self._fill_row(r) for r in extra]
+        rows = [r for r in rows if r["out_trade_no"] not in omit]
+        for row in rows:
+            row.update(override.get(row["out_trade_no"], {}))
+        rows.sort(key=lambda r: (len(r["trade_no"]), r["trade_no"]), reverse=True)
+        listed: list[dict[str, Any]] = []
+        for row in rows:
+            listed.extend([row, dict(row)] if row["out_trade_no"] in twice else [row])
+        return listed
+
+    def _order_row(self, trade: dict[str, Any]) -> dict[str, Any]:
+        row = {f: trade.get(f) for f in ORDER_ROW_FIELDS}
+        row.update(buyer="", status=trade["status"])
+        if self.orders_full_rows:
+            cents = _cents(trade["money"])
+            paid = trade["status"] != 0
+            row.update(
+                api_trade_no="API" + trade["trade_no"] if paid else None,
+                realmoney=trade["money"] if paid else None,
+                getmoney=_yuan(cents - self._fee(cents)) if paid else None,
+                refundmoney=trade.get("refundmoney"),
+            )
+        return row
+
+    def _fee(self, cents: int) -> int:
+        return (cents * self.fee_rate_bp + 5000) // 10000  # half up, to the fen
+
+    def _fill_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        filled = {f: None for f in ORDER_ROW_FIELDS}
+        filled.update(type="alipay", name="unknown", buyer="", status=1)
+        filled.update(row)
+        filled["addtime"] = filled.get("addtime") or filled.get("endtime")
+        return filled
+
+    def statement_add_unknown(
+        self, out_trade_no: str, trade_no: str, money: str, *, endtime: str, fee: str = "0.00", status: int = 1
+    ) -> None:
+        """List a paid order the merchant never created (its pid is the account's at serving time)."""
+        row: dict[str, Any] = {"out_trade_no": out_trade_no, "trade_no": trade_no, "money": money}
+        row.update(endtime=endtime, status=status)
+        if self.orders_full_rows:
+            row.update(getmoney=_yuan(_cents(money) - _cents(fee)), realmoney=money, refundmoney=None)
+        with self._lock:
+            self.statement_extra.append(row)
+
+    def statement_synthetic(self, day: date, n: int) -> dict[str, int]:
+        """From now on act=orders lists n paid orders completed on `day` (Shanghai), generated row by row on
+        request and never stored, in place of the recorded trades. Returns their count, amount and fee sums
+        (in fen) for the test to check the parsed lines against."""
+        amount = fee = 0
+        for j in range(n):
+            cents = self._synthetic_cents(j)
+            amount += cents
+            fee += self._fee(cents) if self.orders_full_rows else 0
+        with self._lock:
+            self._synthetic = (day, n)
+        return {"count": n, "amount_minor": amount, "fee_minor": fee}
+
+    def statement_reset(self) -> None:
+        with self._lock:
+            self.statement_omit, self.statement_override, self.statement_duplicate = set(), {}, set()
+            self.statement_extra, self.statement_corrupt, self._synthetic = [], False, None
+
+    @staticmethod
+    def _synthetic_cents(j: int) -> int:
+        return 100 + (j * 37) % 9900
+
+    def _synthetic_rows(self, pid: str, offset: int, limit: int) -> list[dict[str, Any]]:
+        day, n = self._synthetic or (date.today(), 0)
+        start = datetime(day.year, day.month, day.day, tzinfo=SHANGHAI)
+        width = max(5, len(str(n - 1)))
+        page = []
+        for i in range(offset, min(offset + limit, n)):
+            j = n - 1 - i  # newest first
+            at = (start + timedelta(seconds=j * 86400 // n)).strftime(STAMP)
+            stamp = at.replace("-", "").replace(" ", "").replace(":", "")
+            trade = {"trade_no": f"{stamp}{j:0{width}d}", "out_trade_no": f"SYN{day:%Y%m%d}{j:07d}", "pid": pid}
+            trade.update(type="alipay", name="synthetic", money=_yuan(self._synthetic_cents(j)), param="")
+            trade.update(addtime=at, endtime=at, status=1)
+            page.append(self._order_row(trade))
+        return page
 
 
 CASHIER_HTML = """<!doctype html><html><head><meta charset="utf-8">
@@ -423,9 +618,12 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/api.php":
                 params = self._params()
                 act = params.get("act")
-                answer = {"refund": self.sim.refund, "refundquery": self.sim.refund_query}.get(act, self.sim.query)
-                result = answer(params)
+                answers = {"refund": self.sim.refund, "refundquery": self.sim.refund_query, "orders": self.sim.orders}
+                result = answers.get(act or "", self.sim.query)(params)
                 self._hang_if_told()
+                if act == "orders" and self.sim.statement_corrupt:
+                    body = json.dumps(result, ensure_ascii=False)
+                    return self._send(200, body[: len(body) // 2], "application/json")
                 self._json(result)
             elif len(parts) == 2 and parts[0] == "cashier" and not is_post:
                 self._cashier(parts[1])
@@ -437,7 +635,7 @@ class _Handler(BaseHTTPRequestHandler):
             if path == "/submit.php":  # a browser is looking: show a page, not JSON
                 self._send(400, f"<h1>{html.escape(str(exc))}</h1>", "text/html")
             else:
-                self._json({"code": -1, "msg": str(exc)})
+                self._json({"code": exc.code, "msg": str(exc)})
 
     def _hang_if_told(self) -> None:
         # The panel acted; the answer comes too late for the caller to see it.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from payments.channels.base import ObservedStatus, RefundState
 
 SUPPORTED_CURRENCY = "CNY"
@@ -25,3 +27,14 @@ PAY_TYPES = ("alipay", "wxpay", "qqpay")
 
 # api.php?act=refund / refundquery: 1 done, 0 processing, -1 refused.
 REFUND_STATUS = {"1": RefundState.SUCCEEDED, "0": RefundState.PENDING, "-1": RefundState.FAILED}
+
+# api.php?act=orders, the merchant's order list: the only statement these panels have. The panel answers at most
+# 50 rows a page (`if($limit>50)$limit=50;`), newest trade_no first.
+ORDERS_PAGE_MAX = 50
+# addtime / endtime: "2026-11-20 15:02:00", the panel's local (Asia/Shanghai) time.
+ORDERS_TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+ORDERS_REQUIRED = ("trade_no", "out_trade_no", "pid", "money", "status", "addtime")
+# The list's `status`: 0 unpaid, 1 paid, 2 refunded (whole), 3 frozen by the panel (paid, money held).
+LIST_UNPAID = "0"
+LIST_PAID = frozenset({"1", "2", "3"})
+LIST_REFUNDED = "2"
