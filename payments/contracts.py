@@ -223,3 +223,16 @@ class PayoutOutcome:
     provider_payout_no: str = ""
     provider_status: str = ""
     failure_reason: str = ""
+
+
+@dataclass(frozen=True)
+class ExpectedLine:
+    """What our records say a channel account's statement should hold: a payment that took money, or a final
+    refund. `our_ref` is the number the provider knows (the payment's wire out_trade_no, the refund_no)."""
+
+    kind: str  # "payment" | "refund"
+    our_ref: str
+    provider_ref: str
+    amount: Money
+    at: datetime  # when it succeeded
+    out_trade_no: str  # the payment's (for a refund: the refunded payment's) own number

@@ -34,6 +34,7 @@ from payments.services.refunds import (
     refunds_claim_due,
     refunds_for_reference,
 )
+from payments.services.statements import statement_expected, statement_fetch
 from payments.services.stats import (
     payment_outcomes_by_channel,
     payment_totals_by_method,
@@ -41,6 +42,8 @@ from payments.services.stats import (
 )
 
 __all__ = [
+    "statement_expected",
+    "statement_fetch",
     "channel_accounts_that_pay_out",
     "payout_execute",
     "demo_payments_backdate",

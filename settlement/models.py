@@ -491,3 +491,89 @@ class Payout(ConcurrentTransitionMixin, models.Model):
         self.failure_reason = reason[:200]
         self.provider_status = provider_status
         self.next_query_at = None
+
+
+# --- reconciliation (issue 12) -----------------------------------------------------------------------------------
+
+
+class ReconState(models.TextChoices):
+    RUNNING = "running", _("running")
+    DONE = "done", _("done")
+    FAILED = "failed", _("failed")  # the statement could not be read whole: run again
+
+
+class ReconRun(models.Model):
+    """One channel account's statement of one day compared with our records. One run per account and day: a
+    second run of a finished day changes nothing; a run that stopped part way is run again from the start, and
+    the exceptions it already filed are kept (each is unique in its run)."""
+
+    channel_account_id = models.PositiveBigIntegerField(_("channel account id"))
+    day = models.DateField(_("statement day"))
+    state = models.CharField(_("state"), max_length=8, choices=ReconState.choices, default=ReconState.RUNNING)
+    lines_seen = models.PositiveIntegerField(_("statement lines read"), default=0)
+    matched = models.PositiveIntegerField(_("matched"), default=0)
+    exception_count = models.PositiveIntegerField(_("exceptions"), default=0)
+    source_hash = models.CharField(_("statement sha256"), max_length=64, blank=True)
+    error = models.CharField(_("error"), max_length=200, blank=True)
+    started_at = models.DateTimeField(_("started at"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("reconciliation run")
+        verbose_name_plural = _("reconciliation runs")
+        ordering = ["-day", "channel_account_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["channel_account_id", "day"], name="settlement_reconrun_one_per_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel_account_id} {self.day}"
+
+
+class ReconKind(models.TextChoices):
+    MISSING_IN_LEDGER = "missing_in_ledger", _("on the statement, not in our records")
+    MISSING_AT_CHANNEL = "missing_at_channel", _("in our records, not on the statement")
+    AMOUNT = "amount", _("amounts differ")
+    CURRENCY = "currency", _("currencies differ")
+    STATUS = "status", _("statuses differ")
+    FEE = "fee", _("fees differ")
+    DUPLICATE = "duplicate", _("on the statement twice")
+    TIMING = "timing", _("one-sided near the day's cut-off")
+    CONTROL_TOTALS = "control_totals", _("the statement's own totals do not add up")
+
+
+class ReconExceptionStatus(models.TextChoices):
+    OPEN = "open", _("open")
+    RESOLVED = "resolved", _("resolved")
+    IGNORED = "ignored", _("ignored")
+
+
+class ReconException(models.Model):
+    """One difference a run found, typed. `expected` is ours, `actual` the statement's (minor units)."""
+
+    run = models.ForeignKey(ReconRun, verbose_name=_("run"), on_delete=models.PROTECT, related_name="exceptions")
+    kind = models.CharField(_("kind"), max_length=20, choices=ReconKind.choices)
+    line_kind = models.CharField(_("line"), max_length=8, blank=True)  # payment / refund / payout / other
+    our_ref = models.CharField(_("our number"), max_length=64, blank=True)
+    provider_ref = models.CharField(_("provider's number"), max_length=64, blank=True)
+    expected_minor = models.BigIntegerField(_("ours (minor units)"), null=True, blank=True)
+    actual_minor = models.BigIntegerField(_("statement's (minor units)"), null=True, blank=True)
+    currency = models.CharField(_("currency"), max_length=3, blank=True)
+    detail = models.JSONField(_("detail"), default=dict, blank=True)
+    status = models.CharField(
+        _("status"), max_length=8, choices=ReconExceptionStatus.choices, default=ReconExceptionStatus.OPEN
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("reconciliation exception")
+        verbose_name_plural = _("reconciliation exceptions")
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "kind", "line_kind", "our_ref", "provider_ref"], name="settlement_reconexception_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.our_ref or self.provider_ref}"
