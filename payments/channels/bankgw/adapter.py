@@ -389,7 +389,9 @@ class BankGatewayAdapter:
 
     def _statement_lines(self, statement: Statement, first: _Page, digest: Any) -> Iterator[StatementLine]:
         """Yields every entry, page after page; at the end checks the totals and fills source_hash."""
+        expected = (first.page_count, first.entry_count, first.net_minor, first.fee_minor)
         page: _Page | None = first
+        del first  # only the page being read is held
         count = net = fee = 0
         while page is not None:
             for entry in page.entries:
@@ -400,32 +402,30 @@ class BankGatewayAdapter:
                 yield line
             number = page.number
             page = None  # let it go before the next one arrives
-            if number < first.page_count:
+            if number < expected[0]:
                 page = self._statement_page(statement.day, number + 1, digest)
-                if (page.page_count, page.entry_count, page.net_minor, page.fee_minor) != (
-                    first.page_count,
-                    first.entry_count,
-                    first.net_minor,
-                    first.fee_minor,
-                ):
+                if (page.page_count, page.entry_count, page.net_minor, page.fee_minor) != expected:
                     raise Unknown("bank gateway statement changed between pages", code="statement_changed")
-        if (count, net, fee) != (first.entry_count, first.net_minor, first.fee_minor):
+        if (count, net, fee) != expected[1:]:
             message = (
                 f"bank gateway statement of {statement.day} lists {count} entries, net {net}, fees {fee}; its "
-                f"totals say {first.entry_count}, {first.net_minor}, {first.fee_minor}"
+                f"totals say {expected[1]}, {expected[2]}, {expected[3]}"
             )
             raise Unknown(message, code="totals_mismatch")
         statement.source_hash = digest.hexdigest()
 
     def _statement_page(self, day: date, number: int, digest: Any) -> _Page:
-        operation = "Statement"
-        params = {"statementDate": day.isoformat(), "page": number, "pageSize": wire.STATEMENT_PAGE_SIZE}
         try:
-            answer, raw = self._call_raw(operation, **self._signed_params(params))
+            return self._statement_page_once(day, number, digest)
         except Unknown as exc:
             if exc.code in wire.STATEMENT_RETRY_CODES:  # a download moved nothing: ask again later
                 raise Retryable(str(exc), code=exc.code) from exc
             raise
+
+    def _statement_page_once(self, day: date, number: int, digest: Any) -> _Page:
+        operation = "Statement"
+        params = {"statementDate": day.isoformat(), "page": number, "pageSize": wire.STATEMENT_PAGE_SIZE}
+        answer, raw = self._call_raw(operation, **self._signed_params(params))
         digest.update(raw)
         values = zeep.helpers.serialize_object(answer, dict)
         self._verify_answer(operation, values)  # before anything is believed, NOT_READY included

@@ -108,7 +108,7 @@ STATEMENT_SIGNS: dict[str, tuple[int, int]] = {
 }
 # What makes a Statement call fail before any line is trusted, yet is safe to ask again: a download changes
 # nothing at the bank, so a timeout or a failing bank is "try later", not an outcome to resolve.
-STATEMENT_RETRY_CODES = frozenset({"timeout", "connection_lost", "http_5xx", "soap_fault"})
+STATEMENT_RETRY_CODES = frozenset({"timeout", "connection_lost", "http_5xx", "soap_fault", "system_error"})
 
 # refundStatus in a refund callback: only final words are applied.
 REFUND_NOTIFY_STATUS: dict[str, RefundState] = {
