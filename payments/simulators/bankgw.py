@@ -1,9 +1,9 @@
 """Loopback simulator of the *bank side* of the CardShop bank gateway (SOAP 1.1 document/literal).
 
 It plays the bank a merchant integrates with: ``POST /soap`` answers CreatePayment, QueryPayment,
-ClosePayment, Refund, QueryRefund, Transfer, TransferQuery and Statement after checking the WS-Security UsernameToken (PasswordDigest, Created
-window, nonce replay) and validating the body against the schema in the WSDL; ``GET /soap?wsdl`` publishes
-that WSDL; ``/cashier/<bankRef>`` is a one-button cashier; paying sends the HMAC-SHA256-signed form callback
+ClosePayment, Refund, QueryRefund, Transfer, TransferQuery and Statement after checking the WS-Security
+UsernameToken (PasswordDigest, Created window, nonce replay) and validating the body against the schema in the
+WSDL; ``GET /soap?wsdl`` publishes that WSDL; ``/cashier/<bankRef>`` is a one-button cashier; paying sends the HMAC-SHA256-signed form callback
 to the trade's notifyUrl. Transfers pay out of each merchant's balance here (debited when the bank accepts,
 given back if it later rejects), are idempotent on transferRef and carry the body signature both ways; the
 transfers that moved money are listed by ``executed_transfers``. SOAP handling is plain lxml on WSGI (no SOAP
