@@ -1,13 +1,33 @@
 """Loopback simulator of the *bank side* of the CardShop bank gateway (SOAP 1.1 document/literal).
 
 It plays the bank a merchant integrates with: ``POST /soap`` answers CreatePayment, QueryPayment,
-ClosePayment, Refund, QueryRefund, Transfer and TransferQuery after checking the WS-Security UsernameToken (PasswordDigest, Created
-window, nonce replay) and validating the body against the schema in the WSDL; ``GET /soap?wsdl`` publishes
-that WSDL; ``/cashier/<bankRef>`` is a one-button cashier; paying sends the HMAC-SHA256-signed form callback
+ClosePayment, Refund, QueryRefund, Transfer, TransferQuery and Statement after checking the WS-Security
+UsernameToken (PasswordDigest, Created window, nonce replay) and validating the body against the schema in the
+WSDL; ``GET /soap?wsdl`` publishes that WSDL; ``/cashier/<bankRef>`` is a one-button cashier; paying sends the HMAC-SHA256-signed form callback
 to the trade's notifyUrl. Transfers pay out of each merchant's balance here (debited when the bank accepts,
 given back if it later rejects), are idempotent on transferRef and carry the body signature both ways; the
-transfers that moved money are listed by ``executed_transfers``. SOAP handling is plain lxml on WSGI (no SOAP library), so it checks our zeep client
-against a second implementation.
+transfers that moved money are listed by ``executed_transfers``. SOAP handling is plain lxml on WSGI (no SOAP
+library), so it checks our zeep client against a second implementation.
+
+Statement pages a merchant's bank day (Asia/Shanghai) built from what this bank booked that day: paid payments
+(at paid_at, with the merchant's fee_bps), refunds (the refunded share of the fee given back), transfers not
+rejected (with transfer_fee_minor) and fees billed apart (``book_fee``), each page signed. Booking times come
+from ``clock`` (tests pin it to a day); a day is NOT_READY until ``clock`` has passed its end. A test shapes the
+next statements through plain attributes (reset them between tests; refs are our merchantRef, amounts positive):
+
+- ``statement_omit``: set of merchantRefs left out.
+- ``statement_override``: merchantRef -> {"amount_minor": .., "fee_minor": .., "status": ..} (any of them).
+- ``statement_duplicate``: set of merchantRefs listed twice.
+- ``statement_extra``: list of entries the bank books that we never sent, each {"our_ref", "provider_ref",
+  "amount_minor", "fee_minor", "status"} plus optional "entry_type" (PAYMENT), "original_ref" (for a REFUND) and
+  "booked_at" (an aware datetime; without it the entry is listed at noon of whichever day is asked for).
+- ``statement_forgery``: one of STATEMENT_FORGERIES, on page ``statement_forgery_page`` (0: every page):
+  "tampered" (an entry edited after signing), "bad_key", "unsigned", "miscounted" (totals that do not add up,
+  correctly signed: the bank's own error).
+
+The control totals always add up the entries as listed (injections included), as a real bank's statement does;
+only "miscounted" breaks that. ``statement_synthetic(day, n)`` makes the day's statement N generated payment
+lines with consistent totals, produced page by page without creating trades (injections do not apply to it).
 
 The WSDL is the one contract both sides share: it is read as a file, nothing of ``payments.channels`` is
 imported. Must not import ``payments.channels``, zeep or anything Django.
@@ -30,12 +50,14 @@ import secrets
 import threading
 import time
 from collections import deque
-from datetime import datetime
+from collections.abc import Callable
+from datetime import date, datetime
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from zoneinfo import ZoneInfo
 
 import requests
 from lxml import etree
@@ -79,6 +101,22 @@ HOLD = "HOLD"  # scripted_transfer word: accept the transfer and keep it open un
 # Ways to spoil a signed answer (forge_answers), to prove the adapter refuses them.
 FORGERIES = ("tampered", "bad_key", "unsigned")
 DEFAULT_BALANCE_MINOR = 1_000_000
+DEFAULT_FEE_BPS = 60  # 0.6 % of each payment, rounded half up to the minor unit
+BANK_DAY = ZoneInfo("Asia/Shanghai")
+STATEMENT_FORGERIES = ("tampered", "bad_key", "unsigned", "miscounted")
+ENTRY_FIELDS = (
+    "entryType",
+    "bankRef",
+    "merchantRef",
+    "originalBankRef",
+    "amountMinor",
+    "feeMinor",
+    "currency",
+    "status",
+    "bookedAt",
+)
+# Sign of (amountMinor, feeMinor) on the merchant's statement, per entryType (bank.wsdl).
+ENTRY_SIGNS = {"PAYMENT": (1, 1), "REFUND": (-1, -1), "TRANSFER": (-1, 1), "FEE": (-1, 1)}
 
 TRANSFER_FIELDS = (
     "resultCode",
@@ -109,6 +147,18 @@ RESPONSE_FIELDS = {
     "QueryRefund": ("resultCode", "resultMessage", "refundId", "refundRef", "refundStatus", "amountMinor", "currency"),
     "Transfer": TRANSFER_FIELDS,
     "TransferQuery": TRANSFER_FIELDS,
+    "Statement": (
+        "resultCode",
+        "resultMessage",
+        "statementDate",
+        "page",
+        "pageCount",
+        "entries",
+        "entryCount",
+        "netAmountMinor",
+        "feeTotalMinor",
+        "signature",
+    ),
 }
 # Operations whose request and answer carry the body signature.
 SIGNED = frozenset({"Transfer", "TransferQuery"})
@@ -133,6 +183,8 @@ class Merchant:
     notify_key: str
     currency: str = "CNY"
     balance_minor: int = DEFAULT_BALANCE_MINOR  # what transfers may pay out; changed under the simulator's lock
+    fee_bps: int = DEFAULT_FEE_BPS  # the bank's fee on each payment
+    transfer_fee_minor: int = 0  # the bank's fee on each transfer, taken from the balance with it
 
 
 def _load_wsdl() -> etree._ElementTree:
@@ -197,6 +249,16 @@ class BankGatewaySimulator(LoopbackServer):
         self._schema = _schema(self._wsdl)
         self._schema_lock = threading.Lock()  # one validator, and its error_log, per use
         self._counter = secrets.randbelow(9 * 10**8) + 10**8  # distinct refs across restarts
+        # When the bank books what happens (payments, refunds, transfers, fees), and so which days are closed.
+        self.clock: Callable[[], float] = time.time
+        self._fees: list[dict[str, Any]] = []  # fees billed apart (book_fee)
+        self._synthetic: dict[tuple[str, date], tuple[int, int, int]] = {}  # -> (entries, net, fees)
+        self.statement_omit: set[str] = set()
+        self.statement_override: dict[str, dict[str, Any]] = {}
+        self.statement_duplicate: set[str] = set()
+        self.statement_extra: list[dict[str, Any]] = []
+        self.statement_forgery = ""
+        self.statement_forgery_page = 0
 
     # ---- lifecycle ---------------------------------------------------------
     def _make_server(self) -> WSGIServer:
@@ -301,7 +363,7 @@ class BankGatewaySimulator(LoopbackServer):
                 raise ValueError(f"transfer {transfer_ref} is {transfer['status']}: it is final")
             transfer["status"], transfer["reject_reason"] = status, reason
             if status == "REJECTED":
-                self._merchants[key[0]].balance_minor += transfer["amount_minor"]
+                self._merchants[key[0]].balance_minor += transfer["amount_minor"] + transfer["fee_minor"]
 
     def pay(self, out_trade_no: str) -> None:
         trade = self._trade_by_order(out_trade_no)
@@ -312,7 +374,9 @@ class BankGatewaySimulator(LoopbackServer):
             if trade["bank_status"] in ("CLOSED", "EXPIRED"):
                 raise ValueError(f"trade {out_trade_no} is {trade['bank_status']}: it cannot be paid")
             if trade["bank_status"] in PAYABLE_STATUSES:  # paying a held payment is the bank approving it
-                trade["bank_status"], trade["paid_at"] = "PAID", int(time.time())
+                trade["bank_status"], trade["paid_at"] = "PAID", int(self.clock())
+                bps = self._merchants[trade["merchant_id"]].fee_bps
+                trade["fee_minor"] = (trade["amount_minor"] * bps + 5_000) // 10_000
         self._dispatch(trade, self._payment_params(trade, "PAID"))
 
     def decline(self, out_trade_no: str, reason: str = "do_not_honor") -> None:
@@ -459,7 +523,9 @@ class BankGatewaySimulator(LoopbackServer):
                     "expires_at": expires_text,  # as received, for tests of the wire format
                     "deadline": deadline,
                     "paid_at": None,
+                    "fee_minor": 0,
                     "refunded_minor": 0,
+                    "fee_refunded_minor": 0,
                     "request": fields,
                     "notify_attempts": [],
                 }
@@ -526,12 +592,20 @@ class BankGatewaySimulator(LoopbackServer):
             ):
                 return {"resultCode": "DECLINED", "resultMessage": "refund exceeds the refundable amount"}
             self._counter += 1
+            # The refunded share of the payment's fee comes back; the last refund takes what is left of it.
+            if trade["refunded_minor"] + amount == trade["amount_minor"]:
+                fee_back = trade["fee_minor"] - trade["fee_refunded_minor"]
+            else:
+                fee_back = trade["fee_minor"] * amount // trade["amount_minor"]
             refund = {
                 "refund_ref": f"RF{time.strftime('%Y%m%d')}{self._counter}",
                 "refund_id": req["refundId"],
                 "merchant_id": m.merchant_id,
                 "order_id": trade["order_id"],
+                "trade_ref": trade["bank_ref"],
                 "amount_minor": amount,
+                "fee_minor": fee_back,
+                "created_at": int(self.clock()),
                 "currency": trade["currency"],
                 "refund_status": "SUCCESS",
                 "notify_url": req.get("notifyUrl", ""),
@@ -540,6 +614,7 @@ class BankGatewaySimulator(LoopbackServer):
             }
             self._refunds[key] = refund
             trade["refunded_minor"] += amount
+            trade["fee_refunded_minor"] += fee_back
         if refund["notify_url"]:
             # After the answer, as a bank's batch would: our side must know the refundRef first.
             timer = threading.Timer(0.2, self._dispatch, args=(refund, self._refund_params(refund)))
@@ -577,7 +652,7 @@ class BankGatewaySimulator(LoopbackServer):
                 reason = "ACCOUNT_CLOSED"
             elif holder is not None and holder != req["payeeName"]:
                 reason = "NAME_MISMATCH"
-            elif amount > m.balance_minor:
+            elif amount + m.transfer_fee_minor > m.balance_minor:
                 reason = "INSUFFICIENT_FUNDS"
             else:
                 reason = ""
@@ -593,10 +668,11 @@ class BankGatewaySimulator(LoopbackServer):
                 "remark": req.get("remark", ""),
                 "status": "REJECTED" if reason else ("ACCEPTED" if scripted == HOLD else "SETTLED"),
                 "reject_reason": reason,
-                "created_at": int(time.time()),
+                "fee_minor": 0 if reason else m.transfer_fee_minor,
+                "created_at": int(self.clock()),
             }
             if not reason:
-                m.balance_minor -= amount
+                m.balance_minor -= amount + transfer["fee_minor"]
             self._transfers[key] = transfer
             return _transfer_answer(transfer)
 
@@ -608,6 +684,179 @@ class BankGatewaySimulator(LoopbackServer):
                 return {"resultCode": "NOT_FOUND", "resultMessage": "no such transfer"}
             return _transfer_answer(transfer)
 
+    # ---- statement -----------------------------------------------------------
+    def book_fee(self, merchant_id: str, amount_minor: int, booked_at: datetime | None = None) -> str:
+        """The bank bills `merchant_id` a fee apart from any trade (a FEE entry); returns its bankRef."""
+        with self._lock:
+            self._counter += 1
+            ref = f"FE{time.strftime('%Y%m%d')}{self._counter}"
+            at = booked_at.timestamp() if booked_at else self.clock()
+            self._fees.append({"merchant_id": merchant_id, "bank_ref": ref, "amount_minor": amount_minor, "at": at})
+            self._merchants[merchant_id].balance_minor -= amount_minor
+        return ref
+
+    def statement_synthetic(self, day: date, n: int, merchant_id: str | None = None) -> tuple[int, int, int]:
+        """Make `day`'s statement of `merchant_id` (the default merchant's) N generated PAYMENT entries;
+        returns the control totals (entryCount, netAmountMinor, feeTotalMinor). Entries are made page by page."""
+        if merchant_id is None:
+            merchant_id = self.account().merchant_no
+        bps = self._merchant(merchant_id).fee_bps
+        net = fees = 0
+        for i in range(n):
+            amount = _synthetic_amount(i)
+            net += amount
+            fees += (amount * bps + 5_000) // 10_000
+        with self._lock:
+            self._synthetic[(merchant_id, day)] = (n, net, fees)
+        return n, net, fees
+
+    def _day_closed(self, day: date) -> bool:
+        return datetime.fromtimestamp(self.clock(), BANK_DAY).date() > day
+
+    def _op_statement(self, m: Merchant, req: dict[str, str], host_url: str) -> dict[str, Any]:
+        self._check_signature(m, req)
+        try:
+            day = date.fromisoformat(req["statementDate"])
+        except ValueError:  # the schema checked the shape; this is a 13th month or a 30 February
+            raise SoapFault("Client.Parameter", "statementDate is not a date") from None
+        page, size = int(req["page"]), int(req["pageSize"])
+        if not self._day_closed(day):
+            return {"resultCode": "NOT_READY", "resultMessage": f"{day} is not closed yet", "statementDate": day}
+        synthetic = self._synthetic.get((m.merchant_id, day))
+        if synthetic is not None:
+            count, net, fees = synthetic
+            first, last = (page - 1) * size, min(page * size, count)
+            entries = [self._synthetic_entry(m, day, i, count) for i in range(first, last)]
+        else:
+            listed = [_wire_entry(e, m.currency) for e in self._day_entries(m, day)]
+            count, net = len(listed), sum(int(e["amountMinor"]) for e in listed)
+            fees = sum(int(e["feeMinor"]) for e in listed)
+            entries = listed[(page - 1) * size : page * size]
+        page_count = max(1, -(-count // size))
+        if page > page_count:
+            return {"resultCode": "NOT_FOUND", "resultMessage": f"the statement has {page_count} pages"}
+        return {
+            "resultCode": "ACCEPTED",
+            "statementDate": day.isoformat(),
+            "page": page,
+            "pageCount": page_count,
+            "entries": entries,
+            "entryCount": count,
+            "netAmountMinor": net,
+            "feeTotalMinor": fees,
+        }
+
+    def _day_entries(self, m: Merchant, day: date) -> list[dict[str, Any]]:
+        """What the bank booked for `m` on `day`, positive amounts, injections applied, in booking order."""
+        start = datetime(day.year, day.month, day.day, tzinfo=BANK_DAY).timestamp()
+        end = start + 86_400
+
+        def on_day(at: float | None) -> bool:
+            return at is not None and start <= at < end
+
+        with self._lock:
+            booked = [
+                _entry(
+                    "PAYMENT",
+                    t["bank_ref"],
+                    t["order_id"],
+                    t["amount_minor"],
+                    t["fee_minor"],
+                    t["bank_status"],
+                    t["paid_at"],
+                )
+                for t in self._trades.values()
+                if t["merchant_id"] == m.merchant_id and t["bank_status"] in PAID_STATUSES and on_day(t["paid_at"])
+            ]
+            booked += [
+                _entry(
+                    "REFUND",
+                    r["refund_ref"],
+                    r["refund_id"],
+                    r["amount_minor"],
+                    r["fee_minor"],
+                    r["refund_status"],
+                    r["created_at"],
+                    r["trade_ref"],
+                )
+                for r in self._refunds.values()
+                if r["merchant_id"] == m.merchant_id and r["refund_status"] == "SUCCESS" and on_day(r["created_at"])
+            ]
+            booked += [
+                _entry(
+                    "TRANSFER",
+                    t["bank_transfer_id"],
+                    t["transfer_ref"],
+                    t["amount_minor"],
+                    t["fee_minor"],
+                    t["status"],
+                    t["created_at"],
+                )
+                for t in self._transfers.values()
+                if t["merchant_id"] == m.merchant_id and t["status"] != "REJECTED" and on_day(t["created_at"])
+            ]
+            booked += [
+                _entry("FEE", f["bank_ref"], "", f["amount_minor"], 0, "BOOKED", f["at"])
+                for f in self._fees
+                if f["merchant_id"] == m.merchant_id and on_day(f["at"])
+            ]
+        for extra in self.statement_extra:
+            at = extra["booked_at"].timestamp() if extra.get("booked_at") else start + 12 * 3_600
+            if on_day(at):
+                booked.append(
+                    _entry(
+                        extra.get("entry_type", "PAYMENT"),
+                        extra["provider_ref"],
+                        extra["our_ref"],
+                        extra["amount_minor"],
+                        extra["fee_minor"],
+                        extra["status"],
+                        at,
+                        extra.get("original_ref", ""),
+                    )
+                )
+        booked.sort(key=lambda e: (e["at"], e["bank_ref"]))
+        listed: list[dict[str, Any]] = []
+        for entry in booked:
+            ref = entry["our_ref"]
+            if ref and ref in self.statement_omit:
+                continue
+            entry.update(self.statement_override.get(ref, {}) if ref else {})
+            listed.append(entry)
+            if ref and ref in self.statement_duplicate:
+                listed.append(dict(entry))
+        return listed
+
+    def _synthetic_entry(self, m: Merchant, day: date, i: int, count: int) -> dict[str, str]:
+        start = datetime(day.year, day.month, day.day, tzinfo=BANK_DAY).timestamp()
+        amount = _synthetic_amount(i)
+        fee = (amount * m.fee_bps + 5_000) // 10_000
+        ref = f"{day:%Y%m%d}{i:08d}"
+        entry = _entry("PAYMENT", f"SY{ref}", f"SYN{ref}", amount, fee, "PAID", start + i * 86_400 // count)
+        return _wire_entry(entry, m.currency)
+
+    def _sign_statement(self, m: Merchant, answer: dict[str, Any], page: int) -> dict[str, Any]:
+        """Sign a Statement answer (entries as one digest field); then spoil it if a forgery is set for the page."""
+        forgery = self.statement_forgery if self.statement_forgery_page in (0, page) else ""
+        written = {k: str(v) for k, v in answer.items() if k != "entries" and v not in (None, "")}
+        entries = [dict(e) for e in answer.get("entries") or []]
+        if forgery == "miscounted":
+            written["entryCount"] = str(int(written.get("entryCount", "0")) + 1)
+        signed = dict(written)
+        if entries:
+            signed["entries"] = _entries_digest(entries)
+        written["signature"] = sign(signed, m.notify_key)
+        if forgery == "tampered":  # edited after signing: an entry (or the totals, on an empty page) changed
+            if entries:
+                entries[0]["amountMinor"] = str(int(entries[0]["amountMinor"]) + 1)
+            else:
+                written["netAmountMinor"] = str(int(written.get("netAmountMinor", "0")) + 1)
+        elif forgery == "bad_key":
+            written["signature"] = sign(signed, secrets.token_hex(32))
+        elif forgery == "unsigned":
+            del written["signature"]
+        return {**written, "entries": entries}
+
     OPERATIONS = {
         "CreatePaymentRequest": ("CreatePayment", _op_create),
         "QueryPaymentRequest": ("QueryPayment", _op_query),
@@ -616,6 +865,7 @@ class BankGatewaySimulator(LoopbackServer):
         "QueryRefundRequest": ("QueryRefund", _op_query_refund),
         "TransferRequest": ("Transfer", _op_transfer),
         "TransferQueryRequest": ("TransferQuery", _op_transfer_query),
+        "StatementRequest": ("Statement", _op_statement),
     }
 
     # ---- SOAP plumbing -----------------------------------------------------
@@ -691,6 +941,8 @@ class BankGatewaySimulator(LoopbackServer):
             time.sleep(self.faults.hang_seconds)  # acted already: the caller cannot know the outcome
         if name in SIGNED:
             answer = self._sign_answer(merchant, answer)
+        elif name == "Statement":
+            answer = self._sign_statement(merchant, answer, int(request["page"]))
         return 200, self._response(name, answer)
 
     def _sign_answer(self, m: Merchant, answer: dict[str, Any]) -> dict[str, Any]:
@@ -715,7 +967,16 @@ class BankGatewaySimulator(LoopbackServer):
         body = etree.SubElement(env, f"{{{SOAP_ENV}}}Body")
         resp = etree.SubElement(body, f"{{{BANK}}}{name}Response")
         for field in RESPONSE_FIELDS[name]:
-            if answer.get(field) not in (None, ""):
+            if field == "entries":
+                if not answer.get(field):
+                    continue
+                wrapper = etree.SubElement(resp, f"{{{BANK}}}entries")
+                for entry in answer[field]:
+                    el = etree.SubElement(wrapper, f"{{{BANK}}}entry")
+                    for key in ENTRY_FIELDS:
+                        if entry.get(key, "") != "":
+                            etree.SubElement(el, f"{{{BANK}}}{key}").text = entry[key]
+            elif answer.get(field) not in (None, ""):
                 etree.SubElement(resp, f"{{{BANK}}}{field}").text = str(answer[field])
         with self._schema_lock:  # the bank keeps its own contract
             self._schema.assertValid(etree.ElementTree(copy.deepcopy(resp)))
@@ -818,6 +1079,50 @@ def _transfer_answer(transfer: dict[str, Any]) -> dict[str, Any]:
         "currency": transfer["currency"],
         "rejectReason": transfer["reject_reason"],
     }
+
+
+def _entry(
+    entry_type: str, bank_ref: str, our_ref: str, amount: int, fee: int, status: str, at: float, original: str = ""
+) -> dict[str, Any]:
+    return {
+        "entry_type": entry_type,
+        "bank_ref": bank_ref,
+        "our_ref": our_ref,
+        "original_ref": original,
+        "amount_minor": amount,
+        "fee_minor": fee,
+        "status": status,
+        "at": at,
+    }
+
+
+def _wire_entry(entry: dict[str, Any], currency: str) -> dict[str, str]:
+    """An entry as the bank writes it: amounts signed as they move the balance (ENTRY_SIGNS), Beijing time."""
+    amount_sign, fee_sign = ENTRY_SIGNS[entry["entry_type"]]
+    return {
+        "entryType": entry["entry_type"],
+        "bankRef": entry["bank_ref"],
+        "merchantRef": entry["our_ref"],
+        "originalBankRef": entry["original_ref"],
+        "amountMinor": str(entry["amount_minor"] * amount_sign),
+        "feeMinor": str(entry["fee_minor"] * fee_sign),
+        "currency": currency,
+        "status": entry["status"],
+        "bookedAt": datetime.fromtimestamp(entry["at"], BANK_DAY).isoformat(timespec="seconds"),
+    }
+
+
+def _entries_digest(entries: list[dict[str, str]]) -> str:
+    """bank.wsdl: SHA-256 over each entry's sorted non-empty name=value pairs joined by &, each line-fed."""
+    lines = ("&".join(f"{k}={v}" for k, v in sorted(e.items()) if v != "") + "\n" for e in entries)
+    digest = hashlib.sha256()
+    for line in lines:
+        digest.update(line.encode())
+    return digest.hexdigest()
+
+
+def _synthetic_amount(i: int) -> int:
+    return 100 + (i * 7_919) % 99_901  # 1.00 to 999.99, spread without a random generator
 
 
 def _fault(code: str, message: str) -> bytes:

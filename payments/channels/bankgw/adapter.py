@@ -6,6 +6,13 @@ the message's other fields (bank.wsdl's header comment, the same string as the c
 whose signature does not verify is Unknown, never a state: a forged REJECTED would let the shop pay again.
 zeep.helpers.serialize_object (zeep 4.3.3, zeep/helpers.py) turns the parsed answer into the field dict we verify.
 
+Statement downloads a bank day (Asia/Shanghai) page by page, each page signed like the transfers (its entries
+as one digest field). Only one page is held at a time: `statement()` fetches page 1 (so "not closed yet" is
+raised at once, as Retryable) and the lines iterator fetches the next page when the previous one is used up. Each
+page is taken raw (zeep's `raw_response` setting, then `SoapBinding.process_reply`, zeep/wsdl/bindings/soap.py)
+so that `source_hash` is the sha256 of the bytes as the bank sent them, pages in order. The day's control totals
+come on every page; they must be the same on every page and match the lines, else the statement is Unknown.
+
 The WSDL ships with this package and is parsed once per process; each account gets its own ServiceProxy bound
 to `account.base_url + "/soap"`, so nothing is ever fetched from the bank to describe the service.
 """
@@ -13,8 +20,11 @@ to `account.base_url + "/soap"`, so nothing is ever fetched from the bank to des
 from __future__ import annotations
 
 import functools
+import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date
 from typing import Any, ClassVar
 
 import requests
@@ -45,6 +55,10 @@ from payments.channels.base import (
     RefundObservation,
     RefundRequest,
     Retryable,
+    Statement,
+    StatementKind,
+    StatementLine,
+    StatementTotals,
     Terminal,
     Unknown,
     decline_code_or_empty,
@@ -80,6 +94,7 @@ class BankGatewayAdapter:
             Capability.CLOSE,
             Capability.REFUND,
             Capability.PAYOUT,
+            Capability.STATEMENT,
         }
     )
 
@@ -93,8 +108,8 @@ class BankGatewayAdapter:
         transport = zeep.Transport(session=_session, timeout=account.timeouts, operation_timeout=account.timeouts)
         # A fresh nonce and Created are generated on every call, so one token object serves them all.
         wsse = UsernameToken(self._username, self._password, use_digest=True, zulu_timestamp=True)
-        client = zeep.Client(_wsdl(), wsse=wsse, transport=transport)
-        self._service = client.create_service(wire.BINDING, account.base_url.rstrip("/") + wire.SOAP_PATH)
+        self._client = zeep.Client(_wsdl(), wsse=wsse, transport=transport)
+        self._service = self._client.create_service(wire.BINDING, account.base_url.rstrip("/") + wire.SOAP_PATH)
 
     @staticmethod
     def notification_reference(inbound: Inbound) -> str:
@@ -107,10 +122,25 @@ class BankGatewayAdapter:
 
     # ---- calls -------------------------------------------------------------
     def _call(self, operation: str, **params: Any) -> Any:
+        return self._guarded(operation, lambda: self._service[operation](merchantId=self.account.merchant_no, **params))
+
+    def _call_raw(self, operation: str, **params: Any) -> tuple[Any, bytes]:
+        """`_call` that also returns the answer's bytes as received (what a statement's source_hash covers)."""
+
+        def send() -> tuple[Any, bytes]:
+            with self._client.settings(raw_response=True):  # a thread-local override in zeep's Settings
+                response = self._service[operation](merchantId=self.account.merchant_no, **params)
+            binding = self._client.wsdl.bindings[wire.BINDING]
+            return binding.process_reply(self._client, binding.get(operation), response), response.content
+
+        return self._guarded(operation, send)
+
+    def _guarded(self, operation: str, send: Callable[[], Any]) -> Any:
+        """Run one SOAP exchange, every failure mapped to Retryable / Terminal / Unknown."""
         if not (self._username and self._password):
             raise Terminal("bank gateway account has no username/password", code="no_credentials")
         try:
-            return self._service[operation](merchantId=self.account.merchant_no, **params)
+            return send()
         except requests.ConnectionError as exc:
             if _nothing_sent(exc):
                 raise Retryable(f"bank gateway unreachable: {type(exc).__name__}", code="connect") from exc
@@ -301,18 +331,26 @@ class BankGatewayAdapter:
 
     def _signed_call(self, operation: str, **params: Any) -> Any:
         """`_call` with the body signature added to the request and checked on the answer."""
+        answer = self._call(operation, **self._signed_params(params))
+        self._verify_answer(operation, zeep.helpers.serialize_object(answer, dict))
+        return answer
+
+    def _signed_params(self, params: dict[str, Any]) -> dict[str, Any]:
         if not self._notify_key:
-            raise Terminal("bank gateway account has no notify_key to sign transfers", code="no_credentials")
+            raise Terminal("bank gateway account has no notify_key to sign requests", code="no_credentials")
         fields = {"merchantId": self.account.merchant_no, **params}
         signature = signing.sign({k: str(v) for k, v in fields.items() if v is not None}, self._notify_key)
-        answer = self._call(operation, **params, signature=signature)
-        values = zeep.helpers.serialize_object(answer, dict)
+        return {**params, "signature": signature}
+
+    def _verify_answer(self, operation: str, values: Any) -> None:
+        """The answer's body signature, over its scalar fields as written (and a Statement page's entries digest)."""
         if not isinstance(values, dict):
             raise Unknown(f"bank gateway {operation} answer not understood", code="bad_response")
-        signed = {k: str(v) for k, v in values.items() if v is not None}
+        signed = {k: str(v) for k, v in values.items() if v is not None and k != "entries"}
+        if (entries := _statement_entries(values)) is not None:
+            signed["entries"] = signing.entries_digest(_written(entry) for entry in entries)
         if not signing.verify(signed, self._notify_key):
             raise Unknown(f"bank gateway {operation} answer signature does not verify", code="bad_signature")
-        return answer
 
     def _payout_observation(self, answer: Any, request: PayoutRequest, operation: str) -> PayoutObservation:
         if str(answer.transferRef or "") != request.payout_no:
@@ -335,6 +373,111 @@ class BankGatewayAdapter:
             amount=amount,
             provider_status=bank_status,
             failure_reason=reason,
+        )
+
+    # ---- statement ---------------------------------------------------------
+    def statement(self, day: date) -> Statement:
+        digest = hashlib.sha256()
+        first = self._statement_page(day, 1, digest)
+        currency = self.account.currency
+        totals = StatementTotals(
+            count=first.entry_count, amount=Money(first.net_minor, currency), fee=Money(first.fee_minor, currency)
+        )
+        statement = Statement(day=day, lines=iter(()), totals=totals)
+        statement.lines = self._statement_lines(statement, first, digest)
+        return statement
+
+    def _statement_lines(self, statement: Statement, first: _Page, digest: Any) -> Iterator[StatementLine]:
+        """Yields every entry, page after page; at the end checks the totals and fills source_hash."""
+        expected = (first.page_count, first.entry_count, first.net_minor, first.fee_minor)
+        page: _Page | None = first
+        del first  # only the page being read is held
+        count = net = fee = 0
+        while page is not None:
+            for entry in page.entries:
+                count += 1
+                line = self._statement_line(statement.day, entry, count)  # checks the entry first
+                net += entry["amountMinor"]
+                fee += entry["feeMinor"]
+                yield line
+            number = page.number
+            page = None  # let it go before the next one arrives
+            if number < expected[0]:
+                page = self._statement_page(statement.day, number + 1, digest)
+                if (page.page_count, page.entry_count, page.net_minor, page.fee_minor) != expected:
+                    raise Unknown("bank gateway statement changed between pages", code="statement_changed")
+        if (count, net, fee) != expected[1:]:
+            message = (
+                f"bank gateway statement of {statement.day} lists {count} entries, net {net}, fees {fee}; its "
+                f"totals say {expected[1]}, {expected[2]}, {expected[3]}"
+            )
+            raise Unknown(message, code="totals_mismatch")
+        statement.source_hash = digest.hexdigest()
+
+    def _statement_page(self, day: date, number: int, digest: Any) -> _Page:
+        try:
+            return self._statement_page_once(day, number, digest)
+        except Unknown as exc:
+            if exc.code in wire.STATEMENT_RETRY_CODES:  # a download moved nothing: ask again later
+                raise Retryable(str(exc), code=exc.code) from exc
+            raise
+
+    def _statement_page_once(self, day: date, number: int, digest: Any) -> _Page:
+        operation = "Statement"
+        params = {"statementDate": day.isoformat(), "page": number, "pageSize": wire.STATEMENT_PAGE_SIZE}
+        answer, raw = self._call_raw(operation, **self._signed_params(params))
+        digest.update(raw)
+        values = zeep.helpers.serialize_object(answer, dict)
+        self._verify_answer(operation, values)  # before anything is believed, NOT_READY included
+        code = self._result_code(answer)
+        if code == wire.NOT_READY:
+            raise Retryable(f"bank gateway statement of {day} is not ready yet", code="not_ready")
+        if code != wire.ACCEPTED:
+            raise self._refused(operation, answer)
+        if values.get("statementDate") != day.isoformat() or values.get("page") != number:
+            raise Unknown(
+                f"bank gateway statement answered for another day or page than {day} p{number}", code="bad_response"
+            )
+        counts = [values.get(k) for k in ("pageCount", "entryCount", "netAmountMinor", "feeTotalMinor")]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts) or counts[0] < number:
+            raise Unknown("bank gateway statement page without its counts", code="bad_response")
+        return _Page(number, *counts, entries=_statement_entries(values) or [])
+
+    def _statement_line(self, day: date, entry: dict[str, Any], line_no: int) -> StatementLine:
+        entry_type = entry.get("entryType")
+        kind = wire.STATEMENT_KIND.get(entry_type)  # type: ignore[arg-type]
+        where = f"bank gateway statement of {day} line {line_no}"
+        if kind is None:
+            raise Unknown(f"{where}: entryType {str(entry_type)[:16]!r} not understood", code="bad_response")
+        amount_sign, fee_sign = wire.STATEMENT_SIGNS[entry_type]
+        signed = entry.get("amountMinor"), entry.get("feeMinor")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in signed):
+            raise Unknown(f"{where}: amountMinor or feeMinor missing", code="bad_response")
+        amount, fee = signed[0] * amount_sign, signed[1] * fee_sign
+        if amount < 0 or fee < 0:
+            raise Unknown(f"{where}: {entry_type} booked in the wrong direction", code="bad_response")
+        if entry.get("currency") != self.account.currency:
+            raise Unknown(f"{where}: currency is not the account's", code="bad_response")
+        try:
+            occurred_at = wire.statement_booked_at(entry.get("bookedAt"))
+        except ValueError as exc:
+            raise Unknown(f"{where}: bookedAt not understood", code="bad_response") from exc
+        if occurred_at.astimezone(wire.STATEMENT_ZONE).date() != day:
+            raise Unknown(f"{where}: booked on another bank day", code="bad_response")
+        bank_ref, status = entry.get("bankRef") or "", entry.get("status") or ""
+        trade_ref = entry.get("originalBankRef") or ""
+        if not bank_ref or not status or (kind is StatementKind.REFUND and not trade_ref):
+            raise Unknown(f"{where}: bankRef, status or originalBankRef missing", code="bad_response")
+        return StatementLine(
+            kind=kind,
+            provider_ref=bank_ref,
+            our_ref=entry.get("merchantRef") or "",
+            amount=self._money(amount, self.account.currency, "Statement"),
+            fee=self._money(fee, self.account.currency, "Statement"),
+            status=status,
+            occurred_at=occurred_at,
+            trade_ref=trade_ref,
+            line_no=line_no,
         )
 
     # ---- callbacks ---------------------------------------------------------
@@ -401,6 +544,32 @@ class BankGatewayAdapter:
             return Money(wire.parse_minor(params["amountMinor"]), params["currency"])
         except (ValueError, MoneyError) as exc:  # MoneyError is a ValueError; named for the reader
             raise NotificationInvalid("bad_amount", "amountMinor/currency not understood") from exc
+
+
+@dataclass(frozen=True)
+class _Page:
+    """One verified Statement page: its number, the day's counts (the same on every page) and its entries."""
+
+    number: int
+    page_count: int
+    entry_count: int
+    net_minor: int
+    fee_minor: int
+    entries: list[dict[str, Any]]
+
+
+def _statement_entries(values: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """A Statement answer's entries as zeep serialised them ({"entry": [...]}), None when it has none."""
+    wrapper = values.get("entries")
+    entries = wrapper.get("entry") if isinstance(wrapper, dict) else None
+    if wrapper is not None and not (isinstance(entries, list) and all(isinstance(e, dict) for e in entries)):
+        raise Unknown("bank gateway Statement entries not understood", code="bad_response")
+    return entries or None
+
+
+def _written(entry: Mapping[str, Any]) -> dict[str, str]:
+    """An entry's fields as the bank wrote them (longs as plain digits), for its signing string."""
+    return {k: str(v) for k, v in entry.items() if v is not None}
 
 
 def _decline_code(status: ObservedStatus, bank_status: str, reason: object) -> str:

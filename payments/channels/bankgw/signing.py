@@ -1,11 +1,12 @@
 """Bank gateway callback signature: hex HMAC-SHA256 with the account's notify_key over the sorted non-empty
-`k=v` pairs (everything except `signature`) joined by `&`."""
+`k=v` pairs (everything except `signature`) joined by `&`. A Statement answer's list of entries is signed as one
+field, `entries`, whose value is `entries_digest` of them (bank.wsdl's header comment)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 UNSIGNED = frozenset({"signature"})
 
@@ -25,3 +26,12 @@ def verify(params: Mapping[str, str], key: str) -> bool:
     if not key or not given:
         return False
     return hmac.compare_digest(sign(params, key).encode(), given.lower().encode())
+
+
+def entries_digest(entries: Iterable[Mapping[str, str]]) -> str:
+    """Hex SHA-256 of each entry's signing string followed by a line feed, in document order."""
+    digest = hashlib.sha256()
+    for entry in entries:
+        digest.update(signing_string(entry).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()

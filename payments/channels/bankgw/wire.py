@@ -10,8 +10,17 @@ import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
-from payments.channels.base import ChannelError, ObservedStatus, PayoutState, RefundState, Terminal, Unknown
+from payments.channels.base import (
+    ChannelError,
+    ObservedStatus,
+    PayoutState,
+    RefundState,
+    StatementKind,
+    Terminal,
+    Unknown,
+)
 
 WSDL_PATH = Path(__file__).with_name("bank.wsdl")
 NAMESPACE = "urn:cardshop:bankgw"
@@ -24,6 +33,7 @@ REVIEW = "REVIEW"
 DECLINED = "DECLINED"
 NOT_FOUND = "NOT_FOUND"
 SYSTEM_ERROR = "SYSTEM_ERROR"
+NOT_READY = "NOT_READY"  # Statement only: the day is not closed yet
 
 
 class CreateOutcome(StrEnum):
@@ -75,6 +85,30 @@ TRANSFER_REJECTED = "REJECTED"
 # rejectReason words the bank documents; another short code is passed on as the bank wrote it.
 TRANSFER_REJECT_REASONS = frozenset({"INSUFFICIENT_FUNDS", "ACCOUNT_CLOSED", "NAME_MISMATCH"})
 TRANSFER_REMARK_MAX = 120
+
+# ---- Statement ------------------------------------------------------------
+# The bank's day is China's (Asia/Shanghai, +08:00 all year): a statement lists what was booked from 00:00 to
+# 24:00 Beijing time, whatever UTC day that is.
+STATEMENT_ZONE = ZoneInfo("Asia/Shanghai")
+STATEMENT_PAGE_SIZE = 1000  # the bank's maximum: the fewest round trips, one page held at a time
+# entryType -> our kind. FEE is a fee billed apart from any trade.
+STATEMENT_KIND: dict[str, StatementKind] = {
+    "PAYMENT": StatementKind.PAYMENT,
+    "REFUND": StatementKind.REFUND,
+    "TRANSFER": StatementKind.PAYOUT,
+    "FEE": StatementKind.OTHER,
+}
+# entryType -> (sign of amountMinor, sign of feeMinor) as the bank books them (bank.wsdl): a value of the other
+# sign is a statement we do not understand. Multiplying by the sign gives the positive amount of the line.
+STATEMENT_SIGNS: dict[str, tuple[int, int]] = {
+    "PAYMENT": (1, 1),
+    "REFUND": (-1, -1),  # money given back, and the share of the fee the bank gives back with it
+    "TRANSFER": (-1, 1),
+    "FEE": (-1, 1),  # the entry's amount is the fee; feeMinor is 0
+}
+# What makes a Statement call fail before any line is trusted, yet is safe to ask again: a download changes
+# nothing at the bank, so a timeout or a failing bank is "try later", not an outcome to resolve.
+STATEMENT_RETRY_CODES = frozenset({"timeout", "connection_lost", "http_5xx", "soap_fault", "system_error"})
 
 # refundStatus in a refund callback: only final words are applied.
 REFUND_NOTIFY_STATUS: dict[str, RefundState] = {
@@ -147,3 +181,13 @@ def expires_at(at: datetime) -> str:
     if at.tzinfo is None:
         raise Terminal("expires_at must carry a time zone", code="bad_expiry")
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def statement_booked_at(text: object) -> datetime:
+    """An entry's bookedAt: an ISO 8601 date-time that carries its offset ("2026-12-01T10:00:00+08:00")."""
+    if not isinstance(text, str):
+        raise ValueError("bookedAt missing")
+    at = datetime.fromisoformat(text)
+    if at.tzinfo is None:
+        raise ValueError(f"bookedAt without a time zone: {text[:32]!r}")
+    return at
