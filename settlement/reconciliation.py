@@ -99,9 +99,10 @@ class _Matcher:
 
     def line(self, line: StatementLine) -> None:
         self.count += 1
-        sign = -1 if line.kind == StatementKind.REFUND else 1
-        self.seen_amount += sign * line.amount.amount_minor
-        self.seen_fee += sign * line.fee.amount_minor
+        # Control totals as the adapters report them: money in (payments) minus money out (refunds, payouts,
+        # anything else booked), and fees charged minus fees given back on refunds.
+        self.seen_amount += line.amount.amount_minor * (1 if line.kind == StatementKind.PAYMENT else -1)
+        self.seen_fee += line.fee.amount_minor * (-1 if line.kind == StatementKind.REFUND else 1)
         if line.kind == StatementKind.PAYOUT:
             self._payout(line)
             return

@@ -234,8 +234,8 @@ class StatementTotals:
     """The statement's own control totals (its summary rows or header), to check the lines against."""
 
     count: int
-    amount: Money  # payments minus refunds, as the provider sums them
-    fee: Money
+    amount: Money  # payments minus everything paid out of the account (refunds, transfers, billed fees)
+    fee: Money  # fees charged minus fees given back on refunds
 
 
 @dataclass
