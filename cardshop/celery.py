@@ -25,4 +25,5 @@ app.conf.beat_schedule = {
     "staff-sessions-clear": {"task": "cardshop.staff_sessions_clear", "schedule": 24 * 3600.0},
     # Nightly at a quiet hour (Celery's time zone: UTC unless CELERY_TIMEZONE is set); each run is stored.
     "ledger-check": {"task": "cardshop.ledger_check", "schedule": crontab(hour=3, minute=30)},
+    "reconcile-yesterday": {"task": "cardshop.reconcile_yesterday", "schedule": crontab(minute=20)},
 }

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
 from django.core.management import call_command
+from django.utils import timezone
 
-from cardshop.services import notifications, orders, refunds
+from cardshop.services import notifications, orders, reconciliation, refunds
 from payments import facade as payments
 from settlement import facade as settlement
 
@@ -80,3 +82,21 @@ def ledger_check_task() -> int:
     if problems:
         log.error("ledger check found %d problem(s): see the last ledger check run in the admin", problems)
     return problems
+
+
+@shared_task(name="cardshop.reconcile_yesterday")
+def reconcile_yesterday_task() -> int:
+    """Yesterday (shop time) of every account that publishes a statement, once providers have published theirs
+    (Alipay from 09:00, WeChat from 10:00: this runs hourly from 10:00). A finished day is skipped; a day not
+    published yet is tried at the next run. Returns how many lost trades were recovered."""
+    now = timezone.localtime()
+    if now.hour < 10:
+        return 0
+    day = now.date() - timedelta(days=1)
+    recovered = 0
+    for account_id in payments.channel_accounts_with_statements():
+        try:
+            recovered += reconciliation.reconciliation_day(channel_account_id=account_id, day=day)
+        except Exception:  # not published yet, or a broken file: the next run tries again
+            log.warning("reconciliation of account %s for %s did not finish", account_id, day, exc_info=True)
+    return recovered

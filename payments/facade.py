@@ -34,7 +34,13 @@ from payments.services.refunds import (
     refunds_claim_due,
     refunds_for_reference,
 )
-from payments.services.statements import statement_expected, statement_fetch
+from payments.services.statements import (
+    channel_accounts_with_statements,
+    payment_exists,
+    payment_succeeded,
+    statement_expected,
+    statement_fetch,
+)
 from payments.services.stats import (
     payment_outcomes_by_channel,
     payment_totals_by_method,
@@ -43,6 +49,9 @@ from payments.services.stats import (
 
 __all__ = [
     "statement_expected",
+    "channel_accounts_with_statements",
+    "payment_exists",
+    "payment_succeeded",
     "statement_fetch",
     "channel_accounts_that_pay_out",
     "payout_execute",

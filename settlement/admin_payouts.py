@@ -1,6 +1,7 @@
-"""The payouts back office: where each party is paid (with a freeze), when payouts run, and every payout with its
-postings. Payouts themselves are made by the beat job and the provider's answers; operators only retry a failed
-one (a new payout, a new number) or freeze a party. Registered from settlement.admin."""
+"""The payouts and reconciliation back office: where each party is paid (with a freeze), when payouts run, every
+payout with its postings, and the reconciliation runs with their exceptions. Payouts are made by the beat job and
+the provider's answers; operators only retry a failed one (a new payout, a new number) or freeze a party, and
+ignore or mark received a reconciliation exception (audited). Registered from settlement.admin."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from core.admin_display import MajorUnitsFormMixin, ReadOnlyAdminMixin, money_la
 from core.audit import audit_record
 from core.errors import DomainError
 from payments import facade as payments
-from settlement.models import LedgerTransaction, Payout, PayoutDestination, PayoutSchedule
+from settlement.models import LedgerTransaction, Payout, PayoutDestination, PayoutSchedule, ReconException, ReconRun
 from settlement.payouts import payout_retry
 from settlement.reads import party_labels
+from settlement.reconciliation import recon_exception_set
 
 
 class PayoutDestinationForm(forms.ModelForm):
@@ -175,3 +177,84 @@ class PayoutAdmin(ReadOnlyAdminMixin, ModelAdmin):
                 messages.success(
                     request, _("%(old)s retried as %(new)s") % {"old": payout.payout_no, "new": again.payout_no}
                 )
+
+
+# --- reconciliation -----------------------------------------------------------------------------------------------
+
+
+@admin.register(ReconRun)
+class ReconRunAdmin(ReadOnlyAdminMixin, ModelAdmin):
+    list_display = ["day", "channel_account_id", "state", "progress", "matched", "exception_count", "finished_at"]
+    list_filter = ["state", "day"]
+    readonly_fields = [
+        "channel_account_id",
+        "day",
+        "state",
+        "progress",
+        "matched",
+        "exception_count",
+        "source_hash",
+        "error",
+        "started_at",
+        "finished_at",
+    ]
+    fields = readonly_fields
+
+    @admin.display(description=_("progress"))
+    def progress(self, obj: ReconRun) -> str:
+        """Lines read so far, with a bar while the run goes (the statement's length is known only at its end)."""
+        if obj.state != "running":
+            return _("%(n)d lines") % {"n": obj.lines_seen}
+        return format_html(
+            '<progress max="{}" value="{}"></progress> {}',
+            max(obj.lines_seen * 2, 1000),
+            obj.lines_seen,
+            _("%(n)d lines so far") % {"n": obj.lines_seen},
+        )
+
+
+@admin.register(ReconException)
+class ReconExceptionAdmin(ReadOnlyAdminMixin, ModelAdmin):
+    list_display = ["kind", "line_kind", "our_ref", "provider_ref", "amounts", "status", "run", "created_at"]
+    list_filter = ["kind", "status", "line_kind", "run__day"]
+    search_fields = ["our_ref", "provider_ref"]
+    readonly_fields = [
+        "run",
+        "kind",
+        "line_kind",
+        "our_ref",
+        "provider_ref",
+        "amounts",
+        "status",
+        "detail",
+        "created_at",
+    ]
+    fields = readonly_fields
+    actions = ["ignore", "mark_received"]
+
+    @admin.display(description=_("ours / statement's"))
+    def amounts(self, obj: ReconException) -> str:
+        def show(minor: int | None) -> str:
+            return money_label(minor, obj.currency) if minor is not None and obj.currency else "—"
+
+        return f"{show(obj.expected_minor)} / {show(obj.actual_minor)}"
+
+    def has_ignore_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("settlement.manage_payouts")
+
+    has_mark_received_permission = has_ignore_permission
+
+    @admin.action(description=_("Ignore (kept, audited)"), permissions=["ignore"])
+    def ignore(self, request: HttpRequest, queryset) -> None:
+        self._set(request, queryset, "ignored", _("ignored by an operator"))
+
+    @admin.action(description=_("Mark received (verified apart, audited)"), permissions=["mark_received"])
+    def mark_received(self, request: HttpRequest, queryset) -> None:
+        self._set(request, queryset, "resolved", _("marked received by an operator"))
+
+    def _set(self, request: HttpRequest, queryset, status: str, reason: str) -> None:
+        for exception in queryset.filter(status="open"):
+            recon_exception_set(
+                exception_id=exception.pk, status=status, actor=request.user.get_username(), reason=str(reason)
+            )
+        messages.success(request, _("%(n)d exception(s) updated.") % {"n": queryset.count()})

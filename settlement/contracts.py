@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from core.errors import DomainError
 
@@ -56,3 +56,14 @@ class MerchantBalances:
     available_minor: int
     reserve_minor: int
     owed_minor: int
+
+
+@dataclass(frozen=True)
+class ReconRunView:
+    run_id: int
+    channel_account_id: int
+    day: date
+    state: str  # running / done / failed
+    lines_seen: int
+    matched: int
+    exception_count: int

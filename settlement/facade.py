@@ -9,10 +9,10 @@ its own block (or joins the caller's) so the posting and its audit row land toge
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 
-from settlement import payouts, selectors
-from settlement.contracts import AdjustmentLine, MerchantBalances, PostingLineView, PostingView
+from settlement import payouts, reconciliation, selectors
+from settlement.contracts import AdjustmentLine, MerchantBalances, PostingLineView, PostingView, ReconRunView
 from settlement.models import LedgerTransaction
 from settlement.services import adjustments, plans, refunds, releases, sales, suspense
 
@@ -201,6 +201,22 @@ def payout_destination_set(
         channel_account_id=channel_account_id,
         payee=payee,
         payee_name=payee_name,
+    )
+
+
+def reconcile_day(*, channel_account_id: int, day: date) -> ReconRunView:
+    """Download the account's statement for `day` and reconcile it; a finished day is returned as it is. Raises
+    the channel's typed errors (Retryable: not published yet)."""
+    return reconciliation.recon_view(reconciliation.reconcile_day(channel_account_id=channel_account_id, day=day))
+
+
+def recon_missing_payments(*, run_id: int) -> list[str]:
+    return reconciliation.recon_missing_payments(run_id=run_id)
+
+
+def recon_exception_resolve(*, run_id: int, our_ref: str, kind: str, resolution: str, actor: str) -> bool:
+    return reconciliation.recon_exception_resolve(
+        run_id=run_id, our_ref=our_ref, kind=kind, resolution=resolution, actor=actor
     )
 
 

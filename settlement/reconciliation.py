@@ -19,15 +19,19 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
+from core.audit import audit_record
 from payments import facade as payments
 from payments.channels.base import Statement, StatementKind, StatementLine
 from payments.contracts import ExpectedLine
+from settlement.contracts import ReconRunView, SettlementError
 from settlement.models import (
     Payout,
     PayoutState,
     ReconException,
+    ReconExceptionStatus,
     ReconKind,
     ReconRun,
     ReconState,
@@ -226,3 +230,56 @@ def reconcile_day(*, channel_account_id: int, day: date) -> ReconRun:
         return done
     statement = payments.statement_fetch(channel_account_id=channel_account_id, day=day)
     return reconcile_statement(channel_account_id=channel_account_id, day=day, statement=statement)
+
+
+def recon_view(run: ReconRun) -> ReconRunView:
+    return ReconRunView(
+        run_id=run.pk,
+        channel_account_id=run.channel_account_id,
+        day=run.day,
+        state=run.state,
+        lines_seen=run.lines_seen,
+        matched=run.matched,
+        exception_count=run.exception_count,
+    )
+
+
+def recon_missing_payments(*, run_id: int) -> list[str]:
+    """Our numbers of the open `missing_in_ledger` payment lines of a run: trades the provider took money for
+    that our records do not show paid (a lost callback), for the caller to query and apply."""
+    return list(
+        ReconException.objects.filter(
+            run_id=run_id, kind=ReconKind.MISSING_IN_LEDGER, line_kind="payment", status=ReconExceptionStatus.OPEN
+        )
+        .exclude(our_ref="")
+        .values_list("our_ref", flat=True)
+    )
+
+
+def recon_exception_resolve(*, run_id: int, our_ref: str, kind: str, resolution: str, actor: str) -> bool:
+    """Mark an open exception resolved (`resolution` says how), audited. False when none was open."""
+    with transaction.atomic():
+        found = (
+            ReconException.objects.select_for_update()
+            .filter(run_id=run_id, our_ref=our_ref, kind=kind, status=ReconExceptionStatus.OPEN)
+            .first()
+        )
+        if found is None:
+            return False
+        found.status = ReconExceptionStatus.RESOLVED
+        found.detail = {**found.detail, "resolution": resolution}
+        found.save(update_fields=["status", "detail"])
+        audit_record(actor=actor, action="recon.resolve", target=f"reconexception:{found.pk}", resolution=resolution)
+    return True
+
+
+def recon_exception_set(*, exception_id: int, status: str, actor: str, reason: str) -> None:
+    """An operator ignores an exception, or marks it received, with a reason; audited."""
+    if status not in (ReconExceptionStatus.IGNORED, ReconExceptionStatus.RESOLVED):
+        raise SettlementError("recon_status_invalid", f"unknown status {status!r}")
+    with transaction.atomic():
+        found = ReconException.objects.select_for_update().get(pk=exception_id)
+        found.status = status
+        found.detail = {**found.detail, "resolution": reason, "by": actor}
+        found.save(update_fields=["status", "detail"])
+        audit_record(actor=actor, action=f"recon.{status}", target=f"reconexception:{found.pk}", reason=reason)

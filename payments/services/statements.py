@@ -66,3 +66,22 @@ def statement_expected(*, channel_account_id: int, since: datetime, until: datet
             at=at,
             out_trade_no=out_trade_no,
         )
+
+
+def payment_exists(*, out_trade_no: str) -> bool:
+    return Payment.objects.filter(out_trade_no=out_trade_no).exists()
+
+
+def payment_succeeded(*, out_trade_no: str) -> bool:
+    return Payment.objects.filter(out_trade_no=out_trade_no, succeeded_at__isnull=False).exists()
+
+
+def channel_accounts_with_statements() -> list[int]:
+    """Ids of the enabled channel accounts whose channel publishes a daily statement (Capability.STATEMENT)."""
+    from payments.channels import registry
+
+    return [
+        a.pk
+        for a in ChannelAccount.objects.filter(enabled=True).order_by("pk")
+        if (cls := registry.get(a.code)) is not None and Capability.STATEMENT in cls.capabilities
+    ]
