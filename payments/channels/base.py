@@ -20,6 +20,7 @@ class Capability(StrEnum):
     REFUND = "refund"  # refund_request refuses a channel that cannot refund
     PAYOUT = "payout"  # settlement pays merchants and agents out through it (payout + payout_query)
     STATEMENT = "statement"  # reconciliation downloads the account's daily statement (statement)
+    SPLIT = "split"  # the provider splits a paid trade among receivers itself (split_bind, split, split_return)
 
 
 class ObservedStatus(StrEnum):
@@ -106,6 +107,9 @@ class CreateOrder:
     # When the buyer's reservation ends: channels whose protocol takes an expiry send it, so the provider
     # itself refuses payment after it (Alipay/WeChat `time_expire`, the bank's `expiresAt`, Stripe's session).
     expires_at: datetime | None = None
+    # The provider will split this trade itself (capability SPLIT): Alipay freezes it for royalty
+    # (extend_params.royalty_freeze), WeChat marks it for profit sharing (settle_info.profit_sharing).
+    split: bool = False
 
 
 @dataclass(frozen=True)
@@ -250,6 +254,78 @@ class Statement:
     source_hash: str = ""  # sha256 of the raw file as downloaded, kept with the run
 
 
+class SplitState(StrEnum):
+    PENDING = "pending"  # accepted, being processed (asynchronous at both providers)
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class SplitReceiver:
+    """One receiver of a split: the provider's id of its account, that id's type in the provider's words (Alipay
+    userId / loginName, WeChat MERCHANT_ID / PERSONAL_OPENID), its real name, and its share."""
+
+    account: str
+    account_type: str
+    name: str
+    amount: Money
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class SplitRequest:
+    """Split a paid trade. `split_no` is our idempotency key (Alipay out_request_no, WeChat out_order_no);
+    `finish` releases what is left of the trade to the merchant (Alipay royalty_finish, WeChat unfreeze_unsplit)."""
+
+    split_no: str
+    out_trade_no: str
+    provider_trade_no: str
+    receivers: tuple[SplitReceiver, ...]
+    finish: bool = True
+    provider_split_no: str = ""
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    account: str
+    amount: Money
+    status: SplitState
+    failure_reason: str = ""
+
+
+@dataclass(frozen=True)
+class SplitObservation:
+    """What the provider says about one split (answer, query or callback): overall and per receiver."""
+
+    split_no: str
+    provider_split_no: str
+    status: SplitState  # succeeded when every receiver did; failed when any failed for good; else pending
+    receivers: tuple[SplitResult, ...]
+    provider_status: str = ""
+
+
+@dataclass(frozen=True)
+class SplitReturnRequest:
+    """Take a receiver's share back after the trade is refunded (Alipay refund_royalty_parameters or WeChat
+    /v3/profitsharing/return-orders). `return_no` is our idempotency key."""
+
+    return_no: str
+    split_no: str
+    provider_split_no: str
+    out_trade_no: str
+    provider_trade_no: str
+    receiver: SplitReceiver  # whose share, and how much of it comes back
+
+
+@dataclass(frozen=True)
+class SplitReturnObservation:
+    return_no: str
+    provider_return_no: str
+    status: SplitState
+    amount: Money
+    failure_reason: str = ""
+
+
 # Buyer-facing payment methods. One method may be served by several channels (Alipay directly or through
 # an epay aggregator), which is what routing chooses between.
 METHODS = ("alipay", "wxpay", "card", "bank", "qqpay")
@@ -336,6 +412,23 @@ class ChannelAdapter(Protocol):
     def payout_query(self, request: PayoutRequest) -> PayoutObservation | None:
         """What the provider says about request.payout_no; None when it does not know it (it was never received,
         and may be sent again under the same number)."""
+        ...
+
+    def split_bind(self, receiver: SplitReceiver) -> None:
+        """Register a receiver with the provider before any split to it (Alipay royalty.relation.bind, WeChat
+        profitsharing/receivers/add); idempotent (capability SPLIT)."""
+        ...
+
+    def split(self, request: SplitRequest) -> SplitObservation:
+        """Ask the provider to split a paid trade (request.split_no is the idempotency key)."""
+        ...
+
+    def split_query(self, request: SplitRequest) -> SplitObservation | None:
+        """What became of a split; None when the provider does not know split_no."""
+        ...
+
+    def split_return(self, request: SplitReturnRequest) -> SplitReturnObservation:
+        """Take a receiver's share back (after a refund of the trade); return_no is the idempotency key."""
         ...
 
     def statement(self, day: date) -> Statement:
