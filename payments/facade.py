@@ -35,6 +35,7 @@ from payments.services.refunds import (
     refunds_for_reference,
 )
 from payments.services.statements import (
+    channel_account_names,
     channel_accounts_with_statements,
     payment_exists,
     payment_succeeded,
@@ -50,6 +51,7 @@ from payments.services.stats import (
 __all__ = [
     "statement_expected",
     "channel_accounts_with_statements",
+    "channel_account_names",
     "payment_exists",
     "payment_succeeded",
     "statement_fetch",

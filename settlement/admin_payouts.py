@@ -125,7 +125,7 @@ class PayoutAdmin(ReadOnlyAdminMixin, ModelAdmin):
         "state",
         "payee",
         "payee_name",
-        "channel_account_id",
+        "channel_display",
         "provider_payout_no",
         "provider_status",
         "failure_reason",
@@ -142,6 +142,11 @@ class PayoutAdmin(ReadOnlyAdminMixin, ModelAdmin):
     @admin.display(description=_("party"))
     def party_display(self, obj: Payout) -> str:
         return party_labels([(obj.party_kind, obj.party_id)]).get((obj.party_kind, obj.party_id), f"#{obj.party_id}")
+
+    @admin.display(description=_("paid through"))
+    def channel_display(self, obj: Payout) -> str:
+        key = ("channel_account", obj.channel_account_id)
+        return party_labels([key]).get(key, f"#{obj.channel_account_id}")
 
     @admin.display(description=_("amount"), ordering="amount_minor")
     def amount_display(self, obj: Payout) -> str:
@@ -184,10 +189,10 @@ class PayoutAdmin(ReadOnlyAdminMixin, ModelAdmin):
 
 @admin.register(ReconRun)
 class ReconRunAdmin(ReadOnlyAdminMixin, ModelAdmin):
-    list_display = ["day", "channel_account_id", "state", "progress", "matched", "exception_count", "finished_at"]
+    list_display = ["day", "channel_display", "state", "progress", "matched", "exception_count", "finished_at"]
     list_filter = ["state", "day"]
     readonly_fields = [
-        "channel_account_id",
+        "channel_display",
         "day",
         "state",
         "progress",
@@ -199,6 +204,11 @@ class ReconRunAdmin(ReadOnlyAdminMixin, ModelAdmin):
         "finished_at",
     ]
     fields = readonly_fields
+
+    @admin.display(description=_("channel account"))
+    def channel_display(self, obj: ReconRun) -> str:
+        key = ("channel_account", obj.channel_account_id)
+        return party_labels([key]).get(key, f"#{obj.channel_account_id}")
 
     @admin.display(description=_("progress"))
     def progress(self, obj: ReconRun) -> str:

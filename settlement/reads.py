@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from core.models import Agent, Merchant
+from payments import facade as payments
 from settlement.checks import ledger_check_run
 from settlement.contracts import PostingLineView, PostingView
 from settlement.models import AccountKind, LedgerEntry, LedgerTransaction, PartyKind, TransactionKind
@@ -57,6 +58,9 @@ def party_labels(parties: Iterable[tuple[str, int]]) -> dict[tuple[str, int], st
     if PartyKind.AGENT in by_kind:
         for pk, name in Agent.objects.filter(pk__in=by_kind[PartyKind.AGENT]).values_list("pk", "name"):
             names[(PartyKind.AGENT, pk)] = name
+    if PartyKind.CHANNEL_ACCOUNT in by_kind:
+        for pk, name in payments.channel_account_names(account_ids=sorted(by_kind[PartyKind.CHANNEL_ACCOUNT])).items():
+            names[(PartyKind.CHANNEL_ACCOUNT, pk)] = name
     labels = {}
     for kind, pk in parties:
         kind_label = PartyKind(kind).label if kind in PartyKind.values else kind

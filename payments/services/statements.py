@@ -85,3 +85,11 @@ def channel_accounts_with_statements() -> list[int]:
         for a in ChannelAccount.objects.filter(enabled=True).order_by("pk")
         if (cls := registry.get(a.code)) is not None and Capability.STATEMENT in cls.capabilities
     ]
+
+
+def channel_account_names(*, account_ids: list[int]) -> dict[int, str]:
+    """{id: "name (channel)"} of the given channel accounts, one query (operators' pages)."""
+    return {
+        pk: f"{name} ({code})"
+        for pk, name, code in ChannelAccount.objects.filter(pk__in=account_ids).values_list("pk", "name", "code")
+    }

@@ -103,8 +103,8 @@ def test_the_order_page_shows_its_ledger_lines(op, booked):
     account = ChannelAccount.objects.get()
     # 9.90 CNY at 500 bp + 0.10, reserve 1000 bp, agents 200 / 100 bp, channel fee 0.06.
     assert lines == {
-        (f"channel account #{account.pk}", "channel clearing"): "9.84 CNY",
-        (f"channel account #{account.pk}", "channel fee expense"): "0.06 CNY",
+        (f"channel account {account.name} ({account.code})", "channel clearing"): "9.84 CNY",
+        (f"channel account {account.name} ({account.code})", "channel fee expense"): "0.06 CNY",
         (f"merchant {merchant.name}", "merchant available"): "-8.31 CNY",
         (f"merchant {merchant.name}", "merchant reserve"): "-0.99 CNY",
         ("agent City agent", "agent commission payable"): "-0.20 CNY",
