@@ -3,6 +3,7 @@
 from payments.channels.registry import notify_methods as channel_notify_methods
 from payments.services.accounts import (
     channel_account_configure,
+    channel_account_fee_learned,
 )
 from payments.services.demo import demo_payments_backdate
 from payments.services.fees import payment_fee_facts
@@ -59,6 +60,7 @@ __all__ = [
     "payout_execute",
     "demo_payments_backdate",
     "channel_account_configure",
+    "channel_account_fee_learned",
     "channel_notify_methods",
     "notification_apply",
     "payment_fee_facts",

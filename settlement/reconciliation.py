@@ -8,7 +8,8 @@ amount, currency, fee. Then whatever of ours the statement did not list is missi
 when it happened within `CUTOFF` of the day's edge (it may be on the next day's file). Exceptions are typed
 (`ReconKind`) and unique per run, so running a day again files nothing twice; a finished day is not run again.
 
-Automatic actions (query a trade missing in the ledger, book a fee difference) come with the next slice.
+Automatic actions: a fee difference is posted as an adjustment and the rate the day implies handed to routing
+(`_fees_adjust`); a trade missing in the ledger is queried and applied by cardshop.services.reconciliation.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from core.audit import audit_record
 from payments import facade as payments
 from payments.channels.base import Statement, StatementKind, StatementLine
 from payments.contracts import ExpectedLine
-from settlement.contracts import ReconRunView, SettlementError
+from settlement.contracts import AdjustmentLine, ReconRunView, SettlementError
 from settlement.models import (
+    AccountKind,
     Payout,
     PayoutState,
     ReconException,
@@ -37,6 +39,7 @@ from settlement.models import (
     ReconState,
     SaleRelease,
 )
+from settlement.services.adjustments import adjustment_post
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,8 @@ class _Matcher:
         self.seen_amount = 0
         self.seen_fee = 0
         self.count = 0
+        self.paid_amount = 0  # matched payment lines: their amounts and the fees the statement shows
+        self.paid_fee = 0
 
     def file(self, kind: str, line: StatementLine | None, ours: ExpectedLine | None, **detail) -> None:
         _, created = ReconException.objects.get_or_create(
@@ -133,6 +138,9 @@ class _Matcher:
             self.file(ReconKind.CURRENCY, line, ours.line, statement_currency=line.amount.currency)
         elif line.amount.amount_minor != ours.line.amount.amount_minor:
             self.file(ReconKind.AMOUNT, line, ours.line, line_no=line.line_no)
+        if kind == "payment" and line.amount.currency == ours.line.amount.currency:
+            self.paid_amount += line.amount.amount_minor
+            self.paid_fee += line.fee.amount_minor
         if kind == "payment" and ours.fee_minor is not None and line.fee.amount_minor != ours.fee_minor:
             self.file(
                 ReconKind.FEE,
@@ -180,6 +188,39 @@ class _Matcher:
             )
 
 
+def _fees_adjust(run: ReconRun, matcher: _Matcher) -> None:
+    """The statement's fee is what the channel kept: each difference with the ledger's booked fee is posted as an
+    adjustment (fee expense against the channel's clearing, keyed by run and trade so a rerun posts nothing twice)
+    and the exception resolved; the rate the day's fees imply is handed to routing."""
+    fees = run.exceptions.filter(kind=ReconKind.FEE, status=ReconExceptionStatus.OPEN)
+    for gap in fees:
+        diff = gap.detail["statement_fee_minor"] - gap.detail["booked_fee_minor"]
+        account = run.channel_account_id
+        adjustment_post(
+            currency=gap.currency,
+            lines=[
+                AdjustmentLine("channel_account", account, AccountKind.CHANNEL_FEE_EXPENSE, diff),
+                AdjustmentLine("channel_account", account, AccountKind.CHANNEL_CLEARING, -diff),
+            ],
+            reason=f"reconciliation {run.day}: the channel kept {gap.detail['statement_fee_minor']}, "
+            f"booked {gap.detail['booked_fee_minor']}",
+            actor="reconciliation",
+            key=f"recon_fee:{run.pk}:{gap.our_ref}",
+            reference=gap.our_ref,
+        )
+        gap.status = ReconExceptionStatus.RESOLVED
+        gap.detail = {**gap.detail, "resolution": "adjusted: fee difference posted"}
+        gap.save(update_fields=["status", "detail"])
+    if fees and matcher.paid_amount:
+        rate_bp = round(matcher.paid_fee * 10000 / matcher.paid_amount)
+        payments.channel_account_fee_learned(
+            account_id=run.channel_account_id,
+            rate_bp=rate_bp,
+            actor="reconciliation",
+            evidence=f"statement {run.day}: fees {matcher.paid_fee} on {matcher.paid_amount}",
+        )
+
+
 def reconcile_statement(*, channel_account_id: int, day: date, statement: Statement) -> ReconRun:
     """Compare `statement` (the account's, for `day`) with our records. Idempotent per (account, day)."""
     run, _ = ReconRun.objects.get_or_create(channel_account_id=channel_account_id, day=day)
@@ -215,6 +256,7 @@ def reconcile_statement(*, channel_account_id: int, day: date, statement: Statem
             state=ReconState.FAILED, error=str(exc)[:200], lines_seen=run.lines_seen
         )
         raise
+    _fees_adjust(run, matcher)
     run.exception_count = run.exceptions.count()  # what earlier, interrupted runs of the day filed included
     run.state = ReconState.DONE
     run.source_hash = statement.source_hash

@@ -108,3 +108,25 @@ def channel_account_save(*, account: ChannelAccount, changed: list[str], actor: 
         )
     channel_choice.cache_clear()
     return account
+
+
+def channel_account_fee_learned(*, account_id: int, rate_bp: int, actor: str, evidence: str) -> bool:
+    """Reconciliation found the provider charging `rate_bp`: routing weighs that from now on (audited). Only
+    for an account with no fixed fee, where one rate says it all. True when the rate changed."""
+    with transaction.atomic():
+        account = ChannelAccount.objects.select_for_update().get(pk=account_id)
+        if account.fee_fixed_minor or account.fee_rate_bp == rate_bp or not 0 <= rate_bp <= 10000:
+            return False
+        old = account.fee_rate_bp
+        account.fee_rate_bp = rate_bp
+        account.save(update_fields=["fee_rate_bp"])
+        audit_record(
+            actor=actor,
+            action="channel_account.fee_learned",
+            target=f"channelaccount:{account.pk}",
+            old_rate_bp=old,
+            rate_bp=rate_bp,
+            evidence=evidence,
+        )
+    channel_choice.cache_clear()
+    return True

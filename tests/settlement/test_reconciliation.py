@@ -10,10 +10,12 @@ import pytest
 from django.conf import settings
 from django.db import transaction
 
+from core.models import AuditEvent
 from core.money import Money
 from payments.channels.base import Statement, StatementKind, StatementLine, StatementTotals
 from settlement import facade
-from settlement.models import ReconException, ReconRun
+from settlement.checks import ledger_check
+from settlement.models import LedgerTransaction, ReconException, ReconRun
 from settlement.reconciliation import reconcile_statement
 from tests.factories.core import MerchantFactory
 from tests.factories.payments import EpayAccountFactory, PaymentFactory, RefundFactory
@@ -155,7 +157,19 @@ def test_each_injected_discrepancy_is_found_with_its_type_and_nothing_else(day):
         ]
     )
     fee = ReconException.objects.get(run=run, kind="fee")
-    assert fee.detail == {"booked_fee_minor": 6, "statement_fee_minor": 7}
+    assert (fee.detail["booked_fee_minor"], fee.detail["statement_fee_minor"]) == (6, 7)
+    # The channel kept one fen more than booked: posted as an adjustment, and routing learns the day's rate.
+    assert fee.status == "resolved" and fee.detail["resolution"].startswith("adjusted")
+    adjusted = LedgerTransaction.objects.get(idempotency_key=f"recon_fee:{run.pk}:{p[40].out_trade_no}")
+    assert sorted((e.account.kind, e.amount_minor) for e in adjusted.entries.all()) == [
+        ("channel_clearing", -1),
+        ("channel_fee_expense", 1),
+    ]
+    account.refresh_from_db()
+    assert account.fee_rate_bp == 60  # 6 fen on 9.99 yuan, on almost every line
+    assert AuditEvent.objects.filter(action="channel_account.fee_learned").count() == 1
+    # Still balanced (the day's refunds are factory rows, never booked through the refund path).
+    assert [x.code for x in ledger_check().problems if x.code != "refund_unposted"] == []
     amount = ReconException.objects.get(run=run, kind="amount")
     assert (amount.expected_minor, amount.actual_minor) == (999, 1000)
     assert run.exception_count == 8
