@@ -4,8 +4,11 @@ settle.query and the signed settle notify, and shares taken back through a refun
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -113,8 +116,6 @@ def _settle_notifies(sim: AlipaySimulator, out_trade_no: str) -> list[dict[str, 
 
 
 def _wait_for_notify(sim: AlipaySimulator, out_trade_no: str) -> dict[str, str]:
-    import time
-
     deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline:
         if found := _settle_notifies(sim, out_trade_no):
@@ -281,3 +282,32 @@ def test_a_tampered_settle_notify_is_refused(sim, adapter, bound):
     with pytest.raises(NotificationInvalid) as exc:
         adapter.verify_split_notification(Inbound(params))
     assert exc.value.code == "bad_signature"
+
+
+def test_create_freezes_the_trade_for_royalty_in_precreate_and_page_pay(sim, adapter):
+    no = f"T{uuid.uuid4().hex[:16]}"
+    order = CreateOrder(no, Money(TOTAL, "CNY"), "礼品卡", NOTIFY_URL, "", "127.0.0.1", "alipay", split=True)
+    created = adapter.create(order)
+    query = parse_qs(urlsplit(created.pay_url).query)
+    assert json.loads(query["biz_content"][0])["extend_params"] == {"royalty_freeze": "true"}
+    assert sim.split_ledger(no)["royalty_freeze"] is True
+
+
+def test_a_receiver_failing_after_acceptance_fails_the_split_and_keeps_its_share_frozen(sim, adapter, bound):
+    no, trade_no = _paid_trade(sim, adapter)
+    sim.settle_at_once = False
+    request = _split(no, trade_no, finish=False)
+    assert adapter.split(request).status == SplitState.PENDING
+    sim.settle_split(request.split_no, failed={PLATFORM_LOGIN: ("RECEIVE_ACCOUNT_ERROR", "收款账户状态异常")})
+    found = adapter.split_query(request)
+    assert found is not None and found.status == SplitState.FAILED
+    by_account = {r.account: r for r in found.receivers}
+    assert by_account[AGENT_ID].status == SplitState.SUCCEEDED
+    assert by_account[PLATFORM_LOGIN].failure_reason == "RECEIVE_ACCOUNT_ERROR: 收款账户状态异常"
+    ledger = sim.split_ledger(no)
+    assert (ledger["received"], ledger["split"], ledger["frozen"], ledger["released"]) == (
+        {AGENT_ID: 20_00},
+        20_00,
+        80_00,
+        0,
+    )
