@@ -2,7 +2,8 @@
 
 It plays Alipay for one app: ``/gateway.do`` takes RSA2-signed requests (GET query or POST form) for
 ``alipay.trade.precreate``, ``.query``, ``.close``, ``.refund`` and ``.fastpay.refund.query``, and the payout pair
-``alipay.fund.trans.uni.transfer`` / ``alipay.fund.trans.common.query``, verifies them
+``alipay.fund.trans.uni.transfer`` / ``alipay.fund.trans.common.query``, the royalty (分账) set
+``alipay.trade.royalty.relation.bind`` / ``alipay.trade.order.settle`` / ``.settle.query``, verifies them
 with the app's public key and answers ``{"<method_with_underscores>_response": {...}, "sign": "..."}``, signed
 with its own Alipay key over the inner JSON exactly as serialised. A browser sent to a signed
 ``alipay.trade.page.pay`` URL lands on ``/cashier/<trade_no>`` (also what precreate's qr_code encodes); paying
@@ -15,6 +16,15 @@ out_biz_no transfers once: a resend answers the first transfer, a resend with an
 Besides ``faults`` (a timeout executes then hangs, a 5xx executes nothing), ``hold_transfers`` keeps the next
 transfers DEALING until ``settle_transfer``, ``transfer_system_errors`` answers SYSTEM_ERROR without executing, and
 ``tamper_answers`` changes the next answers after signing.
+
+分账: a trade is splittable only when created with extend_params.royalty_freeze=true. Receivers must be bound first
+(<= 20 per bind). A settle executes once per out_request_no (a resend answers the same settle_no), within the 30 %
+default ratio (``royalty_max_ratio_bp``) of the trade; it is PROCESSING until ``settle_split`` (at once when
+``settle_at_once``, the default), which then sends the signed alipay.trade.order.settle.notify (form POST, msg_method
++ biz_content) to the trade's notify_url; royalty_finish releases the rest of the trade to the merchant. A refund with
+refund_royalty_parameters takes shares back from receivers (never more than a receiver got); the merchant funds the
+rest of a refund only out of what the splits left it. ``split_ledger`` shows split / frozen / released / refunded and
+per receiver received / returned.
 
 Daily bills (对账单): ``alipay.data.dataservice.bill.downloadurl.query`` (bill_type ``trade``) answers a signed
 ``bill_download_url`` on ``/downloadBillFile.resource`` that works ``bill_url_ttl`` seconds (30, as on Alipay; after
@@ -96,6 +106,12 @@ CURRENCY = "CNY"  # domestic Alipay has no currency field: every amount is yuan
 SIGN_TYPE = "RSA2"
 MONEY_RE = re.compile(r"^(0|[1-9]\d*)(\.\d{1,2})?$")
 MAX_AMOUNT_MINOR = 100_000_000_00  # Alipay's per-trade ceiling, 100 million yuan
+# 分账: a receiver type is a 2088 user id or a login; relation.bind takes 20 receivers a call; Alipay's default
+# maximum royalty ratio is 30 % of the trade (raised only by contract). The per-settle receiver limit is the
+# simulator's assumption (the same 20).
+ROYALTY_ACCOUNT_TYPES = frozenset({"userId", "loginName"})
+ROYALTY_BIND_MAX = ROYALTY_SETTLE_MAX = 20
+ROYALTY_MAX_RATIO_BP = 3_000
 NOTIFY_TIMEOUT = 5.0
 OTHER_APP_ID = "2021000000000000"  # the wrong_merchant variant's app
 BUYER_ID, BUYER_LOGON_ID = "2088102177846880", "sim***@example.com"
@@ -237,6 +253,13 @@ class AlipaySimulator(LoopbackServer):
         self.statement_extra: list[dict[str, Any]] = []
         self.statement_corrupt = ""
         self.served_bills: list[str] = []  # sha256 of every bill file served, oldest first
+        # 分账: bound receivers per app ((type, account) -> name, memo), settle_no -> (trade_no, out_request_no),
+        # every accepted settle in order; a settle is PROCESSING until settle_split() unless settle_at_once.
+        self._royalty_bound: dict[str, dict[tuple[str, str], dict[str, str]]] = {}
+        self._settle_by_no: dict[str, tuple[str, str]] = {}
+        self._executed_settles: list[dict[str, Any]] = []
+        self.settle_at_once = True
+        self.royalty_max_ratio_bp = ROYALTY_MAX_RATIO_BP
 
     # ---- account & keys --------------------------------------------------------------------------------
     def account(self, *, webhook_url: str = "") -> SimAccount:
@@ -319,6 +342,9 @@ class AlipaySimulator(LoopbackServer):
             "alipay.trade.fastpay.refund.query": self._refund_query,
             "alipay.fund.trans.uni.transfer": self._transfer,
             "alipay.fund.trans.common.query": self._transfer_query,
+            "alipay.trade.royalty.relation.bind": self._royalty_bind,
+            "alipay.trade.order.settle": self._settle,
+            "alipay.trade.order.settle.query": self._settle_query,
             BILL_URL_QUERY: self._bill_url,
         }
         handler = handlers.get(method)
@@ -371,6 +397,8 @@ class AlipaySimulator(LoopbackServer):
         app_id = params["app_id"]
         time_expire = str(biz.get("time_expire") or "")
         deadline = _deadline(time_expire)
+        extend = biz.get("extend_params")
+        royalty_freeze = isinstance(extend, dict) and str(extend.get("royalty_freeze") or "") == "true"
         with self._lock:
             if existing := self._by_out.get((app_id, out_trade_no)):
                 trade = self._trades[existing]
@@ -406,6 +434,15 @@ class AlipaySimulator(LoopbackServer):
                 "refunded_minor": 0,
                 "refunds": {},
                 "notify_attempts": [],
+                # 分账: frozen for royalty at creation; settles by out_request_no; per receiver what it got and
+                # gave back; what royalty_finish released to the merchant; the merchant's own refunds.
+                "royalty_freeze": royalty_freeze,
+                "settles": {},
+                "royalty_received": {},
+                "royalty_returned": {},
+                "royalty_finished": False,
+                "released_minor": 0,
+                "merchant_refunded_minor": 0,
             }
             self._trades[trade_no] = trade
             self._by_out[(app_id, out_trade_no)] = trade_no
@@ -464,6 +501,10 @@ class AlipaySimulator(LoopbackServer):
         minor = _minor(str(biz.get("refund_amount") or ""))
         if minor is None or minor <= 0:
             raise _business("ACQ.INVALID_PARAMETER", "refund_amount 不合法")
+        royalty = self._refund_royalty(biz)
+        royalty_minor = sum(r["amount_minor"] for r in royalty)
+        if royalty_minor > minor:
+            raise _business("ACQ.INVALID_PARAMETER", "退分账金额不能大于退款金额")
         with self._lock:
             trade = self._find(params["app_id"], biz)
             out_request_no = str(biz.get("out_request_no") or trade["out_trade_no"])
@@ -477,14 +518,28 @@ class AlipaySimulator(LoopbackServer):
                 raise _business("ACQ.TRADE_HAS_FINISHED", "交易已完结")
             if trade["status"] != "paid":
                 raise _business("ACQ.TRADE_STATUS_ERROR", "交易状态不合法")
+            returned = trade["royalty_returned"]
+            for line in royalty:
+                account = line["trans_out"]
+                kept = trade["royalty_received"].get(account, 0) - returned.get(account, 0)
+                if line["amount_minor"] > kept:
+                    raise _business("ACQ.ROYALTY_RETURN_AMOUNT_EXCEED", f"退分账金额超过 {account} 已分得的金额")
             if trade["refunded_minor"] + minor > trade["amount_minor"]:
                 raise _business("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "退款金额超限")
+            # The merchant funds what no receiver gives back, out of what the splits left it.
+            merchant_part = minor - royalty_minor
+            if merchant_part > trade["amount_minor"] - self._split_total(trade) - trade["merchant_refunded_minor"]:
+                raise _business("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "退款金额超限（已分账部分须退分账）")
+            for line in royalty:
+                returned[line["trans_out"]] = returned.get(line["trans_out"], 0) + line["amount_minor"]
+            trade["merchant_refunded_minor"] += merchant_part
             trade["refunded_minor"] += minor
             refund = {
                 "out_request_no": out_request_no,
                 "amount_minor": minor,
                 "refunded_total_minor": trade["refunded_minor"],
                 "reason": str(biz.get("refund_reason") or ""),
+                "royalty": royalty,  # refund_royalty_parameters as executed
                 "gmt_refund_pay": _now(),
             }
             trade["refunds"][out_request_no] = refund
@@ -495,6 +550,32 @@ class AlipaySimulator(LoopbackServer):
         # Sent aside so the API answer is not held up by the merchant's notify endpoint.
         self._deliver(trade["trade_no"], notify, background=True)
         return answer
+
+    @staticmethod
+    def _refund_royalty(biz: dict[str, Any]) -> list[dict[str, Any]]:
+        """refund_royalty_parameters: each receiver (trans_out) gives back part of its share to fund the refund."""
+        entries = biz.get("refund_royalty_parameters")
+        if entries is None:
+            return []
+        if not isinstance(entries, list):
+            raise _business("ACQ.INVALID_PARAMETER", "refund_royalty_parameters 不合法")
+        out = []
+        for entry in entries:
+            if not isinstance(entry, dict) or str(entry.get("royalty_type") or "transfer") != "transfer":
+                raise _business("ACQ.INVALID_PARAMETER", "refund_royalty_parameters 不合法")
+            kind, account = str(entry.get("trans_out_type") or ""), str(entry.get("trans_out") or "")
+            amount = _minor(str(entry.get("amount") or ""))
+            if kind not in ROYALTY_ACCOUNT_TYPES or not account or amount is None or amount <= 0:
+                raise _business("ACQ.INVALID_PARAMETER", "trans_out_type、trans_out 与 amount 必填且合法")
+            out.append(
+                {
+                    "trans_out": account,
+                    "trans_out_type": kind,
+                    "amount_minor": amount,
+                    "desc": str(entry.get("desc") or ""),
+                }
+            )
+        return out
 
     @staticmethod
     def _refund_answer(trade: dict[str, Any], refund: dict[str, Any], *, fund_change: str) -> dict[str, Any]:
@@ -633,6 +714,238 @@ class AlipaySimulator(LoopbackServer):
             if record["status"] == "FAIL":
                 answer.update(error_code=record["error_code"], fail_reason=record["fail_reason"])
             return answer
+
+    # ---- 分账 (royalty) ----------------------------------------------------------------------------------
+    def _royalty_bind(self, params: dict[str, str], biz: dict[str, Any], host_url: str) -> dict[str, Any]:
+        """alipay.trade.royalty.relation.bind: up to 20 receivers; binding a bound one again succeeds."""
+        receivers = biz.get("receiver_list")
+        if not str(biz.get("out_request_no") or ""):
+            raise _business("ACQ.INVALID_PARAMETER", "out_request_no 必填")
+        if not isinstance(receivers, list) or not receivers:
+            raise _business("ACQ.INVALID_PARAMETER", "receiver_list 必填")
+        if len(receivers) > ROYALTY_BIND_MAX:
+            raise _business("ACQ.INVALID_PARAMETER", f"receiver_list 最多 {ROYALTY_BIND_MAX} 个")
+        checked = []
+        for entry in receivers:
+            if not isinstance(entry, dict):
+                raise _business("ACQ.INVALID_PARAMETER", "receiver_list 不合法")
+            kind, account, name = (str(entry.get(k) or "") for k in ("type", "account", "name"))
+            if kind not in ROYALTY_ACCOUNT_TYPES or not account:
+                raise _business("ACQ.INVALID_PARAMETER", "type 须为 userId 或 loginName，account 必填")
+            if kind == "userId" and not USER_ID_RE.match(account):
+                raise _business("ACQ.INVALID_PARAMETER", "account 不是合法的支付宝会员ID")
+            if kind == "loginName" and not name:
+                raise _business("ACQ.INVALID_PARAMETER", "loginName 类型须传 name")
+            checked.append((kind, account, name, str(entry.get("memo") or "")))
+        with self._lock:
+            bound = self._royalty_bound.setdefault(params["app_id"], {})
+            for kind, account, name, memo in checked:
+                bound[(kind, account)] = {"name": name, "memo": memo}
+        return {"result_code": "SUCCESS"}
+
+    def _settle(self, params: dict[str, str], biz: dict[str, Any], host_url: str) -> dict[str, Any]:
+        """alipay.trade.order.settle: once per out_request_no; refusals (40004) record nothing."""
+        app_id, out_request_no = params["app_id"], str(biz.get("out_request_no") or "")
+        trade_no = str(biz.get("trade_no") or "")
+        if not out_request_no or not trade_no:
+            raise _business("ACQ.INVALID_PARAMETER", "out_request_no 与 trade_no 必填")
+        royalty = biz.get("royalty_parameters")
+        if not isinstance(royalty, list) or not royalty:
+            raise _business("ACQ.INVALID_PARAMETER", "royalty_parameters 必填")
+        if len(royalty) > ROYALTY_SETTLE_MAX:
+            raise _business("ACQ.INVALID_PARAMETER", f"royalty_parameters 最多 {ROYALTY_SETTLE_MAX} 条")
+        extend = biz.get("extend_params") if isinstance(biz.get("extend_params"), dict) else {}
+        finish = str(extend.get("royalty_finish") or "") == "true"
+        lines = []
+        for entry in royalty:
+            if not isinstance(entry, dict):
+                raise _business("ACQ.INVALID_PARAMETER", "royalty_parameters 不合法")
+            if str(entry.get("royalty_type") or "transfer") != "transfer":
+                raise _business("ACQ.INVALID_PARAMETER", "royalty_type 只支持 transfer")
+            kind, account = str(entry.get("trans_in_type") or ""), str(entry.get("trans_in") or "")
+            if kind not in ROYALTY_ACCOUNT_TYPES or not account:
+                raise _business("ACQ.INVALID_PARAMETER", "trans_in_type 须为 userId 或 loginName，trans_in 必填")
+            minor = _minor(str(entry.get("amount") or ""))
+            if minor is None or minor <= 0:
+                raise _business("ACQ.INVALID_PARAMETER", "amount 不合法")
+            lines.append(
+                {
+                    "trans_in_type": kind,
+                    "trans_in": account,
+                    "amount_minor": minor,
+                    "desc": str(entry.get("desc") or ""),
+                }
+            )
+        with self._lock:
+            trade = self._find(app_id, {"trade_no": trade_no})
+            existing = trade["settles"].get(out_request_no)
+            if existing is not None:
+                sent = [(line["trans_in"], line["amount_minor"]) for line in lines]
+                if [(d["trans_in"], d["amount_minor"]) for d in existing["details"]] != sent:
+                    raise _business("ACQ.INVALID_PARAMETER", "结算请求号重复但分账明细不一致")
+                return {"trade_no": trade_no, "settle_no": existing["settle_no"]}
+            if not trade["royalty_freeze"]:
+                raise _business("ACQ.TRADE_NOT_ALLOW_SETTLE", "交易未冻结分账资金（royalty_freeze），不能分账")
+            if trade["status"] != "paid":
+                raise _business("ACQ.TRADE_STATUS_ERROR", "交易状态不合法")
+            if trade["royalty_finished"]:
+                raise _business("ACQ.ROYALTY_FINISHED", "该交易分账已完结")
+            bound = self._royalty_bound.get(app_id, {})
+            for line in lines:
+                if (line["trans_in_type"], line["trans_in"]) not in bound:
+                    raise _business("ACQ.ROYALTY_RECEIVER_NOT_BIND", f"分账关系未绑定: {line['trans_in']}")
+            cap = trade["amount_minor"] * self.royalty_max_ratio_bp // 10_000
+            asked = sum(line["amount_minor"] for line in lines)
+            if self._split_total(trade) + asked > cap:
+                raise _business("ACQ.ALLOC_AMOUNT_VALIDATE_ERROR", "分账金额超过最大可分账金额（分账比例超限）")
+            self._counter += 1
+            record = {
+                "out_request_no": out_request_no,
+                "settle_no": time.strftime("%Y%m%d") + f"20{self._counter:018d}",
+                "trade_no": trade_no,
+                "finish": finish,
+                "operation_dt": _now(),
+                "details": [
+                    {**line, "state": "PROCESSING", "execute_dt": "", "error_code": "", "error_desc": ""}
+                    for line in lines
+                ],
+            }
+            trade["settles"][out_request_no] = record
+            self._settle_by_no[record["settle_no"]] = (trade_no, out_request_no)
+            self._executed_settles.append({"out_request_no": out_request_no, "trade_no": trade_no})
+            at_once = self.settle_at_once
+        if at_once:
+            self.settle_split(out_request_no)
+        return {"trade_no": trade_no, "settle_no": record["settle_no"]}
+
+    @staticmethod
+    def _split_total(trade: dict[str, Any]) -> int:
+        """What the trade's accepted splits take (PROCESSING and SUCCESS details): counted against the ratio."""
+        return sum(d["amount_minor"] for s in trade["settles"].values() for d in s["details"] if d["state"] != "FAIL")
+
+    def _settle_query(self, params: dict[str, str], biz: dict[str, Any], host_url: str) -> dict[str, Any]:
+        """alipay.trade.order.settle.query by settle_no, or by out_request_no + trade_no."""
+        settle_no = str(biz.get("settle_no") or "")
+        with self._lock:
+            if settle_no:
+                trade_no, out_request_no = self._settle_by_no.get(settle_no, ("", ""))
+            else:
+                trade_no, out_request_no = str(biz.get("trade_no") or ""), str(biz.get("out_request_no") or "")
+                if not trade_no or not out_request_no:
+                    raise _business("ACQ.INVALID_PARAMETER", "settle_no 或 out_request_no + trade_no 必填")
+            trade = self._trades.get(trade_no)
+            record = trade["settles"].get(out_request_no) if trade and trade["app_id"] == params["app_id"] else None
+            if record is None:
+                raise _business("ACQ.SETTLE_NOT_EXIST", "分账请求不存在")
+            answer = self._settle_content(trade, record)
+            # The query answers out_request_no, operation_dt and the details (AlipayTradeOrderSettleQueryResponse).
+            del answer["settle_no"], answer["trade_no"]
+            return answer
+
+    @staticmethod
+    def _settle_content(trade: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+        seller = "2088" + trade["app_id"][-12:]
+        details = [
+            {
+                "operation_type": "transfer",
+                "execute_dt": d["execute_dt"],
+                "trans_out": seller,
+                "trans_out_type": "userId",
+                "trans_in": d["trans_in"],
+                "trans_in_type": d["trans_in_type"],
+                "amount": _yuan(d["amount_minor"]),
+                "state": d["state"],
+                **({"error_code": d["error_code"], "error_desc": d["error_desc"]} if d["state"] == "FAIL" else {}),
+            }
+            for d in record["details"]
+        ]
+        if record["finish"] and record.get("released_minor"):
+            # royalty_finish: what was left frozen goes to the merchant, a line of its own.
+            details.append(
+                {
+                    "operation_type": "unfreeze",
+                    "execute_dt": record["finished_dt"],
+                    "trans_out": seller,
+                    "trans_in": seller,
+                    "amount": _yuan(record["released_minor"]),
+                    "state": "SUCCESS",
+                }
+            )
+        return {
+            "out_request_no": record["out_request_no"],
+            "settle_no": record["settle_no"],
+            "trade_no": trade["trade_no"],
+            "operation_dt": record["operation_dt"],
+            "royalty_detail_list": details,
+        }
+
+    # ---- 分账 seen from the test side --------------------------------------------------------------------
+    def settle_split(self, out_request_no: str, *, failed: dict[str, tuple[str, str]] | None = None) -> None:
+        """A PROCESSING split ends: every receiver SUCCESS except those in `failed` (account -> (error_code,
+        error_desc)), whose money stays frozen. With royalty_finish the rest of the trade goes to the merchant.
+        Then the signed alipay.trade.order.settle.notify goes to the trade's notify_url."""
+        failed = failed or {}
+        with self._lock:
+            trade = next((t for t in self._trades.values() if out_request_no in t["settles"]), None)
+            record = trade["settles"][out_request_no] if trade else None
+            if trade is None or record is None or any(d["state"] != "PROCESSING" for d in record["details"]):
+                raise ValueError(f"split {out_request_no} is not PROCESSING")
+            now = _now()
+            for d in record["details"]:
+                d["execute_dt"] = now
+                if d["trans_in"] in failed:
+                    d.update(state="FAIL", error_code=failed[d["trans_in"]][0], error_desc=failed[d["trans_in"]][1])
+                else:
+                    d["state"] = "SUCCESS"
+                    received = trade["royalty_received"]
+                    received[d["trans_in"]] = received.get(d["trans_in"], 0) + d["amount_minor"]
+            if record["finish"]:
+                released = trade["amount_minor"] - self._split_total(trade) - trade["released_minor"]
+                record.update(released_minor=released, finished_dt=now)
+                trade["released_minor"] += released
+                trade["royalty_finished"] = True
+            content = self._settle_content(trade, record)
+            notify = self._sign_params(
+                {
+                    "notify_id": uuid.uuid4().hex,
+                    "utc_timestamp": str(int(time.time() * 1000)),
+                    "msg_method": "alipay.trade.order.settle.notify",
+                    "app_id": trade["app_id"],
+                    "version": "1.1",
+                    "charset": "utf-8",
+                    "biz_content": json.dumps(content, ensure_ascii=False, separators=(",", ":")),
+                }
+            )
+        self._deliver(trade["trade_no"], notify, background=True)
+
+    def split_ledger(self, out_trade_no: str) -> dict[str, Any]:
+        """Per trade: total, split (accepted, not failed), frozen, released to the merchant (finish), refunded;
+        per receiver what it got and what it gave back."""
+        with self._lock:
+            trade = self._live(out_trade_no)
+            split = self._split_total(trade)
+            return {
+                "amount": trade["amount_minor"],
+                "royalty_freeze": trade["royalty_freeze"],
+                "split": split,
+                "frozen": trade["amount_minor"] - split - trade["released_minor"] if trade["royalty_freeze"] else 0,
+                "released": trade["released_minor"],
+                "refunded": trade["refunded_minor"],
+                "received": dict(trade["royalty_received"]),
+                "returned": dict(trade["royalty_returned"]),
+                "settles": copy.deepcopy(trade["settles"]),
+            }
+
+    def bound_receivers(self, app_id: str = "") -> dict[tuple[str, str], dict[str, str]]:
+        with self._lock:
+            return copy.deepcopy(self._royalty_bound.get(app_id or self._app_id, {}))
+
+    def executed_settles(self, out_request_no: str = "") -> list[dict[str, Any]]:
+        """Every settle Alipay accepted (a resend is not one), oldest first."""
+        with self._lock:
+            return [
+                dict(s) for s in self._executed_settles if not out_request_no or s["out_request_no"] == out_request_no
+            ]
 
     # ---- payouts seen from the test side ---------------------------------------------------------------
     def set_balance(self, minor: int, app_id: str = "") -> None:

@@ -11,12 +11,24 @@ speaks. Certificate mode is the one addition a production account needs.
 
 Daily statement: alipay.data.dataservice.bill.downloadurl.query (opendocs.alipay.com/apis/api_15/...; request
 {bill_type, bill_date}, answer bill_download_url; no SDK helper, so it goes through the SDK's signed body and verified
-answer like the fund APIs), then the file behind the URL: see statement.py for the format and what it relies on."""
+answer like the fund APIs), then the file behind the URL: see statement.py for the format and what it relies on.
+
+分账 (royalty, capability SPLIT): a trade created with extend_params.royalty_freeze=true is frozen for splitting;
+receivers are bound by alipay.trade.royalty.relation.bind (receiver_list {type, account, name, memo}, <= 20), a split
+is alipay.trade.order.settle (out_request_no = split_no, trade_no, royalty_parameters {royalty_type, trans_in_type,
+trans_in, amount, desc}, extend_params.royalty_finish, royalty_mode=async) answered by settle_no, resolved by
+alipay.trade.order.settle.query (royalty_detail_list {operation_type, trans_in, amount, state, error_code,
+error_desc}) or the alipay.trade.order.settle.notify message. Field names from alipay-sdk-java-all
+(AlipayTradeOrderSettleModel, OpenApiRoyaltyDetailInfoPojo, AlipayTradeOrderSettleQueryModel/Response, RoyaltyDetail)
+and Alipay's 分账 docs. A receiver's share comes back only through a refund of the trade carrying
+refund_royalty_parameters {royalty_type, trans_out, trans_out_type, amount, desc}: split_return is that refund, of
+exactly the share, so the buyer gets back what the receiver gives back (see split_return)."""
 
 from __future__ import annotations
 
 import binascii
 import functools
+import hashlib
 import http.client
 import json
 import urllib.error
@@ -49,6 +61,13 @@ from payments.channels.base import (
     RefundRequest,
     RefundState,
     Retryable,
+    SplitObservation,
+    SplitReceiver,
+    SplitRequest,
+    SplitResult,
+    SplitReturnObservation,
+    SplitReturnRequest,
+    SplitState,
     Statement,
     Terminal,
     Unknown,
@@ -92,6 +111,7 @@ class AlipayAdapter:
             Capability.REFUND,
             Capability.PAYOUT,
             Capability.STATEMENT,
+            Capability.SPLIT,
         }
     )
 
@@ -164,7 +184,10 @@ class AlipayAdapter:
         total = order.amount.to_decimal_str()
         subject = order.subject[:256]
         # The SDK puts extra keywords into biz_content; precreate and page.pay open one trade, so both carry it.
-        deadline = {"time_expire": wire.time_expire(order.expires_at)} if order.expires_at else {}
+        deadline: dict[str, Any] = {"time_expire": wire.time_expire(order.expires_at)} if order.expires_at else {}
+        if order.split:
+            # Frozen for royalty: Alipay holds the money until settle / royalty_finish instead of settling it.
+            deadline["extend_params"] = {"royalty_freeze": "true"}
         answer = self._call(
             client.api_alipay_trade_precreate,
             subject=subject,
@@ -475,6 +498,158 @@ class AlipayAdapter:
             failure_reason=f"{sub_code}: {answer.get('sub_msg', '')}"[:200],
         )
 
+    # ---- 分账 (royalty) ----------------------------------------------------------------------------------
+    def split_bind(self, receiver: SplitReceiver) -> None:
+        """alipay.trade.royalty.relation.bind of one receiver; Alipay answers a bound one with success again."""
+        account_type = _royalty_type(receiver.account_type)
+        # out_request_no: <= 32 letters/digits/_; derived from the receiver so a resend is the same request.
+        digest = hashlib.sha256(f"{account_type}:{receiver.account}".encode()).hexdigest()[:24]
+        entry = {"type": account_type, "account": receiver.account, "name": receiver.name}
+        if receiver.description:
+            entry["memo"] = receiver.description[:200]
+        biz = {"out_request_no": f"BIND{digest}", "receiver_list": [entry]}
+        answer = self._fund_call(wire.ROYALTY_BIND, wire.ROYALTY_BIND_RESPONSE, biz)
+        if answer.get("code") != wire.CODE_SUCCESS:
+            raise self._business_error(answer, "royalty relation bind")
+
+    def split(self, request: SplitRequest) -> SplitObservation:
+        """alipay.trade.order.settle, async mode: the answer says accepted (settle_no); the outcome comes by
+        split_query or the settle notify. out_request_no = split_no: Alipay settles one request number once."""
+        if not request.receivers:
+            raise Terminal("a split needs at least one receiver", code="no_receivers")
+        if not request.provider_trade_no:
+            raise Terminal("alipay settles by trade_no: the trade's provider number is missing", code="no_trade_no")
+        royalty = []
+        for receiver in request.receivers:
+            if receiver.amount.currency != wire.SUPPORTED_CURRENCY:
+                raise Terminal(f"alipay splits {wire.SUPPORTED_CURRENCY} only", code="currency")
+            entry = {
+                "royalty_type": wire.ROYALTY_TYPE_TRANSFER,
+                "trans_in_type": _royalty_type(receiver.account_type),
+                "trans_in": receiver.account,
+                "amount": receiver.amount.to_decimal_str(),
+            }
+            if receiver.description:
+                entry["desc"] = receiver.description[: wire.ROYALTY_DESC_MAX]
+            royalty.append(entry)
+        biz: dict[str, Any] = {
+            "out_request_no": request.split_no,
+            "trade_no": request.provider_trade_no,
+            "royalty_parameters": royalty,
+            "royalty_mode": wire.ROYALTY_MODE_ASYNC,
+        }
+        if request.finish:
+            biz["extend_params"] = {"royalty_finish": "true"}
+        answer = self._fund_call(wire.SETTLE, wire.SETTLE_RESPONSE, biz)
+        if answer.get("code") != wire.CODE_SUCCESS:
+            sub_code = str(answer.get("sub_code", ""))
+            if answer.get("code") != wire.CODE_BUSINESS_FAILED or sub_code not in wire.SPLIT_SUB_FAILED:
+                raise self._business_error(answer, "settle")
+            reason = f"{sub_code}: {answer.get('sub_msg', '')}"[:200]
+            results = tuple(SplitResult(r.account, r.amount, SplitState.FAILED, reason) for r in request.receivers)
+            return SplitObservation(request.split_no, "", SplitState.FAILED, results, provider_status=sub_code)
+        if answer.get("trade_no") != request.provider_trade_no or not answer.get("settle_no"):
+            raise Unknown("alipay settle answered for another trade or without settle_no", code="bad_response")
+        results = tuple(SplitResult(r.account, r.amount, SplitState.PENDING) for r in request.receivers)
+        return SplitObservation(
+            request.split_no, str(answer["settle_no"]), SplitState.PENDING, results, provider_status="accepted"
+        )
+
+    def split_query(self, request: SplitRequest) -> SplitObservation | None:
+        """alipay.trade.order.settle.query by settle_no, else by out_request_no + trade_no."""
+        if request.provider_split_no:
+            biz: dict[str, Any] = {"settle_no": request.provider_split_no}
+        else:
+            biz = {"out_request_no": request.split_no, "trade_no": request.provider_trade_no}
+        answer = self._fund_call(wire.SETTLE_QUERY, wire.SETTLE_QUERY_RESPONSE, biz)
+        if answer.get("code") != wire.CODE_SUCCESS:
+            if answer.get("sub_code") in (wire.SUB_SETTLE_NOT_EXIST, wire.SUB_TRADE_NOT_EXIST):
+                return None  # never accepted: the same split_no may be sent again
+            raise self._business_error(answer, "settle query")
+        if answer.get("out_request_no") != request.split_no:
+            raise Unknown("alipay settle query answered for another out_request_no", code="bad_response")
+        # The query answer carries no settle_no: keep the one we know.
+        return _settle_observation(request.split_no, request.provider_split_no, answer)
+
+    def verify_split_notification(self, inbound: Inbound) -> SplitObservation:
+        """The alipay.trade.order.settle.notify message (form POST: msg_method, app_id, biz_content JSON, sign):
+        RSA2-verified over every field but sign and sign_type, like the trade notify."""
+        params = dict(inbound.params)
+        if self._client is None:
+            raise NotificationInvalid("no_credentials", "channel account has no usable keys; notify refused")
+        if params.get("msg_method") != wire.SETTLE_NOTIFY_METHOD or not params.get("sign"):
+            raise NotificationInvalid("missing_fields", "not a settle notify")
+        signed = {k: v for k, v in params.items() if k not in wire.NOTIFY_UNSIGNED}
+        try:
+            verified = self._client.verify(signed, params["sign"])
+        except (ValueError, binascii.Error, TypeError, AliPayException):
+            verified = False
+        if not verified:
+            raise NotificationInvalid("bad_signature", "signature does not verify with the Alipay public key")
+        if not constant_time_equals(params.get("app_id", ""), self.account.merchant_no):
+            raise NotificationInvalid("wrong_merchant", "app_id is not this channel account's")
+        try:
+            biz = json.loads(params.get("biz_content") or "")
+            split_no = str(biz["out_request_no"])
+            return _settle_observation(split_no, str(biz.get("settle_no") or ""), biz)
+        except (ValueError, KeyError, TypeError, AttributeError, Unknown) as exc:
+            raise NotificationInvalid("bad_content", "settle notify biz_content not understood") from exc
+
+    def split_return(self, request: SplitReturnRequest) -> SplitReturnObservation:
+        """A refund to the buyer of exactly the receiver's returned share, funded by that receiver
+        (refund_royalty_parameters trans_out). Alipay moves royalty back only inside a refund, and a second refund
+        beside the buyer's would refund the buyer twice: so the merchant's own part is refunded with refund(),
+        each receiver's part with split_return. out_request_no = return_no: one refund per return_no."""
+        client = self._require_client()
+        receiver = request.receiver
+        if receiver.amount.currency != wire.SUPPORTED_CURRENCY:
+            raise Terminal(f"alipay refunds {wire.SUPPORTED_CURRENCY} only", code="currency")
+        royalty = {
+            "royalty_type": wire.ROYALTY_TYPE_TRANSFER,
+            "trans_out": receiver.account,
+            "trans_out_type": _royalty_type(receiver.account_type),
+            "amount": receiver.amount.to_decimal_str(),
+            "desc": (receiver.description or f"return of split {request.split_no}")[: wire.ROYALTY_DESC_MAX],
+        }
+        answer = self._call(
+            client.api_alipay_trade_refund,
+            refund_amount=receiver.amount.to_decimal_str(),
+            out_trade_no=request.out_trade_no,
+            trade_no=request.provider_trade_no or None,
+            out_request_no=request.return_no,
+            refund_royalty_parameters=[royalty],
+        )
+        if answer.get("code") != wire.CODE_SUCCESS:
+            sub_code = str(answer.get("sub_code", ""))
+            if answer.get("code") != wire.CODE_BUSINESS_FAILED or sub_code not in wire.SPLIT_SUB_FAILED:
+                raise self._business_error(answer, "royalty refund")
+            return SplitReturnObservation(
+                request.return_no,
+                "",
+                SplitState.FAILED,
+                receiver.amount,
+                failure_reason=f"{sub_code}: {answer.get('sub_msg', '')}"[:200],
+            )
+        if answer.get("out_trade_no") != request.out_trade_no:
+            raise Unknown("alipay royalty refund answered for another trade", code="bad_response")
+        if answer.get("fund_change") != wire.FUND_CHANGED:
+            # A replayed return_no: the refund query says whether that first one went through.
+            found = self.refund_query(
+                RefundRequest(
+                    refund_no=request.return_no,
+                    out_trade_no=request.out_trade_no,
+                    provider_trade_no=request.provider_trade_no,
+                    amount=receiver.amount,
+                    total=receiver.amount,  # not sent: Alipay's refund query takes no total
+                    reason="",
+                    notify_url="",
+                )
+            )
+            if found is None or found.status != RefundState.SUCCEEDED:
+                return SplitReturnObservation(request.return_no, "", SplitState.PENDING, receiver.amount)
+        # Alipay refunds exactly what was asked or refuses.
+        return SplitReturnObservation(request.return_no, "", SplitState.SUCCEEDED, receiver.amount)
+
 
 # Unknown codes of `_call` that mean "no answer" (nothing is decided by a read), not "a suspicious answer".
 _READ_RETRYABLE = frozenset({"http_5xx", "timeout", "connection_lost"})
@@ -508,6 +683,51 @@ def _unsigned_refusal(exc: AliPayException) -> ChannelError:
     if code.startswith("4") and code != wire.CODE_BUSINESS_FAILED:
         return Terminal(f"alipay refused the request: {code} {sub_code}"[:200], code=(sub_code or code).lower())
     return Unknown(f"alipay answered unsigned {code} {sub_code}"[:200], code="unsigned_answer")
+
+
+def _royalty_type(account_type: str) -> str:
+    if account_type not in wire.ROYALTY_ACCOUNT_TYPES:
+        raise Terminal("alipay royalty accounts are userId or loginName", code="bad_receiver")
+    return account_type
+
+
+def _settle_observation(split_no: str, settle_no: str, answer: dict[str, Any]) -> SplitObservation:
+    """settle.query answer or settle notify content -> one result per receiver (transfer lines only: the
+    royalty_finish unfreeze to the merchant is a line of its own)."""
+    details = answer.get("royalty_detail_list")
+    if not isinstance(details, list):
+        raise Unknown("alipay settle answer has no royalty_detail_list", code="bad_response")
+    results = []
+    for detail in details:
+        if not isinstance(detail, dict):
+            raise Unknown("alipay royalty detail not understood", code="bad_response")
+        if detail.get("operation_type") != wire.ROYALTY_TYPE_TRANSFER:
+            continue
+        word = str(detail.get("state") or "")
+        state = wire.ROYALTY_STATE.get(word)
+        if state is None:
+            raise Unknown(f"alipay royalty state {word[:32]!r} not understood", code="bad_response")
+        reason = ""
+        if state == SplitState.FAILED:
+            parts = (str(detail.get("error_code") or ""), str(detail.get("error_desc") or ""))
+            reason = ": ".join(p for p in parts if p)[:200] or word
+        results.append(
+            SplitResult(
+                str(detail.get("trans_in") or ""), _answer_money(detail.get("amount")), SplitState(state), reason
+            )
+        )
+    if not results:
+        raise Unknown("alipay settle answer names no receiver", code="bad_response")
+    states = {r.status for r in results}
+    overall = (
+        SplitState.FAILED
+        if SplitState.FAILED in states
+        else SplitState.SUCCEEDED
+        if states == {SplitState.SUCCEEDED}
+        else SplitState.PENDING
+    )
+    words = ",".join(sorted({str(d.get("state")) for d in details if isinstance(d, dict)}))
+    return SplitObservation(split_no, settle_no, overall, tuple(results), provider_status=words)
 
 
 def _notify_money(text: str) -> Money:

@@ -129,3 +129,34 @@ BILL_URL_QUERY_RESPONSE = "alipay_data_dataservice_bill_downloadurl_query_respon
 BILL_TYPE_TRADE = "trade"  # 业务账单: the acquiring trades and refunds (transfers are on signcustomer, not here)
 # sub_codes of "this day's bill does not exist (yet)": Alipay produces a day's bill the next morning (T+1).
 BILL_NOT_READY = frozenset({"isp.bill_not_exist", "bill_not_exist"})
+
+
+# ---- 分账 (royalty: the provider splits a paid trade) ------------------------------------------------------
+# Field names as in Alipay's SDK models (alipay-sdk-java-all AlipayTradeOrderSettleModel / OpenApiRoyaltyDetailInfoPojo,
+# AlipayTradeOrderSettleQueryModel {settle_no, out_request_no, trade_no}, AlipayTradeOrderSettleQueryResponse
+# {out_request_no, operation_dt, royalty_detail_list of RoyaltyDetail}) and the Alipay 分账 docs.
+ROYALTY_BIND = "alipay.trade.royalty.relation.bind"
+ROYALTY_BIND_RESPONSE = "alipay_trade_royalty_relation_bind_response"
+SETTLE = "alipay.trade.order.settle"
+SETTLE_RESPONSE = "alipay_trade_order_settle_response"
+SETTLE_QUERY = "alipay.trade.order.settle.query"
+SETTLE_QUERY_RESPONSE = "alipay_trade_order_settle_query_response"
+SETTLE_NOTIFY_METHOD = "alipay.trade.order.settle.notify"
+ROYALTY_TYPE_TRANSFER = "transfer"
+ROYALTY_MODE_ASYNC = "async"
+ROYALTY_ACCOUNT_TYPES = frozenset({"userId", "loginName"})
+ROYALTY_BIND_MAX = 20  # receivers per relation.bind call
+ROYALTY_DESC_MAX = 1000
+# RoyaltyDetail.state -> ours; a detail in another state is not guessed.
+ROYALTY_STATE: dict[str, str] = {"SUCCESS": "succeeded", "FAIL": "failed", "PROCESSING": "pending"}
+# 40004 sub_codes of a settle / royalty refund that refuse a receiver or an amount for good: a FAILED split (nothing
+# moved), not a malformed request. Any other 40004 is Terminal, SYSTEM_ERROR and 20000 Unknown.
+SUB_SETTLE_NOT_EXIST = "ACQ.SETTLE_NOT_EXIST"  # settle.query of an out_request_no Alipay never accepted
+SPLIT_SUB_FAILED = frozenset(
+    {
+        "ACQ.ROYALTY_RECEIVER_NOT_BIND",  # 分账关系未绑定
+        "ACQ.ALLOC_AMOUNT_VALIDATE_ERROR",  # 分账金额超过最大可分账金额 (the 30 % ratio by default)
+        "ACQ.ROYALTY_ACCOUNT_INVALID",  # 分账收入方账户无效
+        "ACQ.ROYALTY_RETURN_AMOUNT_EXCEED",  # 退分账金额超过该收入方已分得的金额
+    }
+)
