@@ -269,6 +269,8 @@ SETTLEMENT_DEFAULT_PLATFORM_RATE_BP = int(env("SETTLEMENT_DEFAULT_PLATFORM_RATE_
 SETTLEMENT_DEFAULT_CYCLE = env("SETTLEMENT_DEFAULT_CYCLE", "T+1")
 # ledger_check lists money in suspense for longer than this many days.
 SETTLEMENT_SUSPENSE_MAX_DAYS = int(env("SETTLEMENT_SUSPENSE_MAX_DAYS", "7"))
+# The task an operator's "Reconcile a day" runs: the top layer's, which also recovers lost callbacks.
+SETTLEMENT_RECONCILE_TASK = "cardshop.reconcile_day"
 # Provider calls: (connect, read) seconds. Connect failures fail over; read timeouts leave a payment UNKNOWN.
 PAYMENTS_PROVIDER_TIMEOUTS = (
     float(env("PAYMENTS_CONNECT_TIMEOUT", "2")),

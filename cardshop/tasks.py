@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import date, timedelta
 
 from celery import shared_task
 from django.core.management import call_command
@@ -100,3 +100,9 @@ def reconcile_yesterday_task() -> int:
         except Exception:  # not published yet, or a broken file: the next run tries again
             log.warning("reconciliation of account %s for %s did not finish", account_id, day, exc_info=True)
     return recovered
+
+
+@shared_task(name="cardshop.reconcile_day")
+def reconcile_day_task(channel_account_id: int, day: str) -> int:
+    """One account's day, started by an operator (settings.SETTLEMENT_RECONCILE_TASK); idempotent per day."""
+    return reconciliation.reconciliation_day(channel_account_id=channel_account_id, day=date.fromisoformat(day))

@@ -5,13 +5,22 @@ ignore or mark received a reconciliation exception (audited). Registered from se
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from celery import current_app
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
-from django.http import HttpRequest
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
+from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminSingleDateWidget
 
 from core.admin_display import MajorUnitsFormMixin, ReadOnlyAdminMixin, money_label
 from core.audit import audit_record
@@ -187,8 +196,28 @@ class PayoutAdmin(ReadOnlyAdminMixin, ModelAdmin):
 # --- reconciliation -----------------------------------------------------------------------------------------------
 
 
+class ReconStartForm(forms.Form):
+    channel_account = forms.TypedChoiceField(label=_("channel account"), coerce=int)
+    day = forms.DateField(label=_("statement day"), widget=UnfoldAdminSingleDateWidget)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        ids = payments.channel_accounts_with_statements()
+        names = payments.channel_account_names(account_ids=ids)
+        self.fields["channel_account"].choices = [(pk, names.get(pk, f"#{pk}")) for pk in ids]
+        self.fields["channel_account"].widget = UnfoldAdminSelectWidget(choices=self.fields["channel_account"].choices)
+        self.fields["day"].initial = timezone.localdate() - timedelta(days=1)
+
+    def clean_day(self):
+        day = self.cleaned_data["day"]
+        if day >= timezone.localdate():
+            raise forms.ValidationError(_("A day's statement exists once the day is over."))
+        return day
+
+
 @admin.register(ReconRun)
 class ReconRunAdmin(ReadOnlyAdminMixin, ModelAdmin):
+    change_list_template = "admin/settlement/reconrun_change_list.html"
     list_display = ["day", "channel_display", "state", "progress", "matched", "exception_count", "finished_at"]
     list_filter = ["state", "day"]
     readonly_fields = [
@@ -204,6 +233,36 @@ class ReconRunAdmin(ReadOnlyAdminMixin, ModelAdmin):
         "finished_at",
     ]
     fields = readonly_fields
+
+    def get_urls(self):
+        start = path("start/", self.admin_site.admin_view(self.start_view), name="settlement_reconrun_start")
+        return [start, *super().get_urls()]
+
+    def start_view(self, request: HttpRequest) -> HttpResponse:
+        """Reconcile one account's day now: the run goes on the worker (settings.SETTLEMENT_RECONCILE_TASK, the
+        top layer's task that also recovers lost callbacks), dispatched after this request's commit."""
+        if not request.user.has_perm("settlement.manage_payouts"):
+            raise PermissionDenied
+        form = ReconStartForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            account_id, day = form.cleaned_data["channel_account"], form.cleaned_data["day"]
+            task = current_app.tasks[settings.SETTLEMENT_RECONCILE_TASK]
+            transaction.on_commit(lambda: task.delay(account_id, day.isoformat()), robust=True)
+            audit_record(
+                actor=request.user.get_username(),
+                action="recon.start",
+                target=f"channelaccount:{account_id}",
+                day=str(day),
+            )
+            messages.success(request, _("Reconciliation of %(day)s started.") % {"day": day})
+            return HttpResponseRedirect(reverse("admin:settlement_reconrun_changelist") + f"?day={day.isoformat()}")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Reconcile a day"),
+            "form": form,
+            "opts": self.opts,
+        }
+        return TemplateResponse(request, "admin/settlement/recon_start.html", context)
 
     @admin.display(description=_("channel account"))
     def channel_display(self, obj: ReconRun) -> str:
