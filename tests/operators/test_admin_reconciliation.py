@@ -39,3 +39,11 @@ def test_runs_and_exceptions_are_listed_and_an_exception_is_ignored_with_an_audi
     gap.refresh_from_db()
     assert gap.status == "ignored" and gap.detail["by"] == "op"
     assert AuditEvent.objects.get(action="recon.ignored").target == f"reconexception:{gap.pk}"
+
+
+def test_starting_a_run_needs_the_finance_power_and_a_day_that_is_over(op, viewer):
+    start = reverse("admin:settlement_reconrun_start")
+    assert viewer.get(start).status_code == 403
+    page = op.post(start, {"channel_account": "", "day": "2999-01-01"})
+    assert page.status_code == 200 and "once the day is over" in page.content.decode()
+    assert not ReconRun.objects.exists()
