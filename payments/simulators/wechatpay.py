@@ -1211,6 +1211,8 @@ class WechatPaySimulator(LoopbackServer):
                 order["released_minor"] = self._frozen(trade)
                 trade["released_minor"] += order["released_minor"]
                 trade["split_finished"] = True
+                if order["released_minor"]:
+                    order["self_line"] = self._self_line(order["mchid"], order["released_minor"], "解冻给分账方", now)
             order["state"] = "FINISHED"
             key, url = order["trade_key"], trade["notify_url"]
             paid = [copy.deepcopy(r) for r in order["receivers"] if r["result"] == "SUCCESS"]
@@ -1242,6 +1244,20 @@ class WechatPaySimulator(LoopbackServer):
             original_type="profitsharing",
         )
 
+    @staticmethod
+    def _self_line(mchid: str, fen: int, description: str, at: str) -> dict[str, Any]:
+        """What an unfreeze gave the merchant itself, listed among the order's receivers as WeChat does."""
+        return {
+            "amount": fen,
+            "description": description,
+            "type": "MERCHANT_ID",
+            "account": mchid,
+            "result": "SUCCESS",
+            "detail_id": "3601" + _digits(28),
+            "create_time": at,
+            "finish_time": at,
+        }
+
     def _split_view(self, order: dict[str, Any]) -> dict[str, Any]:
         """The answer of 请求分账 and 查询分账结果 (callers hold the lock)."""
         receivers = [
@@ -1250,19 +1266,8 @@ class WechatPaySimulator(LoopbackServer):
             | ({"fail_reason": r["fail_reason"]} if r["fail_reason"] else {})
             for r in order["receivers"]
         ]
-        if order["state"] == "FINISHED" and order["unfreeze_unsplit"] and order["released_minor"]:
-            receivers.append(
-                {
-                    "amount": order["released_minor"],
-                    "description": "解冻给分账方",
-                    "type": "MERCHANT_ID",
-                    "account": order["mchid"],
-                    "result": "SUCCESS",
-                    "detail_id": "3601" + _digits(28),
-                    "create_time": order["receivers"][0]["create_time"],
-                    "finish_time": order["receivers"][0]["finish_time"],
-                }
-            )
+        if order.get("self_line"):
+            receivers.append(dict(order["self_line"]))
         return {
             "transaction_id": order["transaction_id"],
             "out_order_no": order["out_order_no"],
@@ -1307,20 +1312,9 @@ class WechatPaySimulator(LoopbackServer):
                 "released_minor": released,
             }
             self._splits[(merchant.mchid, out_order_no)] = order
-            view = self._split_view(order)
-            view["receivers"] = [
-                {
-                    "amount": released,
-                    "description": data["description"],
-                    "type": "MERCHANT_ID",
-                    "account": merchant.mchid,
-                    "result": "SUCCESS",
-                    "detail_id": "3601" + _digits(28),
-                    "create_time": now,
-                    "finish_time": now,
-                }
-            ]
-            return view
+            if released:
+                order["self_line"] = self._self_line(merchant.mchid, released, data["description"], now)
+            return self._split_view(order)
 
     def split_return(self, merchant: _Merchant, data: dict) -> dict[str, Any]:
         """请求分账回退: at most what that MERCHANT_ID receiver got in the order, once per out_return_no."""
