@@ -11,6 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from core.money import Money
 from payments.channels.base import (
@@ -473,6 +475,29 @@ def test_a_tampered_answer_is_refused(config, adapter, sim, inbox):
         proxy.close()
     assert adapter.split_query(request).status == SplitState.PENDING  # WeChat's own word
     assert _executed(sim, request.split_no) == 1
+
+
+def test_a_refusal_that_does_not_verify_is_not_believed(config, adapter, sim, inbox):
+    stranger_key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    pem = stranger_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    stranger = WechatPayAdapter(
+        replace(config, credentials={**config.credentials, "platform_public_key": pem.decode()})
+    )
+    trade = _paid(adapter, sim, inbox, 10_000)
+    over = _split(trade, _agent(3_001))  # WeChat refuses it (ratio), but that word cannot be checked here
+    with pytest.raises(Unknown) as exc:
+        stranger.split(over)
+    assert exc.value.code == "bad_signature"
+    assert _executed(sim, over.split_no) == 0
+
+
+def test_more_receivers_than_wechat_takes_are_refused_before_sending(adapter, sim, inbox):
+    trade = _paid(adapter, sim, inbox, 100_000)
+    many = tuple(replace(_person(10), account=f"oPerson{i:04d}") for i in range(51))
+    with pytest.raises(Terminal) as exc:
+        adapter.split(_split(trade, *many))
+    assert exc.value.code == "too_many"
+    assert sim.split_ledger(trade[0])["split"] == 0
 
 
 def test_the_adapter_offers_splitting():
