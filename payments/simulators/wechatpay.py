@@ -35,6 +35,18 @@ Discrepancies tests set as plain attributes (our_ref = out_trade_no, or out_refu
 The summary always adds up the rows as written. `statement_synthetic(day, n)` adds n generated payment rows to
 that day's bill without creating trades (written straight to disk, for 100,000-line benchmarks).
 
+Profit sharing (分账, /v3/profitsharing): a trade created with settle_info.profit_sharing=true is frozen when paid;
+POST /v3/profitsharing/receivers/add binds a receiver (name RSA-OAEP encrypted like user_name); POST
+/v3/profitsharing/orders splits to bound receivers (at most 50 a request, and in all at most `split_max_ratio_bp`,
+30 %, of the trade), once per out_order_no, answering PROCESSING with receivers PENDING; `split_auto_settle` settles
+at once after the answer, else `settle_split()` does (`split_fail_accounts`: {account: fail_reason} close those
+receivers). Settled, an order reads FINISHED, its receivers SUCCESS or CLOSED, and unfreeze_unsplit releases the rest
+of the trade to the merchant (the query then lists the merchant itself as a receiver, "解冻给分账方"); a
+PROFITSHARING.SUCCESS callback goes to the trade's notify_url. GET /v3/profitsharing/orders/{no}?transaction_id=;
+POST /v3/profitsharing/orders/unfreeze. POST /v3/profitsharing/return-orders takes back part of what a MERCHANT_ID
+receiver got, once per out_return_no (GET .../return-orders/{no}?out_order_no=). `split_log` / `split_return_log`
+list every execution; `split_ledger(out_trade_no)` gives per trade what was split, returned, frozen and released.
+
 Runnable as ``python -m payments.simulators.wechatpay --port 8002 --account-file var/wechatpay.json``.
 Written from the protocol, not from our adapter: it must not import ``payments.channels``, the wechatpayv3 SDK
 or anything Django.
@@ -123,6 +135,27 @@ BILL_SUMMARY_COLUMNS = (
     "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额".split(",")
 )
 DEFAULT_FEE_RATE_BP = 60  # 0.60 %, WeChat's usual rate for online goods
+# 分账 (profit sharing)
+SPLIT_MAX_RATIO_BP = 3000  # "目前默认最高分账比例30%"
+SPLIT_MAX_RECEIVERS = 50  # "每次请求最多分给50个接收方"
+SPLIT_MAX_ORDERS = 50  # "对同一笔订单最多能发起50次分账请求"
+OUT_ORDER_NO_RE = re.compile(r"^[0-9A-Za-z_\-|*@]{1,64}$")
+SPLIT_RECEIVER_TYPES = ("MERCHANT_ID", "PERSONAL_OPENID")
+SPLIT_RELATION_TYPES = frozenset(
+    {
+        "STORE",
+        "STAFF",
+        "STORE_OWNER",
+        "PARTNER",
+        "HEADQUARTER",
+        "BRAND",
+        "DISTRIBUTOR",
+        "USER",
+        "SUPPLIER",
+        "CUSTOM",
+        "SERVICE_PROVIDER",
+    }
+)
 TRADE_STATE_DESC = {
     "NOTPAY": "订单未支付",
     "SUCCESS": "支付成功",
@@ -230,6 +263,15 @@ class WechatPaySimulator(LoopbackServer):
         self._payee_names: dict[str, str] = {}  # openid -> the real name WeChat checks user_name against
         self._refused_payees: dict[str, str] = {}  # openid -> fail_reason
         self.transfer_log: list[dict[str, Any]] = []  # one entry per executed (debited) transfer
+        # Profit sharing (see the module docstring).
+        self.split_auto_settle = True
+        self.split_max_ratio_bp = SPLIT_MAX_RATIO_BP
+        self.split_fail_accounts: dict[str, str] = {}
+        self._receivers: dict[tuple[str, str, str], dict[str, Any]] = {}  # (mchid, type, account) -> binding
+        self._splits: dict[tuple[str, str], dict[str, Any]] = {}  # (mchid, out_order_no) -> split order
+        self._split_returns: dict[tuple[str, str], dict[str, Any]] = {}  # (mchid, out_return_no) -> return
+        self.split_log: list[dict[str, Any]] = []  # one entry per executed split order
+        self.split_return_log: list[dict[str, Any]] = []  # one entry per executed return
         # The daily bill and what tests inject into it (see the module docstring).
         self.fee_rate_bp = DEFAULT_FEE_RATE_BP
         self.bill_link_seconds: float = BILL_LINK_SECONDS
@@ -361,7 +403,18 @@ class WechatPaySimulator(LoopbackServer):
             raise WxError(400, "PARAM_ERROR", "notify_url 须为不带参数的 http(s) 地址")
         total, currency = self._amount_in(data.get("amount"), "total")
         time_expire, deadline = self._deadline(data.get("time_expire"))
-        fingerprint = {"description": description, "total": total, "notify_url": notify_url}
+        settle_info = data.get("settle_info")
+        if settle_info is not None and (
+            not isinstance(settle_info, dict) or not isinstance(settle_info.get("profit_sharing", False), bool)
+        ):
+            raise WxError(400, "PARAM_ERROR", "settle_info.profit_sharing 须为布尔值")
+        profit_sharing = bool(settle_info and settle_info.get("profit_sharing"))
+        fingerprint = {
+            "description": description,
+            "total": total,
+            "notify_url": notify_url,
+            "profit_sharing": profit_sharing,
+        }
         key = (merchant.mchid, out_trade_no)
         with self._lock:
             if (trade := self._trades.get(key)) is not None:
@@ -391,6 +444,13 @@ class WechatPaySimulator(LoopbackServer):
                 "time_expire": time_expire,  # as received, for tests of the wire format
                 "deadline": deadline,
                 "refunded_minor": 0,
+                # Profit sharing: frozen when paid; split_minor went to receivers (returned_minor came back),
+                # released_minor was unfrozen to the merchant (unfreeze_unsplit).
+                "profit_sharing": profit_sharing,
+                "split_minor": 0,
+                "returned_minor": 0,
+                "released_minor": 0,
+                "split_finished": False,
                 "openid": "o" + secrets.token_urlsafe(20),
                 "fingerprint": fingerprint,
                 "notify_attempts": [],
@@ -720,6 +780,10 @@ class WechatPaySimulator(LoopbackServer):
                 raise WxError(400, "PARAM_ERROR", "订单金额 amount.total 与原订单不一致")
             if refund_minor > trade["amount_minor"] - trade["refunded_minor"]:
                 raise WxError(400, "INVALID_REQUEST", "申请退款金额超过订单可退金额")
+            given_away = trade["split_minor"] - trade["returned_minor"]
+            if refund_minor > trade["amount_minor"] - trade["refunded_minor"] - given_away:
+                # What the receivers hold is not the merchant's to refund: it must be returned (分账回退) first.
+                raise WxError(403, "NOT_ENOUGH", "可退金额不足，请先发起分账回退")
             trade["refunded_minor"] += refund_minor
             refund = {
                 "trade_key": key,
@@ -987,6 +1051,390 @@ class WechatPaySimulator(LoopbackServer):
             if bill["fail_reason"]:
                 view["fail_reason"] = bill["fail_reason"]
             return view
+
+    # ---- profit sharing (分账) -----------------------------------------------------------------------------
+    def add_receiver(self, merchant: _Merchant, data: dict, serial: str) -> dict[str, Any]:
+        """添加分账接收方: binding again is accepted (it updates the relation)."""
+        if data.get("appid") != merchant.appid:
+            raise WxError(400, "PARAM_ERROR", "appid和mch_id不匹配")
+        kind, account = data.get("type"), data.get("account")
+        if kind not in SPLIT_RECEIVER_TYPES:
+            raise WxError(400, "PARAM_ERROR", "type 须为 MERCHANT_ID 或 PERSONAL_OPENID")
+        if not isinstance(account, str) or not 1 <= len(account) <= 64:
+            raise WxError(400, "PARAM_ERROR", "缺少参数 account")
+        relation = data.get("relation_type")
+        if relation not in SPLIT_RELATION_TYPES:
+            raise WxError(400, "PARAM_ERROR", "relation_type 不合法")
+        if relation == "CUSTOM" and not data.get("custom_relation"):
+            raise WxError(400, "PARAM_ERROR", "relation_type 为 CUSTOM 时 custom_relation 必填")
+        name = self._decrypt_sensitive(data["name"], serial) if "name" in data else ""
+        if kind == "MERCHANT_ID" and not name:
+            raise WxError(400, "PARAM_ERROR", "分账接收方类型为MERCHANT_ID时，name(商户全称)必填")
+        with self._lock:
+            self._receivers[(merchant.mchid, kind, account)] = {
+                "type": kind,
+                "account": account,
+                "name": name,
+                "relation_type": relation,
+                "custom_relation": str(data.get("custom_relation") or ""),
+            }
+        answer: dict[str, Any] = {"type": kind, "account": account, "relation_type": relation}
+        if relation == "CUSTOM":
+            answer["custom_relation"] = data["custom_relation"]
+        return answer
+
+    def receivers(self, mchid: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+        """Bound receivers of the merchant, keyed by (type, account)."""
+        key = self._mchid(mchid)
+        with self._lock:
+            return {(k[1], k[2]): copy.deepcopy(v) for k, v in self._receivers.items() if k[0] == key}
+
+    def _sharing_trade(self, merchant: _Merchant, transaction_id: object) -> tuple[tuple[str, str], dict[str, Any]]:
+        """The paid, profit-sharing trade under transaction_id (callers hold the lock)."""
+        found = next(
+            (
+                (k, t)
+                for k, t in self._trades.items()
+                if k[0] == merchant.mchid and t["provider_trade_no"] == transaction_id
+            ),
+            None,
+        )
+        if found is None or found[1]["status"] != "paid":
+            raise WxError(404, "RESOURCE_NOT_EXISTS", "订单不存在或未支付")
+        if not found[1]["profit_sharing"]:
+            raise WxError(400, "INVALID_REQUEST", "该笔订单下单时未设置分账标识(profit_sharing)，不支持分账")
+        return found
+
+    def split(self, merchant: _Merchant, data: dict) -> dict[str, Any]:
+        """请求分账: once per out_order_no; checked against bindings and the maximum ratio before anything moves."""
+        if data.get("appid") != merchant.appid:
+            raise WxError(400, "PARAM_ERROR", "appid和mch_id不匹配")
+        out_order_no = data.get("out_order_no")
+        if not isinstance(out_order_no, str) or not OUT_ORDER_NO_RE.match(out_order_no):
+            raise WxError(400, "PARAM_ERROR", "out_order_no 只能是数字、大小写字母_-|*@，最长64位")
+        unfreeze = data.get("unfreeze_unsplit")
+        if not isinstance(unfreeze, bool):
+            raise WxError(400, "PARAM_ERROR", "缺少参数 unfreeze_unsplit")
+        raw = data.get("receivers")
+        if not isinstance(raw, list) or not raw:
+            raise WxError(400, "PARAM_ERROR", "缺少参数 receivers")
+        if len(raw) > SPLIT_MAX_RECEIVERS:
+            raise WxError(400, "PARAM_ERROR", f"每次请求最多分给{SPLIT_MAX_RECEIVERS}个接收方")
+        wanted = []
+        for r in raw:
+            if not isinstance(r, dict) or r.get("type") not in SPLIT_RECEIVER_TYPES:
+                raise WxError(400, "PARAM_ERROR", "receivers.type 须为 MERCHANT_ID 或 PERSONAL_OPENID")
+            amount, account, text = r.get("amount"), r.get("account"), r.get("description")
+            if not isinstance(account, str) or not account:
+                raise WxError(400, "PARAM_ERROR", "缺少参数 receivers.account")
+            if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+                raise WxError(400, "PARAM_ERROR", "receivers.amount 须为正整数（单位：分）")
+            if not isinstance(text, str) or not 1 <= len(text) <= 80:
+                raise WxError(400, "PARAM_ERROR", "receivers.description 必填，最多80个字符")
+            wanted.append({"type": r["type"], "account": account, "amount": amount, "description": text})
+        fingerprint = {"transaction_id": data.get("transaction_id"), "receivers": wanted, "unfreeze": unfreeze}
+        with self._lock:
+            if (order := self._splits.get((merchant.mchid, out_order_no))) is not None:
+                # "同一分账单号多次请求等同一次"
+                if order["fingerprint"] != fingerprint:
+                    raise WxError(400, "INVALID_REQUEST", "商户分账单号重复，且请求参数与原单不一致")
+                return self._split_view(order)
+            key, trade = self._sharing_trade(merchant, data.get("transaction_id"))
+            if trade["split_finished"]:
+                raise WxError(400, "INVALID_REQUEST", "订单已完结分账，剩余资金已解冻")
+            if sum(1 for o in self._splits.values() if o["trade_key"] == key) >= SPLIT_MAX_ORDERS:
+                raise WxError(400, "INVALID_REQUEST", f"对同一笔订单最多能发起{SPLIT_MAX_ORDERS}次分账请求")
+            for r in wanted:
+                if (merchant.mchid, r["type"], r["account"]) not in self._receivers:
+                    raise WxError(400, "PARAM_ERROR", "分账接收方关系不存在，请检查参数中每个接收方的关系")
+            total = sum(r["amount"] for r in wanted)
+            if trade["split_minor"] + total > trade["amount_minor"] * self.split_max_ratio_bp // 10_000:
+                raise WxError(400, "INVALID_REQUEST", "分账金额超出最大分账比例")
+            if total > self._frozen(trade):
+                raise WxError(403, "NOT_ENOUGH", "订单剩余待分金额不足")
+            now = _now_text()
+            order = {
+                "trade_key": key,
+                "mchid": merchant.mchid,
+                "transaction_id": trade["provider_trade_no"],
+                "out_order_no": out_order_no,
+                "order_id": "3008" + _digits(28),
+                "state": "PROCESSING",
+                "unfreeze_unsplit": unfreeze,
+                "receivers": [
+                    dict(
+                        r,
+                        result="PENDING",
+                        fail_reason="",
+                        detail_id="3601" + _digits(28),
+                        create_time=now,
+                        finish_time="",
+                    )
+                    for r in wanted
+                ],
+                "fingerprint": fingerprint,
+                "released_minor": 0,
+            }
+            self._splits[(merchant.mchid, out_order_no)] = order
+            # The money leaves the frozen part now (it is in flight); a CLOSED receiver gives its share back.
+            trade["split_minor"] += total
+            self.split_log.append({"mchid": merchant.mchid, "out_order_no": out_order_no, "amount": total})
+            answer = self._split_view(order)
+        if self.split_auto_settle:
+            self.settle_split(out_order_no)
+        return answer
+
+    @staticmethod
+    def _frozen(trade: dict[str, Any]) -> int:
+        """What is still frozen on a paid profit-sharing trade (callers hold the lock)."""
+        if not trade["profit_sharing"] or trade["split_finished"]:
+            return 0
+        return trade["amount_minor"] - trade["refunded_minor"] - trade["split_minor"] + trade["returned_minor"]
+
+    def settle_split(self, out_order_no: str, *, background: bool = True) -> None:
+        """WeChat finishes the order: receivers SUCCESS (or CLOSED per `split_fail_accounts`), the rest released
+        when it said unfreeze_unsplit, then the PROFITSHARING callback to the trade's notify_url."""
+        with self._lock:
+            order = next((o for o in self._splits.values() if o["out_order_no"] == out_order_no), None)
+            if order is None:
+                raise KeyError(out_order_no)
+            if order["state"] != "PROCESSING":
+                return
+            trade = self._trades[order["trade_key"]]
+            now = _now_text()
+            for r in order["receivers"]:
+                reason = self.split_fail_accounts.get(r["account"], "")
+                r.update(result="CLOSED" if reason else "SUCCESS", fail_reason=reason, finish_time=now)
+                if reason:
+                    trade["split_minor"] -= r["amount"]
+            if order["unfreeze_unsplit"]:
+                order["released_minor"] = self._frozen(trade)
+                trade["released_minor"] += order["released_minor"]
+                trade["split_finished"] = True
+                if order["released_minor"]:
+                    order["self_line"] = self._self_line(order["mchid"], order["released_minor"], "解冻给分账方", now)
+            order["state"] = "FINISHED"
+            key, url = order["trade_key"], trade["notify_url"]
+            paid = [copy.deepcopy(r) for r in order["receivers"] if r["result"] == "SUCCESS"]
+        for r in paid:
+            self._dispatch(key, url, lambda r=r: self.split_notify_request(out_order_no, r), background=background)
+
+    def split_notify_request(self, out_order_no: str, receiver: dict[str, Any]) -> NotifyRequest:
+        """分账动账通知 (PROFITSHARING.SUCCESS) for one receiver of a finished order."""
+        with self._lock:
+            order = copy.deepcopy(next(o for o in self._splits.values() if o["out_order_no"] == out_order_no))
+        resource = {
+            "mchid": order["mchid"],
+            "transaction_id": order["transaction_id"],
+            "order_id": order["order_id"],
+            "out_order_no": order["out_order_no"],
+            "receiver": {
+                "type": receiver["type"],
+                "account": receiver["account"],
+                "amount": receiver["amount"],
+                "description": receiver["description"],
+            },
+            "success_time": receiver["finish_time"],
+        }
+        return self._callback(
+            self._merchants[order["mchid"]],
+            resource,
+            event_type="PROFITSHARING.SUCCESS",
+            summary="分账成功",
+            original_type="profitsharing",
+        )
+
+    @staticmethod
+    def _self_line(mchid: str, fen: int, description: str, at: str) -> dict[str, Any]:
+        """What an unfreeze gave the merchant itself, listed among the order's receivers as WeChat does."""
+        return {
+            "amount": fen,
+            "description": description,
+            "type": "MERCHANT_ID",
+            "account": mchid,
+            "result": "SUCCESS",
+            "detail_id": "3601" + _digits(28),
+            "create_time": at,
+            "finish_time": at,
+        }
+
+    def _split_view(self, order: dict[str, Any]) -> dict[str, Any]:
+        """The answer of 请求分账 and 查询分账结果 (callers hold the lock)."""
+        receivers = [
+            {k: r[k] for k in ("amount", "description", "type", "account", "result", "detail_id", "create_time")}
+            | ({"finish_time": r["finish_time"]} if r["finish_time"] else {})
+            | ({"fail_reason": r["fail_reason"]} if r["fail_reason"] else {})
+            for r in order["receivers"]
+        ]
+        if order.get("self_line"):
+            receivers.append(dict(order["self_line"]))
+        return {
+            "transaction_id": order["transaction_id"],
+            "out_order_no": order["out_order_no"],
+            "order_id": order["order_id"],
+            "state": order["state"],
+            "receivers": receivers,
+        }
+
+    def split_query(self, merchant: _Merchant, out_order_no: str, transaction_id: str) -> dict[str, Any]:
+        with self._lock:
+            order = self._splits.get((merchant.mchid, out_order_no))
+            if order is None or order["transaction_id"] != transaction_id:
+                raise WxError(404, "RESOURCE_NOT_EXISTS", "记录不存在")
+            return self._split_view(order)
+
+    def unfreeze(self, merchant: _Merchant, data: dict) -> dict[str, Any]:
+        """解冻剩余资金: an order of its own (out_order_no) that releases what is frozen to the merchant."""
+        out_order_no = data.get("out_order_no")
+        if not isinstance(out_order_no, str) or not OUT_ORDER_NO_RE.match(out_order_no):
+            raise WxError(400, "PARAM_ERROR", "out_order_no 格式错误")
+        if not isinstance(data.get("description"), str) or not data["description"]:
+            raise WxError(400, "PARAM_ERROR", "缺少参数 description")
+        with self._lock:
+            if (order := self._splits.get((merchant.mchid, out_order_no))) is not None:
+                return self._split_view(order)
+            key, trade = self._sharing_trade(merchant, data.get("transaction_id"))
+            if trade["split_finished"]:
+                raise WxError(400, "INVALID_REQUEST", "订单已完结分账，剩余资金已解冻")
+            released = self._frozen(trade)
+            trade.update(released_minor=trade["released_minor"] + released, split_finished=True)
+            now = _now_text()
+            order = {
+                "trade_key": key,
+                "mchid": merchant.mchid,
+                "transaction_id": trade["provider_trade_no"],
+                "out_order_no": out_order_no,
+                "order_id": "3008" + _digits(28),
+                "state": "FINISHED",
+                "unfreeze_unsplit": True,
+                "receivers": [],
+                "fingerprint": {"unfreeze": True},
+                "released_minor": released,
+            }
+            self._splits[(merchant.mchid, out_order_no)] = order
+            if released:
+                order["self_line"] = self._self_line(merchant.mchid, released, data["description"], now)
+            return self._split_view(order)
+
+    def split_return(self, merchant: _Merchant, data: dict) -> dict[str, Any]:
+        """请求分账回退: at most what that MERCHANT_ID receiver got in the order, once per out_return_no."""
+        out_return_no = data.get("out_return_no")
+        if not isinstance(out_return_no, str) or not OUT_ORDER_NO_RE.match(out_return_no):
+            raise WxError(400, "PARAM_ERROR", "out_return_no 只能是数字、大小写字母_-|*@，最长64位")
+        amount, text, mchid = data.get("amount"), data.get("description"), data.get("return_mchid")
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+            raise WxError(400, "PARAM_ERROR", "amount 须为正整数（单位：分）")
+        if not isinstance(text, str) or not 1 <= len(text) <= 80:
+            raise WxError(400, "PARAM_ERROR", "description 必填，最多80个字符")
+        if not isinstance(mchid, str) or not mchid.isdigit():
+            raise WxError(400, "PARAM_ERROR", "return_mchid 须为分账接收方的商户号")
+        with self._lock:
+            if (ret := self._split_returns.get((merchant.mchid, out_return_no))) is not None:
+                if (ret["return_mchid"], ret["amount"]) != (mchid, amount):
+                    raise WxError(400, "INVALID_REQUEST", "商户回退单号重复，且请求参数与原单不一致")
+                return self._return_view(ret)
+            order = next(
+                (
+                    o
+                    for o in self._splits.values()
+                    if o["mchid"] == merchant.mchid
+                    and (o["order_id"] == data.get("order_id") or o["out_order_no"] == data.get("out_order_no"))
+                ),
+                None,
+            )
+            if order is None:
+                raise WxError(404, "RESOURCE_NOT_EXISTS", "分账单不存在")
+            share = next(
+                (
+                    r
+                    for r in order["receivers"]
+                    if r["type"] == "MERCHANT_ID" and r["account"] == mchid and r["result"] == "SUCCESS"
+                ),
+                None,
+            )
+            if share is None:
+                # Only a merchant receiver can give money back; an openid has no account WeChat can debit.
+                raise WxError(400, "PARAM_ERROR", "回退商户号不是该分账单中分账成功的商户类型接收方")
+            back = sum(
+                r["amount"]
+                for r in self._split_returns.values()
+                if r["order_key"] == order["out_order_no"] and r["return_mchid"] == mchid and r["result"] != "FAILED"
+            )
+            if amount > share["amount"] - back:
+                raise WxError(400, "INVALID_REQUEST", "回退金额超过该接收方可回退金额")
+            now = _now_text()
+            ret = {
+                "mchid": merchant.mchid,
+                "order_key": order["out_order_no"],
+                "order_id": order["order_id"],
+                "out_order_no": order["out_order_no"],
+                "out_return_no": out_return_no,
+                "return_id": "3008" + _digits(28),
+                "return_mchid": mchid,
+                "amount": amount,
+                "description": text,
+                "result": "SUCCESS",
+                "create_time": now,
+                "finish_time": now,
+            }
+            self._split_returns[(merchant.mchid, out_return_no)] = ret
+            self._trades[order["trade_key"]]["returned_minor"] += amount
+            self.split_return_log.append({"mchid": merchant.mchid, "out_return_no": out_return_no, "amount": amount})
+            return self._return_view(ret)
+
+    @staticmethod
+    def _return_view(ret: dict[str, Any]) -> dict[str, Any]:
+        keys = (
+            "order_id",
+            "out_order_no",
+            "out_return_no",
+            "return_id",
+            "return_mchid",
+            "amount",
+            "description",
+            "result",
+            "create_time",
+            "finish_time",
+        )
+        return {k: ret[k] for k in keys}
+
+    def split_return_query(self, merchant: _Merchant, out_return_no: str, out_order_no: str) -> dict[str, Any]:
+        with self._lock:
+            ret = self._split_returns.get((merchant.mchid, out_return_no))
+            if ret is None or ret["out_order_no"] != out_order_no:
+                raise WxError(404, "RESOURCE_NOT_EXISTS", "记录不存在")
+            return self._return_view(ret)
+
+    def split_ledger(self, out_trade_no: str) -> dict[str, Any]:
+        """Per trade: split (net of closed receivers), returned, refunded, frozen and released, and per receiver
+        account what it got (successful shares) and gave back."""
+        key = self._find(out_trade_no)
+        if key is None:
+            raise KeyError(out_trade_no)
+        with self._lock:
+            trade = self._trades[key]
+            got: dict[str, int] = {}
+            for o in self._splits.values():
+                if o["trade_key"] == key:
+                    for r in o["receivers"]:
+                        if r["result"] == "SUCCESS":
+                            got[r["account"]] = got.get(r["account"], 0) + r["amount"]
+            returned: dict[str, int] = {}
+            orders = {o["out_order_no"] for o in self._splits.values() if o["trade_key"] == key}
+            for r in self._split_returns.values():
+                if r["order_key"] in orders and r["result"] == "SUCCESS":
+                    returned[r["return_mchid"]] = returned.get(r["return_mchid"], 0) + r["amount"]
+            return {
+                "total": trade["amount_minor"],
+                "split": trade["split_minor"],
+                "returned": trade["returned_minor"],
+                "refunded": trade["refunded_minor"],
+                "frozen": self._frozen(trade),
+                "released": trade["released_minor"],
+                "finished": trade["split_finished"],
+                "received": got,
+                "returned_by": returned,
+            }
 
     # ---- the daily trade bill (交易账单) ------------------------------------------------------------------
     def statement_reset(self) -> None:
@@ -1389,6 +1837,19 @@ class _Handler(BaseHTTPRequestHandler):
         if parts[:5] == ["v3", "fund-app", "mch-transfer", "transfer-bills", "out-bill-no"] and len(parts) == 6:
             if get:
                 return 200, self.sim.transfer_query(merchant, parts[5])
+        if parts[:2] == ["v3", "profitsharing"]:
+            if path == "/v3/profitsharing/receivers/add" and post:
+                return 200, self.sim.add_receiver(merchant, self._json(body), self.headers.get("Wechatpay-Serial", ""))
+            if path == "/v3/profitsharing/orders/unfreeze" and post:
+                return 200, self.sim.unfreeze(merchant, self._json(body))
+            if path == "/v3/profitsharing/orders" and post:
+                return 200, self.sim.split(merchant, self._json(body))
+            if parts[2] == "orders" and len(parts) == 4 and get:
+                return 200, self.sim.split_query(merchant, parts[3], query.get("transaction_id", ""))
+            if path == "/v3/profitsharing/return-orders" and post:
+                return 200, self.sim.split_return(merchant, self._json(body))
+            if parts[2] == "return-orders" and len(parts) == 4 and get:
+                return 200, self.sim.split_return_query(merchant, parts[3], query.get("out_order_no", ""))
         if path == BILL_PATH and get:
             return 200, self.sim.tradebill(merchant, query, self._host_base())
         if path == "/v3/refund/domestic/refunds" and post:

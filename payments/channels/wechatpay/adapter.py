@@ -13,6 +13,13 @@ key, Wechatpay-Serial set). They are signed with the SDK's own `build_authorizat
 `mch_transfer_bills`: the SDK verifies only 2xx answers (a forged 403 NOT_ENOUGH would read as a refusal), drops
 user_name under 30 fen, and raises bare Exception for a missing field, which would look like a bad signature.
 
+Profit sharing (分账) follows the WeChat Pay v3 merchant docs (pay.weixin.qq.com/wiki/doc/apiv3/apis/chapter8_1_*:
+请求分账 POST /v3/profitsharing/orders, 查询分账结果 GET .../orders/{out_order_no}?transaction_id=, 请求分账回退 POST
+/v3/profitsharing/return-orders, 查询分账回退结果 GET .../return-orders/{out_return_no}?out_order_no=, 解冻剩余资金
+POST .../orders/unfreeze, 添加分账接收方 POST /v3/profitsharing/receivers/add; "分账失败处理指引" 4015505153 for
+fail_reason; "每次请求最多分给50个接收方", "目前默认最高分账比例30%") and wechatpayv3 2.0.4 `profitsharing` (field
+names; receiver name RSA-OAEP encrypted). Sent through `_v3`, like payouts, so that refusals are verified too.
+
 The daily statement is the trade bill (申请交易账单 GET /v3/bill/tradebill, pay.weixin.qq.com/doc/v3/merchant/
 4012556654; its FAQ 4013071254: STATEMENT_CREATING / NO_STATEMENT_EXIST, and "下载账单微信不返回签名头信息", so
 the download is checked by the signed SHA1 hash_value only). Sent through `_v3` and a streamed download rather
@@ -57,6 +64,13 @@ from payments.channels.base import (
     RefundObservation,
     RefundRequest,
     Retryable,
+    SplitObservation,
+    SplitReceiver,
+    SplitRequest,
+    SplitResult,
+    SplitReturnObservation,
+    SplitReturnRequest,
+    SplitState,
     Statement,
     Terminal,
     Unknown,
@@ -147,7 +161,14 @@ class WechatPayAdapter:
     # API v3 callbacks are JSON POSTs.
     notify_methods: ClassVar[frozenset[str]] = frozenset({"POST"})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.QUERY, Capability.CLOSE, Capability.REFUND, Capability.PAYOUT, Capability.STATEMENT}
+        {
+            Capability.QUERY,
+            Capability.CLOSE,
+            Capability.REFUND,
+            Capability.PAYOUT,
+            Capability.STATEMENT,
+            Capability.SPLIT,
+        }
     )
     # The bill is asked for GZIP (as the SDK does by default); the simulator serves both.
     statement_tar_type: str = wire.BILL_TAR_TYPE
@@ -241,6 +262,8 @@ class WechatPayAdapter:
             time_expire=wire.time_expire(order.expires_at) if order.expires_at else None,
             notify_url=order.notify_url,
             scene_info={"payer_client_ip": order.client_ip} if order.client_ip else None,
+            # Without it WeChat settles the trade at once and nothing of it can be split later.
+            settle_info={"profit_sharing": True} if order.split else None,
             pay_type=WeChatPayType.NATIVE,
         )
         if status != 200:
@@ -477,6 +500,258 @@ class WechatPayAdapter:
             status=observed,
             amount=amount,
             provider_status=state,
+            failure_reason=reason,
+        )
+
+    # ---- profit sharing (分账) ------------------------------------------------------------------------------
+    def split_bind(self, receiver: SplitReceiver) -> None:
+        """添加分账接收方. WeChat accepts the same binding again, so a lost answer is resolved by binding again."""
+        self._check_receiver(receiver, amount=False)
+        payload: dict[str, Any] = {
+            "appid": self._creds.get("appid", ""),
+            "type": receiver.account_type,
+            "account": receiver.account,
+            "relation_type": self._creds.get("split_relation_type") or wire.DEFAULT_SPLIT_RELATION_TYPE,
+        }
+        if receiver.name:
+            payload["name"] = signing.encrypt_sensitive(self._payout_key(), receiver.name)
+        elif receiver.account_type == wire.SPLIT_RETURN_RECEIVER_TYPE:
+            raise Terminal("wechatpay binds a merchant receiver by its full name", code="no_receiver_name")
+        status, data, verified = self._v3("split bind", "POST", wire.RECEIVERS_ADD_PATH, payload)
+        if status == 200:
+            if not verified:
+                raise Unknown("wechatpay split bind answer did not verify", code="bad_signature")
+            if data.get("account") != receiver.account or data.get("type") != receiver.account_type:
+                raise Unknown("wechatpay bound another receiver", code="bad_response")
+            return
+        raise self._refused("split bind", status, data)
+
+    def split(self, request: SplitRequest) -> SplitObservation:
+        """请求分账 (or, with no receiver and finish, 解冻剩余资金) under out_order_no = split_no."""
+        self._check_split(request)
+        if request.receivers:
+            path = wire.SPLIT_PATH
+            payload: dict[str, Any] = {
+                "appid": self._creds.get("appid", ""),
+                "transaction_id": request.provider_trade_no,
+                "out_order_no": request.split_no,
+                "receivers": [
+                    {
+                        "type": r.account_type,
+                        "account": r.account,
+                        "amount": r.amount.amount_minor,
+                        "description": wire.split_description(r.description),
+                    }
+                    for r in request.receivers
+                ],
+                "unfreeze_unsplit": request.finish,
+            }
+        else:
+            path = wire.SPLIT_PATH + "/unfreeze"
+            payload = {
+                "transaction_id": request.provider_trade_no,
+                "out_order_no": request.split_no,
+                "description": "解冻全部剩余资金",
+            }
+        status, data, verified = self._v3("split", "POST", path, payload)
+        if status == 200:
+            if not verified:
+                raise Unknown("wechatpay split answer did not verify", code="bad_signature")
+            return self._split_observation(data, request)
+        code = str(data.get("code", ""))
+        if code in wire.SPLIT_REFUSED_CODES and status in (400, 403):
+            # Nothing moved, so the refusal must be WeChat's own word (an unsigned one could hide a real split), and
+            # it must not be about another request under this number ("商户分账单号重复"): believed only when
+            # WeChat does not know split_no.
+            if not verified:
+                raise Unknown(f"wechatpay split refusal {code} did not verify", code="bad_signature")
+            if (known := self.split_query(request)) is not None:
+                return known
+            reason = f"{code}: {str(data.get('message', ''))[:100]}"
+            return SplitObservation(
+                split_no=request.split_no,
+                provider_split_no="",
+                status=SplitState.FAILED,
+                receivers=tuple(
+                    SplitResult(account=r.account, amount=r.amount, status=SplitState.FAILED, failure_reason=reason)
+                    for r in request.receivers
+                ),
+                provider_status=code,
+            )
+        if status == 429 or code in wire.SPLIT_UNKNOWN_CODES:
+            raise Unknown(f"wechatpay split answered {status} {code}: query before anything else", code="busy")
+        raise Terminal(f"wechatpay refused split: {status} {code} {str(data.get('message', ''))[:120]}", code="refused")
+
+    def split_query(self, request: SplitRequest) -> SplitObservation | None:
+        """查询分账结果 by out_order_no and transaction_id."""
+        if not wire.OUT_ORDER_NO_RE.match(request.split_no) or not wire.TRANSACTION_ID_RE.match(
+            request.provider_trade_no
+        ):
+            return None  # split refuses such numbers, so WeChat cannot know one
+        path = wire.SPLIT_QUERY_PATH.format(out_order_no=request.split_no, transaction_id=request.provider_trade_no)
+        status, data, verified = self._v3("split query", "GET", path)
+        code = str(data.get("code", ""))
+        # An unsigned 404 is safe to believe: the caller may only resend under the same split_no.
+        if status == 404 or code in wire.SPLIT_NOT_FOUND_CODES:
+            return None
+        if status != 200:
+            if status == 429 or code in wire.SPLIT_UNKNOWN_CODES:
+                raise Retryable(f"wechatpay split query answered {status} {code}", code="busy")
+            raise Terminal(f"wechatpay refused split query: {status} {code}", code="refused")
+        if not verified:
+            raise Unknown("wechatpay split query answer did not verify", code="bad_signature")
+        return self._split_observation(data, request)
+
+    def split_return(self, request: SplitReturnRequest) -> SplitReturnObservation:
+        """请求分账回退: from the receiver's merchant account (return_mchid) back to ours, by out_order_no."""
+        self._check_split_return(request)
+        payload = {
+            "out_order_no": request.split_no,
+            "out_return_no": request.return_no,
+            "return_mchid": request.receiver.account,
+            "amount": request.receiver.amount.amount_minor,
+            "description": wire.split_description(request.receiver.description or "退款回退"),
+        }
+        status, data, verified = self._v3("split return", "POST", wire.SPLIT_RETURN_PATH, payload)
+        if status == 200:
+            if not verified:
+                raise Unknown("wechatpay split return answer did not verify", code="bad_signature")
+            return self._return_observation(data, request)
+        code = str(data.get("code", ""))
+        if code in wire.SPLIT_REFUSED_CODES and status in (400, 403):
+            if not verified:
+                raise Unknown(f"wechatpay split return refusal {code} did not verify", code="bad_signature")
+            if (known := self.split_return_query(request)) is not None:
+                return known
+            return SplitReturnObservation(
+                return_no=request.return_no,
+                provider_return_no="",
+                status=SplitState.FAILED,
+                amount=request.receiver.amount,
+                failure_reason=f"{code}: {str(data.get('message', ''))[:100]}",
+            )
+        if status == 429 or code in wire.SPLIT_UNKNOWN_CODES:
+            raise Unknown(f"wechatpay split return answered {status} {code}: query first", code="busy")
+        raise Terminal(
+            f"wechatpay refused split return: {status} {code} {str(data.get('message', ''))[:120]}", code="refused"
+        )
+
+    def split_return_query(self, request: SplitReturnRequest) -> SplitReturnObservation | None:
+        """查询分账回退结果 by out_return_no and out_order_no; None when WeChat does not know return_no."""
+        if not wire.OUT_ORDER_NO_RE.match(request.return_no) or not wire.OUT_ORDER_NO_RE.match(request.split_no):
+            return None
+        path = wire.SPLIT_RETURN_QUERY_PATH.format(out_return_no=request.return_no, out_order_no=request.split_no)
+        status, data, verified = self._v3("split return query", "GET", path)
+        code = str(data.get("code", ""))
+        if status == 404 or code in wire.SPLIT_NOT_FOUND_CODES:
+            return None
+        if status != 200:
+            if status == 429 or code in wire.SPLIT_UNKNOWN_CODES:
+                raise Retryable(f"wechatpay split return query answered {status} {code}", code="busy")
+            raise Terminal(f"wechatpay refused split return query: {status} {code}", code="refused")
+        if not verified:
+            raise Unknown("wechatpay split return query answer did not verify", code="bad_signature")
+        return self._return_observation(data, request)
+
+    @staticmethod
+    def _check_receiver(receiver: SplitReceiver, *, amount: bool = True) -> None:
+        if receiver.account_type not in wire.SPLIT_RECEIVER_TYPES:
+            raise Terminal("wechatpay receivers are MERCHANT_ID or PERSONAL_OPENID", code="bad_receiver_type")
+        if not receiver.account or len(receiver.account) > 64:
+            raise Terminal("wechatpay receiver account must be 1-64 characters", code="bad_receiver")
+        if amount:
+            if receiver.amount.currency != wire.SUPPORTED_CURRENCY:
+                raise Terminal(f"wechatpay splits {wire.SUPPORTED_CURRENCY} only", code="currency")
+            if receiver.amount.amount_minor <= 0:
+                raise Terminal("wechatpay split amounts must be positive", code="bad_amount")
+
+    def _check_split(self, request: SplitRequest) -> None:
+        if not wire.OUT_ORDER_NO_RE.match(request.split_no):
+            raise Terminal("split_no must be 1-64 of [0-9A-Za-z_-|*@]", code="bad_split_no")
+        if not wire.TRANSACTION_ID_RE.match(request.provider_trade_no):
+            raise Terminal("wechatpay splits by transaction_id: the trade's must be known", code="no_trade_no")
+        if len(request.receivers) > wire.SPLIT_MAX_RECEIVERS:
+            raise Terminal(f"wechatpay splits to at most {wire.SPLIT_MAX_RECEIVERS} receivers", code="too_many")
+        if not request.receivers and not request.finish:
+            raise Terminal("a split names receivers or finishes the trade", code="no_receivers")
+        for receiver in request.receivers:
+            self._check_receiver(receiver)
+
+    def _check_split_return(self, request: SplitReturnRequest) -> None:
+        if not wire.OUT_ORDER_NO_RE.match(request.return_no):
+            raise Terminal("return_no must be 1-64 of [0-9A-Za-z_-|*@]", code="bad_return_no")
+        if not wire.OUT_ORDER_NO_RE.match(request.split_no):
+            raise Terminal("split_no must be 1-64 of [0-9A-Za-z_-|*@]", code="bad_split_no")
+        self._check_receiver(request.receiver)
+        if request.receiver.account_type != wire.SPLIT_RETURN_RECEIVER_TYPE:
+            # WeChat takes a return only from a merchant receiver (return_mchid): an openid cannot be debited.
+            raise Terminal("wechatpay returns a share only from a MERCHANT_ID receiver", code="not_returnable")
+
+    def _split_observation(self, data: dict, request: SplitRequest) -> SplitObservation:
+        if data.get("out_order_no") != request.split_no or data.get("transaction_id") != request.provider_trade_no:
+            raise Unknown("wechatpay answered for another split or trade", code="bad_response")
+        state = str(data.get("state", ""))
+        raw = data.get("receivers", [])
+        if state not in wire.SPLIT_ORDER_STATES or not isinstance(raw, list):
+            raise Unknown(f"wechatpay split state {state[:32]!r} not understood", code="bad_response")
+        results = []
+        for entry in raw:
+            if not isinstance(entry, dict):
+                raise Unknown("wechatpay split receiver not understood", code="bad_response")
+            # Unfreezing lists the merchant itself as a receiver ("解冻给分账方"): that is not a share.
+            if entry.get("type") == "MERCHANT_ID" and entry.get("account") == self.account.merchant_no:
+                continue
+            result = str(entry.get("result", ""))
+            observed = wire.SPLIT_RECEIVER_RESULT.get(result)
+            value = entry.get("amount")
+            if observed is None or not _fen(value) or not isinstance(entry.get("account"), str):
+                raise Unknown(f"wechatpay split receiver result {result[:32]!r} not understood", code="bad_response")
+            reason = ""
+            if observed == SplitState.FAILED:
+                reason = decline_code_or_empty(entry.get("fail_reason")) or result
+            results.append(
+                SplitResult(
+                    account=entry["account"],
+                    amount=Money(value, wire.SUPPORTED_CURRENCY),  # profit sharing is CNY only
+                    status=observed,
+                    failure_reason=reason,
+                )
+            )
+        if any(r.status == SplitState.FAILED for r in results):
+            status = SplitState.FAILED
+        elif state == "FINISHED" and all(r.status == SplitState.SUCCEEDED for r in results):
+            status = SplitState.SUCCEEDED
+        else:
+            status = SplitState.PENDING
+        return SplitObservation(
+            split_no=request.split_no,
+            provider_split_no=str(data.get("order_id") or ""),
+            status=status,
+            receivers=tuple(results),
+            provider_status=state,
+        )
+
+    @staticmethod
+    def _return_observation(data: dict, request: SplitReturnRequest) -> SplitReturnObservation:
+        if (
+            data.get("out_return_no") != request.return_no
+            or data.get("out_order_no") not in (None, request.split_no)
+            or data.get("return_mchid") != request.receiver.account
+        ):
+            raise Unknown("wechatpay answered for another split return", code="bad_response")
+        result = str(data.get("result", ""))
+        observed = wire.SPLIT_RETURN_RESULT.get(result)
+        value = data.get("amount")
+        if observed is None or not _fen(value) or not value:
+            raise Unknown(f"wechatpay split return result {result[:32]!r} not understood", code="bad_response")
+        reason = ""
+        if observed == SplitState.FAILED:
+            reason = decline_code_or_empty(data.get("fail_reason")) or result
+        return SplitReturnObservation(
+            return_no=request.return_no,
+            provider_return_no=str(data.get("return_id") or ""),
+            status=observed,
+            amount=Money(value, wire.SUPPORTED_CURRENCY),
             failure_reason=reason,
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
-from payments.channels.base import ObservedStatus, PayoutState, RefundState, Terminal
+from payments.channels.base import ObservedStatus, PayoutState, RefundState, SplitState, Terminal
 
 SUPPORTED_CURRENCY = "CNY"
 # WeChat Pay writes and reads times as RFC 3339 in Beijing time.
@@ -210,3 +210,46 @@ def bill_time(text: str) -> datetime | None:
         return datetime(*(int(g) for g in m.groups()), tzinfo=BEIJING)  # type: ignore[misc]
     except ValueError:
         return None
+
+
+# ---- 分账 (profit sharing), /v3/profitsharing -------------------------------------------------------------
+RECEIVERS_ADD_PATH = "/v3/profitsharing/receivers/add"
+SPLIT_PATH = "/v3/profitsharing/orders"
+SPLIT_QUERY_PATH = SPLIT_PATH + "/{out_order_no}?transaction_id={transaction_id}"
+SPLIT_RETURN_PATH = "/v3/profitsharing/return-orders"
+SPLIT_RETURN_QUERY_PATH = SPLIT_RETURN_PATH + "/{out_return_no}?out_order_no={out_order_no}"
+# out_order_no / out_return_no: "只能是数字、大小写字母_-|*@", string(64). Both go into query paths.
+OUT_ORDER_NO_RE = re.compile(r"^[0-9A-Za-z_\-|*@]{1,64}$")
+TRANSACTION_ID_RE = re.compile(r"^[0-9A-Za-z]{1,32}$")
+SPLIT_RECEIVER_TYPES = frozenset({"MERCHANT_ID", "PERSONAL_OPENID"})
+# Returns (分账回退) debit the receiver's merchant account: an openid receiver cannot give money back.
+SPLIT_RETURN_RECEIVER_TYPE = "MERCHANT_ID"
+SPLIT_MAX_RECEIVERS = 50  # "每次请求最多分给50个接收方"
+SPLIT_DESCRIPTION_MAX_CHARS = 80
+# relation_type of a receiver we bind, unless the account names its own (split_relation_type).
+DEFAULT_SPLIT_RELATION_TYPE = "PARTNER"
+# Order `state`: PROCESSING until every receiver is settled, then FINISHED.
+SPLIT_ORDER_STATES = frozenset({"PROCESSING", "FINISHED"})
+# receivers[].result -> our state ("CLOSED": 已关闭, fail_reason says why; the share stays with the merchant).
+SPLIT_RECEIVER_RESULT: dict[str, SplitState] = {
+    "PENDING": SplitState.PENDING,
+    "SUCCESS": SplitState.SUCCEEDED,
+    "CLOSED": SplitState.FAILED,
+}
+# Return `result` -> our state.
+SPLIT_RETURN_RESULT: dict[str, SplitState] = {
+    "PROCESSING": SplitState.PENDING,
+    "SUCCESS": SplitState.SUCCEEDED,
+    "FAILED": SplitState.FAILED,
+}
+# Error codes of 请求分账 / 请求分账回退 that refuse the request as a whole for a business reason: nothing moved
+# (a receiver not bound, "分账金额超出最大分账比例", a trade not created for profit sharing, too little left).
+SPLIT_REFUSED_CODES = frozenset({"PARAM_ERROR", "INVALID_REQUEST", "NOT_ENOUGH", "NO_AUTH", "RULE_LIMIT"})
+# The outcome is open: query under the same number before anything else.
+SPLIT_UNKNOWN_CODES = frozenset({"SYSTEM_ERROR", "FREQUENCY_LIMITED"})
+SPLIT_NOT_FOUND_CODES = frozenset({"RESOURCE_NOT_EXISTS", "NOT_FOUND", "ORDER_NOT_EXIST"})
+
+
+def split_description(text: str) -> str:
+    """A receiver's description (required, at most 80 characters, shown on the split bill)."""
+    return (text.strip() or "profit sharing")[:SPLIT_DESCRIPTION_MAX_CHARS]
