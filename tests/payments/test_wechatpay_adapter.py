@@ -465,4 +465,5 @@ def test_capabilities():
         Capability.REFUND,
         Capability.PAYOUT,
         Capability.STATEMENT,
+        Capability.SPLIT,
     }
