@@ -40,6 +40,7 @@ from payments.services.statements import (
     channel_accounts_with_statements,
     payment_exists,
     payment_succeeded,
+    refund_status,
     statement_expected,
     statement_fetch,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "channel_account_names",
     "payment_exists",
     "payment_succeeded",
+    "refund_status",
     "statement_fetch",
     "channel_accounts_that_pay_out",
     "payout_execute",

@@ -127,7 +127,11 @@ class _Matcher:
             waiting = self.refunds_by_trade.get(trade.line.out_trade_no, []) if trade else []
             ours = next((o for o in waiting if not o.matched), None)
         if ours is None:
-            self.file(ReconKind.MISSING_IN_LEDGER, line, None, status=line.status, line_no=line.line_no)
+            known = payments.refund_status(refund_no=line.our_ref) if kind == "refund" and line.our_ref else ""
+            if known:  # a refund of ours the provider has paid out, that our records do not show final
+                self.file(ReconKind.STATUS, line, None, ours_status=known, status=line.status, line_no=line.line_no)
+            else:
+                self.file(ReconKind.MISSING_IN_LEDGER, line, None, status=line.status, line_no=line.line_no)
             return
         if ours.matched:
             self.file(ReconKind.DUPLICATE, line, ours.line, line_no=line.line_no)

@@ -93,3 +93,9 @@ def channel_account_names(*, account_ids: list[int]) -> dict[int, str]:
         pk: f"{name} ({code})"
         for pk, name, code in ChannelAccount.objects.filter(pk__in=account_ids).values_list("pk", "name", "code")
     }
+
+
+def refund_status(*, refund_no: str) -> str:
+    """The status of our refund `refund_no`, "" when we have none by that number (one query, for the few
+    statement lines reconciliation cannot match)."""
+    return Refund.objects.filter(refund_no=refund_no).values_list("status", flat=True).first() or ""

@@ -198,3 +198,30 @@ def test_a_statement_that_breaks_midway_fails_the_run_and_the_day_runs_again(day
 
     run = reconcile_statement(channel_account_id=account.pk, day=DAY, statement=statement_of(payments, refunds))
     assert (run.state, run.exception_count) == ("done", 0)
+
+
+def test_a_refund_the_provider_paid_out_that_we_hold_open_is_a_status_difference(day):
+    account, payments, refunds = day
+    pending = RefundFactory(payment=payments[70], status="pending", amount_minor=999, provider_refund_no="R70")
+
+    def with_pending_refund(lines):
+        return [
+            *lines,
+            StatementLine(
+                kind=StatementKind.REFUND,
+                provider_ref="R70",
+                our_ref=pending.refund_no,
+                amount=Money(999, "CNY"),
+                fee=Money(0, "CNY"),
+                status="REFUND",
+                occurred_at=at(16),
+                trade_ref=payments[70].provider_trade_no,
+            ),
+        ]
+
+    run = reconcile_statement(
+        channel_account_id=account.pk, day=DAY, statement=statement_of(payments, refunds, edit=with_pending_refund)
+    )
+
+    gap = ReconException.objects.get(run=run)
+    assert (gap.kind, gap.our_ref, gap.detail["ours_status"]) == ("status", pending.refund_no, "pending")
