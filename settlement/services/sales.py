@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from core.parties import agent_chain_for_merchant
 from settlement.calendar import CalendarError, release_at
 from settlement.contracts import SettlementError
 from settlement.ledger import (
@@ -40,7 +39,6 @@ from settlement.models import (
     TransactionKind,
 )
 from settlement.services.merchant_money import credit_parts, merchant_money_locked
-from settlement.services.plans import fee_plan_active
 from settlement.splits import Split, sale_split
 from settlement.terms import SalePlan, sale_terms_read
 from settlement.writes import Companion
@@ -73,11 +71,6 @@ def default_plan() -> SalePlan:
     )
 
 
-def plan_for_sale(*, merchant_id: int, currency: str):
-    """The merchant's active plan in `currency`, else the default plan."""
-    return fee_plan_active(merchant_id=merchant_id, currency=currency) or default_plan()
-
-
 def cycle_code(plan) -> str:
     """The plan's cycle as settlement.calendar.release_at reads it: T+0, T+1 or D+<n_days>."""
     return f"D+{plan.n_days}" if plan.cycle == Cycle.DN else plan.cycle
@@ -102,17 +95,6 @@ def _channel_specs(split: Split, channel_account_id: int) -> list[tuple[AccountS
         ((PartyKind.CHANNEL_ACCOUNT, channel_account_id, AccountKind.CHANNEL_FEE_EXPENSE), split.channel_fee_minor),
     ]
     return [(spec, amount) for spec, amount in parts if amount]
-
-
-def sale_lines(*, split: Split, merchant_id: int, channel_account_id: int, to_available: bool) -> list[Line]:
-    """Debit the channel's clearing (gross - fee) and the fee expense; credit merchant, reserve, agents, platform.
-
-    Zero parts are left out (a line is never zero). Without netting: see `_book` for what the posting does.
-    """
-    merchant_kind = AccountKind.MERCHANT_AVAILABLE if to_available else AccountKind.MERCHANT_PENDING
-    parts = _channel_specs(split, channel_account_id) + _credit_specs(split, merchant_id, merchant_kind)
-    accounts = ledger_accounts(currency=split.currency, specs=[spec for spec, _ in parts])
-    return [Line(account_id=accounts[spec].pk, amount_minor=amount, currency=split.currency) for spec, amount in parts]
 
 
 def _accounts_known(
@@ -215,6 +197,15 @@ def _book(
     )
 
 
+def _terms_and_split(merchant_id: int, currency: str, channel_account_id: int, gross_minor: int, fee_minor: int):
+    """The sale's terms in one read (settlement.terms), its plan (the default one without a plan) and split."""
+    terms = sale_terms_read(merchant_id=merchant_id, currency=currency, channel_account_id=channel_account_id)
+    if not terms.merchant_found:
+        raise SettlementError("merchant_unknown", f"no merchant {merchant_id}")
+    plan = terms.plan or default_plan()
+    return terms, plan, sale_split(gross_minor, currency, plan, terms.agent_chain, fee_minor)
+
+
 def sale_post(
     *,
     out_trade_no: str,
@@ -228,11 +219,7 @@ def sale_post(
 ) -> LedgerTransaction:
     """The paid callback's posting: one read (settlement.terms), the split, then the writes of `_book`."""
     require_atomic()
-    terms = sale_terms_read(merchant_id=merchant_id, currency=currency, channel_account_id=channel_account_id)
-    if not terms.merchant_found:
-        raise SettlementError("merchant_unknown", f"no merchant {merchant_id}")
-    plan = terms.plan or default_plan()
-    split = sale_split(gross_minor, currency, plan, terms.agent_chain, channel_fee_minor)
+    terms, plan, split = _terms_and_split(merchant_id, currency, channel_account_id, gross_minor, channel_fee_minor)
     return _book(
         key=sale_key(out_trade_no),
         order_no=order_no,
@@ -290,13 +277,8 @@ def sale_from_suspense_post(*, out_trade_no: str, order_no: str, merchant_id: in
     if held is None:
         return None
     facts = suspense_facts(held)
-    plan = plan_for_sale(merchant_id=merchant_id, currency=facts.currency)
-    split = sale_split(
-        facts.gross_minor,
-        facts.currency,
-        plan,
-        agent_chain_for_merchant(merchant_id=merchant_id),
-        facts.channel_fee_minor,
+    terms, plan, split = _terms_and_split(
+        merchant_id, facts.currency, facts.channel_account_id, facts.gross_minor, facts.channel_fee_minor
     )
     return _book(
         key=key,
@@ -309,4 +291,5 @@ def sale_from_suspense_post(*, out_trade_no: str, order_no: str, merchant_id: in
         channel_account_id=facts.channel_account_id,
         paid_at=timezone.now(),
         memo=f"from {suspense_key(out_trade_no)}",
+        account_ids=terms.account_ids,
     )
