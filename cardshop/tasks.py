@@ -94,7 +94,7 @@ def reconcile_yesterday_task() -> int:
         return 0
     day = now.date() - timedelta(days=1)
     recovered = 0
-    for account_id in payments.channel_accounts_with_statements():
+    for account_id in payments.channel_accounts_with("statement"):
         try:
             recovered += reconciliation.reconciliation_day(channel_account_id=account_id, day=day)
         except Exception:  # not published yet, or a broken file: the next run tries again

@@ -5,6 +5,7 @@ from payments.services.accounts import (
     channel_account_configure,
     channel_account_fee_learned,
 )
+from payments.services.adapters import channel_accounts_with
 from payments.services.demo import demo_payments_backdate
 from payments.services.fees import payment_fee_facts
 from payments.services.ledger_facts import payments_succeeded_out_trade_nos, refunds_succeeded
@@ -23,7 +24,7 @@ from payments.services.payments import (
     query_result_apply,
     references_paid_more_than_once,
 )
-from payments.services.payouts import channel_accounts_that_pay_out, payout_execute
+from payments.services.payouts import payout_execute
 from payments.services.refunds import (
     extra_payments_refund_automatically,
     payment_refund_request,
@@ -37,7 +38,6 @@ from payments.services.refunds import (
 )
 from payments.services.statements import (
     channel_account_names,
-    channel_accounts_with_statements,
     payment_exists,
     payment_succeeded,
     refund_status,
@@ -52,13 +52,12 @@ from payments.services.stats import (
 
 __all__ = [
     "statement_expected",
-    "channel_accounts_with_statements",
+    "channel_accounts_with",
     "channel_account_names",
     "payment_exists",
     "payment_succeeded",
     "refund_status",
     "statement_fetch",
-    "channel_accounts_that_pay_out",
     "payout_execute",
     "demo_payments_backdate",
     "channel_account_configure",

@@ -49,7 +49,7 @@ class PayoutDestinationForm(forms.ModelForm):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # Only accounts whose channel can pay out (Capability.PAYOUT) are offered.
-        capable = [pk for pk, _label in payments.channel_accounts_that_pay_out()]
+        capable = payments.channel_accounts_with("payout")
         field = self.fields["channel_account"]
         field.queryset = field.queryset.filter(pk__in=capable)
         self.fields["party_kind"].choices = [
@@ -202,7 +202,7 @@ class ReconStartForm(forms.Form):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        ids = payments.channel_accounts_with_statements()
+        ids = payments.channel_accounts_with("statement")
         names = payments.channel_account_names(account_ids=ids)
         self.fields["channel_account"].choices = [(pk, names.get(pk, f"#{pk}")) for pk in ids]
         self.fields["channel_account"].widget = UnfoldAdminSelectWidget(choices=self.fields["channel_account"].choices)

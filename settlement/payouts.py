@@ -34,7 +34,7 @@ from core.audit import audit_record
 from payments import facade as payments
 from payments.contracts import PayoutOutcome, PayoutResult
 from settlement.contracts import SettlementError
-from settlement.ledger import Line, ledger_accounts, ledger_post
+from settlement.ledger import Line, ledger_account, ledger_post
 from settlement.models import (
     OPEN_PAYOUT_STATES,
     AccountKind,
@@ -134,24 +134,17 @@ def payout_create(*, destination_id: int, now: datetime | None = None, retry_of:
             # If the dispatch after commit is lost (broker down, process killed), the janitor sends it then.
             next_query_at=_next_look(0, now),
         )
-        in_transit = ledger_accounts(
-            currency=payout.currency,
-            specs=[(PartyKind.MERCHANT, payout.party_id, AccountKind.PAYOUTS_IN_TRANSIT)],
-        )
+        in_transit = _in_transit(payout)
         ledger_post(
             key=f"payout:{payout.payout_no}",
             kind=TransactionKind.PAYOUT,
             reference=payout.payout_no,
             lines=[
                 Line(account_id=available.pk, amount_minor=payout.amount_minor, currency=payout.currency),
-                Line(
-                    account_id=next(iter(in_transit.values())).pk,
-                    amount_minor=-payout.amount_minor,
-                    currency=payout.currency,
-                ),
+                Line(account_id=in_transit.pk, amount_minor=-payout.amount_minor, currency=payout.currency),
             ],
             memo="held for payout",
-            accounts={available.pk: available, **{a.pk: a for a in in_transit.values()}},
+            accounts={available.pk: available, in_transit.pk: in_transit},
             locked=(available, owed),
         )
         _after_commit("settlement.payout_submit", payout.payout_no)
@@ -242,11 +235,24 @@ def payout_outcome_apply(*, payout_no: str, outcome: PayoutOutcome) -> str:
         return payout.state
 
 
+def _in_transit(payout: Payout) -> LedgerAccount:
+    return ledger_account(
+        party_kind=payout.party_kind,
+        party_id=payout.party_id,
+        kind=AccountKind.PAYOUTS_IN_TRANSIT,
+        currency=payout.currency,
+    )
+
+
 def _post_paid(payout: Payout) -> None:
-    in_transit_spec = (PartyKind.MERCHANT, payout.party_id, AccountKind.PAYOUTS_IN_TRANSIT)
-    clearing_spec = (PartyKind.CHANNEL_ACCOUNT, payout.channel_account_id, AccountKind.CHANNEL_CLEARING)
-    accounts = ledger_accounts(currency=payout.currency, specs=[in_transit_spec, clearing_spec])
-    in_transit, clearing = accounts[in_transit_spec], accounts[clearing_spec]
+    in_transit = _in_transit(payout)
+    clearing = ledger_account(
+        party_kind=PartyKind.CHANNEL_ACCOUNT,
+        party_id=payout.channel_account_id,
+        kind=AccountKind.CHANNEL_CLEARING,
+        currency=payout.currency,
+    )
+    accounts = {in_transit.pk: in_transit, clearing.pk: clearing}
     ledger_post(
         key=f"payout_paid:{payout.payout_no}",
         kind=TransactionKind.PAYOUT,
@@ -256,21 +262,14 @@ def _post_paid(payout: Payout) -> None:
             Line(account_id=clearing.pk, amount_minor=-payout.amount_minor, currency=payout.currency),
         ],
         memo="paid out",
-        accounts={a.pk: a for a in accounts.values()},
+        accounts=accounts,
     )
 
 
 def _release_hold(payout: Payout, available: LedgerAccount, owed: LedgerAccount) -> None:
     """The hold goes back (to available and owed, locked by the caller): what the merchant owes first (a refund
     may have landed meanwhile), then available."""
-    in_transit = next(
-        iter(
-            ledger_accounts(
-                currency=payout.currency,
-                specs=[(PartyKind.MERCHANT, payout.party_id, AccountKind.PAYOUTS_IN_TRANSIT)],
-            ).values()
-        )
-    )
+    in_transit = _in_transit(payout)
     parts = credit_parts(available=available, owed=owed, amount_minor=payout.amount_minor)
     ledger_post(
         key=f"payout_release:{payout.payout_no}",

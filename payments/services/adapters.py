@@ -27,3 +27,12 @@ def adapter_for(account: ChannelAccount) -> ChannelAdapter:
     if cls is None:
         raise PaymentUnavailable("unknown_channel", f"no adapter for channel {account.code!r}")
     return cls(_account_config(account))
+
+
+def channel_accounts_with(capability: str) -> list[int]:
+    """Ids of the enabled channel accounts whose channel's adapter has `capability` (payout, statement, ...)."""
+    return [
+        a.pk
+        for a in ChannelAccount.objects.filter(enabled=True).order_by("pk")
+        if (cls := registry.get(a.code)) is not None and capability in cls.capabilities
+    ]

@@ -32,17 +32,6 @@ _RESULTS = {
 }
 
 
-def channel_accounts_that_pay_out() -> list[tuple[int, str]]:
-    """(id, name) of every enabled channel account whose adapter can pay out, for the destination form."""
-    from payments.channels import registry
-
-    return [
-        (a.pk, f"{a.name} ({a.code}, {a.currency})")
-        for a in ChannelAccount.objects.filter(enabled=True).order_by("pk")
-        if (cls := registry.get(a.code)) is not None and Capability.PAYOUT in cls.capabilities
-    ]
-
-
 def _outcome(seen: PayoutObservation, request: PayoutRequest) -> PayoutOutcome:
     if seen.payout_no != request.payout_no or seen.amount != request.amount:
         # A verified answer about another payout or amount is a provider bug: resolve by query, never trust it.

@@ -76,17 +76,6 @@ def payment_succeeded(*, out_trade_no: str) -> bool:
     return Payment.objects.filter(out_trade_no=out_trade_no, succeeded_at__isnull=False).exists()
 
 
-def channel_accounts_with_statements() -> list[int]:
-    """Ids of the enabled channel accounts whose channel publishes a daily statement (Capability.STATEMENT)."""
-    from payments.channels import registry
-
-    return [
-        a.pk
-        for a in ChannelAccount.objects.filter(enabled=True).order_by("pk")
-        if (cls := registry.get(a.code)) is not None and Capability.STATEMENT in cls.capabilities
-    ]
-
-
 def channel_account_names(*, account_ids: list[int]) -> dict[int, str]:
     """{id: "name (channel)"} of the given channel accounts, one query (operators' pages)."""
     return {
