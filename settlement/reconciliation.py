@@ -212,9 +212,13 @@ def _fees_adjust(run: ReconRun, matcher: _Matcher) -> None:
             key=f"recon_fee:{run.pk}:{gap.our_ref}",
             reference=gap.our_ref,
         )
-        gap.status = ReconExceptionStatus.RESOLVED
-        gap.detail = {**gap.detail, "resolution": "adjusted: fee difference posted"}
-        gap.save(update_fields=["status", "detail"])
+        _close(
+            gap,
+            status=ReconExceptionStatus.RESOLVED,
+            resolution="adjusted: fee difference posted",
+            actor="reconciliation",
+            action="recon.resolve",
+        )
     if fees and matcher.paid_amount:
         rate_bp = round(matcher.paid_fee * 10000 / matcher.paid_amount)
         payments.channel_account_fee_learned(
@@ -302,6 +306,14 @@ def recon_missing_payments(*, run_id: int) -> list[str]:
     )
 
 
+def _close(found: ReconException, *, status: str, resolution: str, actor: str, action: str) -> None:
+    """Close one exception with how it was closed, and its audit row."""
+    found.status = status
+    found.detail = {**found.detail, "resolution": resolution, "by": actor}
+    found.save(update_fields=["status", "detail"])
+    audit_record(actor=actor, action=action, target=f"reconexception:{found.pk}", resolution=resolution)
+
+
 def recon_exception_resolve(*, run_id: int, our_ref: str, kind: str, resolution: str, actor: str) -> bool:
     """Mark an open exception resolved (`resolution` says how), audited. False when none was open."""
     with transaction.atomic():
@@ -312,10 +324,7 @@ def recon_exception_resolve(*, run_id: int, our_ref: str, kind: str, resolution:
         )
         if found is None:
             return False
-        found.status = ReconExceptionStatus.RESOLVED
-        found.detail = {**found.detail, "resolution": resolution}
-        found.save(update_fields=["status", "detail"])
-        audit_record(actor=actor, action="recon.resolve", target=f"reconexception:{found.pk}", resolution=resolution)
+        _close(found, status=ReconExceptionStatus.RESOLVED, resolution=resolution, actor=actor, action="recon.resolve")
     return True
 
 
@@ -325,7 +334,4 @@ def recon_exception_set(*, exception_id: int, status: str, actor: str, reason: s
         raise SettlementError("recon_status_invalid", f"unknown status {status!r}")
     with transaction.atomic():
         found = ReconException.objects.select_for_update().get(pk=exception_id)
-        found.status = status
-        found.detail = {**found.detail, "resolution": reason, "by": actor}
-        found.save(update_fields=["status", "detail"])
-        audit_record(actor=actor, action=f"recon.{status}", target=f"reconexception:{found.pk}", reason=reason)
+        _close(found, status=status, resolution=reason, actor=actor, action=f"recon.{status}")
