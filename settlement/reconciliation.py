@@ -90,21 +90,20 @@ class _Matcher:
         self.paid_fee = 0
 
     def file(self, kind: str, line: StatementLine | None, ours: ExpectedLine | None, **detail) -> None:
-        _, created = ReconException.objects.get_or_create(
+        """File one exception, once per run: a rerun of the day finds those already filed (counted at the end)."""
+        ReconException.objects.get_or_create(
             run=self.run,
             kind=kind,
-            line_kind=(line.kind if line else ours.kind) if (line or ours) else "",
-            our_ref=(ours.our_ref if ours else (line.our_ref if line else ""))[:64],
+            line_kind=line.kind if line else ours.kind if ours else "",
+            our_ref=(ours.our_ref if ours else line.our_ref if line else "")[:64],
             provider_ref=((line.provider_ref if line else "") or (ours.provider_ref if ours else ""))[:64],
             defaults={
                 "expected_minor": ours.amount.amount_minor if ours else None,
                 "actual_minor": line.amount.amount_minor if line else None,
-                "currency": (line.amount.currency if line else ours.amount.currency) if (line or ours) else "",
+                "currency": line.amount.currency if line else ours.amount.currency if ours else "",
                 "detail": {k: v for k, v in detail.items() if v is not None},
             },
         )
-        if created:
-            self.run.exception_count += 1
 
     def line(self, line: StatementLine) -> None:
         self.count += 1
