@@ -16,6 +16,7 @@ app.conf.beat_schedule = {
     # The janitor wakes often; each payment/refund carries its own back-off (payments/schedule.py).
     "payments-sync-due": {"task": "cardshop.payments_sync_due", "schedule": 10.0},
     "refunds-sync-due": {"task": "cardshop.refunds_sync_due", "schedule": 10.0},
+    "splits-sync-due": {"task": "cardshop.splits_sync_due", "schedule": 10.0},
     "delivery-emails-resend-missed": {"task": "cardshop.order_delivery_emails_resend_missed", "schedule": 300.0},
     "refund-emails-resend-missed": {"task": "cardshop.order_refund_emails_resend_missed", "schedule": 300.0},
     # Pending money and reserves reach merchant available when due (release times are whole days: a minute is plenty).

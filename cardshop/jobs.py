@@ -29,3 +29,7 @@ def order_payments_close(order_no: str) -> None:
 
 def refund_submit(refund_no: str) -> None:
     _after_commit("cardshop.refund_submit", refund_no)
+
+
+def split_submit(split_no: str) -> None:
+    _after_commit("cardshop.split_submit", split_no)

@@ -9,7 +9,7 @@ from celery import shared_task
 from django.core.management import call_command
 from django.utils import timezone
 
-from cardshop.services import notifications, orders, reconciliation, refunds
+from cardshop.services import notifications, orders, reconciliation, refunds, splits
 from payments import facade as payments
 from settlement import facade as settlement
 
@@ -52,6 +52,16 @@ def refund_submit_task(refund_no: str) -> str:
 @shared_task(name="cardshop.refunds_sync_due")
 def refunds_sync_due_task() -> int:
     return refunds.refunds_sync_due()
+
+
+@shared_task(name="cardshop.split_submit", autoretry_for=(OSError,), retry_backoff=15, max_retries=5)
+def split_submit_task(split_no: str) -> str:
+    return splits.split_sync(split_no=split_no)
+
+
+@shared_task(name="cardshop.splits_sync_due")
+def splits_sync_due_task() -> int:
+    return splits.splits_sync_due()
 
 
 @shared_task(name="cardshop.order_delivery_emails_resend_missed")

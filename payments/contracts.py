@@ -32,6 +32,15 @@ class RefundStatus(models.TextChoices):
     FAILED = "failed", _("failed")
 
 
+class SplitStatus(models.TextChoices):
+    CREATED = "created", _("created")  # our intent, written with the sale; not sent yet
+    SUBMITTED = "submitted", _("submitted")  # the provider accepted it and is splitting
+    UNKNOWN = "unknown", _("unknown")  # the answer was lost: resolved by query, never sent under another number
+    SUCCEEDED = "succeeded", _("succeeded")
+    FAILED = "failed", _("failed")  # refused: nothing moved, an operator may split it again
+    CANCELLED = "cancelled", _("cancelled")  # refunded before it was sent
+
+
 # What operators read for a refund's status: "pending" alone reads like an unpaid order on the same page.
 REFUND_STATUS_LABELS = {
     RefundStatus.REQUESTED: _("refund requested"),
@@ -60,6 +69,9 @@ class PaymentRequest:
     merchant_id: int | None = None
     product_ref: str = ""
     expires_at: datetime | None = None  # the order's deadline: sent to providers that take an expiry
+    # The merchant's plan says "split at the provider": only the merchant's own accounts take it (routing), and
+    # the trade is created splittable (Alipay royalty_freeze, WeChat profit_sharing).
+    split_at_provider: bool = False
 
     def notify_url_for(self, channel_code: str) -> str:
         return self.notify_url.replace("{channel}", channel_code)
@@ -204,6 +216,12 @@ class PaymentFeeFacts:
     amount: Money
     fee: Money
     refund_returns_fee: bool = True  # the channel gives its fee back when this payment is refunded
+    # Set when the trade is on a merchant's own account: the platform account its share is split to.
+    split_to_account_id: int | None = None
+
+    @property
+    def split_at_provider(self) -> bool:
+        return self.split_to_account_id is not None
 
 
 class PayoutResult(StrEnum):
@@ -236,3 +254,23 @@ class ExpectedLine:
     amount: Money
     at: datetime  # when it succeeded
     out_trade_no: str  # the payment's (for a refund: the refunded payment's) own number
+
+
+@dataclass(frozen=True)
+class SplitView:
+    """One provider split as the layers above see it. `newly_final` is set by the apply that made it final."""
+
+    split_no: str
+    out_trade_no: str
+    reference: str
+    status: SplitStatus
+    amount: Money  # the platform's share
+    merchant_account_id: int  # the merchant's own channel account the trade is on
+    receiver_account_id: int  # the platform's account the share went to
+    provider_split_no: str = ""
+    failure_reason: str = ""
+    newly_final: bool = False
+
+
+class SplitRefused(DomainError):
+    """A split cannot be asked for (the trade is not on a merchant's own account, not paid, already split)."""

@@ -36,6 +36,16 @@ from payments.services.refunds import (
     refunds_claim_due,
     refunds_for_reference,
 )
+from payments.services.splits import (
+    split_execute,
+    split_notification_apply,
+    split_notification_is,
+    split_request,
+    split_result_apply,
+    split_retry,
+    split_view,
+    splits_claim_due,
+)
 from payments.services.statements import (
     channel_account_names,
     payment_exists,
@@ -51,6 +61,14 @@ from payments.services.stats import (
 )
 
 __all__ = [
+    "split_execute",
+    "split_notification_apply",
+    "split_notification_is",
+    "split_request",
+    "split_result_apply",
+    "split_retry",
+    "split_view",
+    "splits_claim_due",
     "statement_expected",
     "channel_accounts_with",
     "channel_account_names",

@@ -1,8 +1,8 @@
-"""Every select_for_update on payments models. Lock order: Payment, Refund, then cardshop's Order and CardSecret."""
+"""Every select_for_update on payments models. Lock order: Payment, Refund, TradeSplit, then cardshop's Order and CardSecret."""
 
 from django.db.models import QuerySet
 
-from payments.models import Payment, Refund
+from payments.models import Payment, Refund, TradeSplit
 
 
 def payment_qs_locked() -> QuerySet[Payment]:
@@ -11,3 +11,8 @@ def payment_qs_locked() -> QuerySet[Payment]:
 
 def refund_qs_locked() -> QuerySet[Refund]:
     return Refund.objects.order_by("pk").select_for_update(of=("self",))
+
+
+def split_qs_locked() -> QuerySet[TradeSplit]:
+    """After the payment's lock, never before it (the global lock order: payment, refund, split)."""
+    return TradeSplit.objects.order_by("pk").select_for_update(of=("self",))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -12,7 +13,7 @@ from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from core.fields import EncryptedTextField
 from core.money import Money
 from payments import gateways
-from payments.contracts import PaymentStatus, RefundStatus
+from payments.contracts import PaymentStatus, RefundStatus, SplitStatus
 
 # Providers known to keep their fee when a payment is refunded: a new account of theirs starts with
 # refund_returns_fee off (an operator can change it).
@@ -46,6 +47,33 @@ class ChannelAccount(models.Model):
         default=True,
         help_text=_("the provider gives back its fee (pro rata) when a payment is refunded"),
     )
+    # Channel-side splitting (issue 12). An account the merchant owns at the provider, the platform acting as its
+    # service provider: the buyer's money lands in the merchant's own balance, and the provider splits the
+    # platform's share off each trade to `split_to`, so the platform never holds the merchant's money (二清).
+    owner_merchant_id = models.PositiveBigIntegerField(
+        _("owned by merchant (id)"),
+        null=True,
+        blank=True,
+        db_index=True,
+        help_text=_(
+            "the merchant's own account at the provider: only that merchant's payments go here, and the provider "
+            "splits the platform's share off each one"
+        ),
+    )
+    split_to = models.ForeignKey(
+        "self",
+        verbose_name=_("the platform's share goes to"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text=_("the platform's own account at the same provider that receives the split"),
+    )
+    # This account as a split receiver: its id and id type in the provider's words (Alipay userId 2088...,
+    # WeChat Pay MERCHANT_ID = the mchid) and the account holder's registered name.
+    receiver_id = models.CharField(_("receiver id at the provider"), max_length=64, blank=True)
+    receiver_type = models.CharField(_("receiver id type"), max_length=32, blank=True)
+    receiver_name = models.CharField(_("receiver's registered name"), max_length=128, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
@@ -64,6 +92,17 @@ class ChannelAccount(models.Model):
     def clean(self) -> None:
         super().clean()
         gateways.base_url_check(code=self.code, base_url=self.base_url)
+        if self.owner_merchant_id is None:
+            if self.split_to_id is not None:
+                raise ValidationError({"split_to": _("Only a merchant's own account splits to the platform.")})
+            return
+        target = self.split_to
+        if target is None:
+            raise ValidationError({"split_to": _("A merchant's own account needs the platform's account to split to.")})
+        if target.code != self.code or target.owner_merchant_id is not None or target.pk == self.pk:
+            raise ValidationError({"split_to": _("Split to a platform account of the same provider.")})
+        if not target.receiver_id or not target.receiver_type:
+            raise ValidationError({"split_to": _("That account has no receiver id at the provider.")})
 
     def credentials_dict(self) -> dict[str, str]:
         try:
@@ -363,3 +402,88 @@ class RoutingSettings(models.Model):
 
     def __str__(self) -> str:
         return str(_("routing settings"))
+
+
+SP = SplitStatus
+
+
+class TradeSplit(ConcurrentTransitionMixin, models.Model):
+    """The provider's split of one paid trade on a merchant's own account: the platform's share moved to
+    `receiver` (Alipay royalty, WeChat Pay profit sharing), the rest released to the merchant. `split_no` is our
+    idempotency key at the provider (Alipay out_request_no, WeChat out_order_no): never resent under another."""
+
+    split_no = models.CharField(_("split no"), max_length=40, unique=True)
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="splits", verbose_name=_("payment"))
+    receiver = models.ForeignKey(
+        ChannelAccount, on_delete=models.PROTECT, related_name="+", verbose_name=_("received by")
+    )
+    amount_minor = models.BigIntegerField(_("platform's share (minor units)"))
+    currency = models.CharField(_("currency"), max_length=3)
+    status = FSMField(_("status"), default=SP.CREATED, choices=SP.choices, protected=True)
+    provider_split_no = models.CharField(_("provider's split no"), max_length=64, blank=True)
+    provider_status = models.CharField(_("provider's status"), max_length=32, blank=True)
+    failure_reason = models.CharField(_("failure reason"), max_length=200, blank=True)
+    send_attempts = models.PositiveSmallIntegerField(_("times sent"), default=0)
+    next_query_at = models.DateTimeField(_("next query at"), null=True, blank=True)
+    query_attempts = models.PositiveIntegerField(_("queries made"), default=0)
+    returned_by = models.CharField(_("returned by refund"), max_length=40, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    succeeded_at = models.DateTimeField(_("succeeded at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("provider split")
+        verbose_name_plural = _("provider splits")
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # One live split per trade: a replayed paid path or a second click cannot split it twice.
+            models.UniqueConstraint(
+                fields=["payment"],
+                name="tradesplit_one_live_per_payment",
+                condition=~models.Q(status__in=[SP.FAILED, SP.CANCELLED]),
+            ),
+            models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="tradesplit_amount_positive"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_query_at"],
+                condition=models.Q(status__in=[SP.CREATED, SP.SUBMITTED, SP.UNKNOWN]),
+                name="tradesplit_due",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.split_no
+
+    @property
+    def amount(self) -> Money:
+        return Money(self.amount_minor, self.currency)
+
+    @transition(field=status, source=[SP.CREATED, SP.SUBMITTED, SP.UNKNOWN], target=SP.SUBMITTED)
+    def mark_submitted(self, *, provider_split_no: str, provider_status: str) -> None:
+        self.provider_split_no = provider_split_no or self.provider_split_no
+        self.provider_status = provider_status
+
+    @transition(field=status, source=[SP.CREATED, SP.SUBMITTED, SP.UNKNOWN], target=SP.UNKNOWN)
+    def mark_unknown(self, *, provider_status: str) -> None:
+        """The answer was lost: only a query (or a resend under the same number) resolves it."""
+        self.provider_status = provider_status
+
+    @transition(field=status, source=[SP.CREATED, SP.SUBMITTED, SP.UNKNOWN], target=SP.SUCCEEDED)
+    def succeed(self, *, provider_split_no: str, provider_status: str) -> None:
+        self.provider_split_no = provider_split_no or self.provider_split_no
+        self.provider_status = provider_status
+        self.succeeded_at = timezone.now()
+        self.next_query_at = None
+
+    @transition(field=status, source=[SP.CREATED, SP.SUBMITTED, SP.UNKNOWN], target=SP.FAILED)
+    def fail(self, *, reason: str, provider_status: str = "") -> None:
+        self.failure_reason = reason[:200]
+        self.provider_status = provider_status
+        self.next_query_at = None
+
+    @transition(field=status, source=SP.CREATED, target=SP.CANCELLED)
+    def cancel(self, *, reason: str) -> None:
+        """Refunded before it was sent: there is nothing to split."""
+        self.failure_reason = reason[:200]
+        self.next_query_at = None

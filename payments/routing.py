@@ -57,6 +57,7 @@ class Candidate:
     max_amount_minor: int | None
     daily_cap_minor: int | None
     priority: int  # lower is preferred, as in ChannelAccount.Meta.ordering
+    owner_merchant_id: int | None = None  # a merchant's own account: its split payments only
 
     def __post_init__(self) -> None:
         if self.fee_rate_bp < 0 or self.fee_fixed_minor < 0:
@@ -111,6 +112,7 @@ class RoutingRequest:
     method: str
     merchant_id: int | None = None
     product_ref: str = ""
+    split_at_provider: bool = False  # the merchant's plan splits at the provider: its own accounts only
 
 
 @dataclass(frozen=True)
@@ -383,6 +385,11 @@ def _ineligibility(c: Candidate, request: RoutingRequest, health: Health) -> str
     amount = request.amount_minor
     if not c.enabled:
         return "disabled"
+    # A merchant's own account holds that merchant's money only, and such a merchant is paid nowhere else.
+    if c.owner_merchant_id is not None and c.owner_merchant_id != request.merchant_id:
+        return "owned_by_another"
+    if (c.owner_merchant_id is not None) != request.split_at_provider:
+        return "split_at_provider" if request.split_at_provider else "merchant_owned"
     if c.currency != request.currency:
         return "currency"
     if request.method not in c.methods:

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from settlement import payouts, reconciliation, selectors
 from settlement.contracts import AdjustmentLine, MerchantBalances, PostingLineView, PostingView, ReconRunView
 from settlement.models import LedgerTransaction
-from settlement.services import adjustments, plans, refunds, releases, sales, suspense
+from settlement.services import adjustments, plans, provider_splits, refunds, releases, sales, suspense
 
 
 def _view(txn: LedgerTransaction) -> PostingView:
@@ -70,14 +70,17 @@ def sale_post(
     channel_account_id: int,
     channel_fee_minor: int,
     paid_at: datetime | None = None,
+    split_at_provider: bool = False,
 ) -> PostingView:
     """Book a paid sale (key `sale:<out_trade_no>`): channel clearing and fee expense debited; merchant pending
     (available on T+0), reserve, each agent level and platform revenue credited. A replay returns the first
     posting with `replayed=True`; the same key for a different sale raises SettlementError `idempotency_conflict`.
     The merchant's pending money and reserve are released later by `releases_due` (cycle counted from `paid_at`,
-    default now). A merchant without a fee plan is booked on the default plan (settings).
+    default now). A merchant without a fee plan is booked on the default plan (settings). `split_at_provider`:
+    the trade is on the merchant's own account, its platform share split off by the provider (`split_post`).
     """
     txn = sales.sale_post(
+        split_at_provider=split_at_provider,
         out_trade_no=out_trade_no,
         order_no=order_no,
         merchant_id=merchant_id,
@@ -230,3 +233,32 @@ def merchant_balances(*, merchant_id: int, currency: str) -> MerchantBalances:
 
 
 from settlement.reads import *  # noqa: E402,F403 - reads for the admin and the nightly check (settlement/reads.py)
+
+
+def sale_provider_share(*, out_trade_no: str) -> int | None:
+    """The platform's share (minor units) the provider is to split off sale `sale:<out_trade_no>`; None unless
+    that sale is on a merchant's own account and not yet split or refunded."""
+    return selectors.sale_provider_share(out_trade_no=out_trade_no)
+
+
+def split_post(
+    *, out_trade_no: str, split_no: str, amount_minor: int, currency: str, receiver_account_id: int
+) -> PostingView:
+    """Book the provider's split of a sale as its settlement (key `split:<split_no>`), in the caller's
+    transaction: the merchant's part released to its own balance, the platform's share at its receiving account.
+    Refused (SettlementError) when the amount is not the sale's platform share; a replay is a no-op."""
+    return _view(
+        provider_splits.split_post(
+            out_trade_no=out_trade_no,
+            split_no=split_no,
+            amount_minor=amount_minor,
+            currency=currency,
+            receiver_account_id=receiver_account_id,
+        )
+    )
+
+
+def plan_splits_at_provider(*, merchant_id: int, currency: str) -> bool:
+    """Whether the merchant's active plan in `currency` has the provider split each sale (routing then sends its
+    payments only to its own accounts)."""
+    return selectors.plan_splits_at_provider(merchant_id=merchant_id, currency=currency)

@@ -120,6 +120,15 @@ class FeePlan(models.Model):
         default=FeeBearer.PLATFORM,
         help_text=_("some channels (Stripe) keep their fee when a payment is refunded; someone pays it"),
     )
+    split_at_provider = models.BooleanField(
+        _("split at the provider"),
+        default=False,
+        help_text=_(
+            "the buyer pays into the merchant's own account at the provider, which splits the platform's fee off "
+            "each sale (Alipay royalty, WeChat Pay profit sharing): the platform never holds the merchant's money "
+            "and pays it out of nothing; the merchant bears its own channel fee"
+        ),
+    )
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
@@ -171,6 +180,9 @@ class FeePlan(models.Model):
             )
         if self.cycle != Cycle.DN and self.n_days:
             raise ValidationError({"n_days": _("Days apply to the D+N cycle only.")})
+        if self.split_at_provider and reserve:
+            # The money is in the merchant's own account: there is nothing of it the platform could hold back.
+            raise ValidationError({"reserve_bp": _("A plan split at the provider holds no reserve.")})
 
 
 class LedgerAccount(models.Model):
@@ -226,6 +238,7 @@ class TransactionKind(models.TextChoices):
     RELEASE = "release", _("release")
     ADJUSTMENT = "adjustment", _("adjustment")
     PAYOUT = "payout", _("payout")
+    SPLIT = "split", _("split at the provider")
 
 
 class LedgerTransaction(models.Model):
@@ -279,6 +292,9 @@ class ReleaseState(models.TextChoices):
     HELD = "held", _("held")
     RELEASED = "released", _("released")
     REVERSED = "reversed", _("reversed by a refund")
+    # Split at the provider: the merchant's part is in its own account, released by the provider's split.
+    AT_PROVIDER = "at_provider", _("at the provider, awaiting its split")
+    SPLIT = "split", _("settled by the provider's split")
 
 
 class SaleRelease(models.Model):
@@ -302,12 +318,13 @@ class SaleRelease(models.Model):
     )
     pending_minor = models.BigIntegerField(_("merchant net (minor units)"))
     pending_due_at = models.DateTimeField(_("pending available at"))
-    pending_state = models.CharField(_("pending"), max_length=8, choices=ReleaseState.choices)
+    pending_state = models.CharField(_("pending"), max_length=12, choices=ReleaseState.choices)
     reserve_minor = models.BigIntegerField(_("reserve (minor units)"))
     reserve_due_at = models.DateTimeField(_("reserve available at"))
-    reserve_state = models.CharField(_("reserve"), max_length=8, choices=ReleaseState.choices)
+    reserve_state = models.CharField(_("reserve"), max_length=12, choices=ReleaseState.choices)
     refund_fee_borne_by = models.CharField(_("kept refund fee borne by"), max_length=8, choices=FeeBearer.choices)
     refund_key = models.CharField(_("reversed by"), max_length=200, blank=True)
+    split_key = models.CharField(_("settled by the provider's split"), max_length=200, blank=True)
 
     class Meta:
         verbose_name = _("sale release")

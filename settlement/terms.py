@@ -36,6 +36,7 @@ PLAN_COLUMNS = (
     "n_days",
     "reserve_days",
     "refund_fee_borne_by",
+    "split_at_provider",
 )
 
 
@@ -47,6 +48,7 @@ class SalePlan(PlanTerms):
     n_days: int = 0
     reserve_days: int = 0
     refund_fee_borne_by: str = ""
+    split_at_provider: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ def sale_terms_read(*, merchant_id: int, currency: str, channel_account_id: int)
         levels = FeePlan._meta.get_field("agent_commission_bp").from_db_value(
             values.pop("agent_commission_bp"), None, connection
         )
+        values["split_at_provider"] = bool(values["split_at_provider"])  # SQLite answers 0 / 1
         plan = SalePlan(agent_commission_bp=tuple(levels or ()), **values)
     resolved: dict[tuple[str, int, str], int | None] = {}
     agents = iter(chain)

@@ -25,6 +25,7 @@ from core.errors import DomainError
 from core.money import MoneyError, currency_validate
 from payments import facade as payments
 from payments.contracts import PaymentRequest, PaymentView
+from settlement import facade as settlement
 
 QUERY_PASSWORD_MIN = 6
 QUERY_PASSWORD_MAX = 64
@@ -196,6 +197,9 @@ def order_payment_start(
             merchant_id=order.merchant_id,
             product_ref=order.product.slug,
             expires_at=order.expires_at,
+            split_at_provider=settlement.plan_splits_at_provider(
+                merchant_id=order.merchant_id, currency=order.amount.currency
+            ),
         )
     )
 

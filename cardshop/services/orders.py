@@ -15,6 +15,7 @@ from cardshop.locks import order_qs_locked
 from cardshop.models import DeliveryKind, Order, OrderState
 from cardshop.services.delivery import card_secrets_release, order_deliver_paid
 from cardshop.services.events import OrderWrite, order_event_add
+from cardshop.services.splits import split_at_provider_request
 from core.audit import audit_record
 from core.errors import DomainError
 from core.money import Money
@@ -76,7 +77,14 @@ def _ledger_book_payment(
     reason = "second_payment" if second else "undeliverable"
     if not second and order.state != OrderState.UNDELIVERABLE:
         try:
-            settlement.sale_post(merchant_id=order.merchant_id, paid_at=order.paid_at, **money)
+            settlement.sale_post(
+                merchant_id=order.merchant_id,
+                paid_at=order.paid_at,
+                split_at_provider=facts.split_at_provider,
+                **money,
+            )
+            if facts.split_at_provider:
+                split_at_provider_request(order, out_trade_no=out_trade_no)
             return
         except SettlementError as exc:
             log.error(

@@ -13,8 +13,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.views.decorators.csrf import csrf_exempt
 
 from cardshop.services.orders import payment_notification_handle
+from cardshop.services.splits import split_notification_handle
 from payments.contracts import NotificationRejected
-from payments.facade import channel_notify_methods
+from payments.facade import channel_notify_methods, split_notification_is
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +29,17 @@ def provider_notify(request: HttpRequest, channel_code: str) -> HttpResponse:
         return HttpResponseNotAllowed(sorted(allowed))
     body = request.body  # read the raw body first: signature schemes over the body need it unparsed
     params = request.GET if request.method == "GET" else request.POST
+    fields = {
+        "channel_code": channel_code,
+        "params": dict(params.lists()),
+        "body": body,
+        "headers": dict(request.headers),
+    }
     try:
-        outcome = payment_notification_handle(
-            channel_code=channel_code, params=dict(params.lists()), body=body, headers=dict(request.headers)
-        )
+        if split_notification_is(**fields):  # a split's result (Alipay royalty, WeChat profit sharing)
+            status, ack, content_type = split_notification_handle(**fields)
+            return HttpResponse(ack, status=status, content_type=content_type)
+        outcome = payment_notification_handle(**fields)
     except NotificationRejected as exc:
         status = 404 if exc.code == "unknown_channel" else 400
         return HttpResponse(f"fail: {exc.code}: {exc.message}", status=status, content_type="text/plain")

@@ -164,6 +164,10 @@ class RefundRequest:
     reason: str
     notify_url: str
     provider_refund_no: str = ""  # known once the provider answered; lets a query name it directly
+    # Shares the provider split off this trade, taken back as part of this refund (a trade on a merchant's own
+    # account whose platform share was split): Alipay funds the refund from the receiver
+    # (refund_royalty_parameters), WeChat Pay returns it first (/v3/profitsharing/return-orders).
+    split_returns: tuple[SplitToReturn, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -315,6 +319,15 @@ class SplitReturnRequest:
     out_trade_no: str
     provider_trade_no: str
     receiver: SplitReceiver  # whose share, and how much of it comes back
+
+
+@dataclass(frozen=True)
+class SplitToReturn:
+    """One receiver's share of one split, to be taken back with a refund of the trade."""
+
+    split_no: str
+    provider_split_no: str
+    receiver: SplitReceiver  # amount: what comes back
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,7 @@ def _candidates() -> tuple[routing.Candidate, ...]:
                 max_amount_minor=a.max_amount_minor,
                 daily_cap_minor=a.daily_cap_minor,
                 priority=a.priority,
+                owner_merchant_id=a.owner_merchant_id,
             )
         )
     return tuple(out)

@@ -27,4 +27,5 @@ def fee_facts_of(payment: Payment) -> PaymentFeeFacts:
         amount=Money(payment.amount_minor, payment.currency),
         fee=Money(min(fee, payment.amount_minor), payment.currency),
         refund_returns_fee=account.refund_returns_fee,
+        split_to_account_id=account.split_to_id if account.owner_merchant_id is not None else None,
     )

@@ -168,6 +168,7 @@ def payment_start(*, request: PaymentRequest) -> PaymentView:
             method=method,
             merchant_id=request.merchant_id,
             product_ref=request.product_ref,
+            split_at_provider=request.split_at_provider,
         ),
         only_code=request.channel_code,
     )
@@ -227,6 +228,7 @@ def _payment_try(
         client_ip=request.client_ip,
         method=method,
         expires_at=request.expires_at,
+        split=account.owner_merchant_id is not None,
     )
     started = time.perf_counter()
     try:

@@ -6,6 +6,7 @@ import logging
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django_fsm import can_proceed
 
 from core import ids
@@ -20,9 +21,10 @@ from payments.channels.base import (
     Terminal,
     Unknown,
 )
-from payments.contracts import RefundRefused, RefundView
-from payments.locks import payment_qs_locked, refund_qs_locked
-from payments.models import Payment, PaymentStatus, Refund, RefundStatus, RoutingSettings
+from payments.contracts import RefundRefused, RefundView, SplitStatus
+from payments.locks import payment_qs_locked, refund_qs_locked, split_qs_locked
+from payments.models import Payment, PaymentStatus, Refund, RefundStatus, RoutingSettings, TradeSplit
+from payments.services import splits
 from payments.services.adapters import adapter_for
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,7 @@ def _refund_write(payment: Payment, *, reason: str, requested_by: str) -> Refund
     adapter_cls = registry.get(payment.channel_code)
     if adapter_cls is None or Capability.REFUND not in adapter_cls.capabilities:
         raise RefundRefused("no_refund_channel", f"channel {payment.channel_code} cannot refund")
+    _splits_settle_for_refund(payment)
     now = timezone.now()
     payment.refund_start()
     payment.save(update_fields=["status", "updated_at"])
@@ -103,6 +106,18 @@ def _refund_write(payment: Payment, *, reason: str, requested_by: str) -> Refund
     return _view(refund, payment)
 
 
+def _splits_settle_for_refund(payment: Payment) -> None:
+    """A split not sent yet is cancelled (nothing to take back); one the provider is processing must finish
+    first, since what it moved decides what the refund takes back. A succeeded one rides on the refund."""
+    for split in split_qs_locked().filter(payment=payment, status__in=splits.LIVE):
+        if not can_proceed(split.cancel):
+            raise RefundRefused(
+                "split_in_progress", "the provider is still splitting this payment: refund it once the split is done"
+            )
+        split.cancel(reason=_("refunded before the split was sent"))
+        split.save(update_fields=["status", "failure_reason", "next_query_at", "updated_at"])
+
+
 def _request(refund: Refund, notify_url: str) -> RefundRequest:
     p = refund.payment
     return RefundRequest(
@@ -114,6 +129,7 @@ def _request(refund: Refund, notify_url: str) -> RefundRequest:
         reason=refund.reason or "refund",
         notify_url=notify_url,
         provider_refund_no=refund.provider_refund_no,
+        split_returns=splits.split_to_return(p),
     )
 
 
@@ -178,6 +194,10 @@ def refund_observation_apply(*, payment: Payment, refund: Refund, observation: R
         if can_proceed(payment.refund_complete):
             payment.refund_complete()
             payment.save(update_fields=["status", "updated_at"])
+        # What the refund took back of a split (RefundRequest.split_returns) is returned with it.
+        TradeSplit.objects.filter(payment=payment, status=SplitStatus.SUCCEEDED, returned_by="").update(
+            returned_by=refund.refund_no
+        )
         return True
     if observation.status == RefundState.FAILED and can_proceed(refund.fail):
         refund.fail(error_code=observation.provider_status[:64])

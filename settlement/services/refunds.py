@@ -64,6 +64,10 @@ def _sale_reversal_lines(
         raise SettlementError("release_missing", f"sale {sale.idempotency_key} has no release row")
     if release.refund_key and release.refund_key != key:
         raise SettlementError("already_refunded", f"{sale.idempotency_key} was reversed by {release.refund_key}")
+    if release.pending_state in (ReleaseState.AT_PROVIDER, ReleaseState.SPLIT):
+        lines = _split_sale_reversal_lines(sale, release)
+        release.refund_key = key
+        return lines, (), release
     currency = release.currency
     merchant_bears = not returns_fee and release.refund_fee_borne_by == FeeBearer.MERCHANT
     # The agents' and the platform's credits, line for line (the merchant's are placed below).
@@ -105,6 +109,30 @@ def _sale_reversal_lines(
     return lines, locked, release
 
 
+def _split_sale_reversal_lines(sale: LedgerTransaction, release: SaleRelease) -> list[Line]:
+    """A sale on the merchant's own account (split at the provider). Its credits are debited back line for line;
+    the channel side is what the provider takes back from where the money is now. Not split yet: the trade's
+    remittance from the merchant's account (its fee is the merchant's, whatever the channel does with it). Split:
+    the platform's share from the platform's receiving account (the refund returns the split), the merchant's
+    part being the merchant's own money in its own balance, outside the ledger since the split released it."""
+    currency = release.currency
+    entries = list(sale.entries.select_related("account"))
+    if release.pending_state == ReleaseState.AT_PROVIDER:
+        lines = [Line(account_id=e.account_id, amount_minor=-e.amount_minor, currency=currency) for e in entries]
+        release.pending_state = ReleaseState.REVERSED
+        return lines
+    lines = [
+        Line(account_id=e.account_id, amount_minor=-e.amount_minor, currency=currency)
+        for e in entries
+        if e.account.kind not in (AccountKind.CHANNEL_CLEARING, AccountKind.MERCHANT_PENDING)
+    ]
+    split = LedgerTransaction.objects.get(idempotency_key=release.split_key)
+    for entry in split.entries.select_related("account"):
+        if entry.amount_minor > 0 and entry.account.kind == AccountKind.CHANNEL_CLEARING:
+            lines.append(Line(account_id=entry.account_id, amount_minor=-entry.amount_minor, currency=currency))
+    return lines
+
+
 def _suspense_reversal_lines(held: LedgerTransaction, *, returns_fee: bool) -> list[Line]:
     facts = suspense_facts(held)
     parts = [((PartyKind.PLATFORM, PLATFORM_PARTY_ID, AccountKind.SUSPENSE), facts.gross_minor)]
@@ -136,7 +164,10 @@ def refund_post(
     if booked is None:
         log.error("refund %s: payment %s has no sale or suspense posting to reverse", refund_no, out_trade_no)
         return None
-    gross = sum(e.amount_minor for e in booked.entries.all() if e.amount_minor > 0)
+    if sale is not None:  # the release row keeps the gross (a sale split at the provider debits only the net)
+        gross = SaleRelease.objects.filter(sale=sale).values_list("gross_minor", flat=True).first()
+    else:
+        gross = sum(e.amount_minor for e in booked.entries.all() if e.amount_minor > 0)
     if amount_minor != gross or booked.entries.exclude(currency=currency).exists():
         raise SettlementError(
             "refund_mismatch", f"refund {refund_no} of {amount_minor} {currency} is not the whole of {booked}"

@@ -181,6 +181,7 @@ def _book(
         "reserve_state": ReleaseState.HELD if split.reserve_minor else ReleaseState.RELEASED,
         "refund_fee_borne_by": plan.refund_fee_borne_by,
         "refund_key": "",
+        "split_key": "",
     }
     # The release row is written by the posting's own statement, only if the posting is new (a replay, or a
     # concurrent post that committed first, already wrote it).
@@ -192,6 +193,81 @@ def _book(
         memo=memo,
         accounts={a.pk: a for a in known.values()} | {a.pk: a for a, _ in merchant_lines},
         locked=locked,
+        replay_same=lambda existing: _same_sale(existing, order_no=order_no, merchant_id=merchant_id, debits=debits),
+        companion=Companion(model=SaleRelease, link="sale", values=release),
+    )
+
+
+def provider_share(gross_minor: int, channel_fee_minor: int, merchant_keeps_minor: int) -> int:
+    """What the provider splits off a trade on a merchant's own account to the platform: all of the trade the
+    merchant does not keep, less the channel's fee (which the merchant's account paid)."""
+    return gross_minor - channel_fee_minor - merchant_keeps_minor
+
+
+def _book_split_sale(
+    *,
+    out_trade_no: str,
+    order_no: str,
+    merchant_id: int,
+    currency: str,
+    split: Split,
+    channel_account_id: int,
+    paid_at: datetime,
+    account_ids: dict[AccountSpec, int | None],
+) -> LedgerTransaction:
+    """A sale paid into the merchant's own account, the platform's fee to be split off by the provider.
+
+    The ledger records the trade as it stands at the provider: its clearing account holds what the channel
+    remitted (gross - fee), the merchant's part waits in pending ("at the provider") until the provider's split
+    releases it to the merchant (`split_post`), and the platform's fee and the agents' commissions are credited
+    as on any sale. The merchant bears its own channel fee: it keeps gross - fee - platform fee. No reserve, no
+    cycle: none of the money is the platform's to hold. A sale too small to carry the fee and the channel's cut
+    leaves the merchant nothing and the platform what there is (its revenue line takes the shortfall).
+    """
+    remitted = split.gross_minor - split.channel_fee_minor
+    keeps = remitted - split.platform_fee_minor  # a reserve the plan may name is the merchant's: it keeps it
+    shortfall = max(0, -keeps)
+    keeps = max(0, keeps)
+    parts = [
+        ((PartyKind.CHANNEL_ACCOUNT, channel_account_id, AccountKind.CHANNEL_CLEARING), remitted),
+        ((PartyKind.MERCHANT, merchant_id, AccountKind.MERCHANT_PENDING), -keeps),
+        *[
+            ((PartyKind.AGENT, share.agent_id, AccountKind.AGENT_COMMISSION_PAYABLE), -share.amount_minor)
+            for share in split.agents
+        ],
+        (
+            (PartyKind.PLATFORM, PLATFORM_PARTY_ID, AccountKind.PLATFORM_REVENUE),
+            -(split.platform_net_minor - shortfall),
+        ),
+    ]
+    parts = [(spec, amount) for spec, amount in parts if amount]
+    known = _accounts_known(currency, [spec for spec, _ in parts], account_ids)
+    lines = [Line(account_id=known[spec].pk, amount_minor=amount, currency=currency) for spec, amount in parts]
+    debits = {(line.account_id, line.amount_minor) for line in lines if line.amount_minor > 0}
+    release = {
+        "merchant_id": merchant_id,
+        "currency": currency,
+        "channel_account_id": channel_account_id,
+        "gross_minor": split.gross_minor,
+        "channel_fee_minor": split.channel_fee_minor,
+        "sold_at": paid_at,
+        "pending_minor": keeps,
+        "pending_due_at": paid_at,
+        "pending_state": ReleaseState.AT_PROVIDER,
+        "reserve_minor": 0,
+        "reserve_due_at": paid_at,
+        "reserve_state": ReleaseState.RELEASED,
+        "refund_fee_borne_by": FeeBearer.MERCHANT,
+        "refund_key": "",
+        "split_key": "",
+    }
+    return ledger_post(
+        key=sale_key(out_trade_no),
+        kind=TransactionKind.SALE,
+        reference=order_no,
+        lines=lines,
+        memo="split at the provider",
+        accounts={a.pk: a for a in known.values()},
         replay_same=lambda existing: _same_sale(existing, order_no=order_no, merchant_id=merchant_id, debits=debits),
         companion=Companion(model=SaleRelease, link="sale", values=release),
     )
@@ -216,10 +292,24 @@ def sale_post(
     channel_account_id: int,
     channel_fee_minor: int,
     paid_at: datetime | None = None,
+    split_at_provider: bool = False,
 ) -> LedgerTransaction:
-    """The paid callback's posting: one read (settlement.terms), the split, then the writes of `_book`."""
+    """The paid callback's posting: one read (settlement.terms), the split, then the writes of `_book`.
+    `split_at_provider`: the trade is on the merchant's own account (payments' fee facts), booked by
+    `_book_split_sale` whatever the plan says now."""
     require_atomic()
     terms, plan, split = _terms_and_split(merchant_id, currency, channel_account_id, gross_minor, channel_fee_minor)
+    if split_at_provider:
+        return _book_split_sale(
+            out_trade_no=out_trade_no,
+            order_no=order_no,
+            merchant_id=merchant_id,
+            currency=currency,
+            split=split,
+            channel_account_id=channel_account_id,
+            paid_at=paid_at or timezone.now(),
+            account_ids=terms.account_ids,
+        )
     return _book(
         key=sale_key(out_trade_no),
         order_no=order_no,

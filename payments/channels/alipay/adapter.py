@@ -68,6 +68,7 @@ from payments.channels.base import (
     SplitReturnObservation,
     SplitReturnRequest,
     SplitState,
+    SplitToReturn,
     Statement,
     Terminal,
     Unknown,
@@ -129,6 +130,11 @@ class AlipayAdapter:
     @staticmethod
     def notification_reference(inbound: Inbound) -> str:
         return inbound.params.get("out_trade_no", "")
+
+    @staticmethod
+    def is_split_notification(inbound: Inbound) -> bool:
+        """alipay.trade.order.settle.notify names its method; a trade notify has none."""
+        return inbound.params.get("msg_method") == wire.SETTLE_NOTIFY_METHOD
 
     @staticmethod
     def ack(ok: bool) -> Ack:
@@ -313,7 +319,10 @@ class AlipayAdapter:
         client = self._require_client()
         if request.amount.currency != wire.SUPPORTED_CURRENCY:
             raise Terminal(f"alipay refunds {wire.SUPPORTED_CURRENCY} only", code="currency")
-        extra = {"refund_reason": request.reason[:256]} if request.reason else {}
+        extra: dict[str, Any] = {"refund_reason": request.reason[:256]} if request.reason else {}
+        if request.split_returns:
+            # The receivers fund their share of this refund; the merchant's account funds the rest.
+            extra["refund_royalty_parameters"] = [_royalty_return(r) for r in request.split_returns]
         answer = self._call(
             client.api_alipay_trade_refund,
             refund_amount=request.amount.to_decimal_str(),
@@ -649,6 +658,19 @@ class AlipayAdapter:
                 return SplitReturnObservation(request.return_no, "", SplitState.PENDING, receiver.amount)
         # Alipay refunds exactly what was asked or refuses.
         return SplitReturnObservation(request.return_no, "", SplitState.SUCCEEDED, receiver.amount)
+
+
+def _royalty_return(share: SplitToReturn) -> dict[str, str]:
+    receiver = share.receiver
+    if receiver.amount.currency != wire.SUPPORTED_CURRENCY:
+        raise Terminal(f"alipay refunds {wire.SUPPORTED_CURRENCY} only", code="currency")
+    return {
+        "royalty_type": wire.ROYALTY_TYPE_TRANSFER,
+        "trans_out": receiver.account,
+        "trans_out_type": _royalty_type(receiver.account_type),
+        "amount": receiver.amount.to_decimal_str(),
+        "desc": (receiver.description or f"return of split {share.split_no}")[: wire.ROYALTY_DESC_MAX],
+    }
 
 
 # Unknown codes of `_call` that mean "no answer" (nothing is decided by a read), not "a suspicious answer".

@@ -328,6 +328,7 @@ class WechatPayAdapter:
             raise Terminal(f"wechatpay refunds {wire.SUPPORTED_CURRENCY} only", code="currency")
         if not 0 < request.amount.amount_minor <= request.total.amount_minor:
             raise Terminal("refund amount must be positive and at most the total", code="bad_amount")
+        self._split_returns_settle(request)
         status, data = self._call(
             "refund",
             self._sdk().refund,
@@ -345,6 +346,25 @@ class WechatPayAdapter:
         if status != 200:
             raise self._refused("refund", status, data)
         return self._refund_observation(data, request.refund_no)
+
+    def _split_returns_settle(self, request: RefundRequest) -> None:
+        """WeChat refunds only what the merchant's account holds: a share split off the trade is returned first
+        (分账回退), one out_return_no per share derived from the refund_no, so a resent refund returns once."""
+        for i, share in enumerate(request.split_returns, 1):
+            returned = self.split_return(
+                SplitReturnRequest(
+                    return_no=f"{request.refund_no}-{i}",
+                    split_no=share.split_no,
+                    provider_split_no=share.provider_split_no,
+                    out_trade_no=request.out_trade_no,
+                    provider_trade_no=request.provider_trade_no,
+                    receiver=share.receiver,
+                )
+            )
+            if returned.status == SplitState.FAILED:
+                raise Terminal(f"wechatpay refused the split return: {returned.failure_reason}", code="split_return")
+            if returned.status != SplitState.SUCCEEDED:
+                raise Retryable("wechatpay is still returning the split; refunded once it has", code="split_return")
 
     def refund_query(self, request: RefundRequest) -> RefundObservation | None:
         self._check_refund(request)
@@ -936,6 +956,34 @@ class WechatPayAdapter:
             # WeChat Pay gives no reason code (trade_state_desc is free text): its decline word is the code.
             decline_code=state if observed == ObservedStatus.FAILED else "",
         )
+
+    @staticmethod
+    def is_split_notification(inbound: Inbound) -> bool:
+        """The envelope's event_type is plain text (only the resource is encrypted): PROFITSHARING.*"""
+        try:
+            envelope = json.loads(inbound.body)
+        except ValueError:
+            return False
+        return isinstance(envelope, dict) and str(envelope.get("event_type", "")).startswith(wire.SPLIT_EVENT_PREFIX)
+
+    def verify_split_notification(self, inbound: Inbound) -> SplitObservation:
+        """分账动账通知: verified and decrypted like every callback, it names one receiver's movement of one
+        split; the split's whole state is then asked of WeChat (the query is the truth, the callback a hint)."""
+        event_type, resource = self._verified_resource(inbound)
+        if not event_type.startswith(wire.SPLIT_EVENT_PREFIX):
+            raise NotificationInvalid("unsupported_event", f"event_type {event_type[:40]!r} is no split")
+        if not constant_time_equals(str(resource.get("mchid", "")), self.account.merchant_no):
+            raise NotificationInvalid("wrong_merchant", "mchid is not this channel account's")
+        split_no, trade_no = str(resource.get("out_order_no") or ""), str(resource.get("transaction_id") or "")
+        if not split_no or not trade_no:
+            raise NotificationInvalid("missing_fields", "resource has no out_order_no or transaction_id")
+        try:
+            seen = self.split_query(SplitRequest(split_no, "", trade_no, receivers=()))
+        except (Retryable, Terminal, Unknown) as exc:
+            raise NotificationInvalid("query_failed", f"the split could not be confirmed ({exc.code})") from exc
+        if seen is None:
+            raise NotificationInvalid("unknown_split", "WeChat Pay does not know this split")
+        return seen
 
     def _refund_notification(self, resource: dict, digest: str) -> RefundObservation:
         state = str(resource.get("refund_status", ""))

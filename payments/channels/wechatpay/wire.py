@@ -224,6 +224,7 @@ TRANSACTION_ID_RE = re.compile(r"^[0-9A-Za-z]{1,32}$")
 SPLIT_RECEIVER_TYPES = frozenset({"MERCHANT_ID", "PERSONAL_OPENID"})
 # Returns (分账回退) debit the receiver's merchant account: an openid receiver cannot give money back.
 SPLIT_RETURN_RECEIVER_TYPE = "MERCHANT_ID"
+SPLIT_EVENT_PREFIX = "PROFITSHARING"  # 分账动账通知: PROFITSHARING.SUCCESS / .CLOSED
 SPLIT_MAX_RECEIVERS = 50  # "每次请求最多分给50个接收方"
 SPLIT_DESCRIPTION_MAX_CHARS = 80
 # relation_type of a receiver we bind, unless the account names its own (split_relation_type).
