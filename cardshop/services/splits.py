@@ -94,4 +94,3 @@ def split_notification_handle(
         if view.newly_final:
             _split_result_apply(view, source="notify")
     return ack[0], ack[1], ack[2]
-
