@@ -26,7 +26,15 @@ from core.admin_display import MajorUnitsFormMixin, ReadOnlyAdminMixin, money_la
 from core.audit import audit_record
 from core.errors import DomainError
 from payments import facade as payments
-from settlement.models import LedgerTransaction, Payout, PayoutDestination, PayoutSchedule, ReconException, ReconRun
+from settlement.models import (
+    LedgerTransaction,
+    PartyKind,
+    Payout,
+    PayoutDestination,
+    PayoutSchedule,
+    ReconException,
+    ReconRun,
+)
 from settlement.payouts import payout_retry
 from settlement.reads import party_labels
 from settlement.reconciliation import recon_exception_set
@@ -122,6 +130,16 @@ class PayoutScheduleAdmin(ModelAdmin):
         return money_label(obj.minimum_minor, obj.currency)
 
 
+# What a payout's hold was taken from and went back to, by party kind (settlement.payouts, its sources).
+HOLD_LABELS = {
+    PartyKind.MERCHANT: (_("held from available"), _("failed: the hold went back to available")),
+    PartyKind.AGENT: (
+        _("held from the agent's commission payable"),
+        _("failed: the hold went back to the agent's commission payable"),
+    ),
+}
+
+
 @admin.register(Payout)
 class PayoutAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["payout_no", "party_display", "amount_display", "state", "provider_status", "created_at"]
@@ -164,10 +182,11 @@ class PayoutAdmin(ReadOnlyAdminMixin, ModelAdmin):
     @admin.display(description=_("timeline"))
     def timeline(self, obj: Payout) -> str:
         """When it was held, and each posting since (the paid or released money), oldest first."""
+        held, released = HOLD_LABELS[obj.party_kind]
         labels = {
-            f"payout:{obj.payout_no}": _("held from available"),
+            f"payout:{obj.payout_no}": held,
             f"payout_paid:{obj.payout_no}": _("paid out: left the provider's balance"),
-            f"payout_release:{obj.payout_no}": _("failed: the hold went back to available"),
+            f"payout_release:{obj.payout_no}": released,
         }
         rows = [
             (timezone.localtime(t.created_at).strftime("%Y-%m-%d %H:%M:%S"), labels.get(t.idempotency_key, t.memo))

@@ -357,7 +357,7 @@ class PayoutState(models.TextChoices):
     SUBMITTED = "submitted", _("submitted")  # sent; the provider is processing it
     UNKNOWN = "unknown", _("unknown")  # the answer was lost (timeout, 5xx): resolved by query, never resent anew
     PAID = "paid", _("paid")
-    FAILED = "failed", _("failed")  # nothing moved: the hold went back to available
+    FAILED = "failed", _("failed")  # nothing moved: the hold went back to where it was taken from
 
 
 OPEN_PAYOUT_STATES = (PayoutState.CREATED, PayoutState.SUBMITTED, PayoutState.UNKNOWN)

@@ -1,29 +1,43 @@
-"""T+0 payouts: a merchant's available money paid out through a channel account, never twice, never below zero.
+"""T+0 payouts: a merchant's available money or an agent's commission payable paid out through a channel account,
+never twice.
+
+Where a payout is taken from (its source, one helper per party kind, `_SOURCES`):
+- merchant: `merchant_available`, a balance row. Its lock (with `merchant_owed`) serialises the merchant's payouts
+  and postings; the no-overdraft CHECK keeps it from going below zero.
+- agent: `agent_commission_payable`, which keeps no balance row (every sale credits it; a row lock would queue the
+  paid callbacks of one agent's merchants on each other). The agent's PayoutDestination row is locked instead
+  (sales never take it) and the balance is the sum of the account's entries, read after that lock. A refund after
+  the agent was paid can take the payable below zero: the agent owes the platform, later commissions net it, and
+  no payout is made until it is back at the schedule's minimum (settlement.services.agent_money).
 
 The road of one payout:
 1. `payouts_create_due` (beat): per destination that is not frozen, inside the currency's window and with at
-   least the schedule's minimum available, one transaction locks the merchant's available and owed rows, creates
-   the `Payout` (CREATED) and posts `payout:<payout_no>`: available debited, payouts in transit credited. The
-   no-overdraft CHECK on available and the one-open-payout-per-party constraint back the lock.
+   least the schedule's minimum in its source, one transaction locks the source, creates the `Payout` (CREATED)
+   and posts `payout:<payout_no>`: the source debited, payouts in transit (the party's) credited. The
+   one-open-payout-per-party constraint backs the lock.
 2. After commit, `payout_submit` sends it (no lock held during the I/O) with payout_no as the provider's
    idempotency key. Before sending, the attempt is counted and the next look scheduled, in its own commit, so a
    worker killed mid-send leaves a payout the janitor knows may have reached the provider.
 3. The answer is applied under the payout's lock: PAID posts `payout_paid:<payout_no>` (in transit debited, the
    channel account's clearing credited: the money left the provider's balance); FAILED posts
-   `payout_release:<payout_no>` (the hold back to available, what the merchant owes paid first); PENDING
+   `payout_release:<payout_no>` (the hold back to its source; what a merchant owes paid first); PENDING
    (SUBMITTED) and UNKNOWN wait for the janitor; NOT_SENT is sent again later, same number.
 4. `payouts_resolve_due` (beat): every open payout whose next look is due is queried first (in doubt) and sent
    again under the same number only when the provider does not know it.
 
-Lock order: LedgerAccount (merchant available, owed), then Payout.
-Agents are paid out by the next slice: their commission payable keeps no locked balance row yet.
+Lock order: the source (merchant: LedgerAccount available and owed; agent: its PayoutDestination), then Payout.
+A merchant's payout never locks a destination and an agent's never locks a LedgerAccount, and the global order
+(settlement.locks) puts PayoutDestination before LedgerAccount.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from celery import current_app
 from django.db import IntegrityError, transaction
@@ -34,7 +48,7 @@ from core.audit import audit_record
 from payments import facade as payments
 from payments.contracts import PayoutOutcome, PayoutResult
 from settlement.contracts import SettlementError
-from settlement.ledger import Line, ledger_account, ledger_post
+from settlement.ledger import Line, account_balance, ledger_account, ledger_post
 from settlement.models import (
     OPEN_PAYOUT_STATES,
     AccountKind,
@@ -46,6 +60,7 @@ from settlement.models import (
     PayoutState,
     TransactionKind,
 )
+from settlement.services.agent_money import agent_payable_locked
 from settlement.services.merchant_money import credit_parts, merchant_money_locked
 
 log = logging.getLogger(__name__)
@@ -79,6 +94,45 @@ def _payout_lock(payout_no: str) -> Payout:
     return Payout.objects.select_for_update(of=("self",)).get(payout_no=payout_no)
 
 
+Parts = list[tuple[LedgerAccount, int]]  # raw (debit +) amounts per account
+
+
+@dataclass(frozen=True)
+class _Source:
+    """What one party's payouts are taken from, locked in the caller's transaction."""
+
+    account: LedgerAccount  # debited by the hold
+    balance: Callable[[], int]  # what may be paid out now (read under the lock, only when needed)
+    credit: Callable[..., Parts]  # credit(amount_minor=...): a hold coming back
+    locked: tuple[LedgerAccount, ...] = ()  # balance rows held, for ledger_post
+
+
+def _merchant_source(*, party_id: int, currency: str) -> _Source:
+    available, owed = merchant_money_locked(merchant_id=party_id, currency=currency)
+    return _Source(
+        account=available,
+        balance=lambda: available.balance_minor,
+        credit=partial(credit_parts, available=available, owed=owed),
+        locked=(available, owed),
+    )
+
+
+def _agent_source(*, party_id: int, currency: str) -> _Source:
+    payable = agent_payable_locked(agent_id=party_id, currency=currency)
+    return _Source(
+        account=payable,
+        balance=lambda: account_balance(payable).amount_minor,
+        credit=lambda *, amount_minor: [(payable, -amount_minor)],
+    )
+
+
+_SOURCES: dict[str, Callable[..., _Source]] = {PartyKind.MERCHANT: _merchant_source, PartyKind.AGENT: _agent_source}
+
+
+def _source_locked(*, party_kind: str, party_id: int, currency: str) -> _Source:
+    return _SOURCES[party_kind](party_id=party_id, currency=currency)
+
+
 def payout_destination_set(
     *, party_kind: str, party_id: int, currency: str, channel_account_id: int, payee: str, payee_name: str
 ) -> PayoutDestination:
@@ -95,25 +149,22 @@ def payout_destination_set(
 
 
 def payout_create(*, destination_id: int, now: datetime | None = None, retry_of: Payout | None = None) -> Payout | None:
-    """Hold the party's whole available balance for one payout, or None (frozen, below the minimum, outside the
-    window, a payout already on its way, or the last one failed and waits for an operator's retry). One
-    transaction; submitted after commit."""
+    """Hold the whole balance of the party's source (merchant available, agent commission payable) for one payout,
+    or None (frozen, below the minimum, outside the window, a payout already on its way, or the last one failed and
+    waits for an operator's retry). One transaction; submitted after commit."""
     now = now or timezone.now()
     with transaction.atomic():
         destination = PayoutDestination.objects.get(pk=destination_id)
         schedule = _schedule(destination.currency)
-        if destination.frozen or destination.party_kind != PartyKind.MERCHANT:
+        if destination.frozen:
             return None
         if retry_of is None and not _in_window(schedule, now):
             return None
-        available, owed = merchant_money_locked(merchant_id=destination.party_id, currency=destination.currency)
-        mine = Payout.objects.filter(
-            party_kind=destination.party_kind, party_id=destination.party_id, currency=destination.currency
-        )
-        if (
-            available.balance_minor < max(schedule.minimum_minor, 1)
-            or mine.filter(state__in=OPEN_PAYOUT_STATES).exists()
-        ):
+        party = {"party_kind": destination.party_kind, "party_id": destination.party_id}
+        source = _source_locked(**party, currency=destination.currency)
+        mine = Payout.objects.filter(**party, currency=destination.currency)
+        amount_minor = source.balance()
+        if amount_minor < max(schedule.minimum_minor, 1) or mine.filter(state__in=OPEN_PAYOUT_STATES).exists():
             return None
         last = mine.order_by("-created_at", "-pk").first()
         if retry_of is None and last is not None and last.state == PayoutState.FAILED:
@@ -126,7 +177,7 @@ def payout_create(*, destination_id: int, now: datetime | None = None, retry_of:
             party_kind=destination.party_kind,
             party_id=destination.party_id,
             currency=destination.currency,
-            amount_minor=available.balance_minor,
+            amount_minor=amount_minor,
             destination=destination,
             channel_account_id=destination.channel_account_id,
             payee=destination.payee,
@@ -134,19 +185,7 @@ def payout_create(*, destination_id: int, now: datetime | None = None, retry_of:
             # If the dispatch after commit is lost (broker down, process killed), the janitor sends it then.
             next_query_at=_next_look(0, now),
         )
-        in_transit = _in_transit(payout)
-        ledger_post(
-            key=f"payout:{payout.payout_no}",
-            kind=TransactionKind.PAYOUT,
-            reference=payout.payout_no,
-            lines=[
-                Line(account_id=available.pk, amount_minor=payout.amount_minor, currency=payout.currency),
-                Line(account_id=in_transit.pk, amount_minor=-payout.amount_minor, currency=payout.currency),
-            ],
-            memo="held for payout",
-            accounts={available.pk: available, in_transit.pk: in_transit},
-            locked=(available, owed),
-        )
+        _post_hold(payout, source)
         _after_commit("settlement.payout_submit", payout.payout_no)
     return payout
 
@@ -210,10 +249,12 @@ def payout_outcome_apply(*, payout_no: str, outcome: PayoutOutcome) -> str:
     """Move the payout by what the provider said, with its posting, in one transaction. Monotonic: a paid or
     failed payout never changes again, whatever arrives late."""
     with transaction.atomic():
-        money = None
-        if outcome.result == PayoutResult.FAILED:  # the hold goes back: balance rows first (lock order)
-            party_id, currency = Payout.objects.values_list("party_id", "currency").get(payout_no=payout_no)
-            money = merchant_money_locked(merchant_id=party_id, currency=currency)
+        source = None
+        if outcome.result == PayoutResult.FAILED:  # the hold goes back: its source first (lock order)
+            party_kind, party_id, currency = Payout.objects.values_list("party_kind", "party_id", "currency").get(
+                payout_no=payout_no
+            )
+            source = _source_locked(party_kind=party_kind, party_id=party_id, currency=currency)
         payout = _payout_lock(payout_no)
         if payout.state not in OPEN_PAYOUT_STATES:
             return payout.state
@@ -221,7 +262,7 @@ def payout_outcome_apply(*, payout_no: str, outcome: PayoutOutcome) -> str:
             payout.mark_paid(provider_payout_no=outcome.provider_payout_no, provider_status=outcome.provider_status)
             _post_paid(payout)
         elif outcome.result == PayoutResult.FAILED:
-            _release_hold(payout, *money)
+            _release_hold(payout, source)
             payout.mark_failed(
                 reason=outcome.failure_reason or outcome.provider_status, provider_status=outcome.provider_status
             )
@@ -241,6 +282,22 @@ def _in_transit(payout: Payout) -> LedgerAccount:
         party_id=payout.party_id,
         kind=AccountKind.PAYOUTS_IN_TRANSIT,
         currency=payout.currency,
+    )
+
+
+def _post_hold(payout: Payout, source: _Source) -> None:
+    in_transit = _in_transit(payout)
+    ledger_post(
+        key=f"payout:{payout.payout_no}",
+        kind=TransactionKind.PAYOUT,
+        reference=payout.payout_no,
+        lines=[
+            Line(account_id=source.account.pk, amount_minor=payout.amount_minor, currency=payout.currency),
+            Line(account_id=in_transit.pk, amount_minor=-payout.amount_minor, currency=payout.currency),
+        ],
+        memo="held for payout",
+        accounts={source.account.pk: source.account, in_transit.pk: in_transit},
+        locked=source.locked,
     )
 
 
@@ -266,11 +323,11 @@ def _post_paid(payout: Payout) -> None:
     )
 
 
-def _release_hold(payout: Payout, available: LedgerAccount, owed: LedgerAccount) -> None:
-    """The hold goes back (to available and owed, locked by the caller): what the merchant owes first (a refund
-    may have landed meanwhile), then available."""
+def _release_hold(payout: Payout, source: _Source) -> None:
+    """The hold goes back to its source (locked by the caller): for a merchant what it owes first (a refund may
+    have landed meanwhile), then available; for an agent its payable, which nets what it owes by itself."""
     in_transit = _in_transit(payout)
-    parts = credit_parts(available=available, owed=owed, amount_minor=payout.amount_minor)
+    parts = source.credit(amount_minor=payout.amount_minor)
     ledger_post(
         key=f"payout_release:{payout.payout_no}",
         kind=TransactionKind.PAYOUT,
@@ -280,8 +337,8 @@ def _release_hold(payout: Payout, available: LedgerAccount, owed: LedgerAccount)
             *[Line(account_id=a.pk, amount_minor=amount, currency=payout.currency) for a, amount in parts],
         ],
         memo="payout failed: hold released",
-        accounts={in_transit.pk: in_transit, available.pk: available, owed.pk: owed},
-        locked=(available, owed),
+        accounts={in_transit.pk: in_transit, **{a.pk: a for a, _amount in parts}},
+        locked=source.locked,
     )
 
 

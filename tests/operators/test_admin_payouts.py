@@ -8,10 +8,13 @@ from django.test import Client
 from django.urls import reverse
 
 from core.models import AuditEvent
+from core.parties import agent_create
 from payments.contracts import PayoutOutcome, PayoutResult
+from payments.models import ChannelAccount
 from settlement.models import Payout, PayoutDestination, PayoutSchedule
 from settlement.payouts import payout_create, payout_outcome_apply
 from tests.operators.auth import operator_login, staff_user
+from tests.settlement.test_agent_payouts import agency  # noqa: F401  (the fixture)
 from tests.settlement.test_payouts import shop  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.django_db
@@ -72,3 +75,50 @@ def test_only_accounts_that_can_pay_out_are_offered_as_destinations(op, shop):  
     _, epay, _ = shop  # epay has no payout protocol
     page = op.get(reverse("admin:settlement_payoutdestination_add")).content.decode()
     assert f'value="{epay.pk}"' not in page
+
+
+def test_an_agents_payout_is_listed_by_party_kind_with_what_it_was_held_from(op, agency, shop):  # noqa: F811
+    agent, _, _, destination, _ = agency
+    payout = payout_create(destination_id=destination.pk)
+    merchants = payout_create(destination_id=shop[2].pk)
+    refused = PayoutOutcome(result=PayoutResult.FAILED, provider_status="PAYEE_NOT_EXIST", failure_reason="no payee")
+    payout_outcome_apply(payout_no=payout.payout_no, outcome=refused)
+
+    listing = op.get(reverse("admin:settlement_payout_changelist") + "?party_kind__exact=agent").content.decode()
+    assert payout.payout_no in listing and agent.name in listing and "0.60" in listing
+    assert merchants.payout_no not in listing
+    page = op.get(reverse("admin:settlement_payout_change", args=[payout.pk])).content.decode()
+    assert "held from the agent&#x27;s commission payable" in page
+    assert "failed: the hold went back to the agent&#x27;s commission payable" in page
+    destinations = op.get(
+        reverse("admin:settlement_payoutdestination_changelist") + "?party_kind__exact=agent"
+    ).content.decode()
+    assert agent.name in destinations and "agent@example.com" in destinations and "shop@example.com" not in destinations
+
+
+def test_an_operator_adds_an_agents_destination(op):
+    agent = agent_create(name="Regional")
+    bank = ChannelAccount.objects.create(
+        code="bankgw", name="bank", merchant_no="B1", base_url="http://127.0.0.1:9", currency="CNY", credentials="{}"
+    )
+    resp = op.post(
+        reverse("admin:settlement_payoutdestination_add"),
+        {
+            "party_kind": "agent",
+            "party_id": agent.pk,
+            "currency": "CNY",
+            "channel_account": bank.pk,
+            "payee": "CN12BANK0000123456789",
+            "payee_name": "李四",
+            "frozen_reason": "",
+        },
+    )
+
+    assert resp.status_code == 302
+    destination = PayoutDestination.objects.get()
+    assert (destination.party_kind, destination.party_id, destination.channel_account_id) == (
+        "agent",
+        agent.pk,
+        bank.pk,
+    )
+    assert AuditEvent.objects.filter(action="payout_destination.add").count() == 1
