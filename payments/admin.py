@@ -16,10 +16,19 @@ from unfold.admin import ModelAdmin
 
 from core.admin_display import MajorUnitsFormMixin, ReadOnlyAdminMixin, money_label
 from core.crypto import mask
+from core.errors import DomainError
 from core.forms import WriteOnlySecretField
 from payments.contracts import REFUND_STATUS_LABELS, RefundStatus
-from payments.models import ChannelAccount, Payment, ProviderNotification, Refund, RoutingRule, RoutingSettings
-from payments.services import accounts, channel_choice
+from payments.models import (
+    ChannelAccount,
+    Payment,
+    ProviderNotification,
+    Refund,
+    RoutingRule,
+    RoutingSettings,
+    TradeSplit,
+)
+from payments.services import accounts, channel_choice, splits
 
 # The routing thresholds are plain minor units compared with any payment's amount; shown in the shop's currency.
 ROUTING_CURRENCY = "CNY"
@@ -83,6 +92,11 @@ class ChannelAccountForm(MajorUnitsFormMixin, forms.ModelForm):
             "max_amount_minor",
             "daily_cap_minor",
             "refund_returns_fee",
+            "owner_merchant_id",
+            "split_to",
+            "receiver_id",
+            "receiver_type",
+            "receiver_name",
         ]
 
     def __init__(self, *args, **kwargs) -> None:
@@ -263,6 +277,40 @@ class RefundAdmin(ReadOnlyAdminMixin, ModelAdmin):
     @admin.display(description=_("refund status"), ordering="status")
     def status_display(self, obj: Refund) -> str:
         return str(REFUND_STATUS_LABELS.get(obj.status, obj.status))
+
+
+@admin.register(TradeSplit)
+class TradeSplitAdmin(ReadOnlyAdminMixin, ModelAdmin):
+    """Read-only: a split is asked for by the paid path and settled by the provider; a failed one can be split
+    again (a new split, a new number)."""
+
+    list_display = ["split_no", "payment", "receiver", "amount_display", "status", "provider_status", "created_at"]
+    list_filter = ["status", "payment__channel_code"]
+    search_fields = ["split_no", "payment__out_trade_no", "payment__reference", "provider_split_no"]
+    readonly_fields = [
+        {"amount_minor": "amount_display"}.get(f.name, f.name) for f in TradeSplit._meta.fields if f.name != "currency"
+    ]
+    fields = readonly_fields
+    actions = ["retry"]
+
+    @admin.display(description=_("platform's share"), ordering="amount_minor")
+    def amount_display(self, obj: TradeSplit) -> str:
+        return money_label(obj.amount_minor, obj.currency)
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("payments.edit_channel_account")
+
+    @admin.action(description=_("Split failed ones again (a new split, a new number)"), permissions=["retry"])
+    def retry(self, request: HttpRequest, queryset) -> None:
+        for split in queryset:
+            try:
+                again = splits.split_retry(split_no=split.split_no, actor=request.user.get_username())
+            except DomainError as exc:
+                messages.error(request, f"{split.split_no}: {exc.message}")
+            else:
+                messages.success(
+                    request, _("%(old)s split again as %(new)s") % {"old": split.split_no, "new": again.split_no}
+                )
 
 
 @admin.register(ProviderNotification)

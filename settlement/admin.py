@@ -95,6 +95,7 @@ class FeePlanForm(MajorUnitsFormMixin, forms.ModelForm):
             "reserve_days",
             "agent_commission_bp",
             "refund_fee_borne_by",
+            "split_at_provider",
         ]
 
     def __init__(self, *args, **kwargs) -> None:
@@ -122,10 +123,11 @@ class FeePlanAdmin(ModelAdmin):
         "cycle",
         "reserve_display",
         "agent_commission_bp",
+        "split_at_provider",
         "is_active",
         "created_at",
     ]
-    list_filter = ["is_active", "currency", "cycle"]
+    list_filter = ["is_active", "currency", "cycle", "split_at_provider"]
     list_select_related = ["merchant"]
     search_fields = ["merchant__name"]
 
@@ -135,6 +137,8 @@ class FeePlanAdmin(ModelAdmin):
         return ["merchant", "currency", "platform_rate_bp", "fixed_display", "cycle", "n_days", "reserve_bp"] + [
             "reserve_days",
             "agent_commission_bp",
+            "refund_fee_borne_by",
+            "split_at_provider",
             "is_active",
             "created_at",
         ]
@@ -173,6 +177,7 @@ class FeePlanAdmin(ModelAdmin):
                 reserve_days=obj.reserve_days,
                 agent_commission_bp=obj.agent_commission_bp,
                 refund_fee_borne_by=obj.refund_fee_borne_by,
+                split_at_provider=obj.split_at_provider,
             )
         except DomainError as exc:  # the form ran the same checks: only a race with another save lands here
             messages.error(request, exc.message)

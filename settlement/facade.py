@@ -176,9 +176,11 @@ def fee_plan_set(
     reserve_days: int = 0,
     agent_commission_bp: Sequence[int] = (),
     refund_fee_borne_by: str = "platform",
+    split_at_provider: bool = False,
 ) -> None:
     """Make the merchant's active plan in `currency` (the old one is kept as history); DomainError when refused.
-    `refund_fee_borne_by` (platform or merchant): who pays a channel fee the channel keeps on a refund."""
+    `refund_fee_borne_by` (platform or merchant): who pays a channel fee the channel keeps on a refund.
+    `split_at_provider`: the merchant is paid into its own accounts and the provider splits the fee off."""
     plans.fee_plan_set(
         merchant_id=merchant_id,
         currency=currency,
@@ -190,6 +192,7 @@ def fee_plan_set(
         reserve_days=reserve_days,
         agent_commission_bp=list(agent_commission_bp),
         refund_fee_borne_by=refund_fee_borne_by,
+        split_at_provider=split_at_provider,
     )
 
 

@@ -19,6 +19,7 @@ from django.utils import timezone
 from django_fsm import can_proceed
 
 from core import ids
+from core.audit import audit_record
 from core.money import Money
 from payments import schedule
 from payments.channels import registry
@@ -87,8 +88,8 @@ def split_request(*, out_trade_no: str, amount: Money) -> SplitView:
     account = payment.account
     if account.owner_merchant_id is None or account.split_to is None:
         raise SplitRefused("not_split_account", f"payment {out_trade_no} is not on a merchant's own account")
-    if payment.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDING):
-        raise SplitRefused("not_paid", f"payment {out_trade_no} is not paid")
+    if payment.status != PaymentStatus.SUCCEEDED:  # refunding or refunded: there is nothing left to split
+        raise SplitRefused("not_paid", f"payment {out_trade_no} is not paid, or is being refunded")
     if amount.currency != payment.currency or not 0 < amount.amount_minor <= payment.amount_minor:
         raise SplitRefused("bad_amount", "a split is a positive part of the trade, in its currency")
     live = TradeSplit.objects.filter(payment=payment, status__in=LIVE + (SplitStatus.SUCCEEDED,)).first()
@@ -205,12 +206,16 @@ def splits_claim_due(*, limit: int = 100) -> list[str]:
     return [s.split_no for s in schedule.claim_due(TradeSplit, list(LIVE), limit=limit)]
 
 
-def split_retry(*, split_no: str) -> SplitView:
-    """An operator splits a FAILED split's trade again, under a new number (caller's transaction)."""
-    failed = TradeSplit.objects.select_related("payment").get(split_no=split_no)
-    if failed.status != SplitStatus.FAILED:
-        raise SplitRefused("not_failed", "only a failed split is tried again")
-    return split_request(out_trade_no=failed.payment.out_trade_no, amount=failed.amount)
+def split_retry(*, split_no: str, actor: str) -> SplitView:
+    """An operator splits a FAILED split's trade again, under a new number; the janitor sends it within a minute
+    (FIRST_LOOK_SECONDS). Audited."""
+    with transaction.atomic():
+        failed = split_qs_locked().select_related("payment").get(split_no=split_no)
+        if failed.status != SplitStatus.FAILED:
+            raise SplitRefused("not_failed", "only a failed split is tried again")
+        again = split_request(out_trade_no=failed.payment.out_trade_no, amount=failed.amount)
+        audit_record(actor=actor, action="split_retry", target=split_no, new_split_no=again.split_no)
+    return again
 
 
 def split_view(*, split_no: str) -> SplitView:

@@ -21,6 +21,7 @@ def fee_plan_set(
     reserve_days: int = 0,
     agent_commission_bp: list[int] | tuple[int, ...] = (),
     refund_fee_borne_by: str = FeeBearer.PLATFORM,
+    split_at_provider: bool = False,
 ) -> FeePlan:
     """Make a new active plan for the merchant in `currency`; DomainError (code `commission_above_fee`, ...)
     and nothing changed when the plan is refused."""
@@ -35,6 +36,7 @@ def fee_plan_set(
         reserve_days=reserve_days,
         agent_commission_bp=list(agent_commission_bp),
         refund_fee_borne_by=refund_fee_borne_by,
+        split_at_provider=split_at_provider,
         is_active=True,
     )
     try:

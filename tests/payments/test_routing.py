@@ -544,3 +544,17 @@ def test_exploration_never_spends_on_a_dearer_runner_up():
     rng = random.Random(3)
     heads = {decide(_req(), [cheap, dear], {}, {}, (), config, rng).ranked[0] for _ in range(500)}
     assert heads == {1}
+
+
+# --- a merchant's own accounts (split at the provider, issue 12) ------------------------------------------------
+
+
+def test_a_merchants_own_account_takes_only_that_merchants_split_payments():
+    platform, own, others = _cand(1), _cand(2, owner_merchant_id=7), _cand(3, owner_merchant_id=8)
+    split = _decide([platform, own, others], request=_req(merchant_id=7, split_at_provider=True))
+    assert list(split.ranked) == [2]
+    assert _reason(split, 1) == "split_at_provider" and _reason(split, 3) == "owned_by_another"
+
+    plain = _decide([platform, own, others], request=_req(merchant_id=7))
+    assert list(plain.ranked) == [1]  # its own account holds split payments only
+    assert _reason(plain, 2) == "merchant_owned" and _reason(plain, 3) == "owned_by_another"

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+import requests
 from django.db.models import Sum
 
 from cardshop.models import Order, OrderState
@@ -170,6 +171,18 @@ def test_alipay_royalty_from_payment_to_split_to_refund(public_url, alipay_sim, 
     assert at_alipay["royalty_freeze"] and at_alipay["received"] == {PLATFORM_ALIPAY_USER: share}
     assert at_alipay["released"] == payment.amount_minor - share  # royalty_finish: the rest is the merchant's
     assert len(alipay_sim.executed_settles()) == 1
+
+    # The settle notify as Alipay sent it: a replay is acknowledged and books nothing twice; a forgery is refused.
+    attempts = alipay_sim.trade_for(payment.wire_out_trade_no)["notify_attempts"]
+    settle = next(a for a in attempts if a.get("params", {}).get("msg_method") == "alipay.trade.order.settle.notify")
+    assert settle["acknowledged"]
+    url = f"{public_url}/notify/alipay/"
+    assert requests.post(url, data=settle["params"]).text == "success"
+    forged = {**settle["params"], "biz_content": settle["params"]["biz_content"].replace('"SUCCESS"', '"FAIL"')}
+    refused = requests.post(url, data=forged)
+    assert refused.status_code == 400 and "bad_signature" in refused.text
+    assert LedgerTransaction.objects.filter(kind="split").count() == 1
+    assert TradeSplit.objects.get(payment=payment).status == "succeeded"
 
     _assert_refund_took_the_split_back(order, payment)
     at_alipay = alipay_sim.split_ledger(payment.wire_out_trade_no)
