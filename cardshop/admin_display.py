@@ -125,9 +125,23 @@ def event_text(event: OrderEvent, order: Order, pays: dict[str, PaymentView], re
         }
     if kind == "ledger_booked":
         return _("Sale of trade %(trade)s booked out of suspense by %(actor)s") % {"trade": trade, "actor": event.actor}
+    if kind == "split_succeeded":
+        return _("The provider split the platform's fee off (split %(split)s): the merchant has the rest") % {
+            "split": d.get("split_no", "")
+        }
+    if kind == "split_failed":
+        return _("The provider refused split %(split)s (%(reason)s): split it again under Provider splits") % {
+            "split": d.get("split_no", ""),
+            "reason": d.get("reason", ""),
+        }
+    if kind == "split_refused":
+        return _("The split of trade %(trade)s could not be asked for (%(code)s)") % {
+            "trade": trade,
+            "code": d.get("code", ""),
+        }
     if kind == "ledger_unbooked":
         return _("The ledger could not book trade %(trade)s (%(code)s): see the ledger check") % {
-            "trade": trade or d.get("refund_no", ""),
+            "trade": trade or d.get("refund_no", "") or d.get("split_no", ""),
             "code": d.get("code", ""),
         }
     return f"{kind} {d}" if d else kind
