@@ -6,6 +6,7 @@ from payments.services.accounts import (
     channel_account_fee_learned,
 )
 from payments.services.adapters import channel_accounts_with
+from payments.services.balances import channel_balance
 from payments.services.demo import demo_payments_backdate
 from payments.services.fees import payment_fee_facts
 from payments.services.ledger_facts import payments_succeeded_out_trade_nos, refunds_succeeded
@@ -53,6 +54,7 @@ from payments.services.stats import (
 __all__ = [
     "statement_expected",
     "channel_accounts_with",
+    "channel_balance",
     "channel_account_names",
     "payment_exists",
     "payment_succeeded",
