@@ -38,6 +38,7 @@ from payments.services.refunds import (
     refunds_for_reference,
 )
 from payments.services.statements import (
+    channel_account_currencies,
     channel_account_names,
     payment_exists,
     payment_succeeded,
@@ -56,6 +57,7 @@ __all__ = [
     "channel_accounts_with",
     "channel_balance",
     "channel_account_names",
+    "channel_account_currencies",
     "payment_exists",
     "payment_succeeded",
     "refund_status",
