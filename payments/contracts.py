@@ -274,3 +274,32 @@ class SplitView:
 
 class SplitRefused(DomainError):
     """A split cannot be asked for (the trade is not on a merchant's own account, not paid, already split)."""
+
+
+class BalanceUnavailable(DomainError):
+    """The provider could not say what a channel account holds: the channel has no balance API, the provider could
+    not be reached or refused, or its answer did not verify. `code` is stable (balance_unsupported, or the
+    adapter's own code: connect, http_5xx, bad_signature, ...); `retryable` says whether asking later may help."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False):
+        super().__init__(code, message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class ChannelAccountBalance:
+    """What the provider says one channel account holds (payments.facade.channel_balance), in the account's
+    currency: `available` may be spent now, `pending` is held by the provider and not released yet (None when
+    the provider reports no such figure)."""
+
+    channel_account_id: int
+    channel_code: str
+    available: Money
+    pending: Money | None = None
+    as_of: datetime | None = None  # the provider's time of the figures, when it gives one
+    provider_status: str = ""
+
+    @property
+    def held(self) -> Money:
+        """Everything the provider holds for the account: available plus pending."""
+        return self.available if self.pending is None else self.available + self.pending

@@ -6,6 +6,7 @@ from payments.services.accounts import (
     channel_account_fee_learned,
 )
 from payments.services.adapters import channel_accounts_with
+from payments.services.balances import channel_balance
 from payments.services.demo import demo_payments_backdate
 from payments.services.fees import payment_fee_facts
 from payments.services.ledger_facts import payments_succeeded_out_trade_nos, refunds_succeeded
@@ -47,6 +48,7 @@ from payments.services.splits import (
     splits_claim_due,
 )
 from payments.services.statements import (
+    channel_account_currencies,
     channel_account_names,
     payment_exists,
     payment_succeeded,
@@ -71,7 +73,9 @@ __all__ = [
     "splits_claim_due",
     "statement_expected",
     "channel_accounts_with",
+    "channel_balance",
     "channel_account_names",
+    "channel_account_currencies",
     "payment_exists",
     "payment_succeeded",
     "refund_status",

@@ -26,6 +26,8 @@ from core.admin_display import MajorUnitsFormMixin, ReadOnlyAdminMixin, money_la
 from core.audit import audit_record
 from core.errors import DomainError
 from payments import facade as payments
+from settlement.balance_check import DIFFERENCE_REASONS, balance_checks
+from settlement.contracts import BalanceCheck
 from settlement.models import (
     LedgerTransaction,
     PartyKind,
@@ -255,7 +257,30 @@ class ReconRunAdmin(ReadOnlyAdminMixin, ModelAdmin):
 
     def get_urls(self):
         start = path("start/", self.admin_site.admin_view(self.start_view), name="settlement_reconrun_start")
-        return [start, *super().get_urls()]
+        balances = path(
+            "balances/", self.admin_site.admin_view(self.balance_check_view), name="settlement_reconrun_balances"
+        )
+        return [start, balances, *super().get_urls()]
+
+    def balance_check_view(self, request: HttpRequest) -> HttpResponse:
+        """Every channel account whose provider reports a balance: the ledger's clearing balance, the provider's
+        (asked now, one after the other), the difference, and why the provider could not tell when it could not."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        ids = payments.channel_accounts_with("balance")
+        names = payments.channel_account_names(account_ids=ids)
+        rows = [
+            _balance_row(check, names.get(check.channel_account_id, ""))
+            for check in balance_checks(channel_account_ids=ids)
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Balance check"),
+            "opts": self.opts,
+            "rows": rows,
+            "reasons": DIFFERENCE_REASONS,
+        }
+        return TemplateResponse(request, "admin/settlement/balance_check.html", context)
 
     def start_view(self, request: HttpRequest) -> HttpResponse:
         """Reconcile one account's day now: the run goes on the worker (settings.SETTLEMENT_RECONCILE_TASK, the
@@ -299,6 +324,27 @@ class ReconRunAdmin(ReadOnlyAdminMixin, ModelAdmin):
             obj.lines_seen,
             _("%(n)d lines so far") % {"n": obj.lines_seen},
         )
+
+
+def _balance_row(check: BalanceCheck, name: str) -> dict[str, object]:
+    def show(money) -> str:
+        return "—" if money is None else money_label(money.amount_minor, money.currency)
+
+    return {
+        "account_id": check.channel_account_id,
+        "name": name or f"#{check.channel_account_id}",
+        "currency": check.currency,
+        "ledger": show(check.ledger),
+        "available": show(check.provider_available),
+        "pending": show(check.provider_pending),
+        "provider": show(check.provider),
+        "difference": show(check.difference),
+        "in_transit": show(check.payouts_in_transit) if check.payouts_in_transit.amount_minor else "",
+        "matches": check.matches,
+        "as_of": check.as_of,
+        "error": f"{check.error_code}: {check.error}" if check.error_code else "",
+        "explanation": check.explanation,
+    }
 
 
 @admin.register(ReconException)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from core.errors import DomainError
+from core.money import Money
 
 
 class SettlementError(DomainError):
@@ -67,3 +68,41 @@ class ReconRunView:
     lines_seen: int
     matched: int
     exception_count: int
+
+
+@dataclass(frozen=True)
+class BalanceCheck:
+    """One channel account's balance check: the ledger's channel clearing balance (debit-normal: what the provider
+    should hold for the shop) against what the provider says it holds (available plus pending). The provider's
+    figures are None, and `error_code` / `error` say why, when it could not be asked. `payouts_in_transit` is what
+    our payouts through the account have sent and not seen final yet (submitted, unknown): a provider may already
+    have taken it while the ledger still counts it."""
+
+    channel_account_id: int
+    currency: str
+    ledger: Money
+    payouts_in_transit: Money
+    provider_available: Money | None = None
+    provider_pending: Money | None = None
+    as_of: datetime | None = None
+    error_code: str = ""
+    error: str = ""
+    explanation: str = ""  # for operators: what the difference may be (settlement.balance_check)
+
+    @property
+    def provider(self) -> Money | None:
+        """Everything the provider holds for the account: available plus pending (None when not asked)."""
+        if self.provider_available is None:
+            return None
+        return self.provider_available + (self.provider_pending or Money(0, self.currency))
+
+    @property
+    def difference(self) -> Money | None:
+        """The provider's figure less the ledger's: positive when the provider holds more than the ledger says."""
+        provider = self.provider
+        return None if provider is None else provider - self.ledger
+
+    @property
+    def matches(self) -> bool:
+        difference = self.difference
+        return difference is not None and difference.amount_minor == 0

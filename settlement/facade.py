@@ -11,8 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, datetime
 
+from settlement import balance_check as balances
 from settlement import payouts, reconciliation, selectors
-from settlement.contracts import AdjustmentLine, MerchantBalances, PostingLineView, PostingView, ReconRunView
+from settlement.contracts import (
+    AdjustmentLine,
+    BalanceCheck,
+    MerchantBalances,
+    PostingLineView,
+    PostingView,
+    ReconRunView,
+)
 from settlement.models import LedgerTransaction
 from settlement.services import adjustments, plans, provider_splits, refunds, releases, sales, suspense
 
@@ -233,6 +241,11 @@ def fee_plan_exists(*, merchant_id: int, currency: str) -> bool:
 def merchant_balances(*, merchant_id: int, currency: str) -> MerchantBalances:
     """Pending, available, reserve and owed of one merchant in one currency."""
     return selectors.merchant_balances(merchant_id=merchant_id, currency=currency)
+
+
+def balance_check(*, channel_account_id: int) -> BalanceCheck:
+    """The ledger's clearing balance of the channel account against what its provider says it holds (asked now)."""
+    return balances.balance_check(channel_account_id)
 
 
 from settlement.reads import *  # noqa: E402,F403 - reads for the admin and the nightly check (settlement/reads.py)

@@ -21,6 +21,7 @@ class Capability(StrEnum):
     PAYOUT = "payout"  # settlement pays merchants and agents out through it (payout + payout_query)
     STATEMENT = "statement"  # reconciliation downloads the account's daily statement (statement)
     SPLIT = "split"  # the provider splits a paid trade among receivers itself (split_bind, split, split_return)
+    BALANCE = "balance"  # the balance check asks what the provider says the account holds (balance)
 
 
 class ObservedStatus(StrEnum):
@@ -339,6 +340,19 @@ class SplitReturnObservation:
     failure_reason: str = ""
 
 
+@dataclass(frozen=True)
+class ChannelBalance:
+    """What the provider says one account holds, in the account's currency: `available` may be spent or paid out
+    now; `pending` is money the provider holds for it but has not released yet (Stripe's pending, Alipay's
+    freeze_amount, WeChat's pending_amount: trades frozen for splitting, charges not yet available); None when
+    the provider reports no such figure. Either may be negative (a refund or fee beyond what was there)."""
+
+    available: Money
+    pending: Money | None = None
+    as_of: datetime | None = None  # when the provider says the figures stand; None when it does not say
+    provider_status: str = ""  # what was asked, in the provider's words (account type, API), for operators
+
+
 # Buyer-facing payment methods. One method may be served by several channels (Alipay directly or through
 # an epay aggregator), which is what routing chooses between.
 METHODS = ("alipay", "wxpay", "card", "bank", "qqpay")
@@ -448,4 +462,10 @@ class ChannelAdapter(Protocol):
         """The account's statement for `day` (the provider's day), downloaded and parsed as it streams
         (capability STATEMENT). Raises Retryable when the provider has not produced it yet or cannot be reached,
         Terminal when it refuses, Unknown on a corrupt or tampered file (hash or signature wrong)."""
+        ...
+
+    def balance(self) -> ChannelBalance:
+        """What the provider says the account holds (capability BALANCE); a read that moves nothing. Raises
+        Retryable (unreachable, busy, a timeout or 5xx: ask again later) or Unknown when it cannot tell (an answer
+        that does not verify or is not understood), Terminal when the provider refuses the request."""
         ...

@@ -84,6 +84,11 @@ def channel_account_names(*, account_ids: list[int]) -> dict[int, str]:
     }
 
 
+def channel_account_currencies(*, account_ids: list[int]) -> dict[int, str]:
+    """{id: currency} of the given channel accounts, one query (what their ledger accounts are kept in)."""
+    return dict(ChannelAccount.objects.filter(pk__in=account_ids).values_list("pk", "currency"))
+
+
 def refund_status(*, refund_no: str) -> str:
     """The status of our refund `refund_no`, "" when we have none by that number (one query, for the few
     statement lines reconciliation cannot match)."""

@@ -46,6 +46,11 @@ generated payment lines (no trades), for benchmarks. Discrepancies for the next 
 The file's totals are always summed from the rows as written, so an injected discrepancy is a consistent file that
 disagrees with us, as Alipay's own would.
 
+Balance: ``alipay.data.bill.balance.query`` answers total_amount / available_amount / freeze_amount (yuan strings)
+from ``account_balance()``: the payout balance (``set_balance``, less transfers) plus each paid trade net of its
+0.6 % fee, of the merchant's own refunds (their share of the fee coming back) and of what receivers got; a trade
+frozen for royalty and not finished counts as frozen. ``tamper_answers`` spoils it like any signed answer.
+
 Signing is implemented here with ``cryptography``, independently of our adapter and of the Alipay SDK, so
 tests exercise the adapter against a second implementation. Must not import ``payments.channels``, the SDK
 or anything Django: it is the other side.
@@ -346,6 +351,7 @@ class AlipaySimulator(LoopbackServer):
             "alipay.trade.order.settle": self._settle,
             "alipay.trade.order.settle.query": self._settle_query,
             BILL_URL_QUERY: self._bill_url,
+            BALANCE_QUERY: self._balance_query,
         }
         handler = handlers.get(method)
         key = method.replace(".", "_") + "_response" if handler else "error_response"
@@ -986,6 +992,41 @@ class AlipaySimulator(LoopbackServer):
             record.update(status="FAIL", error_code=error_code, fail_reason=reason or "收款方账户状态异常")
             self._balances[record["app_id"]] = self._balances.get(record["app_id"], 0) + record["amount_minor"]
 
+    # ---- the account's balance (alipay.data.bill.balance.query) -----------------------------------------------
+    def account_balance(self, app_id: str = "") -> dict[str, int]:
+        """What the app holds at Alipay, in fen: `available` is the payout balance (what it started with, less
+        transfers) plus every paid trade not frozen for royalty, each net of the 0.6 % fee, of what the merchant
+        itself refunded (the fee's share coming back) and of what receivers were given; `frozen` the same for
+        trades still frozen for royalty (royalty_freeze, not finished). `total` is their sum."""
+        app_id = app_id or self._app_id
+        with self._lock:
+            available, frozen = self._balances.get(app_id, 0), 0
+            for trade in self._trades.values():
+                if trade["app_id"] != app_id or not trade["gmt_payment"]:
+                    continue
+                amount = trade["amount_minor"]
+                fee_back = sum(_fee(r["amount_minor"]) for r in trade["refunds"].values())
+                net = amount - _fee(amount) - trade["merchant_refunded_minor"] + fee_back
+                # What receivers got left the merchant; what they gave back went to the buyer, not to it.
+                net -= sum(trade["royalty_received"].values())
+                if trade["royalty_freeze"] and not trade["royalty_finished"]:
+                    frozen += net
+                else:
+                    available += net
+        return {"total": available + frozen, "available": available, "frozen": frozen}
+
+    def _balance_query(self, params: dict[str, str], biz: dict[str, Any], host_url: str) -> dict[str, Any]:
+        """alipay.data.bill.balance.query: the app's own account (a bill_user_id of another user is refused)."""
+        user = str(biz.get("bill_user_id") or "")
+        if user and user != self._bill_user_id(params["app_id"]):
+            raise _business("isp.bill_user_id_invalid", "无权查询该账户余额")
+        money = self.account_balance(params["app_id"])
+        return {
+            "total_amount": _signed_yuan(money["total"]),
+            "available_amount": _signed_yuan(money["available"]),
+            "freeze_amount": _signed_yuan(money["frozen"]),
+        }
+
     # ---- daily bill (对账单) -----------------------------------------------------------------------------
     def publish_statement(self, day: date) -> None:
         """Make `day`'s bill downloadable now; otherwise it exists only from the next Beijing day (T+1)."""
@@ -1307,6 +1348,7 @@ def _write_private(path: Path, text: str) -> None:
 
 # ---- the bill file ------------------------------------------------------------------------------------------
 BILL_URL_QUERY = "alipay.data.dataservice.bill.downloadurl.query"
+BALANCE_QUERY = "alipay.data.bill.balance.query"
 BILL_TYPE_TRADE = "trade"
 BILL_URL_TTL = 30.0  # seconds a bill_download_url works, as on Alipay
 FEE_RATE_BP = 60  # 0.6%, Alipay's standard acquiring rate, rounded half up to the fen

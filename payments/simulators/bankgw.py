@@ -1,7 +1,7 @@
 """Loopback simulator of the *bank side* of the CardShop bank gateway (SOAP 1.1 document/literal).
 
 It plays the bank a merchant integrates with: ``POST /soap`` answers CreatePayment, QueryPayment,
-ClosePayment, Refund, QueryRefund, Transfer, TransferQuery and Statement after checking the WS-Security
+ClosePayment, Refund, QueryRefund, Transfer, TransferQuery, Statement and Balance after checking the WS-Security
 UsernameToken (PasswordDigest, Created window, nonce replay) and validating the body against the schema in the
 WSDL; ``GET /soap?wsdl`` publishes that WSDL; ``/cashier/<bankRef>`` is a one-button cashier; paying sends the HMAC-SHA256-signed form callback
 to the trade's notifyUrl. Transfers pay out of each merchant's balance here (debited when the bank accepts,
@@ -28,6 +28,10 @@ next statements through plain attributes (reset them between tests; refs are our
 The control totals always add up the entries as listed (injections included), as a real bank's statement does;
 only "miscounted" breaks that. ``statement_synthetic(day, n)`` makes the day's statement N generated payment
 lines with consistent totals, produced page by page without creating trades (injections do not apply to it).
+
+Balance answers ``account_balance()``, signed like the transfers: availableMinor is the transfer balance (less
+transfers not final) plus the paid payments net of their fee less the refunds net of the fee they gave back,
+pendingMinor the transfers accepted and not final. ``forge_answers`` spoils it like a transfer answer.
 
 The WSDL is the one contract both sides share: it is read as a file, nothing of ``payments.channels`` is
 imported. Must not import ``payments.channels``, zeep or anything Django.
@@ -159,9 +163,10 @@ RESPONSE_FIELDS = {
         "feeTotalMinor",
         "signature",
     ),
+    "Balance": ("resultCode", "resultMessage", "currency", "availableMinor", "pendingMinor", "asOf", "signature"),
 }
 # Operations whose request and answer carry the body signature.
-SIGNED = frozenset({"Transfer", "TransferQuery"})
+SIGNED = frozenset({"Transfer", "TransferQuery", "Balance"})
 
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, remove_blank_text=True)
 
@@ -684,6 +689,45 @@ class BankGatewaySimulator(LoopbackServer):
                 return {"resultCode": "NOT_FOUND", "resultMessage": "no such transfer"}
             return _transfer_answer(transfer)
 
+    # ---- balance -------------------------------------------------------------
+    def account_balance(self, merchant_id: str) -> dict[str, int]:
+        """What Balance answers, in minor units: `available` is the transfer balance (what the merchant started
+        with, less transfers with their fee and fees billed apart) plus every paid payment net of its fee, less
+        every refund net of the fee it gave back; `pending` the transfers accepted and not final (reserved)."""
+        with self._lock:
+            m = self._merchants[merchant_id]
+            available = m.balance_minor
+            available += sum(
+                t["amount_minor"] - t["fee_minor"]
+                for t in self._trades.values()
+                if t["merchant_id"] == merchant_id and t["bank_status"] in PAID_STATUSES
+            )
+            available -= sum(
+                r["amount_minor"] - r["fee_minor"]
+                for r in self._refunds.values()
+                if r["merchant_id"] == merchant_id and r["refund_status"] == "SUCCESS"
+            )
+            pending = sum(
+                t["amount_minor"] + t["fee_minor"]
+                for (mid, _), t in self._transfers.items()
+                if mid == merchant_id and t["status"] in TRANSFER_OPEN
+            )
+        # The transfer balance already went down when a transfer was accepted: the reserve is apart from it.
+        return {"available": available, "pending": pending}
+
+    def _op_balance(self, m: Merchant, req: dict[str, str], host_url: str) -> dict[str, Any]:
+        self._check_signature(m, req)
+        if req["currency"] != m.currency:
+            raise SoapFault("Client.Parameter", f"the account holds {m.currency}, not {req['currency']}")
+        money = self.account_balance(m.merchant_id)
+        return {
+            "resultCode": "ACCEPTED",
+            "currency": m.currency,
+            "availableMinor": money["available"],
+            "pendingMinor": money["pending"],
+            "asOf": datetime.fromtimestamp(self.clock(), BANK_DAY).isoformat(timespec="seconds"),
+        }
+
     # ---- statement -----------------------------------------------------------
     def book_fee(self, merchant_id: str, amount_minor: int, booked_at: datetime | None = None) -> str:
         """The bank bills `merchant_id` a fee apart from any trade (a FEE entry); returns its bankRef."""
@@ -866,6 +910,7 @@ class BankGatewaySimulator(LoopbackServer):
         "TransferRequest": ("Transfer", _op_transfer),
         "TransferQueryRequest": ("TransferQuery", _op_transfer_query),
         "StatementRequest": ("Statement", _op_statement),
+        "BalanceRequest": ("Balance", _op_balance),
     }
 
     # ---- SOAP plumbing -----------------------------------------------------
@@ -950,7 +995,9 @@ class BankGatewaySimulator(LoopbackServer):
         written = {k: str(v) for k, v in answer.items() if v not in (None, "")}
         written["signature"] = sign(written, m.notify_key)
         forgery = self.forge_answers.popleft() if self.forge_answers else ""
-        if forgery == "tampered":  # edited after signing: a rejected transfer reported as settled
+        if forgery == "tampered" and "availableMinor" in written:  # a balance made larger after signing
+            written["availableMinor"] = str(int(written["availableMinor"]) + 100_000)
+        elif forgery == "tampered":  # edited after signing: a rejected transfer reported as settled
             if written.get("status") == "SETTLED":
                 written.update(status="REJECTED", rejectReason="ACCOUNT_CLOSED")
             else:

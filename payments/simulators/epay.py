@@ -24,6 +24,10 @@ panel answers like the forks that list the whole ``pre_order`` row: also
 api_trade_no, realmoney, getmoney (what the merchant keeps: money minus the fee at
 ``fee_rate_bp``) and refundmoney.
 
+``/api.php?act=query`` answers the merchant's record, ``money`` being its balance: the getmoney of every paid
+order (``merchant_money``); a refunded order gave its getmoney back. ``tamper_merchant_query`` writes fields over
+that answer (another pid, a money that is not an amount).
+
 Statement discrepancies a test injects, plain attributes read on every act=orders:
 
 - ``statement_omit``: set of out_trade_no left off the list.
@@ -160,6 +164,7 @@ class EpaySimulator(LoopbackServer):
         self.statement_duplicate: set[str] = set()
         self.statement_extra: list[dict[str, Any]] = []
         self.statement_corrupt = False
+        self.tamper_merchant_query: dict[str, Any] = {}  # fields written over the act=query answer
         self._synthetic: tuple[date, int] | None = None
         self._reload_merchants()
 
@@ -421,6 +426,37 @@ class EpaySimulator(LoopbackServer):
         answer = {"code": 1, "msg": "查询订单号成功！"}
         return {**answer, **{f: found[f] for f in QUERY_FIELDS}, "buyer": ""}
 
+    # ---- the merchant (balance) ----------------------------------------------
+    def merchant_money(self, pid: str) -> int:
+        """The merchant's balance at the panel (``money``), in fen: what each paid order left it (getmoney: the
+        amount less the fee at ``fee_rate_bp``); a refunded order took its getmoney back with it."""
+        with self._lock:
+            paid = [_cents(t["money"]) for t in self._trades.values() if t["pid"] == pid and t["status"] == 1]
+        return sum(cents - self._fee(cents) for cents in paid)
+
+    def merchant_query(self, params: dict[str, str]) -> dict[str, Any]:
+        """``api.php?act=query&pid=&key=``: the merchant's own record as 彩虹易支付 answers it (pid, key, active,
+        money = the balance, type = the settle way, account / username = where settlements go, order counts)."""
+        pid = self._check_key(params)
+        with self._lock:
+            trades = [t for t in self._trades.values() if t["pid"] == pid]
+        today = self.now().strftime("%Y-%m-%d")
+        yesterday = (self.now() - timedelta(days=1)).strftime("%Y-%m-%d")
+        return {
+            "code": 1,
+            "pid": int(pid) if pid.isdigit() else pid,
+            "key": params["key"],
+            "active": 1,
+            "money": _yuan(self.merchant_money(pid)),
+            "type": 1,
+            "account": "sim***@example.com",
+            "username": "模拟商户",
+            "orders": len(trades),
+            "order_today": sum(1 for t in trades if t["addtime"].startswith(today)),
+            "order_lastday": sum(1 for t in trades if t["addtime"].startswith(yesterday)),
+            **self.tamper_merchant_query,
+        }
+
     # ---- order list (the statement) ---------------------------------------
     def orders(self, params: dict[str, str]) -> dict[str, Any]:
         """``api.php?act=orders``: one page of the merchant's orders, newest trade_no first, as the panel
@@ -618,7 +654,12 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/api.php":
                 params = self._params()
                 act = params.get("act")
-                answers = {"refund": self.sim.refund, "refundquery": self.sim.refund_query, "orders": self.sim.orders}
+                answers = {
+                    "refund": self.sim.refund,
+                    "refundquery": self.sim.refund_query,
+                    "orders": self.sim.orders,
+                    "query": self.sim.merchant_query,
+                }
                 result = answers.get(act or "", self.sim.query)(params)
                 self._hang_if_told()
                 if act == "orders" and self.sim.statement_corrupt:

@@ -23,7 +23,10 @@ transfers capability with ``insufficient_capabilities_for_transfer``. ``GET /v1/
 ``transfer_group``; ``POST /v1/transfers/{id}/reversals`` (or ``reverse()``) gives money back, ``reversed`` once in
 full. Every executed transfer is kept under its payout_no (metadata, else transfer_group) in ``transfers``.
 Stripe's API answers are not signed (TLS is the proof); ``tamper_transfers`` rewrites transfer answers on the way
-out, as a broken proxy or a man in the middle would.
+out, as a broken proxy or a man in the middle would, and ``tamper_balance`` the balance object.
+
+Balance: ``GET /v1/balance`` lists per currency ``available`` (the transfer balance plus charges, net of their fee,
+whose available_on has passed, less refunds) and ``pending`` (charges, net, not available yet).
 
 Statement: every charge, refund, transfer and transfer reversal books a balance transaction (txn_...) on the platform
 balance, as on Stripe: a charge +amount with Stripe's processing fee (``fee_schedule``: basis points + a fixed
@@ -325,6 +328,8 @@ class StripeSimulator(LoopbackServer):
         self.transfers: dict[str, list[dict[str, Any]]] = {}
         # Fields overwritten in every transfer the API answers with (the stored transfer stays as it is).
         self.tamper_transfers: dict[str, Any] = {}
+        # Fields overwritten in the balance object GET /v1/balance answers with.
+        self.tamper_balance: dict[str, Any] = {}
         # Cleared, a transfer create waits here once its Idempotency-Key is taken: the request is in flight at
         # Stripe (a retry under the key is answered 409, the list does not show it yet) until the test sets it.
         self.transfer_gate = threading.Event()
@@ -1398,6 +1403,8 @@ class StripeSimulator(LoopbackServer):
     def tampered(self, payload: Any) -> Any:
         """An API answer as it leaves: the transfers in it rewritten by `tamper_transfers` (saved idempotent
         answers stay faithful, as a man in the middle changes only what travels)."""
+        if isinstance(payload, dict) and payload.get("object") == "balance" and self.tamper_balance:
+            return {**payload, **copy.deepcopy(self.tamper_balance)}
         if not self.tamper_transfers or not isinstance(payload, dict):
             return payload
         if payload.get("object") == "transfer":
@@ -1523,12 +1530,31 @@ class StripeSimulator(LoopbackServer):
             return copy.deepcopy(reversal)
 
     def _balance_object(self) -> dict[str, Any]:
+        """GET /v1/balance: per currency, `available` is what transfers draw on (``fund()``, less transfers, plus
+        reversals) plus every charge net of its fee once its available_on has passed, less refunds; `pending` the
+        charges (net) not available yet."""
+        now = time.time()
         with self._lock:
-            available = [
+            available, pending = dict(self._balance), {}
+            for txn in self._balance_txns:
+                if txn["type"] not in ("charge", "refund"):
+                    continue  # transfers and their reversals already moved the transfer balance
+                into = available if txn["available_on"] <= now else pending
+                into[txn["currency"]] = into.get(txn["currency"], 0) + txn["amount"] - txn["fee"]
+                available.setdefault(txn["currency"], 0)
+
+        def listed(amounts: dict[str, int]) -> list[dict[str, Any]]:
+            return [
                 {"amount": amount, "currency": currency, "source_types": {"card": amount}}
-                for currency, amount in sorted(self._balance.items())
+                for currency, amount in sorted(amounts.items())
             ]
-        return {"object": "balance", "available": available, "pending": [], "livemode": False}
+
+        return {
+            "object": "balance",
+            "available": listed(available),
+            "pending": listed({c: pending.get(c, 0) for c in available}),
+            "livemode": False,
+        }
 
 
 def _day_start(day: date) -> int:

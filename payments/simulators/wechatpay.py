@@ -35,6 +35,11 @@ Discrepancies tests set as plain attributes (our_ref = out_trade_no, or out_refu
 The summary always adds up the rows as written. `statement_synthetic(day, n)` adds n generated payment rows to
 that day's bill without creating trades (written straight to disk, for 100,000-line benchmarks).
 
+Balance (查询账户实时余额): GET /v3/merchant/fund/balance/{BASIC|OPERATION|FEES} answers {available_amount,
+pending_amount} in fen, signed (`account_balance()`): BASIC holds the paid trades net of fee, refunds and splits (a
+profit-sharing trade not finished is pending), OPERATION the operating account transfers pay out of;
+`balance_bad_signature` signs the answer over another body.
+
 Profit sharing (分账, /v3/profitsharing): a trade created with settle_info.profit_sharing=true is frozen when paid;
 POST /v3/profitsharing/receivers/add binds a receiver (name RSA-OAEP encrypted like user_name); POST
 /v3/profitsharing/orders splits to bound receivers (at most 50 a request, and in all at most `split_max_ratio_bp`,
@@ -123,6 +128,8 @@ TIME_EXPIRE_RE = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([+-][0-9]{2}:[0-9]{2}|Z)"
 )
 BILL_PATH = "/v3/bill/tradebill"
+BALANCE_PATH = "/v3/merchant/fund/balance/"
+BALANCE_ACCOUNT_TYPES = ("BASIC", "OPERATION", "FEES")
 BILL_DOWNLOAD_PATH = "/v3/billdownload/file"
 BILL_LINK_SECONDS = 300  # "该地址5min内有效"
 BILL_DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -285,6 +292,7 @@ class WechatPaySimulator(LoopbackServer):
         self._synthetic: dict[tuple[str, date], dict[str, Any]] = {}  # pre-written rows: {path, count, amount, fee}
         self._bill_dir = tempfile.mkdtemp(prefix="wechatpay-sim-bills-")
         self._bill_links: dict[str, dict[str, Any]] = {}  # token -> {mchid, path, expires, gzip}
+        self.balance_bad_signature = False  # the balance answers are signed over another body
 
     @property
     def platform_private_key_pem(self) -> str:
@@ -883,6 +891,31 @@ class WechatPaySimulator(LoopbackServer):
         key = self._mchid(mchid)
         with self._lock:
             self._balances[key] = fen
+
+    def account_balance(self, account_type: str = "BASIC", mchid: str | None = None) -> dict[str, int]:
+        """What 查询账户实时余额 answers, in fen. BASIC: every paid trade net of the fee, of its refunds not closed
+        (the fee's share coming back) and of what went to receivers and was not returned; a profit-sharing trade
+        not finished yet is all pending (frozen), the rest available. OPERATION: the operating account transfers
+        pay out of (`balance()`). FEES (手续费账户) holds nothing here."""
+        key = self._mchid(mchid)
+        with self._lock:
+            if account_type == "OPERATION":
+                return {"available_amount": self._balances[key], "pending_amount": 0}
+            available = pending = 0
+            if account_type == "BASIC":
+                for (trade_mchid, _), trade in self._trades.items():
+                    if trade_mchid != key or trade["status"] != "paid":
+                        continue
+                    amount = trade["amount_minor"]
+                    net = amount - self._fee(amount) - (trade["split_minor"] - trade["returned_minor"])
+                    for refund in self._refunds.values():
+                        if refund["trade_key"] == (trade_mchid, trade["out_trade_no"]) and refund["status"] != "CLOSED":
+                            net -= refund["refund"] - self._fee(refund["refund"])
+                    if self._frozen(trade):
+                        pending += net
+                    else:
+                        available += net
+            return {"available_amount": available, "pending_amount": pending}
 
     def register_payee(self, openid: str, real_name: str) -> None:
         """The payee's real name: a transfer naming another user_name fails NAME_NOT_CORRECT."""
@@ -1792,7 +1825,10 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = exc.status, {"code": exc.code, "message": exc.message}
         if faults.take("timeout"):
             time.sleep(faults.hang_seconds)  # acted, but the caller has given up by now
-        forge = path == BILL_PATH and status == 200 and self.sim.statement_bad_signature
+        forge = status == 200 and (
+            (path == BILL_PATH and self.sim.statement_bad_signature)
+            or (path.startswith(BALANCE_PATH) and self.sim.balance_bad_signature)
+        )
         self._answer(status, payload, forge=forge)
 
     def _send_bill(self, merchant: _Merchant) -> None:
@@ -1850,6 +1886,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return 200, self.sim.split_return(merchant, self._json(body))
             if parts[2] == "return-orders" and len(parts) == 4 and get:
                 return 200, self.sim.split_return_query(merchant, parts[3], query.get("out_order_no", ""))
+        if parts[:4] == ["v3", "merchant", "fund", "balance"] and len(parts) == 5 and get:
+            if parts[4] not in BALANCE_ACCOUNT_TYPES:
+                raise WxError(400, "PARAM_ERROR", "account_type 须为 BASIC、OPERATION 或 FEES")
+            return 200, self.sim.account_balance(parts[4], merchant.mchid)
         if path == BILL_PATH and get:
             return 200, self.sim.tradebill(merchant, query, self._host_base())
         if path == "/v3/refund/domestic/refunds" and post:

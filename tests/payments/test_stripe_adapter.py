@@ -165,6 +165,7 @@ def test_capabilities_ack_and_notify_methods():
         Capability.REFUND,
         Capability.PAYOUT,
         Capability.STATEMENT,
+        Capability.BALANCE,
     }
     assert StripeAdapter.notify_methods == frozenset({"POST"})
     assert (StripeAdapter.ack(True).status, json.loads(StripeAdapter.ack(True).body)) == (200, {"received": True})

@@ -466,4 +466,5 @@ def test_capabilities():
         Capability.PAYOUT,
         Capability.STATEMENT,
         Capability.SPLIT,
+        Capability.BALANCE,
     }

@@ -22,7 +22,11 @@ error_desc}) or the alipay.trade.order.settle.notify message. Field names from a
 (AlipayTradeOrderSettleModel, OpenApiRoyaltyDetailInfoPojo, AlipayTradeOrderSettleQueryModel/Response, RoyaltyDetail)
 and Alipay's 分账 docs. A receiver's share comes back only through a refund of the trade carrying
 refund_royalty_parameters {royalty_type, trans_out, trans_out_type, amount, desc}: split_return is that refund, of
-exactly the share, so the buyer gets back what the receiver gives back (see split_return)."""
+exactly the share, so the buyer gets back what the receiver gives back (see split_return).
+
+Balance (capability BALANCE): alipay.data.bill.balance.query (支付宝商家账户当前余额查询, no business parameter for the
+app's own account) answers total_amount, available_amount and freeze_amount as yuan strings; it goes through the fund
+APIs' signed body and verified answer, and a timeout or 5xx is Retryable (a read)."""
 
 from __future__ import annotations
 
@@ -47,6 +51,7 @@ from payments.channels.base import (
     AccountConfig,
     Ack,
     Capability,
+    ChannelBalance,
     ChannelError,
     Created,
     CreateOrder,
@@ -113,6 +118,7 @@ class AlipayAdapter:
             Capability.PAYOUT,
             Capability.STATEMENT,
             Capability.SPLIT,
+            Capability.BALANCE,
         }
     )
 
@@ -490,6 +496,34 @@ class AlipayAdapter:
             raise Unknown("alipay answered no bill_download_url", code="bad_response")
         raw, source_hash = bill.download(url, self.account.timeouts)
         return bill.open_statement(raw, source_hash, day, wire.SUPPORTED_CURRENCY)
+
+    # ---- account balance --------------------------------------------------------------------------------
+    def balance(self) -> ChannelBalance:
+        """alipay.data.bill.balance.query, through the same signed body and verified answer as the fund APIs:
+        available_amount is what may be paid out now, freeze_amount what Alipay holds (royalty-frozen trades)."""
+        try:
+            answer = self._fund_call(wire.BALANCE_QUERY, wire.BALANCE_QUERY_RESPONSE, {})
+        except Unknown as exc:
+            if exc.code in _READ_RETRYABLE:  # a read: nothing moved, ask again later
+                raise Retryable(str(exc), code=exc.code) from exc
+            raise
+        if answer.get("code") != wire.CODE_SUCCESS:
+            error = self._business_error(answer, "balance query")
+            if isinstance(error, Unknown):  # busy: still a read
+                raise Retryable(str(error), code=error.code)
+            raise error
+        total, available, frozen = (
+            wire.balance_minor(answer.get(k)) for k in ("total_amount", "available_amount", "freeze_amount")
+        )
+        if total is None or available is None or frozen is None:
+            raise Unknown("alipay balance answer lacks an exact amount", code="bad_response")
+        if total != available + frozen:
+            raise Unknown("alipay balance does not add up (total != available + freeze)", code="bad_response")
+        return ChannelBalance(
+            available=Money(available, wire.SUPPORTED_CURRENCY),
+            pending=Money(frozen, wire.SUPPORTED_CURRENCY),
+            provider_status=wire.BALANCE_QUERY,
+        )
 
     @staticmethod
     def _transfer_refused(answer: dict[str, Any], request: PayoutRequest) -> PayoutObservation:

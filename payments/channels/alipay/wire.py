@@ -160,3 +160,22 @@ SPLIT_SUB_FAILED = frozenset(
         "ACQ.ROYALTY_RETURN_AMOUNT_EXCEED",  # 退分账金额超过该收入方已分得的金额
     }
 )
+
+
+# ---- account balance (capability BALANCE) -----------------------------------------------------------------
+# alipay.data.bill.balance.query (opendocs.alipay.com/apis/api_15/alipay.data.bill.balance.query, 支付宝商家账户
+# 当前余额查询): no business parameter for the app's own account; the answer's total_amount (账户余额),
+# available_amount (可用余额) and freeze_amount (冻结余额) are yuan strings, total = available + freeze.
+BALANCE_QUERY = "alipay.data.bill.balance.query"
+BALANCE_QUERY_RESPONSE = "alipay_data_bill_balance_query_response"
+_BALANCE_YUAN_RE = re.compile(r"(-?)([0-9]+(?:\.[0-9]{1,2})?)")
+
+
+def balance_minor(value: object) -> int | None:
+    """A balance field ("1234.56", "-0.01": a balance may be overdrawn) as signed fen, exactly; None otherwise."""
+    m = _BALANCE_YUAN_RE.fullmatch(value) if isinstance(value, str) else None
+    if m is None:
+        return None
+    whole, _, frac = m.group(2).partition(".")
+    fen = int(whole) * 100 + int(frac.ljust(2, "0"))
+    return -fen if m.group(1) else fen

@@ -13,6 +13,9 @@ page is taken raw (zeep's `raw_response` setting, then `SoapBinding.process_repl
 so that `source_hash` is the sha256 of the bytes as the bank sent them, pages in order. The day's control totals
 come on every page; they must be the same on every page and match the lines, else the statement is Unknown.
 
+Balance (capability BALANCE) is the WSDL's Balance operation: availableMinor and pendingMinor (reserved for
+transfers not final) in the account's currency, with the bank's asOf, signed both ways like the transfers.
+
 The WSDL ships with this package and is parsed once per process; each account gets its own ServiceProxy bound
 to `account.base_url + "/soap"`, so nothing is ever fetched from the bank to describe the service.
 """
@@ -43,6 +46,7 @@ from payments.channels.base import (
     AccountConfig,
     Ack,
     Capability,
+    ChannelBalance,
     Created,
     CreateOrder,
     Inbound,
@@ -95,6 +99,7 @@ class BankGatewayAdapter:
             Capability.REFUND,
             Capability.PAYOUT,
             Capability.STATEMENT,
+            Capability.BALANCE,
         }
     )
 
@@ -374,6 +379,32 @@ class BankGatewayAdapter:
             provider_status=bank_status,
             failure_reason=reason,
         )
+
+    # ---- balance -----------------------------------------------------------
+    def balance(self) -> ChannelBalance:
+        """Balance: available and pending (reserved for transfers not final) in the account's currency, signed
+        both ways like the transfers. A timeout or a failing bank is Retryable (a read moved nothing)."""
+        operation = "Balance"
+        try:
+            answer = self._signed_call(operation, currency=self.account.currency)
+        except Unknown as exc:
+            if exc.code in wire.STATEMENT_RETRY_CODES:
+                raise Retryable(str(exc), code=exc.code) from exc
+            raise
+        if self._result_code(answer) != wire.ACCEPTED:
+            error = self._refused(operation, answer)
+            if isinstance(error, Unknown) and error.code == "system_error":
+                raise Retryable(str(error), code=error.code)
+            raise error
+        available = self._money(answer.availableMinor, answer.currency, operation)
+        pending = self._money(answer.pendingMinor, answer.currency, operation)
+        if available.currency != self.account.currency:
+            raise Unknown("bank gateway balance answered another currency", code="bad_response")
+        try:
+            as_of = wire.statement_booked_at(answer.asOf) if answer.asOf else None
+        except ValueError as exc:
+            raise Unknown("bank gateway balance asOf not understood", code="bad_response") from exc
+        return ChannelBalance(available=available, pending=pending, as_of=as_of, provider_status=operation)
 
     # ---- statement ---------------------------------------------------------
     def statement(self, day: date) -> Statement:

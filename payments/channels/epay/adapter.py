@@ -1,5 +1,8 @@
-"""易支付 (epay) adapter: mapi.php create, api.php?act=order query, MD5-signed notify by GET or POST, and the
-daily statement read off api.php?act=orders (see `statement.py` for what that relies on)."""
+"""易支付 (epay) adapter: mapi.php create, api.php?act=order query, MD5-signed notify by GET or POST, the
+daily statement read off api.php?act=orders (see `statement.py` for what that relies on), and the balance read off
+api.php?act=query (彩虹易支付's merchant query: pid, key, active, money = the balance, type, account, username,
+orders, order_today, order_lastday). api.php answers are not signed (the key in the request is the proof): the
+answer must name our pid and write money as an exact amount, else it is Unknown."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from payments.channels.base import (
     AccountConfig,
     Ack,
     Capability,
+    ChannelBalance,
     Created,
     CreateOrder,
     Inbound,
@@ -40,7 +44,7 @@ class EpayAdapter:
     # Panels notify by GET (the protocol's default); some forks and settings POST the same form.
     notify_methods: ClassVar[frozenset[str]] = frozenset({"GET", "POST"})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.QUERY, Capability.REFUND, Capability.STATEMENT}
+        {Capability.QUERY, Capability.REFUND, Capability.STATEMENT, Capability.BALANCE}
     )
 
     def __init__(self, account: AccountConfig) -> None:
@@ -215,6 +219,24 @@ class EpayAdapter:
         if not self._key:
             raise Terminal("epay account has no key", code="no_credentials")
         return order_list.statement(self, day, _session, url=self._url("api.php"), key=self._key)
+
+    def balance(self) -> ChannelBalance:
+        """api.php?act=query: `money` is what the panel holds for the merchant (no pending figure). A timeout or a
+        5xx is Retryable (a read); code != 1 (a wrong key, an unknown pid) is the panel's refusal."""
+        try:
+            data = self._api({"act": "query"})
+        except Unknown as exc:
+            if exc.code in ("timeout", "http_5xx"):
+                raise Retryable(f"epay balance not read: {exc}", code=exc.code) from exc
+            raise
+        if str(data.get("code")) != "1":
+            raise Terminal(f"epay refused the merchant query: {data.get('msg', '')}"[:200], code="refused")
+        if str(data.get("pid")) != self.account.merchant_no:
+            raise Unknown("epay merchant query answered for another pid", code="bad_response")
+        fen = wire.balance_fen(data.get("money"))
+        if fen is None:
+            raise Unknown("epay merchant query money not understood", code="bad_response")
+        return ChannelBalance(available=Money(fen, wire.SUPPORTED_CURRENCY), provider_status="act=query")
 
     def refund(self, request: RefundRequest) -> RefundObservation:
         """api.php?act=refund, keyed by out_refund_no so a repeated request refunds once."""

@@ -38,3 +38,16 @@ ORDERS_REQUIRED = ("trade_no", "out_trade_no", "pid", "money", "status", "addtim
 LIST_UNPAID = "0"
 LIST_PAID = frozenset({"1", "2", "3"})
 LIST_REFUNDED = "2"
+
+# api.php?act=query&pid=&key=: the merchant's own record; `money` is its balance at the panel (yuan, a DECIMAL
+# column written as a string; a refund after a settlement can take it below zero).
+BALANCE_MONEY_RE = re.compile(r"(-?)([0-9]+)(?:\.([0-9]{1,2}))?")
+
+
+def balance_fen(value: object) -> int | None:
+    """`money` of act=query as signed fen, exactly; None when it is not a yuan amount."""
+    m = BALANCE_MONEY_RE.fullmatch(value) if isinstance(value, str) else None
+    if m is None:
+        return None
+    fen = int(m.group(2)) * 100 + int((m.group(3) or "").ljust(2, "0"))
+    return -fen if m.group(1) else fen

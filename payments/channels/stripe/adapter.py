@@ -52,6 +52,11 @@ a later page that is corrupt raises Unknown from the line iterator, a later time
 
 `import stripe` below is the SDK, not this package: imports are absolute, and payments/channels/stripe/ never
 runs as a script, so its directory is never put on sys.path where it would shadow the SDK.
+
+The balance (capability BALANCE) is GET /v1/balance (stripe-python 16 `BalanceService.retrieve`; the API reference
+"The Balance object": `available` and `pending`, lists of {amount, currency, source_types}, amounts signed): both
+read for the account's currency. Stripe's answers are not signed (TLS is the proof), so what is checked is the shape:
+an entry that is not an integer amount in a currency code is Unknown. A timeout or 5xx is Retryable (a read).
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ from payments.channels.base import (
     AccountConfig,
     Ack,
     Capability,
+    ChannelBalance,
     ChannelError,
     Created,
     CreateOrder,
@@ -108,7 +114,14 @@ class StripeAdapter:
     # The buyer-facing payment methods this channel can take (routing matches the buyer's choice).
     methods: ClassVar[frozenset[str]] = frozenset({"card"})
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.QUERY, Capability.CLOSE, Capability.REFUND, Capability.PAYOUT, Capability.STATEMENT}
+        {
+            Capability.QUERY,
+            Capability.CLOSE,
+            Capability.REFUND,
+            Capability.PAYOUT,
+            Capability.STATEMENT,
+            Capability.BALANCE,
+        }
     )
     # Stripe delivers every webhook event as a POST with a JSON body.
     notify_methods: ClassVar[frozenset[str]] = frozenset({"POST"})
@@ -470,6 +483,25 @@ class StripeAdapter:
                 raise Retryable(f"stripe statement page not read: {exc}", code=exc.code) from exc
             raise
 
+    # ---- balance -----------------------------------------------------------
+    def balance(self) -> ChannelBalance:
+        """GET /v1/balance (BalanceService.retrieve): the platform balance's `available` and `pending` lists,
+        each {amount, currency, source_types}, read for the account's currency (absent: nothing in it)."""
+        try:
+            answer = self._call("balance", lambda: self._client.v1.balance.retrieve()) or {}
+        except Unknown as exc:
+            if exc.code in ("timeout", "http_5xx", "conflict"):  # a read: ask again later
+                raise Retryable(f"stripe balance not read: {exc}", code=exc.code) from exc
+            raise
+        if answer.get("object") != "balance":
+            raise Unknown("stripe balance answer is not a balance", code="bad_response")
+        currency = wire.currency_out(self.account.currency)
+        return ChannelBalance(
+            available=Money(_balance_amount(answer.get("available"), currency), self.account.currency),
+            pending=Money(_balance_amount(answer.get("pending"), currency), self.account.currency),
+            provider_status="balance",
+        )
+
     # ---- webhooks ----------------------------------------------------------
     def verify_notification(self, inbound: Inbound) -> Observation | RefundObservation:
         if not self._webhook_secrets:
@@ -818,6 +850,21 @@ def _dig(value: Any, *keys: str) -> Any:
 def _meta(obj: Any, key: str) -> str:
     value = _dig(obj, "metadata", key)
     return value if isinstance(value, str) else ""
+
+
+def _balance_amount(funds: object, currency: str) -> int:
+    """The sum of a balance list's amounts in `currency` (Stripe lists one entry per currency; an amount may be
+    negative). A list or an entry that is not what Stripe writes is Unknown, never read as zero."""
+    if not isinstance(funds, list):
+        raise Unknown("stripe balance answer lacks its available / pending list", code="bad_response")
+    total = 0
+    for fund in funds:
+        amount = fund.get("amount") if isinstance(fund, dict) else None
+        if not isinstance(amount, int) or isinstance(amount, bool) or wire.currency_in(fund.get("currency")) is None:
+            raise Unknown("stripe balance entry not understood", code="bad_response")
+        if fund["currency"] == currency:
+            total += amount
+    return total
 
 
 def _reason(exc: stripe.StripeError) -> str:

@@ -25,6 +25,11 @@ The daily statement is the trade bill (申请交易账单 GET /v3/bill/tradebill
 the download is checked by the signed SHA1 hash_value only). Sent through `_v3` and a streamed download rather
 than the SDK's `trade_bill` / `download_bill`, which read the whole file into memory as text. Bills, transfers
 excepted (they are on the fund flow bill), are cut by Beijing day; `statement` parses them in `statement.py`.
+
+The balance (capability BALANCE) is 查询账户实时余额 GET /v3/merchant/fund/balance/{account_type} (the WeChat Pay v3
+merchant docs, 资金账户; answer available_amount and pending_amount in fen), asked for BASIC and OPERATION and added up: trades settle into the basic account while 商家转账 pays out of
+the operating one, so only both together are what the ledger's clearing account should hold. Sent through `_v3`;
+an answer without a valid signature is Unknown, a timeout or 5xx Retryable (a read).
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from payments.channels.base import (
     AccountConfig,
     Ack,
     Capability,
+    ChannelBalance,
     Created,
     CreateOrder,
     Inbound,
@@ -168,6 +174,7 @@ class WechatPayAdapter:
             Capability.PAYOUT,
             Capability.STATEMENT,
             Capability.SPLIT,
+            Capability.BALANCE,
         }
     )
     # The bill is asked for GZIP (as the SDK does by default); the simulator serves both.
@@ -812,6 +819,30 @@ class WechatPayAdapter:
         result = Statement(day=day, lines=iter(()), source_hash=digest.hexdigest())
         result.lines = bill.lines(raw, gzipped=gzipped, statement=result)
         return result
+
+    def balance(self) -> ChannelBalance:
+        """查询账户实时余额 of the basic and the operating account, added up: trades settle into the first,
+        商家转账 pays out of the second. Each answer must carry a valid WeChat Pay signature."""
+        available = pending = 0
+        for account_type in wire.BALANCE_ACCOUNT_TYPES:
+            path = wire.BALANCE_PATH.format(account_type=account_type)
+            status, data, verified = self._read("balance", lambda path=path: self._v3("balance", "GET", path))
+            if status != 200:
+                code = str(data.get("code", ""))
+                if status == 429 or code in wire.RETRYABLE_CODES:
+                    raise Retryable(f"wechatpay balance {account_type}: {status} {code}", code="busy")
+                raise self._refused(f"balance {account_type}", status, data)
+            if not verified:
+                raise Unknown(f"wechatpay balance {account_type} answer did not verify", code="bad_signature")
+            values = data.get("available_amount"), data.get("pending_amount", 0)
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                raise Unknown(f"wechatpay balance {account_type} amounts not understood", code="bad_response")
+            available, pending = available + values[0], pending + values[1]
+        return ChannelBalance(
+            available=Money(available, wire.SUPPORTED_CURRENCY),
+            pending=Money(pending, wire.SUPPORTED_CURRENCY),
+            provider_status="+".join(wire.BALANCE_ACCOUNT_TYPES),
+        )
 
     def _read(self, what: str, call: Callable[[], Any]) -> Any:
         """A statement call is a read: a timeout or a 5xx changed nothing, so it may simply be tried again."""

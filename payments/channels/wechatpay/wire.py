@@ -254,3 +254,11 @@ SPLIT_NOT_FOUND_CODES = frozenset({"RESOURCE_NOT_EXISTS", "NOT_FOUND", "ORDER_NO
 def split_description(text: str) -> str:
     """A receiver's description (required, at most 80 characters, shown on the split bill)."""
     return (text.strip() or "profit sharing")[:SPLIT_DESCRIPTION_MAX_CHARS]
+
+
+# ---- 查询账户实时余额 (capability BALANCE): GET /v3/merchant/fund/balance/{account_type} ----------------------
+# account_type BASIC (基本账户: where trades settle, refunds and splits come out) or OPERATION (运营账户: what
+# 商家转账 pays out of); the answer is {available_amount, pending_amount} in fen, pending being 不可用余额 (money
+# held: trades frozen for profit sharing). The shop's money at WeChat is both accounts together.
+BALANCE_PATH = "/v3/merchant/fund/balance/{account_type}"
+BALANCE_ACCOUNT_TYPES = ("BASIC", "OPERATION")
