@@ -32,6 +32,7 @@ DIFFERENCE_REASONS = (
         "provider booked and the day's reconciliation has not brought into the ledger yet"
     ),
     _("money the provider account held before the shop used it, top-ups, or payouts made outside the shop"),
+    _("a merchant's own account (split at the provider) holds the merchant's money, outside the ledger once split"),
 )
 
 # Payouts that may have left the provider while the ledger has not credited the clearing account yet.
