@@ -409,7 +409,11 @@ def notification_apply(
         refund = Refund.objects.filter(refund_no=observation.refund_no).first()
         if refund is None or (payment is not None and refund.payment_id != payment.pk):
             raise NotificationRejected("unknown_refund", "no such refund for this payment")
-        payment = payment or payment_qs_locked().select_related("account").get(pk=refund.payment_id)
+        if payment is None:
+            # Locked in the global order (payment, then refund), and the refund read again under that lock: the
+            # one read before it may be stale if the refund's own answer was applied meanwhile.
+            payment = payment_qs_locked().select_related("account").get(pk=refund.payment_id)
+            refund = Refund.objects.get(pk=refund.pk)
     elif payment is None:
         payment = _payment_locked(channel_code, observation.out_trade_no)
     elif observation.out_trade_no != payment.out_trade_no:

@@ -173,3 +173,57 @@ def test_two_tabs_opening_the_pay_page_at_once_make_one_trade(
     with epay_sim._lock:  # what the provider holds for this merchant: one trade
         trades = [t for (pid, _), t in epay_sim._by_out.items() if pid == epay_account.merchant_no]
     assert len(trades) == 1
+
+
+def test_a_refund_callback_racing_the_refund_answer_reads_the_refund_under_the_lock(require_postgres, merchant):
+    """WeChat's refund callback names no order: the refund is looked up first, then its payment locked. While it
+    waited for that lock the refund's own answer was applied: the refund must be read again under the lock (a
+    stale copy failed the callback with ConcurrentTransition, and WeChat had to send it again)."""
+    import json
+
+    from django.db import transaction
+
+    from payments.facade import refund_execute, refund_request, refund_result_apply
+    from payments.locks import payment_qs_locked
+    from payments.models import ChannelAccount, Refund, RefundStatus
+    from payments.simulators.wechatpay import WechatPaySimulator
+
+    sim = WechatPaySimulator().start()
+    try:
+        acct = sim.account()
+        ChannelAccount.objects.create(
+            code="wechatpay",
+            name="wechat",
+            merchant_no=acct.merchant_no,
+            base_url=acct.base_url,
+            credentials=json.dumps(acct.credentials),
+        )
+        order = buy(make_product(merchant, secrets_count=2), ip=None)
+        payment = order_payment_start(order_no=order.order_no, client_ip="10.0.0.1", method="wxpay")
+        sim.faults.drop_notify = 1
+        sim.pay(payment.out_trade_no)
+        paid = sim.notify_request(payment.out_trade_no)
+        payment_notification_handle(channel_code="wechatpay", params={}, body=paid.body, headers=paid.headers)
+        with transaction.atomic():
+            refund = refund_request(reference=order.order_no, reason="race", requested_by="test")
+        answer = refund_execute(refund_no=refund.refund_no, notify_url="http://127.0.0.1:9/")
+        callback = sim.refund_notify_request(refund.refund_no)
+        locked = threading.Event()
+
+        def answer_applied(i: int):
+            if i == 0:  # holds the payment while the callback reads the refund, then applies the answer
+                with transaction.atomic():
+                    payment_qs_locked().get(out_trade_no=payment.out_trade_no)
+                    locked.set()
+                    threading.Event().wait(0.5)
+                    return refund_result_apply(refund_no=refund.refund_no, observation=answer).status
+            locked.wait(10)
+            return payment_notification_handle(
+                channel_code="wechatpay", params={}, body=callback.body, headers=callback.headers
+            ).ack_status
+
+        results = race(2, answer_applied)
+    finally:
+        sim.stop()
+    assert [r for r in results if isinstance(r, Exception)] == []
+    assert Refund.objects.get(refund_no=refund.refund_no).status == RefundStatus.SUCCEEDED

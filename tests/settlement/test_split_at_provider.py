@@ -23,6 +23,7 @@ from payments.models import ChannelAccount, Payment, TradeSplit
 from payments.simulators.alipay import AlipaySimulator
 from payments.simulators.wechatpay import WechatPaySimulator
 from settlement import facade as settlement
+from settlement.checks import ledger_check
 from settlement.models import AccountKind, FeePlan, LedgerEntry, LedgerTransaction, PartyKind, ReleaseState, SaleRelease
 from settlement.payouts import payouts_create_due
 from settlement.splits import sale_split
@@ -159,6 +160,7 @@ def _assert_refund_took_the_split_back(order: Order, payment: Payment) -> None:
     assert every_balance() == {}  # every account back to zero: the sale, its split and its refund net out
     kinds = sorted(LedgerTransaction.objects.filter(reference=order.order_no).values_list("kind", flat=True))
     assert kinds == ["refund", "sale", "split"]
+    assert ledger_check().problems == ()  # every payment and refund booked, every posting balanced
 
 
 def test_alipay_royalty_from_payment_to_split_to_refund(public_url, alipay_sim, split_merchant):
