@@ -92,7 +92,7 @@ class ChannelAccountForm(MajorUnitsFormMixin, forms.ModelForm):
             "max_amount_minor",
             "daily_cap_minor",
             "refund_returns_fee",
-            "owner_merchant_id",
+            "owner_merchant",
             "split_to",
             "receiver_id",
             "receiver_type",

@@ -50,11 +50,13 @@ class ChannelAccount(models.Model):
     # Channel-side splitting (issue 12). An account the merchant owns at the provider, the platform acting as its
     # service provider: the buyer's money lands in the merchant's own balance, and the provider splits the
     # platform's share off each trade to `split_to`, so the platform never holds the merchant's money (二清).
-    owner_merchant_id = models.PositiveBigIntegerField(
-        _("owned by merchant (id)"),
+    owner_merchant = models.ForeignKey(
+        "core.Merchant",
+        verbose_name=_("owned by merchant"),
         null=True,
         blank=True,
-        db_index=True,
+        on_delete=models.PROTECT,
+        related_name="+",
         help_text=_(
             "the merchant's own account at the provider: only that merchant's payments go here, and the provider "
             "splits the platform's share off each one"
@@ -71,8 +73,18 @@ class ChannelAccount(models.Model):
     )
     # This account as a split receiver: its id and id type in the provider's words (Alipay userId 2088...,
     # WeChat Pay MERCHANT_ID = the mchid) and the account holder's registered name.
-    receiver_id = models.CharField(_("receiver id at the provider"), max_length=64, blank=True)
-    receiver_type = models.CharField(_("receiver id type"), max_length=32, blank=True)
+    receiver_id = models.CharField(
+        _("receiver id at the provider"),
+        max_length=64,
+        blank=True,
+        help_text=_("for a platform account that receives splits: Alipay userId (2088...), WeChat Pay mchid"),
+    )
+    receiver_type = models.CharField(
+        _("receiver id type"),
+        max_length=32,
+        blank=True,
+        help_text=_("Alipay: userId or loginName; WeChat Pay: MERCHANT_ID"),
+    )
     receiver_name = models.CharField(_("receiver's registered name"), max_length=128, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 

@@ -126,5 +126,5 @@ def explain(check: BalanceCheck) -> str:
             _("The difference is the payouts in transit (%(amount)s): it goes once they are final.")
             % {"amount": check.payouts_in_transit}
         )
-    reasons = "; ".join(str(r) for r in DIFFERENCE_REASONS)
-    return str(_("Legitimate differences: %(reasons)s.") % {"reasons": reasons})
+    # The causes are listed once under the table: a row only says which way to look.
+    return str(_("Not explained by payouts in transit: see the usual causes below, then the day's reconciliation."))

@@ -4,6 +4,7 @@ provider that could not be asked."""
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -12,6 +13,7 @@ from django.urls import reverse
 
 from cardshop.services.checkout import order_payment_start
 from cardshop.services.orders import payment_notification_handle
+from settlement.balance_check import DIFFERENCE_REASONS
 from tests.cardshop.helpers import as_lists, buy, signed_notify
 from tests.conftest import make_product
 from tests.factories.payments import EpayAccountFactory
@@ -73,6 +75,8 @@ def test_the_page_shows_the_ledger_the_provider_and_the_difference_per_account(f
     assert "panel B (epay)" in broken and "0.00 CNY" in broken  # its ledger: nothing booked
     assert f'id="balance-error-{dead.pk}"' in broken
     assert "The provider could not be asked: connect:" in broken and "Ask again later." in broken
+    for reason in DIFFERENCE_REASONS:  # the usual causes of a difference, listed once under the table
+        assert page.count(html.escape(str(reason))) == 1
 
 
 def test_the_reconciliation_runs_link_to_it_and_it_needs_the_view_right(finance, viewer):

@@ -40,6 +40,9 @@ ALLOWED = {
     "Mac",
     "English",  # the language switch names each language in its own tongue, with its code (en, zh-hans)
     "hans",
+    "userId",  # the providers' own words an operator types as they are: Alipay's receiver types, WeChat's
+    "loginName",
+    "MERCHANT",  # MERCHANT_ID
 }
 ICON_CLASS = "material-symbols-outlined"  # the theme's icons are ligatures ("search" draws a magnifier), not words
 MASKED = re.compile(r"\*{4,}|·{4}")  # a masked secret shows its own ends: "1f7LHh****", "#12 ····4F2A"

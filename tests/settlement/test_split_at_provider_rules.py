@@ -60,7 +60,9 @@ def test_a_merchants_own_account_must_split_to_a_platform_account_of_its_provide
     assert _error_fields(_own_account(1, platform, code="wechatpay", base_url="https://api.mch.weixin.qq.com")) == {
         "split_to"
     }
-    other_merchants = _platform_account(name="another merchant's", owner_merchant_id=2, split_to=platform)
+    other_merchants = _platform_account(
+        name="another merchant's", owner_merchant_id=MerchantFactory().pk, split_to=platform
+    )
     assert _error_fields(_own_account(1, other_merchants)) == {"split_to"}
     nameless = _platform_account(name="no receiver id", receiver_id="")
     assert _error_fields(_own_account(1, nameless)) == {"split_to"}
