@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_static",
     "core.apps.CoreConfig",
     "payments.apps.PaymentsConfig",
+    "risk.apps.RiskConfig",
     "settlement.apps.SettlementConfig",
     "cardshop.apps.CardshopConfig",
 ]
