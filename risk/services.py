@@ -1,0 +1,188 @@
+"""risk_assess: the features of one checkout, the lists, the live rules and the learned score, combined into one
+decision with reason codes, stored with everything it saw.
+
+How a decision is made (the README quotes this):
+1. The block list wins over everything (`block_listed`), then the allow list (`allow_listed`): a listed buyer
+   is decided without rules or score.
+2. The counters cannot be read (Redis down): the operator's fallback decides, an order below the setting's amount
+   is allowed (`counters_down_small`), a larger one waits for review (`counters_down`). Logged and counted.
+3. The live rules are evaluated in priority order (lower first). If the first rule that matches is an allow
+   rule, the order is allowed with its reason. Otherwise the decision is the most severe action among the rules
+   that matched (block > review > challenge), with every matching rule's reason code.
+4. The learned score, when a model is live, adds its own action: at or above the block threshold `score_high`
+   (block), at or above the review threshold `score_elevated` (review). The most severe of 3 and 4 stands.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from datetime import datetime
+
+from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
+from django.utils import timezone
+
+from risk import features
+from risk.contracts import Decision, RiskOutcome, RiskRequest
+from risk.models import Assessment, ListEntry, ListField, ListKind, RiskSettings, Rule, RuleSetVersion, VersionState
+from risk.rules import compiled_for, rules_matching
+from risk.schema import FEATURE_NAMES
+
+log = logging.getLogger(__name__)
+
+
+def risk_settings() -> RiskSettings:
+    return RiskSettings.objects.order_by("pk").first() or RiskSettings()
+
+
+def _subject(request: RiskRequest) -> features.Subject:
+    return features.Subject(
+        ip=request.ip,
+        email=request.email,
+        device=request.device,
+        product=request.product_ref,
+        merchant=str(request.merchant_id or ""),
+    )
+
+
+def _listed(subject: features.Subject) -> set[str]:
+    """Which lists (block, allow) name this buyer: its email, domain, device or IP (an IPv6 by its /64)."""
+    exact = {
+        ListField.EMAIL: subject.email.strip().lower(),
+        ListField.DOMAIN: subject.domain,
+        ListField.DEVICE: subject.device,
+        ListField.IP: subject.keys().get("ip", ""),
+    }
+    found: set[str] = set()
+    address = None
+    try:
+        address = ipaddress.ip_address(subject.ip) if subject.ip else None
+    except ValueError:
+        address = None
+    for kind, field, value in ListEntry.objects.values_list("kind", "field", "value"):
+        if field == ListField.IP and "/" in value:
+            try:
+                if address is not None and address in ipaddress.ip_network(value, strict=False):
+                    found.add(kind)
+            except ValueError:
+                continue
+        elif value and value == exact.get(field):
+            found.add(kind)
+    return found
+
+
+def _live_rules() -> tuple[int | None, tuple]:
+    live = RuleSetVersion.objects.filter(state=VersionState.LIVE).values_list("number", flat=True).first()
+    if live is None:
+        return None, ()
+    definitions = tuple(
+        Rule.objects.filter(version__number=live, enabled=True)
+        .order_by("priority", "pk")
+        .values_list("name", "expression", "action", "reason_code", "priority")
+    )
+    return live, compiled_for(live, definitions)
+
+
+def features_of(request: RiskRequest, *, counts: dict[str, int], listed: set[str], now: datetime) -> dict:
+    """The whole feature vector (risk.schema order) from the counters, the lists and the request."""
+    domain = _subject(request).domain
+    stock = max(request.product_stock, 0)
+    usual = request.usual_amount_minor
+    values = {
+        **counts,
+        "amount_minor": request.amount.amount_minor,
+        "quantity": request.quantity,
+        "product_pending": request.product_pending,
+        "product_pending_share": round(request.product_pending / stock, 4) if stock else 0.0,
+        "hour_of_day": timezone.localtime(now).hour,
+        "amount_vs_usual": round(request.amount.amount_minor / usual, 4) if usual else 1.0,
+        "email_disposable": domain in DISPOSABLE_DOMAINS,
+        "buyer_paid_before": request.buyer_paid_before,
+        "email_domain": domain,
+        "listed_block": ListKind.BLOCK in listed,
+        "listed_allow": ListKind.ALLOW in listed,
+    }
+    return {name: values[name] for name in FEATURE_NAMES}
+
+
+def _combine(matched, score: float | None, cfg: RiskSettings) -> tuple[Decision, list[str]]:
+    if matched and matched[0].action == Decision.ALLOW:
+        return Decision.ALLOW, [matched[0].reason_code]
+    decision, reasons = Decision.ALLOW, []
+    for rule in matched:
+        if rule.action != Decision.ALLOW:
+            reasons.append(rule.reason_code)
+            decision = max(decision, Decision(rule.action), key=lambda d: d.severity)
+    if score is not None and score >= cfg.score_block:
+        decision, reasons = Decision.BLOCK, [*reasons, "score_high"]
+    elif score is not None and score >= cfg.score_review:
+        decision = max(decision, Decision.REVIEW, key=lambda d: d.severity)
+        reasons.append("score_elevated")
+    return decision, reasons
+
+
+def risk_assess(*, request: RiskRequest) -> RiskOutcome:
+    """Decide one checkout (module docstring) and store the assessment. Never raises for a counter outage."""
+    started = time.perf_counter()
+    now = timezone.now()
+    subject = _subject(request)
+    cfg = risk_settings()
+    degraded = False
+    try:
+        counts = features.counts_read(subject)
+    except features.CountersDown as exc:
+        log.warning("risk counters down (%s): the fallback setting decides", exc)
+        degraded, counts = True, {}
+    listed = _listed(subject)
+    values = features_of(request, counts=counts or _zeros(), listed=listed, now=now)
+    version, rules = _live_rules()
+    score = None
+    if ListKind.BLOCK in listed:
+        decision, reasons = Decision.BLOCK, ["block_listed"]
+    elif ListKind.ALLOW in listed:
+        decision, reasons = Decision.ALLOW, ["allow_listed"]
+    elif degraded:
+        small = request.amount.amount_minor < cfg.degraded_allow_below_minor
+        decision, reasons = (Decision.ALLOW, ["counters_down_small"]) if small else (Decision.REVIEW, ["counters_down"])
+    else:
+        decision, reasons = _combine(rules_matching(rules, values), score, cfg)
+    assessment = Assessment.objects.create(
+        stage=request.stage,
+        order_no=request.order_no,
+        decision=decision,
+        reasons=reasons,
+        score=score,
+        features=values,
+        ruleset_version=version,
+        degraded=degraded,
+        elapsed_us=int((time.perf_counter() - started) * 1e6),
+    )
+    return RiskOutcome(
+        decision=decision, reasons=tuple(reasons), assessment_id=assessment.pk, score=score, degraded=degraded
+    )
+
+
+def _zeros() -> dict[str, int]:
+    return {feature: 0 for feature, _, _ in features.COUNTED} | {"ip_amount_1d": 0}
+
+
+def assessment_link(*, assessment_id: int, order_no: str) -> None:
+    """The checkout it assessed made order `order_no`."""
+    Assessment.objects.filter(pk=assessment_id, order_no="").update(order_no=order_no)
+
+
+def checkout_record(*, request: RiskRequest) -> None:
+    """After the checkout committed: count it. A counter outage loses the count, never the order."""
+    try:
+        features.checkout_count(_subject(request), request.amount.amount_minor)
+    except features.CountersDown as exc:
+        log.warning("risk counters down (%s): checkout not counted", exc)
+
+
+def failure_record(*, kind: str, ip: str, device: str = "") -> None:
+    """A failed or declined payment, or a failed order lookup, counted for the IP and device."""
+    try:
+        features.failure_count(kind, features.Subject(ip=ip, device=device))
+    except features.CountersDown as exc:
+        log.warning("risk counters down (%s): %s not counted", exc, kind)
