@@ -40,7 +40,7 @@ from cardshop.models import (
     SecretStatus,
     ShopAnnouncement,
 )
-from cardshop.services import delivery, images, orders, refunds, stock
+from cardshop.services import delivery, images, orders, refunds, review, stock
 from core.admin_display import MajorUnitsFormMixin, ReadOnlyAdminMixin, major_str, money_label
 from core.errors import DomainError
 from core.forms import WriteOnlySecretField
@@ -368,6 +368,14 @@ class RefundConfirmForm(forms.Form):
     )
 
 
+class ReviewRejectForm(forms.Form):
+    reason = forms.CharField(
+        label=_("Why is it rejected (kept in the audit trail)?"),
+        max_length=200,
+        widget=UnfoldAdminTextareaWidget(attrs={"rows": 3}),
+    )
+
+
 class PaidMoreThanOnceFilter(admin.SimpleListFilter):
     """Orders that more than one payment paid (two QRs, two channels, a provider's retry)."""
 
@@ -444,7 +452,7 @@ class OrderAdmin(ModelAdmin):
         (None, {"fields": [f for f in readonly_fields if f != "ledger_display"]}),
         (_("Ledger"), {"fields": ["ledger_display"]}),
     ]
-    actions = ["retry_delivery", "book_sale", "refund"]
+    actions = ["review_approve", "review_reject", "retry_delivery", "book_sale", "refund"]
 
     class Media:
         css = {"all": ["admin/cardshop-orders.css"]}
@@ -632,6 +640,44 @@ class OrderAdmin(ModelAdmin):
                     _("%(no)s: refund %(refund)s %(status)s")
                     % {"no": order.order_no, "refund": view.refund_no, "status": REFUND_STATUS_LABELS[view.status]},
                 )
+        return None
+
+    def has_review_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("cardshop.review_order")
+
+    @admin.action(description=_("Approve after review: the buyer may pay"), permissions=["review"])
+    def review_approve(self, request: HttpRequest, queryset) -> None:
+        for order in queryset:
+            try:
+                review.order_review_approve(order_no=order.order_no, actor=request.user.get_username())
+            except DomainError as exc:
+                messages.error(request, f"{order.order_no}: {exc.message}")
+            else:
+                messages.success(request, _("%(no)s: approved") % {"no": order.order_no})
+
+    @admin.action(description=_("Reject after review (with a reason)"), permissions=["review"])
+    def review_reject(self, request: HttpRequest, queryset) -> HttpResponse | None:
+        """An intermediate page asks for the reason; only its own submit, carrying `post`, rejects."""
+        form = ReviewRejectForm(request.POST if request.POST.get("post") == "yes" else None)
+        if not form.is_bound or not form.is_valid():
+            context = {
+                **self.admin_site.each_context(request),
+                "title": _("Reject these orders?"),
+                "orders": list(queryset.select_related("product")),
+                "form": form,
+                "opts": self.model._meta,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, "admin/cardshop/review_reject_confirm.html", context)
+        for order in queryset:
+            try:
+                review.order_review_reject(
+                    order_no=order.order_no, actor=request.user.get_username(), reason=form.cleaned_data["reason"]
+                )
+            except DomainError as exc:
+                messages.error(request, f"{order.order_no}: {exc.message}")
+            else:
+                messages.success(request, _("%(no)s: rejected") % {"no": order.order_no})
         return None
 
     @admin.display(description=_("manual delivery"))

@@ -82,6 +82,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "cardshop.sessions.SplitSessionMiddleware",  # staff: database rows; buyers: signed cookies
+    "cardshop.device.DeviceCookieMiddleware",  # the storefront's device id, one of risk's signals
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -253,6 +254,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Shop rules (operators tune these by environment) ---
 CARDSHOP_ORDER_TTL_SECONDS = int(env("CARDSHOP_ORDER_TTL_SECONDS", "900"))
+# An order risk sends to review holds its stock this long for an operator; then it expires like an unpaid one.
+CARDSHOP_REVIEW_SECONDS = int(env("CARDSHOP_REVIEW_SECONDS", str(24 * 3600)))
+# A checkout risk challenges waits this long for the buyer's code or captcha.
+RISK_CHALLENGE_SECONDS = int(env("RISK_CHALLENGE_SECONDS", "600"))
 # Unpaid orders held at once, counted per email and, separately, per network (an IPv4 address or IPv6 /64): a
 # shared NAT must not block strangers, so the IP cap is the larger. CARDSHOP_MAX_PENDING_PER_BUYER, the old single
 # cap, still sizes both when set (see cardshop.services.checkout.pending_caps).

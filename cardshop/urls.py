@@ -1,13 +1,17 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from cardshop.views import errors, health, images, notify, pay, storefront
+from cardshop.views import challenge, errors, health, images, notify, pay, storefront
 
 urlpatterns = [
     path("", storefront.catalog, name="catalog"),
     path("p/<slug:slug>/", storefront.product_detail, name="product_detail"),
     path("p/<slug:slug>/image.jpg", images.product_image, name="product_image"),
     path("p/<slug:slug>/thumb.jpg", images.product_thumb, name="product_thumb"),
+    path("checkout/confirm/<str:token>/", challenge.checkout_confirm, name="checkout_confirm"),
+    path(
+        "checkout/confirm/<str:token>/captcha.png", challenge.checkout_confirm_captcha, name="checkout_confirm_captcha"
+    ),
     path("orders/lookup/", storefront.order_lookup, name="order_lookup"),
     path("orders/<str:order_no>/", storefront.order_detail, name="order_detail"),
     path("orders/<str:order_no>/pay/", pay.order_pay, name="order_pay"),

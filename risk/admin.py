@@ -13,6 +13,7 @@ from core.admin_display import ReadOnlyAdminMixin
 from core.errors import DomainError
 from risk.models import Assessment, ListEntry, RiskSettings, Rule, RuleSetVersion, VersionState
 from risk.schema import FEATURES
+from risk.services import risk_caches_clear
 from risk.versions import ruleset_draft, ruleset_publish
 
 
@@ -91,6 +92,15 @@ class ListEntryAdmin(ModelAdmin):
         obj.value = obj.value.strip().lower() if obj.field in ("email", "domain") else obj.value.strip()
         obj.created_by = obj.created_by or request.user.get_username()
         super().save_model(request, obj, form, change)
+        risk_caches_clear()
+
+    def delete_model(self, request, obj: ListEntry) -> None:
+        super().delete_model(request, obj)
+        risk_caches_clear()
+
+    def delete_queryset(self, request, queryset) -> None:
+        super().delete_queryset(request, queryset)
+        risk_caches_clear()
 
 
 @admin.register(RiskSettings)
@@ -99,6 +109,10 @@ class RiskSettingsAdmin(ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return not RiskSettings.objects.exists()
+
+    def save_model(self, request, obj: RiskSettings, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        risk_caches_clear()
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False

@@ -132,6 +132,15 @@ class RiskSettings(models.Model):
     )
     score_review = models.FloatField(_("score from which an order is reviewed"), default=0.5)
     score_block = models.FloatField(_("score from which an order is blocked"), default=0.9)
+    challenge_kind = models.CharField(
+        _("how a challenged buyer proves itself"),
+        max_length=12,
+        choices=[
+            ("email_code", _("one-time code by email")),
+            ("captcha", _("image captcha")),
+        ],
+        default="email_code",
+    )
     hoarding_share = models.FloatField(
         _("stock share held by unpaid orders that challenges new buyers"),
         default=0.5,
@@ -175,3 +184,34 @@ class Assessment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stage} {self.decision} {self.order_no or self.pk}"
+
+
+class ChallengeKind(models.TextChoices):
+    EMAIL_CODE = "email_code", _("one-time code by email")
+    CAPTCHA = "captcha", _("image captcha")
+
+
+class Challenge(models.Model):
+    """A checkout risk wants proven first. Nothing is reserved while it waits: the checkout to resume is kept in
+    `payload` (the query password only as its hash). The answer is kept as a keyed hash, bound to the token;
+    a captcha's picture is kept to be shown again, its text never."""
+
+    token = models.CharField(_("token"), max_length=43, unique=True)
+    kind = models.CharField(_("kind"), max_length=12, choices=ChallengeKind.choices)
+    answer_hash = models.CharField(max_length=64, editable=False)
+    image = models.BinaryField(editable=False, default=b"")
+    attempts_left = models.PositiveSmallIntegerField(_("attempts left"), default=5)
+    payload = models.JSONField(_("checkout to resume"), default=dict)
+    assessment = models.ForeignKey(Assessment, on_delete=models.PROTECT, related_name="+", verbose_name=_("assessment"))
+    expires_at = models.DateTimeField(_("expires at"))
+    passed_at = models.DateTimeField(_("passed at"), null=True, blank=True)
+    consumed_at = models.DateTimeField(_("used at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("challenge")
+        verbose_name_plural = _("challenges")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.token[:8]}"

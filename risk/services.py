@@ -32,8 +32,28 @@ from risk.schema import FEATURE_NAMES
 log = logging.getLogger(__name__)
 
 
+# What operators edit (settings, lists, the live rules) is read at most every few seconds per process, not on
+# every checkout: an edit here clears it at once (risk_caches_clear), other processes see it within the TTL.
+CONFIG_TTL_SECONDS = 5.0
+_config: dict[str, tuple[float, object]] = {}
+
+
+def _cached(name: str, load):
+    now = time.monotonic()
+    hit = _config.get(name)
+    if hit is not None and now - hit[0] < CONFIG_TTL_SECONDS:
+        return hit[1]
+    value = load()
+    _config[name] = (now, value)
+    return value
+
+
+def risk_caches_clear() -> None:
+    _config.clear()
+
+
 def risk_settings() -> RiskSettings:
-    return RiskSettings.objects.order_by("pk").first() or RiskSettings()
+    return _cached("settings", lambda: RiskSettings.objects.order_by("pk").first() or RiskSettings())
 
 
 def _subject(request: RiskRequest) -> features.Subject:
@@ -60,7 +80,8 @@ def _listed(subject: features.Subject) -> set[str]:
         address = ipaddress.ip_address(subject.ip) if subject.ip else None
     except ValueError:
         address = None
-    for kind, field, value in ListEntry.objects.values_list("kind", "field", "value"):
+    entries = _cached("lists", lambda: list(ListEntry.objects.values_list("kind", "field", "value")))
+    for kind, field, value in entries:
         if field == ListField.IP and "/" in value:
             try:
                 if address is not None and address in ipaddress.ip_network(value, strict=False):
@@ -73,6 +94,10 @@ def _listed(subject: features.Subject) -> set[str]:
 
 
 def _live_rules() -> tuple[int | None, tuple]:
+    return _cached("rules", _live_rules_load)
+
+
+def _live_rules_load() -> tuple[int | None, tuple]:
     live = RuleSetVersion.objects.filter(state=VersionState.LIVE).values_list("number", flat=True).first()
     if live is None:
         return None, ()
@@ -167,11 +192,6 @@ def _zeros() -> dict[str, int]:
     return {feature: 0 for feature, _, _ in features.COUNTED} | {"ip_amount_1d": 0}
 
 
-def assessment_link(*, assessment_id: int, order_no: str) -> None:
-    """The checkout it assessed made order `order_no`."""
-    Assessment.objects.filter(pk=assessment_id, order_no="").update(order_no=order_no)
-
-
 def checkout_record(*, request: RiskRequest) -> None:
     """After the checkout committed: count it. A counter outage loses the count, never the order."""
     try:
@@ -186,3 +206,18 @@ def failure_record(*, kind: str, ip: str, device: str = "") -> None:
         features.failure_count(kind, features.Subject(ip=ip, device=device))
     except features.CountersDown as exc:
         log.warning("risk counters down (%s): %s not counted", exc, kind)
+
+
+def risk_challenge_kind() -> str:
+    """How a challenged checkout is proven: the operator's setting (email_code or captcha)."""
+    return risk_settings().challenge_kind
+
+
+def list_entry_add(*, kind: str, field: str, value: str, note: str = "", actor: str = "") -> ListEntry:
+    """Put a value on the block or allow list (emails and domains lower case); effective at once here."""
+    value = value.strip().lower() if field in (ListField.EMAIL, ListField.DOMAIN) else value.strip()
+    entry, _ = ListEntry.objects.get_or_create(
+        kind=kind, field=field, value=value, defaults={"note": note[:200], "created_by": actor[:150]}
+    )
+    risk_caches_clear()
+    return entry

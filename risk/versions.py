@@ -12,6 +12,7 @@ from core.audit import audit_record
 from core.errors import DomainError
 from risk.models import Rule, RuleSetVersion, VersionState
 from risk.rules import RuleInvalid, rule_compile
+from risk.services import risk_caches_clear
 
 
 def ruleset_draft(*, actor: str) -> RuleSetVersion:
@@ -57,6 +58,7 @@ def ruleset_publish(*, number: int, actor: str) -> RuleSetVersion:
         draft.state = VersionState.LIVE
         draft.published_by, draft.published_at = actor[:150], timezone.now()
         draft.save(update_fields=["state", "published_by", "published_at"])
+        transaction.on_commit(risk_caches_clear)
         audit_record(
             actor=actor,
             action="risk.ruleset_published",

@@ -117,3 +117,28 @@ def routing_state_fresh():
     clear()
     yield
     clear()
+
+
+@pytest.fixture(autouse=True)
+def risk_state_fresh():
+    """Each test starts with risk's counters empty and its configuration read afresh: a checkout counted by one
+    test must not push the next one's buyer over a rule."""
+    from risk import features, services
+
+    def clear() -> None:
+        services.risk_caches_clear()
+        for store in features._stores.values():
+            if isinstance(store, features.MemoryCounters):
+                store.clear()
+        if os.environ.get("REDIS_URL"):
+            import redis
+
+            client = redis.Redis.from_url(os.environ["REDIS_URL"])
+            keys = list(client.scan_iter(f"{features.PREFIX}*", count=1000))
+            if keys:
+                client.delete(*keys)
+            client.close()
+
+    clear()
+    yield
+    clear()

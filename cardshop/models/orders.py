@@ -15,6 +15,7 @@ from core.money import Money, MoneyError
 
 
 class OrderState(models.TextChoices):
+    REVIEW = "review", _("being checked by the shop")  # risk review: stock held, not payable until approved
     PENDING = "pending", _("awaiting payment")
     PAID = "paid", _("paid")
     DELIVERED = "delivered", _("delivered")
@@ -75,6 +76,7 @@ class Order(ConcurrentTransitionMixin, models.Model):
             ("refund_order", _("Can refund orders")),
             ("fulfil_order", _("Can fulfil manual-delivery orders")),
             ("retry_delivery", _("Can retry delivery of undeliverable orders")),
+            ("review_order", _("Can approve or reject orders held for risk review")),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(quantity__gte=1), name="order_quantity_positive"),
@@ -120,8 +122,16 @@ class Order(ConcurrentTransitionMixin, models.Model):
     def mark_undeliverable(self) -> None:
         pass
 
-    @transition(field=state, source=S.PENDING, target=S.EXPIRED)
+    @transition(field=state, source=[S.PENDING, S.REVIEW], target=S.EXPIRED)
     def expire(self) -> None:
+        pass
+
+    @transition(field=state, source=S.REVIEW, target=S.PENDING)
+    def review_approve(self) -> None:
+        """An operator let it through: the buyer may pay now (the service gives it a fresh deadline)."""
+
+    @transition(field=state, source=S.REVIEW, target=S.CANCELLED)
+    def review_reject(self) -> None:
         pass
 
     @transition(field=state, source=S.PENDING, target=S.CANCELLED)

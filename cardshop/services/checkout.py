@@ -8,23 +8,27 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import transaction
+from django.db.models import Count, Q
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from cardshop.locks import buyer_lock
-from cardshop.models import DeliveryKind, Order, OrderState, Product
+from cardshop.models import CardSecret, DeliveryKind, Order, OrderState, Product, SecretStatus
 from cardshop.services.delivery import card_secrets_reserve
 from cardshop.services.events import order_event_add
 from core import ids
 from core.client_ip import ip_group
 from core.errors import DomainError
-from core.money import MoneyError, currency_validate
+from core.money import Money, MoneyError, currency_validate
 from payments import facade as payments
 from payments.contracts import PaymentRequest, PaymentView
+from risk import facade as risk
+from risk.contracts import Decision, RiskRequest
 from settlement import facade as settlement
 
 QUERY_PASSWORD_MIN = 6
@@ -97,7 +101,8 @@ def pending_caps() -> tuple[int, int]:
 def _pending_cap_check(*, email: str, ip_key: str, now: datetime) -> None:
     """Runs under the buyer lock of both the email and the IP group, so the counts cannot race."""
     per_email, per_ip = pending_caps()
-    unpaid = Order.objects.filter(state=OrderState.PENDING, expires_at__gt=now)
+    # An order waiting for review holds stock as an unpaid one does, and counts the same.
+    unpaid = Order.objects.filter(state__in=[OrderState.PENDING, OrderState.REVIEW], expires_at__gt=now)
     own = list(unpaid.filter(email=email).order_by("-created_at").values_list("order_no", flat=True)[:per_email])
     if len(own) >= per_email:
         raise TooManyPending(
@@ -124,6 +129,69 @@ def _pending_cap_check(*, email: str, ip_key: str, now: datetime) -> None:
             )
 
 
+class RiskBlocked(DomainError):
+    """Risk refused the checkout: nothing was reserved. The buyer reads why in general words only."""
+
+
+class ChallengeRequired(DomainError):
+    """Risk wants the buyer to prove itself first (a mailed code or a captcha); nothing is reserved meanwhile."""
+
+    def __init__(self, *, token: str, kind: str):
+        super().__init__("challenge_required", _("Please confirm this order first."))
+        self.token = token
+        self.kind = kind
+
+
+# The states in which a buyer has paid for an order before (risk's buyer_paid_before).
+PAID_BEFORE = (OrderState.PAID, OrderState.DELIVERED, OrderState.UNDELIVERABLE)
+
+
+def _risk_request(
+    product: Product, quantity: int, email: str, buyer_ip: str, device: str, order_no: str
+) -> RiskRequest:
+    """What risk needs to know that only the shop knows: the product's stock held unpaid, the buyer's history,
+    the product's usual order amount (the mean of its last 200 paid orders). Three reads."""
+    held = free = 0
+    if product.delivery_kind == DeliveryKind.UNIQUE:
+        counts = CardSecret.objects.filter(product=product).aggregate(
+            held=Count("pk", filter=Q(status=SecretStatus.RESERVED)),
+            free=Count("pk", filter=Q(status=SecretStatus.AVAILABLE)),
+        )
+        held, free = counts["held"], counts["free"]
+    recent = list(
+        Order.objects.filter(product=product, state__in=PAID_BEFORE)
+        .order_by("-pk")
+        .values_list("amount_minor", flat=True)[:200]
+    )
+    return RiskRequest(
+        stage="checkout",
+        amount=Money(product.price_minor * quantity, product.currency),
+        quantity=quantity,
+        email=email,
+        ip=buyer_ip,
+        device=device,
+        product_ref=product.slug,
+        merchant_id=product.merchant_id,
+        product_stock=held + free,
+        product_pending=held,
+        usual_amount_minor=round(sum(recent) / len(recent)) if recent else None,
+        buyer_paid_before=Order.objects.filter(email=email, state__in=PAID_BEFORE).exists(),
+        order_no=order_no,
+    )
+
+
+def _challenge_mail(*, email: str, code: str, language: str) -> None:
+    """The one-time code, mailed at once (the buyer is waiting on the page); never logged or queued."""
+    with translation.override(language or settings.LANGUAGE_CODE):
+        send_mail(
+            subject=_("Your confirmation code"),
+            message=_("Your code is %(code)s. It is valid for %(minutes)d minutes.")
+            % {"code": code, "minutes": max(1, settings.RISK_CHALLENGE_SECONDS // 60)},
+            from_email=None,
+            recipient_list=[email],
+        )
+
+
 def order_create(
     *,
     product_id: int,
@@ -133,23 +201,102 @@ def order_create(
     buyer_ip: str | None,
     custom_input: dict[str, Any] | None = None,
     language: str = "",
+    device: str = "",
 ) -> Order:
-    """Create a PENDING order and reserve its stock in one transaction, or change nothing."""
+    """Create an order and reserve its stock in one transaction, or change nothing.
+
+    Risk decides first, before anything is reserved: allow makes a PENDING order; review makes a REVIEW order (its
+    stock held for an operator); challenge raises ChallengeRequired (the checkout resumes through
+    `order_create_after_challenge`); block raises RiskBlocked."""
     product = Product.objects.filter(pk=product_id).first()
     if product is None:
         raise DomainError("not_found", _("No such product."))
     email = email.strip().lower()
     cleaned = _validate(product, quantity, email, query_password, custom_input or {})
     product_currency_check(product)
-    password_hash = make_password(query_password, hasher="pbkdf2_sha256_query")
+    language = language if language in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
+    checkout = {
+        "product_id": product.pk,
+        "quantity": quantity,
+        "email": email,
+        "query_password_hash": make_password(query_password, hasher="pbkdf2_sha256_query"),
+        "custom_input": cleaned,
+        "language": language,
+        "buyer_ip": buyer_ip or "",
+        "device": device,
+    }
+    # The number is drawn first so that the assessment names the order it makes (a block makes none).
+    risk_request = _risk_request(product, quantity, email, buyer_ip or "", device, ids.order_no())
+    checkout["order_no"] = risk_request.order_no  # a challenged checkout resumes under the number assessed
+    outcome = risk.risk_assess(request=risk_request)
+    if outcome.decision == Decision.BLOCK:
+        raise RiskBlocked(
+            "risk_blocked", _("We cannot take this order. If you think this is a mistake, contact the shop.")
+        )
+    if outcome.decision == Decision.CHALLENGE:
+        started = risk.challenge_start(
+            kind=risk.risk_challenge_kind(), assessment_id=outcome.assessment_id, payload=checkout
+        )
+        if started.code:
+            _challenge_mail(email=email, code=started.code, language=language)
+        raise ChallengeRequired(token=started.token, kind=started.kind)
+    review = outcome.decision == Decision.REVIEW
+    return _order_make(product, checkout, risk_request, review=review)
+
+
+class ChallengeFailed(DomainError):
+    """A wrong answer; `attempts_left` 0 means the challenge is used up (the buyer orders again)."""
+
+    def __init__(self, *, attempts_left: int):
+        super().__init__("challenge_failed", _("That is not right."))
+        self.attempts_left = attempts_left
+
+
+def checkout_challenge_kind(*, token: str) -> str:
+    """email_code or captcha for a live challenge; empty when it is unknown, used or expired."""
+    return risk.challenge_kind(token=token)
+
+
+def checkout_captcha_image(*, token: str) -> bytes:
+    return risk.challenge_image(token=token)
+
+
+def checkout_confirm(*, token: str, answer: str) -> Order:
+    """The buyer's answer to the challenge: a right one makes the order it was asked for (ChallengeFailed else)."""
+    checked = risk.challenge_answer(token=token, answer=answer)
+    if not checked.passed:
+        raise ChallengeFailed(attempts_left=0 if checked.expired else checked.attempts_left)
+    return order_create_after_challenge(token=token)
+
+
+def order_create_after_challenge(*, token: str) -> Order:
+    """The buyer passed the challenge: the checkout it was asked for goes on, once (the token is then used)."""
+    checkout = risk.challenge_consume(token=token)
+    if checkout is None:
+        raise DomainError(
+            "challenge_invalid", _("This confirmation has expired or was already used. Please order again.")
+        )
+    product = Product.objects.filter(pk=checkout["product_id"]).first()
+    if product is None or not product.is_active:
+        raise DomainError("not_on_sale", _("This product is not on sale."))
+    request = _risk_request(
+        product, checkout["quantity"], checkout["email"], checkout["buyer_ip"], checkout["device"], checkout["order_no"]
+    )
+    return _order_make(product, checkout, request, review=False)
+
+
+def _order_make(product: Product, checkout: dict, risk_request: RiskRequest, *, review: bool) -> Order:
     now = timezone.now()
+    email, quantity = checkout["email"], checkout["quantity"]
+    buyer_ip = checkout["buyer_ip"] or None
     with transaction.atomic(durable=True):
         # The cap counts a buyer's network (an IPv6 /64), not one address they can rotate within it.
         ip_key = ip_group(buyer_ip or "")
         buyer_lock(f"email:{email}", f"ip:{ip_key}" if ip_key else "")
         _pending_cap_check(email=email, ip_key=ip_key, now=now)
+        hold = settings.CARDSHOP_REVIEW_SECONDS if review else settings.CARDSHOP_ORDER_TTL_SECONDS
         order = Order.objects.create(
-            order_no=ids.order_no(),
+            order_no=risk_request.order_no,
             merchant_id=product.merchant_id,
             product=product,
             quantity=quantity,
@@ -157,17 +304,21 @@ def order_create(
             amount_minor=product.price_minor * quantity,
             currency=product.currency,
             email=email,
-            query_password_hash=password_hash,
+            query_password_hash=checkout["query_password_hash"],
             buyer_ip=buyer_ip,
             buyer_ip_group=ip_key,
-            custom_input=cleaned,
-            language=language if language in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE,
-            expires_at=now + timedelta(seconds=settings.CARDSHOP_ORDER_TTL_SECONDS),
+            custom_input=checkout["custom_input"],
+            language=checkout["language"],
+            expires_at=now + timedelta(seconds=hold),
+            state=OrderState.REVIEW if review else OrderState.PENDING,
         )
         if product.delivery_kind == DeliveryKind.UNIQUE:
             if card_secrets_reserve(order=order, count=quantity) < quantity:
                 raise DomainError("out_of_stock", _("Not enough stock left for this quantity."))
         order_event_add(order=order, kind="created", quantity=quantity, amount=order.amount_minor)
+        if review:
+            order_event_add(order=order, kind="risk_review")
+        transaction.on_commit(lambda: risk.checkout_record(request=risk_request))
     return order
 
 

@@ -186,7 +186,10 @@ def order_payments_close(*, order_no: str) -> int:
 
 
 def orders_expire_due(*, limit: int = 500) -> int:
-    due = Order.objects.filter(state=OrderState.PENDING, expires_at__lte=timezone.now()).order_by("expires_at")
+    # An order nobody reviewed in time expires like an unpaid one: its stock goes back on sale.
+    due = Order.objects.filter(
+        state__in=[OrderState.PENDING, OrderState.REVIEW], expires_at__lte=timezone.now()
+    ).order_by("expires_at")
     return sum(order_expire(order_id=pk) for pk in due.values_list("pk", flat=True)[:limit])
 
 

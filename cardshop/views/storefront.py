@@ -18,9 +18,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_ratelimit.core import get_usage
 
 from cardshop import selectors
+from cardshop.device import device_of
 from cardshop.forms import CheckoutForm, LookupForm
 from cardshop.models import DeliveryKind, OrderState
-from cardshop.services import checkout, delivery, orders
+from cardshop.services import checkout, delivery, orders, risk_signals
 from cardshop.services.notifications import order_link_token_check
 from cardshop.views.access import grant_order, granted_orders, order_for_session_or_404
 from core.client_ip import client_ip, ratelimit_key
@@ -97,7 +98,10 @@ def product_detail(request: HttpRequest, slug: str) -> HttpResponse:
                 buyer_ip=client_ip(request) or None,
                 custom_input=custom,
                 language=request.LANGUAGE_CODE,
+                device=device_of(request),
             )
+        except checkout.ChallengeRequired as exc:
+            return redirect("checkout_confirm", token=exc.token)
         except checkout.TooManyPending as exc:
             if exc.order_no and exc.order_no in granted_orders(request):
                 # The browser that bought it: the order is named, with pay and cancel links.
@@ -159,7 +163,7 @@ def order_detail(request: HttpRequest, order_no: str) -> HttpResponse:
         "order": order,
         "secrets": delivery.order_secrets_for_buyer(order=order),
         "is_pending": order.state == OrderState.PENDING,
-        "poll": order.state in (OrderState.PENDING, OrderState.PAID),
+        "poll": order.state in (OrderState.REVIEW, OrderState.PENDING, OrderState.PAID),
         "refund": selectors.order_refund_for_buyer(order=order),
         "second_payment_refunds": selectors.second_payment_refunds_for_buyer(order=order),
     }
@@ -250,5 +254,6 @@ def order_lookup(request: HttpRequest) -> HttpResponse:
                     grant_order(request, o.order_no)
             else:
                 form.add_error(None, _("No order matches this order number or email and password."))
+                risk_signals.lookup_failed_record(ip=client_ip(request), device=device_of(request))
                 status = 404
     return render(request, "cardshop/lookup.html", {"form": form, "found": found}, status=status)

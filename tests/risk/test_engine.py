@@ -16,9 +16,10 @@ from core.money import Money
 from risk import features
 from risk.contracts import Decision, RiskRequest
 from risk.facade import checkout_record, failure_record, risk_assess
-from risk.models import Assessment, ListEntry, RiskSettings, Rule, RuleSetVersion
+from risk.models import Assessment, RiskSettings, Rule, RuleSetVersion
 from risk.rules import RuleInvalid, rule_compile
 from risk.schema import FEATURE_NAMES
+from risk.services import list_entry_add, risk_caches_clear
 from risk.versions import ruleset_draft, ruleset_publish
 
 pytestmark = pytest.mark.django_db
@@ -179,13 +180,13 @@ def test_rules_decide_by_the_most_severe_match_and_an_allow_rule_first_in_priori
 def test_the_block_list_wins_then_the_allow_list(store):
     publish(("all", "amount_minor > 0", "review", "everything", 10))
     req = request_for()
-    ListEntry.objects.create(kind="allow", field="email", value=req.email)
+    list_entry_add(kind="allow", field="email", value=req.email.upper())  # kept lower case
     assert risk_assess(request=req).reasons == ("allow_listed",)
-    ListEntry.objects.create(kind="block", field="ip", value="10.0.0.0/8")
+    list_entry_add(kind="block", field="ip", value="10.0.0.0/8")
     blocked = risk_assess(request=req)
     assert (blocked.decision, blocked.reasons) == (Decision.BLOCK, ("block_listed",))
     v6 = request_for(ip="2001:db8:aa:bb::5")
-    ListEntry.objects.create(kind="block", field="ip", value="2001:db8:aa:bb::/64")
+    list_entry_add(kind="block", field="ip", value="2001:db8:aa:bb::/64")
     assert risk_assess(request=v6).decision == Decision.BLOCK
 
 
@@ -200,6 +201,7 @@ def test_a_disposable_email_and_the_stock_share_held_unpaid_are_features(store):
 def test_when_the_counters_are_down_the_operators_fallback_decides(settings):
     settings.RISK_COUNTERS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
     RiskSettings.objects.create(degraded_allow_below_minor=1000)
+    risk_caches_clear()
     small = risk_assess(request=request_for(amount=Money(990, "CNY")))
     large = risk_assess(request=request_for(amount=Money(5000, "CNY")))
     assert (small.decision, small.reasons, small.degraded) == (Decision.ALLOW, ("counters_down_small",), True)

@@ -24,6 +24,7 @@ from core import parties
 from core.errors import DomainError
 from core.models import Agent, Merchant
 from payments import facade as payments
+from risk import facade as risk
 from settlement import facade as settlement
 
 
@@ -223,6 +224,10 @@ class Command(BaseCommand):
             self.stdout.write("Operator login: operator (password was printed when first seeded)")
         if not options["no_history"] and options["history_orders"] > 0:
             self._history(base_urls, count=options["history_orders"], seed=options["history_seed"])
+        # After the history: its two weeks of orders are placed in minutes, which the default rules would stop.
+        published = risk.ruleset_defaults_publish(actor="seed_demo")
+        if published:
+            self.stdout.write(f"risk: the default rules published as v{published}")
 
     def _parties(self):
         """Two merchants so the ledger shows a real split: the demo shop under a two-level agent chain (its sales
