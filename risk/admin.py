@@ -9,10 +9,10 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin, TabularInline
 
-from core.admin_display import ReadOnlyAdminMixin
+from core.admin_display import ReadOnlyAdminMixin, money_label
 from core.errors import DomainError
 from risk.models import Assessment, ListEntry, RiskSettings, Rule, RuleSetVersion, VersionState
-from risk.schema import FEATURES
+from risk.schema import FEATURES, MONEY_FEATURES
 from risk.services import risk_caches_clear
 from risk.versions import ruleset_draft, ruleset_publish
 
@@ -123,5 +123,14 @@ class AssessmentAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = ["created_at", "stage", "order_no", "decision", "reasons", "score", "ruleset_version", "degraded"]
     list_filter = ["decision", "stage", "degraded"]
     search_fields = ["order_no"]
-    readonly_fields = [f.name for f in Assessment._meta.fields]
+    readonly_fields = [f.name if f.name != "features" else "features_display" for f in Assessment._meta.fields]
     fields = readonly_fields
+
+    @admin.display(description=_("features"))
+    def features_display(self, obj: Assessment) -> str:
+        """Every feature the decision saw, amounts in major units with their currency."""
+        rows = [
+            (name, money_label(value, obj.currency) if name in MONEY_FEATURES else value)
+            for name, value in sorted(obj.features.items())
+        ]
+        return format_html("<ul>{}</ul>", format_html_join("", "<li><code>{}</code>: {}</li>", rows))

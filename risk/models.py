@@ -167,6 +167,7 @@ class Assessment(models.Model):
     stage = models.CharField(_("stage"), max_length=10, choices=Stage.choices)
     order_no = models.CharField(_("order no"), max_length=40, blank=True, db_index=True)
     decision = models.CharField(_("decision"), max_length=10, choices=Action.choices)
+    currency = models.CharField(_("currency"), max_length=3, blank=True)  # of the amounts among the features
     reasons = models.JSONField(_("reason codes"), default=list)
     score = models.FloatField(_("score"), null=True, blank=True)
     shadow_score = models.FloatField(_("shadow model's score"), null=True, blank=True)

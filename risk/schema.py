@@ -48,6 +48,8 @@ FEATURES: tuple[Feature, ...] = (
 )
 
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+# Amounts in minor units of the order's currency (shown to operators in major units).
+MONEY_FEATURES: frozenset[str] = frozenset({"amount_minor", "ip_amount_1d"})
 FEATURE_TYPES: dict[str, type] = {f.name: f.kind for f in FEATURES}
 # The learned score's input columns: every numeric and boolean feature (bools as 0/1), in schema order.
 MODEL_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.kind is not str)

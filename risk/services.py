@@ -176,6 +176,7 @@ def risk_assess(*, request: RiskRequest) -> RiskOutcome:
         stage=request.stage,
         order_no=request.order_no,
         decision=decision,
+        currency=request.amount.currency,
         reasons=reasons,
         score=score,
         features=values,
