@@ -11,6 +11,7 @@ from unfold.admin import ModelAdmin, TabularInline
 
 from core.admin_display import ReadOnlyAdminMixin, money_label
 from core.errors import DomainError
+from risk.backtest import draft_backtest, rules_digest
 from risk.models import Assessment, ListEntry, RiskSettings, Rule, RuleSetVersion, VersionState
 from risk.schema import FEATURES, MONEY_FEATURES
 from risk.services import risk_caches_clear
@@ -40,9 +41,28 @@ class RuleSetVersionAdmin(ModelAdmin):
     inlines = [RuleInline]
     list_display = ["number", "state", "note", "rule_count", "created_by", "published_by", "published_at"]
     list_filter = ["state"]
-    readonly_fields = ["number", "state", "created_by", "created_at", "published_by", "published_at", "feature_help"]
-    fields = ["number", "state", "note", "created_by", "created_at", "published_by", "published_at", "feature_help"]
-    actions = ["draft", "publish"]
+    readonly_fields = [
+        "number",
+        "state",
+        "created_by",
+        "created_at",
+        "published_by",
+        "published_at",
+        "backtest_display",
+        "feature_help",
+    ]
+    fields = [
+        "number",
+        "state",
+        "note",
+        "created_by",
+        "created_at",
+        "published_by",
+        "published_at",
+        "backtest_display",
+        "feature_help",
+    ]
+    actions = ["draft", "backtest", "publish"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # a draft is made by the action (a copy of the live rules)
@@ -69,6 +89,57 @@ class RuleSetVersionAdmin(ModelAdmin):
     def draft(self, request: HttpRequest, queryset) -> None:
         version = ruleset_draft(actor=request.user.get_username())
         messages.success(request, _("Draft v%(n)d is ready to edit.") % {"n": version.number})
+
+    @admin.display(description=_("backtest"))
+    def backtest_display(self, obj: RuleSetVersion) -> str:
+        """What the draft would have done to the last orders, by what really became of them."""
+        result = obj.backtest or {}
+        if not result:
+            return str(_("Not backtested yet: run “Backtest the draft” before publishing."))
+        stale = obj.state == VersionState.DRAFT and result.get("rules_digest") != rules_digest(obj)
+        labels = {
+            "paid": _("paid"),
+            "refunded": _("refunded"),
+            "expired": _("expired or cancelled"),
+            "blocked": _("blocked"),
+            "open": _("still open"),
+        }
+        rows = [
+            (
+                labels[outcome],
+                bucket["orders"],
+                bucket["hit"],
+                ", ".join(money_label(v, c) for c, v in sorted(bucket["hit_amount"].items())) or "—",
+            )
+            for outcome, bucket in result["by_outcome"].items()
+        ]
+        head = _("Over the last %(n)d orders it would have stopped %(hit)d (challenge, review or block).") % {
+            "n": result["orders"],
+            "hit": result["hit"],
+        }
+        table = format_html(
+            "<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{}</table>",
+            _("what became of them"),
+            _("orders"),
+            _("stopped"),
+            _("amount stopped"),
+            format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
+        )
+        note = format_html("<p><strong>{}</strong></p>", _("The rules changed since: backtest again.")) if stale else ""
+        return format_html("<p>{}</p>{}{}", head, table, note)
+
+    def has_backtest_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("risk.change_rule")
+
+    @admin.action(description=_("Backtest the draft over the last 1,000 orders"), permissions=["backtest"])
+    def backtest(self, request: HttpRequest, queryset) -> None:
+        for version in queryset.filter(state=VersionState.DRAFT):
+            result = draft_backtest(number=version.number)
+            messages.success(
+                request,
+                _("v%(n)d: %(hit)d of %(orders)d orders would have been stopped.")
+                % {"n": version.number, "hit": result["hit"], "orders": result["orders"]},
+            )
 
     @admin.action(description=_("Publish the draft"), permissions=["publish"])
     def publish(self, request: HttpRequest, queryset) -> None:

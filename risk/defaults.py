@@ -3,6 +3,7 @@ research/risk-api-ops.md A4, each with its reason code. Operators tune or replac
 
 from __future__ import annotations
 
+from risk.backtest import draft_backtest
 from risk.models import Rule, RuleSetVersion, VersionState
 from risk.versions import ruleset_draft, ruleset_publish
 
@@ -41,4 +42,5 @@ def ruleset_defaults_publish(*, actor: str) -> int | None:
         )
         rule.full_clean()
         rule.save()
+    draft_backtest(number=draft.number)  # over the shop's history, if it has one: the admin shows the result
     return ruleset_publish(number=draft.number, actor=actor).number

@@ -131,7 +131,7 @@ def features_of(request: RiskRequest, *, counts: dict[str, int], listed: set[str
     return {name: values[name] for name in FEATURE_NAMES}
 
 
-def _combine(matched, score: float | None, cfg: RiskSettings) -> tuple[Decision, list[str]]:
+def combine(matched, score: float | None, cfg: RiskSettings) -> tuple[Decision, list[str]]:
     if matched and matched[0].action == Decision.ALLOW:
         return Decision.ALLOW, [matched[0].reason_code]
     decision, reasons = Decision.ALLOW, []
@@ -171,7 +171,7 @@ def risk_assess(*, request: RiskRequest) -> RiskOutcome:
         small = request.amount.amount_minor < cfg.degraded_allow_below_minor
         decision, reasons = (Decision.ALLOW, ["counters_down_small"]) if small else (Decision.REVIEW, ["counters_down"])
     else:
-        decision, reasons = _combine(rules_matching(rules, values), score, cfg)
+        decision, reasons = combine(rules_matching(rules, values), score, cfg)
     assessment = Assessment.objects.create(
         stage=request.stage,
         order_no=request.order_no,

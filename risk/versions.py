@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from core.audit import audit_record
 from core.errors import DomainError
+from risk.backtest import rules_digest
 from risk.models import Rule, RuleSetVersion, VersionState
 from risk.rules import RuleInvalid, rule_compile
 from risk.services import risk_caches_clear
@@ -51,6 +52,8 @@ def ruleset_publish(*, number: int, actor: str) -> RuleSetVersion:
                 rule_compile(rule.expression)
             except RuleInvalid as exc:
                 raise DomainError("rule_invalid", f"{rule.name}: {exc}") from exc
+        if draft.backtest.get("rules_digest") != rules_digest(draft):
+            raise DomainError("backtest_required", "backtest the draft (as its rules are now) before publishing it")
         previous = RuleSetVersion.objects.select_for_update().filter(state=VersionState.LIVE).first()
         if previous is not None:
             previous.state = VersionState.RETIRED
@@ -58,6 +61,7 @@ def ruleset_publish(*, number: int, actor: str) -> RuleSetVersion:
         draft.state = VersionState.LIVE
         draft.published_by, draft.published_at = actor[:150], timezone.now()
         draft.save(update_fields=["state", "published_by", "published_at"])
+        risk_caches_clear()  # this process at once, and again once committed (a read meanwhile saw the old rules)
         transaction.on_commit(risk_caches_clear)
         audit_record(
             actor=actor,

@@ -13,6 +13,7 @@ from django.core import mail
 from cardshop.models import CardSecret, Order, OrderState, SecretStatus
 from cardshop.services.review import order_review_approve, order_review_reject
 from core.models import AuditEvent
+from risk.backtest import ruleset_backtest
 from risk.models import Assessment, Challenge, Rule
 from risk.versions import ruleset_draft, ruleset_publish
 from tests.conftest import make_product
@@ -28,6 +29,7 @@ def publish(*rules: tuple[str, str, str, str]) -> None:
         )
         rule.full_clean()
         rule.save()
+    ruleset_backtest(number=draft.number, rows=[])
     ruleset_publish(number=draft.number, actor="op")
 
 

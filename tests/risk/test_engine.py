@@ -14,6 +14,7 @@ from core.errors import DomainError
 from core.models import AuditEvent
 from core.money import Money
 from risk import features
+from risk.backtest import ruleset_backtest
 from risk.contracts import Decision, RiskRequest
 from risk.facade import checkout_record, failure_record, risk_assess
 from risk.models import Assessment, RiskSettings, Rule, RuleSetVersion
@@ -52,6 +53,7 @@ def publish(*rules: tuple[str, str, str, str, int]) -> RuleSetVersion:
         )
         rule.full_clean()
         rule.save()
+    ruleset_backtest(number=draft.number, rows=[])
     return ruleset_publish(number=draft.number, actor="op")
 
 
@@ -95,6 +97,14 @@ def test_publishing_a_draft_retires_the_live_version_and_is_audited():
     second_draft = ruleset_draft(actor="op")
     assert list(second_draft.rules.values_list("name", flat=True)) == ["a"]  # a copy of the live rules
     assert ruleset_draft(actor="op") == second_draft  # one draft at a time
+    with pytest.raises(DomainError) as refused:
+        ruleset_publish(number=second_draft.number, actor="op2")
+    assert refused.value.code == "backtest_required"  # never published without a backtest of its rules
+    ruleset_backtest(number=second_draft.number, rows=[])
+    Rule.objects.filter(version=second_draft).update(expression="quantity > 5")  # changed after the backtest
+    with pytest.raises(DomainError):
+        ruleset_publish(number=second_draft.number, actor="op2")
+    ruleset_backtest(number=second_draft.number, rows=[])
     ruleset_publish(number=second_draft.number, actor="op2")
     first.refresh_from_db()
     assert first.state == "retired" and RuleSetVersion.objects.get(state="live").number == second_draft.number
