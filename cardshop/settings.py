@@ -256,6 +256,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CARDSHOP_ORDER_TTL_SECONDS = int(env("CARDSHOP_ORDER_TTL_SECONDS", "900"))
 # An order risk sends to review holds its stock this long for an operator; then it expires like an unpaid one.
 CARDSHOP_REVIEW_SECONDS = int(env("CARDSHOP_REVIEW_SECONDS", str(24 * 3600)))
+# Risk decides every checkout; off only for a measurement or an emergency (every checkout is then allowed).
+RISK_ENABLED = _flag("RISK_ENABLED", True)
 # Who tells risk's backtest what became of an order (risk knows no orders; the layer above does).
 RISK_ORDER_OUTCOMES = "cardshop.services.risk_outcomes.order_outcomes"
 # A checkout risk challenges waits this long for the buyer's code or captcha.

@@ -225,9 +225,12 @@ def order_create(
         "buyer_ip": buyer_ip or "",
         "device": device,
     }
-    # The number is drawn first so that the assessment names the order it makes (a block makes none).
-    risk_request = _risk_request(product, quantity, email, buyer_ip or "", device, ids.order_no())
-    checkout["order_no"] = risk_request.order_no  # a challenged checkout resumes under the number assessed
+    # The number is drawn first so that the assessment names the order it makes (a block makes none), and a
+    # challenged checkout resumes under the number assessed.
+    checkout["order_no"] = ids.order_no()
+    if not settings.RISK_ENABLED:
+        return _order_make(product, checkout, None, review=False)
+    risk_request = _risk_request(product, quantity, email, buyer_ip or "", device, checkout["order_no"])
     outcome = risk.risk_assess(request=risk_request)
     if outcome.decision == Decision.BLOCK:
         raise RiskBlocked(
@@ -285,7 +288,7 @@ def order_create_after_challenge(*, token: str) -> Order:
     return _order_make(product, checkout, request, review=False)
 
 
-def _order_make(product: Product, checkout: dict, risk_request: RiskRequest, *, review: bool) -> Order:
+def _order_make(product: Product, checkout: dict, risk_request: RiskRequest | None, *, review: bool) -> Order:
     now = timezone.now()
     email, quantity = checkout["email"], checkout["quantity"]
     buyer_ip = checkout["buyer_ip"] or None
@@ -296,7 +299,7 @@ def _order_make(product: Product, checkout: dict, risk_request: RiskRequest, *, 
         _pending_cap_check(email=email, ip_key=ip_key, now=now)
         hold = settings.CARDSHOP_REVIEW_SECONDS if review else settings.CARDSHOP_ORDER_TTL_SECONDS
         order = Order.objects.create(
-            order_no=risk_request.order_no,
+            order_no=checkout["order_no"],
             merchant_id=product.merchant_id,
             product=product,
             quantity=quantity,
@@ -318,7 +321,8 @@ def _order_make(product: Product, checkout: dict, risk_request: RiskRequest, *, 
         order_event_add(order=order, kind="created", quantity=quantity, amount=order.amount_minor)
         if review:
             order_event_add(order=order, kind="risk_review")
-        transaction.on_commit(lambda: risk.checkout_record(request=risk_request))
+        if risk_request is not None:
+            transaction.on_commit(lambda: risk.checkout_record(request=risk_request))
     return order
 
 

@@ -159,3 +159,11 @@ def test_ten_checkouts_from_one_ipv6_network_with_new_emails_no_longer_empty_the
     assert reserved(stocked) == 5  # the sixth found half the stock held and was challenged, and so on
     assert CardSecret.objects.filter(product=stocked, status=SecretStatus.AVAILABLE).count() == 5
     assert Challenge.objects.count() == 5 and Order.objects.count() == 5
+
+
+def test_with_risk_switched_off_every_checkout_is_allowed_and_nothing_is_assessed(client, settings, stocked):
+    publish(("all", "amount_minor > 0", "block", "everything"))
+    settings.RISK_ENABLED = False
+    resp = checkout(client, stocked)
+    assert resp.status_code == 302 and Order.objects.get().state == OrderState.PENDING
+    assert Assessment.objects.count() == 0
