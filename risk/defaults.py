@@ -8,8 +8,10 @@ from risk.models import Rule, RuleSetVersion, VersionState
 from risk.versions import ruleset_draft, ruleset_publish
 
 # (name, expression, action, reason code, priority)
+# No broad allow rule: an allow rule that matches first overrides the learned score too, and a "regular buyer"
+# one let through every stolen account of a returning buyer (the hold-out replay stopped 75 % of fraud with it,
+# 91.5 % without). Allow the buyers you trust by the allow list, or by a narrow rule.
 DEFAULT_RULES: tuple[tuple[str, str, str, str, int], ...] = (
-    ("Regular buyer", "buyer_paid_before and amount_vs_usual < 3 and not email_disposable", "allow", "regular", 10),
     ("Burst from one network", "ip_orders_1m >= 5", "block", "ip_burst", 20),
     (
         "Card testing",

@@ -23,7 +23,7 @@ from datetime import datetime
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
 from django.utils import timezone
 
-from risk import features
+from risk import features, scoring
 from risk.contracts import Decision, RiskOutcome, RiskRequest
 from risk.models import Assessment, ListEntry, ListField, ListKind, RiskSettings, Rule, RuleSetVersion, VersionState
 from risk.rules import compiled_for, rules_matching
@@ -114,8 +114,13 @@ def features_of(request: RiskRequest, *, counts: dict[str, int], listed: set[str
     domain = _subject(request).domain
     stock = max(request.product_stock, 0)
     usual = request.usual_amount_minor
+    # The checkout being assessed counts in its own windows (as the model was trained: risk.training.generator).
+    counted = {f: n + 1 for f, n in counts.items() if f in CURRENT_COUNTED and _dimension_present(f, request)}
+    amount = request.amount.amount_minor if request.ip else 0
     values = {
         **counts,
+        **counted,
+        "ip_amount_1d": counts.get("ip_amount_1d", 0) + amount,
         "amount_minor": request.amount.amount_minor,
         "quantity": request.quantity,
         "product_pending": request.product_pending,
@@ -129,6 +134,17 @@ def features_of(request: RiskRequest, *, counts: dict[str, int], listed: set[str
         "listed_allow": ListKind.ALLOW in listed,
     }
     return {name: values[name] for name in FEATURE_NAMES}
+
+
+# Counter features the current checkout belongs to (failures and lookups count earlier events only).
+CURRENT_COUNTED = {
+    f for f, dim, _ in features.COUNTED if dim in ("ip", "email", "domain", "device", "product", "merchant")
+}
+_DIMENSION_OF = {f: dim for f, dim, _ in features.COUNTED}
+
+
+def _dimension_present(feature: str, request: RiskRequest) -> bool:
+    return bool(_subject(request).keys().get(_DIMENSION_OF[feature]))
 
 
 def combine(matched, score: float | None, cfg: RiskSettings) -> tuple[Decision, list[str]]:
@@ -171,7 +187,9 @@ def risk_assess(*, request: RiskRequest) -> RiskOutcome:
         small = request.amount.amount_minor < cfg.degraded_allow_below_minor
         decision, reasons = (Decision.ALLOW, ["counters_down_small"]) if small else (Decision.REVIEW, ["counters_down"])
     else:
+        score = scoring.score(values)
         decision, reasons = combine(rules_matching(rules, values), score, cfg)
+    shadow = scoring.shadow_score(values) if not degraded else None
     assessment = Assessment.objects.create(
         stage=request.stage,
         order_no=request.order_no,
@@ -179,8 +197,10 @@ def risk_assess(*, request: RiskRequest) -> RiskOutcome:
         currency=request.amount.currency,
         reasons=reasons,
         score=score,
+        shadow_score=shadow,
         features=values,
         ruleset_version=version,
+        model_version=scoring.model_version() if score is not None else "",
         degraded=degraded,
         elapsed_us=int((time.perf_counter() - started) * 1e6),
     )

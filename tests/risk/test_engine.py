@@ -217,3 +217,22 @@ def test_when_the_counters_are_down_the_operators_fallback_decides(settings):
     assert (small.decision, small.reasons, small.degraded) == (Decision.ALLOW, ("counters_down_small",), True)
     assert (large.decision, large.reasons) == (Decision.REVIEW, ("counters_down",))
     checkout_record(request=request_for())  # counting after commit loses the count, never raises
+
+
+def test_a_live_model_scores_every_assessment_and_a_shadow_one_is_recorded_beside_it(store):
+    from risk import scoring
+    from risk.training.generator import TrafficMix
+    from risk.training.train import model_train
+
+    live = model_train(TrafficMix(rows=3000), seed=1, rounds=10)
+    shadow = model_train(TrafficMix(rows=3000), seed=2, rounds=10)
+    scoring.model_promote(live.version)
+    scoring.model_shadow(shadow.version)
+    outcome = risk_assess(request=request_for())
+    stored = Assessment.objects.get(pk=outcome.assessment_id)
+    assert 0 <= stored.score <= 1 and stored.score == outcome.score
+    assert stored.model_version == live.version and stored.shadow_score is not None
+    RiskSettings.objects.create(score_review=0.0, score_block=1.01)  # every score now reaches review
+    risk_caches_clear()
+    reviewed = risk_assess(request=request_for())
+    assert (reviewed.decision, reviewed.reasons) == (Decision.REVIEW, ("score_elevated",))

@@ -10,6 +10,8 @@ from django.core.management import CommandError, call_command
 
 from risk import scoring
 
+pytestmark = pytest.mark.django_db  # the replay reads the live rule set
+
 
 def _run(*args: str) -> tuple[str, dict]:
     out = io.StringIO()
@@ -41,6 +43,11 @@ def test_the_command_prints_the_holdout_figures_and_promotes_the_first_model(var
     assert f"model: {directory / f'risk-{version}.txt'}" in text
     assert f"hold-out: {directory / f'risk-{version}-holdout.jsonl'}" in text
     assert f"live: {version} (shadow: none)" in text
+    # The hold-out replayed through the whole engine (the default rules, no rule set being live, and this model).
+    replayed = re.search(
+        r"full engine \(rules defaults \+ this model\) on the hold-out: fraud stopped ([\d.]+) %", text
+    )
+    assert replayed and float(replayed.group(1)) > 50
     assert meta["seed"] == 3
     assert meta["generator"]["rows"] == 8000
     assert scoring.model_active() == {"live": version, "shadow": None}

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from risk import scoring
 from risk.training.generator import TrafficMix
+from risk.training.replay import holdout_replay
 from risk.training.train import DEFAULT_ROUNDS, model_train
 
 
@@ -52,6 +53,16 @@ class Command(BaseCommand):
         out(f"at 1 % good touched (score >= {one['threshold']:.3f}): fraud stopped {_pct(one['fraud_stopped'])}")
         patterns = ", ".join(f"{p} {_pct(v['flagged_at_review'])}" for p, v in m["per_pattern"].items())
         out(f"flagged at review by pattern: {patterns}")
+        model = scoring.model_load(result.model_path)  # this one, whatever is live
+        try:
+            replay = holdout_replay(result.holdout_path, model.predict)
+        finally:
+            scoring.model_unload()
+        out(
+            f"full engine (rules {replay.rules_from} + this model) on the hold-out: fraud stopped "
+            f"{_pct(replay.fraud_stopped)}, good touched {_pct(replay.good_touched)} "
+            f"({'targets met' if replay.targets_met else 'TARGETS MISSED'}: >= 90 % stopped, <= 1 % touched)"
+        )
         out(f"model: {result.model_path}")
         out(f"metadata: {result.meta_path}")
         out(f"hold-out: {result.holdout_path}")
