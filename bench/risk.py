@@ -101,6 +101,10 @@ def shop():
     from core.models import Merchant
 
     # Reusable delivery: nothing to reserve, so the checkout's own cost stays small and risk's share shows.
+    from payments.models import ChannelAccount
+
+    # A channel that takes CNY, or checkout refuses the product (no payment is made here).
+    ChannelAccount.objects.create(code="epay", name="bench epay", merchant_no="1000", base_url="http://127.0.0.1:9/")
     merchant = Merchant.objects.create(name="Bench", slug="bench")
     product = Product.objects.create(
         merchant=merchant,
