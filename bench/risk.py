@@ -43,9 +43,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--count", type=int, default=10_000, help="assessments timed")
     parser.add_argument("--checkouts", type=int, default=1000, help="checkouts per side (risk on, risk off)")
     parser.add_argument("--no-model", action="store_true", help="rules only: no learned score")
-    parser.add_argument(
-        "--database-url", default=os.environ.get("DATABASE_URL", "postgres://root@127.0.0.1:5432/test")
-    )
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", "postgres://root@127.0.0.1:5432/test"))
     parser.add_argument("--admin-db", default="postgres")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/9"))
     return parser.parse_args()
@@ -79,7 +77,9 @@ def rules_publish() -> int:
         )
         rules.append((f"variant {i}", expression, "review", f"variant_{i}", 100 + i))
     for name, expression, action, reason, priority in rules:
-        rule = Rule(version=draft, name=name, expression=expression, action=action, reason_code=reason, priority=priority)
+        rule = Rule(
+            version=draft, name=name, expression=expression, action=action, reason_code=reason, priority=priority
+        )
         rule.full_clean()
         rule.save()
     ruleset_backtest(number=draft.number, rows=[])
