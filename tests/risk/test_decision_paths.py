@@ -167,3 +167,68 @@ def test_with_risk_switched_off_every_checkout_is_allowed_and_nothing_is_assesse
     resp = checkout(client, stocked)
     assert resp.status_code == 302 and Order.objects.get().state == OrderState.PENDING
     assert Assessment.objects.count() == 0
+
+
+def test_redis_stopped_mid_test_the_checkout_follows_the_fallback_setting(
+    client, settings, stocked, tmp_path, django_capture_on_commit_callbacks
+):
+    """Proof 6: a Redis of its own, stopped between two checkouts. Before: the counters count. After: no
+    checkout fails; the operator's fallback decides (a small order allowed, a large one held for review)."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    from risk.models import RiskSettings
+    from risk.services import risk_caches_clear
+
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.fail("redis-server is needed to stop a Redis mid-test")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        settings.RISK_COUNTERS_URL = f"redis://127.0.0.1:{port}/0"
+        RiskSettings.objects.create(degraded_allow_below_minor=2000)  # 20.00: one code (9.90) is small
+        risk_caches_clear()
+        with django_capture_on_commit_callbacks(execute=True):  # the counts are written after commit
+            assert checkout(client, stocked, email="first@example.com").status_code == 302
+        assert checkout(client, stocked, email="second@example.com").status_code == 302
+        counted = Assessment.objects.order_by("pk").last()
+        assert counted.features["ip_orders_1h"] == 2 and not counted.degraded  # the live counters answered
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    small = checkout(client, stocked, email="third@example.com", ip="10.9.0.1")
+    large = checkout(client, stocked, email="fourth@example.com", ip="10.9.0.2", quantity=3)
+    assert small.status_code == 302 and large.status_code == 302  # nobody is turned away
+    states = dict(
+        Order.objects.filter(email__in=["third@example.com", "fourth@example.com"]).values_list("email", "state")
+    )
+    assert states == {"third@example.com": OrderState.PENDING, "fourth@example.com": OrderState.REVIEW}
+    degraded = list(Assessment.objects.filter(degraded=True).order_by("pk").values_list("reasons", flat=True))
+    assert degraded == [["counters_down_small"], ["counters_down"]]
