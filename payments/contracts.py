@@ -117,6 +117,7 @@ class NotificationOutcome:
     refund_status: str = ""
     refund_newly_final: bool = False  # the refund just succeeded or failed: the order follows
     fee_facts: PaymentFeeFacts | None = None  # set when newly succeeded: what the ledger books for it
+    newly_declined: bool = False  # the provider refused an attempt we had not heard of (risk counts these)
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ class QueryOutcome:
     newly_succeeded: bool
     status: str
     fee_facts: PaymentFeeFacts | None = None  # set when newly succeeded
+    newly_declined: bool = False  # the provider refused an attempt we had not heard of (risk counts these)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from cardshop.locks import order_qs_locked
 from cardshop.models import DeliveryKind, Order, OrderState
 from cardshop.services.delivery import card_secrets_release, order_deliver_paid
 from cardshop.services.events import OrderWrite, order_event_add
+from cardshop.services.risk_signals import payment_declined_record
 from cardshop.services.splits import split_at_provider_request
 from core.audit import audit_record
 from core.errors import DomainError
@@ -130,6 +131,8 @@ def payment_notification_handle(
     """
     with transaction.atomic(durable=True):
         outcome = payments.notification_apply(channel_code=channel_code, params=params, body=body, headers=headers)
+        if outcome.newly_declined:
+            payment_declined_record(order_no=outcome.reference)
         if outcome.newly_succeeded:
             order_paid_apply(
                 order_no=outcome.reference,
@@ -152,6 +155,8 @@ def payment_sync(*, out_trade_no: str) -> bool:
         return False
     with transaction.atomic(durable=True):
         outcome = payments.query_result_apply(out_trade_no=out_trade_no, observation=observation)
+        if outcome.newly_declined:
+            payment_declined_record(order_no=outcome.reference)
         if outcome.newly_succeeded:
             order_paid_apply(
                 order_no=outcome.reference,

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from django.db import transaction
+
+from cardshop.models import Order
 from risk import facade as risk
 
 
 def lookup_failed_record(*, ip: str, device: str) -> None:
     """An order lookup that matched nothing: brute force shows as many of these from one network."""
     risk.failure_record(kind="lookup_failed", ip=ip, device=device)
+
+
+def payment_declined_record(*, order_no: str) -> None:
+    """The provider refused a buyer's payment attempt: counted for the buyer's network once the caller commits
+    (card testing shows as many of these). The order keeps no device, so the IP alone counts it."""
+    ip = Order.objects.filter(order_no=order_no).values_list("buyer_ip", flat=True).first()
+    if ip:
+        transaction.on_commit(lambda: risk.failure_record(kind="payment_failed", ip=ip))

@@ -282,6 +282,12 @@ def _payment_mark_unknown(payment_id: int, code: str) -> None:
             payment.save(update_fields=["status", "error_code", "updated_at"])
 
 
+def _newly_declined(before: tuple[str, str], payment: Payment, observation: Observation) -> bool:
+    """A failure report that changed what we hold (a new decline reason, or the payment newly failed): a replayed
+    or re-queried decline is not a new one."""
+    return observation.status == ObservedStatus.FAILED and (payment.status, payment.decline_code) != before
+
+
 def observation_apply(*, payment: Payment, observation: Observation) -> Payment | None:
     """Move a locked payment by what the provider said; returns the payment that newly succeeded, if any.
 
@@ -442,13 +448,15 @@ def notification_apply(
         if seen_for != payment.pk:  # a provider event belongs to one payment: this one is stitched together
             raise NotificationRejected("event_reused", "this provider event was already applied to another payment")
         return NotificationOutcome(newly_succeeded=False, duplicate=True, **common)
-    refund_final = False
+    refund_final = declined = False
     newly: Payment | None = None
     if refund is not None:
         refund_final = refund_observation_apply(payment=payment, refund=refund, observation=observation)
         outcome_text = f"refund:{refund.status}"
     else:
+        before = (payment.status, payment.decline_code)
         newly = observation_apply(payment=payment, observation=observation)
+        declined = _newly_declined(before, payment, observation)
         outcome_text = "succeeded" if newly else payment.status
         if newly is not None and newly.pk != payment.pk:
             outcome_text = "separate_collection"
@@ -467,6 +475,7 @@ def notification_apply(
         refund_status=refund.status if refund else "",
         refund_newly_final=refund_final,
         fee_facts=fee_facts_of(newly) if newly is not None else None,
+        newly_declined=declined,
         **common,
     )
 
@@ -623,10 +632,13 @@ def query_result_apply(*, out_trade_no: str, observation: Observation) -> QueryO
     """Apply a query result through the same path as a notify; runs inside the caller's transaction."""
     payment = payment_qs_locked().get(out_trade_no=out_trade_no)
     newly: Payment | None = None
+    declined = False
     if observation.out_trade_no != payment.wire_out_trade_no or observation.amount != payment.amount:
         log.error("query for %s answered a different trade or amount; ignored", out_trade_no)
     else:
+        before = (payment.status, payment.decline_code)
         newly = observation_apply(payment=payment, observation=observation)
+        declined = _newly_declined(before, payment, observation)
     paid = newly or payment
     return QueryOutcome(
         out_trade_no=paid.out_trade_no,
@@ -635,6 +647,7 @@ def query_result_apply(*, out_trade_no: str, observation: Observation) -> QueryO
         newly_succeeded=newly is not None,
         status=paid.status,
         fee_facts=fee_facts_of(newly) if newly is not None else None,
+        newly_declined=declined,
     )
 
 
