@@ -612,21 +612,40 @@ class OrderAdmin(ModelAdmin):
     def has_retry_delivery_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("cardshop.retry_delivery")
 
+    def _orders_confirm(self, request: HttpRequest, queryset, form, *, action: str, **texts) -> TemplateResponse:
+        """The intermediate page of an action that asks for a reason (as delete does): it lists the orders, and
+        only its own submit, carrying `post`, carries the action out."""
+        context = {
+            **self.admin_site.each_context(request),
+            **texts,
+            "action": action,
+            "orders": list(queryset.select_related("product")),
+            "form": form,
+            "opts": self.model._meta,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/cardshop/orders_confirm.html", context)
+
     @admin.action(description=_("Refund in full (paid, delivered or undeliverable orders)"), permissions=["refund"])
     def refund(self, request: HttpRequest, queryset) -> HttpResponse | None:
         """First an intermediate page (as delete does) that lists the orders and asks for a reason; only its
         own submit, carrying `post`, refunds."""
         form = RefundConfirmForm(request.POST if request.POST.get("post") == "yes" else None)
         if not form.is_bound or not form.is_valid():
-            context = {
-                **self.admin_site.each_context(request),
-                "title": _("Refund these orders?"),
-                "orders": list(queryset.select_related("product")),
-                "form": form,
-                "opts": self.model._meta,
-                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            }
-            return TemplateResponse(request, "admin/cardshop/refund_confirm.html", context)
+            return self._orders_confirm(
+                request,
+                queryset,
+                form,
+                action="refund",
+                title=_("Refund these orders?"),
+                card_title=_("Refund"),
+                warning=_(
+                    "Each order below is refunded in full through the channel that took its payment. "
+                    "This cannot be undone."
+                ),
+                submit_label=_("Yes, refund"),
+                list_id="refund-orders",
+            )
         for order in queryset:
             try:
                 view = refunds.order_refund_request(
@@ -660,15 +679,17 @@ class OrderAdmin(ModelAdmin):
         """An intermediate page asks for the reason; only its own submit, carrying `post`, rejects."""
         form = ReviewRejectForm(request.POST if request.POST.get("post") == "yes" else None)
         if not form.is_bound or not form.is_valid():
-            context = {
-                **self.admin_site.each_context(request),
-                "title": _("Reject these orders?"),
-                "orders": list(queryset.select_related("product")),
-                "form": form,
-                "opts": self.model._meta,
-                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            }
-            return TemplateResponse(request, "admin/cardshop/review_reject_confirm.html", context)
+            return self._orders_confirm(
+                request,
+                queryset,
+                form,
+                action="review_reject",
+                title=_("Reject these orders?"),
+                card_title=_("Reject after review"),
+                warning=_("Each order below is cancelled and its codes go back on sale. The buyer paid nothing."),
+                submit_label=_("Yes, reject"),
+                list_id="review-orders",
+            )
         for order in queryset:
             try:
                 review.order_review_reject(

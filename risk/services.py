@@ -66,30 +66,36 @@ def _subject(request: RiskRequest) -> features.Subject:
     )
 
 
-def _listed(subject: features.Subject) -> set[str]:
-    """Which lists (block, allow) name this buyer: its email, domain, device or IP (an IPv6 by its /64)."""
-    exact = {
-        ListField.EMAIL: subject.email.strip().lower(),
-        ListField.DOMAIN: subject.domain,
-        ListField.DEVICE: subject.device,
-        ListField.IP: subject.keys().get("ip", ""),
-    }
-    found: set[str] = set()
-    address = None
-    try:
-        address = ipaddress.ip_address(subject.ip) if subject.ip else None
-    except ValueError:
-        address = None
-    entries = _cached("lists", lambda: list(ListEntry.objects.values_list("kind", "field", "value")))
-    for kind, field, value in entries:
+def _list_index_load() -> tuple[frozenset[tuple[str, str, str]], tuple[tuple[str, object], ...]]:
+    """The lists as the checkout reads them: exact values in a set, IP networks parsed once."""
+    exact, networks = set(), []
+    for kind, field, value in ListEntry.objects.values_list("kind", "field", "value"):
         if field == ListField.IP and "/" in value:
             try:
-                if address is not None and address in ipaddress.ip_network(value, strict=False):
-                    found.add(kind)
+                networks.append((kind, ipaddress.ip_network(value, strict=False)))
             except ValueError:
                 continue
-        elif value and value == exact.get(field):
-            found.add(kind)
+        elif value:
+            exact.add((kind, field, value))
+    return frozenset(exact), tuple(networks)
+
+
+def _listed(subject: features.Subject, keys: dict[str, str]) -> set[str]:
+    """Which lists (block, allow) name this buyer: its email, domain, device or IP (an IPv6 by its /64)."""
+    exact, networks = _cached("lists", _list_index_load)
+    values = {
+        ListField.EMAIL: keys.get("email", ""),
+        ListField.DOMAIN: keys.get("domain", ""),
+        ListField.DEVICE: keys.get("device", ""),
+        ListField.IP: keys.get("ip", ""),
+    }
+    found = {kind for kind in ListKind.values for field, value in values.items() if (kind, field, value) in exact}
+    if networks and subject.ip:
+        try:
+            address = ipaddress.ip_address(subject.ip)
+        except ValueError:
+            return found
+        found |= {kind for kind, network in networks if address in network}
     return found
 
 
@@ -109,13 +115,16 @@ def _live_rules_load() -> tuple[int | None, tuple]:
     return live, compiled_for(live, definitions)
 
 
-def features_of(request: RiskRequest, *, counts: dict[str, int], listed: set[str], now: datetime) -> dict:
-    """The whole feature vector (risk.schema order) from the counters, the lists and the request."""
-    domain = _subject(request).domain
+def features_of(
+    request: RiskRequest, *, keys: dict[str, str], counts: dict[str, int], listed: set[str], now: datetime
+) -> dict:
+    """The whole feature vector (risk.schema order) from the counters, the lists and the request; `keys` are the
+    subject's counter values (features.Subject.keys)."""
+    domain = keys.get("domain", "")
     stock = max(request.product_stock, 0)
     usual = request.usual_amount_minor
     # The checkout being assessed counts in its own windows (as the model was trained: risk.training.generator).
-    counted = {f: n + 1 for f, n in counts.items() if f in CURRENT_COUNTED and _dimension_present(f, request)}
+    counted = {f: n + 1 for f, n in counts.items() if _DIMENSION_OF.get(f) in keys and f in CURRENT_COUNTED}
     amount = request.amount.amount_minor if request.ip else 0
     values = {
         **counts,
@@ -141,10 +150,6 @@ CURRENT_COUNTED = {
     f for f, dim, _ in features.COUNTED if dim in ("ip", "email", "domain", "device", "product", "merchant")
 }
 _DIMENSION_OF = {f: dim for f, dim, _ in features.COUNTED}
-
-
-def _dimension_present(feature: str, request: RiskRequest) -> bool:
-    return bool(_subject(request).keys().get(_DIMENSION_OF[feature]))
 
 
 def combine(matched, score: float | None, cfg: RiskSettings) -> tuple[Decision, list[str]]:
@@ -175,8 +180,9 @@ def risk_assess(*, request: RiskRequest) -> RiskOutcome:
     except features.CountersDown as exc:
         log.warning("risk counters down (%s): the fallback setting decides", exc)
         degraded, counts = True, {}
-    listed = _listed(subject)
-    values = features_of(request, counts=counts or _zeros(), listed=listed, now=now)
+    keys = subject.keys()
+    listed = _listed(subject, keys)
+    values = features_of(request, keys=keys, counts=counts or _zeros(), listed=listed, now=now)
     version, rules = _live_rules()
     score = None
     if ListKind.BLOCK in listed:

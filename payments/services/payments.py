@@ -53,6 +53,7 @@ from payments.routing import RoutingRequest
 from payments.services import channel_choice
 from payments.services.adapters import adapter_for as _adapter
 from payments.services.fees import fee_facts_of
+from payments.services.inbound import inbound_of
 from payments.services.refunds import refund_observation_apply
 
 log = logging.getLogger(__name__)
@@ -377,15 +378,6 @@ def _collection_record(payment: Payment, observation: Observation) -> Payment | 
     return sibling
 
 
-def _single_valued(params: Mapping[str, list[str]]) -> dict[str, str]:
-    flat: dict[str, str] = {}
-    for key, values in params.items():
-        if len(values) != 1:
-            raise NotificationRejected("repeated_parameter", f"parameter {key[:40]!r} must appear once")
-        flat[key] = values[0]
-    return flat
-
-
 def notification_apply(
     *, channel_code: str, params: Mapping[str, list[str]], body: bytes, headers: Mapping[str, str] | None = None
 ) -> NotificationOutcome:
@@ -398,8 +390,8 @@ def notification_apply(
     adapter_cls = registry.get(channel_code)
     if adapter_cls is None:
         raise NotificationRejected("unknown_channel", "no such channel")
-    flat = _single_valued(params)
-    inbound = Inbound(params=flat, body=body, headers={k.lower(): v for k, v in (headers or {}).items()})
+    inbound = inbound_of(params=params, body=body, headers=headers)
+    flat = inbound.params
     out_trade_no = adapter_cls.notification_reference(inbound)
     payment: Payment | None = None
     if out_trade_no:

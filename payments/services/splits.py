@@ -25,7 +25,6 @@ from payments import schedule
 from payments.channels import registry
 from payments.channels.base import (
     Capability,
-    Inbound,
     NotificationInvalid,
     Retryable,
     SplitObservation,
@@ -46,6 +45,7 @@ from payments.contracts import (
 from payments.locks import split_qs_locked
 from payments.models import ChannelAccount, Payment, TradeSplit
 from payments.services.adapters import adapter_for
+from payments.services.inbound import inbound_of
 
 log = logging.getLogger(__name__)
 
@@ -222,18 +222,13 @@ def split_view(*, split_no: str) -> SplitView:
     return _view(TradeSplit.objects.select_related("payment").get(split_no=split_no))
 
 
-def _inbound(params: Mapping[str, list[str]], body: bytes, headers: Mapping[str, str] | None) -> Inbound:
-    flat = {k: (v[0] if isinstance(v, list | tuple) else v) for k, v in params.items()}
-    return Inbound(params=flat, body=body, headers={k.lower(): v for k, v in (headers or {}).items()})
-
-
 def split_notification_is(
     *, channel_code: str, params: Mapping[str, list[str]], body: bytes, headers: Mapping[str, str] | None = None
 ) -> bool:
     """Whether a callback to /notify/<channel_code>/ is a split result rather than a payment or refund one."""
     adapter_cls = registry.get(channel_code)
     check = getattr(adapter_cls, "is_split_notification", None)
-    return bool(check and check(_inbound(params, body, headers)))
+    return bool(check and check(inbound_of(params=params, body=body, headers=headers)))
 
 
 def split_notification_apply(
@@ -244,7 +239,7 @@ def split_notification_apply(
     adapter_cls = registry.get(channel_code)
     if adapter_cls is None:
         raise NotificationRejected("unknown_channel", "no such channel")
-    inbound = _inbound(params, body, headers)
+    inbound = inbound_of(params=params, body=body, headers=headers)
     accounts = ChannelAccount.objects.filter(code=channel_code, owner_merchant_id__isnull=False).order_by("pk")
     rejected = NotificationRejected("unknown_split", "no merchant-owned account of this channel")
     for account in accounts:

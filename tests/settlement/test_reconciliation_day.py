@@ -11,12 +11,16 @@ from datetime import datetime, time, timedelta
 import pytest
 from django.db import transaction
 
+from cardshop.models import Order, OrderState
+from cardshop.services.checkout import order_payment_start
 from cardshop.services.reconciliation import reconciliation_day
 from payments.channels.wechatpay import wire
-from payments.models import ChannelAccount, Payment
+from payments.models import ChannelAccount, Payment, Refund
 from payments.simulators.wechatpay import WechatPaySimulator
 from settlement import facade
 from settlement.models import LedgerTransaction, ReconException, ReconRun
+from tests.cardshop.helpers import buy
+from tests.conftest import make_product
 from tests.factories.core import MerchantFactory
 from tests.factories.settlement import FeePlanFactory
 
@@ -39,34 +43,66 @@ def _statement_reset(sim):
     sim.faults.reset()
 
 
-def test_a_day_of_3000_trades_finds_each_planted_discrepancy_and_nothing_else(sim):
-    day = datetime.now(wire.BEIJING).date() - timedelta(days=1)
+def _wechat_account(sim, **kw) -> ChannelAccount:
     acct = sim.account()
-    account = ChannelAccount.objects.create(
+    return ChannelAccount.objects.create(
         code="wechatpay",
         name="wechat (simulator)",
         merchant_no=acct.merchant_no,
         base_url=acct.base_url,
         currency="CNY",
         credentials=json.dumps(acct.credentials),
+        **kw,
     )
-    sim.statement_synthetic(day, LINES)
+
+
+def _ref(day, i: int) -> str:
+    """Our number of the simulator's synthetic trade `i` of `day`."""
+    return f"SYN{day:%Y%m%d}{i:010d}"
+
+
+def _ours(sim, account, day, i: int, **change) -> Payment:
+    """Our record of synthetic trade `i` (paid that day between noon and midnight), with `change` applied."""
     noon = datetime.combine(day, time(12), tzinfo=wire.BEIJING)
+    fields = dict(
+        out_trade_no=_ref(day, i),
+        provider_trade_no=f"4200{day:%Y%m%d}{i:016d}",
+        reference=f"O{i}",
+        account=account,
+        channel_code="wechatpay",
+        method="wxpay",
+        amount_minor=sim._synthetic_amount(i),
+        currency="CNY",
+        status="succeeded",
+        succeeded_at=noon + timedelta(seconds=i % 43_200),
+    )
+    return Payment(**{**fields, **change})
+
+
+def _fees_booked(sim, account, merchant, day) -> None:
+    """The ledger booked a sale (and its fee) for trades 400 and 500: one fen too little on trade 400."""
+    noon = datetime.combine(day, time(12), tzinfo=wire.BEIJING)
+    for i in (400, 500):
+        with transaction.atomic():
+            facade.sale_post(
+                out_trade_no=_ref(day, i),
+                order_no=f"O{i}",
+                merchant_id=merchant.pk,
+                gross_minor=sim._synthetic_amount(i),
+                currency="CNY",
+                channel_account_id=account.pk,
+                channel_fee_minor=sim._fee(sim._synthetic_amount(i)) - (1 if i == 400 else 0),
+                paid_at=noon,
+            )
+
+
+def test_a_day_of_3000_trades_finds_each_planted_discrepancy_and_nothing_else(sim):
+    day = datetime.now(wire.BEIJING).date() - timedelta(days=1)
+    account = _wechat_account(sim)
+    sim.statement_synthetic(day, LINES)
 
     def ours(i: int, **change) -> Payment:
-        fields = dict(
-            out_trade_no=f"SYN{day:%Y%m%d}{i:010d}",
-            provider_trade_no=f"4200{day:%Y%m%d}{i:016d}",
-            reference=f"O{i}",
-            account=account,
-            channel_code="wechatpay",
-            method="wxpay",
-            amount_minor=sim._synthetic_amount(i),
-            currency="CNY",
-            status="succeeded",
-            succeeded_at=noon + timedelta(seconds=i % 43_200),
-        )
-        return Payment(**{**fields, **change})
+        return _ours(sim, account, day, i, **change)
 
     planted = {100: "missing_in_ledger", 200: "amount", 300: "currency", 400: "fee"}
     rows = [
@@ -82,18 +118,7 @@ def test_a_day_of_3000_trades_finds_each_planted_discrepancy_and_nothing_else(si
     Payment.objects.filter(out_trade_no="P-LATE").update(succeeded_at=datetime.combine(day, time(23, 58), wire.BEIJING))
     merchant = MerchantFactory()
     FeePlanFactory(merchant=merchant)
-    for i in (400, 500):  # the ledger booked a fee for two of them: one fen too little on trade 400
-        with transaction.atomic():
-            facade.sale_post(
-                out_trade_no=f"SYN{day:%Y%m%d}{i:010d}",
-                order_no=f"O{i}",
-                merchant_id=merchant.pk,
-                gross_minor=sim._synthetic_amount(i),
-                currency="CNY",
-                channel_account_id=account.pk,
-                channel_fee_minor=sim._fee(sim._synthetic_amount(i)) - (1 if i == 400 else 0),
-                paid_at=noon,
-            )
+    _fees_booked(sim, account, merchant, day)
 
     assert reconciliation_day(channel_account_id=account.pk, day=day) == 0  # trade 100 is not ours to recover
 
@@ -116,23 +141,8 @@ def test_proof_4_a_day_of_thousands_with_every_type_planted_recovers_the_lost_ca
     of every type the issue names (missing in ledger, missing at channel, amount, currency, status, fee, duplicate,
     timing) plus a real order whose paid callback was lost. Each planted one is found with its type and nothing
     else; the lost callback is recovered to a delivered order; a second run of the day changes nothing."""
-    from cardshop.models import Order, OrderState
-    from cardshop.services.checkout import order_payment_start
-    from payments.models import Refund
-    from tests.cardshop.helpers import buy
-    from tests.conftest import make_product
-
     settings.CARDSHOP_PUBLIC_URL = "http://127.0.0.1:9"  # the simulator's callbacks reach nobody
-    acct = sim.account()
-    account = ChannelAccount.objects.create(
-        code="wechatpay",
-        name="wechat (simulator)",
-        merchant_no=acct.merchant_no,
-        base_url=acct.base_url,
-        currency="CNY",
-        credentials=json.dumps(acct.credentials),
-        fee_rate_bp=60,
-    )
+    account = _wechat_account(sim, fee_rate_bp=60)
     merchant = MerchantFactory()
     FeePlanFactory(merchant=merchant)
 
@@ -149,21 +159,11 @@ def test_proof_4_a_day_of_thousands_with_every_type_planted_recovers_the_lost_ca
     noon = datetime.combine(day, time(12), tzinfo=wire.BEIJING)
 
     def ours(i: int, **change) -> Payment:
-        fields = dict(
-            out_trade_no=f"SYN{day:%Y%m%d}{i:010d}",
-            provider_trade_no=f"4200{day:%Y%m%d}{i:016d}",
-            reference=f"O{i}",
-            account=account,
-            channel_code="wechatpay",
-            method="wxpay",
-            amount_minor=sim._synthetic_amount(i),
-            currency="CNY",
-            status="succeeded",
-            succeeded_at=noon + timedelta(seconds=i % 43_200),
-        )
-        return Payment(**{**fields, **change})
+        return _ours(sim, account, day, i, **change)
 
-    ref = lambda i: f"SYN{day:%Y%m%d}{i:010d}"  # noqa: E731
+    def ref(i: int) -> str:
+        return _ref(day, i)
+
     rows = [
         ours(i, amount_minor=sim._synthetic_amount(i) + 1)
         if i == 200
@@ -202,18 +202,7 @@ def test_proof_4_a_day_of_thousands_with_every_type_planted_recovers_the_lost_ca
             "time": noon.isoformat(),
         }
     )
-    for i in (400, 500):  # the ledger booked a fee for two of them: one fen too little on trade 400
-        with transaction.atomic():
-            facade.sale_post(
-                out_trade_no=ref(i),
-                order_no=f"O{i}",
-                merchant_id=merchant.pk,
-                gross_minor=sim._synthetic_amount(i),
-                currency="CNY",
-                channel_account_id=account.pk,
-                channel_fee_minor=sim._fee(sim._synthetic_amount(i)) - (1 if i == 400 else 0),
-                paid_at=noon,
-            )
+    _fees_booked(sim, account, merchant, day)
 
     assert reconciliation_day(channel_account_id=account.pk, day=day) == 1  # the lost callback, recovered
 
