@@ -127,7 +127,7 @@ elif _flag("DATABASE_POOL", True):
     }
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Lets settlement.prepared prepare the ledger's two statements of every paid callback, from their first run;
+    # Lets core.prepared prepare the hot paths' few statements (the ledger's, risk's), from their first run;
     # Django's own queries bind on the client and are never prepared. 0: off (a pooler that drops them).
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
         0 if _flag("DATABASE_PREPARED", True) else None

@@ -4,7 +4,7 @@ currency, and the ids of the ledger accounts the sale's lines go to.
 Why one hand-written query: the sale is booked inside the paid callback's transaction, the hottest path of the
 shop (issue 11 asks the ledger to add at most a fifth to a callback's p99). Read through the ORM, the plan, the
 chain and the accounts were three queries and about 3 ms on this machine; this is one statement, portable
-across PostgreSQL and SQLite (LEFT JOINs and scalar subqueries only), prepared on PostgreSQL (settlement.prepared). The agent chain is walked by
+across PostgreSQL and SQLite (LEFT JOINs and scalar subqueries only), prepared on PostgreSQL (core.prepared). The agent chain is walked by
 joins as in `core.parties.agent_chain_for_merchant` (bounded by SETTLEMENT_AGENT_MAX_DEPTH);
 tests/settlement/test_sale_terms.py checks the two agree, and that the plan and accounts match the ORM's.
 
@@ -23,8 +23,8 @@ from functools import cache
 from django.db import connection
 
 from core.models import Agent, Merchant, agent_max_depth
+from core.prepared import prepared_cursor
 from settlement.models import PLATFORM_PARTY_ID, AccountKind, FeePlan, LedgerAccount, PartyKind
-from settlement.prepared import prepared_cursor
 from settlement.splits import PlanTerms
 
 PLAN_COLUMNS = (

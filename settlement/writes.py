@@ -4,7 +4,7 @@ A posting is its transaction row, its entries and, for a sale, a companion row p
 row). On PostgreSQL the three go in one statement: data-modifying CTEs, where the transaction's
 `INSERT ... ON CONFLICT (idempotency_key) DO NOTHING RETURNING id` feeds the other inserts, so when the key is
 taken nothing at all is written. SQLite has no data-modifying CTEs: the same inserts run one after the other,
-the later ones only when the first returned an id. The PostgreSQL statement is prepared (settlement.prepared).
+the later ones only when the first returned an id. The PostgreSQL statement is prepared (core.prepared).
 Either way there is no savepoint and no lookup first; a
 concurrent insert of the same key waits on the unique index until the other transaction ends.
 
@@ -24,8 +24,8 @@ from functools import cache
 
 from django.db import models, transaction
 
+from core.prepared import prepared_cursor
 from settlement.models import LedgerEntry, LedgerTransaction
-from settlement.prepared import prepared_cursor
 
 
 @dataclass(frozen=True)

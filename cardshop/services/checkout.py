@@ -11,20 +11,20 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import transaction
-from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from cardshop.locks import buyer_lock
-from cardshop.models import CardSecret, DeliveryKind, Order, OrderState, Product, SecretStatus
+from cardshop.models import DeliveryKind, Order, OrderState, Product
 from cardshop.services.delivery import card_secrets_reserve
 from cardshop.services.events import order_event_add
+from cardshop.services.risk_request import risk_request_build
 from core import ids
 from core.client_ip import ip_group
 from core.errors import DomainError
-from core.money import Money, MoneyError, currency_validate
+from core.money import MoneyError, currency_validate
 from payments import facade as payments
 from payments.contracts import PaymentRequest, PaymentView
 from risk import facade as risk
@@ -142,44 +142,6 @@ class ChallengeRequired(DomainError):
         self.kind = kind
 
 
-# The states in which a buyer has paid for an order before (risk's buyer_paid_before).
-PAID_BEFORE = (OrderState.PAID, OrderState.DELIVERED, OrderState.UNDELIVERABLE)
-
-
-def _risk_request(
-    product: Product, quantity: int, email: str, buyer_ip: str, device: str, order_no: str
-) -> RiskRequest:
-    """What risk needs to know that only the shop knows: the product's stock held unpaid, the buyer's history,
-    the product's usual order amount (the mean of its last 200 paid orders). Three reads."""
-    held = free = 0
-    if product.delivery_kind == DeliveryKind.UNIQUE:
-        counts = CardSecret.objects.filter(product=product).aggregate(
-            held=Count("pk", filter=Q(status=SecretStatus.RESERVED)),
-            free=Count("pk", filter=Q(status=SecretStatus.AVAILABLE)),
-        )
-        held, free = counts["held"], counts["free"]
-    recent = list(
-        Order.objects.filter(product=product, state__in=PAID_BEFORE)
-        .order_by("-pk")
-        .values_list("amount_minor", flat=True)[:200]
-    )
-    return RiskRequest(
-        stage="checkout",
-        amount=Money(product.price_minor * quantity, product.currency),
-        quantity=quantity,
-        email=email,
-        ip=buyer_ip,
-        device=device,
-        product_ref=product.slug,
-        merchant_id=product.merchant_id,
-        product_stock=held + free,
-        product_pending=held,
-        usual_amount_minor=round(sum(recent) / len(recent)) if recent else None,
-        buyer_paid_before=Order.objects.filter(email=email, state__in=PAID_BEFORE).exists(),
-        order_no=order_no,
-    )
-
-
 def _challenge_mail(*, email: str, code: str, language: str) -> None:
     """The one-time code, mailed at once (the buyer is waiting on the page); never logged or queued."""
     with translation.override(language or settings.LANGUAGE_CODE):
@@ -208,10 +170,10 @@ def order_create(
     Risk decides first, before anything is reserved: allow makes a PENDING order; review makes a REVIEW order (its
     stock held for an operator); challenge raises ChallengeRequired (the checkout resumes through
     `order_create_after_challenge`); block raises RiskBlocked."""
+    email = email.strip().lower()
     product = Product.objects.filter(pk=product_id).first()
     if product is None:
         raise DomainError("not_found", _("No such product."))
-    email = email.strip().lower()
     cleaned = _validate(product, quantity, email, query_password, custom_input or {})
     product_currency_check(product)
     language = language if language in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
@@ -230,7 +192,9 @@ def order_create(
     checkout["order_no"] = ids.order_no()
     if not settings.RISK_ENABLED:
         return _order_make(product, checkout, None, review=False)
-    risk_request = _risk_request(product, quantity, email, buyer_ip or "", device, checkout["order_no"])
+    risk_request = risk_request_build(
+        product=product, quantity=quantity, email=email, ip=buyer_ip or "", device=device, order_no=checkout["order_no"]
+    )
     outcome = risk.risk_assess(request=risk_request)
     if outcome.decision == Decision.BLOCK:
         raise RiskBlocked(
@@ -282,9 +246,16 @@ def order_create_after_challenge(*, token: str) -> Order:
     product = Product.objects.filter(pk=checkout["product_id"]).first()
     if product is None or not product.is_active:
         raise DomainError("not_on_sale", _("This product is not on sale."))
-    request = _risk_request(
-        product, checkout["quantity"], checkout["email"], checkout["buyer_ip"], checkout["device"], checkout["order_no"]
-    )
+    request = None
+    if settings.RISK_ENABLED:  # counted as a checkout, unless risk was switched off since the challenge
+        request = risk_request_build(
+            product=product,
+            quantity=checkout["quantity"],
+            email=checkout["email"],
+            ip=checkout["buyer_ip"],
+            device=checkout["device"],
+            order_no=checkout["order_no"],
+        )
     return _order_make(product, checkout, request, review=False)
 
 

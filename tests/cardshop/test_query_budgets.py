@@ -13,9 +13,9 @@ pytestmark = pytest.mark.django_db
 def test_checkout_query_budget(product, django_assert_max_num_queries):
     # The first checkout of a process reads risk's settings, lists and live rules (then cached a few seconds).
     order_create(product_id=product.pk, quantity=1, email="w@example.com", query_password="secret1", buyer_ip=None)
-    # 10 of the checkout (2 on PostgreSQL are the buyer locks) + risk's 4: what only the shop knows (the product's
-    # stock held unpaid, its usual amount, the buyer's paid history) and the assessment's row.
-    with django_assert_max_num_queries(14):
+    # 9 of the checkout (2 on PostgreSQL are the buyer locks) + risk's 2: what only the shop knows in one statement
+    # (the product's codes held unpaid and free, the buyer's paid history) and the assessment's row.
+    with django_assert_max_num_queries(11):
         order_create(product_id=product.pk, quantity=2, email="q@example.com", query_password="secret1", buyer_ip=None)
 
 

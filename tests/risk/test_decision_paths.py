@@ -12,6 +12,7 @@ from django.core import mail
 
 from cardshop.models import CardSecret, Order, OrderState, SecretStatus
 from cardshop.services.review import order_review_approve, order_review_reject
+from cardshop.services.risk_request import product_usual_amount_clear
 from core.models import AuditEvent
 from risk.backtest import ruleset_backtest
 from risk.models import Assessment, Challenge, Rule
@@ -57,6 +58,21 @@ def test_allow_goes_to_the_pay_page(client, stocked):
     assessment = Assessment.objects.get()
     assert (assessment.decision, assessment.order_no) == ("allow", order.order_no)
     assert assessment.features["ip_orders_1h"] == 1 and reserved(stocked) == 1  # this checkout counts itself
+
+
+def test_the_assessment_sees_what_the_shop_knows(client, stocked):
+    """The codes held unpaid, the buyer's paid history and the product's usual amount (cached for a minute)."""
+    checkout(client, stocked, email="old@example.com")
+    Order.objects.update(state=OrderState.PAID)
+    CardSecret.objects.filter(status=SecretStatus.RESERVED).update(status=SecretStatus.SOLD)
+    checkout(client, stocked, email="old@example.com", quantity=3)
+    product_usual_amount_clear()  # as a minute later
+    checkout(client, stocked, email="new@example.com", ip="10.8.0.2", quantity=2)
+    first, old, new = Assessment.objects.order_by("pk")
+    assert not first.features["buyer_paid_before"] and first.features["amount_vs_usual"] == 1.0  # no history yet
+    assert old.features["buyer_paid_before"] and old.features["amount_vs_usual"] == 1.0  # the cached "none yet"
+    assert not new.features["buyer_paid_before"] and new.features["amount_vs_usual"] == 2.0  # 2 codes, usual 1
+    assert (new.features["product_pending"], new.features["product_pending_share"]) == (3, round(3 / 9, 4))
 
 
 def test_block_says_so_and_reserves_nothing(client, stocked):

@@ -1,4 +1,4 @@
-"""The sale's two statements are prepared once per connection on PostgreSQL (settlement.prepared), whatever the
+"""The sale's two statements are prepared once per connection on PostgreSQL (core.prepared), whatever the
 amounts, and Django's own queries are not prepared at all."""
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
-"""A cursor for the ledger's two statements in every paid callback, prepared once per connection on PostgreSQL.
+"""A cursor for the few statements on the hot paths, prepared once per connection on PostgreSQL.
 
 Planning was most of their cost: the sale's terms read (settlement.terms) took 0.6 ms through Django's cursor and
 0.2 ms prepared, on this machine. Django binds parameters on the client (psycopg's ClientCursor), which never
 prepares; this cursor binds on the server (psycopg's Cursor), so psycopg prepares the statement on the
 connection the first time it runs (DATABASES OPTIONS `prepare_threshold`, cardshop.settings) and reuses the plan.
-Only the statements sent through here are prepared; every other query of the shop is unchanged. It is still
-Django's cursor wrapper, so query logging, CaptureQueriesContext and execute wrappers see these statements.
+Only the statements sent through here are prepared (the ledger's two of every paid callback, risk's read and write
+of every checkout); every other query of the shop is unchanged. It is still Django's cursor wrapper, so query
+logging, CaptureQueriesContext and execute wrappers see these statements.
 Behind a connection pooler that cannot keep prepared statements (PgBouncer in transaction mode before 1.21), set
-DATABASE_PREPARED=0: the same cursor then runs them unprepared. SQLite gets Django's cursor.
-"""
+DATABASE_PREPARED=0: the same cursor then runs them unprepared. SQLite gets Django's cursor."""
 
 from __future__ import annotations
 
