@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 WINDOWS = {"1m": 60, "1h": 3600, "1d": 86400}
 PREFIX = "risk:v1:"
+CONFIG_KEY = PREFIX + "config"  # bumped when operators change rules, lists or settings
 HOUR = 3600
 
 # (feature, counter dimension, window): what `features_read` fills from the counters.
@@ -94,16 +95,18 @@ def _amount_key(ip: str, hour: int) -> str:
 # One script per read and per write: Redis runs the counter commands itself, so the checkout pays one command's
 # packing and one reply instead of ~15 or ~20 through a pipeline (~0.15 ms each here). Keys are passed as KEYS, so
 # the scripts stay valid on a cluster whose keys share a slot.
+# KEYS: the sorted sets (ARGV[1] of them), the amount buckets, and last the configuration stamp (CONFIG_KEY).
 _READ_SCRIPT = """
 local n = tonumber(ARGV[1])
 local out = {}
 for i = 1, n do out[i] = redis.call('ZCOUNT', KEYS[i], ARGV[i + 1], '+inf') end
 local total = 0
-for i = n + 1, #KEYS do
+for i = n + 1, #KEYS - 1 do
   local v = redis.call('GET', KEYS[i])
   if v then total = total + tonumber(v) end
 end
 out[n + 1] = total
+out[n + 2] = tonumber(redis.call('GET', KEYS[#KEYS]) or '0')
 return out
 """
 # KEYS: the sorted sets, then the amount bucket when ARGV[5] (the amount) is above 0.
@@ -134,6 +137,7 @@ class RedisCounters:
         self._read = self._client.register_script(_READ_SCRIPT)
         self._add = self._client.register_script(_ADD_SCRIPT)
         self._later = write_behind(self._add_or_log, name="risk-counters")
+        self.config_stamp = 0  # as the latest read saw it
 
     def read(self, subject: Subject, now: float) -> dict[str, int]:
         self._later.wait_idle(timeout=0.02)  # this process's own writes first
@@ -148,12 +152,19 @@ class RedisCounters:
         hour = int(now // HOUR)
         buckets = [_amount_key(ip, hour - i) for i in range(24)] if ip else []
         try:
-            answers = self._read(keys=[*sets, *buckets], args=[len(sets), *starts])
+            answers = self._read(keys=[*sets, *buckets, CONFIG_KEY], args=[len(sets), *starts])
         except self._errors as exc:
             raise CountersDown(str(exc)) from exc
         counts = dict(zip(asked, answers, strict=False))
-        counts["ip_amount_1d"] = int(answers[-1])
+        counts["ip_amount_1d"] = int(answers[-2])
+        self.config_stamp = int(answers[-1])
         return counts
+
+    def config_changed(self) -> None:
+        try:
+            self._client.incr(CONFIG_KEY)
+        except self._errors as exc:
+            log.warning("risk counters down (%s): other processes see the change within the fallback TTL", exc)
 
     def add(self, dims: dict[str, str], now: float, *, amount_minor: int = 0, ip: str = "") -> None:
         keys = [_key(dim, value) for dim, value in dims.items()]
@@ -191,6 +202,7 @@ class MemoryCounters:
         self._lock = threading.Lock()
         self._events: dict[str, list[float]] = defaultdict(list)
         self._amounts: dict[str, int] = defaultdict(int)
+        self.config_stamp = 0
 
     def read(self, subject: Subject, now: float) -> dict[str, int]:
         keys = subject.keys()
@@ -218,6 +230,9 @@ class MemoryCounters:
 
     add_soon = add  # in memory a write is as quick as a hand-over
 
+    def config_changed(self) -> None:
+        self.config_stamp += 1
+
     def clear(self) -> None:
         with self._lock:
             self._events.clear()
@@ -236,6 +251,17 @@ def counters() -> RedisCounters | MemoryCounters:
         if store is None:
             store = _stores[url] = RedisCounters(url) if url else MemoryCounters()
         return store
+
+
+def config_stamp() -> int:
+    """The operators' configuration stamp as this process's latest counters read saw it (no I/O): risk.services
+    reloads its cached rules, lists and settings when it moves."""
+    return counters().config_stamp
+
+
+def config_changed() -> None:
+    """Rules, lists or settings changed: every process reloads them on its next read (the stamp rides on it)."""
+    counters().config_changed()
 
 
 def counts_read(subject: Subject, now: float | None = None) -> dict[str, int]:

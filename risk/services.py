@@ -35,24 +35,30 @@ from risk.schema import FEATURE_NAMES
 log = logging.getLogger(__name__)
 
 
-# What operators edit (settings, lists, the live rules) is read at most every few seconds per process, not on
-# every checkout: an edit here clears it at once (risk_caches_clear), other processes see it within the TTL.
-CONFIG_TTL_SECONDS = 5.0
-_config: dict[str, tuple[float, object]] = {}
+# What operators edit (settings, lists, the live rules) is cached per process, not read on every checkout. An edit
+# bumps a stamp in Redis after it commits (features.config_changed) and the stamp comes back with every counters
+# read at no extra cost, so each process reloads on its first checkout after the change. The TTL only bounds how
+# stale a process can be while it cannot see the stamp (Redis down).
+CONFIG_TTL_SECONDS = 60.0
+_config: dict[str, tuple[float, int, object]] = {}
 
 
 def _cached(name: str, load):
     now = time.monotonic()
+    stamp = features.config_stamp()
     hit = _config.get(name)
-    if hit is not None and now - hit[0] < CONFIG_TTL_SECONDS:
-        return hit[1]
+    if hit is not None and hit[1] == stamp and now - hit[0] < CONFIG_TTL_SECONDS:
+        return hit[2]
     value = load()
-    _config[name] = (now, value)
+    _config[name] = (now, stamp, value)
     return value
 
 
-def risk_caches_clear() -> None:
+def risk_caches_clear(*, here_only: bool = False) -> None:
+    """Forget the cached configuration here at once, and in every process once the change is committed."""
     _config.clear()
+    if not here_only:
+        transaction.on_commit(features.config_changed)
 
 
 def risk_settings() -> RiskSettings:
@@ -176,13 +182,13 @@ def risk_assess(*, request: RiskRequest) -> RiskOutcome:
     started = time.perf_counter()
     now = timezone.now()
     subject = _subject(request)
-    cfg = risk_settings()
     degraded = False
     try:
         counts = features.counts_read(subject)
     except features.CountersDown as exc:
         log.warning("risk counters down (%s): the fallback setting decides", exc)
         degraded, counts = True, {}
+    cfg = risk_settings()  # after the read: it brought the configuration stamp
     keys = subject.keys()
     listed = _listed(subject, keys)
     values = features_of(request, keys=keys, counts=counts or _zeros(), listed=listed, now=now)

@@ -127,7 +127,7 @@ def risk_state_fresh():
     from risk import features, services
 
     def clear() -> None:
-        services.risk_caches_clear()
+        services.risk_caches_clear(here_only=True)
         product_usual_amount_clear()
         for store in features._stores.values():
             if isinstance(store, features.MemoryCounters):

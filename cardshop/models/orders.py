@@ -42,6 +42,8 @@ class Order(ConcurrentTransitionMixin, models.Model):
     email = models.EmailField(_("email"))
     query_password_hash = models.CharField(max_length=128, editable=False)
     buyer_ip = models.GenericIPAddressField(_("buyer IP"), null=True, blank=True)
+    # The storefront's device cookie at checkout (cardshop.device): risk counts declined payments per device too.
+    buyer_device = models.CharField(_("buyer device"), max_length=32, blank=True, default="")
     # core.client_ip.ip_group(buyer_ip): what the pending-order cap counts (an IPv6 /64, an IPv4 as is).
     buyer_ip_group = models.CharField(_("buyer network"), max_length=49, blank=True, default="", db_default="")
     custom_input = models.JSONField(_("buyer input"), default=dict, blank=True)

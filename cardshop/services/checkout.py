@@ -281,6 +281,7 @@ def _order_make(product: Product, checkout: dict, risk_request: RiskRequest | No
             query_password_hash=checkout["query_password_hash"],
             buyer_ip=buyer_ip,
             buyer_ip_group=ip_key,
+            buyer_device=checkout.get("device", ""),
             custom_input=checkout["custom_input"],
             language=checkout["language"],
             expires_at=now + timedelta(seconds=hold),

@@ -14,8 +14,9 @@ def lookup_failed_record(*, ip: str, device: str) -> None:
 
 
 def payment_declined_record(*, order_no: str) -> None:
-    """The provider refused a buyer's payment attempt: counted for the buyer's network once the caller commits
-    (card testing shows as many of these). The order keeps no device, so the IP alone counts it."""
-    ip = Order.objects.filter(order_no=order_no).values_list("buyer_ip", flat=True).first()
-    if ip:
-        transaction.on_commit(lambda: risk.failure_record(kind="payment_failed", ip=ip))
+    """The provider refused a buyer's payment attempt: counted for the buyer's network and device once the caller
+    commits (card testing shows as many of these)."""
+    found = Order.objects.filter(order_no=order_no).values_list("buyer_ip", "buyer_device").first()
+    if found and (found[0] or found[1]):
+        ip, device = found[0] or "", found[1]
+        transaction.on_commit(lambda: risk.failure_record(kind="payment_failed", ip=ip, device=device))

@@ -132,17 +132,24 @@ def test_a_query_timeout_recorded_on_the_payment_shows_no_decline(public_url, pr
 
 
 def test_a_declined_attempt_counts_for_the_buyers_network_once(public_url, stripe_product):
-    """Risk's card-testing signal: each refused attempt counts for the buyer's IP (a second card, a second count);
-    the same decline told again (the janitor's query) is not a new one."""
+    """Risk's card-testing signal: each refused attempt counts for the buyer's IP and device (a second card, a
+    second count); the same decline told again (the janitor's query) is not a new one."""
     from risk.features import Subject, counts_read
 
     buyer, pay_url = _declined_on_the_hosted_page(public_url, stripe_product, CARD_DECLINED)
-    ip = Order.objects.get().buyer_ip
-    assert counts_read(Subject(ip=ip))["ip_failed_payments_1h"] == 1
+    order = Order.objects.get()
+    ip, device = order.buyer_ip, order.buyer_device
+    assert device == buyer.cookies["cs_device"]  # the checkout kept the browser's device cookie
+
+    def failures() -> tuple[int, int]:
+        counts = counts_read(Subject(ip=ip, device=device))
+        return counts["ip_failed_payments_1h"], counts["device_failed_payments_1h"]
+
+    assert failures() == (1, 1)
     cashier = re.search(r'id="cashier-link" href="([^"]+)"', buyer.get(pay_url).text).group(1)
     card = {"cardNumber": CARD_INSUFFICIENT_FUNDS, "cardExpiry": "12 / 34", "cardCvc": "123"}
     assert requests.post(cashier, data=card, allow_redirects=False, timeout=5).status_code == 200
-    assert counts_read(Subject(ip=ip))["ip_failed_payments_1h"] == 2
+    assert failures() == (2, 2)
     Payment.objects.update(next_query_at=timezone.now())
     payments_sync_due_task.delay().get()  # the query says insufficient_funds again: nothing new
-    assert counts_read(Subject(ip=ip))["ip_failed_payments_1h"] == 2
+    assert failures() == (2, 2)

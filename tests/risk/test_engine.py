@@ -17,7 +17,7 @@ from risk import features
 from risk.backtest import ruleset_backtest
 from risk.contracts import Decision, RiskRequest
 from risk.facade import checkout_record, failure_record, risk_assess
-from risk.models import Assessment, RiskSettings, Rule, RuleSetVersion
+from risk.models import Assessment, ListEntry, RiskSettings, Rule, RuleSetVersion
 from risk.rules import RuleInvalid, rule_compile
 from risk.schema import FEATURE_NAMES
 from risk.services import list_entry_add, risk_caches_clear
@@ -198,6 +198,38 @@ def test_the_block_list_wins_then_the_allow_list(store):
     v6 = request_for(ip="2001:db8:aa:bb::5")
     list_entry_add(kind="block", field="ip", value="2001:db8:aa:bb::/64")
     assert risk_assess(request=v6).decision == Decision.BLOCK
+
+
+def test_a_change_made_by_another_process_is_seen_on_the_next_checkout(settings, require_redis):
+    """The configuration stays cached for a minute, but another process's committed change bumps a stamp that comes
+    back with the counters read: the next checkout here reloads."""
+    import redis
+
+    settings.RISK_COUNTERS_URL = settings.REDIS_URL
+    publish(("all", "amount_minor > 0", "review", "everything", 10))
+    req = request_for()
+    assert risk_assess(request=req).decision == Decision.REVIEW  # rules and lists now cached here
+    ListEntry.objects.create(kind="block", field="email", value=req.email)  # as another process commits it
+    assert risk_assess(request=req).decision == Decision.REVIEW  # not seen yet: cached
+    redis.Redis.from_url(settings.REDIS_URL).incr(features.CONFIG_KEY)  # that process's features.config_changed
+    risk_assess(request=req)  # this read brings the new stamp
+    assert risk_assess(request=req).reasons == ("block_listed",)
+
+
+def test_an_operators_change_bumps_the_stamp_once_committed(
+    settings, require_redis, django_capture_on_commit_callbacks
+):
+    import redis
+
+    settings.RISK_COUNTERS_URL = settings.REDIS_URL
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    before = int(client.get(features.CONFIG_KEY) or 0)
+    with django_capture_on_commit_callbacks(execute=False) as pending:
+        list_entry_add(kind="block", field="domain", value="spam.example")
+    assert int(client.get(features.CONFIG_KEY) or 0) == before  # not before the commit: others would reload old
+    for callback in pending:
+        callback()
+    assert int(client.get(features.CONFIG_KEY)) == before + 1
 
 
 def test_a_disposable_email_and_the_stock_share_held_unpaid_are_features(store):
