@@ -123,12 +123,12 @@ def routing_state_fresh():
 def risk_state_fresh():
     """Each test starts with risk's counters empty and its configuration read afresh: a checkout counted by one
     test must not push the next one's buyer over a rule."""
-    from cardshop.services.risk_request import product_usual_amount_clear
+    from cardshop.services.risk_request import shop_caches_clear
     from risk import features, services
 
     def clear() -> None:
         services.risk_caches_clear(here_only=True)
-        product_usual_amount_clear()
+        shop_caches_clear()
         for store in features._stores.values():
             if isinstance(store, features.MemoryCounters):
                 store.clear()

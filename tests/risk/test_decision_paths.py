@@ -12,7 +12,7 @@ from django.core import mail
 
 from cardshop.models import CardSecret, Order, OrderState, SecretStatus
 from cardshop.services.review import order_review_approve, order_review_reject
-from cardshop.services.risk_request import product_usual_amount_clear
+from cardshop.services.risk_request import shop_caches_clear
 from core.models import AuditEvent
 from risk.backtest import ruleset_backtest
 from risk.models import Assessment, Challenge, Rule
@@ -66,13 +66,27 @@ def test_the_assessment_sees_what_the_shop_knows(client, stocked):
     Order.objects.update(state=OrderState.PAID)
     CardSecret.objects.filter(status=SecretStatus.RESERVED).update(status=SecretStatus.SOLD)
     checkout(client, stocked, email="old@example.com", quantity=3)
-    product_usual_amount_clear()  # as a minute later
+    shop_caches_clear()  # as a minute later
     checkout(client, stocked, email="new@example.com", ip="10.8.0.2", quantity=2)
     first, old, new = Assessment.objects.order_by("pk")
     assert not first.features["buyer_paid_before"] and first.features["amount_vs_usual"] == 1.0  # no history yet
     assert old.features["buyer_paid_before"] and old.features["amount_vs_usual"] == 1.0  # the cached "none yet"
     assert not new.features["buyer_paid_before"] and new.features["amount_vs_usual"] == 2.0  # 2 codes, usual 1
     assert (new.features["product_pending"], new.features["product_pending_share"]) == (3, round(3 / 9, 4))
+
+
+def test_the_unsold_count_is_cached_for_half_a_minute_and_reservations_do_not_move_it(client, stocked):
+    def share_seen(email: str, ip: str) -> float:
+        checkout(client, stocked, email=email, ip=ip)
+        return Assessment.objects.order_by("pk").last().features["product_pending_share"]
+
+    checkout(client, stocked, quantity=2)
+    assert share_seen("b@example.com", "10.8.0.2") == 0.2  # 2 held of 10 unsold: reserving moved no unsold code
+    first = Order.objects.order_by("pk").first()
+    CardSecret.objects.filter(order=first).update(status=SecretStatus.SOLD)  # the first order's codes sold
+    assert share_seen("c@example.com", "10.8.0.3") == 0.1  # 1 held of 10: the sale not seen yet
+    shop_caches_clear()  # as half a minute later
+    assert share_seen("d@example.com", "10.8.0.4") == 0.25  # 2 held of 8
 
 
 def test_block_says_so_and_reserves_nothing(client, stocked):
