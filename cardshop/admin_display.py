@@ -180,9 +180,9 @@ def timeline_html(
     return format_html('<ol class="order-timeline">{}</ol>', body)
 
 
-def when(moment) -> str:
-    """A moment in shop time as the admin prints it."""
-    return formats.date_format(timezone.localtime(moment), "DATETIME_FORMAT") if moment else "—"
+def when(moment, fmt: str = "DATETIME_FORMAT") -> str:
+    """A moment in shop time as the admin prints it (`fmt`: a format name or a date format string)."""
+    return formats.date_format(timezone.localtime(moment), fmt) if moment else "—"
 
 
 def reasons_html(reasons: Iterable[str]) -> SafeString:
@@ -200,7 +200,11 @@ def assessments_html(assessments: Iterable[AssessmentView], *, link: bool) -> Sa
     for a in assessments:
         at = when(a.created_at)
         if link:
-            at = format_html('<a href="{}">{}</a>', reverse("admin:risk_assessment_change", args=[a.assessment_id]), at)
+            at = format_html(
+                '<a class="text-primary-600 underline" href="{}">{}</a>',
+                reverse("admin:risk_assessment_change", args=[a.assessment_id]),
+                at,
+            )
         features = format_html(
             "<details><summary>{}</summary><ul>{}</ul></details>",
             ngettext("%(n)d feature", "%(n)d features", len(a.features)) % {"n": len(a.features)},
@@ -228,7 +232,7 @@ def assessments_html(assessments: Iterable[AssessmentView], *, link: bool) -> Sa
     if not rows:
         return format_html("{}", _("No assessment is stored for this order."))
     head = format_html(
-        "<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        "<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
         _("at"),
         _("stage"),
         _("decision"),
@@ -236,11 +240,12 @@ def assessments_html(assessments: Iterable[AssessmentView], *, link: bool) -> Sa
         _("score"),
         _("rule set version"),
         _("model version"),
-        _("features"),
     )
+    # The features fold into a full-width row under their assessment: two dozen of them fit no column.
     body = format_html_join(
         "",
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"
+        '<tr class="assessment-features"><td colspan="7">{}</td></tr>',
         rows,
     )
     return format_html('<table class="order-assessments">{}{}</table>', head, body)

@@ -25,6 +25,7 @@ from core.errors import DomainError
 from risk import facade as risk
 
 REVIEW_PERMISSION = "cardshop.review_order"
+SHORT = "m-d H:i"  # as the dashboard's lists print a moment: a review lasts a day, not a year
 
 
 class ReviewRejectForm(forms.Form):
@@ -125,14 +126,12 @@ class OrderInReviewAdmin(OrderReviewMixin, ModelAdmin):
 
     list_display = [
         "order_link",
-        "product",
-        "quantity",
+        "product_display",
         "amount_display",
         "masked_email",
         "waiting_since",
         "hold_expiry",
-        "reasons_display",
-        "score_display",
+        "assessment_display",  # last: the one column that wraps
     ]
     list_display_links = None
     list_select_related = ["product"]
@@ -180,7 +179,15 @@ class OrderInReviewAdmin(OrderReviewMixin, ModelAdmin):
 
     @admin.display(description=_("order no"), ordering="order_no")
     def order_link(self, obj: Order) -> str:
-        return format_html('<a href="{}">{}</a>', reverse("admin:cardshop_order_change", args=[obj.pk]), obj.order_no)
+        return format_html(
+            '<a class="text-primary-600 underline" href="{}">{}</a>',
+            reverse("admin:cardshop_order_change", args=[obj.pk]),
+            obj.order_no,
+        )
+
+    @admin.display(description=_("product"), ordering="product__name")
+    def product_display(self, obj: Order) -> str:
+        return f"{obj.product} × {obj.quantity}"
 
     @admin.display(description=_("amount"), ordering="amount_minor")
     def amount_display(self, obj: Order) -> str:
@@ -194,20 +201,22 @@ class OrderInReviewAdmin(OrderReviewMixin, ModelAdmin):
     def waiting_since(self, obj: Order) -> str:
         return format_html(
             '{}<br><span class="assessment-note">{}</span>',
-            when(obj.created_at),
-            _("for %(time)s") % {"time": timesince(obj.created_at)},
+            when(obj.created_at, SHORT),
+            _("for %(time)s") % {"time": timesince(obj.created_at, depth=1)},
         )
 
     @admin.display(description=_("hold expires"), ordering="expires_at")
     def hold_expiry(self, obj: Order) -> str:
-        return when(obj.expires_at)
+        return when(obj.expires_at, SHORT)
 
-    @admin.display(description=_("reason codes"))
-    def reasons_display(self, obj: Order) -> str:
+    @admin.display(description=_("why held"))
+    def assessment_display(self, obj: Order) -> str:
+        """What the order's latest assessment found; "—" while none is stored (its write lags the checkout)."""
         assessment = getattr(obj, "assessment", None)
-        return reasons_html(assessment.reasons) if assessment else "—"
-
-    @admin.display(description=_("score"))
-    def score_display(self, obj: Order) -> str:
-        assessment = getattr(obj, "assessment", None)
-        return assessment.score_label if assessment else "—"
+        if assessment is None:
+            return "—"
+        return format_html(
+            '{}<br><span class="assessment-note">{}</span>',
+            reasons_html(assessment.reasons),
+            _("score %(score)s") % {"score": assessment.score_label},
+        )
