@@ -116,7 +116,7 @@ def test_the_dashboard_draws_the_decisions_stacked_with_a_colour_per_outcome(ass
     assert (
         data["labels"][0] == "15:00" and data["datasets"][0]["data"][9] == 2 and sum(data["datasets"][3]["data"]) == 2
     )
-    totals = re.search(r'id="dashboard-risk-totals">(.*?)</table>', page, re.S).group(1)
+    totals = re.search(r'id="dashboard-risk-totals">(.*?)</div>', page, re.S).group(1)
     assert re.search(r"allow <strong>4</strong>", totals) and re.search(r"block <strong>2</strong>", totals)
     assert reverse("admin:risk_assessment_changelist") in totals
 
