@@ -8,13 +8,11 @@ import re
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -29,18 +27,20 @@ from unfold.widgets import (
 )
 
 from cardshop.admin_display import channel_name, masked_email, state_badge, timeline_html
+from cardshop.admin_review import OrderInReviewAdmin, OrderReviewMixin
 from cardshop.models import (
     CardSecret,
     Category,
     DeliveryKind,
     Order,
+    OrderInReview,
     OrderState,
     Product,
     SecretRevealLog,
     SecretStatus,
     ShopAnnouncement,
 )
-from cardshop.services import delivery, images, orders, refunds, review, stock
+from cardshop.services import delivery, images, orders, refunds, stock
 from core.admin_display import MajorUnitsFormMixin, ReadOnlyAdminMixin, major_str, money_label
 from core.errors import DomainError
 from core.forms import WriteOnlySecretField
@@ -368,14 +368,6 @@ class RefundConfirmForm(forms.Form):
     )
 
 
-class ReviewRejectForm(forms.Form):
-    reason = forms.CharField(
-        label=_("Why is it rejected (kept in the audit trail)?"),
-        max_length=200,
-        widget=UnfoldAdminTextareaWidget(attrs={"rows": 3}),
-    )
-
-
 class PaidMoreThanOnceFilter(admin.SimpleListFilter):
     """Orders that more than one payment paid (two QRs, two channels, a provider's retry)."""
 
@@ -405,7 +397,7 @@ CSV_HEADER = ["order_no", "created", "state", "product", "quantity", "amount", "
 
 
 @admin.register(Order)
-class OrderAdmin(ModelAdmin):
+class OrderAdmin(OrderReviewMixin, ModelAdmin):
     list_display = [
         "order_no",
         "product",
@@ -470,6 +462,13 @@ class OrderAdmin(ModelAdmin):
 
     def get_changelist(self, request: HttpRequest, **kwargs):
         return OrderChangeList
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        return [*self.readonly_fields, *self.ASSESSMENT_FIELDS]
+
+    def get_fieldsets(self, request: HttpRequest, obj=None):
+        main, ledger = self.fieldsets
+        return [main, (_("Risk"), {"fields": [self.assessments_field(request)]}), ledger]
 
     @admin.display(description=_("amount"), ordering="amount_minor")
     def amount_display(self, obj: Order) -> str:
@@ -612,20 +611,6 @@ class OrderAdmin(ModelAdmin):
     def has_retry_delivery_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("cardshop.retry_delivery")
 
-    def _orders_confirm(self, request: HttpRequest, queryset, form, *, action: str, **texts) -> TemplateResponse:
-        """The intermediate page of an action that asks for a reason (as delete does): it lists the orders, and
-        only its own submit, carrying `post`, carries the action out."""
-        context = {
-            **self.admin_site.each_context(request),
-            **texts,
-            "action": action,
-            "orders": list(queryset.select_related("product")),
-            "form": form,
-            "opts": self.model._meta,
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        }
-        return TemplateResponse(request, "admin/cardshop/orders_confirm.html", context)
-
     @admin.action(description=_("Refund in full (paid, delivered or undeliverable orders)"), permissions=["refund"])
     def refund(self, request: HttpRequest, queryset) -> HttpResponse | None:
         """First an intermediate page (as delete does) that lists the orders and asks for a reason; only its
@@ -659,46 +644,6 @@ class OrderAdmin(ModelAdmin):
                     _("%(no)s: refund %(refund)s %(status)s")
                     % {"no": order.order_no, "refund": view.refund_no, "status": REFUND_STATUS_LABELS[view.status]},
                 )
-        return None
-
-    def has_review_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("cardshop.review_order")
-
-    @admin.action(description=_("Approve after review: the buyer may pay"), permissions=["review"])
-    def review_approve(self, request: HttpRequest, queryset) -> None:
-        for order in queryset:
-            try:
-                review.order_review_approve(order_no=order.order_no, actor=request.user.get_username())
-            except DomainError as exc:
-                messages.error(request, f"{order.order_no}: {exc.message}")
-            else:
-                messages.success(request, _("%(no)s: approved") % {"no": order.order_no})
-
-    @admin.action(description=_("Reject after review (with a reason)"), permissions=["review"])
-    def review_reject(self, request: HttpRequest, queryset) -> HttpResponse | None:
-        """An intermediate page asks for the reason; only its own submit, carrying `post`, rejects."""
-        form = ReviewRejectForm(request.POST if request.POST.get("post") == "yes" else None)
-        if not form.is_bound or not form.is_valid():
-            return self._orders_confirm(
-                request,
-                queryset,
-                form,
-                action="review_reject",
-                title=_("Reject these orders?"),
-                card_title=_("Reject after review"),
-                warning=_("Each order below is cancelled and its codes go back on sale. The buyer paid nothing."),
-                submit_label=_("Yes, reject"),
-                list_id="review-orders",
-            )
-        for order in queryset:
-            try:
-                review.order_review_reject(
-                    order_no=order.order_no, actor=request.user.get_username(), reason=form.cleaned_data["reason"]
-                )
-            except DomainError as exc:
-                messages.error(request, f"{order.order_no}: {exc.message}")
-            else:
-                messages.success(request, _("%(no)s: rejected") % {"no": order.order_no})
         return None
 
     @admin.display(description=_("manual delivery"))
@@ -767,6 +712,9 @@ class OrderAdmin(ModelAdmin):
                 return redirect("admin:cardshop_order_change", order.pk)
         context = {**self.admin_site.each_context(request), "form": form, "order": order, "title": _("Fulfil order")}
         return render(request, "admin/cardshop/fulfil_order.html", context)
+
+
+admin.site.register(OrderInReview, OrderInReviewAdmin)
 
 
 @admin.register(SecretRevealLog)

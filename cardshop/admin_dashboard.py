@@ -9,12 +9,20 @@ from typing import Any
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
 
-from cardshop.dashboard import Dashboard, dashboard_figures
+from cardshop.dashboard import Dashboard, DecisionSeries, dashboard_figures, risk_decisions_figures
+from risk.contracts import Decision
 
 # Fixed colours: a canvas cannot read the theme's CSS variables. Teal is the theme's primary.
 ORDERS_CREATED = "#99f6e4"
 ORDERS_PAID = "#0d9488"
 REVENUE = ["#0f766e", "#f59e0b", "#6366f1", "#ec4899"]
+# One colour per risk decision, as the decision badges of the order pages (cardshop-orders.css).
+DECISIONS = {
+    Decision.ALLOW: "#0d9488",
+    Decision.CHALLENGE: "#d97706",
+    Decision.REVIEW: "#6366f1",
+    Decision.BLOCK: "#dc2626",
+}
 
 
 def _json(value: Any) -> str:
@@ -89,16 +97,57 @@ def _channels_chart(channels: dict) -> str:
     )
 
 
+def _decisions_chart(series: DecisionSeries) -> str:
+    chart = series.chart()
+    return _json(
+        {
+            "labels": chart["labels"],
+            "datasets": [
+                {
+                    "label": d["label"],
+                    "data": d["data"],
+                    "backgroundColor": DECISIONS[Decision(d["decision"])],
+                    **({"displayYAxis": True} if i == 0 else {}),
+                }
+                for i, d in enumerate(chart["datasets"])
+            ],
+        }
+    )
+
+
 LEGEND = _json({"plugins": {"legend": {"display": True}}, "maxBarThickness": 14, "grouped": True})
+STACKED = _json(
+    {
+        "plugins": {"legend": {"display": True}},
+        "maxBarThickness": 14,
+        "scales": {"x": {"stacked": True}, "y": {"stacked": True, "beginAtZero": True, "ticks": {"precision": 0}}},
+    }
+)
+
+
+def _risk_context(request: HttpRequest) -> dict[str, Any]:
+    """Risk's decisions per hour, for operators who may read assessments."""
+    if not request.user.has_perm("risk.view_assessment"):
+        return {}
+    series = risk_decisions_figures()
+    return {
+        "risk_decisions": series,
+        "risk_decisions_chart": _decisions_chart(series),
+        "risk_totals": [(label, n, DECISIONS[d]) for d, label, n in series.totals],
+        "risk_chart_options": STACKED,
+    }
 
 
 def dashboard_context(request: HttpRequest) -> dict[str, Any]:
-    """The dashboard for operators who may see orders; others get the plain list of what they may open."""
+    """The dashboard for operators who may see orders (risk's chart for those who may read assessments); others
+    get the plain list of what they may open."""
+    context = _risk_context(request)
     if not request.user.has_perm("cardshop.view_order"):
-        return {}
+        return context
     figures: Dashboard = dashboard_figures()
     charts = figures.chart_data()
     return {
+        **context,
         "figures": figures,
         "chart_options": LEGEND,
         "hourly_orders_chart": _orders_chart(charts["hourly"]),

@@ -1,9 +1,11 @@
-"""What the order pages of the admin say in words: the timeline, the state badge, channel names."""
+"""What the order pages of the admin say in words: the timeline, the state badge, channel names, risk's
+assessments."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -13,6 +15,7 @@ from django.utils.translation import gettext_lazy, ngettext
 from cardshop.models import Order, OrderEvent
 from core.admin_display import money_label
 from payments.contracts import PaymentView, RefundView
+from risk.contracts import AssessmentView
 
 CHANNEL_NAMES = {
     "alipay": gettext_lazy("Alipay"),
@@ -54,6 +57,17 @@ def event_text(event: OrderEvent, order: Order, pays: dict[str, PaymentView], re
             "product": order.product,
             "amount": money_label(order.amount_minor, order.currency),
         }
+    if kind == "risk_review":
+        return _("Held by risk for an operator's review; its codes are reserved meanwhile")
+    if kind == "review_approved":
+        return _("Approved after review by %(actor)s: the buyer may pay") % {"actor": event.actor}
+    if kind == "review_rejected":
+        text = _("Rejected after review by %(actor)s") % {"actor": event.actor}
+        if d.get("reason"):
+            text += ": " + d["reason"]
+        if d.get("released"):
+            text += "; " + _("%(codes)s released to stock") % {"codes": _codes(d["released"])}
+        return text
     if kind == "paid":
         text = _("Paid through %(channel)s, trade %(trade)s, %(amount)s") % {
             "channel": channel_name(pay.channel_code if pay else ""),
@@ -154,7 +168,7 @@ def timeline_html(
     by_refund = {r.refund_no: r for r in refunds}
     rows = [
         (
-            formats.date_format(timezone.localtime(e.created_at), "DATETIME_FORMAT"),
+            when(e.created_at),
             event_text(e, order, by_trade, by_refund),
             e.actor,
         )
@@ -164,3 +178,74 @@ def timeline_html(
         return format_html("{}", "—")
     body = format_html_join("", '<li><time>{}</time> {} <span class="timeline-actor">({})</span></li>', rows)
     return format_html('<ol class="order-timeline">{}</ol>', body)
+
+
+def when(moment, fmt: str = "DATETIME_FORMAT") -> str:
+    """A moment in shop time as the admin prints it (`fmt`: a format name or a date format string)."""
+    return formats.date_format(timezone.localtime(moment), fmt) if moment else "—"
+
+
+def reasons_html(reasons: Iterable[str]) -> SafeString:
+    """Reason codes as the rules name them (identifiers, shown as code)."""
+    codes = list(reasons)
+    if not codes:
+        return format_html("{}", "—")
+    return format_html_join(" ", "<code>{}</code>", ((c,) for c in codes))
+
+
+def assessments_html(assessments: Iterable[AssessmentView], *, link: bool) -> SafeString:
+    """Each of an order's risk assessments, newest first: what was decided and why, by which rule set and model,
+    and every feature it saw (folded). `link`: each row links to its page under Risk."""
+    rows = []
+    for a in assessments:
+        at = when(a.created_at)
+        if link:
+            at = format_html(
+                '<a class="text-primary-600 underline" href="{}">{}</a>',
+                reverse("admin:risk_assessment_change", args=[a.assessment_id]),
+                at,
+            )
+        features = format_html(
+            "<details><summary>{}</summary><ul>{}</ul></details>",
+            ngettext("%(n)d feature", "%(n)d features", len(a.features)) % {"n": len(a.features)},
+            format_html_join("", "<li><code>{}</code>: {}</li>", a.features),
+        )
+        decision = format_html('<span class="decision-badge decision-{}">{}</span>', a.decision.value, a.decision_label)
+        if a.degraded:
+            decision = format_html(
+                '{}<br><span class="assessment-note">{}</span>',
+                decision,
+                _("counters unavailable: decided by the fallback"),
+            )
+        rows.append(
+            (
+                at,
+                a.stage_label,
+                decision,
+                reasons_html(a.reasons),
+                a.score_label,
+                f"v{a.ruleset_version}" if a.ruleset_version is not None else "—",
+                a.model_version or "—",
+                features,
+            )
+        )
+    if not rows:
+        return format_html("{}", _("No assessment is stored for this order."))
+    head = format_html(
+        "<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+        _("at"),
+        _("stage"),
+        _("decision"),
+        _("reason codes"),
+        _("score"),
+        _("rule set version"),
+        _("model version"),
+    )
+    # The features fold into a full-width row under their assessment: two dozen of them fit no column.
+    body = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"
+        '<tr class="assessment-features"><td colspan="7">{}</td></tr>',
+        rows,
+    )
+    return format_html('<table class="order-assessments">{}{}</table>', head, body)

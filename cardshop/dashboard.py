@@ -2,6 +2,8 @@
 
 One entry point, `dashboard_figures()`, returns frozen dataclasses a template renders as they are, and
 `Dashboard.chart_data()` the plain dict Chart.js is fed with (`{{ figures.chart_data|json_script:"..." }}`).
+Risk's decisions per hour are a figure of their own, `risk_decisions_figures()` (shown to those who may read
+assessments, whoever may see orders).
 
 What counts:
 - "Paid" and revenue are by the time an order was paid (`paid_at`), not when it was created: gross, so an order
@@ -17,10 +19,12 @@ What counts:
   success is per channel account, over the payments created in the last 24 hours and 7 days.
 - `merchant` scopes the order and product figures; payments know no merchants, so the method mix, channel
   success and open refunds stay platform-wide.
+- Risk's decisions are every assessment made (checkout and payment start alike) in the last 24 shop-time hours,
+  the current one included, per hour and decision; risk knows no merchants either.
 
-Queries: 14 on the database whatever the amount of data (sales 1, hourly chart 2, daily chart 2, low stock 1,
-manual deliveries 1, undeliverable 1, orders in refund 1, open refunds 2 (1 when there are none), method mix 1,
-channel success 2), plus one read of the breaker store per channel window and, at most once per few seconds per
+Queries: 15 on the database whatever the amount of data (sales 1, hourly chart 2, daily chart 2, low stock 1,
+manual deliveries 1, undeliverable 1, waiting for review 1, orders in refund 1, open refunds 2 (1 when there are
+none), method mix 1, channel success 2); risk's decisions are one more, grouped query. Plus one read of the breaker store per channel window and, at most once per few seconds per
 process, the routing knobs (a cached row).
 """
 
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Generic, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -46,10 +50,13 @@ from core.models import Merchant
 from core.money import Money
 from payments import facade as payments
 from payments.contracts import REFUND_STATUS_LABELS, ChannelOutcomes
+from risk import facade as risk
+from risk.contracts import DECISION_LABELS, Decision
 
 LIST_LIMIT = 10
 CHART_DAYS = 14
 METHOD_MIX_DAYS = 7
+RISK_HOURS = 24
 
 # The words of the channel health page (payments/admin.py), so a breaker reads the same everywhere.
 BREAKER_LABELS = {
@@ -315,6 +322,7 @@ class Dashboard:
     low_stock_threshold: int
     manual_delivery: Listing[OrderRow]  # oldest paid first
     undeliverable: Listing[OrderRow]  # oldest paid first
+    review_waiting: Listing[OrderRow]  # held by risk for an operator, oldest first
     refunding_orders: int
     open_refunds: Listing[RefundRow]  # oldest first
     merchant_id: int | None = None
@@ -400,6 +408,7 @@ def dashboard_figures(*, now: datetime | None = None, merchant: Merchant | None 
             orders.filter(state=OrderState.PAID, product__delivery_kind=DeliveryKind.MANUAL)
         ),
         undeliverable=_order_listing(orders.filter(state=OrderState.UNDELIVERABLE)),
+        review_waiting=_order_listing(orders.filter(state=OrderState.REVIEW), by="created_at"),
         refunding_orders=orders.filter(state=OrderState.REFUNDING).count(),
         open_refunds=_open_refunds(),
         merchant_id=merchant.pk if merchant is not None else None,
@@ -595,11 +604,11 @@ _ORDER_ROW_FIELDS = (
 )
 
 
-def _order_listing(orders: QuerySet[Order]) -> Listing[OrderRow]:
-    """Oldest paid first (the longest wait on top); one query, the total as a window count."""
+def _order_listing(orders: QuerySet[Order], *, by: str = "paid_at") -> Listing[OrderRow]:
+    """Oldest first by `by` (the longest wait on top); one query, the total as a window count."""
     rows = list(
         orders.annotate(total=Window(expression=Count("pk")))
-        .order_by("paid_at", "pk")
+        .order_by(by, "pk")
         .values(*_ORDER_ROW_FIELDS, "total")[:LIST_LIMIT]
     )
     return Listing(
@@ -653,3 +662,53 @@ def _open_refunds() -> Listing[RefundRow]:
             )
         )
     return Listing(rows=tuple(rows), total=page.total)
+
+
+# ---- risk's decisions -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DecisionSeries:
+    """Risk's decisions per shop-time hour, oldest first: `counts[decision]` holds one count per hour, every
+    decision present (zeros included), in Decision order."""
+
+    now: datetime  # in the shop's time zone
+    labels: tuple[str, ...]
+    starts: tuple[datetime, ...]
+    counts: dict[Decision, tuple[int, ...]]
+
+    @property
+    def totals(self) -> tuple[tuple[Decision, str, int], ...]:
+        """(decision, its label, assessments over the whole window), in Decision order."""
+        return tuple((d, str(DECISION_LABELS[d]), sum(self.counts[d])) for d in Decision)
+
+    def chart(self) -> dict:
+        return {
+            "labels": list(self.labels),
+            "datasets": [
+                {"decision": d.value, "label": str(DECISION_LABELS[d]), "data": list(self.counts[d])} for d in Decision
+            ],
+        }
+
+
+def risk_decisions_figures(*, now: datetime | None = None, hours: int = RISK_HOURS) -> DecisionSeries:
+    """Assessments per decision in each of the last `hours` shop-time hours, the current (partial) one last: one
+    grouped query (risk counts, the zeros are laid out here)."""
+    if now is not None and timezone.is_naive(now):
+        raise ValueError("now must be an aware datetime")
+    tz = shop_tz()
+    now = (now or timezone.now()).astimezone(tz)
+    # Stepped in UTC, so a daylight-saving change neither repeats nor skips an hour.
+    current = now.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+    starts = tuple((current - timedelta(hours=h)).astimezone(tz) for h in range(hours - 1, -1, -1))
+    key = lambda b: (b.date(), b.hour)  # noqa: E731  (as the hourly orders chart keys its buckets)
+    index = {key(s): i for i, s in enumerate(starts)}
+    counts = {d: [0] * len(starts) for d in Decision}
+    for row in risk.decisions_by_hour(since=starts[0], until=now, tz=tz):
+        counts[row.decision][index[_bucket_key(row.hour, key, tz)]] += row.assessments
+    return DecisionSeries(
+        now=now,
+        labels=tuple(s.strftime("%H:00") for s in starts),
+        starts=starts,
+        counts={d: tuple(c) for d, c in counts.items()},
+    )

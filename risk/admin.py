@@ -13,7 +13,8 @@ from core.admin_display import ReadOnlyAdminMixin, money_label
 from core.errors import DomainError
 from risk.backtest import draft_backtest, rules_digest
 from risk.models import Assessment, ListEntry, RiskSettings, Rule, RuleSetVersion, VersionState
-from risk.schema import FEATURES, MONEY_FEATURES
+from risk.schema import FEATURES
+from risk.selectors import feature_rows
 from risk.services import risk_caches_clear
 from risk.versions import ruleset_draft, ruleset_publish
 
@@ -200,8 +201,5 @@ class AssessmentAdmin(ReadOnlyAdminMixin, ModelAdmin):
     @admin.display(description=_("features"))
     def features_display(self, obj: Assessment) -> str:
         """Every feature the decision saw, amounts in major units with their currency."""
-        rows = [
-            (name, money_label(value, obj.currency) if name in MONEY_FEATURES else value)
-            for name, value in sorted(obj.features.items())
-        ]
+        rows = feature_rows(obj.features, obj.currency)
         return format_html("<ul>{}</ul>", format_html_join("", "<li><code>{}</code>: {}</li>", rows))

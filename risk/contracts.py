@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+
+from django.utils.translation import gettext_lazy as _
 
 from core.money import Money
 
@@ -19,6 +22,15 @@ class Decision(StrEnum):
     @property
     def severity(self) -> int:
         return list(Decision).index(self)
+
+
+# The words of risk.models.Action, for pages outside risk.
+DECISION_LABELS = {
+    Decision.ALLOW: _("allow"),
+    Decision.CHALLENGE: _("challenge"),
+    Decision.REVIEW: _("review"),
+    Decision.BLOCK: _("block"),
+}
 
 
 @dataclass(frozen=True)
@@ -48,3 +60,46 @@ class RiskOutcome:
     assessment_id: int
     score: float | None = None
     degraded: bool = False  # the counters could not be read: decided by the operator's fallback setting
+
+
+# The words of risk.models.Stage.
+STAGE_LABELS = {"checkout": _("checkout"), "payment": _("payment start")}
+
+
+@dataclass(frozen=True)
+class AssessmentView:
+    """One stored assessment as the order pages show it. `features` are (name, value as shown) pairs, amounts
+    already in major units with their currency; empty when the caller did not ask for them."""
+
+    assessment_id: int
+    stage: str  # "checkout" | "payment"
+    order_no: str
+    decision: Decision
+    reasons: tuple[str, ...]
+    score: float | None
+    ruleset_version: int | None
+    model_version: str
+    degraded: bool
+    created_at: datetime
+    features: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def decision_label(self) -> str:
+        return str(DECISION_LABELS[self.decision])
+
+    @property
+    def stage_label(self) -> str:
+        return str(STAGE_LABELS.get(self.stage, self.stage))
+
+    @property
+    def score_label(self) -> str:
+        return "—" if self.score is None else f"{self.score:.2f}"
+
+
+@dataclass(frozen=True)
+class DecisionCount:
+    """How many assessments decided `decision` in the hour starting at `hour` (aware, in the asked zone)."""
+
+    hour: datetime
+    decision: Decision
+    assessments: int

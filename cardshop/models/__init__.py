@@ -1,5 +1,5 @@
 from cardshop.models.catalog import Category, DeliveryKind, Product, ProductImage, ShopAnnouncement
-from cardshop.models.orders import Order, OrderEvent, OrderState, SecretRevealLog
+from cardshop.models.orders import Order, OrderEvent, OrderInReview, OrderState, SecretRevealLog
 from cardshop.models.stock import CardSecret, SecretStatus
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "DeliveryKind",
     "Order",
     "OrderEvent",
+    "OrderInReview",
     "OrderState",
     "Product",
     "ProductImage",

@@ -155,6 +155,23 @@ class Order(ConcurrentTransitionMixin, models.Model):
         return self.refund_from or S.DELIVERED
 
 
+class InReviewManager(models.Manager["OrderInReview"]):
+    def get_queryset(self) -> models.QuerySet[OrderInReview]:
+        return super().get_queryset().filter(state=S.REVIEW)
+
+
+class OrderInReview(Order):
+    """The orders risk held for review, for the back office's review queue: the same rows, only those in REVIEW
+    (a proxy, no table of its own). Its admin approves or rejects them through cardshop.services.review."""
+
+    objects = InReviewManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = _("order in review")
+        verbose_name_plural = _("orders in review")
+
+
 class OrderEvent(models.Model):
     """Append-only timeline of what happened to an order and who did it."""
 

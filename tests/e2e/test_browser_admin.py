@@ -11,6 +11,7 @@ from django.utils import timezone
 from cardshop.models import DeliveryKind, OrderState
 from tests.e2e.helpers import DESKTOP, PHONE, SCREEN_IDS, SCREENS, assert_no_horizontal_scroll, screen_name
 from tests.factories.cardshop import OrderFactory, ProductFactory
+from tests.factories.risk import AssessmentFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,6 +28,9 @@ def shop(merchant):
         OrderFactory(product=gift, state=OrderState.DELIVERED, created_at=at, paid_at=at, quantity=2)
     OrderFactory(product=manual, state=OrderState.PAID, created_at=now, paid_at=now)
     OrderFactory(product=gift, state=OrderState.PENDING, created_at=now)
+    OrderFactory(product=gift, state=OrderState.REVIEW, created_at=now - timedelta(minutes=20))
+    for minutes, decision in ((5, "allow"), (6, "allow"), (20, "review"), (70, "block"), (200, "challenge")):
+        AssessmentFactory(decision=decision, created_at=now - timedelta(minutes=minutes))
 
 
 def _login(browser, base: str, viewport: dict, locale: str):
@@ -54,12 +58,18 @@ def test_the_dashboard_draws_its_charts(browser, live_server, shop, artifacts_di
         assert page.locator("html").get_attribute("lang") == lang
         # Chart.js (the theme's) turns every chart canvas into a drawn chart once the page has loaded.
         page.wait_for_function(
-            "[...document.querySelectorAll('#dashboard canvas.chart')].filter(c => Chart.getChart(c)).length === 6"
+            "[...document.querySelectorAll('#dashboard canvas.chart')].filter(c => Chart.getChart(c)).length === 7"
         )
         hourly = page.evaluate(
             "Chart.getChart(document.querySelectorAll('#dashboard canvas.chart')[0]).data.datasets[1].data"
         )
         assert sum(hourly) >= 1  # the order paid an hour ago (or two, if it was today in the shop's zone)
+        # Risk's decisions: one stacked dataset per outcome, the five assessments all inside the 24 hours.
+        risk = page.evaluate(
+            "(() => { const c = Chart.getChart(document.querySelector('#dashboard-risk canvas.chart'));"
+            " return [c.options.scales.y.stacked, c.data.datasets.map(d => d.data.reduce((a, b) => a + b, 0))]; })()"
+        )
+        assert risk == [True, [2, 1, 1, 1]]
         heading = "今日销售额" if lang == "zh-hans" else "Sales today"
         assert page.get_by_text(heading).count() == 1
         if viewport == PHONE:
@@ -88,7 +98,7 @@ def test_the_order_list_keeps_each_row_on_one_line_at_1400px(
                  return cells.map(c => c.getClientRects()[0].height / line);
                })"""
         )
-        assert len(rows) == 6
+        assert len(rows) == 7  # the order in review among them
         for cells in rows:
             assert max(cells) < 2.5, cells  # one line of text plus the cell's padding, never two lines
         page.screenshot(path=str(artifacts_dir / f"admin-1400-{lang.split('-')[0]}-orders.png"))

@@ -10,9 +10,11 @@ from django.contrib import admin
 from django.test import Client
 from django.urls import reverse
 
-from cardshop.models import CardSecret, Order, Product
+from cardshop.models import CardSecret, Order, OrderState, Product
 from cardshop.services import refunds
 from payments.models import ChannelAccount, Payment, Refund, RoutingSettings
+from tests.factories.cardshop import OrderFactory
+from tests.factories.risk import AssessmentFactory
 from tests.operators.auth import operator_login, staff_user
 
 pytestmark = pytest.mark.django_db
@@ -33,13 +35,23 @@ def op(db) -> Client:
 @pytest.fixture
 def demo(paid_order, epay_account, django_capture_on_commit_callbacks):
     """A product at 9.90 CNY, a delivered-then-refunded order, its payment and refund, an account with limits
-    and fees, and routing thresholds: every amount distinctive so a minor-unit leak is visible."""
+    and fees, routing thresholds, and an order of 2 codes held for review with its assessment (the review queue
+    and its page): every amount distinctive so a minor-unit leak is visible."""
     ChannelAccount.objects.filter(pk=epay_account.pk).update(
         fee_fixed_minor=137, min_amount_minor=123, max_amount_minor=456789, daily_cap_minor=9876543
     )
     RoutingSettings.objects.update_or_create(pk=1, defaults={"small_below_minor": 1234, "large_above_minor": 567890})
     with django_capture_on_commit_callbacks(execute=True):
         refunds.order_refund_request(order_no=paid_order.order_no, actor="op", reason="buyer asked")
+    held = OrderFactory(product=paid_order.product, state=OrderState.REVIEW, quantity=2, email="held@example.com")
+    AssessmentFactory(
+        order_no=held.order_no,
+        decision="review",
+        reasons=["big_order"],
+        score=0.64,
+        ruleset_version=2,
+        features={"amount_minor": 1980, "ip_amount_1d": 456789, "quantity": 2, "buyer_paid_before": False},
+    )
     return paid_order
 
 
@@ -64,9 +76,13 @@ def test_every_change_list_and_change_page_renders_without_minor_units(op, demo)
         assert resp.status_code == 200, (name, url, resp.status_code)
         pages[name] = resp.content.decode()
     for name, page in pages.items():
-        for minor in (990, 137, 456789, 9876543, 1234, 567890):
+        for minor in (990, 1980, 137, 456789, 9876543, 1234, 567890):
             assert not minor_shown(page, minor), f"{name} shows {minor} in minor units"
     assert "9.90 CNY" in pages["cardshop.Order list"]
+    queue = pages["cardshop.OrderInReview list"]
+    assert "19.80 CNY" in queue and "<code>big_order</code>" in queue and "he***@example.com" in queue
+    held = next(name for name in pages if name.startswith("cardshop.OrderInReview #"))
+    assert "<code>ip_amount_1d</code>: 4567.89 CNY" in pages[held] and "held@example.com" not in pages[held]
     assert "9.90 CNY" in pages[f"cardshop.Order #{demo.pk}"]
     assert "9.90 CNY" in pages["cardshop.Product list"]
     assert "9.90 CNY" in pages["payments.Payment list"]

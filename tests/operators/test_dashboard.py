@@ -324,14 +324,16 @@ def test_an_empty_shop_has_zero_buckets_and_empty_lists():
     assert d.daily.paid_orders == (0,) * 14
     assert (d.methods, d.channels) == ((), ())
     assert (d.low_stock.total, d.manual_delivery.total, d.undeliverable.total, d.open_refunds.total) == (0, 0, 0, 0)
+    assert d.review_waiting.total == 0
 
 
 def test_the_figures_take_a_fixed_number_of_queries(shop, django_assert_num_queries):
     dashboard_figures(now=NOW)  # warms the routing knobs' per-process cache
-    with django_assert_num_queries(14):
+    with django_assert_num_queries(15):
         dashboard_figures(now=NOW)
     OrderFactory(product=shop["cny"], state=OrderState.UNDELIVERABLE, created_at=utc(2, 5, 0), paid_at=utc(2, 5, 1))
-    with django_assert_num_queries(14):
+    OrderFactory(product=shop["cny"], state=OrderState.REVIEW, created_at=utc(2, 5, 10))
+    with django_assert_num_queries(15):
         dashboard_figures(now=NOW)
 
 
