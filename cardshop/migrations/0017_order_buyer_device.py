@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('cardshop', '0015_order_review_state'),
+        ('cardshop', '0016_order_in_review_queue'),
     ]
 
     operations = [
