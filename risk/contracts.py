@@ -34,6 +34,17 @@ DECISION_LABELS = {
 
 
 @dataclass(frozen=True)
+class ShopFacts:
+    """What only the shop knows of one checkout, read while risk's counters are on their way
+    (risk_assess(facts=...)); they replace the RiskRequest's fields of the same names."""
+
+    product_stock: int = 0
+    product_pending: int = 0
+    usual_amount_minor: int | None = None
+    buyer_paid_before: bool = False
+
+
+@dataclass(frozen=True)
 class RiskRequest:
     """One checkout (or payment start) as risk sees it. The stock figures and the buyer's history come from the
     caller, who owns orders and stock; risk keeps only its own counters and lists."""

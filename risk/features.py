@@ -17,7 +17,9 @@ import time
 import uuid
 from bisect import bisect_left, insort
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from django.conf import settings
 
@@ -25,6 +27,7 @@ from core.client_ip import ip_group
 from risk.write_behind import write_behind
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 WINDOWS = {"1m": 60, "1h": 3600, "1d": 86400}
 PREFIX = "risk:v1:"
@@ -50,7 +53,12 @@ COUNTED: tuple[tuple[str, str, str], ...] = (
 
 
 class CountersDown(Exception):
-    """The counter store did not answer: the assessment degrades instead of failing the checkout."""
+    """The counter store did not answer: the assessment degrades instead of failing the checkout. `meanwhile` is
+    what the caller's overlapped read returned (read_while)."""
+
+    def __init__(self, message: str, *, meanwhile: object = None):
+        super().__init__(message)
+        self.meanwhile = meanwhile
 
 
 @dataclass(frozen=True)
@@ -134,13 +142,50 @@ class RedisCounters:
 
         self._client = redis.Redis.from_url(url, socket_connect_timeout=0.2, socket_timeout=0.2)
         self._errors = (redis.RedisError, OSError)
+        self._no_script = redis.exceptions.NoScriptError
         self._read = self._client.register_script(_READ_SCRIPT)
         self._add = self._client.register_script(_ADD_SCRIPT)
         self._later = write_behind(self._add_or_log, name="risk-counters")
         self.config_stamp = 0  # as the latest read saw it
 
     def read(self, subject: Subject, now: float) -> dict[str, int]:
+        return self.read_while(subject, now, lambda: None)[0]
+
+    def read_while(self, subject: Subject, now: float, meanwhile: Callable[[], T]) -> tuple[dict[str, int], T]:
+        """`read`, with `meanwhile()` run between sending the script and reading its answer: the caller's own
+        database read overlaps Redis's round trip. `meanwhile` runs whatever Redis does; CountersDown carries its
+        result (`.meanwhile`) when Redis failed."""
         self._later.wait_idle(timeout=0.02)  # this process's own writes first
+        asked, keys, args = self._read_plan(subject, now)
+        pool = self._client.connection_pool
+        connection, answers, error = None, None, None
+        try:
+            connection = pool.get_connection()
+            connection.send_command("EVALSHA", self._read.sha, len(keys), *keys, *args)
+        except self._errors as exc:
+            error = exc
+        try:
+            result = meanwhile()
+            if error is None:
+                try:
+                    answers = connection.read_response()
+                except self._no_script:  # Redis restarted and forgot the script: load it and ask again
+                    answers = self._read(keys=keys, args=args)
+        except self._errors as exc:
+            error = exc
+        finally:
+            if connection is not None:
+                if answers is None:
+                    connection.disconnect()  # an answer may still be on its way: never hand it to the next caller
+                pool.release(connection)
+        if error is not None:
+            raise CountersDown(str(error), meanwhile=result) from error
+        counts = dict(zip(asked, answers, strict=False))
+        counts["ip_amount_1d"] = int(answers[-2])
+        self.config_stamp = int(answers[-1])
+        return counts, result
+
+    def _read_plan(self, subject: Subject, now: float) -> tuple[list[str], list[str], list]:
         keys = subject.keys()
         asked, sets, starts = [], [], []
         for feature, dim, window in COUNTED:
@@ -151,14 +196,7 @@ class RedisCounters:
         ip = keys.get("ip", "")
         hour = int(now // HOUR)
         buckets = [_amount_key(ip, hour - i) for i in range(24)] if ip else []
-        try:
-            answers = self._read(keys=[*sets, *buckets, CONFIG_KEY], args=[len(sets), *starts])
-        except self._errors as exc:
-            raise CountersDown(str(exc)) from exc
-        counts = dict(zip(asked, answers, strict=False))
-        counts["ip_amount_1d"] = int(answers[-2])
-        self.config_stamp = int(answers[-1])
-        return counts
+        return asked, [*sets, *buckets, CONFIG_KEY], [len(sets), *starts]
 
     def config_changed(self) -> None:
         try:
@@ -230,6 +268,10 @@ class MemoryCounters:
 
     add_soon = add  # in memory a write is as quick as a hand-over
 
+    def read_while(self, subject: Subject, now: float, meanwhile: Callable[[], T]) -> tuple[dict[str, int], T]:
+        result = meanwhile()
+        return self.read(subject, now), result
+
     def config_changed(self) -> None:
         self.config_stamp += 1
 
@@ -264,12 +306,23 @@ def config_changed() -> None:
     counters().config_changed()
 
 
-def counts_read(subject: Subject, now: float | None = None) -> dict[str, int]:
-    """Every counted feature of `subject` (0 where a value is missing), in one round trip."""
-    found = counters().read(subject, time.time() if now is None else now)
+def counts_read_while(
+    subject: Subject, meanwhile: Callable[[], T], now: float | None = None
+) -> tuple[dict[str, int], T]:
+    """counts_read, with `meanwhile()` (the caller's own database read) run while Redis answers."""
+    found, result = counters().read_while(subject, time.time() if now is None else now, meanwhile)
+    return _complete(found), result
+
+
+def _complete(found: dict[str, int]) -> dict[str, int]:
     return {feature: int(found.get(feature, 0)) for feature, _, _ in COUNTED} | {
         "ip_amount_1d": int(found.get("ip_amount_1d", 0))
     }
+
+
+def counts_read(subject: Subject, now: float | None = None) -> dict[str, int]:
+    """Every counted feature of `subject` (0 where a value is missing), in one round trip."""
+    return _complete(counters().read(subject, time.time() if now is None else now))
 
 
 def checkout_count(subject: Subject, amount_minor: int, now: float | None = None) -> None:

@@ -16,9 +16,11 @@ How a decision is made (the README quotes this):
 # ruff: noqa: S608 -- only the model's table and column names are formatted into the SQL; every value is a parameter.
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 from disposable_email_domains import blocklist as DISPOSABLE_DOMAINS
@@ -27,7 +29,7 @@ from django.utils import timezone
 
 from core.prepared import prepared_cursor
 from risk import features, scoring
-from risk.contracts import Decision, RiskOutcome, RiskRequest
+from risk.contracts import Decision, RiskOutcome, RiskRequest, ShopFacts
 from risk.models import Assessment, ListEntry, ListField, ListKind, RiskSettings, Rule, RuleSetVersion, VersionState
 from risk.rules import compiled_for, rules_matching
 from risk.schema import FEATURE_NAMES
@@ -177,17 +179,23 @@ def combine(matched, score: float | None, cfg: RiskSettings) -> tuple[Decision, 
     return decision, reasons
 
 
-def risk_assess(*, request: RiskRequest) -> RiskOutcome:
-    """Decide one checkout (module docstring) and store the assessment. Never raises for a counter outage."""
+def risk_assess(*, request: RiskRequest, facts: Callable[[], ShopFacts] | None = None) -> RiskOutcome:
+    """Decide one checkout (module docstring) and store the assessment. Never raises for a counter outage.
+
+    `facts`, when given, reads what only the shop knows (its stock held, the buyer's history); it runs while the
+    counters' answer is on its way from Redis, so the two round trips overlap, and its figures complete `request`.
+    """
     started = time.perf_counter()
     now = timezone.now()
     subject = _subject(request)
     degraded = False
     try:
-        counts = features.counts_read(subject)
+        counts, known = features.counts_read_while(subject, facts or _no_facts)
     except features.CountersDown as exc:
         log.warning("risk counters down (%s): the fallback setting decides", exc)
-        degraded, counts = True, {}
+        degraded, counts, known = True, {}, exc.meanwhile
+    if known is not None:
+        request = dataclasses.replace(request, **dataclasses.asdict(known))
     cfg = risk_settings()  # after the read: it brought the configuration stamp
     keys = subject.keys()
     listed = _listed(subject, keys)
@@ -244,6 +252,10 @@ def _assessment_store(assessment: Assessment) -> None:
         cursor.execute(_INSERT, values)
         assessment.pk = cursor.fetchone()[0]
     assessment._state.adding, assessment._state.db = False, connection.alias
+
+
+def _no_facts() -> None:
+    return None
 
 
 def _zeros() -> dict[str, int]:

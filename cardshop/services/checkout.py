@@ -20,7 +20,7 @@ from cardshop.locks import buyer_lock
 from cardshop.models import DeliveryKind, Order, OrderState, Product
 from cardshop.services.delivery import card_secrets_reserve
 from cardshop.services.events import order_event_add
-from cardshop.services.risk_request import risk_request_build
+from cardshop.services.risk_request import risk_request_build, shop_facts
 from core import ids
 from core.client_ip import ip_group
 from core.errors import DomainError
@@ -195,7 +195,7 @@ def order_create(
     risk_request = risk_request_build(
         product=product, quantity=quantity, email=email, ip=buyer_ip or "", device=device, order_no=checkout["order_no"]
     )
-    outcome = risk.risk_assess(request=risk_request)
+    outcome = risk.risk_assess(request=risk_request, facts=lambda: shop_facts(product=product, email=email))
     if outcome.decision == Decision.BLOCK:
         raise RiskBlocked(
             "risk_blocked", _("We cannot take this order. If you think this is a mistake, contact the shop.")
@@ -247,7 +247,7 @@ def order_create_after_challenge(*, token: str) -> Order:
     if product is None or not product.is_active:
         raise DomainError("not_on_sale", _("This product is not on sale."))
     request = None
-    if settings.RISK_ENABLED:  # counted as a checkout, unless risk was switched off since the challenge
+    if settings.RISK_ENABLED:  # counted as a checkout (no facts: it was assessed), unless risk was switched off
         request = risk_request_build(
             product=product,
             quantity=checkout["quantity"],

@@ -14,7 +14,7 @@ import time
 from cardshop.models import CardSecret, DeliveryKind, Order, OrderState, Product, SecretStatus
 from core.money import Money
 from core.prepared import prepared_cursor
-from risk.contracts import RiskRequest
+from risk.contracts import RiskRequest, ShopFacts
 
 # The states in which a buyer has paid for an order before (risk's buyer_paid_before).
 PAID_BEFORE = (OrderState.PAID, OrderState.DELIVERED, OrderState.UNDELIVERABLE)
@@ -41,8 +41,8 @@ _UNSOLD = (
 def risk_request_build(
     *, product: Product, quantity: int, email: str, ip: str, device: str, order_no: str
 ) -> RiskRequest:
-    held, paid_before = _shop_reads(product, email)
-    stock = max(product_unsold(product.pk), held) if product.delivery_kind == DeliveryKind.UNIQUE else 0
+    """The checkout as risk sees it, but for what only the shop knows: `shop_facts` reads that, while risk's
+    counters are on their way (risk_assess(facts=...))."""
     return RiskRequest(
         stage="checkout",
         amount=Money(product.price_minor * quantity, product.currency),
@@ -52,11 +52,18 @@ def risk_request_build(
         device=device,
         product_ref=product.slug,
         merchant_id=product.merchant_id,
+        order_no=order_no,
+    )
+
+
+def shop_facts(*, product: Product, email: str) -> ShopFacts:
+    held, paid_before = _shop_reads(product, email)
+    stock = max(product_unsold(product.pk), held) if product.delivery_kind == DeliveryKind.UNIQUE else 0
+    return ShopFacts(
         product_stock=stock,
         product_pending=held,
         usual_amount_minor=product_usual_amount(product.pk),
         buyer_paid_before=paid_before,
-        order_no=order_no,
     )
 
 

@@ -147,6 +147,36 @@ def test_counters_count_checkouts_per_ipv6_network_email_device_and_product_in_t
     assert counts["device_orders_1h"] == 0  # this subject names no device
 
 
+def test_the_shops_read_overlaps_the_counters_and_survives_what_redis_does(settings, require_redis):
+    """read_while: the caller's read runs between sending the script and reading its answer; its result comes back
+    with the counts, or with CountersDown when Redis is gone; a failing read leaves no stray answer behind; a
+    Redis that forgot the script (restarted) gets it again."""
+    import redis
+
+    settings.RISK_COUNTERS_URL = settings.REDIS_URL
+    subject = features.Subject(ip="10.66.0.1", email=f"{unique()}@example.com")
+    features.checkout_count(subject, 500)
+    counts, fact = features.counts_read_while(subject, lambda: "shop read")
+    assert (counts["ip_orders_1h"], counts["ip_amount_1d"], fact) == (1, 500, "shop read")
+
+    def failing():
+        raise RuntimeError("the shop's read failed")
+
+    with pytest.raises(RuntimeError):
+        features.counts_read_while(subject, failing)
+    # The unread answer was dropped with its connection: the next caller gets its own counts.
+    other = features.Subject(ip="10.66.0.2")
+    assert features.counts_read_while(other, lambda: 1)[0]["ip_orders_1h"] == 0
+
+    redis.Redis.from_url(settings.REDIS_URL).script_flush()
+    assert features.counts_read_while(subject, lambda: 2)[0]["ip_orders_1h"] == 1
+
+    settings.RISK_COUNTERS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    with pytest.raises(features.CountersDown) as down:
+        features.counts_read_while(subject, lambda: "still read")
+    assert down.value.meanwhile == "still read"
+
+
 def test_failures_count_for_the_ip_and_device(store):
     req = request_for()
     failure_record(kind="payment_failed", ip=req.ip, device=req.device)
