@@ -310,6 +310,8 @@ def order_payment_start(
     order = Order.objects.select_related("product").get(order_no=order_no)
     if order.state != OrderState.PENDING or order.expires_at <= timezone.now():
         raise DomainError("not_payable", _("This order can no longer be paid."))
+    if settings.RISK_ENABLED and payments.payment_live_for_reference(reference=order.order_no) is None:
+        _payment_risk_check(order, client_ip)
     base = settings.CARDSHOP_PUBLIC_URL
     return payments.payment_start(
         request=PaymentRequest(
@@ -329,6 +331,28 @@ def order_payment_start(
             ),
         )
     )
+
+
+def _payment_risk_check(order: Order, client_ip: str) -> None:
+    """Risk again as a new payment is about to be made (a live one is shown as it is, so a reload assesses
+    nothing): the payer's network may have failed payments since the checkout. A block refuses the payment and
+    changes nothing; challenge and review were the checkout's to decide, so here they are only recorded."""
+    request = RiskRequest(
+        stage="payment",
+        amount=order.amount,
+        quantity=order.quantity,
+        email=order.email,
+        ip=client_ip,
+        device=order.buyer_device,
+        product_ref=order.product.slug,
+        merchant_id=order.merchant_id,
+        order_no=order.order_no,
+    )
+    outcome = risk.risk_assess(request=request, facts=lambda: shop_facts(product=order.product, email=order.email))
+    if outcome.decision == Decision.BLOCK:
+        raise RiskBlocked(
+            "risk_blocked", _("We cannot take this order. If you think this is a mistake, contact the shop.")
+        )
 
 
 def order_payment_switch(*, order_no: str, client_ip: str, method: str) -> PaymentView:

@@ -14,8 +14,10 @@ from cardshop.models import CardSecret, Order, OrderState, SecretStatus
 from cardshop.services.review import order_review_approve, order_review_reject
 from cardshop.services.risk_request import shop_caches_clear
 from core.models import AuditEvent
+from payments.facade import payments_for_reference
 from risk.backtest import ruleset_backtest
 from risk.models import Assessment, Challenge, Rule
+from risk.services import list_entry_add
 from risk.versions import ruleset_draft, ruleset_publish
 from tests.conftest import make_product
 
@@ -40,6 +42,10 @@ def checkout(client, product, *, email="buyer@example.com", ip="10.8.0.1", quant
         {"quantity": quantity, "email": email, "query_password": "secret1"},
         REMOTE_ADDR=ip,
     )
+
+
+def payments_for(order_no: str) -> list:
+    return list(payments_for_reference(reference=order_no))
 
 
 def reserved(product) -> int:
@@ -87,6 +93,25 @@ def test_the_unsold_count_is_cached_for_half_a_minute_and_reservations_do_not_mo
     assert share_seen("c@example.com", "10.8.0.3") == 0.1  # 1 held of 10: the sale not seen yet
     shop_caches_clear()  # as half a minute later
     assert share_seen("d@example.com", "10.8.0.4") == 0.25  # 2 held of 8
+
+
+def test_payment_start_is_assessed_once_per_new_payment_and_a_block_there_refuses_it(client, stocked):
+    pay_url = checkout(client, stocked)["Location"] + "?method=alipay"
+    order = Order.objects.get()
+    first_view = client.get(pay_url, REMOTE_ADDR="10.8.0.1")
+    assert first_view.status_code == 200 and len(payments_for(order.order_no)) == 1  # the payment is made, shown
+    assert client.get(pay_url, REMOTE_ADDR="10.8.0.1").status_code == 200  # shown again as it is
+    payment_stage = Assessment.objects.filter(stage="payment")
+    assert [(a.order_no, a.decision) for a in payment_stage] == [(order.order_no, "allow")]
+    assert payment_stage.get().features["product_pending"] == 1  # the shop's facts: this order's own code held
+
+    second = checkout(client, stocked, email="later@example.com", ip="10.9.0.1")["Location"] + "?method=alipay"
+    list_entry_add(kind="block", field="ip", value="10.9.0.0/16")  # the payer's network is blocked meanwhile
+    refused = client.get(second, REMOTE_ADDR="10.9.0.7")
+    assert refused.status_code == 409 and "We cannot take this order" in refused.content.decode()
+    later = Order.objects.get(email="later@example.com")
+    assert later.state == OrderState.PENDING and not payments_for(later.order_no)  # no payment was made
+    assert Assessment.objects.filter(stage="payment", order_no=later.order_no).get().reasons == ["block_listed"]
 
 
 def test_block_says_so_and_reserves_nothing(client, stocked):
