@@ -4,9 +4,9 @@ the checkout does not wait for that write.
 
 Each counter is a sorted set of event ids scored by time (ZADD, trimmed to a day, expiring after one): a window's
 count is one ZCOUNT, so the 1 minute / 1 hour / 1 day windows of a key are exact, not bucketed. Amounts per IP and
-day are hourly INCRBY buckets (24 keys). Each read and each write is one Lua script. Without REDIS_URL (the SQLite demo) the same counters live in
-process memory (`MemoryCounters`); with Redis set but unreachable, `CountersDown` is raised and the caller
-degrades (risk.services).
+day are hourly INCRBY buckets (24 keys). Each read and each write is one Lua script. Without REDIS_URL (the SQLite
+demo) the same counters live in process memory (`MemoryCounters`); with Redis set but unreachable, `CountersDown`
+is raised and the caller degrades (risk.services).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from bisect import bisect_left, insort
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TypeVar
 
 from django.conf import settings
@@ -76,7 +77,11 @@ class Subject:
         return self.email.rpartition("@")[2].lower() if "@" in self.email else ""
 
     def keys(self) -> dict[str, str]:
-        """Counter dimension -> the value counted under it."""
+        """Counter dimension -> the value counted under it (worked out once per subject; read, never changed)."""
+        return self._keys
+
+    @cached_property
+    def _keys(self) -> dict[str, str]:
         ip = ip_group(self.ip)
         values = {
             "ip": ip,

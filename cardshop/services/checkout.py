@@ -130,7 +130,12 @@ def _pending_cap_check(*, email: str, ip_key: str, now: datetime) -> None:
 
 
 class RiskBlocked(DomainError):
-    """Risk refused the checkout: nothing was reserved. The buyer reads why in general words only."""
+    """Risk refused the checkout or the payment: nothing was reserved or made. The buyer reads why in general words
+    only."""
+
+    @classmethod
+    def refused(cls) -> RiskBlocked:
+        return cls("risk_blocked", _("We cannot take this order. If you think this is a mistake, contact the shop."))
 
 
 class ChallengeRequired(DomainError):
@@ -197,9 +202,7 @@ def order_create(
     )
     outcome = risk.risk_assess(request=risk_request, facts=lambda: shop_facts(product=product, email=email))
     if outcome.decision == Decision.BLOCK:
-        raise RiskBlocked(
-            "risk_blocked", _("We cannot take this order. If you think this is a mistake, contact the shop.")
-        )
+        raise RiskBlocked.refused()
     if outcome.decision == Decision.CHALLENGE:
         started = risk.challenge_start(
             kind=risk.risk_challenge_kind(), assessment_id=outcome.assessment_id, payload=checkout
@@ -337,22 +340,19 @@ def _payment_risk_check(order: Order, client_ip: str) -> None:
     """Risk again as a new payment is about to be made (a live one is shown as it is, so a reload assesses
     nothing): the payer's network may have failed payments since the checkout. A block refuses the payment and
     changes nothing; challenge and review were the checkout's to decide, so here they are only recorded."""
-    request = RiskRequest(
-        stage="payment",
-        amount=order.amount,
+    request = risk_request_build(
+        product=order.product,
         quantity=order.quantity,
         email=order.email,
         ip=client_ip,
         device=order.buyer_device,
-        product_ref=order.product.slug,
-        merchant_id=order.merchant_id,
         order_no=order.order_no,
+        stage="payment",
+        amount=order.amount,
     )
     outcome = risk.risk_assess(request=request, facts=lambda: shop_facts(product=order.product, email=order.email))
     if outcome.decision == Decision.BLOCK:
-        raise RiskBlocked(
-            "risk_blocked", _("We cannot take this order. If you think this is a mistake, contact the shop.")
-        )
+        raise RiskBlocked.refused()
 
 
 def order_payment_switch(*, order_no: str, client_ip: str, method: str) -> PaymentView:

@@ -39,13 +39,21 @@ _UNSOLD = (
 
 
 def risk_request_build(
-    *, product: Product, quantity: int, email: str, ip: str, device: str, order_no: str
+    *,
+    product: Product,
+    quantity: int,
+    email: str,
+    ip: str,
+    device: str,
+    order_no: str,
+    stage: str = "checkout",
+    amount: Money | None = None,
 ) -> RiskRequest:
-    """The checkout as risk sees it, but for what only the shop knows: `shop_facts` reads that, while risk's
-    counters are on their way (risk_assess(facts=...))."""
+    """The checkout (or payment start, with the order's `amount`) as risk sees it, but for what only the shop
+    knows: `shop_facts` reads that, while risk's counters are on their way (risk_assess(facts=...))."""
     return RiskRequest(
-        stage="checkout",
-        amount=Money(product.price_minor * quantity, product.currency),
+        stage=stage,
+        amount=amount or Money(product.price_minor * quantity, product.currency),
         quantity=quantity,
         email=email,
         ip=ip,
