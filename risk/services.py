@@ -180,7 +180,8 @@ def combine(matched, score: float | None, cfg: RiskSettings) -> tuple[Decision, 
 
 
 def risk_assess(*, request: RiskRequest, facts: Callable[[], ShopFacts] | None = None) -> RiskOutcome:
-    """Decide one checkout (module docstring) and store the assessment. Never raises for a counter outage.
+    """Decide one checkout (module docstring) and store the assessment, in the caller's transaction when there is
+    one (the checkout's: its row commits with the order it allowed). Never raises for a counter outage.
 
     `facts`, when given, reads what only the shop knows (its stock held, the buyer's history); it runs while the
     counters' answer is on its way from Redis, so the two round trips overlap, and its figures complete `request`.

@@ -16,9 +16,9 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from cardshop.locks import buyer_lock
+from cardshop.locks import buyer_lock, card_secrets_free_locked
 from cardshop.models import DeliveryKind, Order, OrderState, Product
-from cardshop.services.delivery import card_secrets_reserve
+from cardshop.services.delivery import card_secrets_hold
 from cardshop.services.events import order_event_add
 from cardshop.services.risk_request import risk_request_build, shop_facts
 from core import ids
@@ -200,18 +200,31 @@ def order_create(
     risk_request = risk_request_build(
         product=product, quantity=quantity, email=email, ip=buyer_ip or "", device=device, order_no=checkout["order_no"]
     )
-    outcome = risk.risk_assess(request=risk_request, facts=lambda: shop_facts(product=product, email=email))
+    review, started, refused = False, None, None
+    # The assessment commits with what it decided (one commit, not two). An order refused for stock or the pending
+    # cap is refused before its first write (_order_write), so catching the refusal here leaves nothing half-made
+    # and keeps the assessment on record, without a savepoint.
+    with transaction.atomic(durable=True):
+        outcome = risk.risk_assess(request=risk_request, facts=lambda: shop_facts(product=product, email=email))
+        if outcome.decision == Decision.CHALLENGE:
+            started = risk.challenge_start(
+                kind=risk.risk_challenge_kind(), assessment_id=outcome.assessment_id, payload=checkout
+            )
+        elif outcome.decision != Decision.BLOCK:
+            review = outcome.decision == Decision.REVIEW
+            try:
+                order = _order_write(product, checkout, risk_request, review=review)
+            except DomainError as exc:
+                refused = exc
     if outcome.decision == Decision.BLOCK:
         raise RiskBlocked.refused()
-    if outcome.decision == Decision.CHALLENGE:
-        started = risk.challenge_start(
-            kind=risk.risk_challenge_kind(), assessment_id=outcome.assessment_id, payload=checkout
-        )
+    if started is not None:
         if started.code:
             _challenge_mail(email=email, code=started.code, language=language)
         raise ChallengeRequired(token=started.token, kind=started.kind)
-    review = outcome.decision == Decision.REVIEW
-    return _order_make(product, checkout, risk_request, review=review)
+    if refused is not None:
+        raise refused
+    return order
 
 
 class ChallengeFailed(DomainError):
@@ -263,41 +276,50 @@ def order_create_after_challenge(*, token: str) -> Order:
 
 
 def _order_make(product: Product, checkout: dict, risk_request: RiskRequest | None, *, review: bool) -> Order:
+    with transaction.atomic(durable=True):
+        return _order_write(product, checkout, risk_request, review=review)
+
+
+def _order_write(product: Product, checkout: dict, risk_request: RiskRequest | None, *, review: bool) -> Order:
+    """The order and its reserved stock, in the caller's transaction. Every refusal (the pending cap, too little
+    stock) is raised before the first write: order_create relies on it to keep the assessment of a refused order."""
     now = timezone.now()
     email, quantity = checkout["email"], checkout["quantity"]
     buyer_ip = checkout["buyer_ip"] or None
-    with transaction.atomic(durable=True):
-        # The cap counts a buyer's network (an IPv6 /64), not one address they can rotate within it.
-        ip_key = ip_group(buyer_ip or "")
-        buyer_lock(f"email:{email}", f"ip:{ip_key}" if ip_key else "")
-        _pending_cap_check(email=email, ip_key=ip_key, now=now)
-        hold = settings.CARDSHOP_REVIEW_SECONDS if review else settings.CARDSHOP_ORDER_TTL_SECONDS
-        order = Order.objects.create(
-            order_no=checkout["order_no"],
-            merchant_id=product.merchant_id,
-            product=product,
-            quantity=quantity,
-            unit_price_minor=product.price_minor,
-            amount_minor=product.price_minor * quantity,
-            currency=product.currency,
-            email=email,
-            query_password_hash=checkout["query_password_hash"],
-            buyer_ip=buyer_ip,
-            buyer_ip_group=ip_key,
-            buyer_device=checkout.get("device", ""),
-            custom_input=checkout["custom_input"],
-            language=checkout["language"],
-            expires_at=now + timedelta(seconds=hold),
-            state=OrderState.REVIEW if review else OrderState.PENDING,
-        )
-        if product.delivery_kind == DeliveryKind.UNIQUE:
-            if card_secrets_reserve(order=order, count=quantity) < quantity:
-                raise DomainError("out_of_stock", _("Not enough stock left for this quantity."))
-        order_event_add(order=order, kind="created", quantity=quantity, amount=order.amount_minor)
-        if review:
-            order_event_add(order=order, kind="risk_review")
-        if risk_request is not None:
-            transaction.on_commit(lambda: risk.checkout_record(request=risk_request))
+    # The cap counts a buyer's network (an IPv6 /64), not one address they can rotate within it.
+    ip_key = ip_group(buyer_ip or "")
+    buyer_lock(f"email:{email}", f"ip:{ip_key}" if ip_key else "")
+    _pending_cap_check(email=email, ip_key=ip_key, now=now)
+    taken = []
+    if product.delivery_kind == DeliveryKind.UNIQUE:
+        taken = card_secrets_free_locked(product_id=product.pk, count=quantity)
+        if len(taken) < quantity:
+            raise DomainError("out_of_stock", _("Not enough stock left for this quantity."))
+    hold = settings.CARDSHOP_REVIEW_SECONDS if review else settings.CARDSHOP_ORDER_TTL_SECONDS
+    order = Order.objects.create(
+        order_no=checkout["order_no"],
+        merchant_id=product.merchant_id,
+        product=product,
+        quantity=quantity,
+        unit_price_minor=product.price_minor,
+        amount_minor=product.price_minor * quantity,
+        currency=product.currency,
+        email=email,
+        query_password_hash=checkout["query_password_hash"],
+        buyer_ip=buyer_ip,
+        buyer_ip_group=ip_key,
+        buyer_device=checkout.get("device", ""),
+        custom_input=checkout["custom_input"],
+        language=checkout["language"],
+        expires_at=now + timedelta(seconds=hold),
+        state=OrderState.REVIEW if review else OrderState.PENDING,
+    )
+    card_secrets_hold(order=order, secrets=taken)
+    order_event_add(order=order, kind="created", quantity=quantity, amount=order.amount_minor)
+    if review:
+        order_event_add(order=order, kind="risk_review")
+    if risk_request is not None:
+        transaction.on_commit(lambda: risk.checkout_record(request=risk_request))
     return order
 
 

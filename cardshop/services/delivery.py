@@ -20,11 +20,16 @@ log = logging.getLogger(__name__)
 def card_secrets_reserve(*, order: Order, count: int) -> int:
     """Reserve up to `count` free secrets for `order` until it expires; returns how many were taken."""
     taken = card_secrets_free_locked(product_id=order.product_id, count=count)
-    if taken:
-        CardSecret.objects.filter(pk__in=[s.pk for s in taken]).update(
+    card_secrets_hold(order=order, secrets=taken)
+    return len(taken)
+
+
+def card_secrets_hold(*, order: Order, secrets: list[CardSecret]) -> None:
+    """Reserve for `order`, until it expires, free secrets the caller has locked (card_secrets_free_locked)."""
+    if secrets:
+        CardSecret.objects.filter(pk__in=[s.pk for s in secrets]).update(
             status=SecretStatus.RESERVED, order=order, reserved_until=order.expires_at
         )
-    return len(taken)
 
 
 def card_secrets_release(*, order: Order) -> int:

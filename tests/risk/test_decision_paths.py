@@ -11,8 +11,10 @@ import pytest
 from django.core import mail
 
 from cardshop.models import CardSecret, Order, OrderState, SecretStatus
+from cardshop.services.checkout import order_create
 from cardshop.services.review import order_review_approve, order_review_reject
 from cardshop.services.risk_request import shop_caches_clear
+from core.errors import DomainError
 from core.models import AuditEvent
 from payments.facade import payments_for_reference
 from risk.backtest import ruleset_backtest
@@ -93,6 +95,27 @@ def test_the_unsold_count_is_cached_for_half_a_minute_and_reservations_do_not_mo
     assert share_seen("c@example.com", "10.8.0.3") == 0.1  # 1 held of 10: the sale not seen yet
     shop_caches_clear()  # as half a minute later
     assert share_seen("d@example.com", "10.8.0.4") == 0.25  # 2 held of 8
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_assessment_commits_with_its_order_and_stays_when_the_order_is_refused(client, settings, stocked):
+    """One commit for both (the assessment is written in the checkout's transaction); an order refused after
+    risk allowed it (by the pending cap, or for too little stock) leaves nothing made, its assessment kept."""
+    settings.CARDSHOP_MAX_PENDING_PER_BUYER = 1
+    checkout(client, stocked)
+    refused = checkout(client, stocked)
+    assert refused.status_code == 400 and "You already have an unpaid order" in refused.content.decode()
+    made, capped = Assessment.objects.order_by("pk")
+    assert Order.objects.get().order_no == made.order_no and made.decision == capped.decision == "allow"
+    assert not Order.objects.filter(order_no=capped.order_no).exists() and reserved(stocked) == 1
+
+    scarce = make_product(stocked.merchant, slug="scarce", secrets_count=1)
+    with pytest.raises(DomainError) as refused_for_stock:  # two asked, one left: found only as the codes are taken
+        order_create(product_id=scarce.pk, quantity=2, email="c@example.com", query_password="secret1", buyer_ip="")
+    assert refused_for_stock.value.code == "out_of_stock"
+    short = Assessment.objects.order_by("pk").last()
+    assert short.decision == "allow" and not Order.objects.filter(order_no=short.order_no).exists()
+    assert reserved(scarce) == 0 and Order.objects.count() == 1  # no order row, no code held
 
 
 def test_payment_start_is_assessed_once_per_new_payment_and_a_block_there_refuses_it(client, stocked):
