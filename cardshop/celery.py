@@ -24,6 +24,7 @@ app.conf.beat_schedule = {
     "settlement-payouts-create-due": {"task": "settlement.payouts_create_due", "schedule": 300.0},
     "settlement-payouts-resolve-due": {"task": "settlement.payouts_resolve_due", "schedule": 60.0},
     "staff-sessions-clear": {"task": "cardshop.staff_sessions_clear", "schedule": 24 * 3600.0},
+    "api-idempotency-sweep": {"task": "cardshop.api_idempotency_sweep", "schedule": 3600.0},
     # Nightly at a quiet hour (Celery's time zone: UTC unless CELERY_TIMEZONE is set); each run is stored.
     "ledger-check": {"task": "cardshop.ledger_check", "schedule": crontab(hour=3, minute=30)},
     "reconcile-yesterday": {"task": "cardshop.reconcile_yesterday", "schedule": crontab(minute=20)},

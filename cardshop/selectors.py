@@ -129,6 +129,15 @@ def payment_methods_for(*, product: Product, quantity: int) -> list[tuple[str, s
     return [(o.method, method_label(o.method)) for o in options]
 
 
+def product_list_for_merchant(*, merchant_id: int) -> QuerySet[Product]:
+    """Every product of one merchant, on sale or not, with its free stock (the merchant API's reads)."""
+    return (
+        Product.objects.filter(merchant_id=merchant_id)
+        .select_related("category")
+        .annotate(free_secrets=_free_secret_count())
+    )
+
+
 def product_for_checkout(*, slug: str) -> Product | None:
     """The product a checkout form posts to, without the stock count (the reservation decides)."""
     return Product.objects.filter(slug=slug, is_active=True).first()

@@ -71,6 +71,9 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # the API docs' Swagger UI files, served by this server (no CDN)
     "core.apps.CoreConfig",
     "payments.apps.PaymentsConfig",
     "risk.apps.RiskConfig",
@@ -291,6 +294,36 @@ CARDSHOP_CLIENT_IP_HEADER = env("CARDSHOP_CLIENT_IP_HEADER", "")
 CARDSHOP_LOOKUP_RATE_IP = env("CARDSHOP_LOOKUP_RATE_IP", "20/h")
 CARDSHOP_LOOKUP_RATE_ORDER = env("CARDSHOP_LOOKUP_RATE_ORDER", "5/15m")
 RATELIMIT_USE_CACHE = "default"
+
+# The merchant API (cardshop/api/): JSON only, a merchant's key, its scopes, a rate per key, one error shape.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["cardshop.api.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["cardshop.api.permissions.KeyHasScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["cardshop.api.throttling.PerKeyRate"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "cardshop.api.pagination.NewestFirst",
+    "DEFAULT_SCHEMA_CLASS": "cardshop.api.schema.ApiAutoSchema",
+    "EXCEPTION_HANDLER": "cardshop.api.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+CARDSHOP_API_RATE = env("CARDSHOP_API_RATE", "50/s")  # requests per key: n/s, n/m, n/h or n/d
+SPECTACULAR_SETTINGS = {
+    "TITLE": "CardShop merchant API",
+    "DESCRIPTION": (
+        "Your products, stock and orders from your own code. Authenticate with `Authorization: Bearer <key>`; "
+        "money is integer minor units with its currency; POSTs take an `Idempotency-Key`."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
 # Gateways (payments/gateways.py): epay and the bank have no official host, so the deployer lists theirs,
 # e.g. {"epay": ["pay.example.com"], "bankgw": ["gw.bank.example"]}. Loopback simulators only with DEBUG or this.
 CARDSHOP_GATEWAY_HOSTS = json.loads(env("CARDSHOP_GATEWAY_HOSTS", "{}"))

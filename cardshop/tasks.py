@@ -9,7 +9,7 @@ from celery import shared_task
 from django.core.management import call_command
 from django.utils import timezone
 
-from cardshop.services import notifications, orders, reconciliation, refunds, splits
+from cardshop.services import merchant_api, notifications, orders, reconciliation, refunds, splits
 from payments import facade as payments
 from settlement import facade as settlement
 
@@ -116,3 +116,8 @@ def reconcile_yesterday_task() -> int:
 def reconcile_day_task(channel_account_id: int, day: str) -> int:
     """One account's day, started by an operator (settings.SETTLEMENT_RECONCILE_TASK); idempotent per day."""
     return reconciliation.reconciliation_day(channel_account_id=channel_account_id, day=date.fromisoformat(day))
+
+
+@shared_task(name="cardshop.api_idempotency_sweep")
+def api_idempotency_sweep_task() -> int:
+    return merchant_api.idempotency_records_sweep()

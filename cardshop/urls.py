@@ -26,6 +26,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
+    path("api/", include("cardshop.api.urls")),
 ]
 
 handler404 = errors.page_not_found

@@ -1,8 +1,13 @@
 from cardshop.models.catalog import Category, DeliveryKind, Product, ProductImage, ShopAnnouncement
+from cardshop.models.merchant_api import ApiKey, ApiKeyMode, ApiScope, IdempotencyRecord
 from cardshop.models.orders import Order, OrderEvent, OrderInReview, OrderState, SecretRevealLog
 from cardshop.models.stock import CardSecret, SecretStatus
 
 __all__ = [
+    "ApiKey",
+    "ApiKeyMode",
+    "ApiScope",
+    "IdempotencyRecord",
     "CardSecret",
     "Category",
     "DeliveryKind",

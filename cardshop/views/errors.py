@@ -11,13 +11,16 @@ import logging
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotFound, HttpResponseServerError
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotFound, HttpResponseServerError, JsonResponse
 from django.template import loader
 from django.views.decorators.csrf import requires_csrf_token
+
+from cardshop.api.errors import error_body
 
 log = logging.getLogger("django.request")
 
 TECHNICAL_PREFIXES = ("/admin/", "/notify/")
+API_PREFIX = "/api/"  # machine callers get the API's JSON error object, not a page
 
 # A page that cannot fail: used when even the shop's 500 template cannot render (database down, template error).
 FALLBACK_500 = (
@@ -28,12 +31,16 @@ FALLBACK_500 = (
 
 @requires_csrf_token
 def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse(error_body(404, "resource_missing", "No such endpoint."), status=404)
     body = loader.render_to_string("404.html", {"request_path": request.path}, request)
     return HttpResponseNotFound(body)
 
 
 @requires_csrf_token
 def server_error(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse(error_body(500, "server_error", "Something went wrong on our side."), status=500)
     try:
         body = loader.render_to_string("500.html", {}, request)
     except Exception:  # the error page must never raise a second error

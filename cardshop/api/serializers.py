@@ -1,0 +1,137 @@
+"""What the API reads and writes. Money is always an object of integer minor units and its currency; secrets are
+write-only (never in any response)."""
+
+from __future__ import annotations
+
+from django.db import models
+from rest_framework import serializers
+
+from cardshop.models import Category, DeliveryKind, Product
+from cardshop.selectors import product_stock
+from core.money import CURRENCY_EXPONENTS
+
+MAX_AMOUNT_MINOR = 10**12
+
+
+# JSON's types as the schema states them: DRF would take 123 for a string, "12" for a number and "yes" for a
+# boolean; a merchant's bug then passes silently. These refuse them (schemathesis' negative cases check it).
+class StrictCharField(serializers.CharField):
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictSlugField(serializers.SlugField, StrictCharField):
+    pass
+
+
+class StrictRegexField(serializers.RegexField, StrictCharField):
+    pass
+
+
+class StrictIntegerField(serializers.IntegerField):
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+class StrictModelSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.CharField: StrictCharField,
+        models.TextField: StrictCharField,
+        models.SlugField: StrictSlugField,
+        models.IntegerField: StrictIntegerField,
+        models.BigIntegerField: StrictIntegerField,
+        models.PositiveIntegerField: StrictIntegerField,
+        models.SmallIntegerField: StrictIntegerField,
+        models.PositiveSmallIntegerField: StrictIntegerField,
+        models.BooleanField: StrictBooleanField,
+    }
+
+
+class PriceSerializer(serializers.Serializer):
+    """A product's unit price, read from and written to its price_minor and currency."""
+
+    amount_minor = StrictIntegerField(source="price_minor", min_value=1, max_value=MAX_AMOUNT_MINOR)
+    currency = serializers.ChoiceField(choices=sorted(CURRENCY_EXPONENTS))
+
+
+class CustomFieldSerializer(serializers.Serializer):
+    name = StrictRegexField(r"^[a-z][a-z0-9_]{0,39}$")
+    label = StrictCharField(max_length=80, required=False)
+    required = StrictBooleanField(required=False)
+
+
+class CategorySlugField(serializers.SlugRelatedField):
+    """A category by slug, or null for none; an empty string is refused (DRF would read it as null)."""
+
+    def run_validation(self, data=serializers.empty):
+        if data == "":
+            self.fail("invalid")
+        return super().run_validation(data)
+
+
+class ProductSerializer(StrictModelSerializer):
+    price = PriceSerializer(source="*")
+    category = CategorySlugField(slug_field="slug", queryset=Category.objects.all(), allow_null=True, required=False)
+    delivery_kind = serializers.ChoiceField(choices=DeliveryKind.choices, default=DeliveryKind.UNIQUE)
+    reusable_secret = StrictCharField(write_only=True, required=False, max_length=2000, trim_whitespace=False)
+    custom_fields = CustomFieldSerializer(many=True, required=False)
+    stock = serializers.SerializerMethodField(help_text="Free codes; null when the product never runs out.")
+    min_quantity = StrictIntegerField(min_value=1, max_value=10_000, required=False)
+    max_quantity = StrictIntegerField(min_value=1, max_value=10_000, required=False)
+
+    class Meta:
+        model = Product
+        fields = [
+            "id",
+            "name",
+            "slug",
+            "description",
+            "price",
+            "delivery_kind",
+            "reusable_secret",
+            "custom_fields",
+            "min_quantity",
+            "max_quantity",
+            "is_active",
+            "category",
+            "sort_order",
+            "stock",
+            "created_at",
+        ]
+        read_only_fields = ["id", "created_at"]
+        extra_kwargs = {"description": {"max_length": 5000}, "sort_order": {"min_value": -(10**6), "max_value": 10**6}}
+
+    def get_stock(self, product: Product) -> int | None:
+        return product_stock(product)
+
+    def validate(self, attrs: dict) -> dict:
+        low = attrs.get("min_quantity", getattr(self.instance, "min_quantity", 1))
+        high = attrs.get("max_quantity", getattr(self.instance, "max_quantity", 5))
+        if high < low:
+            raise serializers.ValidationError({"max_quantity": "must be at least min_quantity"})
+        return attrs
+
+
+class StockUploadSerializer(serializers.Serializer):
+    codes = StrictCharField(
+        max_length=2_000_000, trim_whitespace=False, help_text="One card secret per line; blank lines are ignored."
+    )
+
+
+class StockReportSerializer(serializers.Serializer):
+    imported = serializers.IntegerField()
+    duplicates = serializers.IntegerField(help_text="Skipped: repeated in the upload or already held by the merchant.")
+    duplicates_elsewhere = serializers.IntegerField(help_text="Of the duplicates: held by another of your products.")
+    invalid = serializers.IntegerField(help_text="Lines too long or with characters that cannot be printed.")

@@ -1,0 +1,16 @@
+"""/api/v1/ and the API's schema and docs (served from this server: no CDN)."""
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from cardshop.api import views
+
+router = SimpleRouter(trailing_slash=True)
+router.register("products", views.ProductViewSet, basename="api-product")
+
+urlpatterns = [
+    path("v1/", include(router.urls)),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]

@@ -1,0 +1,95 @@
+"""The merchant API's endpoints. Each parses input, calls one service or selector scoped to the key's merchant, and
+renders; another merchant's object is a 404, exactly like one that does not exist."""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext as _
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from cardshop.api.idempotency import IdempotentPosts
+from cardshop.api.serializers import ProductSerializer, StockReportSerializer, StockUploadSerializer
+from cardshop.models import Product
+from cardshop.selectors import product_list_for_merchant
+from cardshop.services.catalog import product_create, product_retire, product_update
+from cardshop.services.stock import card_secrets_import
+
+
+def actor_of(request: Request) -> str:
+    return f"api_key:{request.user.key_id}"
+
+
+class MerchantApiView(IdempotentPosts, viewsets.GenericViewSet):
+    """Keys, scopes, throttling and errors come from REST_FRAMEWORK in settings; this adds the key's merchant."""
+
+    # Query parameters each action reads; any other is refused, naming it (a misspelt filter must not pass
+    # silently as "no filter").
+    query_params_read = {"list": {"limit", "cursor"}}
+
+    @property
+    def merchant_id(self) -> int:
+        return self.request.user.merchant_id
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        super().initial(request, *args, **kwargs)
+        if self.action is None:
+            return  # a method this endpoint does not take: DRF answers 405
+        unknown = sorted(set(request.query_params) - self.query_params_read.get(self.action, set()))
+        if unknown:
+            raise ValidationError({unknown[0]: [_("Unknown parameter.")]})
+
+
+class ProductViewSet(MerchantApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    serializer_class = ProductSerializer
+    http_method_names = ["get", "post", "patch"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # drf-spectacular reading the types, no request
+            return Product.objects.none()
+        return product_list_for_merchant(merchant_id=self.merchant_id)
+
+    def create(self, request: Request) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        product = product_create(
+            merchant_id=self.merchant_id, fields=serializer.validated_data, actor=actor_of(request)
+        )
+        return Response(self._shown(product.pk), status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request: Request, pk: str) -> Response:
+        product = self.get_object()
+        serializer = self.get_serializer(product, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        product_update(
+            merchant_id=self.merchant_id,
+            product_id=product.pk,
+            changes=serializer.validated_data,
+            actor=actor_of(request),
+        )
+        return Response(self._shown(product.pk))
+
+    @extend_schema(request=None, responses=ProductSerializer)
+    @action(detail=True, methods=["post"])
+    def retire(self, request: Request, pk: str) -> Response:
+        """Take the product off sale (kept for its orders; its unsold codes stay)."""
+        product = self.get_object()
+        product_retire(merchant_id=self.merchant_id, product_id=product.pk, actor=actor_of(request))
+        return Response(self._shown(product.pk))
+
+    @extend_schema(request=StockUploadSerializer, responses={201: StockReportSerializer})
+    @action(detail=True, methods=["post"])
+    def stock(self, request: Request, pk: str) -> Response:
+        """Add card secrets, one per line, with the admin's dedupe report."""
+        product = self.get_object()
+        upload = StockUploadSerializer(data=request.data)
+        upload.is_valid(raise_exception=True)
+        report = card_secrets_import(product_id=product.pk, text=upload.validated_data["codes"])
+        return Response(StockReportSerializer(report).data, status=status.HTTP_201_CREATED)
+
+    def _shown(self, product_id: int) -> dict:
+        product = self.get_queryset().get(pk=product_id)
+        return self.get_serializer(product).data

@@ -1,0 +1,52 @@
+"""The cross-merchant walk, generated from the router: every endpoint that names an object, called with merchant A's
+key on merchant B's object, answers 404 (as for an object that does not exist) and changes nothing of B's."""
+
+from __future__ import annotations
+
+import pytest
+
+from cardshop.api.urls import router
+from cardshop.models import CardSecret, Product
+
+# One object of merchant B per registered endpoint, and a snapshot of what B has (to show nothing changed).
+OBJECT_OF_B = {"api-product": lambda b: b.pk}
+
+
+def snapshot_of_b(b: Product) -> tuple:
+    b.refresh_from_db()
+    return (b.name, b.price_minor, b.is_active, CardSecret.objects.filter(product=b).count())
+
+
+def detail_calls():
+    for prefix, viewset, basename in router.registry:
+        for route in router.get_routes(viewset):
+            if not route.detail:
+                continue
+            for method, action in route.mapping.items():
+                if hasattr(viewset, action):
+                    suffix = route.url.split("{lookup}")[1].replace("{trailing_slash}", "/").rstrip("$")
+                    yield basename, prefix, suffix, method
+
+
+CALLS = sorted(set(detail_calls()))
+
+
+def test_the_walk_covers_every_endpoint_with_an_object():
+    assert {basename for basename, *_ in CALLS} == set(OBJECT_OF_B) == {b for _p, _v, b in router.registry}
+    assert len(CALLS) >= 4  # products: retrieve, update, retire, stock
+
+
+@pytest.mark.parametrize(("basename", "prefix", "suffix", "method"), CALLS)
+def test_merchant_as_key_on_merchant_bs_object_is_not_found(api, shop_a, shop_b, basename, prefix, suffix, method):
+    before = snapshot_of_b(shop_b)
+    url = f"/api/v1/{prefix}/{OBJECT_OF_B[basename](shop_b)}{suffix}"
+    body = {"name": "taken over", "codes": "STOLEN-1", "price": {"amount_minor": 1, "currency": "CNY"}}
+    answer = getattr(api, method)(url, body, format="json") if method != "get" else api.get(url)
+    assert answer.status_code == 404, (method, url)
+    assert answer.json()["error"] == {
+        "type": "invalid_request_error",
+        "code": "resource_missing",
+        "message": "No such object.",
+        "param": None,
+    }
+    assert snapshot_of_b(shop_b) == before
