@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
+from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget, UnfoldAdminSelectWidget, UnfoldAdminTextInputWidget
 
 from cardshop.models.merchant_api import ApiKey, ApiScope
 from cardshop.services.merchant_api import api_key_create, api_key_revoke
@@ -19,25 +20,53 @@ from core.errors import DomainError
 
 class ApiKeyForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(
-        label=_("scopes"), choices=ApiScope.choices, widget=forms.CheckboxSelectMultiple, initial=[ApiScope.READ]
+        label=_("scopes"),
+        choices=ApiScope.choices,
+        widget=UnfoldAdminCheckboxSelectMultipleWidget,
+        initial=[ApiScope.READ],
     )
 
     class Meta:
         model = ApiKey
         fields = ["merchant", "name", "mode", "scopes"]
+        widgets = {
+            "merchant": UnfoldAdminSelectWidget,
+            "name": UnfoldAdminTextInputWidget,
+            "mode": UnfoldAdminSelectWidget,
+        }
 
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(ModelAdmin):
     form = ApiKeyForm
-    list_display = ["name", "merchant", "masked", "mode", "scopes", "created_at", "last_used_at", "revoked_at"]
+    list_display = ["name", "merchant", "masked", "mode", "scope_list", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["mode", "merchant"]
     search_fields = ["name", "prefix"]
     actions = ["revoke"]
 
+    def get_fields(self, request: HttpRequest, obj=None):
+        if obj is None:
+            return super().get_fields(request, obj)
+        return [
+            "name",
+            "merchant",
+            "mode",
+            "masked",
+            "scope_list",
+            "created_by",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        ]
+
     def get_readonly_fields(self, request: HttpRequest, obj=None):
-        shown = ["masked", "created_by", "created_at", "last_used_at", "revoked_at"]
-        return shown + ["merchant", "name", "mode", "scopes"] if obj else []
+        shown = ["masked", "scope_list", "created_by", "created_at", "last_used_at", "revoked_at"]
+        return shown + ["merchant", "name", "mode"] if obj else []
+
+    @admin.display(description=_("scopes"))
+    def scope_list(self, obj: ApiKey) -> str:
+        labels = dict(ApiScope.choices)
+        return ", ".join(str(labels.get(s, s)) for s in obj.scopes)
 
     @admin.display(description=_("key"))
     def masked(self, obj: ApiKey) -> str:

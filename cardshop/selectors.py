@@ -138,6 +138,27 @@ def product_list_for_merchant(*, merchant_id: int) -> QuerySet[Product]:
     )
 
 
+def order_list_for_merchant(
+    *,
+    merchant_id: int,
+    state: str = "",
+    email: str = "",
+    created_gte: dt.datetime | None = None,
+    created_lt: dt.datetime | None = None,
+) -> QuerySet[Order]:
+    """One merchant's orders, filtered as the merchant API's list asks (every filter optional)."""
+    orders = Order.objects.filter(merchant_id=merchant_id)
+    if state:
+        orders = orders.filter(state=state)
+    if email:
+        orders = orders.filter(email=email.strip().lower())
+    if created_gte is not None:
+        orders = orders.filter(created_at__gte=created_gte)
+    if created_lt is not None:
+        orders = orders.filter(created_at__lt=created_lt)
+    return orders
+
+
 def product_for_checkout(*, slug: str) -> Product | None:
     """The product a checkout form posts to, without the stock count (the reservation decides)."""
     return Product.objects.filter(slug=slug, is_active=True).first()

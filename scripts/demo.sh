@@ -96,6 +96,7 @@ cat <<MSG
   Storefront  : http://$WEB/
   Admin       : http://$WEB/admin/   (login printed above on first seed)
   Order lookup: http://$WEB/orders/lookup/
+  Merchant API: http://$WEB/api/v1/   (docs: http://$WEB/api/docs/; keys: Admin > API keys)
   Simulators  : $SIMULATORS (ports on 127.0.0.1; cashier pages open from the pay page)
   Stripe test cards: 4242 4242 4242 4242 pays, 4000 0000 0000 0002 is declined (any future expiry, any CVC)
   Logs: var/celery.log, $SIM_DIR/<channel>.log; mails: var/mail/

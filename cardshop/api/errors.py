@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from cardshop.services.checkout import ChallengeRequired
 from cardshop.services.merchant_api import IdempotencyConflict, IdempotentAnswer
 from core.errors import DomainError
 
@@ -33,7 +36,16 @@ TYPES = {
 }
 
 # Refusals of a use case that are not the caller's malformed input, and their status.
-DOMAIN_STATUS = {"not_found": 404, "out_of_stock": 409, "conflict": 409}
+DOMAIN_STATUS = {
+    "not_found": 404,
+    "out_of_stock": 409,
+    "not_cancellable": 409,
+    "challenge_required": 409,
+    "risk_blocked": 409,
+    "too_many_pending": 409,
+}
+# The request field a refusal is about, where there is one.
+DOMAIN_PARAM = {"quantity": "quantity", "email": "email", "custom_field": "custom_input", "not_on_sale": "product"}
 
 
 class Replayed(Exception):
@@ -67,7 +79,11 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
         return Response(body, status=409)
     if isinstance(exc, DomainError):
         code = DOMAIN_STATUS.get(exc.code, 400)
-        return Response(error_body(code, exc.code, exc.message), status=code)
+        body = error_body(code, exc.code, exc.message, DOMAIN_PARAM.get(exc.code))
+        if isinstance(exc, ChallengeRequired):  # the buyer proves itself there, then lands on the pay page
+            path = reverse("checkout_confirm", args=[exc.token])
+            body["error"]["confirm_url"] = f"{settings.CARDSHOP_PUBLIC_URL}{path}"
+        return Response(body, status=code)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(getattr(exc, "message_dict", None) or {"non_field_errors": exc.messages})
     if isinstance(exc, Http404):

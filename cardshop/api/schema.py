@@ -31,6 +31,9 @@ class ErrorDetailSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
     param = serializers.CharField(allow_null=True)
+    confirm_url = serializers.URLField(
+        required=False, help_text="Only with code challenge_required: where the buyer confirms the order."
+    )
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -3,11 +3,14 @@ write-only (never in any response)."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from cardshop.models import Category, DeliveryKind, Product
+from cardshop.models import Category, DeliveryKind, Order, OrderState, Product
 from cardshop.selectors import product_stock
+from cardshop.services.notifications import order_link
 from core.money import CURRENCY_EXPONENTS
 
 MAX_AMOUNT_MINOR = 10**12
@@ -135,3 +138,87 @@ class StockReportSerializer(serializers.Serializer):
     duplicates = serializers.IntegerField(help_text="Skipped: repeated in the upload or already held by the merchant.")
     duplicates_elsewhere = serializers.IntegerField(help_text="Of the duplicates: held by another of your products.")
     invalid = serializers.IntegerField(help_text="Lines too long or with characters that cannot be printed.")
+
+
+class MoneySerializer(serializers.Serializer):
+    amount_minor = serializers.IntegerField()
+    currency = serializers.CharField()
+
+
+def money_of(amount_minor: int, currency: str) -> dict:
+    return {"amount_minor": amount_minor, "currency": currency}
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    """An order as its merchant sees it. No card secret is ever in it (those have their own audited endpoint)."""
+
+    id = serializers.CharField(source="order_no", read_only=True)
+    product = serializers.IntegerField(source="product_id", read_only=True)
+    unit_price = serializers.SerializerMethodField()
+    amount = serializers.SerializerMethodField()
+    pay_url = serializers.SerializerMethodField(
+        help_text="Where to send the buyer: the order's page, which offers the payment methods while it waits "
+        "for payment (a signed link, valid 30 days); null once it no longer does."
+    )
+
+    class Meta:
+        model = Order
+        fields = [
+            "id",
+            "state",
+            "product",
+            "quantity",
+            "unit_price",
+            "amount",
+            "email",
+            "custom_input",
+            "created_at",
+            "expires_at",
+            "paid_at",
+            "delivered_at",
+            "refunded_at",
+            "pay_url",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(MoneySerializer)
+    def get_unit_price(self, order: Order) -> dict:
+        return money_of(order.unit_price_minor, order.currency)
+
+    @extend_schema_field(MoneySerializer)
+    def get_amount(self, order: Order) -> dict:
+        return money_of(order.amount_minor, order.currency)
+
+    def get_pay_url(self, order: Order) -> str | None:
+        if order.state not in (OrderState.PENDING, OrderState.REVIEW):
+            return None
+        return order_link(order.order_no)
+
+
+class OrderCreateSerializer(serializers.Serializer):
+    product = StrictIntegerField(min_value=1, help_text="One of your products' id.")
+    quantity = StrictIntegerField(min_value=1, max_value=10_000, default=1)
+    email = serializers.EmailField(help_text="The buyer's: the codes are mailed there.")
+    buyer_ip = serializers.IPAddressField(required=False, help_text="The buyer's address, for risk; yours is not.")
+    custom_input = serializers.DictField(child=StrictCharField(max_length=500), required=False)
+    language = serializers.ChoiceField(choices=[code for code, _name in settings.LANGUAGES], required=False)
+
+    def validate_email(self, value):
+        if not isinstance(self.initial_data.get("email"), str):
+            raise serializers.ValidationError("must be a string")
+        return value
+
+
+class OrderListFilters(serializers.Serializer):
+    state = serializers.ChoiceField(choices=OrderState.choices, required=False)
+    email = serializers.EmailField(required=False)
+    created_gte = serializers.DateTimeField(required=False)
+    created_lt = serializers.DateTimeField(required=False)
+
+
+class OrderSecretsSerializer(serializers.Serializer):
+    order = serializers.CharField(help_text="The order number.")
+    state = serializers.CharField()
+    secrets = serializers.ListField(
+        child=serializers.CharField(), help_text="The delivered codes (or the delivery note); empty until delivered."
+    )

@@ -8,6 +8,7 @@ from cardshop.api import views
 
 router = SimpleRouter(trailing_slash=True)
 router.register("products", views.ProductViewSet, basename="api-product")
+router.register("orders", views.OrderViewSet, basename="api-order")
 
 urlpatterns = [
     path("v1/", include(router.urls)),

@@ -12,10 +12,21 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from cardshop.api.idempotency import IdempotentPosts
-from cardshop.api.serializers import ProductSerializer, StockReportSerializer, StockUploadSerializer
-from cardshop.models import Product
-from cardshop.selectors import product_list_for_merchant
+from cardshop.api.serializers import (
+    OrderCreateSerializer,
+    OrderListFilters,
+    OrderSecretsSerializer,
+    OrderSerializer,
+    ProductSerializer,
+    StockReportSerializer,
+    StockUploadSerializer,
+)
+from cardshop.models import Order, Product
+from cardshop.selectors import order_list_for_merchant, product_list_for_merchant
 from cardshop.services.catalog import product_create, product_retire, product_update
+from cardshop.services.checkout import order_create_for_merchant
+from cardshop.services.delivery import order_secrets_for_merchant
+from cardshop.services.orders import order_cancel
 from cardshop.services.stock import card_secrets_import
 
 
@@ -93,3 +104,63 @@ class ProductViewSet(MerchantApiView, mixins.ListModelMixin, mixins.RetrieveMode
     def _shown(self, product_id: int) -> dict:
         product = self.get_queryset().get(pk=product_id)
         return self.get_serializer(product).data
+
+
+@extend_schema(parameters=[OrderListFilters])
+class OrderViewSet(MerchantApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    serializer_class = OrderSerializer
+    lookup_field = "order_no"
+    lookup_url_kwarg = "id"
+    lookup_value_regex = r"[A-Za-z0-9]{1,32}"
+    http_method_names = ["get", "post"]
+    query_params_read = {"list": {"limit", "cursor", *OrderListFilters().fields}}
+    action_scopes = {"secrets": "secrets"}
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Order.objects.none()
+        filters = {}
+        if self.action == "list":
+            # A plain dict: from a QueryDict DRF would read "state=" as no filter at all.
+            given = OrderListFilters(data=self.request.query_params.dict())
+            given.is_valid(raise_exception=True)
+            filters = given.validated_data
+        return order_list_for_merchant(merchant_id=self.merchant_id, **filters)
+
+    @extend_schema(request=OrderCreateSerializer, responses={201: OrderSerializer})
+    def create(self, request: Request) -> Response:
+        """An order for a buyer of your own site; send the buyer to its `pay_url`. Risk decides as at checkout:
+        a challenged order answers 409 `challenge_required` with the `confirm_url` to send the buyer to instead."""
+        given = OrderCreateSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        data = given.validated_data
+        order = order_create_for_merchant(
+            merchant_id=self.merchant_id,
+            product_id=data["product"],
+            quantity=data["quantity"],
+            email=data["email"],
+            buyer_ip=data.get("buyer_ip"),
+            custom_input=data.get("custom_input"),
+            language=data.get("language", ""),
+        )
+        return Response(self.get_serializer(order).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=OrderSecretsSerializer)
+    @action(detail=True, methods=["get"])
+    def secrets(self, request: Request, id: str) -> Response:
+        """The delivered codes, for your site to show your buyer. Needs the `secrets` scope; every read is audited."""
+        order = self.get_object()
+        codes = order_secrets_for_merchant(
+            merchant_id=self.merchant_id, order_no=order.order_no, actor=actor_of(request)
+        )
+        response = Response({"order": order.order_no, "state": order.state, "secrets": codes})
+        response["Cache-Control"] = "no-store"  # card secrets: no proxy or client cache may keep them
+        return response
+
+    @extend_schema(request=None, responses=OrderSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, id: str) -> Response:
+        """Cancel an order still waiting for payment: its stock goes back, its open payments are closed."""
+        order = self.get_object()
+        cancelled = order_cancel(order_no=order.order_no, actor=actor_of(request))
+        return Response(self.get_serializer(cancelled).data)

@@ -6,15 +6,22 @@ from __future__ import annotations
 import pytest
 
 from cardshop.api.urls import router
-from cardshop.models import CardSecret, Product
+from cardshop.models import CardSecret, Order, Product
+from core.models import AuditEvent
+from tests.factories.cardshop import OrderFactory
 
 # One object of merchant B per registered endpoint, and a snapshot of what B has (to show nothing changed).
-OBJECT_OF_B = {"api-product": lambda b: b.pk}
+OBJECT_OF_B = {
+    "api-product": lambda b: b.pk,
+    "api-order": lambda b: (Order.objects.filter(product=b).first() or OrderFactory(product=b)).order_no,
+}
 
 
 def snapshot_of_b(b: Product) -> tuple:
     b.refresh_from_db()
-    return (b.name, b.price_minor, b.is_active, CardSecret.objects.filter(product=b).count())
+    orders = sorted(Order.objects.filter(product=b).values_list("order_no", "state"))
+    audits = AuditEvent.objects.count()  # nothing made, changed or read on B's behalf
+    return (b.name, b.price_minor, b.is_active, CardSecret.objects.filter(product=b).count(), orders, audits)
 
 
 def detail_calls():
@@ -33,13 +40,13 @@ CALLS = sorted(set(detail_calls()))
 
 def test_the_walk_covers_every_endpoint_with_an_object():
     assert {basename for basename, *_ in CALLS} == set(OBJECT_OF_B) == {b for _p, _v, b in router.registry}
-    assert len(CALLS) >= 4  # products: retrieve, update, retire, stock
+    assert len(CALLS) >= 7  # products: retrieve, update, retire, stock; orders: retrieve, secrets, cancel
 
 
 @pytest.mark.parametrize(("basename", "prefix", "suffix", "method"), CALLS)
 def test_merchant_as_key_on_merchant_bs_object_is_not_found(api, shop_a, shop_b, basename, prefix, suffix, method):
-    before = snapshot_of_b(shop_b)
     url = f"/api/v1/{prefix}/{OBJECT_OF_B[basename](shop_b)}{suffix}"
+    before = snapshot_of_b(shop_b)
     body = {"name": "taken over", "codes": "STOLEN-1", "price": {"amount_minor": 1, "currency": "CNY"}}
     answer = getattr(api, method)(url, body, format="json") if method != "get" else api.get(url)
     assert answer.status_code == 404, (method, url)
