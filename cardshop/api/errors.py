@@ -43,6 +43,9 @@ DOMAIN_STATUS = {
     "challenge_required": 409,
     "risk_blocked": 409,
     "too_many_pending": 409,
+    "not_refundable": 409,
+    "not_paid": 409,
+    "no_refund_channel": 409,
 }
 # The request field a refusal is about, where there is one.
 DOMAIN_PARAM = {"quantity": "quantity", "email": "email", "custom_field": "custom_input", "not_on_sale": "product"}

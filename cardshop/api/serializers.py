@@ -12,6 +12,7 @@ from cardshop.models import Category, DeliveryKind, Order, OrderState, Product
 from cardshop.selectors import product_stock
 from cardshop.services.notifications import order_link
 from core.money import CURRENCY_EXPONENTS
+from payments.contracts import RefundStatus
 
 MAX_AMOUNT_MINOR = 10**12
 
@@ -222,3 +223,21 @@ class OrderSecretsSerializer(serializers.Serializer):
     secrets = serializers.ListField(
         child=serializers.CharField(), help_text="The delivered codes (or the delivery note); empty until delivered."
     )
+
+
+class RefundRequestSerializer(serializers.Serializer):
+    reason = StrictCharField(max_length=200, required=False, allow_blank=True, help_text="Kept in the audit trail.")
+
+
+class RefundSerializer(serializers.Serializer):
+    """A refund of an order's payment, in full; it completes when the channel confirms (follow the order)."""
+
+    id = serializers.CharField(source="refund_no")
+    order = serializers.CharField(source="reference")
+    status = serializers.ChoiceField(choices=RefundStatus.choices)
+    amount = serializers.SerializerMethodField()
+    reason = serializers.CharField()
+
+    @extend_schema_field(MoneySerializer)
+    def get_amount(self, refund) -> dict:
+        return money_of(refund.amount.amount_minor, refund.amount.currency)

@@ -18,6 +18,8 @@ from cardshop.api.serializers import (
     OrderSecretsSerializer,
     OrderSerializer,
     ProductSerializer,
+    RefundRequestSerializer,
+    RefundSerializer,
     StockReportSerializer,
     StockUploadSerializer,
 )
@@ -27,6 +29,7 @@ from cardshop.services.catalog import product_create, product_retire, product_up
 from cardshop.services.checkout import order_create_for_merchant
 from cardshop.services.delivery import order_secrets_for_merchant
 from cardshop.services.orders import order_cancel
+from cardshop.services.refunds import order_refund_request
 from cardshop.services.stock import card_secrets_import
 
 
@@ -114,7 +117,7 @@ class OrderViewSet(MerchantApiView, mixins.ListModelMixin, mixins.RetrieveModelM
     lookup_value_regex = r"[A-Za-z0-9]{1,32}"
     http_method_names = ["get", "post"]
     query_params_read = {"list": {"limit", "cursor", *OrderListFilters().fields}}
-    action_scopes = {"secrets": "secrets"}
+    action_scopes = {"secrets": "secrets", "refund": "refunds"}
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -156,6 +159,20 @@ class OrderViewSet(MerchantApiView, mixins.ListModelMixin, mixins.RetrieveModelM
         response = Response({"order": order.order_no, "state": order.state, "secrets": codes})
         response["Cache-Control"] = "no-store"  # card secrets: no proxy or client cache may keep them
         return response
+
+    @extend_schema(request=RefundRequestSerializer, responses={202: RefundSerializer})
+    @action(detail=True, methods=["post"])
+    def refund(self, request: Request, id: str) -> Response:
+        """Refund a paid order in full through the channel that took the money (scope `refunds`). The answer is
+        202: the refund is asked for; the order becomes `refunded` when the channel confirms it. Asking again while
+        it runs returns the same refund."""
+        order = self.get_object()
+        given = RefundRequestSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        refund = order_refund_request(
+            order_no=order.order_no, actor=actor_of(request), reason=given.validated_data.get("reason", "")
+        )
+        return Response(RefundSerializer(refund).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses=OrderSerializer)
     @action(detail=True, methods=["post"])
