@@ -29,6 +29,7 @@ from unfold.widgets import (
 from cardshop.admin_api_keys import ApiKeyAdmin  # noqa: F401 (registers the API keys' admin)
 from cardshop.admin_display import channel_name, masked_email, state_badge, timeline_html
 from cardshop.admin_review import OrderInReviewAdmin, OrderReviewMixin
+from cardshop.admin_webhooks import WebhookDeliveryAdmin  # noqa: F401 (registers the webhooks' admin)
 from cardshop.models import (
     CardSecret,
     Category,

@@ -25,6 +25,9 @@ app.conf.beat_schedule = {
     "settlement-payouts-resolve-due": {"task": "settlement.payouts_resolve_due", "schedule": 60.0},
     "staff-sessions-clear": {"task": "cardshop.staff_sessions_clear", "schedule": 24 * 3600.0},
     "api-idempotency-sweep": {"task": "cardshop.api_idempotency_sweep", "schedule": 3600.0},
+    # Webhooks: the order timeline's outbox rows become events within seconds; due retries are handed over.
+    "webhooks-publish": {"task": "cardshop.webhooks_publish", "schedule": 3.0},
+    "webhook-deliveries-due": {"task": "cardshop.webhook_deliveries_due", "schedule": 30.0},
     # Nightly at a quiet hour (Celery's time zone: UTC unless CELERY_TIMEZONE is set); each run is stored.
     "ledger-check": {"task": "cardshop.ledger_check", "schedule": crontab(hour=3, minute=30)},
     "reconcile-yesterday": {"task": "cardshop.reconcile_yesterday", "schedule": crontab(minute=20)},

@@ -33,3 +33,7 @@ def refund_submit(refund_no: str) -> None:
 
 def split_submit(split_no: str) -> None:
     _after_commit("cardshop.split_submit", split_no)
+
+
+def webhook_deliver(delivery_id: int) -> None:
+    _after_commit("cardshop.webhook_deliver", delivery_id)

@@ -20,6 +20,8 @@ from cardshop.models import (
     ProductImage,
     SecretStatus,
     ShopAnnouncement,
+    WebhookEndpoint,
+    WebhookEvent,
 )
 from cardshop.payment_methods import method_label
 from core.money import Money
@@ -157,6 +159,15 @@ def order_list_for_merchant(
     if created_lt is not None:
         orders = orders.filter(created_at__lt=created_lt)
     return orders
+
+
+def webhook_endpoints_for_merchant(*, merchant_id: int) -> QuerySet[WebhookEndpoint]:
+    return WebhookEndpoint.objects.filter(merchant_id=merchant_id)
+
+
+def webhook_events_for_merchant(*, merchant_id: int, type: str = "") -> QuerySet[WebhookEvent]:
+    events = WebhookEvent.objects.filter(merchant_id=merchant_id)
+    return events.filter(type=type) if type else events
 
 
 def product_for_checkout(*, slug: str) -> Product | None:

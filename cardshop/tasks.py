@@ -9,7 +9,7 @@ from celery import shared_task
 from django.core.management import call_command
 from django.utils import timezone
 
-from cardshop.services import merchant_api, notifications, orders, reconciliation, refunds, splits
+from cardshop.services import merchant_api, notifications, orders, reconciliation, refunds, splits, webhooks
 from payments import facade as payments
 from settlement import facade as settlement
 
@@ -121,3 +121,18 @@ def reconcile_day_task(channel_account_id: int, day: str) -> int:
 @shared_task(name="cardshop.api_idempotency_sweep")
 def api_idempotency_sweep_task() -> int:
     return merchant_api.idempotency_records_sweep()
+
+
+@shared_task(name="cardshop.webhooks_publish")
+def webhooks_publish_task() -> int:
+    return webhooks.webhook_events_publish()
+
+
+@shared_task(name="cardshop.webhook_deliver")
+def webhook_deliver_task(delivery_id: int) -> str:
+    return webhooks.webhook_delivery_attempt(delivery_id=delivery_id)
+
+
+@shared_task(name="cardshop.webhook_deliveries_due")
+def webhook_deliveries_due_task() -> int:
+    return webhooks.webhook_deliveries_due()

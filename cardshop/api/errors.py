@@ -48,7 +48,14 @@ DOMAIN_STATUS = {
     "no_refund_channel": 409,
 }
 # The request field a refusal is about, where there is one.
-DOMAIN_PARAM = {"quantity": "quantity", "email": "email", "custom_field": "custom_input", "not_on_sale": "product"}
+DOMAIN_PARAM = {
+    "webhook_url": "url",
+    "event_types": "event_types",
+    "quantity": "quantity",
+    "email": "email",
+    "custom_field": "custom_input",
+    "not_on_sale": "product",
+}
 
 
 class Replayed(Exception):

@@ -8,7 +8,8 @@ from django.db import models
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from cardshop.models import Category, DeliveryKind, Order, OrderState, Product
+from cardshop.models import Category, DeliveryKind, Order, OrderState, Product, WebhookEndpoint, WebhookEvent
+from cardshop.models.webhooks import EVENT_TYPES
 from cardshop.selectors import product_stock
 from cardshop.services.notifications import order_link
 from core.money import CURRENCY_EXPONENTS
@@ -241,3 +242,39 @@ class RefundSerializer(serializers.Serializer):
     @extend_schema_field(MoneySerializer)
     def get_amount(self, refund) -> dict:
         return money_of(refund.amount.amount_minor, refund.amount.currency)
+
+
+class WebhookEndpointSerializer(serializers.ModelSerializer):
+    """An endpoint of yours; its signing secret is shown only when it is made or rotated."""
+
+    url = serializers.URLField(max_length=500)
+    description = StrictCharField(max_length=200, required=False, allow_blank=True)
+    event_types = serializers.ListField(
+        child=serializers.ChoiceField(choices=EVENT_TYPES), required=False, help_text="Empty or absent: every type."
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["id", "url", "description", "event_types", "is_active", "disabled_reason", "created_at"]
+        read_only_fields = ["id", "is_active", "disabled_reason", "created_at"]
+
+
+class WebhookEndpointMadeSerializer(WebhookEndpointSerializer):
+    secret = serializers.CharField(read_only=True, help_text="whsec_...: shown this once.")
+
+    class Meta(WebhookEndpointSerializer.Meta):
+        fields = [*WebhookEndpointSerializer.Meta.fields, "secret"]
+
+
+class WebhookEventSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="event_id")
+    payload = serializers.JSONField(help_text="The body every delivery of this event sent.")
+
+    class Meta:
+        model = WebhookEvent
+        fields = ["id", "type", "payload", "created_at"]
+        read_only_fields = fields
+
+
+class EventListFilters(serializers.Serializer):
+    type = serializers.ChoiceField(choices=EVENT_TYPES, required=False)

@@ -9,6 +9,8 @@ from cardshop.api import views
 router = SimpleRouter(trailing_slash=True)
 router.register("products", views.ProductViewSet, basename="api-product")
 router.register("orders", views.OrderViewSet, basename="api-order")
+router.register("webhook_endpoints", views.WebhookEndpointViewSet, basename="api-webhook-endpoint")
+router.register("events", views.EventViewSet, basename="api-event")
 
 urlpatterns = [
     path("v1/", include(router.urls)),

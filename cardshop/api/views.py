@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from cardshop.api.idempotency import IdempotentPosts
 from cardshop.api.serializers import (
+    EventListFilters,
     OrderCreateSerializer,
     OrderListFilters,
     OrderSecretsSerializer,
@@ -22,15 +23,29 @@ from cardshop.api.serializers import (
     RefundSerializer,
     StockReportSerializer,
     StockUploadSerializer,
+    WebhookEndpointMadeSerializer,
+    WebhookEndpointSerializer,
+    WebhookEventSerializer,
 )
-from cardshop.models import Order, Product
-from cardshop.selectors import order_list_for_merchant, product_list_for_merchant
+from cardshop.models import Order, Product, WebhookEndpoint, WebhookEvent
+from cardshop.selectors import (
+    order_list_for_merchant,
+    product_list_for_merchant,
+    webhook_endpoints_for_merchant,
+    webhook_events_for_merchant,
+)
 from cardshop.services.catalog import product_create, product_retire, product_update
 from cardshop.services.checkout import order_create_for_merchant
 from cardshop.services.delivery import order_secrets_for_merchant
 from cardshop.services.orders import order_cancel
 from cardshop.services.refunds import order_refund_request
 from cardshop.services.stock import card_secrets_import
+from cardshop.services.webhooks import (
+    webhook_endpoint_create,
+    webhook_endpoint_disable,
+    webhook_endpoint_enable,
+    webhook_endpoint_secret_rotate,
+)
 
 
 def actor_of(request: Request) -> str:
@@ -181,3 +196,85 @@ class OrderViewSet(MerchantApiView, mixins.ListModelMixin, mixins.RetrieveModelM
         order = self.get_object()
         cancelled = order_cancel(order_no=order.order_no, actor=actor_of(request))
         return Response(self.get_serializer(cancelled).data)
+
+
+class WebhookEndpointViewSet(MerchantApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    """Where your webhooks go. Each delivery is signed by the Standard Webhooks scheme with the endpoint's secret."""
+
+    serializer_class = WebhookEndpointSerializer
+    http_method_names = ["get", "post"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return WebhookEndpoint.objects.none()
+        return webhook_endpoints_for_merchant(merchant_id=self.merchant_id)
+
+    @extend_schema(request=WebhookEndpointSerializer, responses={201: WebhookEndpointMadeSerializer})
+    def create(self, request: Request) -> Response:
+        """A new endpoint: its URL must reach a public address. The answer carries its secret, this once."""
+        given = WebhookEndpointSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        made = webhook_endpoint_create(
+            merchant_id=self.merchant_id,
+            url=given.validated_data["url"],
+            description=given.validated_data.get("description", ""),
+            event_types=given.validated_data.get("event_types", []),
+            actor=actor_of(request),
+        )
+        return Response(self._made(made), status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=WebhookEndpointMadeSerializer)
+    @action(detail=True, methods=["post"])
+    def rotate_secret(self, request: Request, pk: str) -> Response:
+        """A new secret; the old one keeps signing beside it for 24 hours (two signatures in the header)."""
+        endpoint = self.get_object()
+        made = webhook_endpoint_secret_rotate(
+            merchant_id=self.merchant_id, endpoint_id=endpoint.pk, actor=actor_of(request)
+        )
+        return Response(self._made(made))
+
+    @extend_schema(request=None, responses=WebhookEndpointSerializer)
+    @action(detail=True, methods=["post"])
+    def disable(self, request: Request, pk: str) -> Response:
+        endpoint = self.get_object()
+        webhook_endpoint_disable(
+            merchant_id=self.merchant_id,
+            endpoint_id=endpoint.pk,
+            reason="disabled by the merchant",
+            actor=actor_of(request),
+        )
+        return Response(self.get_serializer(self.get_queryset().get(pk=endpoint.pk)).data)
+
+    @extend_schema(request=None, responses=WebhookEndpointSerializer)
+    @action(detail=True, methods=["post"])
+    def enable(self, request: Request, pk: str) -> Response:
+        endpoint = self.get_object()
+        webhook_endpoint_enable(merchant_id=self.merchant_id, endpoint_id=endpoint.pk, actor=actor_of(request))
+        return Response(self.get_serializer(self.get_queryset().get(pk=endpoint.pk)).data)
+
+    def _made(self, made) -> dict:
+        return WebhookEndpointMadeSerializer(made.endpoint).data | {"secret": made.secret}
+
+
+class EventViewSet(MerchantApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    """Every event of your orders, newest first, as the webhooks carried them (also when no endpoint listened)."""
+
+    serializer_class = WebhookEventSerializer
+    lookup_field = "event_id"
+    lookup_url_kwarg = "id"
+    lookup_value_regex = r"evt_[0-9a-f]{1,32}"
+    query_params_read = {"list": {"limit", "cursor", "type"}}
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return WebhookEvent.objects.none()
+        kind = ""
+        if self.action == "list":
+            given = EventListFilters(data=self.request.query_params.dict())
+            given.is_valid(raise_exception=True)
+            kind = given.validated_data.get("type", "")
+        return webhook_events_for_merchant(merchant_id=self.merchant_id, type=kind)
+
+    @extend_schema(parameters=[EventListFilters])
+    def list(self, request: Request, *args, **kwargs) -> Response:
+        return super().list(request, *args, **kwargs)

@@ -2,6 +2,7 @@ from cardshop.models.catalog import Category, DeliveryKind, Product, ProductImag
 from cardshop.models.merchant_api import ApiKey, ApiKeyMode, ApiScope, IdempotencyRecord
 from cardshop.models.orders import Order, OrderEvent, OrderInReview, OrderState, SecretRevealLog
 from cardshop.models.stock import CardSecret, SecretStatus
+from cardshop.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 __all__ = [
     "ApiKey",
@@ -20,4 +21,8 @@ __all__ = [
     "SecretRevealLog",
     "SecretStatus",
     "ShopAnnouncement",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
 ]

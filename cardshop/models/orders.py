@@ -180,11 +180,17 @@ class OrderEvent(models.Model):
     detail = models.JSONField(_("detail"), default=dict, blank=True)
     actor = models.CharField(_("actor"), max_length=80, default="system")
     created_at = models.DateTimeField(_("at"), auto_now_add=True)
+    # The webhook outbox: set on the kinds merchants are told of (cardshop.models.webhooks.PUBLISHED_KINDS) in the
+    # same INSERT as the event, cleared once the webhook event is made from it.
+    webhook_pending = models.BooleanField(default=False, editable=False)
 
     class Meta:
         verbose_name = _("order event")
         verbose_name_plural = _("order events")
         ordering = ["created_at", "pk"]
+        indexes = [
+            models.Index(fields=["id"], condition=models.Q(webhook_pending=True), name="order_event_webhook_pending")
+        ]
 
     def __str__(self) -> str:
         return f"{self.order_id}:{self.kind}"

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from cardshop.models import Order, OrderEvent
+from cardshop.models.webhooks import PUBLISHED_KINDS
 
 
 def order_event_add(*, order: Order, kind: str, actor: str = "system", **detail: Any) -> OrderEvent:
-    return OrderEvent.objects.create(order=order, kind=kind, actor=actor, detail=detail)
+    pending = kind in PUBLISHED_KINDS  # the webhook outbox, in the same row (cardshop.services.webhooks)
+    return OrderEvent.objects.create(order=order, kind=kind, actor=actor, detail=detail, webhook_pending=pending)
 
 
 class OrderWrite:
@@ -27,7 +29,8 @@ class OrderWrite:
         self.fields.update(fields)
 
     def event(self, kind: str, actor: str = "system", **detail: Any) -> None:
-        self.events.append(OrderEvent(order=self.order, kind=kind, actor=actor, detail=detail))
+        pending = kind in PUBLISHED_KINDS
+        self.events.append(OrderEvent(order=self.order, kind=kind, actor=actor, detail=detail, webhook_pending=pending))
 
     def flush(self) -> None:
         if self.fields:

@@ -6,12 +6,33 @@ from __future__ import annotations
 import pytest
 
 from cardshop.api.urls import router
-from cardshop.models import CardSecret, Order, Product
+from cardshop.models import CardSecret, Order, Product, WebhookEndpoint
 from core.models import AuditEvent
 from tests.factories.cardshop import OrderFactory
 
+
 # One object of merchant B per registered endpoint, and a snapshot of what B has (to show nothing changed).
+def endpoint_of(b: Product) -> int:
+    from cardshop.models import WebhookEndpoint
+
+    endpoint = WebhookEndpoint.objects.filter(merchant=b.merchant).first()
+    return (
+        endpoint or WebhookEndpoint.objects.create(merchant=b.merchant, url="https://b.example/h", secret="whsec_AAAA")
+    ).pk
+
+
+def event_of(b: Product) -> str:
+    from cardshop.models import WebhookEvent
+
+    event = WebhookEvent.objects.filter(merchant=b.merchant).first()
+    return (
+        event or WebhookEvent.objects.create(merchant=b.merchant, event_id="evt_0b", type="order.paid", payload={})
+    ).event_id
+
+
 OBJECT_OF_B = {
+    "api-webhook-endpoint": endpoint_of,
+    "api-event": event_of,
     "api-product": lambda b: b.pk,
     "api-order": lambda b: (Order.objects.filter(product=b).first() or OrderFactory(product=b)).order_no,
 }
@@ -21,7 +42,8 @@ def snapshot_of_b(b: Product) -> tuple:
     b.refresh_from_db()
     orders = sorted(Order.objects.filter(product=b).values_list("order_no", "state"))
     audits = AuditEvent.objects.count()  # nothing made, changed or read on B's behalf
-    return (b.name, b.price_minor, b.is_active, CardSecret.objects.filter(product=b).count(), orders, audits)
+    hooks = sorted(WebhookEndpoint.objects.filter(merchant=b.merchant).values_list("pk", "is_active", "secret"))
+    return (b.name, b.price_minor, b.is_active, CardSecret.objects.filter(product=b).count(), orders, audits, hooks)
 
 
 def detail_calls():
@@ -40,7 +62,7 @@ CALLS = sorted(set(detail_calls()))
 
 def test_the_walk_covers_every_endpoint_with_an_object():
     assert {basename for basename, *_ in CALLS} == set(OBJECT_OF_B) == {b for _p, _v, b in router.registry}
-    assert len(CALLS) >= 7  # products: retrieve, update, retire, stock; orders: retrieve, secrets, cancel
+    assert len(CALLS) >= 13  # products 4, orders 4, webhook endpoints 4, events 1
 
 
 @pytest.mark.parametrize(("basename", "prefix", "suffix", "method"), CALLS)
