@@ -27,7 +27,6 @@ from cardshop.api.serializers import (
     WebhookEndpointSerializer,
     WebhookEventSerializer,
 )
-from cardshop.models import Order, Product, WebhookEndpoint, WebhookEvent
 from cardshop.selectors import (
     order_list_for_merchant,
     product_list_for_merchant,
@@ -63,6 +62,15 @@ class MerchantApiView(IdempotentPosts, viewsets.GenericViewSet):
     def merchant_id(self) -> int:
         return self.request.user.merchant_id
 
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # drf-spectacular reading the types: no request, no merchant
+            return self.get_serializer_class().Meta.model.objects.none()
+        return self.merchant_queryset()
+
+    def merchant_queryset(self):
+        """The view's objects, every one of the key's merchant."""
+        raise NotImplementedError
+
     def initial(self, request: Request, *args, **kwargs) -> None:
         super().initial(request, *args, **kwargs)
         if self.action is None:
@@ -76,9 +84,7 @@ class ProductViewSet(MerchantApiView, mixins.ListModelMixin, mixins.RetrieveMode
     serializer_class = ProductSerializer
     http_method_names = ["get", "post", "patch"]
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):  # drf-spectacular reading the types, no request
-            return Product.objects.none()
+    def merchant_queryset(self):
         return product_list_for_merchant(merchant_id=self.merchant_id)
 
     def create(self, request: Request) -> Response:
@@ -134,9 +140,7 @@ class OrderViewSet(MerchantApiView, mixins.ListModelMixin, mixins.RetrieveModelM
     query_params_read = {"list": {"limit", "cursor", *OrderListFilters().fields}}
     action_scopes = {"secrets": "secrets", "refund": "refunds"}
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return Order.objects.none()
+    def merchant_queryset(self):
         filters = {}
         if self.action == "list":
             # A plain dict: from a QueryDict DRF would read "state=" as no filter at all.
@@ -204,9 +208,7 @@ class WebhookEndpointViewSet(MerchantApiView, mixins.ListModelMixin, mixins.Retr
     serializer_class = WebhookEndpointSerializer
     http_method_names = ["get", "post"]
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return WebhookEndpoint.objects.none()
+    def merchant_queryset(self):
         return webhook_endpoints_for_merchant(merchant_id=self.merchant_id)
 
     @extend_schema(request=WebhookEndpointSerializer, responses={201: WebhookEndpointMadeSerializer})
@@ -265,9 +267,7 @@ class EventViewSet(MerchantApiView, mixins.ListModelMixin, mixins.RetrieveModelM
     lookup_value_regex = r"evt_[0-9a-f]{1,32}"
     query_params_read = {"list": {"limit", "cursor", "type"}}
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return WebhookEvent.objects.none()
+    def merchant_queryset(self):
         kind = ""
         if self.action == "list":
             given = EventListFilters(data=self.request.query_params.dict())

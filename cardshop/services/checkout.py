@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,7 +35,9 @@ QUERY_PASSWORD_MIN = 6
 QUERY_PASSWORD_MAX = 64
 
 
-def _validate(product: Product, quantity: int, email: str, query_password: str, custom_input: dict[str, str]) -> dict:
+def _validate(
+    product: Product, quantity: int, email: str, query_password: str | None, custom_input: dict[str, str]
+) -> dict:
     if not product.is_active:
         raise DomainError("not_on_sale", _("This product is not on sale."))
     if not (product.min_quantity <= quantity <= product.max_quantity):
@@ -49,7 +50,7 @@ def _validate(product: Product, quantity: int, email: str, query_password: str, 
         validate_email(email)
     except ValidationError:
         raise DomainError("email", _("Enter a valid email address.")) from None
-    if len(query_password) < QUERY_PASSWORD_MIN or len(query_password) > QUERY_PASSWORD_MAX:
+    if query_password is not None and not QUERY_PASSWORD_MIN <= len(query_password) <= QUERY_PASSWORD_MAX:
         raise DomainError("query_password", _("The query password needs 6 to 64 characters."))
     cleaned: dict[str, str] = {}
     if product.delivery_kind == DeliveryKind.MANUAL:
@@ -165,19 +166,22 @@ def order_create(
     product_id: int,
     quantity: int,
     email: str,
-    query_password: str,
+    query_password: str | None,
     buyer_ip: str | None,
     custom_input: dict[str, Any] | None = None,
     language: str = "",
     device: str = "",
+    merchant_id: int | None = None,
 ) -> Order:
     """Create an order and reserve its stock in one transaction, or change nothing.
 
     Risk decides first, before anything is reserved: allow makes a PENDING order; review makes a REVIEW order (its
     stock held for an operator); challenge raises ChallengeRequired (the checkout resumes through
-    `order_create_after_challenge`); block raises RiskBlocked."""
+    `order_create_after_challenge`); block raises RiskBlocked. `merchant_id` limits the product to that merchant's;
+    `query_password` None makes an order no password finds (the merchant API's: no PBKDF2 spent on it)."""
     email = email.strip().lower()
-    product = Product.objects.filter(pk=product_id).first()
+    products = Product.objects.filter(pk=product_id)
+    product = (products if merchant_id is None else products.filter(merchant_id=merchant_id)).first()
     if product is None:
         raise DomainError("not_found", _("No such product."))
     cleaned = _validate(product, quantity, email, query_password, custom_input or {})
@@ -187,7 +191,7 @@ def order_create(
         "product_id": product.pk,
         "quantity": quantity,
         "email": email,
-        "query_password_hash": make_password(query_password, hasher="pbkdf2_sha256_query"),
+        "query_password_hash": make_password(query_password, hasher="pbkdf2_sha256_query"),  # None: unusable
         "custom_input": cleaned,
         "language": language,
         "buyer_ip": buyer_ip or "",
@@ -240,17 +244,16 @@ def order_create_for_merchant(
 ) -> Order:
     """An order the merchant's own site makes for its buyer (the merchant API): the checkout's rules, risk included,
     on one of the merchant's products; another merchant's product is not found. The buyer reaches the order by the
-    signed link the API returns and the delivery mail; the lookup password is random and shown to nobody."""
-    if not Product.objects.filter(pk=product_id, merchant_id=merchant_id).exists():
-        raise DomainError("not_found", _("No such product."))
+    signed link the API returns and the delivery mail; no query password finds it."""
     return order_create(
         product_id=product_id,
         quantity=quantity,
         email=email,
-        query_password=secrets.token_urlsafe(24),
+        query_password=None,
         buyer_ip=buyer_ip,
         custom_input=custom_input,
         language=language,
+        merchant_id=merchant_id,
     )
 
 

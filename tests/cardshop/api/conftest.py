@@ -6,7 +6,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from cardshop.models.merchant_api import ApiScope
+from cardshop.services.checkout import order_payment_start
 from cardshop.services.merchant_api import api_key_create
+from tests.cardshop.helpers import signed_notify
 from tests.conftest import make_product
 from tests.factories.core import MerchantFactory
 
@@ -14,6 +16,17 @@ from tests.factories.core import MerchantFactory
 def key_for(merchant, scopes=None, **kw) -> str:
     made = api_key_create(merchant_id=merchant.pk, name="test", scopes=scopes or ApiScope.values, actor="test", **kw)
     return made.token
+
+
+def paid_via_api(api, product, epay_sim, client) -> str:
+    """An order made through the API, paid at the epay simulator and its notify handled: delivered. Its number."""
+    order_no = api.post("/api/v1/orders/", {"product": product.pk, "email": "b@example.com"}, format="json").json()[
+        "id"
+    ]
+    payment = order_payment_start(order_no=order_no, client_ip="10.0.0.1")
+    epay_sim.pay(payment.out_trade_no)
+    assert client.get("/notify/epay/", signed_notify(epay_sim, payment.out_trade_no)).content == b"success"
+    return order_no
 
 
 def client_for(token: str) -> APIClient:

@@ -7,10 +7,12 @@ import re
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth.hashers import is_password_usable
 from django.core import mail
 from django.utils import timezone
 
 from cardshop.models import CardSecret, Order, OrderState, SecretStatus
+from cardshop.selectors import orders_for_lookup
 from core.models import AuditEvent
 from risk.models import Assessment
 from risk.services import list_entry_add
@@ -44,6 +46,8 @@ def test_an_order_is_made_for_the_merchants_site_and_its_pay_url_opens_it(api, s
     }
     assert CardSecret.objects.filter(order=order, status=SecretStatus.RESERVED).count() == 2
     assert Assessment.objects.get().order_no == order.order_no  # risk decided it, as at checkout
+    assert not is_password_usable(order.query_password_hash)  # no lookup password: no PBKDF2 spent on it
+    assert orders_for_lookup(order_no_or_email=order.email, query_password="anything") == []
     page = client.get(body["pay_url"], follow=True)  # the buyer, with no session of the shop's yet
     assert page.status_code == 200 and order.order_no in page.content.decode()
     assert f"/orders/{order.order_no}/pay/" in page.content.decode()

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 from cardshop.models import Order
-from cardshop.services.checkout import order_payment_start
 from payments.models import Refund, RefundStatus
-from tests.cardshop.api.conftest import client_for, key_for
-from tests.cardshop.helpers import signed_notify
+from tests.cardshop.api.conftest import client_for, key_for, paid_via_api
 
 ORDERS = "/api/v1/orders/"
-
-
-def delivered_via_api(api, product, epay_sim, client) -> str:
-    order_no = api.post(ORDERS, {"product": product.pk, "email": "b@example.com"}, format="json").json()["id"]
-    payment = order_payment_start(order_no=order_no, client_ip="10.0.0.1")
-    epay_sim.pay(payment.out_trade_no)
-    assert client.get("/notify/epay/", signed_notify(epay_sim, payment.out_trade_no)).content == b"success"
-    return order_no
 
 
 def test_a_delivered_order_is_refunded_once(
     api, shop_a, epay_sim, client, settings, django_capture_on_commit_callbacks
 ):
     settings.CARDSHOP_PUBLIC_URL = "http://127.0.0.1:9"
-    order_no = delivered_via_api(api, shop_a, epay_sim, client)
+    order_no = paid_via_api(api, shop_a, epay_sim, client)
     assert api.get(f"{ORDERS}{order_no}/").json()["state"] == "delivered"
     with django_capture_on_commit_callbacks(execute=True):
         asked = api.post(f"{ORDERS}{order_no}/refund/", {"reason": "buyer asked"}, format="json")

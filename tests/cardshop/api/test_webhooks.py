@@ -18,14 +18,13 @@ from standardwebhooks.webhooks import Webhook
 
 from cardshop.models import CardSecret, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from cardshop.models.webhooks import DeliveryState
-from cardshop.services.checkout import order_payment_start
 from cardshop.services.webhooks import (
     RETRY_SCHEDULE,
     webhook_deliveries_due,
     webhook_delivery_replay,
     webhook_events_publish,
 )
-from tests.cardshop.helpers import signed_notify
+from tests.cardshop.api.conftest import paid_via_api
 
 ORDERS, ENDPOINTS, EVENTS = "/api/v1/orders/", "/api/v1/webhook_endpoints/", "/api/v1/events/"
 
@@ -76,14 +75,6 @@ def endpoint_for(api, url: str, **extra) -> dict:
     return made.json()
 
 
-def paid_order(api, product, epay_sim, client) -> str:
-    order_no = api.post(ORDERS, {"product": product.pk, "email": "b@example.com"}, format="json").json()["id"]
-    payment = order_payment_start(order_no=order_no, client_ip="10.0.0.1")
-    epay_sim.pay(payment.out_trade_no)
-    assert client.get("/notify/epay/", signed_notify(epay_sim, payment.out_trade_no)).content == b"success"
-    return order_no
-
-
 def publish(capture) -> int:
     with capture(execute=True):  # the deliveries are handed to the (eager) worker after commit
         return webhook_events_publish()
@@ -95,7 +86,7 @@ def test_paid_and_delivered_orders_reach_the_merchant_signed_and_without_secrets
     endpoint = endpoint_for(api, receiver.url, description="my shop")
     assert endpoint["secret"].startswith("whsec_") and endpoint["event_types"] == []
     assert "secret" not in api.get(f"{ENDPOINTS}{endpoint['id']}/").json()  # shown once
-    order_no = paid_order(api, shop_a, epay_sim, client)
+    order_no = paid_via_api(api, shop_a, epay_sim, client)
     assert publish(django_capture_on_commit_callbacks) == 2
     bodies = receiver.verified(endpoint["secret"])
     assert [(b["type"], b["data"]["id"], b["data"]["state"]) for b in bodies] == [
@@ -116,7 +107,7 @@ def test_an_endpoint_gets_only_the_types_it_asked_for(
     api, shop_a, epay_sim, client, receiver, django_capture_on_commit_callbacks
 ):
     endpoint_for(api, receiver.url, event_types=["order.delivered"])
-    paid_order(api, shop_a, epay_sim, client)
+    paid_via_api(api, shop_a, epay_sim, client)
     publish(django_capture_on_commit_callbacks)
     assert [json.loads(body)["type"] for _h, body in receiver.requests] == ["order.delivered"]
     assert WebhookEvent.objects.count() == 2  # both are events (the events API lists them), one was wanted
@@ -127,7 +118,7 @@ def test_a_failing_delivery_is_retried_on_the_schedule_with_the_same_id(
 ):
     endpoint = endpoint_for(api, receiver.url, event_types=["order.paid"])
     receiver.codes = [500, 503, 302]  # a redirect is not followed: it is a failure too
-    paid_order(api, shop_a, epay_sim, client)
+    paid_via_api(api, shop_a, epay_sim, client)
     start = timezone.now()
     with time_machine.travel(start, tick=False) as clock:
         publish(django_capture_on_commit_callbacks)
@@ -161,7 +152,7 @@ def test_an_endpoint_failing_for_five_days_is_disabled_and_its_merchant_told(
     receiver.codes = [500] * 100
     start = timezone.now()
     with time_machine.travel(start, tick=False) as clock:
-        paid_order(api, shop_a, epay_sim, client)
+        paid_via_api(api, shop_a, epay_sim, client)
         publish(django_capture_on_commit_callbacks)
         for wait in RETRY_SCHEDULE[1:]:
             clock.shift(timedelta(seconds=wait))
@@ -171,7 +162,7 @@ def test_an_endpoint_failing_for_five_days_is_disabled_and_its_merchant_told(
         assert (first.state, first.attempts) == (DeliveryState.FAILED, len(RETRY_SCHEDULE))  # about 3 days
         assert WebhookEndpoint.objects.get().is_active  # failing for 3 days, not 5
         clock.move_to(start + timedelta(days=5, seconds=1))
-        paid_order(api, shop_a, epay_sim, client)
+        paid_via_api(api, shop_a, epay_sim, client)
         publish(django_capture_on_commit_callbacks)
     endpoint = WebhookEndpoint.objects.get()
     assert not endpoint.is_active and endpoint.disabled_reason == "Every delivery failed for 5 days."
@@ -191,7 +182,7 @@ def test_410_gone_disables_the_endpoint_at_once(
 ):
     endpoint_for(api, receiver.url, event_types=["order.paid"])
     receiver.codes = [410]
-    paid_order(api, shop_a, epay_sim, client)
+    paid_via_api(api, shop_a, epay_sim, client)
     publish(django_capture_on_commit_callbacks)
     assert not WebhookEndpoint.objects.get().is_active
     assert WebhookDelivery.objects.get().state == DeliveryState.ABANDONED
@@ -203,13 +194,13 @@ def test_during_a_rotation_both_secrets_sign(
     old = endpoint_for(api, receiver.url, event_types=["order.paid"])
     new = api.post(f"{ENDPOINTS}{old['id']}/rotate_secret/").json()
     assert new["secret"] != old["secret"] and new["secret"].startswith("whsec_")
-    paid_order(api, shop_a, epay_sim, client)
+    paid_via_api(api, shop_a, epay_sim, client)
     publish(django_capture_on_commit_callbacks)
     ((headers, _body),) = receiver.requests
     assert len(headers["webhook-signature"].split(" ")) == 2
     assert receiver.verified(old["secret"]) == receiver.verified(new["secret"])  # either verifies
     with time_machine.travel(timezone.now() + timedelta(hours=25), tick=False):
-        paid_order(api, shop_a, epay_sim, client)
+        paid_via_api(api, shop_a, epay_sim, client)
         publish(django_capture_on_commit_callbacks)
     assert len(receiver.requests[-1][0]["webhook-signature"].split(" ")) == 1  # the old one expired after a day
 
@@ -248,7 +239,7 @@ def test_the_admin_shows_the_delivery_log_and_replays_a_delivery(
 
     endpoint = endpoint_for(api, receiver.url, event_types=["order.paid"])
     receiver.codes = [500]
-    paid_order(api, shop_a, epay_sim, client)
+    paid_via_api(api, shop_a, epay_sim, client)
     publish(django_capture_on_commit_callbacks)
     delivery = WebhookDelivery.objects.get()
     op = operator_login(client, get_user_model().objects.create_superuser("op", "op@example.com", "op-pass-123456"))
