@@ -260,7 +260,10 @@ class EpaySimulator(LoopbackServer):
             raise KeyError(trade_no)
         return found
 
-    def trade_for(self, out_trade_no: str) -> dict:
+    def trade_for(self, out_trade_no: str) -> dict | None:
+        return self.trade(out_trade_no=out_trade_no)
+
+    def _trade_known(self, out_trade_no: str) -> dict:
         found = self.trade(out_trade_no=out_trade_no)
         if found is None:
             raise KeyError(out_trade_no)
@@ -276,7 +279,7 @@ class EpaySimulator(LoopbackServer):
 
     def pay(self, out_trade_no: str) -> None:
         """The buyer pays; the notify obeys the fault switches and a dead endpoint does not undo the payment."""
-        trade_no = self.trade_for(out_trade_no)["trade_no"]
+        trade_no = self._trade_known(out_trade_no)["trade_no"]
         self._mark_paid(trade_no)
         if self.faults.take("drop_notify"):
             return
@@ -299,7 +302,7 @@ class EpaySimulator(LoopbackServer):
         self, out_trade_no: str, *, variant: str = base.VALID, amount: str | None = None
     ) -> NotifyRequest:
         """A paid notify, forged as `variant` says; `amount` replaces `money` as written, still signed."""
-        trade = self.trade_for(out_trade_no)
+        trade = self._trade_known(out_trade_no)
         overrides: dict[str, str] = {} if amount is None else {"money": amount}
         if variant == base.WRONG_AMOUNT:
             overrides["money"] = str(Decimal(trade["money"]) + Decimal("0.01"))
