@@ -140,6 +140,22 @@ def product_list_for_merchant(*, merchant_id: int) -> QuerySet[Product]:
     )
 
 
+def products_low_on_stock(*, product_ids: set[int], threshold: int) -> list[Product]:
+    """Of these products, those of unique codes on sale with at most `threshold` free codes, not announced low
+    since their last upload (`free_secrets` annotated)."""
+    return list(
+        Product.objects.filter(
+            pk__in=product_ids,
+            delivery_kind=DeliveryKind.UNIQUE,
+            is_active=True,
+            low_stock_announced_at__isnull=True,
+        )
+        .annotate(free_secrets=_free_secret_count())
+        .filter(free_secrets__lte=threshold)
+        .order_by("pk")
+    )
+
+
 def order_list_for_merchant(
     *,
     merchant_id: int,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Generic, TypeVar
 
 from core.errors import DomainError
 from core.money import Money
@@ -11,6 +12,19 @@ from core.money import Money
 
 class SettlementError(DomainError):
     """A posting settlement refuses (the code says why: fee_plan_missing, idempotency_conflict, ...)."""
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """Rows of a list read newest first by keyset (after or before a row's id), so a page costs the same wherever
+    it is and rows inserted meanwhile neither repeat nor are skipped."""
+
+    items: tuple[T, ...]
+    has_newer: bool
+    has_older: bool
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,49 @@ class MerchantBalances:
     available_minor: int
     reserve_minor: int
     owed_minor: int
+
+
+@dataclass(frozen=True)
+class MerchantMoneyView:
+    """MerchantBalances plus what is on its way to the merchant's payee (payouts held and not final yet)."""
+
+    balances: MerchantBalances
+    in_transit_minor: int
+
+
+@dataclass(frozen=True)
+class StatementLineView:
+    """One line of a merchant's statement: a movement on one of its accounts. `amount_minor` is in the merchant's
+    favour when positive (money credited to it, or what it owes going down), against it when negative."""
+
+    line_id: int
+    transaction_id: int
+    created_at: datetime
+    transaction_kind: str
+    reference: str
+    account_kind: str
+    amount_minor: int
+    currency: str
+    memo: str
+
+
+@dataclass(frozen=True)
+class PayoutView:
+    """One payout as its party may see it: the payee masked, the provider's details left out."""
+
+    payout_id: int  # the row's, for keyset pages
+    payout_no: str
+    party_kind: str
+    party_id: int
+    state: str
+    amount_minor: int
+    currency: str
+    channel_account_id: int
+    payee_masked: str
+    failure_reason: str
+    retry_of: str | None
+    created_at: datetime
+    finished_at: datetime | None
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,20 @@ from settlement.contracts import (
     AdjustmentLine,
     BalanceCheck,
     MerchantBalances,
+    MerchantMoneyView,
+    Page,
+    PayoutView,
     PostingLineView,
     PostingView,
     ReconRunView,
+    StatementLineView,
 )
-from settlement.models import LedgerTransaction
+from settlement.models import LedgerTransaction, PayoutState
 from settlement.services import adjustments, plans, provider_splits, refunds, releases, sales, suspense
+
+# What the merchant API may filter by (values, not the models' classes).
+PAYOUT_STATES: tuple[str, ...] = tuple(PayoutState.values)
+MERCHANT_ACCOUNT_KINDS: tuple[str, ...] = tuple(str(k) for k in selectors.MERCHANT_ACCOUNT_KINDS)
 
 
 def _view(txn: LedgerTransaction) -> PostingView:
@@ -241,6 +249,43 @@ def fee_plan_exists(*, merchant_id: int, currency: str) -> bool:
 def merchant_balances(*, merchant_id: int, currency: str) -> MerchantBalances:
     """Pending, available, reserve and owed of one merchant in one currency."""
     return selectors.merchant_balances(merchant_id=merchant_id, currency=currency)
+
+
+def merchant_money(*, merchant_id: int) -> list[MerchantMoneyView]:
+    """The merchant's balances and payouts in transit, one view per currency it has money in."""
+    return selectors.merchant_money(merchant_id=merchant_id)
+
+
+def merchant_statement(
+    *,
+    merchant_id: int,
+    currency: str = "",
+    account_kind: str = "",
+    before: int | None = None,
+    after: int | None = None,
+    limit: int = 20,
+) -> Page[StatementLineView]:
+    """The merchant's ledger lines, newest first, a keyset page (before or after a line's id)."""
+    return selectors.merchant_statement(
+        merchant_id=merchant_id, currency=currency, account_kind=account_kind, before=before, after=after, limit=limit
+    )
+
+
+def merchant_payouts(
+    *, merchant_id: int, state: str = "", before: int | None = None, after: int | None = None, limit: int = 20
+) -> Page[PayoutView]:
+    """The merchant's payouts, newest first, a keyset page; `state` one of PAYOUT_STATES or "open"."""
+    return selectors.merchant_payouts(merchant_id=merchant_id, state=state, before=before, after=after, limit=limit)
+
+
+def merchant_payout(*, merchant_id: int, payout_no: str) -> PayoutView | None:
+    return selectors.merchant_payout(merchant_id=merchant_id, payout_no=payout_no)
+
+
+def payout_outcomes_take(*, limit: int = 200) -> list[PayoutView]:
+    """Merchants' payouts newly paid or failed, each returned once: in the caller's transaction (see
+    settlement.payouts.payout_outcomes_take)."""
+    return payouts.payout_outcomes_take(limit=limit)
 
 
 def balance_check(*, channel_account_id: int) -> BalanceCheck:

@@ -12,6 +12,7 @@ from datetime import time
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
@@ -270,8 +271,9 @@ class LedgerEntry(models.Model):
     transaction = models.ForeignKey(
         LedgerTransaction, verbose_name=_("transaction"), on_delete=models.PROTECT, related_name="entries"
     )
+    # Indexed with its id (Meta): an account's lines newest first, the statement's keyset pages.
     account = models.ForeignKey(
-        LedgerAccount, verbose_name=_("account"), on_delete=models.PROTECT, related_name="entries"
+        LedgerAccount, verbose_name=_("account"), on_delete=models.PROTECT, related_name="entries", db_index=False
     )
     amount_minor = models.BigIntegerField(_("amount (minor units, debit +, credit -)"))
     currency = models.CharField(_("currency"), max_length=3)
@@ -283,6 +285,7 @@ class LedgerEntry(models.Model):
         constraints = [
             models.CheckConstraint(condition=~models.Q(amount_minor=0), name="settlement_ledgerentry_not_zero"),
         ]
+        indexes = [models.Index(fields=["account", "id"], name="settlement_entry_account_id")]
 
     def __str__(self) -> str:
         return f"{self.account} {self.amount_minor:+d} {self.currency}"
@@ -446,6 +449,10 @@ class Payout(ConcurrentTransitionMixin, models.Model):
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    finished_at = models.DateTimeField(_("paid or failed at"), null=True, blank=True)
+    # An outbox flag: a merchant's payout became final and its merchant has not been told yet (the webhook event
+    # is made from it, in the transaction that clears it: cardshop.services.webhooks).
+    announce_pending = models.BooleanField(default=False, editable=False)
 
     class Meta:
         verbose_name = _("payout")
@@ -466,6 +473,8 @@ class Payout(ConcurrentTransitionMixin, models.Model):
                 condition=models.Q(state__in=["submitted", "unknown"]),
                 name="settlement_payout_query_due",
             ),
+            models.Index(fields=["party_kind", "party_id", "id"], name="settlement_payout_party"),
+            models.Index(fields=["id"], condition=models.Q(announce_pending=True), name="settlement_payout_announce"),
         ]
         permissions = [("manage_payouts", _("Can freeze parties and retry failed payouts"))]
 
@@ -499,7 +508,7 @@ class Payout(ConcurrentTransitionMixin, models.Model):
     def mark_paid(self, *, provider_payout_no: str, provider_status: str) -> None:
         self.provider_payout_no = provider_payout_no or self.provider_payout_no
         self.provider_status = provider_status
-        self.next_query_at = None
+        self._finish()
 
     @transition(
         field=state, source=[PayoutState.CREATED, PayoutState.SUBMITTED, PayoutState.UNKNOWN], target=PayoutState.FAILED
@@ -507,7 +516,12 @@ class Payout(ConcurrentTransitionMixin, models.Model):
     def mark_failed(self, *, reason: str, provider_status: str = "") -> None:
         self.failure_reason = reason[:200]
         self.provider_status = provider_status
+        self._finish()
+
+    def _finish(self) -> None:
         self.next_query_at = None
+        self.finished_at = timezone.now()
+        self.announce_pending = self.party_kind == PartyKind.MERCHANT  # agents have no webhooks
 
 
 # --- reconciliation (issue 12) -----------------------------------------------------------------------------------

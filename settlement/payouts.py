@@ -47,8 +47,8 @@ from django.utils.translation import gettext as _
 from core.audit import audit_record
 from payments import facade as payments
 from payments.contracts import PayoutOutcome, PayoutResult
-from settlement.contracts import SettlementError
-from settlement.ledger import Line, account_balance, ledger_account, ledger_post
+from settlement.contracts import PayoutView, SettlementError
+from settlement.ledger import Line, account_balance, ledger_account, ledger_post, require_atomic
 from settlement.models import (
     OPEN_PAYOUT_STATES,
     AccountKind,
@@ -60,6 +60,7 @@ from settlement.models import (
     PayoutState,
     TransactionKind,
 )
+from settlement.selectors import payout_view
 from settlement.services.agent_money import agent_payable_locked
 from settlement.services.merchant_money import credit_parts, merchant_money_locked
 
@@ -354,3 +355,19 @@ def payouts_resolve_due(*, now: datetime | None = None, limit: int = 200) -> int
     for payout_no in due:
         payout_submit(payout_no=payout_no, now=now)
     return len(due)
+
+
+def payout_outcomes_take(*, limit: int = 200) -> list[PayoutView]:
+    """The merchants' payouts that became final and were not announced yet, cleared in the caller's transaction:
+    whoever turns them into events does so in that transaction, so each is announced once (rows another taker
+    holds are skipped, not waited for)."""
+    require_atomic()
+    taken = list(
+        Payout.objects.filter(announce_pending=True)
+        .order_by("pk")
+        .select_for_update(skip_locked=True, of=("self",))
+        .select_related("retry_of")[:limit]
+    )
+    if taken:
+        Payout.objects.filter(pk__in=[p.pk for p in taken]).update(announce_pending=False)
+    return [payout_view(p) for p in taken]

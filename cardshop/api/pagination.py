@@ -3,10 +3,16 @@ repeat nor skip rows, and page 1,000 costs what page 1 does (an index range, no 
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Callable
+
 from django.utils.translation import gettext_lazy as _
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
+
+from settlement.contracts import Page
 
 
 class NewestFirst(CursorPagination):
@@ -56,3 +62,43 @@ class NewestFirst(CursorPagination):
                 "previous": link,
             },
         }
+
+
+class KeysetNewestFirst(NewestFirst):
+    """The same pages and cursors' shape for lists read through another app's facade, which pages by row id
+    (settlement.contracts.Page) and hands back no queryset. The cursor is opaque: base64 of "before" or "after" a
+    row's id."""
+
+    def page_of(self, request, read: Callable[..., Page], key: Callable[[object], int]) -> list:
+        """Read one page: `read(before=, after=, limit=)`; `key(item)` is an item's id, for the next cursors."""
+        self.request, self.base_url = request, request.build_absolute_uri()
+        limit = self.get_page_size(request)
+        before = after = None
+        given = request.query_params.get(self.cursor_query_param)
+        if given is not None:
+            try:
+                direction, _sep, row_id = base64.urlsafe_b64decode(given.encode("ascii")).decode("ascii").partition(":")
+                position = int(row_id)
+            except (ValueError, UnicodeError):
+                raise NotFound(self.invalid_cursor_message) from None
+            if direction not in ("before", "after") or position < 0 or not row_id.isdigit():
+                raise NotFound(self.invalid_cursor_message)
+            before, after = (position, None) if direction == "before" else (None, position)
+        page = read(before=before, after=after, limit=limit)
+        items = list(page.items)
+        self._next = f"before:{key(items[-1])}" if items and page.has_older else None
+        self._previous = f"after:{key(items[0])}" if items and page.has_newer else None
+        return items
+
+    def _link(self, position: str | None) -> str | None:
+        if position is None:
+            return None
+        return replace_query_param(
+            self.base_url, self.cursor_query_param, base64.urlsafe_b64encode(position.encode()).decode()
+        )
+
+    def get_next_link(self) -> str | None:
+        return self._link(self._next)
+
+    def get_previous_link(self) -> str | None:
+        return self._link(self._previous)

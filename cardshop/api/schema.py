@@ -64,3 +64,11 @@ class ApiAutoSchema(AutoSchema):
         for code in sorted(codes - set(bodies)):
             bodies[code] = self._get_response_for_code(ErrorSerializer, code, direction=direction)
         return bodies
+
+
+class WholeListSchema(ApiAutoSchema):
+    """For a list that answers one object holding all its rows (no pages): drf-spectacular would wrap that object
+    in an array, as it does every `list` action without a paginator."""
+
+    def _is_list_view(self, serializer=None) -> bool:
+        return False

@@ -14,6 +14,7 @@ from cardshop.selectors import product_stock
 from cardshop.services.notifications import order_link
 from core.money import CURRENCY_EXPONENTS
 from payments.contracts import RefundStatus
+from settlement import facade as settlement
 
 MAX_AMOUNT_MINOR = 10**12
 
@@ -278,3 +279,89 @@ class WebhookEventSerializer(serializers.ModelSerializer):
 
 class EventListFilters(serializers.Serializer):
     type = serializers.ChoiceField(choices=EVENT_TYPES, required=False)
+
+
+# --- money: balances, the statement and payouts (read through settlement's facade) ---------------------------------
+
+
+class BalanceSerializer(serializers.Serializer):
+    """Your money in one currency. `available` is what the next payout takes; `pending` waits for its settlement
+    cycle, `reserve` is held back for its days; `owed` is what refunds took beyond your available money (netted
+    against the next money you receive); `in_transit` is held by a payout on its way."""
+
+    currency = serializers.CharField(source="balances.currency")
+    available = serializers.SerializerMethodField()
+    pending = serializers.SerializerMethodField()
+    reserve = serializers.SerializerMethodField()
+    owed = serializers.SerializerMethodField()
+    in_transit = serializers.SerializerMethodField()
+
+    @extend_schema_field(MoneySerializer)
+    def get_available(self, view) -> dict:
+        return money_of(view.balances.available_minor, view.balances.currency)
+
+    @extend_schema_field(MoneySerializer)
+    def get_pending(self, view) -> dict:
+        return money_of(view.balances.pending_minor, view.balances.currency)
+
+    @extend_schema_field(MoneySerializer)
+    def get_reserve(self, view) -> dict:
+        return money_of(view.balances.reserve_minor, view.balances.currency)
+
+    @extend_schema_field(MoneySerializer)
+    def get_owed(self, view) -> dict:
+        return money_of(view.balances.owed_minor, view.balances.currency)
+
+    @extend_schema_field(MoneySerializer)
+    def get_in_transit(self, view) -> dict:
+        return money_of(view.in_transit_minor, view.balances.currency)
+
+
+class BalanceListSerializer(serializers.Serializer):
+    object = serializers.ChoiceField(choices=["list"])
+    data = BalanceSerializer(many=True)
+
+
+class StatementLineSerializer(serializers.Serializer):
+    """One movement of your money: positive in your favour (a sale credited, a release, a payout given back),
+    negative against it (a refund, a payout held, a fee). `transaction` groups the lines booked together."""
+
+    id = serializers.IntegerField(source="line_id")
+    transaction = serializers.IntegerField(source="transaction_id")
+    created_at = serializers.DateTimeField()
+    kind = serializers.CharField(source="transaction_kind", help_text="sale, release, refund, payout, adjustment...")
+    reference = serializers.CharField(help_text="The order number, or the payout number.")
+    account = serializers.CharField(source="account_kind")
+    amount = serializers.SerializerMethodField()
+    description = serializers.CharField(source="memo")
+
+    @extend_schema_field(MoneySerializer)
+    def get_amount(self, line) -> dict:
+        return money_of(line.amount_minor, line.currency)
+
+
+class StatementFilters(serializers.Serializer):
+    currency = serializers.ChoiceField(choices=sorted(CURRENCY_EXPONENTS), required=False)
+    account = serializers.ChoiceField(choices=settlement.MERCHANT_ACCOUNT_KINDS, required=False)
+
+
+class PayoutSerializer(serializers.Serializer):
+    """Your available money sent to your payee. `paid` and `failed` are final; a failed payout moved nothing and
+    its money is available again."""
+
+    id = serializers.CharField(source="payout_no")
+    state = serializers.ChoiceField(choices=settlement.PAYOUT_STATES)
+    amount = serializers.SerializerMethodField()
+    payee = serializers.CharField(source="payee_masked", help_text="Your account at the provider, masked.")
+    failure_reason = serializers.CharField()
+    retry_of = serializers.CharField(allow_null=True, help_text="The failed payout this one retried.")
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True, help_text="When it was paid or failed.")
+
+    @extend_schema_field(MoneySerializer)
+    def get_amount(self, payout) -> dict:
+        return money_of(payout.amount_minor, payout.currency)
+
+
+class PayoutFilters(serializers.Serializer):
+    state = serializers.ChoiceField(choices=[*settlement.PAYOUT_STATES, "open"], required=False)

@@ -11,6 +11,9 @@ router.register("products", views.ProductViewSet, basename="api-product")
 router.register("orders", views.OrderViewSet, basename="api-order")
 router.register("webhook_endpoints", views.WebhookEndpointViewSet, basename="api-webhook-endpoint")
 router.register("events", views.EventViewSet, basename="api-event")
+router.register("balances", views.BalanceViewSet, basename="api-balance")
+router.register("balance_transactions", views.BalanceTransactionViewSet, basename="api-balance-transaction")
+router.register("payouts", views.PayoutViewSet, basename="api-payout")
 
 urlpatterns = [
     path("v1/", include(router.urls)),

@@ -3,24 +3,34 @@ renders; another merchant's object is a 404, exactly like one that does not exis
 
 from __future__ import annotations
 
+from functools import partial
+
 from django.utils.translation import gettext as _
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from cardshop.api.idempotency import IdempotentPosts
+from cardshop.api.pagination import KeysetNewestFirst
+from cardshop.api.schema import WholeListSchema
 from cardshop.api.serializers import (
+    BalanceListSerializer,
+    BalanceSerializer,
     EventListFilters,
     OrderCreateSerializer,
     OrderListFilters,
     OrderSecretsSerializer,
     OrderSerializer,
+    PayoutFilters,
+    PayoutSerializer,
     ProductSerializer,
     RefundRequestSerializer,
     RefundSerializer,
+    StatementFilters,
+    StatementLineSerializer,
     StockReportSerializer,
     StockUploadSerializer,
     WebhookEndpointMadeSerializer,
@@ -45,6 +55,7 @@ from cardshop.services.webhooks import (
     webhook_endpoint_enable,
     webhook_endpoint_secret_rotate,
 )
+from settlement import facade as settlement
 
 
 def actor_of(request: Request) -> str:
@@ -278,3 +289,85 @@ class EventViewSet(MerchantApiView, mixins.ListModelMixin, mixins.RetrieveModelM
     @extend_schema(parameters=[EventListFilters])
     def list(self, request: Request, *args, **kwargs) -> Response:
         return super().list(request, *args, **kwargs)
+
+
+class SettlementReadView(MerchantApiView):
+    """A read of settlement's (through its facade, which returns no querysets): keyset pages, no model."""
+
+    pagination_class = KeysetNewestFirst
+
+    def get_queryset(self):  # pragma: no cover - nothing here reads a queryset
+        raise NotImplementedError
+
+    def _filters(self, serializer_class) -> dict:
+        given = serializer_class(data=self.request.query_params.dict())
+        given.is_valid(raise_exception=True)
+        return given.validated_data
+
+
+@extend_schema_view(list=extend_schema(responses=BalanceListSerializer))
+class BalanceViewSet(SettlementReadView):
+    """Your money, one entry per currency you have any in."""
+
+    serializer_class = BalanceSerializer
+    pagination_class = None  # a few currencies at most
+    schema = WholeListSchema()
+    query_params_read = {"list": set()}
+
+    def list(self, request: Request) -> Response:
+        views = settlement.merchant_money(merchant_id=self.merchant_id)
+        return Response({"object": "list", "data": BalanceSerializer(views, many=True).data})
+
+
+@extend_schema_view(list=extend_schema(parameters=[StatementFilters]))
+class BalanceTransactionViewSet(SettlementReadView):
+    """Every movement of your money in the ledger, newest first: what each sale, release, refund and payout booked
+    on your accounts."""
+
+    serializer_class = StatementLineSerializer
+    query_params_read = {"list": {"limit", "cursor", *StatementFilters().fields}}
+
+    def list(self, request: Request) -> Response:
+        filters = self._filters(StatementFilters)
+        lines = self.paginator.page_of(
+            request,
+            partial(
+                settlement.merchant_statement,
+                merchant_id=self.merchant_id,
+                currency=filters.get("currency", ""),
+                account_kind=filters.get("account", ""),
+            ),
+            key=lambda line: line.line_id,
+        )
+        return self.paginator.get_paginated_response(StatementLineSerializer(lines, many=True).data)
+
+
+@extend_schema_view(
+    list=extend_schema(parameters=[PayoutFilters]),
+    retrieve=extend_schema(
+        description="One of your payouts.", parameters=[OpenApiParameter("id", str, OpenApiParameter.PATH)]
+    ),
+)
+class PayoutViewSet(SettlementReadView):
+    """Your payouts, newest first (scope `payouts`)."""
+
+    serializer_class = PayoutSerializer
+    lookup_url_kwarg = "id"
+    lookup_value_regex = r"PO[0-9]{1,30}"
+    query_params_read = {"list": {"limit", "cursor", *PayoutFilters().fields}}
+    action_scopes = {"list": "payouts", "retrieve": "payouts"}
+
+    def list(self, request: Request) -> Response:
+        filters = self._filters(PayoutFilters)
+        payouts = self.paginator.page_of(
+            request,
+            partial(settlement.merchant_payouts, merchant_id=self.merchant_id, state=filters.get("state", "")),
+            key=lambda payout: payout.payout_id,
+        )
+        return self.paginator.get_paginated_response(PayoutSerializer(payouts, many=True).data)
+
+    def retrieve(self, request: Request, id: str) -> Response:
+        payout = settlement.merchant_payout(merchant_id=self.merchant_id, payout_no=id)
+        if payout is None:
+            raise NotFound
+        return Response(PayoutSerializer(payout).data)

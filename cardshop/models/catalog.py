@@ -84,6 +84,9 @@ class Product(models.Model):
     is_active = models.BooleanField(_("on sale"), default=True)
     sort_order = models.IntegerField(_("sort order"), default=0)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    # When its merchant was told its stock ran low (a stock.low event); cleared by the next upload, so the alert
+    # fires once per running low, not on every sale below the threshold.
+    low_stock_announced_at = models.DateTimeField(_("low stock announced at"), null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("product")

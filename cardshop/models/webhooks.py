@@ -13,7 +13,8 @@ from core.models import Merchant
 
 # The order timeline's kinds that are published, and the event type each becomes.
 PUBLISHED_KINDS = {"paid": "order.paid", "delivered": "order.delivered", "refunded": "order.refunded"}
-EVENT_TYPES = sorted(PUBLISHED_KINDS.values())
+# And those from other outboxes: a payout's (settlement's flag) and a product's stock falling low.
+EVENT_TYPES = sorted([*PUBLISHED_KINDS.values(), "payout.paid", "payout.failed", "stock.low"])
 
 
 class WebhookEndpoint(models.Model):
@@ -43,7 +44,7 @@ class WebhookEndpoint(models.Model):
 
 
 class WebhookEvent(models.Model):
-    """Something that happened to a merchant's order, once. `event_id` is the webhook-id every delivery and retry
+    """Something that happened to a merchant's order, payout or product, once. `event_id` is the webhook-id every delivery and retry
     carries; `payload` is the body sent (never a card secret)."""
 
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+", verbose_name=_("merchant"))

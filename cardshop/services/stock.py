@@ -104,6 +104,9 @@ def card_secrets_import(*, product_id: int, text: str = "", upload: bytes | None
             ],
             batch_size=500,
         )
+        if len(batch) > len(known) and product.low_stock_announced_at is not None:
+            product.low_stock_announced_at = None  # stocked again: running low is news again
+            product.save(update_fields=["low_stock_announced_at"])
     return ImportResult(
         imported=len(batch) - len(known),
         duplicates=duplicates,

@@ -32,7 +32,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from cardshop import jobs
-from cardshop.models import OrderEvent
+from cardshop.models import OrderEvent, Product
 from cardshop.models.webhooks import (
     EVENT_TYPES,
     PUBLISHED_KINDS,
@@ -42,9 +42,12 @@ from cardshop.models.webhooks import (
     WebhookEndpoint,
     WebhookEvent,
 )
+from cardshop.selectors import products_low_on_stock
 from core.audit import audit_record
 from core.errors import DomainError
 from core.models import Merchant
+from settlement import facade as settlement
+from settlement.contracts import PayoutView
 
 log = logging.getLogger(__name__)
 
@@ -182,10 +185,11 @@ def _disable(endpoint: WebhookEndpoint, *, reason: str) -> None:
 
 
 def webhook_events_publish(*, limit: int = 200) -> int:
-    """Turn the order timeline's pending outbox rows into events, one delivery per endpoint that wants each, and
-    hand the deliveries to the worker after commit. Rows another publisher holds are skipped, not waited for."""
-    from cardshop.api.serializers import OrderSerializer  # how an order looks to its merchant, as in the API
-
+    """Turn what the outboxes hold into events, one delivery per endpoint that wants each, and hand the deliveries
+    to the worker after commit: the order timeline's pending rows, the merchants' payouts newly final
+    (settlement's flag), and products a delivery left low on stock. Rows another publisher holds are skipped, not
+    waited for; each is cleared in the transaction that makes its event, so it is announced once. The number of
+    events made."""
     with transaction.atomic(durable=True):
         rows = list(
             OrderEvent.objects.filter(webhook_pending=True)
@@ -193,34 +197,93 @@ def webhook_events_publish(*, limit: int = 200) -> int:
             .select_for_update(skip_locked=True, of=("self",))
             .select_related("order")[:limit]
         )
-        if not rows:
-            return 0
+        events = [_order_event(row) for row in rows]
+        events += [_payout_event(payout) for payout in settlement.payout_outcomes_take(limit=limit)]
+        delivered = {row.order.product_id for row in rows if row.kind == "delivered"}
+        events += [_stock_event(product) for product in _products_newly_low(delivered)]
+        if rows:
+            OrderEvent.objects.filter(pk__in=[r.pk for r in rows]).update(webhook_pending=False)
         endpoints: dict[int, list[WebhookEndpoint]] = {}
         deliveries = []
-        for row in rows:
-            order, kind = row.order, PUBLISHED_KINDS[row.kind]
-            payload = {"type": kind, "timestamp": row.created_at.isoformat(), "data": OrderSerializer(order).data}
-            event = WebhookEvent.objects.create(
-                merchant_id=order.merchant_id,
-                event_id="evt_" + secrets.token_hex(12),
-                type=kind,
-                source=row,
-                payload=json.loads(json.dumps(payload, default=str)),
-            )
-            if order.merchant_id not in endpoints:
-                endpoints[order.merchant_id] = list(
-                    WebhookEndpoint.objects.filter(merchant_id=order.merchant_id, is_active=True)
+        for event in events:
+            if event.merchant_id not in endpoints:
+                endpoints[event.merchant_id] = list(
+                    WebhookEndpoint.objects.filter(merchant_id=event.merchant_id, is_active=True)
                 )
             deliveries += [
                 WebhookDelivery(event=event, endpoint=e, next_attempt_at=timezone.now())
-                for e in endpoints[order.merchant_id]
-                if e.wants(kind)
+                for e in endpoints[event.merchant_id]
+                if e.wants(event.type)
             ]
         WebhookDelivery.objects.bulk_create(deliveries)
-        OrderEvent.objects.filter(pk__in=[r.pk for r in rows]).update(webhook_pending=False)
         for delivery in deliveries:
             jobs.webhook_deliver(delivery.pk)
-    return len(rows)
+    return len(events)
+
+
+def _event_new(*, merchant_id: int, type: str, at: datetime, data: dict, source: OrderEvent | None = None):
+    payload = {"type": type, "timestamp": at.isoformat(), "data": data}
+    return WebhookEvent.objects.create(
+        merchant_id=merchant_id,
+        event_id="evt_" + secrets.token_hex(12),
+        type=type,
+        source=source,
+        payload=json.loads(json.dumps(payload, default=str)),
+    )
+
+
+def _order_event(row: OrderEvent) -> WebhookEvent:
+    from cardshop.api.serializers import OrderSerializer  # how an order looks to its merchant, as in the API
+
+    order = row.order
+    return _event_new(
+        merchant_id=order.merchant_id,
+        type=PUBLISHED_KINDS[row.kind],
+        at=row.created_at,
+        data=OrderSerializer(order).data,
+        source=row,
+    )
+
+
+def _payout_event(payout: PayoutView) -> WebhookEvent:
+    from cardshop.api.serializers import PayoutSerializer
+
+    return _event_new(
+        merchant_id=payout.party_id,
+        type=f"payout.{payout.state}",  # paid or failed: only final payouts are taken
+        at=payout.finished_at or timezone.now(),
+        data=PayoutSerializer(payout).data,
+    )
+
+
+def _products_newly_low(product_ids: set[int]) -> list[Product]:
+    """Of the products just delivered from, those at or below the low-stock threshold that were not announced
+    since their last stock upload; each marked announced by a conditional UPDATE, so two publishers cannot both
+    announce one."""
+    if not product_ids:
+        return []
+    low = []
+    for product in products_low_on_stock(product_ids=product_ids, threshold=settings.CARDSHOP_LOW_STOCK_THRESHOLD):
+        now = timezone.now()
+        if Product.objects.filter(pk=product.pk, low_stock_announced_at__isnull=True).update(
+            low_stock_announced_at=now
+        ):
+            low.append(product)
+    return low
+
+
+def _stock_event(product: Product) -> WebhookEvent:
+    return _event_new(
+        merchant_id=product.merchant_id,
+        type="stock.low",
+        at=timezone.now(),
+        data={
+            "product": product.pk,
+            "name": product.name,
+            "stock": product.free_secrets,
+            "threshold": settings.CARDSHOP_LOW_STOCK_THRESHOLD,
+        },
+    )
 
 
 # --- deliveries ------------------------------------------------------------------------------------------------------

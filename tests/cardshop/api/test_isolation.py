@@ -1,5 +1,6 @@
 """The cross-merchant walk, generated from the router: every endpoint that names an object, called with merchant A's
-key on merchant B's object, answers 404 (as for an object that does not exist) and changes nothing of B's."""
+key on merchant B's object, answers 404 (as for an object that does not exist) and changes nothing of B's; every
+list, read with A's key, holds none of B's objects."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import pytest
 from cardshop.api.urls import router
 from cardshop.models import CardSecret, Order, Product, WebhookEndpoint
 from core.models import AuditEvent
+from payments.models import ChannelAccount
+from settlement.models import LedgerEntry, Payout
+from tests.cardshop.api.conftest import money_for
 from tests.factories.cardshop import OrderFactory
 
 
@@ -30,7 +34,13 @@ def event_of(b: Product) -> str:
     ).event_id
 
 
+def payout_of(b: Product) -> str:
+    payout = Payout.objects.filter(party_kind="merchant", party_id=b.merchant_id).first()
+    return (payout or money_for(b.merchant, ChannelAccount.objects.get(code="epay"))).payout_no
+
+
 OBJECT_OF_B = {
+    "api-payout": payout_of,
     "api-webhook-endpoint": endpoint_of,
     "api-event": event_of,
     "api-product": lambda b: b.pk,
@@ -60,9 +70,55 @@ def detail_calls():
 CALLS = sorted(set(detail_calls()))
 
 
+def list_calls():
+    for prefix, viewset, basename in router.registry:
+        if hasattr(viewset, "list"):
+            yield basename, prefix
+
+
+LISTS = sorted(list_calls())
+
+
 def test_the_walk_covers_every_endpoint_with_an_object():
-    assert {basename for basename, *_ in CALLS} == set(OBJECT_OF_B) == {b for _p, _v, b in router.registry}
-    assert len(CALLS) >= 13  # products 4, orders 4, webhook endpoints 4, events 1
+    assert {basename for basename, *_ in CALLS} == set(OBJECT_OF_B)
+    assert {basename for basename, _prefix in LISTS} == set(IDS_OF_B)
+    assert set(OBJECT_OF_B) | set(IDS_OF_B) == {b for _p, _v, b in router.registry}
+    assert len(CALLS) >= 14  # products 4, orders 4, webhook endpoints 4, events 1, payouts 1
+
+
+# What each list would show of merchant B's (by the field that tells rows apart), B having one of each.
+def b_has_everything(b: Product) -> None:
+    for make in OBJECT_OF_B.values():
+        make(b)
+
+
+IDS_OF_B = {
+    "api-product": lambda b: {b.pk},
+    "api-order": lambda b: set(Order.objects.filter(product=b).values_list("order_no", flat=True)),
+    "api-webhook-endpoint": lambda b: set(
+        WebhookEndpoint.objects.filter(merchant=b.merchant).values_list("pk", flat=True)
+    ),
+    "api-event": lambda b: {event_of(b)},
+    "api-payout": lambda b: set(
+        Payout.objects.filter(party_kind="merchant", party_id=b.merchant_id).values_list("payout_no", flat=True)
+    ),
+    "api-balance": lambda b: {"CNY"},  # B has money in CNY; A, none
+    "api-balance-transaction": lambda b: set(
+        LedgerEntry.objects.filter(account__party_kind="merchant", account__party_id=b.merchant_id).values_list(
+            "pk", flat=True
+        )
+    ),
+}
+
+
+@pytest.mark.parametrize(("basename", "prefix"), LISTS)
+def test_merchant_as_lists_hold_nothing_of_merchant_bs(api, shop_a, shop_b, basename, prefix):
+    b_has_everything(shop_b)
+    of_b = IDS_OF_B[basename](shop_b)
+    assert of_b  # the walk is only worth something if B has some
+    rows = api.get(f"/api/v1/{prefix}/").json()["data"]
+    shown = {row.get("id", row.get("currency")) for row in rows}
+    assert not shown & of_b, (prefix, shown & of_b)
 
 
 @pytest.mark.parametrize(("basename", "prefix", "suffix", "method"), CALLS)

@@ -6,15 +6,12 @@ refused."""
 from __future__ import annotations
 
 import json
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import time_machine
 from django.core import mail
 from django.utils import timezone
-from standardwebhooks.webhooks import Webhook
 
 from cardshop.models import CardSecret, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from cardshop.models.webhooks import DeliveryState
@@ -22,62 +19,15 @@ from cardshop.services.webhooks import (
     RETRY_SCHEDULE,
     webhook_deliveries_due,
     webhook_delivery_replay,
-    webhook_events_publish,
 )
-from tests.cardshop.api.conftest import paid_via_api
+from tests.cardshop.api.conftest import endpoint_for, paid_via_api, publish
 
 ORDERS, ENDPOINTS, EVENTS = "/api/v1/orders/", "/api/v1/webhook_endpoints/", "/api/v1/events/"
 
 
-class Receiver:
-    """A merchant's server on loopback: records every request and answers with the next code of `codes`."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict, bytes]] = []
-        self.codes: list[int] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(outer.codes.pop(0) if outer.codes else 200)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def verify_last(self, secret: str) -> dict:
-        headers, body = self.requests[-1]
-        return Webhook(secret).verify(body, headers)
-
-    def verified(self, secret: str) -> list[dict]:
-        """Every request as the standardwebhooks package reads it (it raises on a bad signature or timestamp)."""
-        return [Webhook(secret).verify(body, headers) for headers, body in self.requests]
-
-
-@pytest.fixture
-def receiver(settings):
-    settings.CARDSHOP_WEBHOOKS_ALLOW_PRIVATE = True  # the receiver is on loopback
-    settings.CARDSHOP_PUBLIC_URL = "http://127.0.0.1:9"
-    r = Receiver()
-    yield r
-    r.server.shutdown()
-
-
-def endpoint_for(api, url: str, **extra) -> dict:
-    made = api.post(ENDPOINTS, {"url": url, **extra}, format="json")
-    assert made.status_code == 201, made.json()
-    return made.json()
-
-
-def publish(capture) -> int:
-    with capture(execute=True):  # the deliveries are handed to the (eager) worker after commit
-        return webhook_events_publish()
+@pytest.fixture(autouse=True)
+def _no_low_stock(settings):
+    settings.CARDSHOP_LOW_STOCK_THRESHOLD = 0  # a sale of shop_a's 3 codes is no stock.low here (it has its tests)
 
 
 def test_paid_and_delivered_orders_reach_the_merchant_signed_and_without_secrets(
