@@ -26,6 +26,7 @@ from unfold.widgets import (
     UnfoldBooleanWidget,
 )
 
+from cardshop.admin_alerts import MerchantAlertAdmin  # noqa: F401 (registers the merchant alerts' admin)
 from cardshop.admin_api_keys import ApiKeyAdmin  # noqa: F401 (registers the API keys' admin)
 from cardshop.admin_display import channel_name, masked_email, state_badge, timeline_html
 from cardshop.admin_review import OrderInReviewAdmin, OrderReviewMixin

@@ -28,6 +28,7 @@ app.conf.beat_schedule = {
     # Webhooks: the order timeline's outbox rows become events within seconds; due retries are handed over.
     "webhooks-publish": {"task": "cardshop.webhooks_publish", "schedule": 3.0},
     "webhook-deliveries-due": {"task": "cardshop.webhook_deliveries_due", "schedule": 30.0},
+    "merchant-alerts-due": {"task": "cardshop.merchant_alerts_due", "schedule": 60.0},
     # Nightly at a quiet hour (Celery's time zone: UTC unless CELERY_TIMEZONE is set); each run is stored.
     "ledger-check": {"task": "cardshop.ledger_check", "schedule": crontab(hour=3, minute=30)},
     "reconcile-yesterday": {"task": "cardshop.reconcile_yesterday", "schedule": crontab(minute=20)},

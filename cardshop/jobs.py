@@ -37,3 +37,7 @@ def split_submit(split_no: str) -> None:
 
 def webhook_deliver(delivery_id: int) -> None:
     _after_commit("cardshop.webhook_deliver", delivery_id)
+
+
+def merchant_alert_send(alert_id: int) -> None:
+    _after_commit("cardshop.merchant_alert_send", alert_id)

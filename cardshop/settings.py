@@ -307,11 +307,11 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "cardshop.api.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
-CARDSHOP_API_RATE = env("CARDSHOP_API_RATE", "50/s")
+CARDSHOP_API_RATE = env("CARDSHOP_API_RATE", "50/s")  # requests per key: n/s, n/m, n/h or n/d
 # Webhook URLs that resolve to loopback or private addresses: refused unless DEBUG (the demo's receiver) or this.
-CARDSHOP_WEBHOOKS_ALLOW_PRIVATE = _flag(
-    "CARDSHOP_WEBHOOKS_ALLOW_PRIVATE", DEBUG
-)  # requests per key: n/s, n/m, n/h or n/d
+CARDSHOP_WEBHOOKS_ALLOW_PRIVATE = _flag("CARDSHOP_WEBHOOKS_ALLOW_PRIVATE", DEBUG)
+# Telegram's Bot API, for merchants' alerts (the demo points it at cardshop.simulators.telegram_bot).
+CARDSHOP_TELEGRAM_API = env("CARDSHOP_TELEGRAM_API", "https://api.telegram.org")
 SPECTACULAR_SETTINGS = {
     "TITLE": "CardShop merchant API",
     "DESCRIPTION": (

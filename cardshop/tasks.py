@@ -9,7 +9,16 @@ from celery import shared_task
 from django.core.management import call_command
 from django.utils import timezone
 
-from cardshop.services import merchant_api, notifications, orders, reconciliation, refunds, splits, webhooks
+from cardshop.services import (
+    merchant_alerts,
+    merchant_api,
+    notifications,
+    orders,
+    reconciliation,
+    refunds,
+    splits,
+    webhooks,
+)
 from payments import facade as payments
 from settlement import facade as settlement
 
@@ -136,3 +145,13 @@ def webhook_deliver_task(delivery_id: int) -> str:
 @shared_task(name="cardshop.webhook_deliveries_due")
 def webhook_deliveries_due_task() -> int:
     return webhooks.webhook_deliveries_due()
+
+
+@shared_task(name="cardshop.merchant_alert_send")
+def merchant_alert_send_task(alert_id: int) -> str:
+    return merchant_alerts.merchant_alert_send(alert_id=alert_id)
+
+
+@shared_task(name="cardshop.merchant_alerts_due")
+def merchant_alerts_due_task() -> int:
+    return merchant_alerts.merchant_alerts_due()

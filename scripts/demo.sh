@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The demo: migrate, start the five provider simulators, seed (one channel account per simulator), then run a
-# Celery worker with beat and the web server. Ctrl-C stops everything it started.
+# The demo: migrate, start the five provider simulators and Telegram's Bot API simulator (the demo merchant's
+# alerts), seed (one channel account per simulator), then run a Celery worker with beat and the web server. Ctrl-C
+# stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBUG="${DEBUG:-1}"
@@ -15,6 +16,7 @@ ALIPAY_PORT="${ALIPAY_PORT:-8002}"
 WECHATPAY_PORT="${WECHATPAY_PORT:-8003}"
 STRIPE_PORT="${STRIPE_PORT:-8004}"
 BANKGW_PORT="${BANKGW_PORT:-8005}"
+TELEGRAM_PORT="${TELEGRAM_PORT:-8006}"
 SIMULATORS="epay:$EPAY_PORT alipay:$ALIPAY_PORT wechatpay:$WECHATPAY_PORT stripe:$STRIPE_PORT bankgw:$BANKGW_PORT"
 
 # Check every port before starting or migrating anything: a port taken by another program would otherwise show
@@ -36,7 +38,8 @@ PYCODE
 }
 taken=0
 for check in "WEB:$web_host:$web_port" "EPAY_PORT:127.0.0.1:$EPAY_PORT" "ALIPAY_PORT:127.0.0.1:$ALIPAY_PORT" \
-  "WECHATPAY_PORT:127.0.0.1:$WECHATPAY_PORT" "STRIPE_PORT:127.0.0.1:$STRIPE_PORT" "BANKGW_PORT:127.0.0.1:$BANKGW_PORT"; do
+  "WECHATPAY_PORT:127.0.0.1:$WECHATPAY_PORT" "STRIPE_PORT:127.0.0.1:$STRIPE_PORT" "BANKGW_PORT:127.0.0.1:$BANKGW_PORT" \
+  "TELEGRAM_PORT:127.0.0.1:$TELEGRAM_PORT"; do
   var=${check%%:*}; rest=${check#*:}; host=${rest%:*}; port=${rest##*:}
   if port_busy "$host" "$port"; then
     taken=1
@@ -47,7 +50,8 @@ for check in "WEB:$web_host:$web_port" "EPAY_PORT:127.0.0.1:$EPAY_PORT" "ALIPAY_
 done
 if [ "$taken" = 1 ]; then
   echo "Stop the program holding it, or choose other ports, e.g.:" >&2
-  echo "  WEB=127.0.0.1:8100 EPAY_PORT=8101 ALIPAY_PORT=8102 WECHATPAY_PORT=8103 STRIPE_PORT=8104 BANKGW_PORT=8105 make run" >&2
+  echo "  WEB=127.0.0.1:8100 EPAY_PORT=8101 ALIPAY_PORT=8102 WECHATPAY_PORT=8103 STRIPE_PORT=8104 BANKGW_PORT=8105" \
+    "TELEGRAM_PORT=8106 make run" >&2
   exit 2
 fi
 mkdir -p "$SIM_DIR"
@@ -77,8 +81,12 @@ for entry in $SIMULATORS; do
     > "$SIM_DIR/$code.log" 2>&1 &
   pids+=($!)
 done
+$PY -m cardshop.simulators.telegram_bot --port "$TELEGRAM_PORT" --account-file "$SIM_DIR/telegram.json" \
+  > "$SIM_DIR/telegram.log" 2>&1 &
+pids+=($!)
+export CARDSHOP_TELEGRAM_API="http://127.0.0.1:$TELEGRAM_PORT"
 # Each simulator (re)writes its account file with this run's URL once it listens.
-for entry in $SIMULATORS; do
+for entry in $SIMULATORS telegram:$TELEGRAM_PORT; do
   code=${entry%%:*}; port=${entry##*:}
   for _ in $(seq 100); do
     if [ -s "$SIM_DIR/$code.json" ] && grep -q ":$port" "$SIM_DIR/$code.json"; then break; fi
@@ -98,6 +106,7 @@ cat <<MSG
   Order lookup: http://$WEB/orders/lookup/
   Merchant API: http://$WEB/api/v1/   (docs: http://$WEB/api/docs/; keys: Admin > API keys)
   Simulators  : $SIMULATORS (ports on 127.0.0.1; cashier pages open from the pay page)
+  Telegram    : the demo merchant's sale, refund and low-stock alerts: $SIM_DIR/telegram.log
   Stripe test cards: 4242 4242 4242 4242 pays, 4000 0000 0000 0002 is declined (any future expiry, any CVC)
   Logs: var/celery.log, $SIM_DIR/<channel>.log; mails: var/mail/
 

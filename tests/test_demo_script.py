@@ -10,7 +10,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PORT_VARS = ("EPAY_PORT", "ALIPAY_PORT", "WECHATPAY_PORT", "STRIPE_PORT", "BANKGW_PORT")
+PORT_VARS = ("EPAY_PORT", "ALIPAY_PORT", "WECHATPAY_PORT", "STRIPE_PORT", "BANKGW_PORT", "TELEGRAM_PORT")
 
 
 def _free_ports(n: int) -> list[int]:
@@ -31,7 +31,7 @@ def _processes_mentioning(port: int) -> list[str]:
             cmd = (Path("/proc") / pid / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "payments.simulators" in cmd and f"--port {port}" in cmd:
+        if ".simulators." in cmd and f"--port {port}" in cmd:
             found.append(cmd)
     return found
 
@@ -45,7 +45,7 @@ def _run(env_ports: dict[str, str], var_dir: Path) -> subprocess.CompletedProces
 
 
 def test_a_taken_simulator_port_is_named_and_nothing_starts(tmp_path):
-    web, *sims = _free_ports(6)
+    web, *sims = _free_ports(7)
     ports = dict(zip(PORT_VARS, map(str, sims), strict=True))
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", int(ports["EPAY_PORT"])))
@@ -61,7 +61,7 @@ def test_a_taken_simulator_port_is_named_and_nothing_starts(tmp_path):
     assert "already in use" in err
     assert "STRIPE_PORT=" in err and "make run" in err  # how to choose others
     # Only the taken port is reported.
-    for var in ("ALIPAY_PORT", "WECHATPAY_PORT", "STRIPE_PORT", "BANKGW_PORT"):
+    for var in PORT_VARS[1:]:
         assert f"({var})" not in err
     # Nothing was migrated (no SQLite database created) and no simulator was started.
     assert not (tmp_path / "db.sqlite3").exists()
@@ -70,7 +70,7 @@ def test_a_taken_simulator_port_is_named_and_nothing_starts(tmp_path):
 
 
 def test_a_taken_web_port_is_named(tmp_path):
-    web, *sims = _free_ports(6)
+    web, *sims = _free_ports(7)
     ports = dict(zip(PORT_VARS, map(str, sims), strict=True))
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", web))

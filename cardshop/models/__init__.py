@@ -1,4 +1,5 @@
 from cardshop.models.catalog import Category, DeliveryKind, Product, ProductImage, ShopAnnouncement
+from cardshop.models.merchant_alerts import MerchantAlert, MerchantAlertSettings
 from cardshop.models.merchant_api import ApiKey, ApiKeyMode, ApiScope, IdempotencyRecord
 from cardshop.models.orders import Order, OrderEvent, OrderInReview, OrderState, SecretRevealLog
 from cardshop.models.stock import CardSecret, SecretStatus
@@ -9,6 +10,8 @@ __all__ = [
     "ApiKeyMode",
     "ApiScope",
     "IdempotencyRecord",
+    "MerchantAlert",
+    "MerchantAlertSettings",
     "CardSecret",
     "Category",
     "DeliveryKind",

@@ -43,6 +43,7 @@ from cardshop.models.webhooks import (
     WebhookEvent,
 )
 from cardshop.selectors import products_low_on_stock
+from cardshop.services.merchant_alerts import merchant_alerts_queue
 from core.audit import audit_record
 from core.errors import DomainError
 from core.models import Merchant
@@ -218,6 +219,7 @@ def webhook_events_publish(*, limit: int = 200) -> int:
         WebhookDelivery.objects.bulk_create(deliveries)
         for delivery in deliveries:
             jobs.webhook_deliver(delivery.pk)
+        merchant_alerts_queue(events)  # the merchant's own email and Telegram alerts, from the same events
     return len(events)
 
 

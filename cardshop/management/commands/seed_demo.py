@@ -17,9 +17,19 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from cardshop.management.commands import _seed_history as history
-from cardshop.models import Category, DeliveryKind, Order, Product, ProductImage, ShopAnnouncement
+from cardshop.models import (
+    Category,
+    DeliveryKind,
+    MerchantAlertSettings,
+    Order,
+    Product,
+    ProductImage,
+    ShopAnnouncement,
+)
 from cardshop.services.images import product_image_prepare, product_image_set
+from cardshop.services.merchant_alerts import merchant_alert_settings_save
 from cardshop.services.stock import card_secrets_import
+from cardshop.services.webhooks import webhook_events_publish
 from core import parties
 from core.errors import DomainError
 from core.models import Agent, Merchant
@@ -228,6 +238,26 @@ class Command(BaseCommand):
         published = risk.ruleset_defaults_publish(actor="seed_demo")
         if published:
             self.stdout.write(f"risk: the default rules published as v{published}")
+        self._alerts(merchant, Path(sim_accounts) / "telegram.json")
+
+    def _alerts(self, merchant: Merchant, telegram: Path) -> None:
+        """The demo merchant's sale, refund and low-stock alerts, by mail (var/mail/) and to the Telegram simulator's
+        bot. Switched on once, after the history's events are published: two weeks of old sales are not news."""
+        if not telegram.exists() or MerchantAlertSettings.objects.filter(merchant=merchant).exists():
+            return
+        while webhook_events_publish():
+            pass
+        bot = json.loads(telegram.read_text(encoding="utf-8"))
+        merchant_alert_settings_save(
+            merchant_id=merchant.pk,
+            fields={
+                "email": "owner@demo-shop.local",
+                "telegram_bot_token": bot["token"],
+                "telegram_chat_id": bot["chat_id"],
+            },
+            actor="seed_demo",
+        )
+        self.stdout.write(f"alerts: {merchant.name} by mail and Telegram (chat {bot['chat_id']})")
 
     def _parties(self):
         """Two merchants so the ledger shows a real split: the demo shop under a two-level agent chain (its sales
