@@ -35,6 +35,8 @@ from cardshop.models import (
     CardSecret,
     Category,
     DeliveryKind,
+    MerchantMember,
+    MerchantShopPage,
     Order,
     OrderInReview,
     OrderState,
@@ -810,3 +812,29 @@ class ShopAnnouncementAdmin(ModelAdmin):
 
 
 ProductAdmin.list_filter = [*ProductAdmin.list_filter, "category"]
+
+
+@admin.register(MerchantShopPage)
+class MerchantShopPageAdmin(ModelAdmin):
+    """A merchant's page at /s/<merchant slug>/ (every active merchant has one; this row adds its announcement)."""
+
+    list_display = ["merchant", "announcement_start", "updated_at"]
+    fields = ["merchant", "announcement"]
+
+    @admin.display(description=_("announcement"))
+    def announcement_start(self, obj: MerchantShopPage) -> str:
+        return obj.announcement if len(obj.announcement) <= 60 else obj.announcement[:60] + "…"
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        return ["merchant"] if obj else []
+
+
+@admin.register(MerchantMember)
+class MerchantMemberAdmin(ModelAdmin):
+    """Who may log in to a merchant's console (/merchant/). Make the user first (not staff), and its authenticator
+    app under *Authenticator apps* when a second factor is required."""
+
+    list_display = ["user", "merchant", "created_at"]
+    list_select_related = ["user", "merchant"]
+    autocomplete_fields = ["user"]
+    fields = ["user", "merchant"]

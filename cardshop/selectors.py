@@ -11,9 +11,13 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from cardshop.models import (
+    ApiKey,
     CardSecret,
     Category,
     DeliveryKind,
+    MerchantAlertSettings,
+    MerchantMember,
+    MerchantShopPage,
     Order,
     OrderState,
     Product,
@@ -24,6 +28,7 @@ from cardshop.models import (
     WebhookEvent,
 )
 from cardshop.payment_methods import method_label
+from core.models import Merchant
 from core.money import Money
 from payments import facade as payments
 from payments.contracts import RefundStatus
@@ -51,15 +56,19 @@ def product_list_on_sale() -> QuerySet[Product]:
     return Product.objects.filter(is_active=True).annotate(free_secrets=_free_secret_count())
 
 
-def product_list_for_catalog(*, category: Category | None = None, query: str = "") -> QuerySet[Product]:
+def product_list_for_catalog(
+    *, category: Category | None = None, query: str = "", merchant_id: int | None = None
+) -> QuerySet[Product]:
     """What the catalog lists: on sale, not in a hidden category, optionally one category's and/or matching a
-    search (case-insensitive, in the name or the description)."""
+    search (case-insensitive, in the name or the description); a merchant's page, only that merchant's."""
     products = (
         product_list_on_sale()
         .filter(Q(category__isnull=True) | Q(category__is_active=True))
         .select_related("category", "image")
         .defer(*_IMAGE_BYTES)
     )
+    if merchant_id is not None:
+        products = products.filter(merchant_id=merchant_id)
     if category is not None:
         products = products.filter(category=category)
     query = query.strip()[:SEARCH_MAX_LENGTH]
@@ -68,16 +77,23 @@ def product_list_for_catalog(*, category: Category | None = None, query: str = "
     return products
 
 
-def category_list_for_catalog() -> list[Category]:
-    """The catalog's tabs: shown categories that list at least one product on sale."""
+def category_list_for_catalog(*, merchant_id: int | None = None) -> list[Category]:
+    """The catalog's tabs: shown categories that list at least one product on sale (of the merchant, on its page)."""
+    filters = {"products__merchant_id": merchant_id} if merchant_id is not None else {}
     return list(
-        Category.objects.filter(
-            is_active=True,
-            products__is_active=True,
-        )
+        Category.objects.filter(is_active=True, products__is_active=True, **filters)
         .distinct()
         .order_by("sort_order", "pk")
     )
+
+
+def merchant_for_shop_page(*, slug: str) -> tuple[Merchant, str] | None:
+    """An active merchant and its page's announcement ("" when none), by the merchant's slug; None: no such page."""
+    merchant = Merchant.objects.filter(slug=slug, is_active=True).first()
+    if merchant is None:
+        return None
+    text = MerchantShopPage.objects.filter(merchant=merchant).values_list("announcement", flat=True).first()
+    return merchant, (text or "").strip()
 
 
 def category_for_catalog(*, slug: str) -> Category | None:
@@ -85,7 +101,7 @@ def category_for_catalog(*, slug: str) -> Category | None:
 
 
 def product_on_sale(*, slug: str) -> Product | None:
-    return product_list_on_sale().filter(slug=slug).select_related("image").defer(*_IMAGE_BYTES).first()
+    return product_list_on_sale().filter(slug=slug).select_related("image", "merchant").defer(*_IMAGE_BYTES).first()
 
 
 def product_image_version(*, slug: str) -> str | None:
@@ -177,6 +193,21 @@ def order_list_for_merchant(
     return orders
 
 
+def merchant_member_for(*, user) -> MerchantMember | None:
+    """The console membership of a signed-in user of an active merchant (with its merchant), or None."""
+    if not getattr(user, "is_authenticated", False):
+        return None
+    return MerchantMember.objects.filter(user=user, merchant__is_active=True).select_related("merchant").first()
+
+
+def api_keys_for_merchant(*, merchant_id: int) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(merchant_id=merchant_id).order_by("-pk")
+
+
+def alert_settings_for_merchant(*, merchant_id: int) -> MerchantAlertSettings | None:
+    return MerchantAlertSettings.objects.filter(merchant_id=merchant_id).first()
+
+
 def webhook_endpoints_for_merchant(*, merchant_id: int) -> QuerySet[WebhookEndpoint]:
     return WebhookEndpoint.objects.filter(merchant_id=merchant_id)
 
@@ -188,7 +219,7 @@ def webhook_events_for_merchant(*, merchant_id: int, type: str = "") -> QuerySet
 
 def product_for_checkout(*, slug: str) -> Product | None:
     """The product a checkout form posts to, without the stock count (the reservation decides)."""
-    return Product.objects.filter(slug=slug, is_active=True).first()
+    return Product.objects.filter(slug=slug, is_active=True).select_related("merchant").first()
 
 
 def product_stock(product: Product) -> int | None:

@@ -1,10 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from cardshop.views import challenge, errors, health, images, notify, pay, storefront
+from cardshop.views import challenge, console, errors, health, images, notify, pay, storefront
 
 urlpatterns = [
     path("", storefront.catalog, name="catalog"),
+    path("s/<slug:slug>/", storefront.merchant_shop, name="merchant_shop"),
     path("p/<slug:slug>/", storefront.product_detail, name="product_detail"),
     path("p/<slug:slug>/image.jpg", images.product_image, name="product_image"),
     path("p/<slug:slug>/thumb.jpg", images.product_thumb, name="product_thumb"),
@@ -25,6 +26,16 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("merchant/", console.console_home, name="console_home"),
+    path("merchant/login/", console.console_login, name="console_login"),
+    path("merchant/logout/", console.console_logout, name="console_logout"),
+    path("merchant/orders/", console.console_orders, name="console_orders"),
+    path("merchant/payouts/", console.console_payouts, name="console_payouts"),
+    path("merchant/keys/", console.console_keys, name="console_keys"),
+    path("merchant/keys/<int:key_id>/revoke/", console.console_key_revoke, name="console_key_revoke"),
+    path("merchant/webhooks/", console.console_webhooks, name="console_webhooks"),
+    path("merchant/webhooks/<int:endpoint_id>/switch/", console.console_webhook_switch, name="console_webhook_switch"),
+    path("merchant/alerts/", console.console_alerts, name="console_alerts"),
     path("admin/", admin.site.urls),
     path("api/", include("cardshop.api.urls")),
 ]

@@ -103,6 +103,7 @@ cat <<MSG
 
   Storefront  : http://$WEB/
   Admin       : http://$WEB/admin/   (login printed above on first seed)
+  Merchant    : http://$WEB/merchant/   (the demo merchant's console; login printed above on first seed)
   Order lookup: http://$WEB/orders/lookup/
   Merchant API: http://$WEB/api/v1/   (docs: http://$WEB/api/docs/; keys: Admin > API keys)
   Simulators  : $SIMULATORS (ports on 127.0.0.1; cashier pages open from the pay page)

@@ -1,6 +1,14 @@
-from cardshop.models.catalog import Category, DeliveryKind, Product, ProductImage, ShopAnnouncement
+from cardshop.models.catalog import (
+    Category,
+    DeliveryKind,
+    MerchantShopPage,
+    Product,
+    ProductImage,
+    ShopAnnouncement,
+)
 from cardshop.models.merchant_alerts import MerchantAlert, MerchantAlertSettings
 from cardshop.models.merchant_api import ApiKey, ApiKeyMode, ApiScope, IdempotencyRecord
+from cardshop.models.merchant_console import MerchantMember
 from cardshop.models.orders import Order, OrderEvent, OrderInReview, OrderState, SecretRevealLog
 from cardshop.models.stock import CardSecret, SecretStatus
 from cardshop.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -12,6 +20,8 @@ __all__ = [
     "IdempotencyRecord",
     "MerchantAlert",
     "MerchantAlertSettings",
+    "MerchantMember",
+    "MerchantShopPage",
     "CardSecret",
     "Category",
     "DeliveryKind",

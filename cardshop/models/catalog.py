@@ -206,3 +206,25 @@ class ShopAnnouncement(models.Model):
     def save(self, *args, **kwargs) -> None:
         self.pk = self.SINGLETON_PK
         super().save(*args, **kwargs)
+
+
+class MerchantShopPage(models.Model):
+    """A merchant's own page at /s/<merchant slug>/: its products on sale, under their categories, with its notice."""
+
+    merchant = models.OneToOneField(
+        Merchant, on_delete=models.CASCADE, primary_key=True, related_name="+", verbose_name=_("merchant")
+    )
+    announcement = models.TextField(
+        _("announcement"),
+        max_length=1000,
+        blank=True,
+        help_text=_("Shown on top of the merchant's page. Plain text; line breaks are kept, HTML is shown as typed."),
+    )
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("merchant shop page")
+        verbose_name_plural = _("merchant shop pages")
+
+    def __str__(self) -> str:
+        return str(self.merchant)

@@ -65,7 +65,7 @@ class MerchantAlertSettings(models.Model):
         verbose_name_plural = _("merchant alert settings")
 
     def __str__(self) -> str:
-        return str(self.merchant_id)
+        return str(self.merchant)
 
     def wants(self, channel: str, kind: str) -> bool:
         if channel == AlertChannel.TELEGRAM and not (self.telegram_bot_token and self.telegram_chat_id):

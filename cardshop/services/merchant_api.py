@@ -66,10 +66,16 @@ def api_key_create(
     return ApiKeyMade(key=key, token=token)
 
 
-def api_key_revoke(*, key_id: int, actor: str) -> ApiKey:
-    """Revoke a key at once (every later request with it is refused); revoking twice changes nothing."""
+def api_key_revoke(*, key_id: int, actor: str, merchant_id: int | None = None) -> ApiKey:
+    """Revoke a key at once (every later request with it is refused); revoking twice changes nothing. Given a
+    merchant (its console), only that merchant's keys: another's is "not found"."""
     with transaction.atomic(durable=True):
-        key = ApiKey.objects.select_for_update().get(pk=key_id)
+        keys = ApiKey.objects.select_for_update()
+        if merchant_id is not None:
+            keys = keys.filter(merchant_id=merchant_id)
+        key = keys.filter(pk=key_id).first()
+        if key is None:
+            raise DomainError("not_found", _("No such API key."))
         if key.revoked_at is None:
             key.revoked_at = timezone.now()
             key.save(update_fields=["revoked_at"])

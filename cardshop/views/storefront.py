@@ -46,12 +46,31 @@ def favicon(request: HttpRequest) -> HttpResponse:
 def catalog(request: HttpRequest) -> HttpResponse:
     """The catalog: category tabs (?c=<slug>), a search by name (?q=), the two combinable. On the "all" tab the
     products are grouped under their categories, the uncategorised ones last."""
+    context = _catalog(request, merchant_id=None)
+    return render(request, "cardshop/catalog.html", context | {"announcement": selectors.shop_announcement_text()})
+
+
+def merchant_shop(request: HttpRequest, slug: str) -> HttpResponse:
+    """A merchant's own page: the catalog of its products alone, with its announcement."""
+    found = selectors.merchant_for_shop_page(slug=slug)
+    if found is None:
+        raise Http404
+    merchant, announcement = found
+    context = _catalog(request, merchant_id=merchant.pk)
+    return render(request, "cardshop/catalog.html", context | {"merchant": merchant, "announcement": announcement})
+
+
+def _catalog(request: HttpRequest, *, merchant_id: int | None) -> dict:
     query = request.GET.get("q", "").strip()[: selectors.SEARCH_MAX_LENGTH]
     slug = request.GET.get("c", "").strip()
-    categories = selectors.category_list_for_catalog()
+    categories = selectors.category_list_for_catalog(merchant_id=merchant_id)
     category = selectors.category_for_catalog(slug=slug) if slug else None
     unknown_category = bool(slug) and category is None  # a stale link: nothing matches, the tabs still help
-    products = [] if unknown_category else list(selectors.product_list_for_catalog(category=category, query=query))
+    products = (
+        []
+        if unknown_category
+        else list(selectors.product_list_for_catalog(category=category, query=query, merchant_id=merchant_id))
+    )
     groups: dict[int | None, dict] = {}
     for product in products:
         group = groups.setdefault(product.category_id, {"category": product.category, "products": []})
@@ -61,15 +80,14 @@ def catalog(request: HttpRequest) -> HttpResponse:
         groups.values(),
         key=lambda g: (g["category"] is None, order.get(g["category"].pk, len(order)) if g["category"] else 0),
     )
-    context = {
+    return {
         "sections": sections,
         "categories": categories,
         "category": category,
         "query": query,
         "filtered": bool(query or slug),
-        "announcement": selectors.shop_announcement_text(),
+        "here": request.path,
     }
-    return render(request, "cardshop/catalog.html", context)
 
 
 @require_http_methods(["GET", "POST"])

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.django_db
 # Words that are legitimately not translated in a Chinese admin.
 ALLOWED = {
     "CardShop",  # the product's name
-    "Stripe",  # a brand; epay is 易支付
+    "Stripe",  # brands; epay is 易支付
+    "Telegram",
     "CNY",  # ISO currency codes
     "USD",
     "CSV",  # file formats

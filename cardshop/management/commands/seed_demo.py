@@ -21,6 +21,7 @@ from cardshop.models import (
     Category,
     DeliveryKind,
     MerchantAlertSettings,
+    MerchantMember,
     Order,
     Product,
     ProductImage,
@@ -232,6 +233,13 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(f"Operator login: operator / {password}  (shown once)"))
         else:
             self.stdout.write("Operator login: operator (password was printed when first seeded)")
+        if not user_model.objects.filter(username="merchant").exists():
+            password = secrets.token_urlsafe(12)
+            owner = user_model.objects.create_user("merchant", "owner@demo-shop.local", password)
+            MerchantMember.objects.create(user=owner, merchant=merchant)
+            self.stdout.write(self.style.SUCCESS(f"Merchant console login: merchant / {password}  (shown once)"))
+        else:
+            self.stdout.write("Merchant console login: merchant (password was printed when first seeded)")
         if not options["no_history"] and options["history_orders"] > 0:
             self._history(base_urls, count=options["history_orders"], seed=options["history_seed"])
         # After the history: its two weeks of orders are placed in minutes, which the default rules would stop.
