@@ -127,6 +127,7 @@ def history(merchant, product, count: int) -> None:
                 merchant=merchant,
                 product=product,
                 quantity=1,
+                list_price_minor=990,
                 unit_price_minor=990,
                 amount_minor=990,
                 currency="CNY",

@@ -366,7 +366,8 @@ def history_orders(h: History) -> Iterator[tuple]:
     for i, t in enumerate(h.stamps):
         paid = h.paid_at(i)
         yield (
-            *(i + 1, h.order_nos[i], shop.merchant_id, shop.product_id, 1, PRICE_MINOR, PRICE_MINOR, "CNY"),
+            *(i + 1, h.order_nos[i], shop.merchant_id, shop.product_id, 1, PRICE_MINOR, PRICE_MINOR, PRICE_MINOR),
+            "CNY",
             *(f"buyer{i % 20000}@history.example", password_hash, f"100.{i % 250}.{i // 250 % 250}.{i % 199 + 1}"),
             *(
                 "{}",
@@ -441,7 +442,7 @@ def history_events(h: History) -> Iterator[tuple]:
 HISTORY_TABLES: list[tuple[str, str, Callable[[History], Iterator[tuple]]]] = [
     (
         "cardshop_order",
-        "id order_no merchant_id product_id quantity unit_price_minor amount_minor currency email "
+        "id order_no merchant_id product_id quantity list_price_minor unit_price_minor amount_minor currency email "
         "query_password_hash buyer_ip custom_input language delivery_note state expires_at paid_at delivered_at "
         "notified_at created_at refund_from",
         history_orders,

@@ -97,6 +97,7 @@ def load_history(count: int, rng: random.Random) -> None:
                 merchant_id=product.merchant_id,
                 product=product,
                 quantity=qty,
+                list_price_minor=product.price_minor,
                 unit_price_minor=product.price_minor,
                 amount_minor=product.price_minor * qty,
                 currency=product.currency,

@@ -34,6 +34,8 @@ from cardshop.admin_webhooks import WebhookDeliveryAdmin  # noqa: F401 (register
 from cardshop.models import (
     CardSecret,
     Category,
+    Coupon,
+    CouponKind,
     DeliveryKind,
     MerchantMember,
     MerchantShopPage,
@@ -49,6 +51,7 @@ from cardshop.services import delivery, images, orders, refunds, stock
 from core.admin_display import MajorUnitsFormMixin, ReadOnlyAdminMixin, major_str, money_label
 from core.errors import DomainError
 from core.forms import WriteOnlySecretField
+from core.money import Money, MoneyError
 from payments import facade as payments
 from payments.contracts import REFUND_STATUS_LABELS
 from settlement import facade as settlement
@@ -115,7 +118,45 @@ class BuyerFieldsField(forms.Field):
         return rows
 
 
+class PriceTiersText(forms.CharField):
+    """Wholesale tiers typed one per line as "quantity | unit price" in major units ("10 | 9.00"); turned into
+    minor units of the product's currency by the form's clean (which knows the currency)."""
+
+    widget = UnfoldAdminTextareaWidget(attrs={"rows": 3})
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            currency = getattr(self, "currency", "")
+            lines = []
+            for tier in value:
+                try:
+                    price = Money(tier["unit_price_minor"], currency).to_decimal_str()
+                except (MoneyError, KeyError, TypeError):
+                    price = str(tier.get("unit_price_minor", ""))
+                lines.append(f"{tier.get('min_quantity', '')} | {price}")
+            return "\n".join(lines)
+        return value
+
+    def to_python(self, value) -> list[tuple[int, str]]:
+        rows = []
+        for n, line in enumerate((value or "").splitlines(), start=1):
+            if not line.strip():
+                continue
+            quantity, _sep, price = (part.strip() for part in line.partition("|"))
+            if not quantity.isdigit() or not price:
+                raise forms.ValidationError(_("Line %(n)d: write quantity | unit price, e.g. 10 | 9.00.") % {"n": n})
+            rows.append((int(quantity), price))
+        return rows
+
+
 class ProductAdminForm(MajorUnitsFormMixin, forms.ModelForm):
+    price_tiers = PriceTiersText(
+        label=_("price tiers"),
+        required=False,
+        help_text=_(
+            "Wholesale: one tier per line, quantity | unit price, e.g. 10 | 9.00 (from 10 units each costs 9.00)."
+        ),
+    )
     custom_fields = BuyerFieldsField(
         label=_("buyer fields (manual delivery)"),
         required=False,
@@ -147,17 +188,32 @@ class ProductAdminForm(MajorUnitsFormMixin, forms.ModelForm):
             "delivery_kind",
             "reusable_secret",
             "custom_fields",
+            "price_tiers",
             "min_quantity",
             "max_quantity",
             "is_active",
             "sort_order",
         ]
 
+    def clean_price_tiers(self) -> list[dict]:
+        currency = self.data.get("currency") or getattr(self.instance, "currency", "") or "CNY"
+        tiers = []
+        for quantity, price in self.cleaned_data["price_tiers"]:
+            try:
+                minor = Money.from_decimal_str(price, currency).amount_minor
+            except MoneyError:
+                raise forms.ValidationError(
+                    _("%(price)s is not an amount in %(currency)s.") % {"price": price, "currency": currency}
+                ) from None
+            tiers.append({"min_quantity": quantity, "unit_price_minor": minor})
+        return tiers
+
     def clean_reusable_secret(self) -> str:
         return self.cleaned_data["reusable_secret"] or (self.instance.reusable_secret if self.instance.pk else "")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["price_tiers"].currency = getattr(self.instance, "currency", "") or "CNY"
         self._prepared_image: images.PreparedImage | None = None
         picture = self.instance.picture if self.instance.pk else None
         limits = _("JPEG, PNG, GIF or WebP up to %(mb)d MB; stored as a JPEG of at most %(px)d×%(px)d pixels.") % {
@@ -838,3 +894,64 @@ class MerchantMemberAdmin(ModelAdmin):
     list_select_related = ["user", "merchant"]
     autocomplete_fields = ["user"]
     fields = ["user", "merchant"]
+
+
+class CouponForm(MajorUnitsFormMixin, forms.ModelForm):
+    major_unit_fields = {"amount_off_minor": "currency"}
+    major_unit_labels = {"amount_off_minor": _("amount off")}
+
+    class Meta:
+        model = Coupon
+        fields = [
+            "merchant",
+            "code",
+            "kind",
+            "amount_off_minor",
+            "currency",
+            "percent_off",
+            "product",
+            "max_uses",
+            "per_buyer_limit",
+            "valid_from",
+            "valid_until",
+            "is_active",
+        ]
+
+    def clean_code(self) -> str:
+        return (self.cleaned_data.get("code") or "").strip().upper()
+
+    def clean(self):
+        cleaned = super().clean()
+        kind, product = cleaned.get("kind"), cleaned.get("product")
+        if kind == CouponKind.PERCENT:
+            cleaned["amount_off_minor"], cleaned["currency"] = None, ""
+            if not cleaned.get("percent_off"):
+                self.add_error("percent_off", _("A percent coupon needs its percent (1 to 99)."))
+        elif kind == CouponKind.FIXED:
+            cleaned["percent_off"] = None
+            if not cleaned.get("amount_off_minor"):
+                self.add_error("amount_off_minor", _("An amount-off coupon needs its amount."))
+            if not cleaned.get("currency"):
+                self.add_error("currency", _("An amount-off coupon needs its currency."))
+        if product is not None and cleaned.get("merchant") and product.merchant_id != cleaned["merchant"].pk:
+            self.add_error("product", _("The product must be one of the merchant's."))
+        return cleaned
+
+
+@admin.register(Coupon)
+class CouponAdmin(ModelAdmin):
+    """Coupons of the merchants: fixed or percent, for one product or all of a merchant's, with limits and a window.
+    `uses` counts the orders holding one (given back when an order lapses unpaid)."""
+
+    form = CouponForm
+    list_display = ["code", "merchant", "kind", "off_label", "product", "uses", "max_uses", "valid_until", "is_active"]
+    list_filter = ["is_active", "kind", "merchant"]
+    search_fields = ["code"]
+    list_select_related = ["merchant", "product"]
+    readonly_fields = ["uses"]
+
+    @admin.display(description=_("off"))
+    def off_label(self, obj: Coupon) -> str:
+        if obj.kind == CouponKind.PERCENT:
+            return f"{obj.percent_off} %"
+        return money_label(obj.amount_off_minor or 0, obj.currency)

@@ -40,6 +40,13 @@ class CheckoutForm(forms.Form):
         error_messages=_QUERY_PASSWORD_ERRORS,
     )
 
+    coupon = forms.CharField(
+        label=_("Coupon code"),
+        required=False,
+        max_length=32,
+        help_text=_("Optional. Taken off the total when you buy."),
+    )
+
     # Parsed against every known method; which of them this order may use is checked in clean() for its amount.
     # Optional: without one the pay page asks (a single offered method is preselected in the page).
     method = forms.ChoiceField(

@@ -1,6 +1,6 @@
 """Every select_for_update on cardshop models.
 
-Lock order wherever several are held: Payment, Order, CardSecret. A callback finds its order through
+Lock order wherever several are held: Payment, Order, CardSecret, Coupon. A callback finds its order through
 the payment it locks first, so any future path holding both (refunds) must take the payment first too.
 """
 
@@ -12,7 +12,7 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from cardshop.models import CardSecret, Order, Product, SecretStatus
+from cardshop.models import CardSecret, Coupon, Order, Product, SecretStatus
 
 
 def order_qs_locked() -> QuerySet[Order]:
@@ -45,6 +45,13 @@ def card_secrets_of_order_locked(*, order_id: int) -> list[CardSecret]:
         .select_for_update(of=("self",))
         .only("pk", "status", "order_id", "reserved_until", "sold_at")
     )
+
+
+def coupon_locked(*, merchant_id: int, code: str) -> Coupon | None:
+    """The merchant's coupon, locked until commit: checkouts using one coupon queue here, so `max_uses` is exact.
+    Taken after the checkout's card secrets (Order, CardSecret, Coupon), as expiry gives a use back after its
+    secrets."""
+    return Coupon.objects.filter(merchant_id=merchant_id, code=code).select_for_update(of=("self",)).first()
 
 
 def merchant_stock_lock(merchant_id: int) -> None:

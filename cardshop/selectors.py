@@ -181,7 +181,7 @@ def order_list_for_merchant(
     created_lt: dt.datetime | None = None,
 ) -> QuerySet[Order]:
     """One merchant's orders, filtered as the merchant API's list asks (every filter optional)."""
-    orders = Order.objects.filter(merchant_id=merchant_id)
+    orders = Order.objects.filter(merchant_id=merchant_id).select_related("coupon")
     if state:
         orders = orders.filter(state=state)
     if email:

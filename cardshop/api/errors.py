@@ -46,6 +46,8 @@ DOMAIN_STATUS = {
     "not_refundable": 409,
     "not_paid": 409,
     "no_refund_channel": 409,
+    "coupon_used_up": 409,
+    "coupon_buyer_limit": 409,
 }
 # The request field a refusal is about, where there is one.
 DOMAIN_PARAM = {
@@ -55,6 +57,11 @@ DOMAIN_PARAM = {
     "email": "email",
     "custom_field": "custom_input",
     "not_on_sale": "product",
+    "coupon_invalid": "coupon",
+    "coupon_not_for_product": "coupon",
+    "coupon_expired": "coupon",
+    "coupon_used_up": "coupon",
+    "coupon_buyer_limit": "coupon",
 }
 
 

@@ -87,8 +87,44 @@ class CategorySlugField(serializers.SlugRelatedField):
         return super().run_validation(data)
 
 
+class PriceTierSerializer(serializers.Serializer):
+    min_quantity = StrictIntegerField(min_value=2, max_value=10_000)
+    unit_price = PriceSerializer(help_text="In the product's currency, below its list price and the tier before.")
+
+
+@extend_schema_field(PriceTierSerializer(many=True))
+class PriceTiersField(serializers.Field):
+    """A product's wholesale tiers as money objects; kept on the product as minor units of its own currency."""
+
+    default_error_messages = {"invalid": "Give a list of {min_quantity, unit_price}."}
+
+    def __init__(self, **kwargs):
+        super().__init__(source="*", **kwargs)
+
+    def to_representation(self, product: Product) -> list[dict]:
+        return [
+            {"min_quantity": t["min_quantity"], "unit_price": money_of(t["unit_price_minor"], product.currency)}
+            for t in product.price_tiers or []
+        ]
+
+    def to_internal_value(self, data) -> dict:
+        tiers = PriceTierSerializer(data=data, many=True)
+        if not isinstance(data, list) or not tiers.is_valid():
+            raise serializers.ValidationError(
+                tiers.errors if isinstance(data, list) else self.error_messages["invalid"]
+            )
+        return {
+            "price_tiers": [
+                {"min_quantity": t["min_quantity"], "unit_price_minor": t["unit_price"]["price_minor"]}
+                for t in tiers.validated_data
+            ],
+            "_tier_currencies": {t["unit_price"]["currency"] for t in tiers.validated_data},
+        }
+
+
 class ProductSerializer(StrictModelSerializer):
     price = PriceSerializer(source="*")
+    price_tiers = PriceTiersField(required=False)
     category = CategorySlugField(slug_field="slug", queryset=Category.objects.all(), allow_null=True, required=False)
     delivery_kind = serializers.ChoiceField(choices=DeliveryKind.choices, default=DeliveryKind.UNIQUE)
     reusable_secret = StrictCharField(write_only=True, required=False, max_length=2000, trim_whitespace=False)
@@ -108,6 +144,7 @@ class ProductSerializer(StrictModelSerializer):
             "delivery_kind",
             "reusable_secret",
             "custom_fields",
+            "price_tiers",
             "min_quantity",
             "max_quantity",
             "is_active",
@@ -123,6 +160,10 @@ class ProductSerializer(StrictModelSerializer):
         return product_stock(product)
 
     def validate(self, attrs: dict) -> dict:
+        currencies = attrs.pop("_tier_currencies", set())
+        currency = attrs.get("currency", getattr(self.instance, "currency", None))
+        if currencies - {currency}:
+            raise serializers.ValidationError({"price_tiers": "unit prices must be in the product's currency"})
         low = attrs.get("min_quantity", getattr(self.instance, "min_quantity", 1))
         high = attrs.get("max_quantity", getattr(self.instance, "max_quantity", 5))
         if high < low:
@@ -157,8 +198,11 @@ class OrderSerializer(serializers.ModelSerializer):
 
     id = serializers.CharField(source="order_no", read_only=True)
     product = serializers.IntegerField(source="product_id", read_only=True)
-    unit_price = serializers.SerializerMethodField()
-    amount = serializers.SerializerMethodField()
+    list_price = serializers.SerializerMethodField(help_text="The product's unit price when the order was made.")
+    unit_price = serializers.SerializerMethodField(help_text="What one unit cost at this quantity (wholesale tiers).")
+    discount = serializers.SerializerMethodField(help_text="What the coupon took off.")
+    coupon = serializers.SerializerMethodField(help_text="The coupon code used, or null.")
+    amount = serializers.SerializerMethodField(help_text="What the buyer pays: unit_price x quantity - discount.")
     pay_url = serializers.SerializerMethodField(
         help_text="Where to send the buyer: the order's page, which offers the payment methods while it waits "
         "for payment (a signed link, valid 30 days); null once it no longer does."
@@ -171,7 +215,10 @@ class OrderSerializer(serializers.ModelSerializer):
             "state",
             "product",
             "quantity",
+            "list_price",
             "unit_price",
+            "discount",
+            "coupon",
             "amount",
             "email",
             "custom_input",
@@ -185,8 +232,19 @@ class OrderSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     @extend_schema_field(MoneySerializer)
+    def get_list_price(self, order: Order) -> dict:
+        return money_of(order.list_price_minor, order.currency)
+
+    @extend_schema_field(MoneySerializer)
     def get_unit_price(self, order: Order) -> dict:
         return money_of(order.unit_price_minor, order.currency)
+
+    @extend_schema_field(MoneySerializer)
+    def get_discount(self, order: Order) -> dict:
+        return money_of(order.discount_minor, order.currency)
+
+    def get_coupon(self, order: Order) -> str | None:
+        return order.coupon.code if order.coupon_id else None
 
     @extend_schema_field(MoneySerializer)
     def get_amount(self, order: Order) -> dict:
@@ -205,6 +263,7 @@ class OrderCreateSerializer(serializers.Serializer):
     buyer_ip = serializers.IPAddressField(required=False, help_text="The buyer's address, for risk; yours is not.")
     custom_input = serializers.DictField(child=StrictCharField(max_length=500), required=False)
     language = serializers.ChoiceField(choices=[code for code, _name in settings.LANGUAGES], required=False)
+    coupon = StrictCharField(max_length=32, required=False, allow_blank=True, help_text="One of your coupon codes.")
 
     def validate_email(self, value):
         if not isinstance(self.initial_data.get("email"), str):

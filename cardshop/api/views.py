@@ -175,6 +175,7 @@ class OrderViewSet(MerchantApiView, mixins.ListModelMixin, mixins.RetrieveModelM
             buyer_ip=data.get("buyer_ip"),
             custom_input=data.get("custom_input"),
             language=data.get("language", ""),
+            coupon_code=data.get("coupon", ""),
         )
         return Response(self.get_serializer(order).data, status=status.HTTP_201_CREATED)
 

@@ -10,6 +10,7 @@ from cardshop.models.merchant_alerts import MerchantAlert, MerchantAlertSettings
 from cardshop.models.merchant_api import ApiKey, ApiKeyMode, ApiScope, IdempotencyRecord
 from cardshop.models.merchant_console import MerchantMember
 from cardshop.models.orders import Order, OrderEvent, OrderInReview, OrderState, SecretRevealLog
+from cardshop.models.pricing import Coupon, CouponKind
 from cardshop.models.stock import CardSecret, SecretStatus
 from cardshop.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
@@ -23,6 +24,8 @@ __all__ = [
     "MerchantMember",
     "MerchantShopPage",
     "CardSecret",
+    "Coupon",
+    "CouponKind",
     "Category",
     "DeliveryKind",
     "Order",

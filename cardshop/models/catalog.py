@@ -52,6 +52,35 @@ class Category(models.Model):
         return self.name
 
 
+def price_tiers_clean(tiers, *, list_price_minor: int | None) -> list[dict]:
+    """Tiers sorted by quantity, each from 2 units up, each cheaper than the list price and than the tier before;
+    a ValidationError on `price_tiers` otherwise."""
+    bad = ValidationError(
+        {
+            "price_tiers": _(
+                "Give a list of {min_quantity, unit_price_minor}: quantities from 2 up, each once, and unit prices "
+                "below the list price that fall as the quantity grows."
+            )
+        }
+    )
+    if not isinstance(tiers, list) or len(tiers) > 20:
+        raise bad
+    cleaned = []
+    for tier in tiers:
+        if not isinstance(tier, dict) or set(tier) != {"min_quantity", "unit_price_minor"}:
+            raise bad
+        quantity, price = tier["min_quantity"], tier["unit_price_minor"]
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in (quantity, price)) or quantity < 2 or price < 1:
+            raise bad
+        cleaned.append({"min_quantity": quantity, "unit_price_minor": price})
+    cleaned.sort(key=lambda t: t["min_quantity"])
+    prices = [list_price_minor or 0, *[t["unit_price_minor"] for t in cleaned]]
+    quantities = [t["min_quantity"] for t in cleaned]
+    if len(set(quantities)) != len(quantities) or any(b >= a for a, b in zip(prices, prices[1:], strict=False)):
+        raise bad
+    return cleaned
+
+
 class Product(models.Model):
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+", verbose_name=_("merchant"))
     # SET_NULL: a category only groups the catalog; deleting one must neither be blocked by its products nor take
@@ -78,6 +107,14 @@ class Product(models.Model):
         default=list,
         blank=True,
         help_text=_('A list like [{"name": "account", "label": "Game account", "required": true}]'),
+    )
+    # Wholesale: [{"min_quantity": 10, "unit_price_minor": 900}, ...], from 10 units each costs 9.00. Kept on the
+    # product row, so the checkout reads it with the product (no query more on the hot path).
+    price_tiers = models.JSONField(
+        _("price tiers"),
+        default=list,
+        blank=True,
+        help_text=_('Unit prices by quantity, e.g. [{"min_quantity": 10, "unit_price_minor": 900}].'),
     )
     min_quantity = models.PositiveIntegerField(_("minimum per order"), default=1)
     max_quantity = models.PositiveIntegerField(_("maximum per order"), default=5)
@@ -137,6 +174,7 @@ class Product(models.Model):
             isinstance(f, dict) and f.get("name") for f in self.custom_fields
         ):
             raise ValidationError({"custom_fields": _("Each field needs at least a name.")})
+        self.price_tiers = price_tiers_clean(self.price_tiers, list_price_minor=self.price_minor)
         try:
             currency_validate(self.currency)
         except MoneyError:

@@ -36,7 +36,19 @@ class Order(ConcurrentTransitionMixin, models.Model):
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="+", verbose_name=_("merchant"))
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="orders", verbose_name=_("product"))
     quantity = models.PositiveIntegerField(_("quantity"))
+    # What it was sold at: the product's list price, the unit price this quantity earned (a wholesale tier), the
+    # coupon's discount, and the amount paid = unit price x quantity - discount (a CHECK below).
+    list_price_minor = models.BigIntegerField(_("list unit price (minor units)"))
     unit_price_minor = models.BigIntegerField(_("unit price (minor units)"))
+    discount_minor = models.BigIntegerField(_("discount (minor units)"), default=0, db_default=0)
+    coupon = models.ForeignKey(
+        "cardshop.Coupon",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="orders",
+        verbose_name=_("coupon"),
+    )
     amount_minor = models.BigIntegerField(_("amount (minor units)"))
     currency = models.CharField(_("currency"), max_length=3)
     email = models.EmailField(_("email"))
@@ -83,8 +95,13 @@ class Order(ConcurrentTransitionMixin, models.Model):
         constraints = [
             models.CheckConstraint(condition=models.Q(quantity__gte=1), name="order_quantity_positive"),
             models.CheckConstraint(
-                condition=models.Q(amount_minor=models.F("unit_price_minor") * models.F("quantity")),
-                name="order_amount_is_price_times_quantity",
+                condition=models.Q(
+                    amount_minor=models.F("unit_price_minor") * models.F("quantity") - models.F("discount_minor")
+                ),
+                name="order_amount_is_price_times_quantity_less_discount",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(discount_minor__gte=0, amount_minor__gt=0), name="order_discount_leaves_an_amount"
             ),
         ]
         indexes = [
@@ -107,6 +124,13 @@ class Order(ConcurrentTransitionMixin, models.Model):
             return self.amount.display()
         except MoneyError:
             return f"{self.amount_minor} {self.currency} (minor units)"
+
+    @property
+    def discount_label(self) -> str:
+        try:
+            return Money(self.discount_minor, self.currency).display()
+        except MoneyError:
+            return f"{self.discount_minor} {self.currency} (minor units)"
 
     # Transitions only change fields; services lock, check, save and record events.
     @transition(field=state, source=[S.PENDING, S.EXPIRED, S.CANCELLED], target=S.PAID)

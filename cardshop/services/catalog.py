@@ -23,6 +23,7 @@ EDITABLE = (
     "delivery_kind",
     "reusable_secret",
     "custom_fields",
+    "price_tiers",
     "min_quantity",
     "max_quantity",
     "is_active",

@@ -20,11 +20,12 @@ from cardshop.locks import buyer_lock, card_secrets_free_locked
 from cardshop.models import DeliveryKind, Order, OrderState, Product
 from cardshop.services.delivery import card_secrets_hold
 from cardshop.services.events import order_event_add
+from cardshop.services.pricing import coupon_reserve, coupon_use_count, normalise_code, order_price, unit_price_for
 from cardshop.services.risk_request import risk_request_build, shop_facts
 from core import ids
 from core.client_ip import ip_group
 from core.errors import DomainError
-from core.money import MoneyError, currency_validate
+from core.money import Money, MoneyError, currency_validate
 from payments import facade as payments
 from payments.contracts import PaymentRequest, PaymentView
 from risk import facade as risk
@@ -172,8 +173,9 @@ def order_create(
     language: str = "",
     device: str = "",
     merchant_id: int | None = None,
+    coupon_code: str = "",
 ) -> Order:
-    """Create an order and reserve its stock in one transaction, or change nothing.
+    """Create an order and reserve its stock (and its coupon's use) in one transaction, or change nothing.
 
     Risk decides first, before anything is reserved: allow makes a PENDING order; review makes a REVIEW order (its
     stock held for an operator); challenge raises ChallengeRequired (the checkout resumes through
@@ -196,6 +198,7 @@ def order_create(
         "language": language,
         "buyer_ip": buyer_ip or "",
         "device": device,
+        "coupon_code": normalise_code(coupon_code),
     }
     # The number is drawn first so that the assessment names the order it makes (a block makes none), and a
     # challenged checkout resumes under the number assessed.
@@ -203,7 +206,13 @@ def order_create(
     if not settings.RISK_ENABLED:
         return _order_make(product, checkout, None, review=False)
     risk_request = risk_request_build(
-        product=product, quantity=quantity, email=email, ip=buyer_ip or "", device=device, order_no=checkout["order_no"]
+        product=product,
+        quantity=quantity,
+        email=email,
+        ip=buyer_ip or "",
+        device=device,
+        order_no=checkout["order_no"],
+        amount=_list_amount(product, quantity),
     )
     review, started, refused = False, None, None
     # The assessment commits with what it decided (one commit, not two). An order refused for stock or the pending
@@ -241,6 +250,7 @@ def order_create_for_merchant(
     buyer_ip: str | None = None,
     custom_input: dict[str, Any] | None = None,
     language: str = "",
+    coupon_code: str = "",
 ) -> Order:
     """An order the merchant's own site makes for its buyer (the merchant API): the checkout's rules, risk included,
     on one of the merchant's products; another merchant's product is not found. The buyer reaches the order by the
@@ -254,6 +264,7 @@ def order_create_for_merchant(
         custom_input=custom_input,
         language=language,
         merchant_id=merchant_id,
+        coupon_code=coupon_code,
     )
 
 
@@ -301,8 +312,15 @@ def order_create_after_challenge(*, token: str) -> Order:
             ip=checkout["buyer_ip"],
             device=checkout["device"],
             order_no=checkout["order_no"],
+            amount=_list_amount(product, checkout["quantity"]),
         )
     return _order_make(product, checkout, request, review=False)
+
+
+def _list_amount(product: Product, quantity: int) -> Money:
+    """What risk weighs at checkout: the amount at the quantity's tier price, before a coupon (known under its
+    lock only)."""
+    return Money(unit_price_for(product, quantity) * quantity, product.currency)
 
 
 def _order_make(product: Product, checkout: dict, risk_request: RiskRequest | None, *, review: bool) -> Order:
@@ -325,14 +343,21 @@ def _order_write(product: Product, checkout: dict, risk_request: RiskRequest | N
         taken = card_secrets_free_locked(product_id=product.pk, count=quantity)
         if len(taken) < quantity:
             raise DomainError("out_of_stock", _("Not enough stock left for this quantity."))
+    coupon = None
+    if checkout.get("coupon_code"):
+        coupon = coupon_reserve(code=checkout["coupon_code"], product=product, email=email, now=now)
+    price = order_price(product, quantity, coupon=coupon)
     hold = settings.CARDSHOP_REVIEW_SECONDS if review else settings.CARDSHOP_ORDER_TTL_SECONDS
     order = Order.objects.create(
         order_no=checkout["order_no"],
         merchant_id=product.merchant_id,
         product=product,
         quantity=quantity,
-        unit_price_minor=product.price_minor,
-        amount_minor=product.price_minor * quantity,
+        list_price_minor=price.list_price_minor,
+        unit_price_minor=price.unit_price_minor,
+        discount_minor=price.discount_minor,
+        coupon=coupon,
+        amount_minor=price.amount_minor,
         currency=product.currency,
         email=email,
         query_password_hash=checkout["query_password_hash"],
@@ -345,7 +370,11 @@ def _order_write(product: Product, checkout: dict, risk_request: RiskRequest | N
         state=OrderState.REVIEW if review else OrderState.PENDING,
     )
     card_secrets_hold(order=order, secrets=taken)
-    order_event_add(order=order, kind="created", quantity=quantity, amount=order.amount_minor)
+    if coupon is not None:
+        coupon_use_count(coupon)
+        order_event_add(order=order, kind="created", quantity=quantity, amount=order.amount_minor, coupon=coupon.code)
+    else:
+        order_event_add(order=order, kind="created", quantity=quantity, amount=order.amount_minor)
     if review:
         order_event_add(order=order, kind="risk_review")
     if risk_request is not None:

@@ -15,6 +15,7 @@ from cardshop.locks import order_qs_locked
 from cardshop.models import DeliveryKind, Order, OrderState
 from cardshop.services.delivery import card_secrets_release, order_deliver_paid
 from cardshop.services.events import OrderWrite, order_event_add
+from cardshop.services.pricing import coupon_give_back, coupon_take_again
 from cardshop.services.risk_signals import payment_declined_record
 from cardshop.services.splits import split_at_provider_request
 from core.audit import audit_record
@@ -46,6 +47,8 @@ def order_paid_apply(
         return order
     write = OrderWrite(order)
     write.event("paid", source=source, out_trade_no=out_trade_no, late=order.state != OrderState.PENDING)
+    if order.state in (OrderState.EXPIRED, OrderState.CANCELLED):
+        coupon_take_again(order=order)  # its use was given back when it lapsed; the discount is paid for now
     order.mark_paid()
     order.paid_by = out_trade_no
     write.changed("state", "paid_at", "paid_by")
@@ -178,6 +181,7 @@ def order_expire(*, order_id: int) -> bool:
         order.expire()
         order.save(update_fields=["state"])
         released = card_secrets_release(order=order)
+        coupon_give_back(order=order)
         order_event_add(order=order, kind="expired", released=released)
         jobs.order_payments_close(order.order_no)
     return True
@@ -206,6 +210,7 @@ def order_cancel(*, order_no: str, actor: str = "buyer") -> Order:
         order.cancel()
         order.save(update_fields=["state"])
         released = card_secrets_release(order=order)
+        coupon_give_back(order=order)
         order_event_add(order=order, kind="cancelled", actor=actor, released=released)
         # Like expiry: nobody may pay a QR that no longer has stock behind it.
         jobs.order_payments_close(order.order_no)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from django.conf import settings
@@ -23,6 +24,7 @@ from cardshop.forms import CheckoutForm, LookupForm
 from cardshop.models import DeliveryKind, OrderState
 from cardshop.services import checkout, delivery, orders, risk_signals
 from cardshop.services.notifications import order_link_token_check
+from cardshop.services.pricing import unit_price_for
 from cardshop.views.access import grant_order, granted_orders, order_for_session_or_404
 from core.client_ip import client_ip, ratelimit_key
 from core.errors import DomainError
@@ -117,6 +119,7 @@ def product_detail(request: HttpRequest, slug: str) -> HttpResponse:
                 custom_input=custom,
                 language=request.LANGUAGE_CODE,
                 device=device_of(request),
+                coupon_code=form.cleaned_data["coupon"],
             )
         except checkout.ChallengeRequired as exc:
             return redirect("checkout_confirm", token=exc.token)
@@ -153,9 +156,16 @@ def product_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "stock": stock,
         "form": form,
         "announcement": selectors.shop_announcement_text(),
+        "tiers": [
+            {"min_quantity": t["min_quantity"], "label": Money(t["unit_price_minor"], product.currency).display()}
+            for t in product.price_tiers
+        ],
         "total": {
-            "label": Money(product.price_minor * form.shown_quantity(), product.currency).display(),
+            "label": Money(
+                unit_price_for(product, form.shown_quantity()) * form.shown_quantity(), product.currency
+            ).display(),
             "price_minor": product.price_minor,
+            "tiers_json": json.dumps(product.price_tiers),
             "exponent": exp,
             "symbol": CURRENCY_SYMBOLS.get(product.currency, product.currency + " "),
         }

@@ -153,6 +153,7 @@ def test_no_page_answers_500_for_unpayable_currencies(client, merchant, epay_acc
         merchant=merchant,
         product=legacy,
         quantity=1,
+        list_price_minor=legacy.price_minor,
         unit_price_minor=legacy.price_minor,
         amount_minor=legacy.price_minor,
         currency="GBP",

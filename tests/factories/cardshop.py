@@ -45,6 +45,7 @@ class OrderFactory(factory.django.DjangoModelFactory):
     merchant = factory.SelfAttribute("product.merchant")
     order_no = factory.LazyFunction(ids.order_no)
     quantity = 1
+    list_price_minor = factory.SelfAttribute("product.price_minor")
     unit_price_minor = factory.SelfAttribute("product.price_minor")
     amount_minor = factory.LazyAttribute(lambda o: o.unit_price_minor * o.quantity)
     currency = factory.SelfAttribute("product.currency")

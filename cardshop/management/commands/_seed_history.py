@@ -32,6 +32,7 @@ from django.utils import timezone
 from cardshop.models import CardSecret, DeliveryKind, Order, OrderEvent, OrderState, Product
 from cardshop.services.checkout import order_create, order_payment_start
 from cardshop.services.orders import order_cancel, order_fulfil_manual, orders_expire_due, payment_sync
+from cardshop.services.pricing import unit_price_for
 from cardshop.services.refunds import order_refund_request, refund_sync
 from cardshop.services.stock import card_secrets_import
 from payments import facade as payments
@@ -121,7 +122,7 @@ def plan(*, count: int, seed: int, channels: dict[str, dict[str, int]], now: dat
         return []
     pairs, pair_weights = zip(*choices, strict=True)
     slugs, slug_weights = zip(*PRODUCT_WEIGHTS.items(), strict=True)
-    prices = dict(Product.objects.filter(slug__in=[*slugs, "game-topup"]).values_list("slug", "price_minor"))
+    products = {p.slug: p for p in Product.objects.filter(slug__in=[*slugs, "game-topup"])}
     today_left = max(4, count // 7)  # so the hourly chart has bars
     recent_refund = True  # and one refund lands in this week's figures
     buyers = max(8, count // 3)
@@ -137,7 +138,7 @@ def plan(*, count: int, seed: int, channels: dict[str, dict[str, int]], now: dat
         else:
             days_ago = rng.randint(1, HISTORY_DAYS - 1)
         created = _when(rng, now=local_now, today=today, days_ago=days_ago)
-        amount = prices.get(slug, 0) * quantity
+        amount = unit_price_for(products[slug], quantity) * quantity if slug in products else 0  # tiers too
         # E.g. the bank takes 10.00 and up, the aggregator up to 500.00 (seed_demo's CHANNELS).
         allowed = [(p, w) for p, w in zip(pairs, pair_weights, strict=True) if _takes(channels[p[0]], amount)]
         allowed = allowed or choices

@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand
 from cardshop.management.commands import _seed_history as history
 from cardshop.models import (
     Category,
+    Coupon,
     DeliveryKind,
     MerchantAlertSettings,
     MerchantMember,
@@ -65,7 +66,10 @@ CATEGORIES = [
     ("software", "软件激活 · Software keys", 1, ("office-key",)),
     ("top-ups", "游戏代充 · Game top-ups", 2, ("game-topup",)),
 ]
-ANNOUNCEMENT = "欢迎光临演示商店：付款后自动发货。\nWelcome to the demo shop: codes are delivered as soon as you pay."
+ANNOUNCEMENT = (
+    "欢迎光临演示商店：付款后自动发货。首单优惠码 WELCOME10 九折。\n"
+    "Welcome to the demo shop: codes are delivered as soon as you pay. First order: 10 % off with WELCOME10."
+)
 # Two colours per product for its drawn picture.
 PICTURE_COLOURS = {
     "steam-10": ((23, 42, 69), (102, 192, 244)),
@@ -223,6 +227,13 @@ class Command(BaseCommand):
                 slug=cslug, defaults={"name": cname, "sort_order": order}
             )
             Product.objects.filter(slug__in=members, category__isnull=True).update(category=category)
+        # Wholesale on the Steam codes (3+ at 9.50, 10+ at 9.00) and a welcome coupon of the demo shop.
+        Product.objects.filter(slug="steam-10", price_tiers=[]).update(
+            price_tiers=[{"min_quantity": 3, "unit_price_minor": 950}, {"min_quantity": 10, "unit_price_minor": 900}]
+        )
+        Coupon.objects.get_or_create(
+            merchant=merchant, code="WELCOME10", defaults={"kind": "percent", "percent_off": 10, "per_buyer_limit": 1}
+        )
         ShopAnnouncement.objects.get_or_create(
             pk=ShopAnnouncement.SINGLETON_PK, defaults={"text": ANNOUNCEMENT, "is_active": True}
         )

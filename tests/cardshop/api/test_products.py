@@ -22,6 +22,7 @@ def test_a_product_is_made_and_shown_with_its_price_and_stock(api, shop_a):
         "price": {"amount_minor": 4990, "currency": "CNY"},
         "delivery_kind": "unique",
         "custom_fields": [],
+        "price_tiers": [],
         "min_quantity": 1,
         "max_quantity": 5,
         "is_active": True,
