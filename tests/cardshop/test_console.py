@@ -126,6 +126,7 @@ def test_a_key_made_in_the_console_is_shown_once_and_works(owner, merchant):
     page = made.content.decode()
     token = re.search(r'id="new-key-token">(ck_live_\w+)</code>', page).group(1)
     assert made["Cache-Control"] == "no-store"
+    assert "Authorization: Bearer &lt;key&gt;." in page  # shown as text, not swallowed as a tag
     key = ApiKey.objects.get()
     assert key.merchant == merchant and key.scopes == ["read", "write"] and key.created_by == "merchant_user:owner"
     assert api_key_authenticate(token=token).pk == key.pk
