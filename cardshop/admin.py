@@ -920,23 +920,6 @@ class CouponForm(MajorUnitsFormMixin, forms.ModelForm):
     def clean_code(self) -> str:
         return (self.cleaned_data.get("code") or "").strip().upper()
 
-    def clean(self):
-        cleaned = super().clean()
-        kind, product = cleaned.get("kind"), cleaned.get("product")
-        if kind == CouponKind.PERCENT:
-            cleaned["amount_off_minor"], cleaned["currency"] = None, ""
-            if not cleaned.get("percent_off"):
-                self.add_error("percent_off", _("A percent coupon needs its percent (1 to 99)."))
-        elif kind == CouponKind.FIXED:
-            cleaned["percent_off"] = None
-            if not cleaned.get("amount_off_minor"):
-                self.add_error("amount_off_minor", _("An amount-off coupon needs its amount."))
-            if not cleaned.get("currency"):
-                self.add_error("currency", _("An amount-off coupon needs its currency."))
-        if product is not None and cleaned.get("merchant") and product.merchant_id != cleaned["merchant"].pk:
-            self.add_error("product", _("The product must be one of the merchant's."))
-        return cleaned
-
 
 @admin.register(Coupon)
 class CouponAdmin(ModelAdmin):

@@ -8,8 +8,9 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.utils.translation import gettext_lazy as _
 
 from cardshop.admin_site import OperatorLoginForm
-from cardshop.models import ApiKeyMode, ApiScope, MerchantAlertSettings, MerchantMember
+from cardshop.models import ApiKeyMode, ApiScope, CouponKind, MerchantAlertSettings, MerchantMember, Product
 from cardshop.models.webhooks import EVENT_TYPES
+from core.money import CURRENCY_EXPONENTS, Money, MoneyError
 
 
 class MerchantLoginForm(OperatorLoginForm):
@@ -77,3 +78,50 @@ class AlertSettingsForm(forms.ModelForm):
             return self.instance.telegram_bot_token if self.instance.pk else ""
         self.instance._meta.get_field("telegram_bot_token").run_validators(typed)
         return typed
+
+
+class CouponForm(forms.Form):
+    """A coupon as the merchant types it: the amount off in major units ("5.00") of the currency chosen."""
+
+    code = forms.RegexField(label=_("code"), regex=r"^[A-Za-z0-9_-]{3,32}$", max_length=32)
+    kind = forms.ChoiceField(label=_("kind"), choices=CouponKind.choices)
+    percent_off = forms.IntegerField(label=_("percent off"), min_value=1, max_value=99, required=False)
+    amount_off = forms.CharField(label=_("amount off"), required=False, help_text=_("In major units, e.g. 5.00."))
+    currency = forms.ChoiceField(
+        label=_("currency"), choices=[(c, c) for c in sorted(CURRENCY_EXPONENTS)], initial="CNY"
+    )
+    product = forms.ModelChoiceField(label=_("product"), queryset=Product.objects.none(), required=False)
+    max_uses = forms.IntegerField(label=_("uses allowed"), min_value=1, required=False)
+    per_buyer_limit = forms.IntegerField(label=_("uses per buyer"), min_value=1, required=False)
+    valid_until = forms.DateTimeField(label=_("valid until"), required=False, help_text=_("e.g. 2026-12-31 23:59"))
+
+    def __init__(self, *args, merchant_id: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["product"].queryset = Product.objects.filter(merchant_id=merchant_id).order_by("name")
+        self.fields["product"].empty_label = _("every product")
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("kind") == CouponKind.FIXED:
+            try:
+                cleaned["amount_off_minor"] = Money.from_decimal_str(
+                    cleaned.get("amount_off") or "", cleaned.get("currency") or ""
+                ).amount_minor
+            except MoneyError:
+                self.add_error("amount_off", _("Give the amount off, e.g. 5.00."))
+        return cleaned
+
+    def service_fields(self) -> dict:
+        c = self.cleaned_data
+        fixed = c["kind"] == CouponKind.FIXED
+        return {
+            "code": c["code"].upper(),
+            "kind": c["kind"],
+            "percent_off": None if fixed else c.get("percent_off"),
+            "amount_off_minor": c.get("amount_off_minor") if fixed else None,
+            "currency": c.get("currency", "") if fixed else "",
+            "product_id": c["product"].pk if c.get("product") else None,
+            "max_uses": c.get("max_uses"),
+            "per_buyer_limit": c.get("per_buyer_limit"),
+            "valid_until": c.get("valid_until"),
+        }

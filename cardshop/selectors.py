@@ -14,6 +14,7 @@ from cardshop.models import (
     ApiKey,
     CardSecret,
     Category,
+    Coupon,
     DeliveryKind,
     MerchantAlertSettings,
     MerchantMember,
@@ -198,6 +199,10 @@ def merchant_member_for(*, user) -> MerchantMember | None:
     if not getattr(user, "is_authenticated", False):
         return None
     return MerchantMember.objects.filter(user=user, merchant__is_active=True).select_related("merchant").first()
+
+
+def coupons_for_merchant(*, merchant_id: int) -> QuerySet[Coupon]:
+    return Coupon.objects.filter(merchant_id=merchant_id).order_by("-pk")
 
 
 def api_keys_for_merchant(*, merchant_id: int) -> QuerySet[ApiKey]:

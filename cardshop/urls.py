@@ -36,6 +36,12 @@ urlpatterns = [
     path("merchant/webhooks/", console.console_webhooks, name="console_webhooks"),
     path("merchant/webhooks/<int:endpoint_id>/switch/", console.console_webhook_switch, name="console_webhook_switch"),
     path("merchant/alerts/", console.console_alerts, name="console_alerts"),
+    path("merchant/coupons/", console.console_coupons, name="console_coupons"),
+    path(
+        "merchant/coupons/<int:coupon_id>/deactivate/",
+        console.console_coupon_deactivate,
+        name="console_coupon_deactivate",
+    ),
     path("admin/", admin.site.urls),
     path("api/", include("cardshop.api.urls")),
 ]

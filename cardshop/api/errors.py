@@ -57,6 +57,7 @@ DOMAIN_PARAM = {
     "email": "email",
     "custom_field": "custom_input",
     "not_on_sale": "product",
+    "coupon_code_taken": "code",
     "coupon_invalid": "coupon",
     "coupon_not_for_product": "coupon",
     "coupon_expired": "coupon",

@@ -8,7 +8,16 @@ from django.db import models
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from cardshop.models import Category, DeliveryKind, Order, OrderState, Product, WebhookEndpoint, WebhookEvent
+from cardshop.models import (
+    Category,
+    CouponKind,
+    DeliveryKind,
+    Order,
+    OrderState,
+    Product,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 from cardshop.models.webhooks import EVENT_TYPES
 from cardshop.selectors import product_stock
 from cardshop.services.notifications import order_link
@@ -424,3 +433,64 @@ class PayoutSerializer(serializers.Serializer):
 
 class PayoutFilters(serializers.Serializer):
     state = serializers.ChoiceField(choices=[*settlement.PAYOUT_STATES, "open"], required=False)
+
+
+# --- coupons -----------------------------------------------------------------------------------------------------
+
+
+class CouponSerializer(serializers.Serializer):
+    """A code your buyers type at checkout (or you send as `coupon` when you make an order): fixed (`amount_off`) or
+    percent (`percent_off`, 1 to 99), for one of your products or all of them. `uses` counts the orders holding it:
+    an order that expires or is cancelled unpaid gives its use back."""
+
+    id = serializers.IntegerField(read_only=True)
+    code = StrictRegexField(r"^[A-Za-z0-9_-]{3,32}$", help_text="Matched in capitals.")
+    kind = serializers.ChoiceField(choices=CouponKind.choices)
+    amount_off = PriceSerializer(required=False, allow_null=True, help_text="For kind fixed.")
+    percent_off = StrictIntegerField(min_value=1, max_value=99, required=False, allow_null=True)
+    product = StrictIntegerField(min_value=1, required=False, allow_null=True, help_text="Empty: every product.")
+    max_uses = StrictIntegerField(min_value=1, max_value=10**9, required=False, allow_null=True)
+    per_buyer_limit = StrictIntegerField(min_value=1, max_value=10**6, required=False, allow_null=True)
+    valid_from = serializers.DateTimeField(required=False, allow_null=True)
+    valid_until = serializers.DateTimeField(required=False, allow_null=True)
+    uses = serializers.IntegerField(read_only=True)
+    is_active = serializers.BooleanField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+
+    def to_representation(self, coupon) -> dict:
+        return {
+            "id": coupon.pk,
+            "code": coupon.code,
+            "kind": coupon.kind,
+            "amount_off": money_of(coupon.amount_off_minor, coupon.currency) if coupon.amount_off_minor else None,
+            "percent_off": coupon.percent_off,
+            "product": coupon.product_id,
+            "max_uses": coupon.max_uses,
+            "per_buyer_limit": coupon.per_buyer_limit,
+            "valid_from": serializers.DateTimeField().to_representation(coupon.valid_from)
+            if coupon.valid_from
+            else None,
+            "valid_until": serializers.DateTimeField().to_representation(coupon.valid_until)
+            if coupon.valid_until
+            else None,
+            "uses": coupon.uses,
+            "is_active": coupon.is_active,
+            "created_at": serializers.DateTimeField().to_representation(coupon.created_at),
+        }
+
+    def validated_fields(self) -> dict:
+        """The coupon's fields for cardshop.services.coupons.coupon_create."""
+        data = self.validated_data
+        amount = data.get("amount_off") or {}
+        return {
+            "code": data["code"].upper(),
+            "kind": data["kind"],
+            "amount_off_minor": amount.get("price_minor"),
+            "currency": amount.get("currency", ""),
+            "percent_off": data.get("percent_off"),
+            "product_id": data.get("product"),
+            "max_uses": data.get("max_uses"),
+            "per_buyer_limit": data.get("per_buyer_limit"),
+            "valid_from": data.get("valid_from"),
+            "valid_until": data.get("valid_until"),
+        }

@@ -14,6 +14,7 @@ router.register("events", views.EventViewSet, basename="api-event")
 router.register("balances", views.BalanceViewSet, basename="api-balance")
 router.register("balance_transactions", views.BalanceTransactionViewSet, basename="api-balance-transaction")
 router.register("payouts", views.PayoutViewSet, basename="api-payout")
+router.register("coupons", views.CouponViewSet, basename="api-coupon")
 
 urlpatterns = [
     path("v1/", include(router.urls)),

@@ -19,6 +19,7 @@ from cardshop.api.schema import WholeListSchema
 from cardshop.api.serializers import (
     BalanceListSerializer,
     BalanceSerializer,
+    CouponSerializer,
     EventListFilters,
     OrderCreateSerializer,
     OrderListFilters,
@@ -37,7 +38,9 @@ from cardshop.api.serializers import (
     WebhookEndpointSerializer,
     WebhookEventSerializer,
 )
+from cardshop.models import Coupon
 from cardshop.selectors import (
+    coupons_for_merchant,
     order_list_for_merchant,
     product_list_for_merchant,
     webhook_endpoints_for_merchant,
@@ -45,6 +48,7 @@ from cardshop.selectors import (
 )
 from cardshop.services.catalog import product_create, product_retire, product_update
 from cardshop.services.checkout import order_create_for_merchant
+from cardshop.services.coupons import coupon_create, coupon_deactivate
 from cardshop.services.delivery import order_secrets_for_merchant
 from cardshop.services.orders import order_cancel
 from cardshop.services.refunds import order_refund_request
@@ -372,3 +376,36 @@ class PayoutViewSet(SettlementReadView):
         if payout is None:
             raise NotFound
         return Response(PayoutSerializer(payout).data)
+
+
+@extend_schema_view(
+    retrieve=extend_schema(responses=CouponSerializer), list=extend_schema(responses=CouponSerializer(many=True))
+)
+class CouponViewSet(MerchantApiView, mixins.ListModelMixin, mixins.RetrieveModelMixin):
+    """Your coupons, newest first."""
+
+    serializer_class = CouponSerializer
+    http_method_names = ["get", "post"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Coupon.objects.none()
+        return self.merchant_queryset()
+
+    def merchant_queryset(self):
+        return coupons_for_merchant(merchant_id=self.merchant_id)
+
+    @extend_schema(request=CouponSerializer, responses={201: CouponSerializer})
+    def create(self, request: Request) -> Response:
+        given = CouponSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        coupon = coupon_create(merchant_id=self.merchant_id, fields=given.validated_fields(), actor=actor_of(request))
+        return Response(CouponSerializer(coupon).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=CouponSerializer)
+    @action(detail=True, methods=["post"])
+    def deactivate(self, request: Request, pk: str) -> Response:
+        """Switch it off: no new order may use it; orders holding it keep their discount."""
+        coupon = self.get_object()
+        done = coupon_deactivate(merchant_id=self.merchant_id, coupon_id=coupon.pk, actor=actor_of(request))
+        return Response(CouponSerializer(done).data)

@@ -6,6 +6,7 @@ earned, the discount and the amount paid, with amount = unit price x quantity - 
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -75,3 +76,21 @@ class Coupon(models.Model):
 
     def __str__(self) -> str:
         return self.code
+
+    def clean(self) -> None:
+        """What each kind needs (the CHECK says it too, without the words): every form and the API run this."""
+        self.code = (self.code or "").strip().upper()
+        if self.kind == CouponKind.PERCENT:
+            self.amount_off_minor, self.currency = None, ""
+            if not self.percent_off:
+                raise ValidationError({"percent_off": _("A percent coupon needs its percent (1 to 99).")})
+        else:
+            self.percent_off = None
+            if not self.amount_off_minor or self.amount_off_minor < 1:
+                raise ValidationError({"amount_off_minor": _("An amount-off coupon needs its amount.")})
+            if not self.currency:
+                raise ValidationError({"currency": _("An amount-off coupon needs its currency.")})
+        if self.product_id is not None and self.merchant_id and self.product.merchant_id != self.merchant_id:
+            raise ValidationError({"product": _("The product must be one of the merchant's.")})
+        if self.valid_from and self.valid_until and self.valid_until <= self.valid_from:
+            raise ValidationError({"valid_until": _("The end must come after the start.")})

@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth import login as auth_login
 from django.contrib.auth import logout as auth_logout
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -20,8 +21,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from cardshop import selectors
 from cardshop.admin_site import otp_required
-from cardshop.console_forms import AlertSettingsForm, ApiKeyForm, MerchantLoginForm, WebhookEndpointForm
-from cardshop.models import OrderState
+from cardshop.console_forms import AlertSettingsForm, ApiKeyForm, CouponForm, MerchantLoginForm, WebhookEndpointForm
+from cardshop.models import CouponKind, OrderState
+from cardshop.services.coupons import coupon_create, coupon_deactivate
 from cardshop.services.merchant_alerts import merchant_alert_settings_save
 from cardshop.services.merchant_api import api_key_create, api_key_revoke
 from cardshop.services.webhooks import webhook_endpoint_create, webhook_endpoint_disable, webhook_endpoint_enable
@@ -233,3 +235,38 @@ def console_alerts(request: HttpRequest) -> HttpResponse:
         messages.success(request, _("Alert settings saved."))
         return redirect("console_alerts")
     return render(request, "cardshop/console/alerts.html", {"form": form, "section": "alerts"})
+
+
+@merchant_user_required
+@require_http_methods(["GET", "POST"])
+def console_coupons(request: HttpRequest) -> HttpResponse:
+    form = CouponForm(request.POST or None, merchant_id=request.merchant.pk)
+    if request.method == "POST" and form.is_valid():
+        try:
+            coupon = coupon_create(merchant_id=request.merchant.pk, fields=form.service_fields(), actor=_actor(request))
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+        except DomainError as exc:
+            form.add_error("code" if exc.code == "coupon_code_taken" else None, exc.message)
+        else:
+            messages.success(request, _("Coupon %(code)s is ready.") % {"code": coupon.code})
+            return redirect("console_coupons")
+    rows = [
+        {
+            "coupon": c,
+            "off": f"{c.percent_off} %" if c.kind == CouponKind.PERCENT else _money(c.amount_off_minor, c.currency),
+        }
+        for c in selectors.coupons_for_merchant(merchant_id=request.merchant.pk).select_related("product")
+    ]
+    return render(request, "cardshop/console/coupons.html", {"form": form, "rows": rows, "section": "coupons"})
+
+
+@merchant_user_required
+@require_POST
+def console_coupon_deactivate(request: HttpRequest, coupon_id: int) -> HttpResponse:
+    try:
+        coupon_deactivate(merchant_id=request.merchant.pk, coupon_id=coupon_id, actor=_actor(request))
+    except DomainError:
+        raise Http404 from None
+    return redirect("console_coupons")

@@ -12,7 +12,7 @@ from django.core.cache import cache
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from cardshop.models import ApiKey, MerchantAlertSettings, MerchantMember, WebhookEndpoint
+from cardshop.models import ApiKey, Coupon, MerchantAlertSettings, MerchantMember, WebhookEndpoint
 from cardshop.services.merchant_api import api_key_authenticate, api_key_create
 from tests.cardshop.api.conftest import money_for
 from tests.conftest import make_product
@@ -172,3 +172,25 @@ def test_alert_settings_are_saved_and_the_token_stays_write_only(owner, merchant
     assert chosen.telegram_bot_token == token  # empty kept it
     bad = owner.post("/merchant/alerts/", {**form, "telegram_chat_id": "not a chat"})
     assert bad.status_code == 200 and "chat id" in bad.content.decode()
+
+
+def test_coupons_are_made_and_switched_off_in_the_console(owner, merchant):
+    product = make_product(merchant, slug="cards", secrets_count=0)
+    theirs = make_product(MerchantFactory(), slug="theirs", secrets_count=0)
+    made = owner.post(
+        "/merchant/coupons/",
+        {"code": "five", "kind": "fixed", "amount_off": "5.00", "currency": "CNY", "product": product.pk},
+    )
+    assert made.status_code == 302
+    coupon = Coupon.objects.get()
+    assert (coupon.code, coupon.amount_off_minor, coupon.product, coupon.merchant) == ("FIVE", 500, product, merchant)
+    page = owner.get("/merchant/coupons/").content.decode()
+    assert 'id="coupon-FIVE"' in page and "¥5.00" in page
+    assert str(theirs.pk) not in re.findall(r'<option value="(\d+)"', page)  # only its own products offered
+    again = owner.post("/merchant/coupons/", {"code": "FIVE", "kind": "percent", "percent_off": 5, "currency": "CNY"})
+    assert again.status_code == 200 and "already have a coupon with this code" in again.content.decode()
+    owner.post(f"/merchant/coupons/{coupon.pk}/deactivate/")
+    coupon.refresh_from_db()
+    assert not coupon.is_active
+    other = Coupon.objects.create(merchant=theirs.merchant, code="THEIRS", kind="percent", percent_off=5)
+    assert owner.post(f"/merchant/coupons/{other.pk}/deactivate/").status_code == 404

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from cardshop.api.urls import router
-from cardshop.models import CardSecret, Order, Product, WebhookEndpoint
+from cardshop.models import CardSecret, Coupon, Order, Product, WebhookEndpoint
 from core.models import AuditEvent
 from payments.models import ChannelAccount
 from settlement.models import LedgerEntry, Payout
@@ -39,7 +39,15 @@ def payout_of(b: Product) -> str:
     return (payout or money_for(b.merchant, ChannelAccount.objects.get(code="epay"))).payout_no
 
 
+def coupon_of(b: Product) -> int:
+    from cardshop.models import Coupon
+
+    coupon = Coupon.objects.filter(merchant=b.merchant).first()
+    return (coupon or Coupon.objects.create(merchant=b.merchant, code="BONLY", kind="percent", percent_off=10)).pk
+
+
 OBJECT_OF_B = {
+    "api-coupon": coupon_of,
     "api-payout": payout_of,
     "api-webhook-endpoint": endpoint_of,
     "api-event": event_of,
@@ -53,7 +61,9 @@ def snapshot_of_b(b: Product) -> tuple:
     orders = sorted(Order.objects.filter(product=b).values_list("order_no", "state"))
     audits = AuditEvent.objects.count()  # nothing made, changed or read on B's behalf
     hooks = sorted(WebhookEndpoint.objects.filter(merchant=b.merchant).values_list("pk", "is_active", "secret"))
-    return (b.name, b.price_minor, b.is_active, CardSecret.objects.filter(product=b).count(), orders, audits, hooks)
+    coupons = sorted(Coupon.objects.filter(merchant=b.merchant).values_list("pk", "is_active", "uses"))
+    stock = CardSecret.objects.filter(product=b).count()
+    return (b.name, b.price_minor, b.is_active, stock, orders, audits, hooks, coupons)
 
 
 def detail_calls():
@@ -83,7 +93,7 @@ def test_the_walk_covers_every_endpoint_with_an_object():
     assert {basename for basename, *_ in CALLS} == set(OBJECT_OF_B)
     assert {basename for basename, _prefix in LISTS} == set(IDS_OF_B)
     assert set(OBJECT_OF_B) | set(IDS_OF_B) == {b for _p, _v, b in router.registry}
-    assert len(CALLS) >= 14  # products 4, orders 4, webhook endpoints 4, events 1, payouts 1
+    assert len(CALLS) >= 16  # products 4, orders 4, webhook endpoints 4, events 1, payouts 1, coupons 2
 
 
 # What each list would show of merchant B's (by the field that tells rows apart), B having one of each.
@@ -93,6 +103,7 @@ def b_has_everything(b: Product) -> None:
 
 
 IDS_OF_B = {
+    "api-coupon": lambda b: {coupon_of(b)},
     "api-product": lambda b: {b.pk},
     "api-order": lambda b: set(Order.objects.filter(product=b).values_list("order_no", flat=True)),
     "api-webhook-endpoint": lambda b: set(
