@@ -35,6 +35,14 @@ YESTERDAY = datetime.now(UTC).date() - timedelta(days=1)
 NOON = datetime.combine(YESTERDAY, time(12), tzinfo=UTC)
 
 
+@pytest.fixture(autouse=True)
+def _the_day_after(request):
+    """Every test reads "yesterday" from the following noon: YESTERDAY is fixed when the module is collected, so a
+    run that crosses midnight UTC would otherwise see the charges already available (two days after booking)."""
+    with time_machine.travel(NOON + timedelta(days=1), tick=True):
+        yield
+
+
 @pytest.fixture
 def sim() -> Iterator[StripeSimulator]:
     s = StripeSimulator().start()
