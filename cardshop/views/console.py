@@ -17,6 +17,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from cardshop import selectors
@@ -36,8 +37,9 @@ ORDERS_PER_PAGE = 50
 
 def merchant_user_required(view):
     """The signed-in user's merchant as `request.merchant`, or the console's login (with the second factor when
-    staff need one too)."""
+    staff need one too). No page of the console may be kept by a browser or proxy cache (never_cache)."""
 
+    @never_cache
     @wraps(view)
     def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         member = selectors.merchant_member_for(user=request.user)
@@ -167,10 +169,7 @@ def console_keys(request: HttpRequest) -> HttpResponse:
             form.add_error(None, exc.message)
     keys = selectors.api_keys_for_merchant(merchant_id=request.merchant.pk)
     context = {"form": form, "made": made, "keys": keys, "section": "keys"}
-    response = render(request, "cardshop/console/keys.html", context)
-    if made is not None:
-        response["Cache-Control"] = "no-store"  # the page holds the whole key, this once
-    return response
+    return render(request, "cardshop/console/keys.html", context)
 
 
 @merchant_user_required
@@ -203,10 +202,7 @@ def console_webhooks(request: HttpRequest) -> HttpResponse:
             form.add_error("url", exc.message)
     endpoints = selectors.webhook_endpoints_for_merchant(merchant_id=request.merchant.pk)
     context = {"form": form, "made": made, "endpoints": endpoints, "section": "webhooks"}
-    response = render(request, "cardshop/console/webhooks.html", context)
-    if made is not None:
-        response["Cache-Control"] = "no-store"
-    return response
+    return render(request, "cardshop/console/webhooks.html", context)
 
 
 @merchant_user_required
