@@ -327,6 +327,9 @@ class SaleRelease(models.Model):
     reserve_state = models.CharField(_("reserve"), max_length=12, choices=ReleaseState.choices)
     refund_fee_borne_by = models.CharField(_("kept refund fee borne by"), max_length=8, choices=FeeBearer.choices)
     refund_key = models.CharField(_("reversed by"), max_length=200, blank=True)
+    # Partial refunds: how much of the gross was refunded, and of each part of the sale (settlement.services.refunds).
+    refunded_minor = models.BigIntegerField(_("refunded (minor units)"), default=0, db_default=0)
+    refunded_parts = models.JSONField(_("refunded, by part"), default=dict, blank=True, db_default={})
     split_key = models.CharField(_("settled by the provider's split"), max_length=200, blank=True)
 
     class Meta:

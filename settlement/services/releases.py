@@ -54,27 +54,30 @@ def sale_release_post(*, sale_id: int, now: datetime) -> int:
             return 0
         sale_key = release.sale.idempotency_key
         changed = []
+        refunded = release.refunded_parts or {}  # what partial refunds took of each held part already
         if release.pending_state == ReleaseState.HELD and release.pending_due_at <= now:
-            _release(
-                release,
-                key=f"release:{sale_key}",
-                account_kind=AccountKind.MERCHANT_PENDING,
-                amount_minor=release.pending_minor,
-            )
+            amount = release.pending_minor - refunded.get("pending", 0)
+            if amount:  # partial refunds may have taken all of it
+                _release(
+                    release, key=f"release:{sale_key}", account_kind=AccountKind.MERCHANT_PENDING, amount_minor=amount
+                )
+                posted += 1
             release.pending_state = ReleaseState.RELEASED
             changed.append("pending_state")
         if release.reserve_state == ReleaseState.HELD and release.reserve_due_at <= now:
-            _release(
-                release,
-                key=f"reserve_release:{sale_key}",
-                account_kind=AccountKind.MERCHANT_RESERVE,
-                amount_minor=release.reserve_minor,
-            )
+            amount = release.reserve_minor - refunded.get("reserve", 0)
+            if amount:
+                _release(
+                    release,
+                    key=f"reserve_release:{sale_key}",
+                    account_kind=AccountKind.MERCHANT_RESERVE,
+                    amount_minor=amount,
+                )
+                posted += 1
             release.reserve_state = ReleaseState.RELEASED
             changed.append("reserve_state")
         if changed:
             release.save(update_fields=changed)
-            posted = len(changed)
     return posted
 
 

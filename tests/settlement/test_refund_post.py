@@ -198,11 +198,11 @@ def test_a_replayed_refund_is_a_no_op_and_a_second_refund_of_the_sale_is_refused
     assert LedgerTransaction.objects.filter(kind="refund").count() == 1
 
 
-def test_a_partial_refund_is_refused_and_a_payment_that_booked_nothing_books_nothing(example):
+def test_a_refund_beyond_the_sale_is_refused_and_a_payment_that_booked_nothing_books_nothing(example):
     merchant, *_ = example
     sale(merchant)
     with pytest.raises(SettlementError) as refused:
-        refund(amount=500)
+        refund(amount=1000)
     assert refused.value.code == "refund_mismatch"
     assert refund(out_trade_no="NEVER-BOOKED", refund_no="R9") is None
     assert not LedgerTransaction.objects.filter(kind="refund").exists()
