@@ -273,16 +273,25 @@ def order_refund_for_buyer(*, order: Order) -> RefundForBuyer | None:
 
     The amount is the refund's as payments holds it; the dates are the order's (timeline and refunded_at).
     """
-    if order.state not in (OrderState.REFUNDING, OrderState.REFUNDED):
+    partial = order.state not in (OrderState.REFUNDING, OrderState.REFUNDED)
+    kinds = ["partial_refund_requested"] if partial else ["refund_requested", "partial_refund_requested"]
+    asked = list(order.events.filter(kind__in=kinds).order_by("created_at", "pk"))
+    if partial and not asked:
         return None
-    requested = order.events.filter(kind="refund_requested").order_by("-created_at", "-pk").first()
-    refund_no = requested.detail.get("refund_no") if requested else None
-    amount = payments.refund_view(refund_no=refund_no).amount if refund_no else order.amount
-    return RefundForBuyer(
-        amount=amount,
-        requested_at=requested.created_at if requested else None,
-        completed_at=order.refunded_at if order.state == OrderState.REFUNDED else None,
-    )
+    # Every refund of the payment that paid it, in parts or whole, not refused: what goes (or went) back in all.
+    refunds = [
+        r
+        for r in payments.refunds_for_reference(reference=order.order_no)
+        if r.out_trade_no == order.paid_by and r.status != RefundStatus.FAILED
+    ]
+    amount = sum((r.amount for r in refunds[1:]), refunds[0].amount) if refunds else order.amount
+    done = bool(refunds) and all(r.status == RefundStatus.SUCCEEDED for r in refunds)
+    last_part = order.events.filter(kind="partially_refunded").order_by("-created_at", "-pk").first()
+    if partial:
+        completed = last_part.created_at if done and last_part else None
+    else:
+        completed = order.refunded_at if order.state == OrderState.REFUNDED else None
+    return RefundForBuyer(amount=amount, requested_at=asked[-1].created_at if asked else None, completed_at=completed)
 
 
 def second_payment_refunds_for_buyer(*, order: Order) -> list[RefundForBuyer]:

@@ -228,13 +228,19 @@ class PaymentAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_filter = ["status", "channel_code"]
     search_fields = ["out_trade_no", "reference", "provider_trade_no"]
     readonly_fields = [
-        "amount_display" if f.name == "amount_minor" else f.name for f in Payment._meta.fields if f.name != "currency"
+        {"amount_minor": "amount_display", "refunded_minor": "refunded_display"}.get(f.name, f.name)
+        for f in Payment._meta.fields
+        if f.name != "currency"
     ]
     fields = readonly_fields
 
     @admin.display(description=_("amount"), ordering="amount_minor")
     def amount_display(self, obj: Payment) -> str:
         return money_label(obj.amount_minor, obj.currency)
+
+    @admin.display(description=_("refunded"))
+    def refunded_display(self, obj: Payment) -> str:
+        return money_label(obj.refunded_minor, obj.currency)
 
 
 class RefundStatusFilter(admin.SimpleListFilter):

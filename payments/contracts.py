@@ -142,6 +142,8 @@ class RefundView:
     newly_final: bool = False  # this call moved the refund to succeeded or failed
     reason: str = ""
     requested_by: str = ""
+    # It takes all that was left of its payment (a whole refund, or the last of several): as of this call.
+    whole: bool = True
 
 
 class RefundRefused(DomainError):

@@ -145,6 +145,8 @@ class Payment(ConcurrentTransitionMixin, models.Model):
     # The buyer-facing method it was made for (alipay, wxpay, card, bank, qqpay): what the pay page says.
     method = models.CharField(_("payment method"), max_length=16, blank=True)
     amount_minor = models.BigIntegerField(_("amount (minor units)"))
+    # What succeeded refunds gave back so far (at most the amount): REFUNDED once it is all of it.
+    refunded_minor = models.BigIntegerField(_("refunded (minor units)"), default=0, db_default=0)
     currency = models.CharField(_("currency"), max_length=3)
     status = FSMField(_("status"), default=S.CREATED, choices=S.choices, protected=True)
     # Stripe documents ids of up to 255 characters (a Checkout Session id is 66 today).
@@ -251,6 +253,10 @@ class Payment(ConcurrentTransitionMixin, models.Model):
     def refund_abort(self) -> None:
         """The provider refused the refund: the money is still with us, an operator may try again."""
 
+    @transition(field=status, source=S.REFUNDING, target=S.SUCCEEDED)
+    def refund_partly_done(self) -> None:
+        """A refund of part of it succeeded: the rest is still paid (and may be refunded later)."""
+
 
 R = RefundStatus
 
@@ -277,9 +283,12 @@ class Refund(ConcurrentTransitionMixin, models.Model):
         verbose_name = _("refund")
         verbose_name_plural = _("refunds")
         constraints = [
-            # Full refunds only: one live (not failed) refund per payment, so a second click cannot refund twice.
+            # One refund on its way per payment at a time (a second click finds it); the ones that succeeded add
+            # up to at most the payment (Payment.refunded_minor, checked under the payment's lock).
             models.UniqueConstraint(
-                fields=["payment"], name="refund_one_live_per_payment", condition=~models.Q(status=R.FAILED)
+                fields=["payment"],
+                name="refund_one_in_flight_per_payment",
+                condition=models.Q(status__in=[R.REQUESTED, R.PENDING, R.UNKNOWN]),
             ),
             models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="refund_amount_positive"),
         ]

@@ -297,10 +297,17 @@ class OrderSecretsSerializer(serializers.Serializer):
 
 class RefundRequestSerializer(serializers.Serializer):
     reason = StrictCharField(max_length=200, required=False, allow_blank=True, help_text="Kept in the audit trail.")
+    amount = PriceSerializer(
+        required=False,
+        help_text="Part of the order to refund, in its currency; absent: all that is left of it. Several refunds "
+        "may add up to the whole (channels that refund only whole payments refuse a part).",
+    )
 
 
 class RefundSerializer(serializers.Serializer):
-    """A refund of an order's payment, in full; it completes when the channel confirms (follow the order)."""
+    """A refund of an order's payment, in full or in part; it completes when the channel confirms (follow the
+    order: a whole refund makes it `refunded`, a part leaves it as it is and the event order.partially_refunded
+    says so)."""
 
     id = serializers.CharField(source="refund_no")
     order = serializers.CharField(source="reference")

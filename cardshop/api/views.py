@@ -198,14 +198,20 @@ class OrderViewSet(MerchantApiView, mixins.ListModelMixin, mixins.RetrieveModelM
     @extend_schema(request=RefundRequestSerializer, responses={202: RefundSerializer})
     @action(detail=True, methods=["post"])
     def refund(self, request: Request, id: str) -> Response:
-        """Refund a paid order in full through the channel that took the money (scope `refunds`). The answer is
-        202: the refund is asked for; the order becomes `refunded` when the channel confirms it. Asking again while
-        it runs returns the same refund."""
+        """Refund a paid order through the channel that took the money (scope `refunds`): in full, or `amount` of
+        it. The answer is 202: the refund is asked for; a whole refund makes the order `refunded` when the channel
+        confirms it, a part leaves the order as it is. Asking again while it runs returns the same refund."""
         order = self.get_object()
         given = RefundRequestSerializer(data=request.data)
         given.is_valid(raise_exception=True)
+        amount = given.validated_data.get("amount")
+        if amount is not None and amount["currency"] != order.currency:
+            raise ValidationError({"amount": [_("The amount must be in the order's currency.")]})
         refund = order_refund_request(
-            order_no=order.order_no, actor=actor_of(request), reason=given.validated_data.get("reason", "")
+            order_no=order.order_no,
+            actor=actor_of(request),
+            reason=given.validated_data.get("reason", ""),
+            amount_minor=None if amount is None else amount["price_minor"],
         )
         return Response(RefundSerializer(refund).data, status=status.HTTP_202_ACCEPTED)
 

@@ -29,7 +29,12 @@ class AlertChannel(models.TextChoices):
 
 
 # The merchant event each kind of alert is made from.
-ALERT_OF_EVENT = {"order.paid": AlertKind.SALE, "order.refunded": AlertKind.REFUND, "stock.low": AlertKind.LOW_STOCK}
+ALERT_OF_EVENT = {
+    "order.paid": AlertKind.SALE,
+    "order.refunded": AlertKind.REFUND,
+    "order.partially_refunded": AlertKind.REFUND,
+    "stock.low": AlertKind.LOW_STOCK,
+}
 
 
 class MerchantAlertSettings(models.Model):

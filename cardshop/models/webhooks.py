@@ -12,7 +12,12 @@ from core.fields import EncryptedTextField
 from core.models import Merchant
 
 # The order timeline's kinds that are published, and the event type each becomes.
-PUBLISHED_KINDS = {"paid": "order.paid", "delivered": "order.delivered", "refunded": "order.refunded"}
+PUBLISHED_KINDS = {
+    "paid": "order.paid",
+    "delivered": "order.delivered",
+    "refunded": "order.refunded",
+    "partially_refunded": "order.partially_refunded",  # data carries the refund: {id, amount}
+}
 # And those from other outboxes: a payout's (settlement's flag) and a product's stock falling low.
 EVENT_TYPES = sorted([*PUBLISHED_KINDS.values(), "payout.paid", "payout.failed", "stock.low"])
 

@@ -87,7 +87,7 @@ def alert_text(alert: MerchantAlert) -> tuple[str, str]:
             return _("Low stock: %(product)s") % facts, _(
                 "Low stock: %(product)s has %(stock)s codes left. Upload more in your console or through the API."
             ) % facts
-        amount = data.get("amount") or {}
+        amount = (data.get("refund") or {}).get("amount") or data.get("amount") or {}  # a part: what went back
         product = Product.objects.filter(pk=data.get("product")).values_list("name", flat=True).first() or ""
         facts = {
             "product": product,

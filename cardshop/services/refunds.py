@@ -23,18 +23,43 @@ from settlement.contracts import SettlementError
 log = logging.getLogger(__name__)
 
 
-def order_refund_request(*, order_no: str, actor: str, reason: str = "") -> RefundView:
-    """Refund a paid order in full. A second request while one is live returns it and changes nothing.
+def order_refund_request(*, order_no: str, actor: str, reason: str = "", amount_minor: int | None = None) -> RefundView:
+    """Refund a paid order: in full (what is left of its payment), or `amount_minor` of it. A second request while
+    one is on its way returns it and changes nothing.
 
-    Lock order: the payment (inside payments.refund_request), then the order.
+    A refund of part of the order leaves it as it is (delivered stays delivered): only the refund that takes the
+    rest moves it to refunding, then refunded. Lock order: the payment (inside payments.refund_request), then the
+    order.
     """
     with transaction.atomic(durable=True):
         state = Order.objects.values_list("state", flat=True).get(order_no=order_no)
         if state not in (OrderState.PAID, OrderState.DELIVERED, OrderState.UNDELIVERABLE, OrderState.REFUNDING):
             raise DomainError("not_refundable", f"an order in state {state!r} cannot be refunded")
-        view = payments.refund_request(reference=order_no, reason=reason or "operator refund", requested_by=actor)
+        view = payments.refund_request(
+            reference=order_no, reason=reason or "operator refund", requested_by=actor, amount_minor=amount_minor
+        )
         order = order_qs_locked().get(order_no=order_no)
-        if can_proceed(order.refund_start):
+        if not view.whole:
+            if not order.events.filter(kind="partial_refund_requested", detail__refund_no=view.refund_no).exists():
+                order_event_add(
+                    order=order,
+                    kind="partial_refund_requested",
+                    actor=actor,
+                    refund_no=view.refund_no,
+                    amount=view.amount.amount_minor,
+                )
+                audit_record(
+                    actor=actor,
+                    action="order.refund_partial",
+                    target=f"order:{order.pk}",
+                    order_no=order_no,
+                    refund_no=view.refund_no,
+                    amount_minor=view.amount.amount_minor,
+                    currency=view.amount.currency,
+                    reason=reason,
+                )
+                jobs.refund_submit(view.refund_no)
+        elif can_proceed(order.refund_start):
             order.refund_start()
             order.save(update_fields=["state", "refund_from"])
             order_event_add(order=order, kind="refund_requested", actor=actor, refund_no=view.refund_no)
@@ -64,6 +89,15 @@ def order_refund_follow(*, view: RefundView, source: str) -> None:
     if order.paid_by and view.out_trade_no != order.paid_by:
         order_event_add(
             order=order, kind=f"extra_payment_refund_{view.status}", source=source, refund_no=view.refund_no
+        )
+        return
+    if not view.whole:  # part of the order: it stays as it is, its timeline says what went back
+        order_event_add(
+            order=order,
+            kind="partially_refunded" if view.status == RefundStatus.SUCCEEDED else f"partial_refund_{view.status}",
+            source=source,
+            refund_no=view.refund_no,
+            amount=view.amount.amount_minor,
         )
         return
     if view.status == RefundStatus.SUCCEEDED and can_proceed(order.refund_complete):

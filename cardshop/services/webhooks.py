@@ -238,12 +238,12 @@ def _order_event(row: OrderEvent) -> WebhookEvent:
     from cardshop.api.serializers import OrderSerializer  # how an order looks to its merchant, as in the API
 
     order = row.order
+    data = dict(OrderSerializer(order).data)
+    if row.kind == "partially_refunded":
+        amount = {"amount_minor": row.detail.get("amount"), "currency": order.currency}
+        data["refund"] = {"id": row.detail.get("refund_no"), "amount": amount}
     return _event_new(
-        merchant_id=order.merchant_id,
-        type=PUBLISHED_KINDS[row.kind],
-        at=row.created_at,
-        data=OrderSerializer(order).data,
-        source=row,
+        merchant_id=order.merchant_id, type=PUBLISHED_KINDS[row.kind], at=row.created_at, data=data, source=row
     )
 
 

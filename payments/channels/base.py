@@ -18,6 +18,7 @@ class Capability(StrEnum):
     QUERY = "query"  # payment_query: the janitor asks the provider
     CLOSE = "close"  # expiry, cancel and a create in doubt close the trade at the provider
     REFUND = "refund"  # refund_request refuses a channel that cannot refund
+    PARTIAL_REFUND = "partial_refund"  # part of a payment, several times up to its amount (epay's forks: whole)
     PAYOUT = "payout"  # settlement pays merchants and agents out through it (payout + payout_query)
     STATEMENT = "statement"  # reconciliation downloads the account's daily statement (statement)
     SPLIT = "split"  # the provider splits a paid trade among receivers itself (split_bind, split, split_return)

@@ -10,6 +10,7 @@ from django.utils.translation import gettext as _
 from django_fsm import can_proceed
 
 from core import ids
+from core.money import Money
 from payments import schedule
 from payments.channels import registry
 from payments.channels.base import (
@@ -29,11 +30,14 @@ from payments.services.adapters import adapter_for
 
 log = logging.getLogger(__name__)
 
-_LIVE = [RefundStatus.REQUESTED, RefundStatus.PENDING, RefundStatus.UNKNOWN, RefundStatus.SUCCEEDED]
+_IN_FLIGHT = [RefundStatus.REQUESTED, RefundStatus.PENDING, RefundStatus.UNKNOWN]
 
 
 def _view(refund: Refund, payment: Payment, *, newly_final: bool = False) -> RefundView:
+    counted = refund.amount_minor if refund.status == RefundStatus.SUCCEEDED else 0  # in refunded_minor already
+    left_before = payment.amount_minor - (payment.refunded_minor - counted)
     return RefundView(
+        whole=refund.amount_minor == left_before,
         refund_no=refund.refund_no,
         channel_code=payment.channel_code,
         out_trade_no=payment.out_trade_no,
@@ -46,11 +50,13 @@ def _view(refund: Refund, payment: Payment, *, newly_final: bool = False) -> Ref
     )
 
 
-def refund_request(*, reference: str, reason: str, requested_by: str) -> RefundView:
-    """Write a full refund of the payment that paid `reference`; runs inside the caller's transaction.
+def refund_request(*, reference: str, reason: str, requested_by: str, amount_minor: int | None = None) -> RefundView:
+    """Write a refund of the payment that paid `reference`: of `amount_minor`, or of all that is left of it (None).
+    Runs inside the caller's transaction.
 
-    The payment row is locked first, so two clicks serialise: the second finds the live refund and
-    returns it. The provider is called later, after commit (`refund_execute`).
+    The payment row is locked first, so two clicks serialise: the second finds the refund on its way and returns
+    it (asking for another amount meanwhile is refused). The provider is called later, after commit
+    (`refund_execute`).
     """
     payment = (
         payment_qs_locked()
@@ -61,7 +67,7 @@ def refund_request(*, reference: str, reason: str, requested_by: str) -> RefundV
     )
     if payment is None:
         raise RefundRefused("not_paid", "no paid payment to refund for this order")
-    return _refund_write(payment, reason=reason, requested_by=requested_by)
+    return _refund_write(payment, reason=reason, requested_by=requested_by, amount_minor=amount_minor)
 
 
 def payment_refund_request(*, out_trade_no: str, reason: str, requested_by: str) -> RefundView:
@@ -83,13 +89,32 @@ def extra_payments_refund_automatically() -> bool:
     return True if chosen is None else chosen
 
 
-def _refund_write(payment: Payment, *, reason: str, requested_by: str) -> RefundView:
-    live = Refund.objects.filter(payment=payment, status__in=_LIVE).first()
+def _refund_write(payment: Payment, *, reason: str, requested_by: str, amount_minor: int | None = None) -> RefundView:
+    left = payment.amount_minor - payment.refunded_minor
+    live = Refund.objects.filter(payment=payment, status__in=_IN_FLIGHT).first()
     if live is not None:
+        if amount_minor is not None and amount_minor != live.amount_minor:
+            raise RefundRefused("refund_in_progress", _("A refund of this payment is on its way: wait for it first."))
         return _view(live, payment)
+    if payment.status != PaymentStatus.SUCCEEDED or left <= 0:
+        raise RefundRefused("not_refundable", _("This payment is refunded already."))
+    amount_minor = left if amount_minor is None else amount_minor
+    if not 0 < amount_minor <= left:
+        raise RefundRefused(
+            "refund_too_large",
+            _("At most %(left)s can still be refunded.") % {"left": Money(left, payment.currency).display()},
+        )
     adapter_cls = registry.get(payment.channel_code)
     if adapter_cls is None or Capability.REFUND not in adapter_cls.capabilities:
         raise RefundRefused("no_refund_channel", f"channel {payment.channel_code} cannot refund")
+    if amount_minor != payment.amount_minor:
+        if Capability.PARTIAL_REFUND not in adapter_cls.capabilities:
+            raise RefundRefused(
+                "no_partial_refund", _("This payment's channel refunds only whole payments, never part of one.")
+            )
+        if TradeSplit.objects.filter(payment=payment).exclude(status=SplitStatus.CANCELLED).exists():
+            # What a split moved decides what a refund takes back: such a payment is refunded whole.
+            raise RefundRefused("partial_refund_split", _("A payment split at the provider is refunded whole."))
     _splits_settle_for_refund(payment)
     now = timezone.now()
     payment.refund_start()
@@ -97,7 +122,7 @@ def _refund_write(payment: Payment, *, reason: str, requested_by: str) -> Refund
     refund = Refund.objects.create(
         refund_no=ids.out_trade_no("R"),
         payment=payment,
-        amount_minor=payment.amount_minor,
+        amount_minor=amount_minor,
         currency=payment.currency,
         reason=reason[:200],
         requested_by=requested_by[:150],
@@ -191,9 +216,12 @@ def refund_observation_apply(*, payment: Payment, refund: Refund, observation: R
     if observation.status == RefundState.SUCCEEDED and can_proceed(refund.succeed):
         refund.succeed(provider_refund_no=observation.provider_refund_no)
         refund.save(update_fields=["status", "provider_refund_no", "succeeded_at", "next_query_at", "updated_at"])
-        if can_proceed(payment.refund_complete):
+        payment.refunded_minor += refund.amount_minor
+        if payment.refunded_minor >= payment.amount_minor and can_proceed(payment.refund_complete):
             payment.refund_complete()
-            payment.save(update_fields=["status", "updated_at"])
+        elif can_proceed(payment.refund_partly_done):
+            payment.refund_partly_done()
+        payment.save(update_fields=["status", "refunded_minor", "updated_at"])
         # What the refund took back of a split (RefundRequest.split_returns) is returned with it.
         TradeSplit.objects.filter(payment=payment, status=SplitStatus.SUCCEEDED, returned_by="").update(
             returned_by=refund.refund_no

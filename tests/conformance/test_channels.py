@@ -249,3 +249,30 @@ def test_refund_goes_through_once(shop):
     assert Refund.objects.get().status == RefundStatus.SUCCEEDED
     assert Payment.objects.get().status == PaymentStatus.REFUNDED
     assert shop.sim.trade_for(payment.out_trade_no)["status"] in ("refunded", 2)
+
+
+@channels
+def test_a_payment_is_refunded_in_two_parts_where_the_channel_takes_parts(shop):
+    """Alipay, WeChat Pay, Stripe and the bank: 3.00, then the rest, each through the real adapter; the provider
+    holds both and the payment ends refunded. epay (whole refunds only) refuses the part and sends nothing."""
+    order, payment = shop.start()
+    shop.sim.pay(payment.out_trade_no)
+    assert _wait(lambda: _delivered(order))
+    if Capability.PARTIAL_REFUND not in registry.get(shop.code).capabilities:
+        with pytest.raises(DomainError) as refused:
+            order_refund_request(order_no=order.order_no, actor="op", amount_minor=300)
+        assert refused.value.code == "no_partial_refund" and not Refund.objects.exists()
+        return
+    order_refund_request(order_no=order.order_no, actor="op", amount_minor=300)
+    assert _wait(lambda: Payment.objects.get().refunded_minor == 300)
+    assert Payment.objects.get().status == PaymentStatus.SUCCEEDED
+    assert Order.objects.get(pk=order.pk).state == OrderState.DELIVERED
+    order_refund_request(order_no=order.order_no, actor="op")  # the rest
+    assert _wait(lambda: Order.objects.get(pk=order.pk).state == OrderState.REFUNDED)
+    time.sleep(0.5)  # a refund callback may land a moment later (a no-op)
+    assert sorted(Refund.objects.values_list("amount_minor", "status")) == [
+        (300, RefundStatus.SUCCEEDED),
+        (payment.amount.amount_minor - 300, RefundStatus.SUCCEEDED),
+    ]
+    assert Payment.objects.get().status == PaymentStatus.REFUNDED
+    assert shop.sim.trade_for(payment.out_trade_no)["status"] in ("refunded", 2)

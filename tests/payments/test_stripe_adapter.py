@@ -163,6 +163,7 @@ def test_capabilities_ack_and_notify_methods():
         Capability.QUERY,
         Capability.CLOSE,
         Capability.REFUND,
+        Capability.PARTIAL_REFUND,
         Capability.PAYOUT,
         Capability.STATEMENT,
         Capability.BALANCE,

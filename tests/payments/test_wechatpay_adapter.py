@@ -463,6 +463,7 @@ def test_capabilities():
         Capability.QUERY,
         Capability.CLOSE,
         Capability.REFUND,
+        Capability.PARTIAL_REFUND,
         Capability.PAYOUT,
         Capability.STATEMENT,
         Capability.SPLIT,

@@ -115,6 +115,7 @@ class AlipayAdapter:
             Capability.QUERY,
             Capability.CLOSE,
             Capability.REFUND,
+            Capability.PARTIAL_REFUND,
             Capability.PAYOUT,
             Capability.STATEMENT,
             Capability.SPLIT,

@@ -97,6 +97,7 @@ class BankGatewayAdapter:
             Capability.QUERY,
             Capability.CLOSE,
             Capability.REFUND,
+            Capability.PARTIAL_REFUND,
             Capability.PAYOUT,
             Capability.STATEMENT,
             Capability.BALANCE,

@@ -118,6 +118,7 @@ class StripeAdapter:
             Capability.QUERY,
             Capability.CLOSE,
             Capability.REFUND,
+            Capability.PARTIAL_REFUND,
             Capability.PAYOUT,
             Capability.STATEMENT,
             Capability.BALANCE,

@@ -171,6 +171,7 @@ class WechatPayAdapter:
             Capability.QUERY,
             Capability.CLOSE,
             Capability.REFUND,
+            Capability.PARTIAL_REFUND,
             Capability.PAYOUT,
             Capability.STATEMENT,
             Capability.SPLIT,
