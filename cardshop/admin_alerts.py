@@ -3,47 +3,28 @@ write-only), and the log of alerts sent. Registered from cardshop.admin."""
 
 from __future__ import annotations
 
-from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
-from django.utils.translation import gettext_lazy as _
 from unfold.admin import ModelAdmin
+from unfold.widgets import UnfoldAdminPasswordWidget
 
+from cardshop.console_forms import AlertSettingsForm
 from cardshop.models import MerchantAlert, MerchantAlertSettings
 from cardshop.services.merchant_alerts import merchant_alert_settings_save
 from core.admin_display import ReadOnlyAdminMixin
-from core.forms import WriteOnlySecretField
 
-SETTINGS_FIELDS = [
-    "merchant",
-    "email",
-    "email_on_sale",
-    "email_on_refund",
-    "email_on_low_stock",
-    "telegram_bot_token",
-    "telegram_chat_id",
-    "telegram_on_sale",
-    "telegram_on_refund",
-    "telegram_on_low_stock",
-]
+SETTINGS_FIELDS = ["merchant", *AlertSettingsForm.Meta.fields]
 
 
-class MerchantAlertSettingsForm(forms.ModelForm):
-    telegram_bot_token = WriteOnlySecretField(
-        label=_("Telegram bot token"),
-        help_text=_("From @BotFather. Write-only: leave empty to keep the stored token."),
-    )
+class MerchantAlertSettingsForm(AlertSettingsForm):
+    """The console's form (the token write-only, checked there) plus the merchant, in the admin's widgets."""
 
-    class Meta:
-        model = MerchantAlertSettings
+    class Meta(AlertSettingsForm.Meta):
         fields = SETTINGS_FIELDS
 
-    def clean_telegram_bot_token(self) -> str:
-        typed = self.cleaned_data["telegram_bot_token"]
-        if not typed:
-            return self.instance.telegram_bot_token if self.instance.pk else ""
-        self.instance._meta.get_field("telegram_bot_token").run_validators(typed)
-        return typed
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["telegram_bot_token"].widget = UnfoldAdminPasswordWidget(render_value=False)
 
 
 @admin.register(MerchantAlertSettings)

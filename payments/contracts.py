@@ -144,6 +144,7 @@ class RefundView:
     requested_by: str = ""
     # It takes all that was left of its payment (a whole refund, or the last of several): as of this call.
     whole: bool = True
+    newly_requested: bool = False  # this call wrote it (a second click gets the one on its way)
 
 
 class RefundRefused(DomainError):

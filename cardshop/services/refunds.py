@@ -39,33 +39,18 @@ def order_refund_request(*, order_no: str, actor: str, reason: str = "", amount_
             reference=order_no, reason=reason or "operator refund", requested_by=actor, amount_minor=amount_minor
         )
         order = order_qs_locked().get(order_no=order_no)
-        if not view.whole:
-            if not order.events.filter(kind="partial_refund_requested", detail__refund_no=view.refund_no).exists():
-                order_event_add(
-                    order=order,
-                    kind="partial_refund_requested",
-                    actor=actor,
-                    refund_no=view.refund_no,
-                    amount=view.amount.amount_minor,
-                )
-                audit_record(
-                    actor=actor,
-                    action="order.refund_partial",
-                    target=f"order:{order.pk}",
-                    order_no=order_no,
-                    refund_no=view.refund_no,
-                    amount_minor=view.amount.amount_minor,
-                    currency=view.amount.currency,
-                    reason=reason,
-                )
-                jobs.refund_submit(view.refund_no)
-        elif can_proceed(order.refund_start):
-            order.refund_start()
-            order.save(update_fields=["state", "refund_from"])
-            order_event_add(order=order, kind="refund_requested", actor=actor, refund_no=view.refund_no)
+        if view.newly_requested:
+            detail = {"refund_no": view.refund_no}
+            if view.whole and can_proceed(order.refund_start):
+                order.refund_start()
+                order.save(update_fields=["state", "refund_from"])
+            elif not view.whole:  # part of it: the order stays as it is
+                detail["amount"] = view.amount.amount_minor
+            kind = "refund_requested" if view.whole else "partial_refund_requested"
+            order_event_add(order=order, kind=kind, actor=actor, **detail)
             audit_record(
                 actor=actor,
-                action="order.refund",
+                action="order.refund" if view.whole else "order.refund_partial",
                 target=f"order:{order.pk}",
                 order_no=order_no,
                 refund_no=view.refund_no,
@@ -74,7 +59,7 @@ def order_refund_request(*, order_no: str, actor: str, reason: str = "", amount_
                 reason=reason,
             )
             jobs.refund_submit(view.refund_no)
-        elif order.state != OrderState.REFUNDING:
+        elif view.whole and order.state != OrderState.REFUNDING:
             raise DomainError("not_refundable", f"an order in state {order.state!r} cannot be refunded")
     return view
 

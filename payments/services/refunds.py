@@ -33,11 +33,12 @@ log = logging.getLogger(__name__)
 _IN_FLIGHT = [RefundStatus.REQUESTED, RefundStatus.PENDING, RefundStatus.UNKNOWN]
 
 
-def _view(refund: Refund, payment: Payment, *, newly_final: bool = False) -> RefundView:
+def _view(refund: Refund, payment: Payment, *, newly_final: bool = False, newly_requested: bool = False) -> RefundView:
     counted = refund.amount_minor if refund.status == RefundStatus.SUCCEEDED else 0  # in refunded_minor already
     left_before = payment.amount_minor - (payment.refunded_minor - counted)
     return RefundView(
         whole=refund.amount_minor == left_before,
+        newly_requested=newly_requested,
         refund_no=refund.refund_no,
         channel_code=payment.channel_code,
         out_trade_no=payment.out_trade_no,
@@ -128,7 +129,7 @@ def _refund_write(payment: Payment, *, reason: str, requested_by: str, amount_mi
         requested_by=requested_by[:150],
         next_query_at=schedule.next_query_at(attempts=0, created_at=now, now=now),
     )
-    return _view(refund, payment)
+    return _view(refund, payment, newly_requested=True)
 
 
 def _splits_settle_for_refund(payment: Payment) -> None:
