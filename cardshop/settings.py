@@ -144,7 +144,8 @@ else:
 
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
-    "core.hashers.QueryPasswordHasher",
+    "core.hashers.KeyedQueryPasswordHasher",  # query passwords of orders (core/hashers.py says why keyed)
+    "core.hashers.QueryPasswordHasher",  # ... and of orders placed before it
 ]
 
 AUTH_PASSWORD_VALIDATORS = [

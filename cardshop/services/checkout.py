@@ -25,6 +25,7 @@ from cardshop.services.risk_request import risk_request_build, shop_facts
 from core import ids
 from core.client_ip import ip_group
 from core.errors import DomainError
+from core.hashers import QUERY_PASSWORD_HASHER
 from core.money import Money, MoneyError, currency_validate
 from payments import facade as payments
 from payments.contracts import PaymentRequest, PaymentView
@@ -193,7 +194,7 @@ def order_create(
         "product_id": product.pk,
         "quantity": quantity,
         "email": email,
-        "query_password_hash": make_password(query_password, hasher="pbkdf2_sha256_query"),  # None: unusable
+        "query_password_hash": make_password(query_password, hasher=QUERY_PASSWORD_HASHER),  # None: unusable
         "custom_input": cleaned,
         "language": language,
         "buyer_ip": buyer_ip or "",
