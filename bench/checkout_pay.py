@@ -98,7 +98,20 @@ sys.path.insert(0, str(ROOT / "bench"))
 from common import VAR_DIR, admin_execute, bench_env, percentile, recreate_database  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "checkout_pay.json"
-sys.path.insert(0, str(ROOT))
+
+
+def _app_root(argv: list[str]) -> Path:
+    """The checkout whose shop is measured (--app, default this one); this file's bench code drives it."""
+    for i, arg in enumerate(argv):
+        if arg == "--app" and i + 1 < len(argv):
+            return Path(argv[i + 1]).resolve()
+        if arg.startswith("--app="):
+            return Path(arg.split("=", 1)[1]).resolve()
+    return ROOT
+
+
+APP = _app_root(sys.argv)
+sys.path.insert(0, str(APP))
 
 PRODUCT_SLUG = "bench-card"
 PRICE_MINOR = 990
@@ -171,6 +184,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("BENCH_DATABASE_URL", "postgres://root@127.0.0.1:5432/cardshop_bench"),
     )
     p.add_argument("--admin-db", default="test", help="existing database used to drop/create the bench databases")
+    p.add_argument("--app", type=Path, default=ROOT, help="the checkout to measure (default: this one)")
+    p.add_argument(
+        "--vs",
+        type=Path,
+        help="another checkout (e.g. a git worktree of main before a change): run this benchmark on both, "
+        "alternating rounds, and print both side by side",
+    )
+    p.add_argument("--rounds", type=int, default=3, help="rounds per side with --vs (default 3)")
+    p.add_argument("--json-out", type=Path, default=RESULTS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.orders < 1 or args.history < 0 or args.clients < 1 or args.http_seconds <= 0:
         p.error("--orders and --clients must be >= 1, --history >= 0, --http-seconds > 0")
@@ -635,7 +657,7 @@ def gunicorn_server(config: ServerConfig, env: dict[str, str]) -> Iterator[tuple
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     log_path = VAR_DIR / "gunicorn.log"
     with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=server_env, stdout=log_file, stderr=log_file, start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=APP, env=server_env, stdout=log_file, stderr=log_file, start_new_session=True)
     try:
         wait_ready(base, proc, log_path)
         yield base, proc.pid
@@ -1080,9 +1102,9 @@ def summary_text(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_json(result: dict[str, Any]) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+def write_json(result: dict[str, Any], path: Path = RESULTS) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
 
 
 # ---------------------------------------------------------------- main
@@ -1122,7 +1144,7 @@ def run(args: argparse.Namespace, stack: ExitStack) -> dict[str, Any]:
     log(f"pgbench -s {args.pgbench_scale} -c {args.pgbench_clients} -T {args.pgbench_seconds}")
     pg = pgbench(args)
     share = {path: round(best[path]["orders_per_s"] / pg["tps"], 4) for path in PATHS}
-    params = {k: v for k, v in vars(args).items() if k != "gunicorn"}
+    params = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "gunicorn"}
     params["gunicorn"] = [str(c) for c in args.gunicorn]
     return {
         "params": params,
@@ -1144,8 +1166,102 @@ def run(args: argparse.Namespace, stack: ExitStack) -> dict[str, Any]:
     }
 
 
+VS_RESULTS = ROOT / "bench" / "results" / "checkout_pay_vs.json"
+VS_FIGURES: list[tuple[str, Callable[[dict[str, Any]], float]]] = [
+    ("order path orders/s", lambda r: r["http"]["order_path"]["orders_per_s"]),
+    ("  CPU ms per order: gunicorn", lambda r: r["http"]["order_path"]["cpu_ms_per_order"]["gunicorn"]),
+    ("  PostgreSQL (the rest)", lambda r: r["http"]["order_path"]["cpu_ms_per_order"]["other_mostly_postgres"]),
+    ("  clients + simulator", lambda r: r["http"]["order_path"]["cpu_ms_per_order"]["bench_clients_and_simulator"]),
+    (
+        "  all three",
+        lambda r: sum(
+            r["http"]["order_path"]["cpu_ms_per_order"][k]
+            for k in ("gunicorn", "other_mostly_postgres", "bench_clients_and_simulator")
+        ),
+    ),
+    ("  notify round trip p50 ms", lambda r: r["http"]["order_path"]["notify_ms"]["p50"]),
+    ("full journey orders/s", lambda r: r["http"]["journey"]["orders_per_s"]),
+    ("service level orders/s", lambda r: r["service"]["orders_per_s"]),
+    ("  notify handling p50 ms", lambda r: r["service"]["notify_ms"]["p50"]),
+    ("pgbench tps (8 clients)", lambda r: r["pgbench"]["tps"]),
+]
+
+
+def vs_main(args: argparse.Namespace, argv: list[str]) -> int:
+    """This benchmark on two checkouts, rounds alternating (before, after, before, ...), medians side by side.
+
+    Each run is this file in a child process with ``--app <checkout>``: the same clients, simulator, history and
+    checks drive both shops, each served by its own code. Absolute figures on this shared machine move 2-3x from
+    day to day, so only what was measured in the same minutes is compared.
+    """
+    import statistics
+
+    rest = _without(argv, ("--vs", "--rounds", "--app"))
+    sides = {"before": args.vs.resolve(), "after": args.app.resolve()}
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    for r in range(args.rounds):
+        for side, checkout in sides.items():
+            log(f"--vs round {r + 1}/{args.rounds}: {side} ({checkout})")
+            out = VAR_DIR / f"checkout_pay_{side}.json"
+            cmd = [sys.executable, str(Path(__file__).resolve()), *rest, "--app", str(checkout), "--json-out", str(out)]
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            runs[side].append(json.loads(out.read_text()))
+    rows = []
+    for label, pick in VS_FIGURES:
+        before = statistics.median(pick(run) for run in runs["before"])
+        after = statistics.median(pick(run) for run in runs["after"])
+        rows.append({"figure": label, "before": round(before, 2), "after": round(after, 2)})
+    lines = [
+        f"checkout_pay.py --vs: median of {args.rounds} alternating rounds per side",
+        f"  before: {sides['before']}",
+        f"  after:  {sides['after']}",
+        f"  {'':<36}{'before':>10}{'after':>10}{'after/before':>14}",
+    ]
+    for row in rows:
+        ratio = f"{row['after'] / row['before']:.2f}x" if row["before"] else "-"
+        lines.append(f"  {row['figure']:<36}{row['before']:>10}{row['after']:>10}{ratio:>14}")
+    order = next(r for r in rows if r["figure"] == "order path orders/s")
+    cpu = next(r for r in rows if r["figure"] == "  all three")
+    lines += [
+        f"TARGET  order path orders/s >= 3x before: {order['after'] / order['before']:.2f}x"
+        + (" MET" if order["after"] >= 3 * order["before"] else " NOT MET"),
+        f"        CPU ms per order <= 1/3 of before: {cpu['after'] / cpu['before']:.2f}x"
+        + (" MET" if cpu["after"] * 3 <= cpu["before"] else " NOT MET"),
+    ]
+    text = "\n".join(lines)
+    print(text)
+    VS_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    VS_RESULTS.write_text(
+        json.dumps(
+            {"sides": {k: str(v) for k, v in sides.items()}, "rows": rows, "runs": runs, "summary": lines}, indent=2
+        )
+        + "\n"
+    )
+    print(f"results: {VS_RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+def _without(argv: list[str], options: tuple[str, ...]) -> list[str]:
+    """argv minus the given options and their values."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in options:
+            skip = True
+            continue
+        if any(arg.startswith(o + "=") for o in options):
+            continue
+        out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.vs is not None:
+        return vs_main(args, argv)
     # A plain `kill` still runs the cleanup (gunicorn, simulator, pgbench database).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with ExitStack() as stack:
@@ -1153,8 +1269,8 @@ def main(argv: list[str] | None = None) -> int:
     text = summary_text(result)
     print(text)
     result["summary"] = text.splitlines()
-    write_json(result)
-    print(f"results: {RESULTS.relative_to(ROOT)}")
+    write_json(result, args.json_out)
+    print(f"results: {args.json_out}")
     return 0
 
 

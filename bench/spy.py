@@ -1,8 +1,10 @@
 """py-spy samples of a running process, split by request and by what the CPU was doing.
 
 py-spy (a sampling profiler in Rust, no instrumentation of the sampled process) records stacks with
-``--format raw``: one line per distinct stack, ``frame;frame;...;frame count``. Idle threads (blocked in a
-syscall: waiting for PostgreSQL, Redis, a socket) are left out by py-spy itself, so every sample is CPU.
+``--format raw``: one line per distinct stack, ``frame;frame;...;frame count``. Only samples of a thread holding the GIL are kept
+(``--gil``): a thread waiting for PostgreSQL, Redis or a socket has released it, while py-spy's own idle test
+counts psycopg's wait for an answer as busy (checked with a loop of ``SELECT pg_sleep(0.005)``). So every sample is
+CPU in the interpreter; C code that releases the GIL while it works (hashlib on large inputs) is missed.
 
 A sample belongs to a request by the view in its stack (``REQUEST_VIEWS``), and to one layer: the first of
 ``LAYERS`` with a frame in the stack, in that order, so PBKDF2 inside the checkout view is "hash", SQL
@@ -78,7 +80,7 @@ USE_CASE_RES = [(name, re.compile(p)) for name, p in USE_CASES]
 def recording(pid: int, out: Path, *, rate: int = 500, subprocesses: bool = False) -> Iterator[Path]:
     """py-spy records `pid` (and its children with `subprocesses`) while the block runs."""
     cmd = [str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(pid), "-r", str(rate)]
-    cmd += ["--format", "raw", "-o", str(out), "--nonblocking"]
+    cmd += ["--format", "raw", "-o", str(out), "--gil", "--nonblocking"]  # blocking (pausing) slows the target 10x
     if subprocesses:
         cmd.append("--subprocesses")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -75,6 +75,8 @@ def _advisory_xact_locks(*keys: str) -> None:
     ids = sorted(
         {int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True) for k in keys if k}
     )
+    if not ids:
+        return
+    # One statement for all: PostgreSQL evaluates the select list left to right, so they are taken in sorted order.
     with connection.cursor() as cur:
-        for lock_id in ids:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", [lock_id])
+        cur.execute("SELECT " + ", ".join(["pg_advisory_xact_lock(%s)"] * len(ids)), ids)

@@ -31,6 +31,7 @@ from cardshop.models import (
 from cardshop.payment_methods import method_label
 from core.models import Merchant
 from core.money import Money
+from core.queries import one_or_none
 from payments import facade as payments
 from payments.contracts import RefundStatus
 
@@ -224,7 +225,7 @@ def webhook_events_for_merchant(*, merchant_id: int, type: str = "") -> QuerySet
 
 def product_for_checkout(*, slug: str) -> Product | None:
     """The product a checkout form posts to, without the stock count (the reservation decides)."""
-    return Product.objects.filter(slug=slug, is_active=True).select_related("merchant").first()
+    return one_or_none(Product.objects.filter(slug=slug, is_active=True).select_related("merchant"))
 
 
 def product_stock(product: Product) -> int | None:
@@ -240,7 +241,14 @@ def access_order_for_buyer(*, order_no: str, granted: list[str]) -> Order | None
     """The order if this buyer session was granted it (at checkout, by lookup, or by the mailed link)."""
     if order_no not in granted:
         return None
-    return Order.objects.select_related("product").filter(order_no=order_no).first()
+    return one_or_none(Order.objects.select_related("product").filter(order_no=order_no))
+
+
+def order_state_for_buyer(*, order_no: str, granted: list[str]) -> str | None:
+    """The state of an order this buyer session was granted (the order page's poll), one column read."""
+    if order_no not in granted:
+        return None
+    return one_or_none(Order.objects.filter(order_no=order_no).values_list("state", flat=True))
 
 
 def orders_for_lookup(*, order_no_or_email: str, query_password: str) -> list[Order]:

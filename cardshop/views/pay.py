@@ -57,7 +57,8 @@ def order_pay(request: HttpRequest, order_no: str) -> HttpResponse:
     )
     offered = {o.method for o in options}
     chosen = request.GET.get("method", "")
-    live = payments.payment_live_for_reference(reference=order.order_no)
+    # The live payment matters here only when the method asked for is not offered now: the start shows it anyway.
+    live = None if chosen in offered else payments.payment_live_for_reference(reference=order.order_no)
     if not options and live is None:
         if payments.payment_options(currency=order.currency):
             # The currency is served, but no channel takes this payment now (limits, caps, every breaker open).
@@ -78,7 +79,7 @@ def order_pay(request: HttpRequest, order_no: str) -> HttpResponse:
         chosen = options[0].method
     try:
         payment = checkout.order_payment_start(
-            order_no=order.order_no, client_ip=client_ip(request), method=chosen or "alipay"
+            order_no=order.order_no, client_ip=client_ip(request), method=chosen or "alipay", order=order
         )
     except PaymentUnavailable as exc:
         # The provider's words are for operators (logged); the buyer gets a plain, translated message.

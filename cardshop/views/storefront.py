@@ -216,8 +216,10 @@ def order_codes_txt(request: HttpRequest, order_no: str) -> HttpResponse:
 @never_cache
 @require_GET
 def order_status(request: HttpRequest, order_no: str) -> JsonResponse:
-    order = order_for_session_or_404(request, order_no)
-    return JsonResponse({"order_no": order.order_no, "state": order.state, "label": order.get_state_display()})
+    state = selectors.order_state_for_buyer(order_no=order_no, granted=granted_orders(request))
+    if state is None:
+        raise Http404
+    return JsonResponse({"order_no": order_no, "state": state, "label": str(OrderState(state).label)})
 
 
 @require_POST

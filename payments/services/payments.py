@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from django.db import IntegrityError, transaction
 from django.db.models import Count, QuerySet
@@ -13,6 +13,7 @@ from django_fsm import ConcurrentTransition, can_proceed
 
 from core import ids
 from core.crypto import mask
+from core.queries import one_or_none
 from payments import gateways, schedule
 from payments.channels import registry
 from payments.channels.base import (
@@ -57,6 +58,22 @@ from payments.services.inbound import inbound_of
 from payments.services.refunds import refund_observation_apply
 
 log = logging.getLogger(__name__)
+
+
+# What _view reads: the live-payment lookup loads these only.
+_VIEW_FIELDS = (
+    "out_trade_no",
+    "reference",
+    "channel_code",
+    "status",
+    "amount_minor",
+    "currency",
+    "error_code",
+    "decline_code",
+    "method",
+    "pay_url",
+    "qr_content",
+)
 
 
 def _view(p: Payment) -> PaymentView:
@@ -121,8 +138,8 @@ def _live_payment(reference: str) -> Payment | None:
     flight or in doubt. An UNKNOWN create blocks a new trade only where the channel can close it (the janitor
     does): elsewhere nobody ever received its QR or cashier, so nobody can pay it."""
     rows = list(
-        Payment.objects.select_related("account")
-        .filter(reference=reference, status__in=[*PAYABLE_STATES, PaymentStatus.UNKNOWN, *PAID_STATES])
+        Payment.objects.filter(reference=reference, status__in=[*PAYABLE_STATES, PaymentStatus.UNKNOWN, *PAID_STATES])
+        .only(*_VIEW_FIELDS)
         .order_by("-pk")[:10]
     )
     rank = {PaymentStatus.PENDING: 1, PaymentStatus.CREATED: 2, PaymentStatus.UNKNOWN: 3}
@@ -144,8 +161,11 @@ def payment_live_for_reference(*, reference: str) -> PaymentView | None:
     return _view(live) if live else None
 
 
-def payment_start(*, request: PaymentRequest) -> PaymentView:
+def payment_start(*, request: PaymentRequest, before_new: Callable[[], None] | None = None) -> PaymentView:
     """Reuse the reference's live payment, or route it: rank the accounts, then try them in order.
+
+    `before_new` runs only when a new payment is about to be made (none is live), before routing: the caller's
+    last word (risk), which may raise to refuse it. A reload showing the live payment does not run it.
 
     One payable trade per reference at a time (a partial unique constraint): a second tab that races the
     first one's create loses the insert and is shown the first one's payment, still being created.
@@ -157,6 +177,8 @@ def payment_start(*, request: PaymentRequest) -> PaymentView:
     live = _live_payment(request.reference)
     if live is not None:
         return _view(live)
+    if before_new is not None:
+        before_new()
     method = request.method
     if request.channel_code:
         adapter_cls = registry.get(request.channel_code)
@@ -473,11 +495,8 @@ def notification_apply(
 
 
 def _payment_locked(channel_code: str, out_trade_no: str) -> Payment:
-    payment = (
-        payment_qs_locked()
-        .select_related("account")
-        .filter(out_trade_no=out_trade_no, channel_code=channel_code)
-        .first()
+    payment = one_or_none(
+        payment_qs_locked().select_related("account").filter(out_trade_no=out_trade_no, channel_code=channel_code)
     )
     if not out_trade_no or payment is None:
         raise NotificationRejected("unknown_order", "no payment with this out_trade_no on this channel")
