@@ -44,6 +44,14 @@ times or not at all, and the order page is polled by the status JSON, not reload
 journey is printed beside it as what one scripted browser costs end to end.
 The summary is printed as text and written to ``bench/results/checkout_pay.json``.
 
+``--vs <checkout>`` runs this benchmark on two checkouts back to back, in alternating rounds (``--rounds``,
+default 3): the other checkout (e.g. ``git worktree add /tmp/before <commit>``) and this one, each in a child
+process with ``--app <checkout>``, so the same clients, history and checks drive both shops, each served by its
+own code. It prints the medians side by side with the ratios, and the targets of issue 15 (order path orders/s
+at least 3x, CPU ms per order at most a third), and writes ``bench/results/checkout_pay_vs.json``:
+
+    .venv/bin/python bench/checkout_pay.py --vs /tmp/before --rounds 3 --orders 300 --history 5000 --http-seconds 15
+
 Reading the figures: sessions are signed cookies, so no session rows are written. Celery is not
 eager and publishes to an in-process memory broker, so notify handling includes publishing the
 buyer-mail task after commit (as with a real broker) but not sending the mail, which a worker
@@ -1262,6 +1270,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.vs is not None:
         return vs_main(args, argv)
+    os.chdir(APP)  # Celery's Django fix-up puts the working directory first on sys.path: it must be the app's
     # A plain `kill` still runs the cleanup (gunicorn, simulator, pgbench database).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with ExitStack() as stack:

@@ -60,3 +60,26 @@ def bench_env(database_url: str, **overrides: str) -> dict[str, str]:
         "LOG_LEVEL": "WARNING",
         **overrides,
     }
+
+
+def pgbench_one_client(args: argparse.Namespace, *, seconds: int = 10, scale: int = 10) -> dict[str, float]:
+    """pgbench's default TPC-B-like script, one client, in a scratch database on the server of
+    `args.database_url`: the latency of one small write transaction with its commit on this machine right now."""
+    import subprocess
+
+    dbname = "pgbench_ref_one"
+    recreate_database(args, dbname)
+    url = urlsplit(args.database_url)
+    conn = ["-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432), "-U", url.username or "root"]
+    try:
+        subprocess.run(["pgbench", *conn, "-i", "-q", "-s", str(scale), dbname], check=True, capture_output=True)
+        run = subprocess.run(
+            ["pgbench", *conn, "-c", "1", "-T", str(seconds), dbname], check=True, capture_output=True, text=True
+        )
+    finally:
+        admin_execute(args, f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+    latency = re.search(r"latency average = ([\d.]+) ms", run.stdout)
+    tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", run.stdout)
+    if not latency or not tps:
+        raise RuntimeError(f"cannot read pgbench's output:\n{run.stdout}")
+    return {"latency_ms": float(latency.group(1)), "tps": float(tps.group(1)), "seconds": seconds, "scale": scale}

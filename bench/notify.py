@@ -33,9 +33,10 @@ from urllib.parse import parse_qs, urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "notify.json"
 sys.path.insert(0, str(ROOT))
-from common import bench_env, percentile, recreate_database  # noqa: E402
+from common import bench_env, percentile, pgbench_one_client, recreate_database  # noqa: E402
 
 TARGET_P99_MS = 15.0
+TARGET_PGBENCH_RATIO = 5.0  # issue 15: callback handling p50 at most 5x one pgbench transaction (1 client)
 
 
 def parse_args() -> argparse.Namespace:
@@ -49,6 +50,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--admin-db", default="postgres", help="database to connect to for DROP/CREATE DATABASE")
     p.add_argument("--count", type=int, default=300, help="callbacks per channel")
     p.add_argument("--channels", nargs="+", default=list(SIMULATORS), choices=list(SIMULATORS))
+    p.add_argument("--pgbench-seconds", type=int, default=10, help="the pgbench reference's length (0: none)")
     return p.parse_args()
 
 
@@ -180,19 +182,32 @@ def main() -> None:
     for code in args.channels:
         print(f"{code}: preparing {args.count} paid trades ...", flush=True)
         rows.append(run_channel(code, args.count))
+    pg = None
+    if args.pgbench_seconds:
+        print(f"pgbench, 1 client, {args.pgbench_seconds} s ...", flush=True)
+        pg = pgbench_one_client(args, seconds=args.pgbench_seconds)
+        for r in rows:
+            r["pgbench_ratio_p50"] = round(r["handle_p50_ms"] / pg["latency_ms"], 2)
+            r["pgbench_target_met"] = r["pgbench_ratio_p50"] <= TARGET_PGBENCH_RATIO
     print()
     print(f"notify verify + apply on PostgreSQL ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)")
     print(
-        f"{'channel':<10} {'verify p50':>10} {'verify p99':>10} {'handle p50':>10} {'handle p99':>10}  target p99<15ms"
+        f"{'channel':<10} {'verify p50':>10} {'verify p99':>10} {'handle p50':>10} {'handle p99':>10} {'SQL':>4}"
+        f"  target p99<15ms{'  p50 / pgbench (<= 5x)' if pg else ''}"
     )
     for r in rows:
+        ratio = ""
+        if pg:
+            ratio = f"  {r['pgbench_ratio_p50']:>6.2f}x {'met' if r['pgbench_target_met'] else 'NOT met'}"
         print(
             f"{r['channel']:<10} {r['verify_p50_ms']:>8.2f}ms {r['verify_p99_ms']:>8.2f}ms "
             f"{r['handle_p50_ms']:>8.2f}ms {r['handle_p99_ms']:>8.2f}ms {r['statements']:>4}  "
-            f"{'met' if r['target_met'] else 'NOT met'}"
+            f"{'met' if r['target_met'] else 'NOT met':<15}{ratio}"
         )
+    if pg:
+        print(f"pgbench (TPC-B-like, 1 client, -s {pg['scale']}): latency {pg['latency_ms']} ms, {pg['tps']} tps")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"count": args.count, "channels": rows}, indent=2) + "\n")
+    RESULTS.write_text(json.dumps({"count": args.count, "channels": rows, "pgbench": pg}, indent=2) + "\n")
     print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
 
 

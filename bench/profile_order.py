@@ -7,20 +7,19 @@ gunicorn serves, the whole middleware stack included) from this thread, so ``tim
 call is the CPU Django spends on it: no network, no server, no client library in the figure. The simulator
 runs on its own threads; its CPU is not counted.
 
-Two passes over the same database (the bench's product with history, as in checkout_pay.py):
+One pass over the bench's product with history (as in checkout_pay.py), `--orders` orders:
 
-1. ``--orders`` orders unprofiled: CPU ms per request (median and mean), and the wall time beside it (the
-   difference is waiting: PostgreSQL, Redis, the simulator).
-2. ``--profiled`` orders under ``cProfile`` with ``time.thread_time`` as its clock, one profile per request
-   kind: the CPU of each request split into the parts listed in ``PARTS`` (inclusive, so a part may contain
-   another; "of which" rows are indented). cProfile inflates Python-heavy code, so the parts are printed
-   as shares of the profiled request and as ms scaled to pass 1's mean.
+1. CPU ms per request (median and mean) by thread time, the wall time beside it (the difference is waiting:
+   PostgreSQL, Redis, the simulator), and the SQL statements per request (commits not counted).
+2. Meanwhile py-spy samples this process (bench/spy.py; only samples holding the GIL, so waits are left out):
+   each request's CPU split by layer (the first of spy.LAYERS in the stack: the hash, the provider's HTTP
+   client, the PostgreSQL driver, the ORM's SQL compiler, ...) and by use case (inclusive), scaled so that
+   a request's layers add up to its mean CPU.
 
-    .venv/bin/python bench/profile_order.py                          # 300 + 150 orders, about a minute
-    .venv/bin/python bench/profile_order.py --orders 500 --profiled 200 --top 25   # and the top functions
+    .venv/bin/python bench/profile_order.py                   # 500 orders, about a minute
+    .venv/bin/python bench/profile_order.py --app /tmp/before # another checkout (a git worktree), same driver
 
-Writes ``bench/results/profile_order.json`` and the pstats files ``bench/results/profile_<request>.pstats``
-(open with ``python -m pstats`` or snakeviz).
+Writes ``bench/results/profile_order.json`` and py-spy's raw stacks ``bench/results/profile_order.pyspy.txt``.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ from urllib.parse import urlencode, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-import checkout_pay as cp  # noqa: E402
+import checkout_pay as cp  # noqa: E402  (with --app, it puts that checkout first on sys.path)
 import spy  # noqa: E402
 from common import bench_env, recreate_database  # noqa: E402
 
@@ -59,7 +58,9 @@ def parse_args() -> argparse.Namespace:
         default=os.environ.get("BENCH_DATABASE_URL", "postgres://root@127.0.0.1:5432/cardshop_bench_profile"),
     )
     p.add_argument("--admin-db", default="test")
+    p.add_argument("--app", type=Path, default=ROOT, help="the checkout to profile (default: this one)")
     args = p.parse_args()
+    args.app = str(args.app.resolve())
     if "bench" not in urlsplit(args.database_url).path:
         p.error("the bench drops and recreates its database: its name must contain 'bench'")
     return args
@@ -210,6 +211,7 @@ def statements_pass(path: OrderPath, n: int) -> dict[str, dict[str, Any]]:
 
 def main() -> int:
     args = parse_args()
+    os.chdir(cp.APP)  # Celery's Django fix-up puts the working directory first on sys.path
     env = bench_env(args.database_url, CARDSHOP_PUBLIC_URL="http://127.0.0.1")
     recreate_database(args, urlsplit(args.database_url).path.lstrip("/"))
     cp.django_setup(env)
@@ -245,7 +247,8 @@ def main() -> int:
     }
     # Only this thread's samples inside the WSGI call: the simulator's threads are the provider, not us.
     samples = spy.split(spy.read_raw(RAW), keep=r"WsgiBrowser\.request \(profile_order\.py")
-    scale = {k: sum(cpu[k]) * 1000 / samples[k]["samples"] for k in REQUESTS if k in samples}
+    # ms per sample, per request: its CPU over the run divided by its samples, then per request (÷ orders)
+    scale = {k: sum(cpu[k]) * 1000 / samples[k]["samples"] / len(cpu[k]) for k in REQUESTS if k in samples}
     breakdown = spy.as_ms({k: v for k, v in samples.items() if k in REQUESTS}, scale)
     for kind in REQUESTS:
         per_request[kind]["statements"] = statements[kind]["median"]

@@ -453,10 +453,10 @@ def notification_apply(
         "reference": payment.reference,
         "amount": payment.amount,
     }
-    seen_for = (
-        ProviderNotification.objects.filter(channel_code=channel_code, event_key=observation.event_key)
-        .values_list("payment_id", flat=True)
-        .first()
+    seen_for = one_or_none(
+        ProviderNotification.objects.filter(channel_code=channel_code, event_key=observation.event_key).values_list(
+            "payment_id", flat=True
+        )
     )
     if seen_for is not None:
         if seen_for != payment.pk:  # a provider event belongs to one payment: this one is stitched together
