@@ -21,6 +21,8 @@ import redis
 
 from payments.health import redis_client
 
+STATUS_FIELDS = ("state", "failures", "probe_successes", "opened_at")  # of each account's breaker hash
+
 
 class BreakerState(StrEnum):
     CLOSED = "closed"
@@ -213,28 +215,40 @@ class RedisBreakerStore(BreakerStore):
     ) -> Callable[[list], dict[int, BreakerStatus]]:
         """Queue the reads on a caller's pipeline (routing reads health in the same round trip); the returned
         function turns the pipeline's results, starting at this call's, into statuses."""
-        cfg = config or self.config
         ids = list(dict.fromkeys(account_ids))
-        for i in ids:
-            pipe.hmget(f"{self.prefix}{i}", "state", "failures", "probe_successes", "opened_at")
+        for key in self.status_keys(ids):
+            pipe.hmget(key, *STATUS_FIELDS)
 
         def parse(results: list) -> dict[int, BreakerStatus]:
-            out = {}
-            for i, (state, failures, probes, opened_at) in zip(ids, results[: len(ids)], strict=True):
-                if state is None:
-                    out[i] = CLOSED
-                    continue
-                stored = BreakerStatus(
-                    BreakerState(_text(state)),
-                    failures=int(failures or 0),
-                    probe_successes=int(probes or 0),
-                    opened_at=float(opened_at) if _text(opened_at) else None,
-                )
-                out[i] = effective(stored, now, cfg)
-            return out
+            return self.statuses_parse(ids, [v for reply in results[: len(ids)] for v in reply], now, config)
 
         parse.size = len(ids)  # type: ignore[attr-defined]
         return parse
+
+    def status_keys(self, ids: list[int]) -> list[str]:
+        """The hash of each account, whose STATUS_FIELDS hold its breaker (routing reads them in health's script)."""
+        return [f"{self.prefix}{i}" for i in ids]
+
+    def statuses_parse(
+        self, ids: list[int], flat: list, now: float, config: BreakerConfig | None = None
+    ) -> dict[int, BreakerStatus]:
+        """Statuses from the STATUS_FIELDS values of each account's hash, in `ids` order, flat."""
+        cfg = config or self.config
+        width = len(STATUS_FIELDS)
+        out = {}
+        for n, i in enumerate(ids):
+            state, failures, probes, opened_at = flat[width * n : width * n + width]
+            if state is None:
+                out[i] = CLOSED
+                continue
+            stored = BreakerStatus(
+                BreakerState(_text(state)),
+                failures=int(failures or 0),
+                probe_successes=int(probes or 0),
+                opened_at=float(opened_at) if _text(opened_at) else None,
+            )
+            out[i] = effective(stored, now, cfg)
+        return out
 
     def _record(self, account_id: int, ok: bool, now: float, config: BreakerConfig) -> BreakerState:
         state = self._record_script(

@@ -200,7 +200,10 @@ redis.call('EXPIRE', KEYS[4], ARGV[3])
 # KEYS: per account ok list, agg hash, lat zset, volume. Six answers per account; ranks as percentile_rank().
 _SNAPSHOT_LUA = """
 local out = {}
-for k = 1, #KEYS, 4 do
+-- ARGV[3]: how many accounts' groups of 4 keys come first; any keys after them are hashes read with HMGET of the
+-- fields ARGV[4..] (routing's breakers), appended in order: the decision's whole read in one command.
+local groups = tonumber(ARGV[3]) or (#KEYS / 4)
+for k = 1, 4 * groups, 4 do
   local n = redis.call('ZCARD', KEYS[k + 2])
   local p50, p95 = '', ''
   if n > 0 then
@@ -223,6 +226,11 @@ for k = 1, #KEYS, 4 do
   end
   table.insert(out, tostring(num))
   table.insert(out, tostring(den))
+end
+local fields = #ARGV - 3
+for k = 4 * groups + 1, #KEYS do
+  local values = redis.call('HMGET', KEYS[k], unpack(ARGV, 4))
+  for j = 1, fields do table.insert(out, values[j]) end
 end
 return out
 """
@@ -305,38 +313,60 @@ class RedisHealthStore(HealthStore):
         """Queue the snapshot on a caller's pipeline (routing reads breakers in the same round trip); the
         returned function turns the pipeline's results, starting at this call's, into the snapshot."""
         ids = list(dict.fromkeys(account_ids))
-        p, day_s = self.prefix, (day or date.today()).isoformat()
-        keys = []
-        for i in ids:
-            keys += (f"{p}ok:{i}", f"{p}agg:{i}", f"{p}latz:{i}", f"{p}vol:{i}:{day_s}")
+        keys = self._snapshot_keys(ids, day)
         if ids:
             pipe.evalsha(self._snapshot.sha, len(keys), *keys, DECAY, DECAY_SPAN)
 
         def parse(results: list) -> dict[int, ChannelHealth]:
-            if not ids:
-                return {}
-            raw = results[0]
-            out = {}
-            for n, i in enumerate(ids):
-                samples, successes, lat_n, p50, p95, volume, ew_num, ew_den = raw[8 * n : 8 * n + 8]
-                samples = int(samples)
-                successes = min(max(int(successes), 0), samples)  # only off if Redis evicted one key of the pair
-                out[i] = ChannelHealth(
-                    account_id=i,
-                    samples=samples,
-                    successes=successes,
-                    success_rate=success_rate(successes, samples, self.min_samples),
-                    latency_p50_ms=float(p50) if lat_n else None,
-                    latency_p95_ms=float(p95) if lat_n else None,
-                    latency_samples=int(lat_n),
-                    volume_today_minor=int(volume),
-                    weighted_successes=float(ew_num),
-                    weighted_samples=float(ew_den),
-                )
-            return out
+            return self._snapshot_parse(ids, results[0]) if ids else {}
 
         parse.size = 1 if ids else 0  # type: ignore[attr-defined]
         return parse
+
+    def snapshot_with_hashes(
+        self, account_ids: Iterable[int], hash_keys: list[str], fields: tuple[str, ...], *, day: date | None = None
+    ) -> tuple[dict[int, ChannelHealth], list]:
+        """The snapshot and `fields` of each hash in `hash_keys` (routing's breakers), in one script call: one
+        command and one round trip, where a pipeline of the script and one HMGET per hash cost redis-py about
+        as much CPU again as the ranking (bench/routing_decision.py). The hashes' values come back flat, in order.
+        """
+        ids = list(dict.fromkeys(account_ids))
+        keys = self._snapshot_keys(ids, day) + hash_keys
+        if not keys:
+            return {}, []
+
+        def read() -> list:
+            return self.redis.evalsha(self._snapshot.sha, len(keys), *keys, DECAY, DECAY_SPAN, len(ids), *fields)
+
+        raw = self.with_scripts(read)
+        return self._snapshot_parse(ids, raw), raw[8 * len(ids) :]
+
+    def _snapshot_keys(self, ids: list[int], day: date | None) -> list[str]:
+        p, day_s = self.prefix, (day or date.today()).isoformat()
+        keys = []
+        for i in ids:
+            keys += (f"{p}ok:{i}", f"{p}agg:{i}", f"{p}latz:{i}", f"{p}vol:{i}:{day_s}")
+        return keys
+
+    def _snapshot_parse(self, ids: list[int], raw: list) -> dict[int, ChannelHealth]:
+        out = {}
+        for n, i in enumerate(ids):
+            samples, successes, lat_n, p50, p95, volume, ew_num, ew_den = raw[8 * n : 8 * n + 8]
+            samples = int(samples)
+            successes = min(max(int(successes), 0), samples)  # only off if Redis evicted one key of the pair
+            out[i] = ChannelHealth(
+                account_id=i,
+                samples=samples,
+                successes=successes,
+                success_rate=success_rate(successes, samples, self.min_samples),
+                latency_p50_ms=float(p50) if lat_n else None,
+                latency_p95_ms=float(p95) if lat_n else None,
+                latency_samples=int(lat_n),
+                volume_today_minor=int(volume),
+                weighted_successes=float(ew_num),
+                weighted_samples=float(ew_den),
+            )
+        return out
 
     def series(self, account_id: int, minutes: int, *, now: float | None = None) -> list[MinutePoint]:
         end = _minute(now)

@@ -166,19 +166,13 @@ def routing_health(h: health.ChannelHealth) -> routing.Health:
 
 
 def _health_and_breakers(ids: list[int], now: float, cfg: breaker.BreakerConfig) -> tuple[dict, dict]:
-    """Both reads in one Redis round trip when both live in Redis (the decision's whole I/O)."""
+    """Both reads in one Redis command when both live in Redis (the decision's whole I/O): health's script reads
+    the breakers' hashes too."""
     hs, bs = health.health_store(), breaker.breaker_store()
     if isinstance(hs, health.RedisHealthStore) and isinstance(bs, breaker.RedisBreakerStore):
-
-        def read() -> tuple[dict, dict]:
-            pipe = hs.redis.pipeline(transaction=False)
-            read_health = hs.snapshot_queue(pipe, ids)
-            read_breakers = bs.statuses_queue(pipe, ids, now, cfg)
-            results = pipe.execute() if ids else []
-            statuses = read_breakers(results[read_health.size :])
-            return read_health(results), {i: s.state for i, s in statuses.items()}
-
-        return hs.with_scripts(read)
+        seen, flat = hs.snapshot_with_hashes(ids, bs.status_keys(ids), breaker.STATUS_FIELDS)
+        statuses = bs.statuses_parse(ids, flat, now, cfg)
+        return seen, {i: s.state for i, s in statuses.items()}
     return hs.snapshot(ids), bs.states(ids, now, cfg)
 
 

@@ -239,3 +239,35 @@ def test_recent_success_rate_follows_a_fall_long_before_the_window_does(make_sto
     for _ in range(60):
         store.record_outcome(7, True)
     assert store.snapshot([7])[7].recent_success_rate > 0.85  # and sixty good ones later, a recovery
+
+
+def test_the_snapshot_and_the_breakers_hashes_come_in_one_command(request, settings):
+    """Routing's whole read: health's script reads the breakers' hashes too, one EVALSHA, also after Redis lost
+    the script (it is loaded again and the read repeated)."""
+    from payments.breaker import STATUS_FIELDS, BreakerState, RedisBreakerStore
+
+    request.getfixturevalue("require_redis")
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    prefix = f"test:health:{uuid.uuid4().hex}:"
+    store = RedisHealthStore(client, prefix, min_samples=0)
+    breakers = RedisBreakerStore(client, prefix + "breaker:")
+    try:
+        store.record_outcome(11, True, now=T0)
+        store.record_outcome(12, False, now=T0)
+        for _ in range(breakers.config.failure_threshold):
+            breakers.record_failure(12, T0, breakers.config)
+        client.script_flush()
+        commands = []
+        real = client.execute_command
+        client.execute_command = lambda *args, **kw: commands.append(args[0]) or real(*args, **kw)
+        seen, flat = store.snapshot_with_hashes([11, 12], breakers.status_keys([11, 12]), STATUS_FIELDS)
+        client.execute_command = real
+        assert commands == ["EVALSHA", "SCRIPT LOAD", "EVALSHA"]  # the flushed script is loaded once, then read
+        assert (seen[11].samples, seen[11].successes, seen[12].successes) == (1, 1, 0)
+        statuses = breakers.statuses_parse([11, 12], flat, T0 + 1)
+        assert statuses == breakers.statuses([11, 12], T0 + 1)
+        assert statuses[11].state == BreakerState.CLOSED and statuses[12].state == BreakerState.OPEN
+    finally:
+        keys = list(client.scan_iter(prefix + "*"))
+        if keys:
+            client.delete(*keys)
