@@ -265,7 +265,7 @@ def main() -> int:
     # timed on its own (the hasher the checkout used) and the checkout's sampled layers share the rest of its CPU.
     hash_ms = query_password_hash_ms(done[-1])
     mean_ms = {k: statistics.fmean(cpu[k]) * 1000 - (hash_ms if k == "checkout_post" else 0.0) for k in REQUESTS}
-    scale = {k: max(mean_ms[k], 0.0) / (samples[k]["samples"] / len(cpu[k])) for k in REQUESTS if k in samples}
+    scale = {k: max(mean_ms[k], 0.0) / samples[k]["samples"] for k in REQUESTS if k in samples}  # ms a sample
     breakdown = spy.as_ms({k: v for k, v in samples.items() if k in REQUESTS}, scale)
     hash_layer = spy.LAYERS[0][0]
     checkout_part = breakdown["checkout_post"]

@@ -31,7 +31,7 @@ REQUEST_VIEWS: list[tuple[str, str]] = [
 
 # (layer, pattern on one frame "function (file:line)"): the first layer with a matching frame takes the sample.
 LAYERS: list[tuple[str, str]] = [
-    ("query-password hash (timed apart: C code without the GIL)", r"django/contrib/auth/hashers\.py|core/hashers\.py"),
+    ("query-password hash (timed apart)", r"django/contrib/auth/hashers\.py|core/hashers\.py"),
     ("HTTP client to the provider (requests, urllib3)", r"(requests|urllib3)/"),
     ("PostgreSQL driver (psycopg: send, fetch, commit)", r"psycopg/|psycopg_pool/"),
     ("Redis client", r"redis/|hiredis"),
