@@ -84,20 +84,6 @@ def parse_args() -> argparse.Namespace:
 # ---------------------------------------------------------------- the deployment
 
 
-def wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 30.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}; see {RUN_DIR}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not listen on {port} within {timeout:.0f} s")
-
-
 @contextmanager
 def process(cmd: list[str], env: dict[str, str], log_name: str) -> Iterator[subprocess.Popen]:
     RUN_DIR.mkdir(parents=True, exist_ok=True)
@@ -150,7 +136,7 @@ def deployment(kind: str, env: dict[str, str]) -> Iterator[str]:
             cmd = [sys.executable, "-m", "gunicorn", "cardshop.wsgi:application", "-b", f"127.0.0.1:{app_port}"]
             cmd += ["-w", "2", "-k", "gthread", "--threads", "4", "--log-level", "warning"]
             proc = stack.enter_context(process(cmd, server_env, "gunicorn.log"))
-            wait_port(app_port, proc, "gunicorn")
+            cp.wait_ready(base, proc, RUN_DIR / "gunicorn.log")
             yield base
             return
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -168,10 +154,10 @@ def deployment(kind: str, env: dict[str, str]) -> Iterator[str]:
         cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py")]
         cmd += ["cardshop.wsgi:application"]
         proc = stack.enter_context(process(cmd, server_env, "gunicorn.log"))
-        wait_port(app_port, proc, "gunicorn")
+        cp.wait_ready(f"http://127.0.0.1:{app_port}", proc, RUN_DIR / "gunicorn.log")
         conf = nginx_config(port, app_port)
         front = stack.enter_context(process([nginx, "-c", str(conf)], server_env, "nginx.log"))
-        wait_port(port, front, "nginx")
+        cp.wait_ready(base, front, RUN_DIR / "nginx-error.log")  # /healthz through nginx
         yield base
 
 

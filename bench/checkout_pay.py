@@ -103,7 +103,7 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from common import VAR_DIR, admin_execute, bench_env, percentile, recreate_database  # noqa: E402
+from common import VAR_DIR, bench_env, percentile, pgbench_figure, pgbench_scratch, recreate_database  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "checkout_pay.json"
 
@@ -972,43 +972,19 @@ def http_run(config: ServerConfig, env: dict[str, str], shop: Shop, clients: int
 
 def pgbench(args: argparse.Namespace) -> dict[str, Any]:
     """TPC-B-like default script in a scratch database on the same server; returns tps."""
-    dbname = "pgbench_ref"
-    recreate_database(args, dbname)
-    url = urlsplit(args.database_url)
-    conn = ["-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432), "-U", url.username or "root"]
-    try:
-        subprocess.run(
-            ["pgbench", *conn, "-i", "-q", "-s", str(args.pgbench_scale), dbname],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        tps = pgbench_tps(conn, dbname, "-c", str(args.pgbench_clients), "-j", str(args.pgbench_threads), args=args)
+    seconds = str(args.pgbench_seconds)
+    with pgbench_scratch(args, scale=args.pgbench_scale) as run:
+        clients = run("-c", str(args.pgbench_clients), "-j", str(args.pgbench_threads), "-T", seconds)
         # pgbench's own default (one client) too: comparisons made elsewhere often use it.
-        tps_one_client = pgbench_tps(conn, dbname, args=args)
-    finally:
-        admin_execute(args, f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        one_client = run("-T", seconds)
     return {
-        "tps": tps,
-        "tps_one_client": tps_one_client,
+        "tps": round(pgbench_figure(clients, "tps"), 1),
+        "tps_one_client": round(pgbench_figure(one_client, "tps"), 1),
         "scale": args.pgbench_scale,
         "clients": args.pgbench_clients,
         "threads": args.pgbench_threads,
         "seconds": args.pgbench_seconds,
     }
-
-
-def pgbench_tps(conn: list[str], dbname: str, *options: str, args: argparse.Namespace) -> float:
-    run = subprocess.run(
-        ["pgbench", *conn, *options, "-T", str(args.pgbench_seconds), dbname],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", run.stdout)
-    if not m:
-        raise RuntimeError(f"cannot read tps from pgbench:\n{run.stdout}\n{run.stderr}")
-    return round(float(m.group(1)), 1)
 
 
 # ---------------------------------------------------------------- report

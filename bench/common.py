@@ -7,6 +7,8 @@ import base64
 import math
 import re
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -62,24 +64,46 @@ def bench_env(database_url: str, **overrides: str) -> dict[str, str]:
     }
 
 
-def pgbench_one_client(args: argparse.Namespace, *, seconds: int = 10, scale: int = 10) -> dict[str, float]:
-    """pgbench's default TPC-B-like script, one client, in a scratch database on the server of
-    `args.database_url`: the latency of one small write transaction with its commit on this machine right now."""
+@contextmanager
+def pgbench_scratch(args: argparse.Namespace, *, scale: int, dbname: str = "pgbench_ref") -> Iterator:
+    """A scratch database on `args.database_url`'s server, initialised by ``pgbench -i -s scale``; yields a function
+    that runs pgbench on it with the given options and returns its output. Dropped afterwards."""
     import subprocess
 
-    dbname = "pgbench_ref_one"
     recreate_database(args, dbname)
     url = urlsplit(args.database_url)
     conn = ["-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432), "-U", url.username or "root"]
+
+    def run(*options: str) -> str:
+        return subprocess.run(["pgbench", *conn, *options, dbname], check=True, capture_output=True, text=True).stdout
+
     try:
-        subprocess.run(["pgbench", *conn, "-i", "-q", "-s", str(scale), dbname], check=True, capture_output=True)
-        run = subprocess.run(
-            ["pgbench", *conn, "-c", "1", "-T", str(seconds), dbname], check=True, capture_output=True, text=True
-        )
+        run("-i", "-q", "-s", str(scale))
+        yield run
     finally:
         admin_execute(args, f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-    latency = re.search(r"latency average = ([\d.]+) ms", run.stdout)
-    tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", run.stdout)
-    if not latency or not tps:
-        raise RuntimeError(f"cannot read pgbench's output:\n{run.stdout}")
-    return {"latency_ms": float(latency.group(1)), "tps": float(tps.group(1)), "seconds": seconds, "scale": scale}
+
+
+def pgbench_figure(output: str, name: str) -> float:
+    """`tps` (without the initial connection time) or `latency` (average, ms) from pgbench's output."""
+    pattern = {
+        "tps": r"tps = ([\d.]+) \(without initial connection time\)",
+        "latency": r"latency average = ([\d.]+) ms",
+    }
+    m = re.search(pattern[name], output)
+    if not m:
+        raise RuntimeError(f"cannot read {name} from pgbench's output:\n{output}")
+    return round(float(m.group(1)), 3)
+
+
+def pgbench_one_client(args: argparse.Namespace, *, seconds: int = 10, scale: int = 10) -> dict[str, float]:
+    """pgbench's default TPC-B-like script, one client: the latency of one small write transaction with its commit
+    on this machine right now."""
+    with pgbench_scratch(args, scale=scale) as pgbench:
+        output = pgbench("-c", "1", "-T", str(seconds))
+    return {
+        "latency_ms": pgbench_figure(output, "latency"),
+        "tps": round(pgbench_figure(output, "tps"), 1),
+        "seconds": seconds,
+        "scale": scale,
+    }

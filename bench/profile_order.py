@@ -67,7 +67,10 @@ def parse_args() -> argparse.Namespace:
 
 
 class WsgiBrowser:
-    """One browser talking to the WSGI callable directly: cookies kept, CSRF token sent like a form would."""
+    """One browser talking to the WSGI callable directly: cookies kept, CSRF token sent like a form would.
+
+    Not django.test.Client: its handler does test work a server does not (it switches off the closing of old
+    database connections, attaches the request and its templates to each response), counted in what this times."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1") -> None:
         self.app, self.host = app, host

@@ -77,12 +77,10 @@ USE_CASE_RES = [(name, re.compile(p)) for name, p in USE_CASES]
 
 
 @contextmanager
-def recording(pid: int, out: Path, *, rate: int = 500, subprocesses: bool = False) -> Iterator[Path]:
-    """py-spy records `pid` (and its children with `subprocesses`) while the block runs."""
+def recording(pid: int, out: Path, *, rate: int = 500) -> Iterator[Path]:
+    """py-spy records `pid` while the block runs."""
     cmd = [str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(pid), "-r", str(rate)]
     cmd += ["--format", "raw", "-o", str(out), "--gil", "--nonblocking"]  # blocking (pausing) slows the target 10x
-    if subprocesses:
-        cmd.append("--subprocesses")
     out.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -119,17 +119,16 @@ def _pending_cap_check(*, email: str, ip_key: str, now: datetime) -> None:
             scope="email",
             order_no=latest,
         )
-    if ip_key:
-        if network >= per_ip:
-            raise TooManyPending(
-                ngettext(
-                    "Your network already has %(count)d unpaid order. Please try again in a few minutes.",
-                    "Your network already has %(count)d unpaid orders. Please try again in a few minutes.",
-                    network,
-                )
-                % {"count": network},
-                scope="ip",
+    if ip_key and network >= per_ip:
+        raise TooManyPending(
+            ngettext(
+                "Your network already has %(count)d unpaid order. Please try again in a few minutes.",
+                "Your network already has %(count)d unpaid orders. Please try again in a few minutes.",
+                network,
             )
+            % {"count": network},
+            scope="ip",
+        )
 
 
 # One prepared statement for what the cap reads on every checkout (two ORM queries cost 0.5 ms of CPU more). An
